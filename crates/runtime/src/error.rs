@@ -1,0 +1,330 @@
+//! What can go wrong in a refresh, classed by what the caller should do about it.
+
+use crate::snippet::{Snippet, redact_in};
+use std::fmt;
+use std::time::Duration;
+
+/// What a caller should do after a failed refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The refresh token is dead (expired, revoked, already used): re-authenticate.
+    ReAuthenticate,
+    /// The provider refused the request for a reason that retrying will not fix, such as wrong
+    /// client credentials or a malformed request: fix the configuration.
+    Rejected,
+    /// A temporary failure: try again later, with the same refresh token where that is safe.
+    RetryLater,
+    /// The provider answered something the spec does not describe.
+    BadResponse,
+    /// The request could not be sent, or no complete answer came back.
+    Transport,
+}
+
+/// A provider's own error code and message, as its documented error body gives them.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ProviderError {
+    /// The provider's error code, such as `invalid_grant` or `401`.
+    pub code: Option<String>,
+    /// The provider's message.
+    pub message: Option<String>,
+}
+
+impl ProviderError {
+    fn redact(&mut self, secret: &str) {
+        for text in [&mut self.code, &mut self.message].into_iter().flatten() {
+            *text = redact_in(text, secret);
+        }
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, &self.message) {
+            (Some(code), Some(message)) => write!(f, "{code}: {message}"),
+            (Some(text), None) | (None, Some(text)) => f.write_str(text),
+            (None, None) => f.write_str("no error details"),
+        }
+    }
+}
+
+impl fmt::Debug for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProviderError({self})")
+    }
+}
+
+/// Why no complete response came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// No connection could be made: the request was certainly not sent.
+    Connect,
+    /// The configured timeout passed.
+    Timeout,
+    /// The connection failed while the request or the response was under way.
+    Interrupted,
+    /// The request could not be built (an invalid URL or header value).
+    Request,
+}
+
+/// A failed refresh. Every variant keeps what a person needs to act, and no secret: provider
+/// texts and body snippets are scrubbed, and reqwest's messages are not kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RefreshError {
+    /// A documented response that means the refresh token is dead.
+    InvalidGrant {
+        /// The HTTP status.
+        status: u16,
+        /// The provider's code and message.
+        provider: ProviderError,
+    },
+    /// A documented response that means the request was refused for another reason.
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The provider's code and message.
+        provider: ProviderError,
+    },
+    /// A documented response that means the provider failed for now.
+    Transient {
+        /// The HTTP status.
+        status: u16,
+        /// The provider's code and message, when its body gave them.
+        provider: ProviderError,
+        /// The provider's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// A status the spec does not document.
+    UnexpectedStatus {
+        /// The HTTP status.
+        status: u16,
+        /// An excerpt of the body.
+        body: Snippet,
+    },
+    /// A documented status whose body did not match its schema.
+    InvalidBody {
+        /// The HTTP status.
+        status: u16,
+        /// What did not match, without the offending values.
+        reason: String,
+        /// An excerpt of the body.
+        body: Snippet,
+    },
+    /// The body was longer than the client's cap; reading stopped there.
+    BodyTooLarge {
+        /// The HTTP status.
+        status: u16,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// No complete response came back.
+    Transport {
+        /// What failed.
+        kind: TransportKind,
+        /// Whether the request may have reached the provider. A one-time refresh token may be
+        /// spent when this is true.
+        maybe_sent: bool,
+    },
+}
+
+impl RefreshError {
+    /// What the caller should do.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidGrant { .. } => ErrorKind::ReAuthenticate,
+            Self::Rejected { .. } => ErrorKind::Rejected,
+            Self::Transient { .. } => ErrorKind::RetryLater,
+            Self::UnexpectedStatus { status, .. } if is_transient_status(*status) => {
+                ErrorKind::RetryLater
+            }
+            Self::UnexpectedStatus { .. } | Self::InvalidBody { .. } | Self::BodyTooLarge { .. } => {
+                ErrorKind::BadResponse
+            }
+            Self::Transport { .. } => ErrorKind::Transport,
+        }
+    }
+
+    /// True when the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport { kind, .. } => *kind != TransportKind::Request,
+            _ => self.kind() == ErrorKind::RetryLater,
+        }
+    }
+
+    /// The HTTP status, when a response arrived.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::InvalidGrant { status, .. }
+            | Self::Rejected { status, .. }
+            | Self::Transient { status, .. }
+            | Self::UnexpectedStatus { status, .. }
+            | Self::InvalidBody { status, .. }
+            | Self::BodyTooLarge { status, .. } => Some(*status),
+            Self::Transport { .. } => None,
+        }
+    }
+
+    /// The provider's code and message, for documented errors.
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        match self {
+            Self::InvalidGrant { provider, .. }
+            | Self::Rejected { provider, .. }
+            | Self::Transient { provider, .. } => Some(provider),
+            _ => None,
+        }
+    }
+
+    /// Removes every occurrence of a secret the caller sent from the texts this error keeps.
+    #[must_use]
+    pub fn redact(mut self, secret: &str) -> Self {
+        match &mut self {
+            Self::InvalidGrant { provider, .. }
+            | Self::Rejected { provider, .. }
+            | Self::Transient { provider, .. } => provider.redact(secret),
+            Self::UnexpectedStatus { body, .. } | Self::InvalidBody { body, .. } => {
+                body.redact(secret)
+            }
+            Self::BodyTooLarge { .. } | Self::Transport { .. } => {}
+        }
+        self
+    }
+
+    /// Builds the error a documented error response maps to.
+    pub fn documented(
+        kind: ErrorKind,
+        status: u16,
+        provider: ProviderError,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        match kind {
+            ErrorKind::ReAuthenticate => Self::InvalidGrant { status, provider },
+            ErrorKind::Rejected => Self::Rejected { status, provider },
+            _ => Self::Transient {
+                status,
+                provider,
+                retry_after,
+            },
+        }
+    }
+}
+
+/// Statuses that mean "later" even when a spec does not document them.
+fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500..=599)
+}
+
+impl fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidGrant { status, provider } => write!(
+                f,
+                "the refresh token is no longer valid (HTTP {status}: {provider}); re-authenticate"
+            ),
+            Self::Rejected { status, provider } => {
+                write!(f, "the provider rejected the request (HTTP {status}: {provider})")
+            }
+            Self::Transient {
+                status, provider, ..
+            } => write!(
+                f,
+                "the provider failed for now (HTTP {status}: {provider}); try again later"
+            ),
+            Self::UnexpectedStatus { status, body } => {
+                write!(f, "undocumented HTTP status {status}, body {body}")
+            }
+            Self::InvalidBody {
+                status,
+                reason,
+                body,
+            } => write!(
+                f,
+                "HTTP {status} response not understood: {reason}; body {body}"
+            ),
+            Self::BodyTooLarge { status, limit } => write!(
+                f,
+                "HTTP {status} response body exceeds the {limit}-byte limit"
+            ),
+            Self::Transport { kind, maybe_sent } => {
+                let what = match kind {
+                    TransportKind::Connect => "could not connect to the provider",
+                    TransportKind::Timeout => "the request timed out",
+                    TransportKind::Interrupted => "the connection failed mid-exchange",
+                    TransportKind::Request => "the request could not be built",
+                };
+                let sent = if *maybe_sent {
+                    " (the provider may have received the request)"
+                } else {
+                    ""
+                };
+                write!(f, "{what}{sent}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RefreshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RefreshError::{:?}({self})", self.kind())
+    }
+}
+
+impl std::error::Error for RefreshError {}
+
+/// A client could not be built from its configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildError {
+    /// What was wrong; never contains a secret value.
+    pub reason: String,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid client configuration: {}", self.reason)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_tell_the_caller_what_to_do() {
+        let provider = ProviderError::default();
+        let dead = RefreshError::documented(ErrorKind::ReAuthenticate, 400, provider.clone(), None);
+        assert_eq!(dead.kind(), ErrorKind::ReAuthenticate);
+        assert!(!dead.is_retryable());
+        let later = RefreshError::documented(ErrorKind::RetryLater, 500, provider, None);
+        assert!(later.is_retryable());
+        let undocumented = RefreshError::UnexpectedStatus {
+            status: 503,
+            body: Snippet::new(b""),
+        };
+        assert_eq!(undocumented.kind(), ErrorKind::RetryLater);
+        let reset = RefreshError::Transport {
+            kind: TransportKind::Interrupted,
+            maybe_sent: true,
+        };
+        assert!(reset.is_retryable());
+        assert_eq!(reset.status(), None);
+    }
+
+    #[test]
+    fn redact_reaches_provider_texts_and_snippets() {
+        let secret = "rt-SENTINEL";
+        let provider = ProviderError {
+            code: Some("bad".into()),
+            message: Some(format!("token {secret} is spent")),
+        };
+        let err =
+            RefreshError::documented(ErrorKind::ReAuthenticate, 400, provider, None).redact(secret);
+        assert!(!format!("{err} {err:?}").contains(secret));
+        let err = RefreshError::UnexpectedStatus {
+            status: 418,
+            body: Snippet::new(format!("echo {secret}").as_bytes()),
+        }
+        .redact(secret);
+        assert!(!format!("{err} {err:?}").contains(secret));
+    }
+}

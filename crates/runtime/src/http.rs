@@ -1,0 +1,300 @@
+//! The HTTP layer every generated client shares: safe defaults, a capped body, typed failures.
+
+use crate::error::{BuildError, RefreshError, TransportKind};
+use crate::snippet::Snippet;
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Settings for the HTTP client a generated client builds for itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Time allowed for the whole exchange, connection included.
+    pub timeout: Duration,
+    /// Time allowed to establish the connection.
+    pub connect_timeout: Duration,
+    /// The largest response body read, in bytes. Token responses are small; a provider that
+    /// sends more is misbehaving, and the client stops reading there.
+    pub max_body: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body: 1024 * 1024,
+        }
+    }
+}
+
+/// A base URL and an HTTP client: what a generated client sends its requests through.
+///
+/// Redirects are never followed: a token request redirected elsewhere would carry its
+/// credentials to a host nobody chose.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    base_url: String,
+    http: reqwest::Client,
+    max_body: usize,
+}
+
+impl Transport {
+    /// A transport with its own HTTP client built from `config`.
+    pub fn new(base_url: &str, config: &HttpConfig) -> Result<Self, BuildError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tokenkit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| BuildError {
+                reason: "the HTTP client could not be initialised".into(),
+            })?;
+        Self::with_client(base_url, http, config.max_body)
+    }
+
+    /// A transport over an HTTP client the application built (for a proxy, say). Its redirect
+    /// and timeout settings are the application's responsibility.
+    pub fn with_client(
+        base_url: &str,
+        http: reqwest::Client,
+        max_body: usize,
+    ) -> Result<Self, BuildError> {
+        let parsed = reqwest::Url::parse(base_url).map_err(|e| BuildError {
+            reason: format!("base URL {base_url:?} is not a URL: {e}"),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
+            return Err(BuildError {
+                reason: format!("base URL {base_url:?} must be an http or https URL"),
+            });
+        }
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            http,
+            max_body,
+        })
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Starts a request to `path` (which begins with `/`) below the base URL.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base_url))
+    }
+
+    /// Sends the request and reads the response body up to the cap.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, RefreshError> {
+        let mut response = request.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response.headers();
+        let content_type = header_text(headers, &CONTENT_TYPE);
+        let retry_after = header_text(headers, &RETRY_AFTER)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let too_large = RefreshError::BodyTooLarge {
+            status,
+            limit: self.max_body,
+        };
+        let declared = header_text(headers, &CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body as u64) {
+            return Err(too_large);
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            content_type,
+            retry_after,
+            body: body.freeze(),
+        })
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+/// Classes a reqwest error; its message is dropped, since it can quote the URL.
+fn transport_error(error: reqwest::Error) -> RefreshError {
+    let (kind, maybe_sent) = if error.is_builder() {
+        (TransportKind::Request, false)
+    } else if error.is_connect() {
+        (TransportKind::Connect, false)
+    } else if error.is_timeout() {
+        (TransportKind::Timeout, true)
+    } else {
+        (TransportKind::Interrupted, true)
+    };
+    RefreshError::Transport { kind, maybe_sent }
+}
+
+/// Makes a header value from configuration, refusing characters HTTP does not allow.
+pub fn header_value(name: &str, value: &str) -> Result<HeaderValue, BuildError> {
+    HeaderValue::from_str(value).map_err(|_| BuildError {
+        reason: format!("the value for header {name} has characters HTTP headers cannot carry"),
+    })
+}
+
+/// A complete response: status, the headers the runtime uses, and the body.
+#[derive(Clone, Debug)]
+pub struct Response {
+    status: u16,
+    content_type: Option<String>,
+    retry_after: Option<Duration>,
+    body: Bytes,
+}
+
+impl Response {
+    /// A response assembled by hand, for tests and other transports.
+    pub fn new(status: u16, content_type: Option<&str>, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            content_type: content_type.map(str::to_owned),
+            retry_after: None,
+            body: body.into(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The `Retry-After` delay, when the server gave one in seconds.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The raw body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// A scrubbed excerpt of the body.
+    pub fn snippet(&self) -> Snippet {
+        Snippet::new(&self.body)
+    }
+
+    /// Decodes a JSON body into `T`. A body whose declared media type is not JSON, or that does
+    /// not match `T`, is an [`RefreshError::InvalidBody`] that quotes no value from the body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, RefreshError> {
+        if let Some(media) = &self.content_type {
+            if !is_json_media_type(media) {
+                return Err(self.invalid(format!("expected a JSON body, got {media:?}")));
+            }
+        }
+        if self.body.is_empty() {
+            return Err(self.invalid("expected a JSON body, got an empty body".into()));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&self.body);
+        let value = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| self.invalid(describe_json_error(e.inner(), &e.path().to_string())))?;
+        de.end()
+            .map_err(|e| self.invalid(describe_json_error(&e, "")))?;
+        Ok(value)
+    }
+
+    /// The error for a status the spec does not document.
+    pub fn unexpected(&self) -> RefreshError {
+        RefreshError::UnexpectedStatus {
+            status: self.status,
+            body: self.snippet(),
+        }
+    }
+
+    fn invalid(&self, reason: String) -> RefreshError {
+        RefreshError::InvalidBody {
+            status: self.status,
+            reason,
+            body: self.snippet(),
+        }
+    }
+}
+
+/// serde_json's own messages quote offending values (`invalid type: string "…"`), which may be
+/// tokens; this keeps only where it failed and what kind of failure it was.
+fn describe_json_error(inner: &serde_json::Error, path: &str) -> String {
+    let what = match inner.classify() {
+        serde_json::error::Category::Io => "could not be read",
+        serde_json::error::Category::Syntax => "is not valid JSON",
+        serde_json::error::Category::Eof => "ends early",
+        serde_json::error::Category::Data => "does not match the documented schema",
+    };
+    let at = if path == "." || path.is_empty() {
+        String::new()
+    } else {
+        format!(" at field `{path}`")
+    };
+    format!(
+        "the body {what}{at} (line {}, column {})",
+        inner.line(),
+        inner.column()
+    )
+}
+
+/// `application/json` and any `+json` media type, parameters ignored.
+pub fn is_json_media_type(media: &str) -> bool {
+    let essence = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Body {
+        #[allow(dead_code)]
+        expires_in: u32,
+    }
+
+    #[test]
+    fn json_errors_quote_no_value() {
+        let response = Response::new(
+            200,
+            Some("application/json"),
+            r#"{"expires_in":"SENTINEL-VALUE"}"#,
+        );
+        let Err(RefreshError::InvalidBody { reason: shown, .. }) = response.json::<Body>() else {
+            panic!("a mismatched body must be InvalidBody");
+        };
+        assert!(shown.contains("expires_in"), "{shown}");
+        assert!(!shown.contains("SENTINEL-VALUE"), "{shown}");
+    }
+
+    #[test]
+    fn wrong_media_type_and_empty_body_are_invalid() {
+        let html = Response::new(200, Some("text/html"), "<html>");
+        assert!(matches!(html.json::<Body>(), Err(RefreshError::InvalidBody { .. })));
+        let empty = Response::new(200, Some("application/json"), "");
+        assert!(matches!(empty.json::<Body>(), Err(RefreshError::InvalidBody { .. })));
+        let trailing = Response::new(200, None, r#"{"expires_in":1} x"#);
+        assert!(matches!(trailing.json::<Body>(), Err(RefreshError::InvalidBody { .. })));
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(is_json_media_type("application/json; charset=utf-8"));
+        assert!(is_json_media_type("application/problem+json"));
+        assert!(!is_json_media_type("text/plain"));
+    }
+
+    #[test]
+    fn base_url_must_be_http() {
+        let config = HttpConfig::default();
+        assert!(Transport::new("ftp://x", &config).is_err());
+        assert!(Transport::new("not a url", &config).is_err());
+        let t = Transport::new("https://api.example.com/v1/", &config).unwrap();
+        assert_eq!(t.base_url(), "https://api.example.com/v1");
+    }
+}

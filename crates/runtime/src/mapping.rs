@@ -1,0 +1,151 @@
+//! Helpers the generated code calls to apply a spec's token mapping to a decoded body.
+//! They are public for generated crates; applications have no need for them.
+
+use crate::secret::Secret;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::time::SystemTime;
+
+/// A value that can stand for a number of seconds: providers send numbers, numeric strings and
+/// occasionally floats.
+pub trait Seconds {
+    /// The value as seconds, when it is a finite number.
+    fn seconds(&self) -> Option<f64>;
+}
+
+macro_rules! seconds_as_cast {
+    ($($t:ty),*) => {$(
+        impl Seconds for $t {
+            fn seconds(&self) -> Option<f64> {
+                Some(*self as f64)
+            }
+        }
+    )*};
+}
+
+seconds_as_cast!(i32, i64, u32, u64, f32, f64);
+
+impl Seconds for String {
+    fn seconds(&self) -> Option<f64> {
+        self.trim().parse().ok()
+    }
+}
+
+impl Seconds for Value {
+    fn seconds(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.seconds(),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Seconds> Seconds for Option<T> {
+    fn seconds(&self) -> Option<f64> {
+        self.as_ref()?.seconds()
+    }
+}
+
+/// Seconds of any supported value.
+pub fn seconds<T: Seconds + ?Sized>(value: &T) -> Option<f64> {
+    value.seconds()
+}
+
+/// An absolute expiry from optional `expires_in` and `created_at` values; see
+/// [`crate::expiry_from`].
+pub fn expiry(
+    expires_in: Option<f64>,
+    created_at: Option<f64>,
+    received: SystemTime,
+) -> Option<SystemTime> {
+    crate::token::expiry_from(expires_in?, created_at, received)
+}
+
+/// A code or message as text: strings as they are, numbers and booleans printed, `null` as none,
+/// anything else as compact JSON.
+pub fn text<T: Serialize + ?Sized>(value: &T) -> Option<String> {
+    match serde_json::to_value(value).ok()? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The body as a JSON object without the fields at `secret_pointers`; empty for non-objects.
+pub fn extras<T: Serialize + ?Sized>(body: &T, secret_pointers: &[&str]) -> Map<String, Value> {
+    let Ok(mut value) = serde_json::to_value(body) else {
+        return Map::new();
+    };
+    for pointer in secret_pointers {
+        remove_pointer(&mut value, pointer);
+    }
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn remove_pointer(value: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    if let Some(Value::Object(map)) = value.pointer_mut(parent) {
+        map.remove(&key);
+    }
+}
+
+/// A secret from any mapped string field, whether the spec typed it as a secret or not.
+pub fn secret(value: &impl AsSecret) -> Secret {
+    value.as_secret()
+}
+
+/// Fields a token can be read from.
+pub trait AsSecret {
+    /// The value as a secret.
+    fn as_secret(&self) -> Secret;
+}
+
+impl AsSecret for Secret {
+    fn as_secret(&self) -> Secret {
+        self.clone()
+    }
+}
+
+impl AsSecret for String {
+    fn as_secret(&self) -> Secret {
+        Secret::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seconds_from_numbers_and_numeric_strings() {
+        assert_eq!(seconds(&3600_i64), Some(3600.0));
+        assert_eq!(seconds(&"900".to_string()), Some(900.0));
+        assert_eq!(seconds(&json!("x")), None);
+        assert_eq!(seconds(&Some(5_u32)), Some(5.0));
+    }
+
+    #[test]
+    fn text_of_codes() {
+        assert_eq!(text(&json!(401)), Some("401".into()));
+        assert_eq!(text(&json!("invalid_grant")), Some("invalid_grant".into()));
+        assert_eq!(text(&json!(null)), None);
+    }
+
+    #[test]
+    fn extras_drop_the_tokens() {
+        let body = json!({"payload": {"access": {"token": "A", "expires_in": 5}}, "id": "x"});
+        let extras = extras(&body, &["/payload/access/token"]);
+        assert_eq!(
+            Value::Object(extras),
+            json!({"payload": {"access": {"expires_in": 5}}, "id": "x"})
+        );
+    }
+}

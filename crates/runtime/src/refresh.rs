@@ -1,0 +1,69 @@
+//! The trait every generated client implements, so applications can hold any provider.
+
+use crate::error::RefreshError;
+use crate::secret::RefreshToken;
+use crate::token::TokenSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future that can move between threads. Boxing keeps [`RefreshClient`] usable as
+/// `dyn RefreshClient`; one allocation is nothing next to an HTTP round trip.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a provider does with refresh tokens, as its spec declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rotation {
+    /// Each refresh token works once; sending it again may revoke the whole token family.
+    OneTime,
+    /// Every refresh returns a new refresh token; the old one may stop working.
+    Rotating,
+    /// A new refresh token may come back; when none does, the old one stays valid.
+    Optional,
+}
+
+impl Rotation {
+    /// Whether a refresh token whose request may have reached the provider can be sent again.
+    pub fn resend_is_safe(self) -> bool {
+        self == Self::Optional
+    }
+}
+
+/// Exchanges a refresh token for a new [`TokenSet`]. Every generated client implements it.
+pub trait RefreshClient: Send + Sync {
+    /// The provider's name, as its spec file is named.
+    fn provider(&self) -> &'static str;
+
+    /// The provider's rotation policy.
+    fn rotation(&self) -> Rotation;
+
+    /// Sends one refresh request. A response without a new refresh token yields the one that
+    /// was sent; no error or log line contains either token.
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a RefreshToken,
+    ) -> BoxFuture<'a, Result<TokenSet, RefreshError>>;
+}
+
+macro_rules! forward_refresh_client {
+    ($($wrapper:ident),*) => {$(
+        impl<T: RefreshClient + ?Sized> RefreshClient for $wrapper<T> {
+            fn provider(&self) -> &'static str {
+                (**self).provider()
+            }
+
+            fn rotation(&self) -> Rotation {
+                (**self).rotation()
+            }
+
+            fn refresh<'a>(
+                &'a self,
+                refresh_token: &'a RefreshToken,
+            ) -> BoxFuture<'a, Result<TokenSet, RefreshError>> {
+                (**self).refresh(refresh_token)
+            }
+        }
+    )*};
+}
+
+forward_refresh_client!(Box, Arc);
