@@ -136,9 +136,9 @@ impl RefreshError {
             Self::UnexpectedStatus { status, .. } if is_transient_status(*status) => {
                 ErrorKind::RetryLater
             }
-            Self::UnexpectedStatus { .. } | Self::InvalidBody { .. } | Self::BodyTooLarge { .. } => {
-                ErrorKind::BadResponse
-            }
+            Self::UnexpectedStatus { .. }
+            | Self::InvalidBody { .. }
+            | Self::BodyTooLarge { .. } => ErrorKind::BadResponse,
             Self::Transport { .. } => ErrorKind::Transport,
         }
     }
@@ -221,7 +221,10 @@ impl fmt::Display for RefreshError {
                 "the refresh token is no longer valid (HTTP {status}: {provider}); re-authenticate"
             ),
             Self::Rejected { status, provider } => {
-                write!(f, "the provider rejected the request (HTTP {status}: {provider})")
+                write!(
+                    f,
+                    "the provider rejected the request (HTTP {status}: {provider})"
+                )
             }
             Self::Transient {
                 status, provider, ..
@@ -236,10 +239,13 @@ impl fmt::Display for RefreshError {
                 status,
                 reason,
                 body,
-            } => write!(
-                f,
-                "HTTP {status} response not understood: {reason}; body {body}"
-            ),
+            } => {
+                write!(f, "HTTP {status} response not understood: {reason}")?;
+                if body.body_len() > 0 {
+                    write!(f, "; body {body}")?;
+                }
+                Ok(())
+            }
             Self::BodyTooLarge { status, limit } => write!(
                 f,
                 "HTTP {status} response body exceeds the {limit}-byte limit"

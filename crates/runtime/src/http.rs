@@ -3,7 +3,9 @@
 use crate::error::{BuildError, RefreshError, TransportKind};
 use crate::snippet::Snippet;
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -84,7 +86,8 @@ impl Transport {
 
     /// Starts a request to `path` (which begins with `/`) below the base URL.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base_url))
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
     }
 
     /// Sends the request and reads the response body up to the cap.
@@ -143,6 +146,13 @@ pub fn header_value(name: &str, value: &str) -> Result<HeaderValue, BuildError> 
     HeaderValue::from_str(value).map_err(|_| BuildError {
         reason: format!("the value for header {name} has characters HTTP headers cannot carry"),
     })
+}
+
+/// Like [`header_value`], for a secret: marked sensitive so HTTP tooling does not show it.
+pub fn sensitive_header_value(name: &str, value: &str) -> Result<HeaderValue, BuildError> {
+    let mut value = header_value(name, value)?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A complete response: status, the headers the runtime uses, and the body.
@@ -244,8 +254,14 @@ fn describe_json_error(inner: &serde_json::Error, path: &str) -> String {
 
 /// `application/json` and any `+json` media type, parameters ignored.
 pub fn is_json_media_type(media: &str) -> bool {
-    let essence = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 #[cfg(test)]
@@ -275,11 +291,20 @@ mod tests {
     #[test]
     fn wrong_media_type_and_empty_body_are_invalid() {
         let html = Response::new(200, Some("text/html"), "<html>");
-        assert!(matches!(html.json::<Body>(), Err(RefreshError::InvalidBody { .. })));
+        assert!(matches!(
+            html.json::<Body>(),
+            Err(RefreshError::InvalidBody { .. })
+        ));
         let empty = Response::new(200, Some("application/json"), "");
-        assert!(matches!(empty.json::<Body>(), Err(RefreshError::InvalidBody { .. })));
+        assert!(matches!(
+            empty.json::<Body>(),
+            Err(RefreshError::InvalidBody { .. })
+        ));
         let trailing = Response::new(200, None, r#"{"expires_in":1} x"#);
-        assert!(matches!(trailing.json::<Body>(), Err(RefreshError::InvalidBody { .. })));
+        assert!(matches!(
+            trailing.json::<Body>(),
+            Err(RefreshError::InvalidBody { .. })
+        ));
     }
 
     #[test]

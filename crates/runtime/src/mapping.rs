@@ -1,7 +1,9 @@
 //! Helpers the generated code calls to apply a spec's token mapping to a decoded body.
 //! They are public for generated crates; applications have no need for them.
 
+use crate::error::RefreshError;
 use crate::secret::Secret;
+use crate::snippet::Snippet;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::SystemTime;
@@ -72,6 +74,26 @@ pub fn text<T: Serialize + ?Sized>(value: &T) -> Option<String> {
     }
 }
 
+/// Whether `value` equals the JSON literal `literal` (a spec's failure discriminator).
+pub fn equals_json<T: Serialize + ?Sized>(value: &T, literal: &str) -> bool {
+    match (
+        serde_json::to_value(value),
+        serde_json::from_str::<Value>(literal),
+    ) {
+        (Ok(value), Ok(literal)) => value == literal,
+        _ => false,
+    }
+}
+
+/// The error for a success body that lacks a value the mapping requires.
+pub fn missing(status: u16, pointer: &str) -> RefreshError {
+    RefreshError::InvalidBody {
+        status,
+        reason: format!("the body has no value at {pointer}"),
+        body: Snippet::default(),
+    }
+}
+
 /// The body as a JSON object without the fields at `secret_pointers`; empty for non-objects.
 pub fn extras<T: Serialize + ?Sized>(body: &T, secret_pointers: &[&str]) -> Map<String, Value> {
     let Ok(mut value) = serde_json::to_value(body) else {
@@ -130,6 +152,13 @@ mod tests {
         assert_eq!(seconds(&"900".to_string()), Some(900.0));
         assert_eq!(seconds(&json!("x")), None);
         assert_eq!(seconds(&Some(5_u32)), Some(5.0));
+    }
+
+    #[test]
+    fn equals_a_literal() {
+        assert!(equals_json(&false, "false"));
+        assert!(!equals_json(&true, "false"));
+        assert!(equals_json(&json!({"a": 1}), r#"{"a":1}"#));
     }
 
     #[test]

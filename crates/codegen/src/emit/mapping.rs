@@ -1,0 +1,374 @@
+//! Tokens that apply the token mapping: pointer-following functions and `into_token_set`.
+
+use super::types::field_ident;
+use crate::extension::FailureKind;
+use crate::model::{Failure, Mapped, Provider, ResponseCase};
+use crate::names::ident;
+use crate::types::Access;
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote};
+
+/// What a pointer-following function returns, made from a reference to the target.
+#[derive(Clone, Copy)]
+enum Finish {
+    /// `Option<tokenkit::Secret>`.
+    Secret,
+    /// `Option<String>`.
+    Text,
+    /// `Option<f64>`.
+    Seconds,
+    /// `Option<bool>`: whether the target equals a JSON literal.
+    Equals,
+}
+
+impl Finish {
+    fn output(self) -> TokenStream {
+        match self {
+            Finish::Secret => quote!(Option<tokenkit::Secret>),
+            Finish::Text => quote!(Option<String>),
+            Finish::Seconds => quote!(Option<f64>),
+            Finish::Equals => quote!(Option<bool>),
+        }
+    }
+
+    fn apply(self, target: TokenStream, literal: &str) -> TokenStream {
+        match self {
+            Finish::Secret => quote!(Some(tokenkit::mapping::secret(#target))),
+            Finish::Text => quote!(tokenkit::mapping::text(#target)),
+            Finish::Seconds => quote!(tokenkit::mapping::seconds(#target)),
+            Finish::Equals => quote!(Some(tokenkit::mapping::equals_json(#target, #literal))),
+        }
+    }
+}
+
+/// An expression of the finisher's type that follows `access` from `place`; `is_ref` says
+/// whether `place` is already a reference. Optional fields are crossed with `?`.
+fn follow(
+    place: TokenStream,
+    is_ref: bool,
+    access: &Access,
+    finish: Finish,
+    literal: &str,
+) -> TokenStream {
+    match access {
+        Access::Leaf(_) => {
+            let target = if is_ref { place } else { quote!(&#place) };
+            finish.apply(target, literal)
+        }
+        Access::Field {
+            json,
+            optional,
+            next,
+        } => {
+            let field = field_ident(json);
+            match (optional, next.as_ref()) {
+                (false, next) => follow(quote!(#place.#field), false, next, finish, literal),
+                (true, Access::Leaf(_)) => finish.apply(quote!(#place.#field.as_ref()?), literal),
+                (true, next) => {
+                    follow(quote!(#place.#field.as_ref()?), true, next, finish, literal)
+                }
+            }
+        }
+        Access::Variants { enum_name, arms } => {
+            let enum_ident = ident(enum_name);
+            let scrutinee = if is_ref { place } else { quote!(&#place) };
+            let arms = arms.iter().map(|(variant, arm)| {
+                let variant = ident(variant);
+                match arm {
+                    Some(arm) => {
+                        let inner = follow(quote!(value), true, arm, finish, literal);
+                        quote!(#enum_ident::#variant(value) => #inner,)
+                    }
+                    None => quote!(#enum_ident::#variant(_) => None,),
+                }
+            });
+            quote!(match #scrutinee { #(#arms)* })
+        }
+    }
+}
+
+/// The pointer-following functions of one client, in the order they are needed.
+#[derive(Default)]
+struct Getters(Vec<TokenStream>);
+
+impl Getters {
+    /// Adds a function named `name` and returns a call of it on `body`.
+    fn call(
+        &mut self,
+        name: &str,
+        purpose: &str,
+        case: &ResponseCase,
+        mapped: &Mapped,
+        finish: Finish,
+        literal: &str,
+    ) -> TokenStream {
+        let name = format_ident!("{}", name);
+        self.0
+            .push(getter(&name, purpose, case, mapped, finish, literal));
+        quote!(mapping::#name(&body))
+    }
+
+    /// A call, or `None` when the mapping has no such pointer.
+    fn call_opt(
+        &mut self,
+        name: &str,
+        purpose: &str,
+        case: &ResponseCase,
+        mapped: Option<&Mapped>,
+        finish: Finish,
+    ) -> TokenStream {
+        match mapped {
+            Some(m) => self.call(name, purpose, case, m, finish, ""),
+            None => quote!(None),
+        }
+    }
+}
+
+fn getter(
+    name: &Ident,
+    purpose: &str,
+    case: &ResponseCase,
+    mapped: &Mapped,
+    finish: Finish,
+    literal: &str,
+) -> TokenStream {
+    let body_ty = match &case.body {
+        Some((_, ty)) => super::types::ty(ty),
+        None => quote!(()),
+    };
+    let output = finish.output();
+    let body = follow(quote!(body), true, &mapped.access, finish, literal);
+    let doc = super::docs(&format!(
+        "{purpose}: `{}` in the `{}` body.",
+        mapped.pointer, case.status
+    ));
+    quote! {
+        #doc
+        pub(super) fn #name(body: &#body_ty) -> #output {
+            #body
+        }
+    }
+}
+
+fn kind(kind: FailureKind) -> TokenStream {
+    match kind {
+        FailureKind::InvalidGrant => quote!(tokenkit::ErrorKind::ReAuthenticate),
+        FailureKind::Rejected => quote!(tokenkit::ErrorKind::Rejected),
+        FailureKind::Transient => quote!(tokenkit::ErrorKind::RetryLater),
+    }
+}
+
+/// The `mapping` module and the `into_token_set` method of the outcome enum.
+pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
+    let mapping = &provider.mapping;
+    let success = &mapping.success;
+    let case_of = |status: u16| {
+        provider
+            .operation
+            .responses
+            .iter()
+            .find(|r| r.status == status)
+            .expect("the model checked that every mapped status is documented")
+    };
+    let success_case = case_of(success.status);
+    let mut getters = Getters::default();
+
+    // The failures, by status: `when` discriminators first, then the fallback.
+    let mut failure_checks: Vec<(u16, Option<TokenStream>, TokenStream)> = Vec::new();
+    for (i, failure) in mapping.failures.iter().enumerate() {
+        let case = case_of(failure.status);
+        let condition = failure.when.as_ref().map(|(mapped, value)| {
+            let call = getters.call(
+                &format!("failure_{i}_when"),
+                "Whether this is a failure",
+                case,
+                mapped,
+                Finish::Equals,
+                &value.to_string(),
+            );
+            quote!(#call == Some(true))
+        });
+        let error = failure_error(i, failure, case, &mut getters);
+        failure_checks.push((failure.status, condition, error));
+    }
+
+    let access = getters.call(
+        "access_token",
+        "The access token",
+        success_case,
+        &success.access_token,
+        Finish::Secret,
+        "",
+    );
+    let refresh_token = match &success.refresh_token {
+        Some(m) => {
+            let call = getters.call(
+                "refresh_token",
+                "The new refresh token",
+                success_case,
+                m,
+                Finish::Secret,
+                "",
+            );
+            quote!(Some(#call.map_or_else(|| sent.clone(), Into::into)))
+        }
+        None => quote!(Some(sent.clone())),
+    };
+    let expires_in = getters.call_opt(
+        "expires_in",
+        "The lifetime",
+        success_case,
+        success.expires_in.as_ref(),
+        Finish::Seconds,
+    );
+    let created_at = getters.call_opt(
+        "created_at",
+        "The issue time",
+        success_case,
+        success.created_at.as_ref(),
+        Finish::Seconds,
+    );
+    let token_type = getters.call_opt(
+        "token_type",
+        "The token type",
+        success_case,
+        success.token_type.as_ref(),
+        Finish::Text,
+    );
+    let secret_pointers: Vec<&str> = std::iter::once(success.access_token.pointer.as_str())
+        .chain(success.refresh_token.as_ref().map(|m| m.pointer.as_str()))
+        .collect();
+    let access_pointer = &success.access_token.pointer;
+    let success_status = success.status;
+    let success_literal = proc_macro2::Literal::u16_unsuffixed(success_status);
+
+    let arms = provider.operation.responses.iter().map(|case| {
+        let variant = ident(&case.variant);
+        let status = case.status;
+        let checks: Vec<&(u16, Option<TokenStream>, TokenStream)> = failure_checks
+            .iter()
+            .filter(|(s, _, _)| *s == status)
+            .collect();
+        let guarded = checks.iter().filter_map(|(_, cond, error)| {
+            cond.as_ref()
+                .map(|cond| quote!(if #cond { return Err(#error); }))
+        });
+        let fallback = if status == success_status {
+            quote! {
+                let access_token = #access
+                    .ok_or_else(|| tokenkit::mapping::missing(#success_literal, #access_pointer))?;
+                Ok(tokenkit::TokenSet {
+                    access_token: access_token.into(),
+                    refresh_token: #refresh_token,
+                    expires_at: tokenkit::mapping::expiry(#expires_in, #created_at, received),
+                    token_type: #token_type,
+                    extras: tokenkit::mapping::extras(&body, &[#(#secret_pointers),*]),
+                })
+            }
+        } else {
+            let error = checks
+                .iter()
+                .find(|(_, cond, _)| cond.is_none())
+                .map(|(_, _, error)| error.clone())
+                .expect("the model checked that every documented status has a meaning");
+            quote!(Err(#error))
+        };
+        let guarded: Vec<TokenStream> = guarded.collect();
+        let uses_body = status == success_status
+            || mapping.failures.iter().any(|f| {
+                f.status == status && (f.when.is_some() || f.code.is_some() || f.message.is_some())
+            });
+        let binding = if case.body.is_some() && uses_body {
+            quote!(body)
+        } else {
+            quote!(_)
+        };
+        quote! {
+            Self::#variant(#binding) => {
+                #(#guarded)*
+                #fallback
+            }
+        }
+    });
+
+    let getters = &getters.0;
+    let doc = super::docs(&format!(
+        "Applies the token mapping of `{}`: the success body becomes a token set, and every \
+         documented failure the error its mapping names. `sent` is kept as the refresh token when \
+         the response carries none; `received` is when the response arrived, the origin of a \
+         relative expiry.",
+        provider.file
+    ));
+    quote! {
+        impl #outcome {
+            #doc
+            pub fn into_token_set(
+                self,
+                sent: &tokenkit::RefreshToken,
+                received: std::time::SystemTime,
+            ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+                match self {
+                    #(#arms)*
+                    Self::Undocumented { status, body } => {
+                        Err(tokenkit::RefreshError::UnexpectedStatus { status, body })
+                    }
+                }
+            }
+        }
+
+        /// Functions that follow the token mapping's pointers through the typed bodies.
+        mod mapping {
+            use super::*;
+
+            #(#getters)*
+        }
+    }
+}
+
+fn failure_error(
+    i: usize,
+    failure: &Failure,
+    case: &ResponseCase,
+    getters: &mut Getters,
+) -> TokenStream {
+    let status = proc_macro2::Literal::u16_unsuffixed(failure.status);
+    let code = getters.call_opt(
+        &format!("failure_{i}_code"),
+        "The provider's error code",
+        case,
+        failure.code.as_ref(),
+        Finish::Text,
+    );
+    let message = getters.call_opt(
+        &format!("failure_{i}_message"),
+        "The provider's error message",
+        case,
+        failure.message.as_ref(),
+        Finish::Text,
+    );
+    let default_kind = kind(failure.kind);
+    let error = |kind: TokenStream, code: Option<TokenStream>| {
+        let code = code.map(|c| quote!(: #c));
+        quote! {
+            tokenkit::RefreshError::documented(
+                #kind,
+                #status,
+                tokenkit::ProviderError { code #code, message: #message },
+                None,
+            )
+        }
+    };
+    if failure.kinds.is_empty() {
+        return error(default_kind, Some(code));
+    }
+    let arms = failure.kinds.iter().map(|(code, k)| {
+        let k = kind(*k);
+        quote!(Some(#code) => #k,)
+    });
+    let built = error(quote!(kind), None);
+    quote! {{
+        let code = #code;
+        let kind = match code.as_deref() { #(#arms)* _ => #default_kind };
+        #built
+    }}
+}

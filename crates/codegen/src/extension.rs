@@ -1,0 +1,152 @@
+//! The `x-token-refresh` vendor extension, as written in a spec: what plain OpenAPI cannot say.
+//!
+//! Pointers here are JSON pointers into the *instance* (the request or response body), and the
+//! generator checks each one against the schema of that body.
+
+use crate::error::SpecError;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The extension's key on the refresh operation.
+pub const KEY: &str = "x-token-refresh";
+
+/// The whole extension.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TokenRefresh {
+    /// What the provider does with refresh tokens.
+    pub rotation: Rotation,
+    /// Where the refresh token goes in the request.
+    pub request: RequestMapping,
+    /// Where the tokens come from in the success response.
+    pub success: SuccessMapping,
+    /// What every documented failure means.
+    #[serde(default)]
+    pub failures: Vec<FailureMapping>,
+}
+
+/// The rotation policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rotation {
+    /// Each refresh token works once.
+    OneTime,
+    /// Every refresh returns a new refresh token.
+    Rotating,
+    /// A new refresh token may come back; if not, the old one stays valid.
+    Optional,
+}
+
+/// The refresh token's place in the request.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RequestMapping {
+    /// A pointer into the JSON request body.
+    pub refresh_token: String,
+}
+
+/// Where the token set comes from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SuccessMapping {
+    /// The documented status of the success response.
+    #[serde(deserialize_with = "status_text")]
+    pub status: String,
+    /// The access token (required, a string).
+    pub access_token: String,
+    /// The new refresh token (a string); absent means the provider never sends one.
+    pub refresh_token: Option<String>,
+    /// The lifetime in seconds (a number or numeric string).
+    pub expires_in: Option<String>,
+    /// The token type (a string).
+    pub token_type: Option<String>,
+    /// When the token was issued, as a Unix time; lets an epoch-valued `expires_in` be read.
+    pub created_at: Option<String>,
+}
+
+/// What one documented failure response means.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FailureMapping {
+    /// The documented status.
+    #[serde(deserialize_with = "status_text")]
+    pub status: String,
+    /// For a failure inside a success status: the field and value that mark it.
+    pub when: Option<When>,
+    /// The meaning when `kinds` names no other.
+    pub kind: FailureKind,
+    /// Meanings by the provider's error code, read at `code`.
+    #[serde(default)]
+    pub kinds: indexmap::IndexMap<String, FailureKind>,
+    /// The provider's error code.
+    pub code: Option<String>,
+    /// The provider's error message.
+    pub message: Option<String>,
+    /// Why this mapping was chosen, for readers of the spec.
+    pub description: Option<String>,
+}
+
+/// A discriminator inside a body.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct When {
+    /// Where to look.
+    pub pointer: String,
+    /// The JSON value that marks a failure.
+    pub equals: Value,
+}
+
+/// What a failure means for the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The refresh token is dead: re-authenticate.
+    InvalidGrant,
+    /// Refused for another reason (wrong client credentials, malformed request).
+    Rejected,
+    /// Try again later.
+    Transient,
+}
+
+fn status_text<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    match Value::deserialize(de)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "a status must be a string such as \"200\", found {other}"
+        ))),
+    }
+}
+
+/// Reads the extension from an operation's extensions, locating any error inside it.
+pub fn read(
+    file: &str,
+    operation_pointer: &str,
+    extensions: &indexmap::IndexMap<String, Value>,
+) -> Result<TokenRefresh, SpecError> {
+    let at = crate::pointer::join(operation_pointer, KEY);
+    let value = extensions.get(KEY).ok_or_else(|| {
+        SpecError::new(
+            file,
+            operation_pointer,
+            format!("the refresh operation has no `{KEY}` mapping"),
+        )
+        .hint("add the token mapping extension; see README.md, \"The token mapping\"")
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner: String = e
+            .path()
+            .iter()
+            .map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => format!("/{index}"),
+                serde_path_to_error::Segment::Map { key } => crate::pointer::join("", key),
+                _ => String::new(),
+            })
+            .collect();
+        SpecError::new(
+            file,
+            &format!("{at}{inner}"),
+            format!("invalid token mapping: {}", e.inner()),
+        )
+    })
+}

@@ -1,0 +1,187 @@
+//! Reading a spec file: YAML → JSON value → `openapiv3::OpenAPI`, with every failure located.
+
+use crate::error::SpecError;
+use crate::pointer;
+use openapiv3::OpenAPI;
+use serde_json::{Map, Number, Value};
+use std::path::Path;
+
+/// A parsed spec and where it came from.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// The provider's name: the file name without `.yaml`.
+    pub name: String,
+    /// The file, as the caller named it; every error quotes it.
+    pub file: String,
+    /// The spec as JSON, for the mock server and for pointers the typed model does not keep.
+    pub json: Value,
+    /// The typed OpenAPI document.
+    pub api: OpenAPI,
+}
+
+/// Reads and parses one spec file.
+pub fn load(path: &Path) -> Result<Spec, SpecError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SpecError::new(&file, "", format!("cannot read the file: {e}")))?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| SpecError::new(&file, "", "the file name is not valid UTF-8"))?;
+    parse(name, &file, &text)
+}
+
+/// Parses spec text; `file` is only used in errors.
+pub fn parse(name: &str, file: &str, text: &str) -> Result<Spec, SpecError> {
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+            .unwrap_or_default();
+        SpecError::new(file, "", format!("not valid YAML{at}: {e}"))
+    })?;
+    let json =
+        to_json(yaml, "").map_err(|(pointer, message)| SpecError::new(file, &pointer, message))?;
+    check_version(file, &json)?;
+    let api = serde_path_to_error::deserialize::<_, OpenAPI>(&json).map_err(|e| {
+        let pointer: String = e.path().iter().map(segment_pointer).collect();
+        SpecError::new(
+            file,
+            &pointer,
+            format!("not a valid OpenAPI 3.0 document: {}", e.inner()),
+        )
+    })?;
+    if !is_valid_name(name) {
+        return Err(SpecError::new(
+            file,
+            "",
+            format!("the provider name {name:?} must be lower-case letters, digits and dashes"),
+        )
+        .hint("rename the file, such as `specs/my-provider.yaml`"));
+    }
+    Ok(Spec {
+        name: name.to_owned(),
+        file: file.to_owned(),
+        json,
+        api,
+    })
+}
+
+fn is_valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn segment_pointer(segment: &serde_path_to_error::Segment) -> String {
+    use serde_path_to_error::Segment;
+    match segment {
+        Segment::Seq { index } => format!("/{index}"),
+        Segment::Map { key } => pointer::join("", key),
+        Segment::Enum { variant } => pointer::join("", variant),
+        Segment::Unknown => "/?".to_owned(),
+    }
+}
+
+fn check_version(file: &str, json: &Value) -> Result<(), SpecError> {
+    let version = json.get("openapi").and_then(Value::as_str);
+    match version {
+        Some(v) if v.starts_with("3.0.") => Ok(()),
+        Some(v) => Err(SpecError::new(
+            file,
+            "/openapi",
+            format!("OpenAPI version {v:?} is not supported; this generator reads 3.0.x"),
+        )
+        .hint("write `openapi: 3.0.3`")),
+        None => Err(SpecError::new(
+            file,
+            "/openapi",
+            "the `openapi` version field is missing or not a string",
+        )
+        .hint("start the file with `openapi: 3.0.3`")),
+    }
+}
+
+/// YAML allows what JSON does not (non-string keys, tags, NaN); OpenAPI is JSON's data model.
+/// Numeric and boolean keys (`200:` unquoted) become strings, as YAML readers of OpenAPI expect.
+fn to_json(value: serde_yaml::Value, at: &str) -> Result<Value, (String, String)> {
+    use serde_yaml::Value as Y;
+    Ok(match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                Value::Number(
+                    Number::from_f64(f).ok_or_else(|| {
+                        (at.to_owned(), format!("the number {n} has no JSON form"))
+                    })?,
+                )
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| to_json(v, &format!("{at}/{i}")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(map) => {
+            let mut out = Map::new();
+            for (key, v) in map {
+                let key = match key {
+                    Y::String(s) => s,
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => {
+                        return Err((
+                            at.to_owned(),
+                            format!("a mapping key must be a string, found {other:?}"),
+                        ));
+                    }
+                };
+                let child = pointer::join(at, &key);
+                out.insert(key, to_json(v, &child)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => {
+            return Err((
+                at.to_owned(),
+                format!("YAML tag {} is not allowed in OpenAPI", tagged.tag),
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_yaml_names_the_line() {
+        let err = parse("x", "x.yaml", "openapi: [").unwrap_err();
+        assert_eq!(err.file, "x.yaml");
+        assert!(err.message.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn version_is_checked_first() {
+        let err = parse("x", "x.yaml", "openapi: 3.1.0\ninfo: {}\n").unwrap_err();
+        assert_eq!(err.pointer, "/openapi");
+    }
+
+    #[test]
+    fn structural_errors_have_a_pointer() {
+        let text = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    post:\n      responses: 7\n";
+        let err = parse("x", "x.yaml", text).unwrap_err();
+        assert!(err.pointer.starts_with("/paths/~1a/post"), "{err}");
+    }
+}

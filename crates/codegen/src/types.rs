@@ -1,0 +1,578 @@
+//! JSON schemas → the Rust types the generated client declares, and instance pointers → the
+//! field accesses that reach a value in those types.
+
+use crate::error::SpecError;
+use crate::names::pascal;
+use crate::pointer;
+use indexmap::IndexMap;
+use openapiv3::{
+    AdditionalProperties, IntegerFormat, ReferenceOr, Schema, SchemaKind, StringFormat, Type,
+    VariantOrUnknownOrEmpty,
+};
+use std::collections::{HashMap, HashSet};
+
+/// A Rust type a field or body can have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ty {
+    /// `String`.
+    String,
+    /// `tokenkit::Secret`: a string that never prints.
+    Secret,
+    /// `bool`.
+    Bool,
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+    /// `f64`.
+    F64,
+    /// `serde_json::Value`: a schema that does not constrain the type.
+    Any,
+    /// A generated type, by name.
+    Named(String),
+    /// `Vec<T>`.
+    Array(Box<Ty>),
+    /// `serde_json::Map` with values of this type (only `Any` values are supported).
+    Map,
+}
+
+impl Ty {
+    /// A short description for error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Ty::String => "a string".into(),
+            Ty::Secret => "a secret string".into(),
+            Ty::Bool => "a boolean".into(),
+            Ty::I32 | Ty::I64 => "an integer".into(),
+            Ty::F64 => "a number".into(),
+            Ty::Any => "an untyped value".into(),
+            Ty::Named(name) => format!("the type `{name}`"),
+            Ty::Array(_) => "an array".into(),
+            Ty::Map => "a map".into(),
+        }
+    }
+}
+
+/// A field of a generated struct.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    /// The property name on the wire.
+    pub json: String,
+    /// The field's type, before `Option`.
+    pub ty: Ty,
+    /// True when the field is `Option<_>`: not required, or nullable.
+    pub optional: bool,
+    /// The property's description.
+    pub doc: Option<String>,
+}
+
+/// A generated type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Def {
+    /// An object schema.
+    Struct {
+        /// Fields in the schema's order.
+        fields: Vec<Field>,
+        /// `additionalProperties: false`.
+        deny_unknown: bool,
+    },
+    /// A string schema with `enum`.
+    Enum {
+        /// The allowed values.
+        values: Vec<String>,
+    },
+    /// A `oneOf`: the first variant that matches wins.
+    OneOf {
+        /// Variant names and types, in the schema's order.
+        variants: Vec<(String, Ty)>,
+    },
+}
+
+/// A generated type with its name and documentation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypeDef {
+    /// The Rust name.
+    pub name: String,
+    /// The schema's description or title.
+    pub doc: Option<String>,
+    /// Where the schema is, for errors.
+    pub pointer: String,
+    /// The shape.
+    pub def: Def,
+}
+
+/// A resolved schema: its type and what its own keywords say.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The Rust type.
+    pub ty: Ty,
+    /// `nullable: true`.
+    pub nullable: bool,
+    /// The schema's description.
+    pub doc: Option<String>,
+}
+
+/// How to reach an instance pointer's target from a value of some type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Access {
+    /// The value itself.
+    Leaf(Ty),
+    /// A struct field, then the rest.
+    Field {
+        /// The property name on the wire.
+        json: String,
+        /// Whether the field is an `Option`.
+        optional: bool,
+        /// The rest of the path.
+        next: Box<Access>,
+    },
+    /// A `oneOf`: the path continues in some variants and not in others.
+    Variants {
+        /// The enum's name.
+        enum_name: String,
+        /// Each variant, with the rest of the path where it resolves there.
+        arms: Vec<(String, Option<Access>)>,
+    },
+}
+
+impl Access {
+    /// Every type the pointer can end at.
+    pub fn leaves(&self) -> Vec<&Ty> {
+        match self {
+            Access::Leaf(ty) => vec![ty],
+            Access::Field { next, .. } => next.leaves(),
+            Access::Variants { arms, .. } => arms
+                .iter()
+                .filter_map(|(_, a)| a.as_ref())
+                .flat_map(Access::leaves)
+                .collect(),
+        }
+    }
+}
+
+/// Builds the types of one spec.
+pub struct TypeBuilder<'a> {
+    file: &'a str,
+    components: Option<&'a IndexMap<String, ReferenceOr<Schema>>>,
+    defs: IndexMap<String, TypeDef>,
+    by_ref: HashMap<String, Resolved>,
+    in_progress: HashSet<String>,
+}
+
+/// A schema, inline or by reference.
+#[derive(Clone, Copy)]
+pub enum SchemaRef<'a> {
+    /// `$ref`.
+    Ref(&'a str),
+    /// An inline schema.
+    Inline(&'a Schema),
+}
+
+impl<'a> From<&'a ReferenceOr<Schema>> for SchemaRef<'a> {
+    fn from(value: &'a ReferenceOr<Schema>) -> Self {
+        match value {
+            ReferenceOr::Reference { reference } => SchemaRef::Ref(reference),
+            ReferenceOr::Item(schema) => SchemaRef::Inline(schema),
+        }
+    }
+}
+
+impl<'a> From<&'a ReferenceOr<Box<Schema>>> for SchemaRef<'a> {
+    fn from(value: &'a ReferenceOr<Box<Schema>>) -> Self {
+        match value {
+            ReferenceOr::Reference { reference } => SchemaRef::Ref(reference),
+            ReferenceOr::Item(schema) => SchemaRef::Inline(schema),
+        }
+    }
+}
+
+const COMPONENT_PREFIX: &str = "#/components/schemas/";
+
+impl<'a> TypeBuilder<'a> {
+    /// A builder for the spec in `file` with these component schemas.
+    pub fn new(
+        file: &'a str,
+        components: Option<&'a IndexMap<String, ReferenceOr<Schema>>>,
+    ) -> Self {
+        Self {
+            file,
+            components,
+            defs: IndexMap::new(),
+            by_ref: HashMap::new(),
+            in_progress: HashSet::new(),
+        }
+    }
+
+    /// The types defined so far, in definition order.
+    pub fn finish(self) -> IndexMap<String, TypeDef> {
+        self.defs
+    }
+
+    /// The definitions so far, by name.
+    pub fn defs(&self) -> &IndexMap<String, TypeDef> {
+        &self.defs
+    }
+
+    fn error(&self, pointer: &str, message: impl Into<String>) -> SpecError {
+        SpecError::new(self.file, pointer, message)
+    }
+
+    /// Resolves a schema at `at`; a new type is named `hint` unless a component names it.
+    pub fn resolve(
+        &mut self,
+        schema: SchemaRef<'_>,
+        at: &str,
+        hint: &str,
+    ) -> Result<Resolved, SpecError> {
+        match schema {
+            SchemaRef::Ref(reference) => self.resolve_ref(reference, at),
+            SchemaRef::Inline(schema) => self.resolve_inline(schema, at, hint),
+        }
+    }
+
+    fn resolve_ref(&mut self, reference: &str, at: &str) -> Result<Resolved, SpecError> {
+        let ref_at = pointer::join(at, "$ref");
+        let Some(name) = reference.strip_prefix(COMPONENT_PREFIX) else {
+            return Err(self
+                .error(&ref_at, format!("unsupported $ref {reference:?}: only local references to #/components/schemas are read"))
+                .hint("move the schema under components/schemas"));
+        };
+        if let Some(done) = self.by_ref.get(reference) {
+            return Ok(done.clone());
+        }
+        let target = self.components.and_then(|c| c.get(name)).ok_or_else(|| {
+            self.error(
+                &ref_at,
+                format!("dangling $ref: {reference:?} is not defined"),
+            )
+        })?;
+        if !self.in_progress.insert(reference.to_owned()) {
+            return Err(self
+                .error(
+                    &ref_at,
+                    format!("recursive $ref {reference:?} is not supported"),
+                )
+                .hint("break the cycle, or describe the recursive part as an untyped object"));
+        }
+        let component_at = format!("/components/schemas/{}", pointer::escape(name));
+        let resolved = match target {
+            ReferenceOr::Reference { reference: next } => self.resolve_ref(next, &component_at),
+            ReferenceOr::Item(schema) => self.resolve_inline(schema, &component_at, &pascal(name)),
+        };
+        self.in_progress.remove(reference);
+        let resolved = resolved?;
+        self.by_ref.insert(reference.to_owned(), resolved.clone());
+        Ok(resolved)
+    }
+
+    fn resolve_inline(
+        &mut self,
+        schema: &Schema,
+        at: &str,
+        hint: &str,
+    ) -> Result<Resolved, SpecError> {
+        let data = &schema.schema_data;
+        let doc = data.description.clone().or_else(|| data.title.clone());
+        let ty = match &schema.schema_kind {
+            SchemaKind::Type(Type::String(s)) => {
+                let values: Vec<String> = s.enumeration.iter().flatten().cloned().collect();
+                if !values.is_empty() {
+                    self.define(hint, doc.clone(), at, Def::Enum { values })
+                } else if matches!(
+                    s.format,
+                    VariantOrUnknownOrEmpty::Item(StringFormat::Password)
+                ) {
+                    Ty::Secret
+                } else {
+                    Ty::String
+                }
+            }
+            SchemaKind::Type(Type::Integer(i)) => match i.format {
+                VariantOrUnknownOrEmpty::Item(IntegerFormat::Int32) => Ty::I32,
+                _ => Ty::I64,
+            },
+            SchemaKind::Type(Type::Number(_)) => Ty::F64,
+            SchemaKind::Type(Type::Boolean(_)) => Ty::Bool,
+            SchemaKind::Type(Type::Array(a)) => {
+                let items_at = pointer::join(at, "items");
+                let item = match &a.items {
+                    Some(items) => {
+                        self.resolve(items.into(), &items_at, &format!("{hint}Item"))?
+                            .ty
+                    }
+                    None => Ty::Any,
+                };
+                Ty::Array(Box::new(item))
+            }
+            SchemaKind::Type(Type::Object(o)) => self.object(
+                &o.properties,
+                &o.required,
+                o.additional_properties.as_ref(),
+                at,
+                hint,
+                doc.clone(),
+            )?,
+            SchemaKind::OneOf { one_of } => self.one_of(one_of, at, hint, doc.clone())?,
+            SchemaKind::Any(any) => {
+                if !any.one_of.is_empty()
+                    || !any.all_of.is_empty()
+                    || !any.any_of.is_empty()
+                    || any.not.is_some()
+                {
+                    return Err(self
+                        .error(at, "a schema that mixes `type` or properties with oneOf/allOf/anyOf/not is not supported")
+                        .hint("move the shared properties into each oneOf variant"));
+                }
+                if any.properties.is_empty() {
+                    Ty::Any
+                } else {
+                    self.object(
+                        &any.properties,
+                        &any.required,
+                        any.additional_properties.as_ref(),
+                        at,
+                        hint,
+                        doc.clone(),
+                    )?
+                }
+            }
+            SchemaKind::AllOf { .. } => return Err(self.unsupported(at, "allOf")),
+            SchemaKind::AnyOf { .. } => return Err(self.unsupported(at, "anyOf")),
+            SchemaKind::Not { .. } => return Err(self.unsupported(at, "not")),
+        };
+        Ok(Resolved {
+            ty,
+            nullable: data.nullable,
+            doc,
+        })
+    }
+
+    fn unsupported(&self, at: &str, feature: &str) -> SpecError {
+        self.error(at, format!("`{feature}` schemas are not supported yet"))
+            .hint("see the support table in README.md")
+    }
+
+    fn object(
+        &mut self,
+        properties: &IndexMap<String, ReferenceOr<Box<Schema>>>,
+        required: &[String],
+        additional: Option<&AdditionalProperties>,
+        at: &str,
+        hint: &str,
+        doc: Option<String>,
+    ) -> Result<Ty, SpecError> {
+        if properties.is_empty() {
+            return Ok(Ty::Map);
+        }
+        for name in required {
+            if !properties.contains_key(name) {
+                return Err(self.error(
+                    &pointer::join(at, "required"),
+                    format!("required property {name:?} is not among the properties"),
+                ));
+            }
+        }
+        let name = self.reserve(hint);
+        let mut fields = Vec::new();
+        let props_at = pointer::join(at, "properties");
+        for (json, schema) in properties {
+            let field_at = pointer::join(&props_at, json);
+            let resolved =
+                self.resolve(schema.into(), &field_at, &format!("{name}{}", pascal(json)))?;
+            let ty = if resolved.ty == Ty::String && is_secret_name(json) {
+                Ty::Secret
+            } else {
+                resolved.ty
+            };
+            fields.push(Field {
+                json: json.clone(),
+                ty,
+                optional: resolved.nullable || !required.contains(json),
+                doc: resolved.doc,
+            });
+        }
+        let deny_unknown = matches!(additional, Some(AdditionalProperties::Any(false)));
+        Ok(self.define_reserved(
+            name,
+            doc,
+            at,
+            Def::Struct {
+                fields,
+                deny_unknown,
+            },
+        ))
+    }
+
+    fn one_of(
+        &mut self,
+        schemas: &[ReferenceOr<Schema>],
+        at: &str,
+        hint: &str,
+        doc: Option<String>,
+    ) -> Result<Ty, SpecError> {
+        let name = self.reserve(hint);
+        let mut variants: Vec<(String, Ty)> = Vec::new();
+        let list_at = pointer::join(at, "oneOf");
+        for (i, schema) in schemas.iter().enumerate() {
+            let variant_at = format!("{list_at}/{i}");
+            let resolved =
+                self.resolve(schema.into(), &variant_at, &format!("{name}Variant{i}"))?;
+            let variant = match &resolved.ty {
+                Ty::Named(n) => n.clone(),
+                Ty::String | Ty::Secret => "String".into(),
+                Ty::Bool => "Boolean".into(),
+                Ty::I32 | Ty::I64 => "Integer".into(),
+                Ty::F64 => "Number".into(),
+                Ty::Any => "Value".into(),
+                Ty::Array(_) => "Array".into(),
+                Ty::Map => "Object".into(),
+            };
+            if variants.iter().any(|(v, _)| *v == variant) {
+                return Err(self.error(
+                    &variant_at,
+                    format!("two oneOf variants would both be named {variant}"),
+                ));
+            }
+            variants.push((variant, resolved.ty));
+        }
+        if variants.is_empty() {
+            return Err(self.error(&list_at, "oneOf needs at least one schema"));
+        }
+        Ok(self.define_reserved(name, doc, at, Def::OneOf { variants }))
+    }
+
+    /// Claims a name for a type about to be defined: `hint`, or `hint2`, `hint3` … when taken.
+    fn reserve(&mut self, hint: &str) -> String {
+        let base = pascal(hint);
+        let mut name = base.clone();
+        let mut n = 2;
+        while self.defs.contains_key(&name) {
+            name = format!("{base}{n}");
+            n += 1;
+        }
+        // A placeholder keeps nested definitions from taking the name meanwhile.
+        self.defs.insert(
+            name.clone(),
+            TypeDef {
+                name: name.clone(),
+                doc: None,
+                pointer: String::new(),
+                def: Def::Enum { values: Vec::new() },
+            },
+        );
+        name
+    }
+
+    fn define(&mut self, hint: &str, doc: Option<String>, at: &str, def: Def) -> Ty {
+        let name = self.reserve(hint);
+        self.define_reserved(name, doc, at, def)
+    }
+
+    fn define_reserved(&mut self, name: String, doc: Option<String>, at: &str, def: Def) -> Ty {
+        self.defs.insert(
+            name.clone(),
+            TypeDef {
+                name: name.clone(),
+                doc,
+                pointer: at.to_owned(),
+                def,
+            },
+        );
+        Ty::Named(name)
+    }
+
+    /// How to reach `segments` from a value of type `ty`; an error message when it does not
+    /// resolve.
+    pub fn access(&self, ty: &Ty, segments: &[String]) -> Result<Access, String> {
+        let Some((first, rest)) = segments.split_first() else {
+            return Ok(Access::Leaf(ty.clone()));
+        };
+        let Ty::Named(name) = ty else {
+            return Err(format!("{} has no property {first:?}", ty.describe()));
+        };
+        match &self.defs[name].def {
+            Def::Struct { fields, .. } => {
+                let field = fields
+                    .iter()
+                    .find(|f| f.json == *first)
+                    .ok_or_else(|| format!("`{name}` has no property {first:?}"))?;
+                Ok(Access::Field {
+                    json: field.json.clone(),
+                    optional: field.optional,
+                    next: Box::new(self.access(&field.ty, rest)?),
+                })
+            }
+            Def::OneOf { variants } => {
+                let arms: Vec<(String, Option<Access>)> = variants
+                    .iter()
+                    .map(|(v, ty)| (v.clone(), self.access(ty, segments).ok()))
+                    .collect();
+                if arms.iter().all(|(_, a)| a.is_none()) {
+                    return Err(format!("no variant of `{name}` has the property {first:?}"));
+                }
+                Ok(Access::Variants {
+                    enum_name: name.clone(),
+                    arms,
+                })
+            }
+            Def::Enum { .. } => Err(format!("`{name}` is an enum and has no property {first:?}")),
+        }
+    }
+
+    /// Makes the string field at the end of `segments` a secret, in every variant it is in.
+    pub fn mark_secret(&mut self, ty: &Ty, segments: &[String]) {
+        let (Ty::Named(name), Some((first, rest))) = (ty, segments.split_first()) else {
+            return;
+        };
+        let next: Vec<Ty> = match &mut self.defs[name.as_str()].def {
+            Def::Struct { fields, .. } => match fields.iter_mut().find(|f| f.json == *first) {
+                Some(field) if rest.is_empty() => {
+                    if field.ty == Ty::String {
+                        field.ty = Ty::Secret;
+                    }
+                    Vec::new()
+                }
+                Some(field) => vec![field.ty.clone()],
+                None => Vec::new(),
+            },
+            Def::OneOf { variants } => {
+                let tys: Vec<Ty> = variants.iter().map(|(_, t)| t.clone()).collect();
+                for t in tys {
+                    self.mark_secret(&t, segments);
+                }
+                return;
+            }
+            Def::Enum { .. } => Vec::new(),
+        };
+        for t in next {
+            self.mark_secret(&t, rest);
+        }
+    }
+}
+
+/// Property names that hold credentials whatever the spec says: `*token`, `*secret`,
+/// `*password`. `token_type` is not one.
+fn is_secret_name(json: &str) -> bool {
+    let lowered: String = json
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    ["token", "secret", "password"]
+        .iter()
+        .any(|s| lowered.ends_with(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names() {
+        assert!(is_secret_name("refreshToken"));
+        assert!(is_secret_name("client_secret"));
+        assert!(is_secret_name("token"));
+        assert!(!is_secret_name("token_type"));
+        assert!(!is_secret_name("expires_in"));
+    }
+}

@@ -1,0 +1,98 @@
+//! `gen` and `gen --check`: all or nothing, and idempotent.
+
+use similar::TextDiff;
+use std::path::{Path, PathBuf};
+use tokenkit_codegen::{CLIENTS_DIR, OutputFile};
+
+/// Regenerates, or with `check` compares, every generated file.
+pub fn run(root: &Path, check: bool) -> Result<(), String> {
+    let files = tokenkit_codegen::generate(root).map_err(|errors| {
+        format!("{errors}\n\ngen: no file was written; fix the specs above and run it again")
+    })?;
+    let stale = stale_crates(root, &files);
+    let changed: Vec<&OutputFile> = files
+        .iter()
+        .filter(|f| {
+            std::fs::read_to_string(root.join(&f.path)).ok().as_deref() != Some(&f.contents)
+        })
+        .collect();
+
+    if check {
+        if changed.is_empty() && stale.is_empty() {
+            println!(
+                "gen --check: {} generated files are up to date",
+                files.len()
+            );
+            return Ok(());
+        }
+        let mut report = String::new();
+        for file in &changed {
+            let old = std::fs::read_to_string(root.join(&file.path)).unwrap_or_default();
+            let path = file.path.display().to_string();
+            let diff = TextDiff::from_lines(&old, &file.contents);
+            report.push_str(
+                &diff
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(
+                        &format!("a/{path} (checked in)"),
+                        &format!("b/{path} (from the specs)"),
+                    )
+                    .to_string(),
+            );
+        }
+        for dir in &stale {
+            report.push_str(&format!(
+                "{} has no spec any more and would be removed\n",
+                dir.display()
+            ));
+        }
+        return Err(format!(
+            "{report}\ngen --check: {} file(s) differ from what the specs produce; run `cargo xtask gen` \
+             (generated files are never edited by hand)",
+            changed.len() + stale.len()
+        ));
+    }
+
+    for file in &changed {
+        let path = root.join(&file.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        std::fs::write(&path, &file.contents)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", file.path.display());
+    }
+    for dir in &stale {
+        std::fs::remove_dir_all(root.join(dir))
+            .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+        println!("removed {} (its spec is gone)", dir.display());
+    }
+    println!(
+        "gen: {} files from the specs, {} changed, {} removed",
+        files.len(),
+        changed.len(),
+        stale.len()
+    );
+    Ok(())
+}
+
+/// Generated client crates whose spec is gone: folders under `crates/clients` with a generated
+/// `Cargo.toml` that this run does not write.
+fn stale_crates(root: &Path, files: &[OutputFile]) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root.join(CLIENTS_DIR)) else {
+        return Vec::new();
+    };
+    let mut stale: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| Path::new(CLIENTS_DIR).join(e.file_name()))
+        .filter(|dir| !files.iter().any(|f| f.path.starts_with(dir)))
+        .filter(|dir| {
+            std::fs::read_to_string(root.join(dir).join("Cargo.toml"))
+                .is_ok_and(|text| text.contains("@generated"))
+        })
+        .collect();
+    stale.sort();
+    stale
+}
