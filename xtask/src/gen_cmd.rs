@@ -2,7 +2,7 @@
 
 use similar::TextDiff;
 use std::path::{Path, PathBuf};
-use tokenkit_codegen::{CLIENTS_DIR, OutputFile};
+use tokenkit_codegen::{OutputFile, SOURCES};
 
 /// Regenerates, or with `check` compares, every generated file.
 pub fn run(root: &Path, check: bool) -> Result<(), String> {
@@ -78,15 +78,20 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Generated client crates whose spec is gone: folders under `crates/clients` with a generated
+/// Generated client crates whose spec is gone: folders under a clients folder with a generated
 /// `Cargo.toml` that this run does not write.
 fn stale_crates(root: &Path, files: &[OutputFile]) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(root.join(CLIENTS_DIR)) else {
-        return Vec::new();
-    };
-    let mut stale: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| Path::new(CLIENTS_DIR).join(e.file_name()))
+    let mut stale: Vec<PathBuf> = SOURCES
+        .iter()
+        .filter_map(|source| {
+            let entries = std::fs::read_dir(root.join(source.clients)).ok()?;
+            Some(
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| Path::new(source.clients).join(e.file_name())),
+            )
+        })
+        .flatten()
         .filter(|dir| !files.iter().any(|f| f.path.starts_with(dir)))
         .filter(|dir| {
             std::fs::read_to_string(root.join(dir).join("Cargo.toml"))

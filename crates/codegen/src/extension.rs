@@ -134,15 +134,7 @@ pub fn read(
         .hint("add the token mapping extension; see README.md, \"The token mapping\"")
     })?;
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner: String = e
-            .path()
-            .iter()
-            .map(|s| match s {
-                serde_path_to_error::Segment::Seq { index } => format!("/{index}"),
-                serde_path_to_error::Segment::Map { key } => crate::pointer::join("", key),
-                _ => String::new(),
-            })
-            .collect();
+        let inner = crate::spec::path_pointer(e.path());
         SpecError::new(
             file,
             &format!("{at}{inner}"),

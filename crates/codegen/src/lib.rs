@@ -8,11 +8,13 @@
 pub mod emit;
 pub mod error;
 pub mod extension;
+mod locate;
 pub mod model;
 pub mod names;
 pub mod pointer;
 pub mod spec;
 pub mod types;
+pub mod validate;
 
 pub use error::{SpecError, SpecErrors};
 pub use model::Provider;
@@ -28,11 +30,29 @@ pub struct OutputFile {
     pub contents: String,
 }
 
-/// The folder of the specs, relative to the workspace root.
-pub const SPECS_DIR: &str = "specs";
+/// A folder of specs and the folder their client crates go to, relative to the workspace root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// Where the specs are.
+    pub specs: &'static str,
+    /// Where their crates go, one folder each.
+    pub clients: &'static str,
+}
 
-/// The folder of the generated client crates, relative to the workspace root.
-pub const CLIENTS_DIR: &str = "crates/clients";
+/// The product's providers, and the made-up ones the conformance suite also runs.
+pub const SOURCES: [Source; 2] = [
+    Source {
+        specs: "specs",
+        clients: "crates/clients",
+    },
+    Source {
+        specs: "tests/fixtures/specs",
+        clients: "tests/fixtures/clients",
+    },
+];
+
+/// The generated crate that runs the conformance suite against every client.
+pub const SUITE_DIR: &str = "tests/suite";
 
 /// The `.yaml` files of a folder, sorted by name.
 pub fn spec_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -56,9 +76,9 @@ pub fn load_provider(path: &Path, display: &str) -> Result<Provider, SpecErrors>
     model::build(&spec)
 }
 
-/// The client crate of one provider: its `Cargo.toml` and `src/lib.rs`.
-pub fn render_client(provider: &Provider) -> Result<Vec<OutputFile>, SpecError> {
-    let dir = Path::new(CLIENTS_DIR).join(&provider.name);
+/// The client crate of one provider: its `Cargo.toml`, `src/lib.rs` and `src/client.rs`.
+pub fn render_client(provider: &Provider, clients_dir: &str) -> Result<Vec<OutputFile>, SpecError> {
+    let dir = Path::new(clients_dir).join(&provider.name);
     let render = |f: fn(&Provider) -> Result<String, String>| {
         f(provider).map_err(|e| SpecError::new(&provider.file, "", e))
     };
@@ -78,25 +98,47 @@ pub fn render_client(provider: &Provider) -> Result<Vec<OutputFile>, SpecError> 
     ])
 }
 
-/// Loads every spec under `root/specs`, reporting every problem of every spec.
-pub fn load_all(root: &Path) -> Result<Vec<Provider>, SpecErrors> {
-    let dir = root.join(SPECS_DIR);
-    let files = spec_files(&dir)
-        .map_err(|e| SpecError::new(SPECS_DIR, "", format!("cannot list the specs folder: {e}")))?;
+/// Loads every spec of every source, reporting every problem of every spec. Provider names
+/// must be unique across sources.
+pub fn load_all(root: &Path) -> Result<Vec<(Source, Provider)>, SpecErrors> {
     let mut errors = SpecErrors::default();
-    let mut providers = Vec::new();
-    for path in files {
-        let display = format!(
-            "{SPECS_DIR}/{}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        );
-        match load_provider(&path, &display) {
-            Ok(p) => providers.push(p),
-            Err(e) => errors.0.extend(e.0),
+    let mut providers: Vec<(Source, Provider)> = Vec::new();
+    for source in SOURCES {
+        let dir = root.join(source.specs);
+        let files = match spec_files(&dir) {
+            Ok(files) => files,
+            Err(_) if source != SOURCES[0] => continue,
+            Err(e) => {
+                errors.push(SpecError::new(
+                    source.specs,
+                    "",
+                    format!("cannot list the specs folder: {e}"),
+                ));
+                continue;
+            }
+        };
+        for path in files {
+            let display = format!(
+                "{}/{}",
+                source.specs,
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            match load_provider(&path, &display) {
+                Ok(p) if providers.iter().any(|(_, q)| q.name == p.name) => errors.push(
+                    SpecError::new(
+                        &display,
+                        "",
+                        format!("another spec already names a provider {:?}", p.name),
+                    )
+                    .hint("provider names come from file names and must be unique"),
+                ),
+                Ok(p) => providers.push((source, p)),
+                Err(e) => errors.0.extend(e.0),
+            }
         }
     }
     if providers.is_empty() && errors.0.is_empty() {
-        errors.push(SpecError::new(SPECS_DIR, "", "no .yaml spec found"));
+        errors.push(SpecError::new(SOURCES[0].specs, "", "no .yaml spec found"));
     }
     errors.into_result(providers)
 }
@@ -107,11 +149,15 @@ pub fn generate(root: &Path) -> Result<Vec<OutputFile>, SpecErrors> {
     let providers = load_all(root)?;
     let mut errors = SpecErrors::default();
     let mut files = Vec::new();
-    for provider in &providers {
-        match render_client(provider) {
+    for (source, provider) in &providers {
+        match render_client(provider, source.clients) {
             Ok(f) => files.extend(f),
             Err(e) => errors.push(e),
         }
+    }
+    match emit::suite::files(&providers) {
+        Ok(f) => files.extend(f),
+        Err(e) => errors.push(SpecError::new(SUITE_DIR, "", e)),
     }
     errors.into_result(files)
 }

@@ -40,6 +40,8 @@ pub struct Provider {
     pub types: IndexMap<String, TypeDef>,
     /// The resolved token mapping.
     pub mapping: Mapping,
+    /// The whole spec as JSON: what the mock server and the lint check instances against.
+    pub spec_json: Value,
 }
 
 /// A server URL.
@@ -92,6 +94,10 @@ pub struct Param {
     pub location: Location,
     /// The wire name.
     pub name: String,
+    /// Whether the spec requires it.
+    pub required: bool,
+    /// Its schema's pointer in the spec.
+    pub schema_pointer: String,
     /// Where its value comes from.
     pub value: ParamValue,
 }
@@ -129,6 +135,8 @@ pub struct Body {
     pub ty: Ty,
     /// The spec's example, for the mock and the docs.
     pub example: Option<Value>,
+    /// The body schema's pointer in the spec.
+    pub schema_pointer: String,
     /// For a `oneOf` body: the enum and the variant the refresh request uses.
     pub wrap: Option<(String, String)>,
     /// The struct the refresh request fills in.
@@ -288,7 +296,8 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let body = request_body(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
     let responses = responses(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
 
-    let (Some(mapping_spec), Some((body_ty, body_media, body_example))) = (mapping_spec, body)
+    let (Some(mapping_spec), Some((body_ty, body_media, body_example, body_schema))) =
+        (mapping_spec, body)
     else {
         return Err(errors);
     };
@@ -352,6 +361,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
                 media_type: body_media,
                 ty: body_ty,
                 example: body_example,
+                schema_pointer: body_schema,
                 wrap,
                 struct_name,
                 fill,
@@ -362,6 +372,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         config,
         types: types.finish(),
         mapping,
+        spec_json: spec.json.clone(),
     };
     errors.into_result(provider)
 }
@@ -496,6 +507,8 @@ fn params(
                     out.push(Param {
                         location,
                         name: data.name.clone(),
+                        required: data.required,
+                        schema_pointer: pointer::join(&at, "schema"),
                         value: ParamValue::Constant(only.clone()),
                     });
                     continue;
@@ -541,6 +554,8 @@ fn params(
         out.push(Param {
             location,
             name: data.name.clone(),
+            required: data.required,
+            schema_pointer: schema_at,
             value: ParamValue::Config(config.len() - 1),
         });
     }
@@ -597,7 +612,7 @@ fn request_body(
     op_name: &str,
     types: &mut TypeBuilder<'_>,
     errors: &mut SpecErrors,
-) -> Option<(Ty, String, Option<Value>)> {
+) -> Option<(Ty, String, Option<Value>, String)> {
     let at = pointer::join(op_pointer, "requestBody");
     let body: &RequestBody = match &op.request_body {
         Some(ReferenceOr::Item(b)) => b,
@@ -642,12 +657,9 @@ fn request_body(
             ReferenceOr::Reference { .. } => None,
         })
     });
-    match types.resolve(
-        schema.into(),
-        &pointer::join(&media_at, "schema"),
-        &format!("{op_name}Request"),
-    ) {
-        Ok(Resolved { ty, .. }) => Some((ty, media.clone(), example)),
+    let schema_at = pointer::join(&media_at, "schema");
+    match types.resolve(schema.into(), &schema_at, &format!("{op_name}Request")) {
+        Ok(Resolved { ty, .. }) => Some((ty, media.clone(), example, schema_at)),
         Err(e) => {
             errors.push(e);
             None

@@ -108,11 +108,28 @@ impl Transport {
             return Err(too_large);
         }
         let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            if body.len() + chunk.len() > self.max_body {
-                return Err(too_large);
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.max_body {
+                        return Err(too_large);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(transport_error(e)),
+                // The provider answered, so the request was processed; the answer is unreadable.
+                Err(_) => {
+                    return Err(RefreshError::InvalidBody {
+                        status,
+                        reason: format!(
+                            "the connection closed before the body was complete ({} bytes read)",
+                            body.len()
+                        ),
+                        body: Snippet::new(&body),
+                    });
+                }
             }
-            body.extend_from_slice(&chunk);
         }
         Ok(Response {
             status,

@@ -3,6 +3,7 @@
 
 mod client;
 mod mapping;
+pub mod suite;
 mod types;
 
 pub use client::example_literal;
@@ -22,15 +23,28 @@ pub fn header(file: &str) -> String {
 /// Lines are left-trimmed so that spec text never turns into an indented doctest.
 pub fn docs(text: &str) -> TokenStream {
     let lines = text.trim().lines().map(|line| {
-        let line = line.trim();
-        let line = if line.is_empty() {
-            String::new()
-        } else {
-            format!(" {line}")
-        };
+        let line = doc_line(line.trim());
         quote!(#[doc = #line])
     });
     quote!(#(#lines)*)
+}
+
+/// Inner doc attributes (`//!`) for `text`, one per line, kept as written (code blocks
+/// included).
+pub fn inner_docs(text: &str) -> TokenStream {
+    let lines = text.lines().map(|line| {
+        let line = doc_line(line);
+        quote!(#![doc = #line])
+    });
+    quote!(#(#lines)*)
+}
+
+fn doc_line(line: &str) -> String {
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(" {line}")
+    }
 }
 
 /// The crate's name: `tokenkit-<provider>`.

@@ -1,0 +1,413 @@
+//! A mock token provider derived from a spec: it serves the refresh operation on 127.0.0.1,
+//! checks every request against the spec, answers with the spec's own examples, and misbehaves
+//! on demand (undocumented statuses, broken bodies, silence, dropped connections).
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let provider = tokenkit_mock::load("specs/fredi.yaml").expect("a valid spec");
+//! let mock = tokenkit_mock::MockServer::start(provider).await?;
+//! // Point a client at mock.base_url(), then:
+//! assert!(mock.violations().is_empty());
+//! # Ok(())
+//! # }
+//! ```
+
+mod check;
+pub mod http;
+
+pub use check::check_request;
+pub use http::Request;
+
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokenkit_codegen::Provider;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// Loads and checks a spec, naming the file in errors as given.
+pub fn load(path: impl AsRef<Path>) -> Result<Provider, tokenkit_codegen::SpecErrors> {
+    let path = path.as_ref();
+    tokenkit_codegen::load_provider(path, &path.display().to_string())
+}
+
+/// What the mock answers to a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// A documented example of `status`: the one named `name`, or the first.
+    Example {
+        /// The documented status.
+        status: u16,
+        /// The example's name in the spec (`example` for an unnamed one).
+        name: Option<String>,
+    },
+    /// A JSON body with the status's documented media type.
+    Json {
+        /// The status.
+        status: u16,
+        /// The body.
+        body: Value,
+    },
+    /// Any bytes with any content type.
+    Raw {
+        /// The status.
+        status: u16,
+        /// The `Content-Type`, if any.
+        content_type: Option<String>,
+        /// The body.
+        body: Vec<u8>,
+    },
+    /// Declares the whole body's length, sends the first half, then closes the connection.
+    Truncated {
+        /// The status.
+        status: u16,
+        /// The whole body.
+        body: Vec<u8>,
+    },
+    /// Streams a JSON-looking body of `bytes` bytes, or until the client stops reading.
+    Endless {
+        /// The status.
+        status: u16,
+        /// How many bytes to offer.
+        bytes: usize,
+        /// Whether to declare the length up front (otherwise the body is chunked).
+        declare_length: bool,
+    },
+    /// Reads the request and never answers.
+    Silent,
+    /// Reads the request and closes the connection without a word.
+    Close,
+    /// Waits, then gives the inner reply.
+    Delayed {
+        /// How long to wait.
+        delay: Duration,
+        /// What to answer then.
+        reply: Box<Reply>,
+    },
+}
+
+/// A request the mock received, and how it broke the spec.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// The request.
+    pub request: Request,
+    /// Every rule of the spec it broke; empty for a conforming request.
+    pub violations: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    queued: VecDeque<Reply>,
+    default: Option<Reply>,
+    recorded: Vec<Recorded>,
+    streamed: usize,
+}
+
+/// A running mock. It stops when dropped.
+pub struct MockServer {
+    addr: SocketAddr,
+    base_path: String,
+    provider: Arc<Provider>,
+    state: Arc<Mutex<State>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// The path part of a server URL: `/v1` for `https://api.example.com/v1`.
+fn base_path(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme
+        .find('/')
+        .map(|i| after_scheme[i..].trim_end_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
+impl MockServer {
+    /// Serves `provider` on an ephemeral port of 127.0.0.1.
+    pub async fn start(provider: Provider) -> std::io::Result<Self> {
+        Self::bind(provider, 0).await
+    }
+
+    /// Serves `provider` on `port` of 127.0.0.1 (0 picks a free one).
+    pub async fn bind(provider: Provider, port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let base_path = provider
+            .servers
+            .first()
+            .map(|s| base_path(&s.url))
+            .unwrap_or_default();
+        let provider = Arc::new(provider);
+        let state = Arc::new(Mutex::new(State::default()));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&provider),
+            base_path.clone(),
+            Arc::clone(&state),
+        ));
+        Ok(Self {
+            addr,
+            base_path,
+            provider,
+            state,
+            accept,
+        })
+    }
+
+    /// The base URL to give a client: the mock's address and the spec's server path.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.base_path)
+    }
+
+    /// The address the mock listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The provider this mock serves.
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Answers every request with `reply` from now on (queued replies first).
+    pub fn set_default(&self, reply: Reply) {
+        self.state().default = Some(reply);
+    }
+
+    /// Answers the next request with `reply`, once.
+    pub fn enqueue(&self, reply: Reply) {
+        self.state().queued.push_back(reply);
+    }
+
+    /// Every request so far, with its violations.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().recorded.clone()
+    }
+
+    /// Every violation of every request so far, each prefixed with the request's number.
+    pub fn violations(&self) -> Vec<String> {
+        self.state()
+            .recorded
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.violations
+                    .iter()
+                    .map(move |v| format!("request {i}: {v}"))
+            })
+            .collect()
+    }
+
+    /// How many body bytes `Reply::Endless` got onto the wire before the client stopped.
+    pub fn bytes_streamed(&self) -> usize {
+        self.state().streamed
+    }
+
+    /// The documented example `name` (or the first) of `status`, if the spec has one.
+    pub fn example(&self, status: u16, name: Option<&str>) -> Option<Value> {
+        example(&self.provider, status, name)
+    }
+}
+
+/// A lock that survives a panicking holder: the state is plain data.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The documented example `name` (or the first) of `status`.
+pub fn example(provider: &Provider, status: u16, name: Option<&str>) -> Option<Value> {
+    let case = provider
+        .operation
+        .responses
+        .iter()
+        .find(|r| r.status == status)?;
+    case.examples
+        .iter()
+        .find(|(n, _)| name.is_none_or(|name| n == name))
+        .map(|(_, v)| v.clone())
+}
+
+/// What the mock says when told nothing: the first success example.
+fn fallback(provider: &Provider) -> Reply {
+    Reply::Example {
+        status: provider.mapping.success.status,
+        name: None,
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    provider: Arc<Provider>,
+    base_path: String,
+    state: Arc<Mutex<State>>,
+) {
+    // Connections live in the set, so stopping the mock stops them too.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                connections.spawn(serve(stream, Arc::clone(&provider), base_path.clone(), Arc::clone(&state)));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    provider: Arc<Provider>,
+    base_path: String,
+    state: Arc<Mutex<State>>,
+) {
+    let mut buffer = Vec::new();
+    while let Ok(Some(request)) = http::read_request(&mut stream, &mut buffer).await {
+        let violations = check::check_request(&provider, &base_path, &request);
+        let reply = {
+            let mut state = lock(&state);
+            state.recorded.push(Recorded {
+                request,
+                violations,
+            });
+            let next = state.queued.pop_front();
+            next.or_else(|| state.default.clone())
+                .unwrap_or_else(|| fallback(&provider))
+        };
+        if !answer(&mut stream, &provider, &state, reply).await {
+            return;
+        }
+    }
+}
+
+/// Sends `reply`; false when the connection must not be used again.
+async fn answer(
+    stream: &mut TcpStream,
+    provider: &Provider,
+    state: &Mutex<State>,
+    reply: Reply,
+) -> bool {
+    let media_of = |status: u16| {
+        provider
+            .operation
+            .responses
+            .iter()
+            .find(|r| r.status == status)
+            .and_then(|r| r.body.as_ref().map(|(m, _)| m.clone()))
+            .unwrap_or_else(|| "application/json".to_owned())
+    };
+    match reply {
+        Reply::Example { status, name } => match example(provider, status, name.as_deref()) {
+            Some(body) => json(stream, status, &media_of(status), &body).await,
+            None => {
+                // A documented status without an example: an empty body, as documented.
+                http::write_response(stream, status, None, b"")
+                    .await
+                    .is_ok()
+            }
+        },
+        Reply::Json { status, body } => json(stream, status, &media_of(status), &body).await,
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => http::write_response(stream, status, content_type.as_deref(), &body)
+            .await
+            .is_ok(),
+        Reply::Truncated { status, body } => {
+            let mut bytes = http::head(status, Some("application/json"), Some(body.len()));
+            bytes.extend_from_slice(&body[..body.len() / 2]);
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.shutdown().await;
+            false
+        }
+        Reply::Endless {
+            status,
+            bytes,
+            declare_length,
+        } => {
+            endless(stream, state, status, bytes, declare_length).await;
+            false
+        }
+        Reply::Silent => {
+            std::future::pending::<()>().await;
+            false
+        }
+        Reply::Close => false,
+        Reply::Delayed { delay, reply } => {
+            tokio::time::sleep(delay).await;
+            Box::pin(answer(stream, provider, state, *reply)).await
+        }
+    }
+}
+
+async fn json(stream: &mut TcpStream, status: u16, media: &str, body: &Value) -> bool {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    http::write_response(stream, status, Some(media), &bytes)
+        .await
+        .is_ok()
+}
+
+async fn endless(
+    stream: &mut TcpStream,
+    state: &Mutex<State>,
+    status: u16,
+    bytes: usize,
+    declare_length: bool,
+) {
+    let head = http::head(
+        status,
+        Some("application/json"),
+        declare_length.then_some(bytes),
+    );
+    if stream.write_all(&head).await.is_err() {
+        return;
+    }
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent < bytes {
+        let n = chunk.len().min(bytes - sent);
+        let ok = if declare_length {
+            stream.write_all(&chunk[..n]).await.is_ok()
+        } else {
+            let mut framed = format!("{n:x}\r\n").into_bytes();
+            framed.extend_from_slice(&chunk[..n]);
+            framed.extend_from_slice(b"\r\n");
+            stream.write_all(&framed).await.is_ok()
+        };
+        if !ok {
+            break;
+        }
+        sent += n;
+        lock(state).streamed = sent;
+    }
+    if !declare_length && sent >= bytes {
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_path;
+
+    #[test]
+    fn base_paths() {
+        assert_eq!(base_path("https://api.byelabel.com/v1"), "/v1");
+        assert_eq!(base_path("https://api.vault.ist"), "");
+        assert_eq!(base_path("https://x.example/api/"), "/api");
+    }
+}

@@ -1,0 +1,632 @@
+//! The cases. Each takes a [`Subject`], reads what to expect from its spec, and returns `Err`
+//! with a reason when the client does something else.
+
+use crate::support::{
+    Ctx, Outcome, Subject, ensure, may_be_absent, quick_http, remove_at, seconds_at, set_at,
+    text_at,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokenkit::{
+    ErrorKind, HttpConfig, RefreshClient, RefreshError, RefreshToken, TokenSet, TransportKind,
+};
+use tokenkit_codegen::extension::FailureKind;
+use tokenkit_mock::Reply;
+
+const SENT: &str = "rt-conformance-sent";
+
+fn sent() -> RefreshToken {
+    RefreshToken::new(SENT)
+}
+
+/// Refreshes once with `reply` queued.
+async fn refresh_with(
+    ctx: &Ctx,
+    reply: Reply,
+    token: &RefreshToken,
+) -> Result<TokenSet, RefreshError> {
+    ctx.mock.enqueue(reply);
+    let client = ctx
+        .client(quick_http())
+        .map_err(|_| RefreshError::Transport {
+            kind: TransportKind::Request,
+            maybe_sent: false,
+        })?;
+    client.refresh(token).await
+}
+
+fn expect_err(result: Result<TokenSet, RefreshError>, what: &str) -> Result<RefreshError, String> {
+    match result {
+        Ok(set) => Err(format!(
+            "{what}: got a token set {set:?} instead of an error"
+        )),
+        Err(e) => Ok(e),
+    }
+}
+
+/// Case 1: Each success example becomes exactly its token set.
+pub async fn success(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let examples = ctx.success_examples();
+    ensure(!examples.is_empty(), || {
+        "the spec documents no success example".into()
+    })?;
+    let success = &ctx.provider.mapping.success;
+    for (name, body) in examples {
+        let before = SystemTime::now();
+        let set = refresh_with(
+            &ctx,
+            Reply::Json {
+                status: success.status,
+                body: body.clone(),
+            },
+            &sent(),
+        )
+        .await
+        .map_err(|e| format!("example {name:?}: {e}"))?;
+        let after = SystemTime::now();
+        let access = text_at(&body, &success.access_token.pointer);
+        ensure(access.as_deref() == Some(set.access_token.expose()), || {
+            format!("example {name:?}: the access token is not the example's")
+        })?;
+        let refresh = success
+            .refresh_token
+            .as_ref()
+            .and_then(|m| text_at(&body, &m.pointer))
+            .unwrap_or_else(|| SENT.to_owned());
+        ensure(
+            set.refresh_token.as_ref().map(RefreshToken::expose) == Some(refresh.as_str()),
+            || {
+                format!(
+                    "example {name:?}: the refresh token is not the example's (or the one sent)"
+                )
+            },
+        )?;
+        let token_type = success
+            .token_type
+            .as_ref()
+            .and_then(|m| text_at(&body, &m.pointer));
+        ensure(set.token_type == token_type, || {
+            format!(
+                "example {name:?}: token type {:?}, expected {token_type:?}",
+                set.token_type
+            )
+        })?;
+        let expires_in = success
+            .expires_in
+            .as_ref()
+            .and_then(|m| seconds_at(&body, &m.pointer));
+        let created_at = success
+            .created_at
+            .as_ref()
+            .and_then(|m| seconds_at(&body, &m.pointer));
+        match expires_in {
+            Some(e) => {
+                let earliest = tokenkit::expiry_from(e, created_at, before);
+                let latest = tokenkit::expiry_from(e, created_at, after);
+                let fits = matches!((set.expires_at, earliest, latest), (Some(at), Some(lo), Some(hi)) if lo <= at && at <= hi);
+                ensure(fits, || {
+                    format!(
+                        "example {name:?}: expiry {:?} is not expires_in {e} from the response",
+                        set.expires_at
+                    )
+                })?;
+                let years = Duration::from_secs(2 * 365 * 24 * 3600);
+                ensure(set.expires_at.is_some_and(|at| at < after + years), || {
+                    format!("example {name:?}: the expiry lies years away")
+                })?;
+            }
+            None => ensure(set.expires_at.is_none(), || {
+                format!("example {name:?}: an expiry from nowhere")
+            })?,
+        }
+    }
+    Ok(())
+}
+
+/// Case 2: The request breaks no rule of the spec and carries the refresh token it was given.
+pub async fn request_conforms(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    refresh_with(
+        &ctx,
+        Reply::Example {
+            status: ctx.success_status(),
+            name: None,
+        },
+        &sent(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let violations = ctx.mock.violations();
+    ensure(violations.is_empty(), || {
+        format!("the request breaks the spec: {violations:?}")
+    })?;
+    let requests = ctx.mock.requests();
+    ensure(requests.len() == 1, || {
+        format!("{} requests for one refresh", requests.len())
+    })?;
+    let body: Value =
+        serde_json::from_slice(&requests[0].request.body).map_err(|e| e.to_string())?;
+    let carried = text_at(&body, &ctx.provider.mapping.request_refresh_token);
+    ensure(carried.as_deref() == Some(SENT), || {
+        format!(
+            "the body does not carry the refresh token at {}",
+            ctx.provider.mapping.request_refresh_token
+        )
+    })
+}
+
+fn kind_of(kind: FailureKind) -> ErrorKind {
+    match kind {
+        FailureKind::InvalidGrant => ErrorKind::ReAuthenticate,
+        FailureKind::Rejected => ErrorKind::Rejected,
+        FailureKind::Transient => ErrorKind::RetryLater,
+    }
+}
+
+/// Case 3: Every documented error maps to the kind its mapping declares, keeping code and message.
+pub async fn documented_errors(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let mut checked = 0;
+    for failure in &ctx.provider.mapping.failures {
+        let mut bodies: Vec<(String, Option<Value>)> = ctx
+            .examples(failure.status)
+            .into_iter()
+            .filter(|(_, body)| match &failure.when {
+                Some((m, equals)) => body.pointer(&m.pointer) == Some(equals),
+                None => true,
+            })
+            .map(|(name, body)| (name, Some(body)))
+            .collect();
+        let has_body = ctx
+            .provider
+            .operation
+            .responses
+            .iter()
+            .any(|r| r.status == failure.status && r.body.is_some());
+        if bodies.is_empty() {
+            ensure(!has_body, || {
+                format!(
+                    "status {} documents a body but no example of it",
+                    failure.status
+                )
+            })?;
+            bodies.push(("no body".into(), None));
+        }
+        for (name, body) in bodies {
+            let reply = match &body {
+                Some(b) => Reply::Json {
+                    status: failure.status,
+                    body: b.clone(),
+                },
+                None => Reply::Raw {
+                    status: failure.status,
+                    content_type: None,
+                    body: Vec::new(),
+                },
+            };
+            let err = expect_err(
+                refresh_with(&ctx, reply, &sent()).await,
+                &format!("{} {name:?}", failure.status),
+            )?;
+            let body = body.unwrap_or(Value::Null);
+            let code = failure
+                .code
+                .as_ref()
+                .and_then(|m| text_at(&body, &m.pointer));
+            let message = failure
+                .message
+                .as_ref()
+                .and_then(|m| text_at(&body, &m.pointer));
+            let expected = failure
+                .kinds
+                .iter()
+                .find(|(c, _)| Some(c) == code.as_ref())
+                .map_or(failure.kind, |(_, k)| *k);
+            let what = format!("{} example {name:?}", failure.status);
+            ensure(err.kind() == kind_of(expected), || {
+                format!("{what}: {:?}, expected {:?}", err.kind(), kind_of(expected))
+            })?;
+            ensure(err.status() == Some(failure.status), || {
+                format!("{what}: status {:?}", err.status())
+            })?;
+            let provider = err.provider_error().cloned().unwrap_or_default();
+            ensure(provider.code == code && provider.message == message, || {
+                format!(
+                    "{what}: provider error {provider:?}, expected code {code:?} message {message:?}"
+                )
+            })?;
+            checked += 1;
+        }
+    }
+    ensure(
+        checked > 0 || ctx.provider.mapping.failures.is_empty(),
+        || "no documented error was exercised".into(),
+    )
+}
+
+/// Case 4: A failure inside a success status (an envelope's `success: false`) is an error, never a
+/// token set; so is a success body without an access token.
+pub async fn failure_inside_success_status(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let status = ctx.success_status();
+    let example = ctx.success_example()?;
+    for failure in ctx
+        .provider
+        .mapping
+        .failures
+        .iter()
+        .filter(|f| f.status == status)
+    {
+        let Some((m, equals)) = &failure.when else {
+            continue;
+        };
+        let mut body = example.clone();
+        ensure(set_at(&mut body, &m.pointer, equals.clone()), || {
+            format!("the success example has no {}", m.pointer)
+        })?;
+        let err = expect_err(
+            refresh_with(&ctx, Reply::Json { status, body }, &sent()).await,
+            "a success body flagged as failed",
+        )?;
+        ensure(err.kind() == kind_of(failure.kind), || {
+            format!(
+                "flagged failure: {:?}, expected {:?}",
+                err.kind(),
+                kind_of(failure.kind)
+            )
+        })?;
+    }
+    let mut body = example;
+    let pointer = &ctx.provider.mapping.success.access_token.pointer;
+    ensure(remove_at(&mut body, pointer), || {
+        format!("the success example has no {pointer}")
+    })?;
+    let err = expect_err(
+        refresh_with(&ctx, Reply::Json { status, body }, &sent()).await,
+        "a success body without an access token",
+    )?;
+    ensure(err.kind() == ErrorKind::BadResponse, || {
+        format!("no access token: {:?}", err.kind())
+    })
+}
+
+/// Case 5a: An undocumented status keeps the status and a snippet.
+pub async fn undocumented_status(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let reply = Reply::Raw {
+        status: 418,
+        content_type: Some("application/json".into()),
+        body: br#"{"error":"teapot"}"#.to_vec(),
+    };
+    let err = expect_err(refresh_with(&ctx, reply, &sent()).await, "418")?;
+    match &err {
+        RefreshError::UnexpectedStatus { status: 418, body }
+            if body.as_str().contains("teapot") =>
+        {
+            Ok(())
+        }
+        other => Err(format!("418: {other:?}")),
+    }
+}
+
+async fn bad_success_body(
+    subject: &Subject,
+    content_type: Option<&str>,
+    body: &[u8],
+    what: &str,
+) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let status = ctx.success_status();
+    let reply = Reply::Raw {
+        status,
+        content_type: content_type.map(str::to_owned),
+        body: body.to_vec(),
+    };
+    let err = expect_err(refresh_with(&ctx, reply, &sent()).await, what)?;
+    match &err {
+        RefreshError::InvalidBody { status: s, .. } if *s == status => Ok(()),
+        other => Err(format!(
+            "{what}: {other:?}, expected InvalidBody with status {status}"
+        )),
+    }
+}
+
+/// Case 5b: Malformed JSON in the success status.
+pub async fn malformed_body(subject: &Subject) -> Outcome {
+    bad_success_body(
+        subject,
+        Some("application/json"),
+        br#"{"access_token": "#,
+        "malformed JSON",
+    )
+    .await
+}
+
+/// Case 5c: An empty success body.
+pub async fn empty_body(subject: &Subject) -> Outcome {
+    bad_success_body(subject, Some("application/json"), b"", "an empty body").await
+}
+
+/// Case 5d: The success example, cut off mid-body.
+pub async fn truncated_body(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let status = ctx.success_status();
+    let body = serde_json::to_vec(&ctx.success_example()?).map_err(|e| e.to_string())?;
+    let err = expect_err(
+        refresh_with(&ctx, Reply::Truncated { status, body }, &sent()).await,
+        "a truncated body",
+    )?;
+    ensure(
+        err.status() == Some(status) && err.kind() == ErrorKind::BadResponse,
+        || format!("truncated body: {err:?}"),
+    )
+}
+
+/// Case 5e: The success example labelled as HTML.
+pub async fn wrong_content_type(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let body = serde_json::to_vec(&ctx.success_example()?).map_err(|e| e.to_string())?;
+    drop(ctx);
+    bad_success_body(subject, Some("text/html"), &body, "a text/html body").await
+}
+
+/// Case 6a: A body that declares more than the cap is refused before it is read.
+pub async fn oversized_declared_body(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let status = ctx.success_status();
+    let reply = Reply::Endless {
+        status,
+        bytes: 64 << 20,
+        declare_length: true,
+    };
+    let err = expect_err(refresh_with(&ctx, reply, &sent()).await, "a 64 MiB body")?;
+    ensure(matches!(err, RefreshError::BodyTooLarge { .. }), || {
+        format!("64 MiB declared: {err:?}")
+    })
+}
+
+/// Case 6b: A chunked body with no declared length: reading stops at the cap.
+pub async fn oversized_streamed_body(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let status = ctx.success_status();
+    let offered = 256 << 20;
+    let reply = Reply::Endless {
+        status,
+        bytes: offered,
+        declare_length: false,
+    };
+    let err = expect_err(
+        refresh_with(&ctx, reply, &sent()).await,
+        "a 256 MiB chunked body",
+    )?;
+    ensure(
+        matches!(err, RefreshError::BodyTooLarge { limit, .. } if limit == HttpConfig::default().max_body),
+        || format!("256 MiB streamed: {err:?}"),
+    )?;
+    // Whatever the kernel buffers aside, the client stopped reading near its cap.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let streamed = ctx.mock.bytes_streamed();
+    ensure(streamed < 32 << 20, || {
+        format!("the client let the server send {streamed} bytes")
+    })
+}
+
+/// Case 7a: A server that never answers: a timeout error within the configured timeout.
+pub async fn timeout(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    ctx.mock.enqueue(Reply::Silent);
+    let http = HttpConfig {
+        timeout: Duration::from_millis(300),
+        ..quick_http()
+    };
+    let client = ctx.client(http)?;
+    let started = Instant::now();
+    let err = expect_err(client.refresh(&sent()).await, "a silent server")?;
+    let took = started.elapsed();
+    ensure(
+        matches!(
+            err,
+            RefreshError::Transport {
+                kind: TransportKind::Timeout,
+                maybe_sent: true
+            }
+        ),
+        || format!("silent server: {err:?}"),
+    )?;
+    ensure(err.is_retryable(), || "a timeout must be retryable".into())?;
+    ensure(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        || format!("timed out after {took:?}, configured 300 ms"),
+    )
+}
+
+/// Case 7b: A connection closed without an answer: a retryable transport error.
+pub async fn connection_reset(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let err = expect_err(
+        refresh_with(&ctx, Reply::Close, &sent()).await,
+        "a closed connection",
+    )?;
+    ensure(
+        matches!(
+            err,
+            RefreshError::Transport {
+                maybe_sent: true,
+                ..
+            }
+        ) && err.is_retryable(),
+        || format!("closed connection: {err:?}"),
+    )
+}
+
+/// Case 8: No token from the request or the response appears in any Debug, Display or error text.
+/// The sentinels are short, so the snippet's long-run heuristic cannot be what hides them.
+pub async fn no_secret_in_output(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let sent_sentinel = RefreshToken::new("SNTL-rt-1f2e");
+    let sentinels = ["SNTL-rt-1f2e", "SNTL-at-3c4d", "SNTL-nrt-5a6b"];
+    let success = &ctx.provider.mapping.success;
+    let status = ctx.success_status();
+    let mut body = ctx.success_example()?;
+    set_at(
+        &mut body,
+        &success.access_token.pointer,
+        json!(sentinels[1]),
+    );
+    if let Some(m) = &success.refresh_token {
+        set_at(&mut body, &m.pointer, json!(sentinels[2]));
+    }
+    let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let mut shown = Vec::new();
+    let set = refresh_with(
+        &ctx,
+        Reply::Json {
+            status,
+            body: body.clone(),
+        },
+        &sent_sentinel,
+    )
+    .await;
+    ensure(
+        set.as_ref()
+            .is_ok_and(|s| s.access_token.expose() == sentinels[1]),
+        || format!("the sentinel success failed: {set:?}"),
+    )?;
+    shown.push(format!("{set:?}"));
+    let echo = format!(
+        r#"{{"echo":"{}","detail":"{} was rejected"}}"#,
+        sentinels[0], sentinels[0]
+    );
+    let mut replies = vec![
+        Reply::Raw {
+            status: 418,
+            content_type: Some("application/json".into()),
+            body: echo.clone().into_bytes(),
+        },
+        Reply::Raw {
+            status,
+            content_type: Some("text/plain".into()),
+            body: bytes.clone(),
+        },
+        Reply::Truncated {
+            status,
+            body: bytes.clone(),
+        },
+        Reply::Raw {
+            status,
+            content_type: Some("application/json".into()),
+            body: bytes[..bytes.len() - 1].to_vec(),
+        },
+    ];
+    for failure in &ctx.provider.mapping.failures {
+        let mut error_body = ctx
+            .examples(failure.status)
+            .into_iter()
+            .next()
+            .map(|(_, b)| b)
+            .unwrap_or(Value::Null);
+        if let Some(m) = &failure.message {
+            set_at(
+                &mut error_body,
+                &m.pointer,
+                json!(format!("token {} is spent", sentinels[0])),
+            );
+        }
+        if let Some((m, equals)) = &failure.when {
+            set_at(&mut error_body, &m.pointer, equals.clone());
+        }
+        replies.push(Reply::Json {
+            status: failure.status,
+            body: error_body,
+        });
+    }
+    for reply in replies {
+        let result = refresh_with(&ctx, reply, &sent_sentinel).await;
+        ensure(result.is_err(), || {
+            "a broken or failing response gave a token set".into()
+        })?;
+        if let Err(e) = &result {
+            shown.push(format!("{e} | {e:?} | {:?}", e.provider_error()));
+        }
+    }
+    for text in &shown {
+        for sentinel in sentinels {
+            ensure(!text.contains(sentinel), || {
+                format!("{sentinel} shows in {text:?}")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Case 9: Where the spec lets the new refresh token be absent (or null), the sent one is kept;
+/// where it requires one, a body without it is refused rather than half-read.
+pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let status = ctx.success_status();
+    let example = ctx.success_example()?;
+    let Some(mapped) = ctx.provider.mapping.success.refresh_token.clone() else {
+        let set = refresh_with(
+            &ctx,
+            Reply::Json {
+                status,
+                body: example,
+            },
+            &sent(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        return ensure(
+            set.refresh_token.as_ref().map(RefreshToken::expose) == Some(SENT),
+            || "the sent refresh token was not kept".into(),
+        );
+    };
+    let mut removed = example.clone();
+    ensure(remove_at(&mut removed, &mapped.pointer), || {
+        format!("the success example has no {}", mapped.pointer)
+    })?;
+    let mut nulled = example;
+    set_at(&mut nulled, &mapped.pointer, Value::Null);
+    for (what, body) in [("absent", removed), ("null", nulled)] {
+        let result = refresh_with(&ctx, Reply::Json { status, body }, &sent()).await;
+        if may_be_absent(&mapped) {
+            let set = result.map_err(|e| format!("{what} refresh token: {e}"))?;
+            ensure(
+                set.refresh_token.as_ref().map(RefreshToken::expose) == Some(SENT),
+                || format!("{what} refresh token: the sent one was not kept"),
+            )?;
+        } else {
+            let err = expect_err(result, &format!("{what} required refresh token"))?;
+            ensure(err.kind() == ErrorKind::BadResponse, || {
+                format!("{what} required refresh token: {err:?}")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// One client serves concurrent refreshes from many tasks.
+pub async fn client_is_shareable(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let client: Arc<dyn RefreshClient> = Arc::from(ctx.client(quick_http())?);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.refresh(&RefreshToken::new(format!("rt-{i}"))).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    let requests = ctx.mock.requests().len();
+    ensure(requests == 8, || {
+        format!("{requests} requests for 8 refreshes")
+    })?;
+    ensure(client.provider() == subject.name, || {
+        format!("provider() is {:?}", client.provider())
+    })
+}

@@ -1,0 +1,65 @@
+//! The shared conformance suite: one set of cases, run against every generated client through a
+//! mock server derived from the client's own spec.
+//!
+//! A provider passes when its client does exactly what its spec says, and turns everything else
+//! a server can do into the right typed error. `cargo xtask gen` writes one [`suite!`] line per
+//! spec into the `tokenkit-suite` crate, so a new spec joins with no Rust written by hand.
+//!
+//! Each case is a plain async function returning `Err` with a reason, so the suite can also be
+//! run against a deliberately wrong client and be seen to fail.
+
+pub mod cases;
+mod support;
+
+pub use support::Subject;
+
+/// Declares one `#[tokio::test]` per case for a provider: its name, its spec (relative to the
+/// workspace root) and a function that builds its client.
+#[macro_export]
+macro_rules! suite {
+    ($name:literal, $spec:literal, $build:path) => {
+        fn subject() -> $crate::Subject {
+            $crate::Subject {
+                name: $name,
+                spec: $spec,
+                build: $build,
+            }
+        }
+
+        $crate::cases_for!(
+            subject;
+            success,
+            request_conforms,
+            documented_errors,
+            failure_inside_success_status,
+            undocumented_status,
+            malformed_body,
+            empty_body,
+            truncated_body,
+            wrong_content_type,
+            oversized_declared_body,
+            oversized_streamed_body,
+            timeout,
+            connection_reset,
+            no_secret_in_output,
+            missing_refresh_token,
+            client_is_shareable
+        );
+    };
+}
+
+/// One test per named case; used by [`suite!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! cases_for {
+    ($subject:ident; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                if let Err(reason) = $crate::cases::$case(&$subject()).await {
+                    panic!("{} fails `{}`: {reason}", $subject().name, stringify!($case));
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,174 @@
+//! What the cases share: the subject under test, its spec's model, its mock, and readers of the
+//! spec's examples.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokenkit::{BuildError, HttpConfig, RefreshClient};
+use tokenkit_codegen::Provider;
+use tokenkit_codegen::model::Mapped;
+use tokenkit_codegen::types::Access;
+use tokenkit_mock::MockServer;
+
+/// Builds a provider's client for a base URL and HTTP settings.
+pub type Build = fn(&str, HttpConfig) -> Result<Box<dyn RefreshClient>, BuildError>;
+
+/// A provider under test.
+#[derive(Clone, Copy)]
+pub struct Subject {
+    /// The provider's name.
+    pub name: &'static str,
+    /// Its spec, relative to the workspace root.
+    pub spec: &'static str,
+    /// How to build its client.
+    pub build: Build,
+}
+
+/// A case's failure: why.
+pub type Outcome = Result<(), String>;
+
+/// Fails with `reason` unless `condition` holds.
+pub fn ensure(condition: bool, reason: impl FnOnce() -> String) -> Outcome {
+    if condition { Ok(()) } else { Err(reason()) }
+}
+
+/// A subject with its spec loaded and its mock running.
+pub struct Ctx {
+    pub provider: Provider,
+    pub mock: MockServer,
+    subject: Subject,
+}
+
+/// The HTTP settings of the cases: short timeouts, so a silent server fails fast.
+pub fn quick_http() -> HttpConfig {
+    HttpConfig {
+        timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(2),
+        ..HttpConfig::default()
+    }
+}
+
+impl Ctx {
+    /// Loads the subject's spec and starts its mock.
+    pub async fn start(subject: &Subject) -> Result<Self, String> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(subject.spec);
+        let provider = tokenkit_mock::load(&path).map_err(|e| e.to_string())?;
+        let mock = MockServer::start(provider.clone())
+            .await
+            .map_err(|e| format!("the mock did not start: {e}"))?;
+        Ok(Self {
+            provider,
+            mock,
+            subject: *subject,
+        })
+    }
+
+    /// The subject's client, pointed at the mock.
+    pub fn client(&self, http: HttpConfig) -> Result<Box<dyn RefreshClient>, String> {
+        (self.subject.build)(&self.mock.base_url(), http).map_err(|e| e.to_string())
+    }
+
+    /// The success status.
+    pub fn success_status(&self) -> u16 {
+        self.provider.mapping.success.status
+    }
+
+    /// The documented examples of `status`.
+    pub fn examples(&self, status: u16) -> Vec<(String, Value)> {
+        self.provider
+            .operation
+            .responses
+            .iter()
+            .filter(|r| r.status == status)
+            .flat_map(|r| r.examples.clone())
+            .collect()
+    }
+
+    /// Whether a body of `status` is a documented failure (its `when` discriminator matches).
+    pub fn is_envelope_failure(&self, status: u16, body: &Value) -> bool {
+        self.provider
+            .mapping
+            .failures
+            .iter()
+            .filter(|f| f.status == status)
+            .filter_map(|f| f.when.as_ref())
+            .any(|(m, equals)| body.pointer(&m.pointer) == Some(equals))
+    }
+
+    /// The success examples: the success status's examples that are not failures.
+    pub fn success_examples(&self) -> Vec<(String, Value)> {
+        let status = self.success_status();
+        self.examples(status)
+            .into_iter()
+            .filter(|(_, body)| !self.is_envelope_failure(status, body))
+            .collect()
+    }
+
+    /// The first success example, or a reason.
+    pub fn success_example(&self) -> Result<Value, String> {
+        self.success_examples()
+            .into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .ok_or_else(|| "the spec documents no success example".to_owned())
+    }
+}
+
+/// The text at `pointer`: a string as it is, a number printed.
+pub fn text_at(body: &Value, pointer: &str) -> Option<String> {
+    match body.pointer(pointer)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// The number of seconds at `pointer`: a number, or a numeric string.
+pub fn seconds_at(body: &Value, pointer: &str) -> Option<f64> {
+    match body.pointer(pointer)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Sets the value at `pointer`, creating nothing: the parent must exist.
+pub fn set_at(body: &mut Value, pointer: &str, value: Value) -> bool {
+    match body.pointer_mut(pointer) {
+        Some(slot) => {
+            *slot = value;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Removes the value at `pointer`.
+pub fn remove_at(body: &mut Value, pointer: &str) -> bool {
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    match body.pointer_mut(parent) {
+        Some(Value::Object(map)) => map.remove(&key).is_some(),
+        _ => false,
+    }
+}
+
+/// Whether the field a pointer ends at may be absent or null in a valid body (its parents
+/// aside: without them the access token is gone too).
+pub fn may_be_absent(mapped: &Mapped) -> bool {
+    fn walk(access: &Access) -> bool {
+        match access {
+            Access::Leaf(_) => false,
+            Access::Field { optional, next, .. } => match next.as_ref() {
+                Access::Leaf(_) => *optional,
+                next => walk(next),
+            },
+            Access::Variants { arms, .. } => arms.iter().filter_map(|(_, a)| a.as_ref()).any(walk),
+        }
+    }
+    walk(&mapped.access)
+}
