@@ -40,6 +40,7 @@ pub struct Transport {
     base_url: String,
     http: reqwest::Client,
     max_body: usize,
+    sensitive_keys: &'static [&'static str],
 }
 
 impl Transport {
@@ -76,7 +77,17 @@ impl Transport {
             base_url: base_url.trim_end_matches('/').to_owned(),
             http,
             max_body,
+            sensitive_keys: &[],
         })
+    }
+
+    /// Names of body fields whose values snippets must never show, beyond those that look like
+    /// credentials (`*token*`, `*secret*` …). Generated clients pass every field their spec
+    /// maps to a token or marks as a secret.
+    #[must_use]
+    pub fn with_sensitive_keys(mut self, keys: &'static [&'static str]) -> Self {
+        self.sensitive_keys = keys;
+        self
     }
 
     /// The base URL, without a trailing slash.
@@ -126,7 +137,7 @@ impl Transport {
                             "the connection closed before the body was complete ({} bytes read)",
                             body.len()
                         ),
-                        body: Snippet::new(&body),
+                        body: Snippet::with_keys(&body, self.sensitive_keys),
                     });
                 }
             }
@@ -136,6 +147,7 @@ impl Transport {
             content_type,
             retry_after,
             body: body.freeze(),
+            sensitive_keys: self.sensitive_keys,
         })
     }
 }
@@ -179,6 +191,7 @@ pub struct Response {
     content_type: Option<String>,
     retry_after: Option<Duration>,
     body: Bytes,
+    sensitive_keys: &'static [&'static str],
 }
 
 impl Response {
@@ -189,6 +202,7 @@ impl Response {
             content_type: content_type.map(str::to_owned),
             retry_after: None,
             body: body.into(),
+            sensitive_keys: &[],
         }
     }
 
@@ -209,7 +223,7 @@ impl Response {
 
     /// A scrubbed excerpt of the body.
     pub fn snippet(&self) -> Snippet {
-        Snippet::new(&self.body)
+        Snippet::with_keys(&self.body, self.sensitive_keys)
     }
 
     /// Decodes a JSON body into `T`. A body whose declared media type is not JSON, or that does

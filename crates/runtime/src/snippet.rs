@@ -35,9 +35,16 @@ pub struct Snippet {
 impl Snippet {
     /// Keeps a scrubbed excerpt of `body`.
     pub fn new(body: &[u8]) -> Self {
+        Self::with_keys(body, &[])
+    }
+
+    /// Keeps a scrubbed excerpt of `body`, also redacting the string values of `keys`: the
+    /// names a spec gives its secret fields (`jwt`, `renewal` …), which no heuristic would guess.
+    pub fn with_keys(body: &[u8], keys: &[&str]) -> Self {
         // Scrub a little more than is kept, so a value cut at the limit was still seen whole.
         let window = &body[..body.len().min(SNIPPET_LIMIT * 4)];
-        let scrubbed = scrub_long_runs(&scrub_json_keys(&String::from_utf8_lossy(window)));
+        let text = String::from_utf8_lossy(window);
+        let scrubbed = scrub_long_runs(&scrub_json_keys(&text, keys));
         Self {
             text: truncate(&scrubbed, SNIPPET_LIMIT).to_owned(),
             body_len: body.len(),
@@ -107,7 +114,7 @@ fn truncate(text: &str, limit: usize) -> &str {
 
 /// Redacts the string value after any JSON key that names a credential. Works on text that is
 /// not valid JSON, including text cut off in the middle of a value.
-fn scrub_json_keys(text: &str) -> String {
+fn scrub_json_keys(text: &str, keys: &[&str]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut redact_next_string = false;
@@ -132,7 +139,10 @@ fn scrub_json_keys(text: &str) -> String {
         out.push_str(literal);
         let is_key = rest.trim_start().starts_with(':');
         let lowered = literal.to_ascii_lowercase();
-        redact_next_string = is_key && SENSITIVE_KEYS.iter().any(|k| lowered.contains(k));
+        let name = lowered.trim_matches('"');
+        redact_next_string = is_key
+            && (SENSITIVE_KEYS.iter().any(|k| name.contains(k))
+                || keys.iter().any(|k| k.eq_ignore_ascii_case(name)));
     }
     out.push_str(rest);
     out
@@ -204,6 +214,12 @@ mod tests {
             r#"{"accessToken":"[redacted]","refresh_token":"[redacted]"#
         );
         assert!(!s.as_str().contains("abc"));
+    }
+
+    #[test]
+    fn redacts_values_of_named_keys() {
+        let s = Snippet::with_keys(br#"{"jwt":"abc","ttl":"60"}"#, &["jwt"]);
+        assert_eq!(s.as_str(), r#"{"jwt":"[redacted]","ttl":"60"}"#);
     }
 
     #[test]

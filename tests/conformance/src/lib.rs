@@ -9,7 +9,7 @@
 //! run against a deliberately wrong client and be seen to fail.
 
 pub mod cases;
-mod support;
+pub mod support;
 
 pub use support::Subject;
 

@@ -34,7 +34,9 @@ pub fn ensure(condition: bool, reason: impl FnOnce() -> String) -> Outcome {
 
 /// A subject with its spec loaded and its mock running.
 pub struct Ctx {
+    /// The spec's model: examples, mapping pointers.
     pub provider: Provider,
+    /// The mock serving the spec.
     pub mock: MockServer,
     subject: Subject,
 }

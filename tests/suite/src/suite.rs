@@ -80,3 +80,21 @@ mod vaultist {
     }
     tokenkit_conformance::suite!("vaultist", "specs/vaultist.yaml", build);
 }
+/// The conformance cases for `tests/fixtures/specs/nestbank.yaml`.
+mod nestbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_nestbank::Client::builder("acme", "build-agent-7")
+            .region("eu-west")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "nestbank", "tests/fixtures/specs/nestbank.yaml", build
+    );
+}

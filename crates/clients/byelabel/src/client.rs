@@ -99,6 +99,9 @@ pub const SERVERS: &[&str] = &["https://api.byelabel.com/v1"];
 pub const DEFAULT_BASE_URL: &str = "https://api.byelabel.com/v1";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Rotating;
+/// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
+/// names): error snippets never show their values.
+const SENSITIVE_FIELDS: &[&str] = &["token"];
 /// The outcome of `refreshToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RefreshTokenResponse {
@@ -219,7 +222,8 @@ impl ClientBuilder {
                 )?
             }
             None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
-        };
+        }
+            .with_sensitive_keys(SENSITIVE_FIELDS);
         let mut headers = tokenkit::reqwest::header::HeaderMap::new();
         headers
             .insert(

@@ -41,6 +41,9 @@ pub const SERVERS: &[&str] = &["https://staging.beo-fredi.de"];
 pub const DEFAULT_BASE_URL: &str = "https://staging.beo-fredi.de";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::OneTime;
+/// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
+/// names): error snippets never show their values.
+const SENSITIVE_FIELDS: &[&str] = &["accessToken", "refreshToken"];
 /// The outcome of `refreshToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RefreshTokenResponse {
@@ -158,7 +161,8 @@ impl ClientBuilder {
                 )?
             }
             None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
-        };
+        }
+            .with_sensitive_keys(SENSITIVE_FIELDS);
         let mut headers = tokenkit::reqwest::header::HeaderMap::new();
         headers
             .insert(

@@ -55,6 +55,9 @@ pub const SERVERS: &[&str] = &[
 pub const DEFAULT_BASE_URL: &str = "https://merchantapi.hesabe.com/api";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Rotating;
+/// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
+/// names): error snippets never show their values.
+const SENSITIVE_FIELDS: &[&str] = &["access_token", "refreshToken", "refresh_token"];
 /// The outcome of `tokenRefresh`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
 pub enum TokenRefreshResponse {
@@ -173,7 +176,8 @@ impl ClientBuilder {
                 )?
             }
             None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
-        };
+        }
+            .with_sensitive_keys(SENSITIVE_FIELDS);
         let mut headers = tokenkit::reqwest::header::HeaderMap::new();
         headers
             .insert(

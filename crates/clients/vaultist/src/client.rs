@@ -54,6 +54,9 @@ pub const SERVERS: &[&str] = &["https://api.vault.ist"];
 pub const DEFAULT_BASE_URL: &str = "https://api.vault.ist";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Optional;
+/// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
+/// names): error snippets never show their values.
+const SENSITIVE_FIELDS: &[&str] = &["access_token", "refreshToken", "refresh_token"];
 /// The outcome of `refreshAccessToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RefreshAccessTokenResponse {
@@ -176,7 +179,8 @@ impl ClientBuilder {
                 )?
             }
             None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
-        };
+        }
+            .with_sensitive_keys(SENSITIVE_FIELDS);
         let mut headers = tokenkit::reqwest::header::HeaderMap::new();
         headers
             .insert(

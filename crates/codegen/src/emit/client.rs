@@ -111,6 +111,20 @@ pub fn client(provider: &Provider) -> TokenStream {
         Rotation::Optional => quote!(tokenkit::Rotation::Optional),
     };
 
+    let mut sensitive: Vec<&str> = provider
+        .types
+        .values()
+        .filter_map(|t| match &t.def {
+            crate::types::Def::Struct { fields, .. } => Some(fields),
+            _ => None,
+        })
+        .flatten()
+        .filter(|f| f.ty == Ty::Secret)
+        .map(|f| f.json.as_str())
+        .collect();
+    sensitive.sort_unstable();
+    sensitive.dedup();
+
     // Per-client values: required ones are builder arguments, the others setters.
     let idents: Vec<Ident> = config.iter().map(|c| ident(&c.name)).collect();
     let required: Vec<(&ConfigField, &Ident)> = config
@@ -347,6 +361,10 @@ pub fn client(provider: &Provider) -> TokenStream {
         /// What the provider does with refresh tokens, as the spec's mapping declares.
         pub const ROTATION: tokenkit::Rotation = #rotation;
 
+        /// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
+        /// names): error snippets never show their values.
+        const SENSITIVE_FIELDS: &[&str] = &[#(#sensitive),*];
+
         #outcome_doc
         #[derive(Clone, Debug, PartialEq)]
         pub enum #outcome {
@@ -448,7 +466,8 @@ pub fn client(provider: &Provider) -> TokenStream {
                 let transport = match self.http_client {
                     Some(http) => tokenkit::Transport::with_client(&self.base_url, http, self.http_config.max_body)?,
                     None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
-                };
+                }
+                .with_sensitive_keys(SENSITIVE_FIELDS);
                 let mut headers = tokenkit::reqwest::header::HeaderMap::new();
                 #(#header_inserts)*
                 #query_build
