@@ -101,3 +101,83 @@ fn stale_crates(root: &Path, files: &[OutputFile]) -> Vec<PathBuf> {
     stale.sort();
     stale
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch workspace root holding copies of some of the real specs.
+    fn scratch(name: &str, specs: &[&str]) -> PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("tokenkit-xtask-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("specs")).unwrap();
+        let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs");
+        for spec in specs {
+            std::fs::copy(real.join(spec), root.join("specs").join(spec)).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn gen_is_idempotent_and_check_catches_drift() {
+        let root = scratch("drift", &["fredi.yaml"]);
+        run(&root, false).unwrap();
+        let lib = root.join("crates/clients/fredi/src/client.rs");
+        let generated = std::fs::read_to_string(&lib).unwrap();
+        assert!(generated.starts_with("// @generated"));
+        run(&root, true).unwrap();
+        run(&root, false).unwrap();
+        assert_eq!(std::fs::read_to_string(&lib).unwrap(), generated);
+
+        std::fs::write(&lib, generated.replace("pub struct", "pub  struct")).unwrap();
+        let report = run(&root, true).unwrap_err();
+        assert!(
+            report.contains("crates/clients/fredi/src/client.rs"),
+            "{report}"
+        );
+        assert!(
+            report.contains("-pub  struct") && report.contains("+pub struct"),
+            "{report}"
+        );
+
+        run(&root, false).unwrap();
+        run(&root, true).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_broken_spec_writes_nothing() {
+        let root = scratch("broken", &["fredi.yaml", "hesabe.yaml"]);
+        let hesabe = root.join("specs/hesabe.yaml");
+        let text = std::fs::read_to_string(&hesabe).unwrap();
+        std::fs::write(
+            &hesabe,
+            text.replace(
+                "access-token: /response/token/access_token",
+                "access-token: /nope",
+            ),
+        )
+        .unwrap();
+        let report = run(&root, false).unwrap_err();
+        assert!(report.contains("specs/hesabe.yaml#/paths/~1v1~1token-refresh/post/x-token-refresh/success/access-token"), "{report}");
+        assert!(!root.join("crates").exists(), "a failed gen wrote files");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_removed_spec_removes_its_crate() {
+        let root = scratch("stale", &["fredi.yaml", "hesabe.yaml"]);
+        run(&root, false).unwrap();
+        std::fs::remove_file(root.join("specs/hesabe.yaml")).unwrap();
+        assert!(
+            run(&root, true)
+                .unwrap_err()
+                .contains("crates/clients/hesabe")
+        );
+        run(&root, false).unwrap();
+        assert!(!root.join("crates/clients/hesabe").exists());
+        assert!(root.join("crates/clients/fredi").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -305,6 +305,12 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         file,
         at: pointer::join(&op_pointer, extension::KEY),
         responses: &responses,
+        documented: op
+            .responses
+            .responses
+            .keys()
+            .map(ToString::to_string)
+            .collect(),
     };
     let refresh_slot = ctx.request_slot(&mut types, &body_ty, &mapping_spec, &mut errors);
     let mapping = ctx.mapping(&mut types, &mapping_spec, &mut errors);
@@ -812,6 +818,8 @@ struct MapCtx<'a> {
     file: &'a str,
     at: String,
     responses: &'a [ResponseCase],
+    /// Every status key the spec documents, modelled or not.
+    documented: Vec<String>,
 }
 
 /// What a mapped value may be.
@@ -921,17 +929,21 @@ impl MapCtx<'_> {
         }
     }
 
-    fn response(&self, rel: &str, status: &str) -> Result<&ResponseCase, SpecError> {
-        let code: Option<u16> = status.parse().ok();
-        self.responses
+    /// The modelled response of `status`; `None` with an error when the spec does not
+    /// document it, and `None` alone when it does but the response failed to model (that
+    /// failure is already reported).
+    fn response(&self, rel: &str, status: &str, errors: &mut SpecErrors) -> Option<&ResponseCase> {
+        let found = self
+            .responses
             .iter()
-            .find(|r| Some(r.status) == code)
-            .ok_or_else(|| {
-                self.error(
-                    rel,
-                    format!("status {status} is not a documented response of this operation"),
-                )
-            })
+            .find(|r| r.status.to_string() == status);
+        if found.is_none() && !self.documented.iter().any(|d| d == status) {
+            errors.push(self.error(
+                rel,
+                format!("status {status} is not a documented response of this operation"),
+            ));
+        }
+        found
     }
 
     fn pointer(
@@ -1017,10 +1029,7 @@ impl MapCtx<'_> {
         errors: &mut SpecErrors,
     ) -> Option<Mapping> {
         let s = &spec.success;
-        let success_response = self
-            .response("/success/status", &s.status)
-            .map_err(|e| errors.push(e))
-            .ok()?;
+        let success_response = self.response("/success/status", &s.status, errors)?;
         let access_token = self
             .pointer(
                 types,
@@ -1072,10 +1081,7 @@ impl MapCtx<'_> {
         let mut failures = Vec::new();
         for (i, f) in spec.failures.iter().enumerate() {
             let rel = format!("/failures/{i}");
-            let Ok(response) = self
-                .response(&format!("{rel}/status"), &f.status)
-                .map_err(|e| errors.push(e))
-            else {
+            let Some(response) = self.response(&format!("{rel}/status"), &f.status, errors) else {
                 continue;
             };
             let when = match &f.when {

@@ -1,0 +1,163 @@
+//! Snapshots of what the generator writes and of what it says about broken specs.
+//!
+//! Review changes with `cargo insta review` (or set `INSTA_UPDATE=always` and read the diff).
+
+use std::path::{Path, PathBuf};
+use tokenkit_codegen::{Provider, emit, load_provider};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn provider(relative: &str) -> Provider {
+    load_provider(&workspace().join(relative), relative).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn client_rs(relative: &str) -> String {
+    emit::client_rs(&provider(relative)).unwrap()
+}
+
+/// The items of a generated file named in `wanted`: a type or function by name, every impl of
+/// a type by `impl Type`, or one method by `Type::method`.
+fn excerpt(source: &str, wanted: &[&str]) -> String {
+    let file = syn::parse_file(source).unwrap();
+    let mut items = Vec::new();
+    for want in wanted {
+        let found: Vec<syn::Item> = file
+            .items
+            .iter()
+            .filter_map(|item| pick(item, want))
+            .collect();
+        assert!(!found.is_empty(), "no item {want} in the generated file");
+        items.extend(found);
+    }
+    let mut picked = file.clone();
+    picked.attrs.clear();
+    picked.items = items;
+    prettyplease::unparse(&picked)
+}
+
+fn pick(item: &syn::Item, want: &str) -> Option<syn::Item> {
+    let (ty, method) = match want.split_once("::") {
+        Some((ty, m)) => (ty, Some(m)),
+        None => (want.strip_prefix("impl ").unwrap_or(want), None),
+    };
+    let named = |ident: &syn::Ident| ident == want;
+    match item {
+        syn::Item::Struct(s) if named(&s.ident) => Some(item.clone()),
+        syn::Item::Enum(e) if named(&e.ident) => Some(item.clone()),
+        syn::Item::Fn(f) if named(&f.sig.ident) => Some(item.clone()),
+        syn::Item::Mod(m) if named(&m.ident) => Some(item.clone()),
+        syn::Item::Impl(i) => {
+            let syn::Type::Path(path) = i.self_ty.as_ref() else {
+                return None;
+            };
+            if path.path.segments.last()?.ident != ty
+                || (method.is_none() && !want.starts_with("impl "))
+            {
+                return None;
+            }
+            let mut i = i.clone();
+            if let Some(m) = method {
+                i.items
+                    .retain(|it| matches!(it, syn::ImplItem::Fn(f) if f.sig.ident == m));
+                if i.items.is_empty() {
+                    return None;
+                }
+            }
+            Some(syn::Item::Impl(i))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn every_spec_generates_its_client() {
+    for dir in ["specs", "tests/fixtures/specs"] {
+        for path in tokenkit_codegen::spec_files(&workspace().join(dir)).unwrap() {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let relative = format!("{dir}/{name}.yaml");
+            insta::assert_snapshot!(format!("client_{name}"), client_rs(&relative));
+        }
+    }
+}
+
+#[test]
+fn header_parameters_are_fixed_at_build() {
+    // Vault.ist: an int32 per-client header and a constant one; Nestbank: query parameters too.
+    let vaultist = excerpt(
+        &client_rs("specs/vaultist.yaml"),
+        &["ClientBuilder::build", "Client::builder"],
+    );
+    insta::assert_snapshot!(vaultist);
+    let nestbank = excerpt(
+        &client_rs("tests/fixtures/specs/nestbank.yaml"),
+        &["ClientBuilder::build", "Client::renew_session"],
+    );
+    insta::assert_snapshot!(nestbank);
+}
+
+#[test]
+fn one_of_request_body() {
+    let easyship = excerpt(
+        &client_rs("specs/easyship.yaml"),
+        &[
+            "CreateAccessTokenRequest",
+            "RefreshTokenGrant",
+            "RefreshTokenGrantGrantType",
+            "Client::refresh_request",
+        ],
+    );
+    insta::assert_snapshot!(easyship);
+}
+
+#[test]
+fn failure_inside_a_success_envelope() {
+    let byelabel = excerpt(
+        &client_rs("specs/byelabel.yaml"),
+        &["impl RefreshTokenResponse", "mapping"],
+    );
+    insta::assert_snapshot!(byelabel);
+    let hesabe = excerpt(
+        &client_rs("specs/hesabe.yaml"),
+        &["impl TokenRefreshResponse"],
+    );
+    insta::assert_snapshot!(hesabe);
+}
+
+#[test]
+fn optional_refresh_token_falls_back_to_the_sent_one() {
+    let vaultist = excerpt(
+        &client_rs("specs/vaultist.yaml"),
+        &["TokenResponse", "impl RefreshAccessTokenResponse"],
+    );
+    assert!(vaultist.contains("map_or_else(|| sent.clone(), Into::into)"));
+    insta::assert_snapshot!(vaultist);
+}
+
+#[test]
+fn minimal_spec_generates() {
+    let minimal = provider("crates/codegen/tests/fixtures/minimal.yaml");
+    assert!(emit::client_rs(&minimal).is_ok());
+}
+
+#[test]
+fn broken_specs_are_errors_naming_file_and_pointer() {
+    insta::glob!("broken/*.yaml", |path| {
+        let name = path.file_name().unwrap().to_string_lossy();
+        let display = format!("broken/{name}");
+        let errors = load_provider(path, &display).expect_err("a broken spec must not load");
+        for error in &errors.0 {
+            assert_eq!(error.file, display);
+        }
+        insta::assert_snapshot!(errors.to_string());
+    });
+}
+
+#[test]
+fn generation_is_deterministic() {
+    let root = workspace();
+    let first = tokenkit_codegen::generate(&root).unwrap();
+    let second = tokenkit_codegen::generate(&root).unwrap();
+    assert_eq!(first, second);
+}
