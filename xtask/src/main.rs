@@ -2,8 +2,10 @@
 //!
 //! - `cargo xtask gen`: regenerate every client crate from `specs/*.yaml`.
 //! - `cargo xtask gen --check`: fail, with a diff, when the checked-in files differ.
+//! - `cargo xtask mock <provider>`: serve a provider's spec on 127.0.0.1.
 
 mod gen_cmd;
+mod mock_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +15,9 @@ usage: cargo xtask <command>
 
 commands:
   gen            regenerate crates/clients/* from specs/*.yaml
-  gen --check    exit non-zero, with a diff, if the checked-in files differ from what gen writes";
+  gen --check    exit non-zero, with a diff, if the checked-in files differ from what gen writes
+  mock <provider> [--port N] [--reply STATUS[/EXAMPLE]]
+                 serve the provider's spec on 127.0.0.1, checking every request against it";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +25,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["gen"] => gen_cmd::run(&root(), false),
         ["gen", "--check"] => gen_cmd::run(&root(), true),
+        ["mock", rest @ ..] => mock_cmd::run(&root(), rest),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             Ok(())

@@ -63,3 +63,8 @@ macro_rules! cases_for {
         )*
     };
 }
+
+/// The README's examples compile.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}
