@@ -12,8 +12,11 @@
 //! # }
 //! ```
 
+mod authority;
 mod check;
 pub mod http;
+
+pub use authority::AuthorityStats;
 
 pub use check::check_request;
 pub use http::Request;
@@ -103,6 +106,7 @@ pub struct Recorded {
 struct State {
     queued: VecDeque<Reply>,
     default: Option<Reply>,
+    authority: Option<authority::Authority>,
     recorded: Vec<Recorded>,
     streamed: usize,
 }
@@ -211,6 +215,26 @@ impl MockServer {
             .collect()
     }
 
+    /// Makes the mock a provider that enforces rotation: every success issues a fresh access
+    /// token and refresh token (living `lifetime_secs`), each refresh token works once, and a
+    /// reused one answers the spec's invalid-grant failure and revokes its whole family
+    /// (RFC 9700 §4.14.2). Answers come after `delay`. Returns the family's first refresh token.
+    pub fn enforce_rotation(&self, lifetime_secs: i64, delay: Duration) -> String {
+        let mut authority = authority::Authority::new(lifetime_secs, delay);
+        let first = authority.mint_family();
+        self.state().authority = Some(authority);
+        first
+    }
+
+    /// What the rotation-enforcing provider has seen; zeros when it is off.
+    pub fn authority_stats(&self) -> AuthorityStats {
+        self.state()
+            .authority
+            .as_ref()
+            .map(|a| a.stats)
+            .unwrap_or_default()
+    }
+
     /// How many body bytes `Reply::Endless` got onto the wire before the client stopped.
     pub fn bytes_streamed(&self) -> usize {
         self.state().streamed
@@ -280,12 +304,17 @@ async fn serve(
         let violations = check::check_request(&provider, &base_path, &request);
         let reply = {
             let mut state = lock(&state);
+            let next = state.queued.pop_front();
+            let issued = match (&next, state.authority.as_mut()) {
+                (None, Some(authority)) => Some(authority.answer(&provider, &request)),
+                _ => None,
+            };
             state.recorded.push(Recorded {
                 request,
                 violations,
             });
-            let next = state.queued.pop_front();
-            next.or_else(|| state.default.clone())
+            next.or(issued)
+                .or_else(|| state.default.clone())
                 .unwrap_or_else(|| fallback(&provider))
         };
         if !answer(&mut stream, &provider, &state, reply).await {

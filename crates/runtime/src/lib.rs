@@ -6,20 +6,36 @@
 //! - [`RefreshClient`]: the trait every generated client implements.
 //! - [`Transport`] and [`HttpConfig`]: the HTTP defaults the generated clients share (no
 //!   redirects, timeouts, a cap on the response body).
+//! - [`TokenManager`]: a valid access token on demand, refreshed once under any concurrency,
+//!   persisted to a [`TokenStore`] before anyone sees it.
+//!
+//! # Choosing a store
+//!
+//! | deployment | store |
+//! |---|---|
+//! | one process | [`MemoryStore`], or [`FileStore`] to survive restarts |
+//! | several processes on one host | [`FileStore`] on a directory they share |
+//! | several hosts or replicas | `RedisStore` (cargo feature `redis`) |
 
 pub mod error;
 pub mod http;
+pub mod manager;
 pub mod mapping;
 pub mod refresh;
 pub mod secret;
 pub mod snippet;
+pub mod store;
 pub mod token;
 
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
 pub use http::{HttpConfig, Response, Transport};
+pub use manager::{ManagerConfig, ManagerError, ReAuthenticate, TokenManager};
 pub use refresh::{BoxFuture, RefreshClient, Rotation};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};
 pub use snippet::Snippet;
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
+pub use store::{FileStore, MemoryStore, Saved, StoreError, StoreLock, Stored, TokenStore};
 pub use token::{TokenSet, expiry_from};
 
 /// Re-exported so generated crates use the same HTTP types as the runtime.

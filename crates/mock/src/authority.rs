@@ -1,0 +1,201 @@
+//! A provider that enforces rotation, for testing token managers: fresh tokens on every
+//! success, each refresh token accepted once, and reuse punished by revoking the family.
+
+use crate::{Reply, example, http::Request};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokenkit_codegen::Provider;
+use tokenkit_codegen::extension::FailureKind;
+
+/// What the provider has seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthorityStats {
+    /// Refreshes answered with new tokens.
+    pub refreshes: u64,
+    /// Refresh tokens presented a second time (each revoked its family).
+    pub reuses: u64,
+    /// Refresh tokens refused for another reason: unknown, or of a revoked family.
+    pub rejected: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Issued {
+    family: u64,
+    used: bool,
+}
+
+pub(crate) struct Authority {
+    lifetime_secs: i64,
+    delay: Duration,
+    tokens: HashMap<String, Issued>,
+    revoked: Vec<u64>,
+    families: u64,
+    serial: u64,
+    pub(crate) stats: AuthorityStats,
+}
+
+impl Authority {
+    pub(crate) fn new(lifetime_secs: i64, delay: Duration) -> Self {
+        Self {
+            lifetime_secs,
+            delay,
+            tokens: HashMap::new(),
+            revoked: Vec::new(),
+            families: 0,
+            serial: 0,
+            stats: AuthorityStats::default(),
+        }
+    }
+
+    fn mint(&mut self, prefix: &str) -> String {
+        self.serial += 1;
+        format!("{prefix}-{:06}", self.serial)
+    }
+
+    /// Starts a token family; returns its first refresh token.
+    pub(crate) fn mint_family(&mut self) -> String {
+        self.families += 1;
+        let token = self.mint("rt");
+        self.tokens.insert(
+            token.clone(),
+            Issued {
+                family: self.families,
+                used: false,
+            },
+        );
+        token
+    }
+
+    /// The reply to a refresh request.
+    pub(crate) fn answer(&mut self, provider: &Provider, request: &Request) -> Reply {
+        let presented = serde_json::from_slice::<Value>(&request.body)
+            .ok()
+            .and_then(|b| {
+                b.pointer(&provider.mapping.request_refresh_token)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        let issued = presented.as_ref().and_then(|t| self.tokens.get(t).copied());
+        let reply = match issued {
+            Some(Issued {
+                family,
+                used: false,
+            }) if !self.revoked.contains(&family) => {
+                if let Some(t) = presented.as_ref().and_then(|t| self.tokens.get_mut(t)) {
+                    t.used = true;
+                }
+                self.success(provider, family)
+            }
+            Some(Issued { family, used: true }) => {
+                self.stats.reuses += 1;
+                self.revoked.push(family);
+                dead(provider)
+            }
+            _ => {
+                self.stats.rejected += 1;
+                dead(provider)
+            }
+        };
+        Reply::Delayed {
+            delay: self.delay,
+            reply: Box::new(reply),
+        }
+    }
+
+    fn success(&mut self, provider: &Provider, family: u64) -> Reply {
+        self.stats.refreshes += 1;
+        let success = &provider.mapping.success;
+        let mut body = example(provider, success.status, None).unwrap_or_else(|| json!({}));
+        let access = self.mint("at");
+        set(&mut body, &success.access_token.pointer, json!(access));
+        if let Some(m) = &success.refresh_token {
+            let next = self.mint("rt");
+            self.tokens.insert(
+                next.clone(),
+                Issued {
+                    family,
+                    used: false,
+                },
+            );
+            set(&mut body, &m.pointer, json!(next));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        if let Some(m) = &success.expires_in {
+            let as_text = body.pointer(&m.pointer).is_some_and(Value::is_string);
+            let value = if as_text {
+                json!(self.lifetime_secs.to_string())
+            } else {
+                json!(self.lifetime_secs)
+            };
+            set(&mut body, &m.pointer, value);
+        }
+        if let Some(m) = &success.created_at {
+            set(&mut body, &m.pointer, json!(now));
+        }
+        Reply::Json {
+            status: success.status,
+            body,
+        }
+    }
+}
+
+/// The spec's first documented invalid-grant answer.
+fn dead(provider: &Provider) -> Reply {
+    let failure = provider.mapping.failures.iter().find(|f| {
+        f.kind == FailureKind::InvalidGrant
+            || f.kinds.iter().any(|(_, k)| *k == FailureKind::InvalidGrant)
+    });
+    let Some(failure) = failure else {
+        return Reply::Raw {
+            status: 400,
+            content_type: None,
+            body: Vec::new(),
+        };
+    };
+    let mut body = provider
+        .operation
+        .responses
+        .iter()
+        .find(|r| r.status == failure.status)
+        .and_then(|r| {
+            r.examples
+                .iter()
+                .map(|(_, v)| v.clone())
+                .find(|v| match &failure.when {
+                    Some((m, equals)) => v.pointer(&m.pointer) == Some(equals),
+                    None => true,
+                })
+        })
+        .unwrap_or(Value::Null);
+    if let Some((code, _)) = failure
+        .kinds
+        .iter()
+        .find(|(_, k)| *k == FailureKind::InvalidGrant)
+    {
+        if let Some(m) = &failure.code {
+            set(&mut body, &m.pointer, json!(code));
+        }
+    }
+    if body.is_null() {
+        Reply::Raw {
+            status: failure.status,
+            content_type: None,
+            body: Vec::new(),
+        }
+    } else {
+        Reply::Json {
+            status: failure.status,
+            body,
+        }
+    }
+}
+
+fn set(body: &mut Value, pointer: &str, value: Value) {
+    if let Some(slot) = body.pointer_mut(pointer) {
+        *slot = value;
+    }
+}

@@ -1,0 +1,229 @@
+//! Token sets in files: one JSON file per credential, replaced atomically.
+
+use super::record::{decode, encode};
+use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
+use crate::refresh::BoxFuture;
+use crate::token::TokenSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Token sets in a directory, shared by every process that opens the same directory.
+///
+/// - `<key>.json` holds the set; writes go to a temporary file (mode 0600) that is flushed to
+///   disk and renamed over it, so a crash leaves the old set or the new one, never a torn file.
+/// - `<key>.lock` carries the refresh lock: an OS file lock, which dies with its process, so a
+///   crashed refresher never blocks the others.
+/// - `<key>.write.lock` serializes the compare-and-set of writers.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// A store in `dir`, created (mode 0700) if missing.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io_error("cannot create the store directory", &dir, &e))?;
+        Ok(Self { dir })
+    }
+
+    /// The file holding `key`'s token set.
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{}.json", file_name(key)))
+    }
+
+    fn lock_path(&self, key: &str, kind: &str) -> PathBuf {
+        self.dir.join(format!("{}.{kind}", file_name(key)))
+    }
+}
+
+/// A file name for any key: safe characters as they are, others as `%XX`.
+fn file_name(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn io_error(what: &str, path: &Path, error: &std::io::Error) -> StoreError {
+    StoreError::new(format!("{what} ({}): {error}", path.display()))
+}
+
+fn open_lock_file(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_error("cannot open the lock file", path, &e))
+}
+
+fn read(path: &Path) -> Result<Option<Stored>, StoreError> {
+    match std::fs::read(path) {
+        Ok(bytes) => decode(&bytes).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("cannot read the token set", path, &e)),
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let temp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        // The rename is durable once the directory is.
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok::<(), std::io::Error>(())
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        io_error("cannot write the token set", path, &e)
+    })
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| StoreError::new("a file operation was cancelled"))?
+}
+
+impl TokenStore for FileStore {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
+        let path = self.path_of(key);
+        Box::pin(blocking(move || read(&path)))
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        let path = self.path_of(key);
+        let lock_path = self.lock_path(key, "write.lock");
+        let tokens = tokens.clone();
+        Box::pin(blocking(move || {
+            let lock = open_lock_file(&lock_path)?;
+            lock.lock()
+                .map_err(|e| io_error("cannot lock for writing", &lock_path, &e))?;
+            let current = read(&path)?.map(|s| s.version);
+            if current != expected {
+                return Ok(Saved::Conflict(current));
+            }
+            let version = current.unwrap_or(0) + 1;
+            replace(&path, &encode(version, &tokens))?;
+            Ok(Saved::Written(version))
+        }))
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        let path = self.lock_path(key, "lock");
+        Box::pin(blocking(move || {
+            let file = open_lock_file(&path)?;
+            match file.try_lock() {
+                Ok(()) => Ok(Some(StoreLock::holding(file))),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    Err(io_error("cannot take the refresh lock", &path, &e))
+                }
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tokenkit-file-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn tokens(access: &str) -> TokenSet {
+        TokenSet {
+            access_token: access.into(),
+            refresh_token: Some("r".into()),
+            expires_at: None,
+            token_type: None,
+            extras: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn compare_and_set_and_mode() {
+        let dir = scratch("cas");
+        let store = FileStore::new(&dir).unwrap();
+        assert_eq!(store.load("a/b").await.unwrap(), None);
+        assert_eq!(
+            store.save("a/b", &tokens("1"), None).await.unwrap(),
+            Saved::Written(1)
+        );
+        assert_eq!(
+            store.save("a/b", &tokens("x"), None).await.unwrap(),
+            Saved::Conflict(Some(1))
+        );
+        assert_eq!(
+            store.save("a/b", &tokens("2"), Some(1)).await.unwrap(),
+            Saved::Written(2)
+        );
+        let stored = store.load("a/b").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.version, stored.tokens.access_token.expose()),
+            (2, "2")
+        );
+        let mode = std::fs::metadata(store.path_of("a/b"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(store.path_of("a/b").ends_with("a%2Fb.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_refresh_lock_is_exclusive_until_dropped() {
+        let dir = scratch("lock");
+        let store = FileStore::new(&dir).unwrap();
+        let ttl = Duration::from_secs(1);
+        let held = store.try_lock("k", ttl).await.unwrap().expect("free");
+        assert!(store.try_lock("k", ttl).await.unwrap().is_none());
+        held.release().await;
+        assert!(store.try_lock("k", ttl).await.unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

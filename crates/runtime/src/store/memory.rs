@@ -1,0 +1,99 @@
+//! Token sets in process memory.
+
+use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
+use crate::refresh::BoxFuture;
+use crate::token::TokenSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Inner {
+    sets: HashMap<String, Stored>,
+    locked: HashSet<String>,
+}
+
+/// Token sets in memory, for one process. Clones share the same sets.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // The data stays consistent under a panic: every write is a single insert.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<String> = self.inner().sets.keys().cloned().collect();
+        f.debug_struct("MemoryStore").field("keys", &keys).finish()
+    }
+}
+
+impl TokenStore for MemoryStore {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
+        let found = self.inner().sets.get(key).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        let saved = {
+            let mut inner = self.inner();
+            let current = inner.sets.get(key).map(|s| s.version);
+            if current == expected {
+                let version = current.unwrap_or(0) + 1;
+                inner.sets.insert(
+                    key.to_owned(),
+                    Stored {
+                        version,
+                        tokens: tokens.clone(),
+                    },
+                );
+                Saved::Written(version)
+            } else {
+                Saved::Conflict(current)
+            }
+        };
+        Box::pin(async move { Ok(saved) })
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        let taken = self.inner().locked.insert(key.to_owned());
+        let lock = taken.then(|| {
+            let inner = Arc::clone(&self.inner);
+            let key = key.to_owned();
+            StoreLock::holding(Unlock { inner, key })
+        });
+        Box::pin(async move { Ok(lock) })
+    }
+}
+
+/// Releases a memory lock when dropped.
+struct Unlock {
+    inner: Arc<Mutex<Inner>>,
+    key: String,
+}
+
+impl Drop for Unlock {
+    fn drop(&mut self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.locked.remove(&self.key);
+    }
+}

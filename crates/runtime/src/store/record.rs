@@ -1,0 +1,90 @@
+//! The stored form of a token set: JSON with a version. Shared by the file and Redis stores.
+
+use super::{StoreError, Stored};
+use crate::secret::{AccessToken, RefreshToken};
+use crate::token::TokenSet;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, UNIX_EPOCH};
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    version: u64,
+    access_token: AccessToken,
+    refresh_token: Option<RefreshToken>,
+    /// Milliseconds since the Unix epoch.
+    expires_at_ms: Option<u64>,
+    token_type: Option<String>,
+    #[serde(default)]
+    extras: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The JSON of `tokens` as `version`.
+pub fn encode(version: u64, tokens: &TokenSet) -> Vec<u8> {
+    let record = Record {
+        version,
+        access_token: tokens.access_token.clone(),
+        refresh_token: tokens.refresh_token.clone(),
+        expires_at_ms: tokens
+            .expires_at
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        token_type: tokens.token_type.clone(),
+        extras: tokens.extras.clone(),
+    };
+    // A struct of strings, numbers and JSON values always serializes.
+    serde_json::to_vec_pretty(&record).unwrap_or_default()
+}
+
+/// A stored record; errors say where the JSON broke, never what it held.
+pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
+    let record: Record = serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::new(format!(
+            "the stored token set is unreadable ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok(Stored {
+        version: record.version,
+        tokens: TokenSet {
+            access_token: record.access_token,
+            refresh_token: record.refresh_token,
+            expires_at: record
+                .expires_at_ms
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            token_type: record.token_type,
+            extras: record.extras,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let tokens = TokenSet {
+            access_token: "a".into(),
+            refresh_token: Some("r".into()),
+            expires_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            token_type: Some("Bearer".into()),
+            extras: serde_json::json!({"scope": "x"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let stored = decode(&encode(7, &tokens)).unwrap();
+        assert_eq!(stored.version, 7);
+        assert_eq!(stored.tokens, tokens);
+    }
+
+    #[test]
+    fn errors_quote_nothing() {
+        let err = decode(br#"{"version": 1, "access_token": 5, "refresh_token": "SENTINEL"}"#)
+            .unwrap_err();
+        assert!(!err.to_string().contains("SENTINEL"));
+        assert!(decode(br#"{"version": 1, "acc"#).is_err());
+    }
+}

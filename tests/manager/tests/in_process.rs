@@ -1,0 +1,397 @@
+//! The manager in one process, against a mock that enforces one-time refresh tokens.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+use tokenkit::{
+    BoxFuture, ErrorKind, FileStore, ManagerConfig, ManagerError, MemoryStore, RefreshClient,
+    RefreshError, RefreshToken, Rotation, TokenManager, TokenSet, TokenStore, TransportKind,
+};
+use tokenkit_manager_tests::{client, expired, fast_config, one_time_provider, scratch};
+use tokenkit_mock::Reply;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_callers_at_expiry_cause_one_refresh() {
+    let (mock, first) = one_time_provider(3600, Duration::from_millis(5)).await;
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k");
+    assert!(manager.seed(expired(&first)).await.unwrap());
+
+    let callers: Vec<_> = (0..10_000)
+        .map(|_| {
+            let manager = manager.clone();
+            tokio::spawn(async move { manager.access_token().await })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for caller in callers {
+        tokens.push(caller.await.unwrap().unwrap().expose().to_owned());
+    }
+
+    let stats = mock.authority_stats();
+    assert_eq!(stats.refreshes, 1, "{stats:?}");
+    assert_eq!(stats.reuses, 0);
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "every caller gets the one new token"
+    );
+    assert_ne!(tokens[0], "at-expired");
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(
+        stored.tokens.access_token.expose(),
+        tokens[0],
+        "persisted before published"
+    );
+    assert_eq!(stored.version, 2);
+}
+
+#[tokio::test]
+async fn a_valid_token_is_served_from_the_cache() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k");
+    manager.seed(expired(&first)).await.unwrap();
+    let a = manager.access_token().await.unwrap();
+    for _ in 0..100 {
+        assert_eq!(manager.access_token().await.unwrap(), a);
+    }
+    assert_eq!(mock.authority_stats().refreshes, 1);
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_they_expire() {
+    let (mock, first) = one_time_provider(1, Duration::ZERO).await;
+    let manager = TokenManager::with_config(
+        client(&mock.base_url()),
+        MemoryStore::new(),
+        "k",
+        fast_config(),
+    );
+    manager.seed(expired(&first)).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let token = manager.access_token().await.unwrap();
+        let set = manager.token_set().await.unwrap();
+        assert!(
+            set.expires_at.unwrap() > SystemTime::now(),
+            "served an expired token"
+        );
+        seen.push(token);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "a new token each half-lifetime");
+    let stats = mock.authority_stats();
+    assert_eq!((stats.refreshes, stats.reuses, stats.rejected), (4, 0, 0));
+}
+
+/// Snapshot of the store file, byte for byte.
+fn file_bytes(store: &FileStore) -> Vec<u8> {
+    std::fs::read(store.path_of("k")).unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_refresh_never_changes_the_stored_set() {
+    let dir = scratch("failures");
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let store = FileStore::new(&dir).unwrap();
+    let config = ManagerConfig {
+        max_attempts: 2,
+        backoff: Duration::from_millis(1),
+        ..ManagerConfig::default()
+    };
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", config.clone());
+    manager.seed(expired(&first)).await.unwrap();
+    let before = file_bytes(&store);
+
+    let replies = [
+        Reply::Example {
+            status: 400,
+            name: None,
+        },
+        Reply::Example {
+            status: 401,
+            name: None,
+        },
+        Reply::Raw {
+            status: 503,
+            content_type: None,
+            body: b"down".to_vec(),
+        },
+        Reply::Raw {
+            status: 200,
+            content_type: Some("application/json".into()),
+            body: b"{\"access".to_vec(),
+        },
+        Reply::Raw {
+            status: 418,
+            content_type: None,
+            body: Vec::new(),
+        },
+        Reply::Close,
+    ];
+    for reply in replies {
+        let what = format!("{reply:?}");
+        // Each reply twice: once for the attempt, once for a retry if the error allows one.
+        mock.enqueue(reply.clone());
+        mock.enqueue(reply);
+        // A fresh manager each time, so no "maybe spent" memory carries over.
+        let manager =
+            TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", config.clone());
+        let err = manager.access_token().await.expect_err(&what);
+        assert_eq!(
+            file_bytes(&store),
+            before,
+            "{what} changed the store ({err})"
+        );
+    }
+    drop(manager);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_refresh_token_needs_reauthentication_and_leaves_the_store() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k");
+    manager.seed(expired("rt-unknown")).await.unwrap();
+    let err = manager.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::ReAuthenticate { cause: Some(ref e) } if e.kind() == ErrorKind::ReAuthenticate),
+        "{err:?}"
+    );
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens.refresh_token.unwrap().expose(), "rt-unknown");
+}
+
+#[tokio::test]
+async fn the_reauthentication_hook_replaces_a_dead_token() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let hook: tokenkit::ReAuthenticate = Arc::new(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            Ok(TokenSet {
+                access_token: "at-from-login".into(),
+                refresh_token: Some("rt-from-login".into()),
+                expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+                token_type: None,
+                extras: Default::default(),
+            })
+        })
+    });
+    let manager =
+        TokenManager::new(client(&mock.base_url()), store.clone(), "k").with_reauthenticate(hook);
+    manager.seed(expired("rt-unknown")).await.unwrap();
+    assert_eq!(
+        manager.access_token().await.unwrap().expose(),
+        "at-from-login"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(
+        stored.tokens.refresh_token.unwrap().expose(),
+        "rt-from-login"
+    );
+}
+
+/// A scripted client, for the decisions that depend on exactly what failed.
+struct Scripted {
+    rotation: Rotation,
+    answers: std::sync::Mutex<Vec<Result<TokenSet, RefreshError>>>,
+    sent: std::sync::Mutex<Vec<String>>,
+    /// Runs before answering: lets a test play "another process".
+    before: Box<dyn Fn(usize) + Send + Sync>,
+}
+
+impl Scripted {
+    fn new(rotation: Rotation, mut answers: Vec<Result<TokenSet, RefreshError>>) -> Self {
+        answers.reverse();
+        Self {
+            rotation,
+            answers: answers.into(),
+            sent: Vec::new().into(),
+            before: Box::new(|_| {}),
+        }
+    }
+
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+impl RefreshClient for Scripted {
+    fn provider(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn rotation(&self) -> Rotation {
+        self.rotation
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        token: &'a RefreshToken,
+    ) -> BoxFuture<'a, Result<TokenSet, RefreshError>> {
+        let n = {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(token.expose().to_owned());
+            sent.len()
+        };
+        (self.before)(n);
+        let answer = self
+            .answers
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("a scripted answer");
+        Box::pin(async move { answer })
+    }
+}
+
+fn fresh(access: &str, refresh: Option<&str>) -> TokenSet {
+    TokenSet {
+        access_token: access.into(),
+        refresh_token: refresh.map(RefreshToken::new),
+        expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+        token_type: None,
+        extras: Default::default(),
+    }
+}
+
+fn timeout() -> RefreshError {
+    RefreshError::Transport {
+        kind: TransportKind::Timeout,
+        maybe_sent: true,
+    }
+}
+
+fn quick() -> ManagerConfig {
+    ManagerConfig {
+        backoff: Duration::from_millis(1),
+        ..ManagerConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn an_ambiguous_failure_never_resends_a_one_time_token() {
+    let scripted = Arc::new(Scripted::new(Rotation::OneTime, vec![Err(timeout())]));
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", quick());
+    manager.seed(expired("rt-1")).await.unwrap();
+    let err = manager.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::Refresh(RefreshError::Transport { .. })),
+        "{err:?}"
+    );
+    // The next call must not send rt-1 again: it may be spent.
+    let err = manager.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::ReAuthenticate { .. }),
+        "{err:?}"
+    );
+    assert_eq!(scripted.sent(), vec!["rt-1"]);
+}
+
+#[tokio::test]
+async fn an_ambiguous_failure_resends_where_the_spec_allows() {
+    let scripted = Arc::new(Scripted::new(
+        Rotation::Optional,
+        vec![Err(timeout()), Ok(fresh("at-2", None))],
+    ));
+    let store = MemoryStore::new();
+    let manager = TokenManager::with_config(Arc::clone(&scripted), store.clone(), "k", quick());
+    manager.seed(expired("rt-1")).await.unwrap();
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-2");
+    assert_eq!(scripted.sent(), vec!["rt-1", "rt-1"]);
+    // No new refresh token came back: the old one is kept.
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens.refresh_token.unwrap().expose(), "rt-1");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_backoff_then_reported() {
+    let later = || RefreshError::documented(ErrorKind::RetryLater, 503, Default::default(), None);
+    let scripted = Arc::new(Scripted::new(
+        Rotation::OneTime,
+        vec![Err(later()), Err(later()), Ok(fresh("at-2", Some("rt-2")))],
+    ));
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", quick());
+    manager.seed(expired("rt-1")).await.unwrap();
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-2");
+    assert_eq!(scripted.sent().len(), 3);
+
+    let scripted = Arc::new(Scripted::new(
+        Rotation::OneTime,
+        (0..4).map(|_| Err(later())).collect(),
+    ));
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", quick());
+    manager.seed(expired("rt-1")).await.unwrap();
+    let err = manager.access_token().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(scripted.sent().len(), 4, "max_attempts");
+}
+
+#[tokio::test]
+async fn invalid_grant_rereads_the_store_and_uses_the_newer_token() {
+    let store = MemoryStore::new();
+    let dead = RefreshError::documented(ErrorKind::ReAuthenticate, 400, Default::default(), None);
+    let mut scripted = Scripted::new(
+        Rotation::OneTime,
+        vec![Err(dead), Ok(fresh("at-3", Some("rt-3")))],
+    );
+    // Between this process's read and its request, "another process" rotated the token.
+    let other = store.clone();
+    scripted.before = Box::new(move |n| {
+        if n == 1 {
+            let other = other.clone();
+            std::thread::spawn(move || {
+                tokio::runtime::Runtime::new().unwrap().block_on(async {
+                    other.save("k", &expired("rt-2"), Some(1)).await.unwrap();
+                })
+            })
+            .join()
+            .unwrap();
+        }
+    });
+    let scripted = Arc::new(scripted);
+    let manager = TokenManager::with_config(Arc::clone(&scripted), store.clone(), "k", quick());
+    manager.seed(expired("rt-1")).await.unwrap();
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-3");
+    assert_eq!(scripted.sent(), vec!["rt-1", "rt-2"]);
+}
+
+#[tokio::test]
+async fn a_cancelled_caller_does_not_abandon_the_refresh() {
+    let (mock, first) = one_time_provider(3600, Duration::from_millis(200)).await;
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k");
+    manager.seed(expired(&first)).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(20), manager.access_token()).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.version, 2, "the refresh finished and was persisted");
+    assert_eq!(
+        manager.access_token().await.unwrap(),
+        stored.tokens.access_token
+    );
+    assert_eq!(mock.authority_stats().refreshes, 1);
+}
+
+#[tokio::test]
+async fn no_secret_in_manager_errors_or_debug() {
+    let sentinel = "SNTL-mgr-9d8c";
+    let dead = RefreshError::documented(ErrorKind::ReAuthenticate, 400, Default::default(), None);
+    let scripted = Arc::new(Scripted::new(Rotation::OneTime, vec![Err(dead)]));
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", quick());
+    manager.seed(expired(sentinel)).await.unwrap();
+    let err = manager.access_token().await.unwrap_err();
+    let shown = format!("{err} {err:?} {manager:?} {:?}", manager.token_set().await);
+    assert!(!shown.contains(sentinel), "{shown}");
+}
