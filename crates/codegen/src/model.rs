@@ -507,19 +507,18 @@ fn params(
             );
             continue;
         };
-        if let ReferenceOr::Item(s) = schema {
-            if let SchemaKind::Type(Type::String(st)) = &s.schema_kind {
-                if let [Some(only)] = st.enumeration.as_slice() {
-                    out.push(Param {
-                        location,
-                        name: data.name.clone(),
-                        required: data.required,
-                        schema_pointer: pointer::join(&at, "schema"),
-                        value: ParamValue::Constant(only.clone()),
-                    });
-                    continue;
-                }
-            }
+        if let ReferenceOr::Item(s) = schema
+            && let SchemaKind::Type(Type::String(st)) = &s.schema_kind
+            && let [Some(only)] = st.enumeration.as_slice()
+        {
+            out.push(Param {
+                location,
+                name: data.name.clone(),
+                required: data.required,
+                schema_pointer: pointer::join(&at, "schema"),
+                value: ParamValue::Constant(only.clone()),
+            });
+            continue;
         }
         let schema_at = pointer::join(&at, "schema");
         let resolved = match types.resolve(schema.into(), &schema_at, &data.name) {

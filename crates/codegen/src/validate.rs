@@ -100,14 +100,14 @@ impl Checker<'_> {
                 return;
             }
         }
-        if let Some(allowed) = obj.get("enum").and_then(Value::as_array) {
-            if !allowed.contains(instance) {
-                let allowed: Vec<String> = allowed.iter().map(Value::to_string).collect();
-                self.fail(
-                    at,
-                    format!("the value is not one of {}", allowed.join(", ")),
-                );
-            }
+        if let Some(allowed) = obj.get("enum").and_then(Value::as_array)
+            && !allowed.contains(instance)
+        {
+            let allowed: Vec<String> = allowed.iter().map(Value::to_string).collect();
+            self.fail(
+                at,
+                format!("the value is not one of {}", allowed.join(", ")),
+            );
         }
         self.numbers(obj, instance, at);
         self.strings(obj, instance, at);
@@ -135,30 +135,30 @@ impl Checker<'_> {
             _ => {}
         }
         let v = n.as_f64().unwrap_or(f64::NAN);
-        if let Some(min) = obj.get("minimum").and_then(Value::as_f64) {
-            if v < min {
-                self.fail(at, format!("below the minimum {min}"));
-            }
+        if let Some(min) = obj.get("minimum").and_then(Value::as_f64)
+            && v < min
+        {
+            self.fail(at, format!("below the minimum {min}"));
         }
-        if let Some(max) = obj.get("maximum").and_then(Value::as_f64) {
-            if v > max {
-                self.fail(at, format!("above the maximum {max}"));
-            }
+        if let Some(max) = obj.get("maximum").and_then(Value::as_f64)
+            && v > max
+        {
+            self.fail(at, format!("above the maximum {max}"));
         }
     }
 
     fn strings(&mut self, obj: &serde_json::Map<String, Value>, instance: &Value, at: &str) {
         let Value::String(s) = instance else { return };
         let len = s.chars().count() as u64;
-        if let Some(min) = obj.get("minLength").and_then(Value::as_u64) {
-            if len < min {
-                self.fail(at, format!("shorter than {min} characters"));
-            }
+        if let Some(min) = obj.get("minLength").and_then(Value::as_u64)
+            && len < min
+        {
+            self.fail(at, format!("shorter than {min} characters"));
         }
-        if let Some(max) = obj.get("maxLength").and_then(Value::as_u64) {
-            if len > max {
-                self.fail(at, format!("longer than {max} characters"));
-            }
+        if let Some(max) = obj.get("maxLength").and_then(Value::as_u64)
+            && len > max
+        {
+            self.fail(at, format!("longer than {max} characters"));
         }
     }
 
@@ -190,10 +190,10 @@ impl Checker<'_> {
                 );
             }
         }
-        if let Some(options) = obj.get("anyOf").and_then(Value::as_array) {
-            if !options.iter().any(|s| matches(self, s)) {
-                self.fail(at, "matches none of the anyOf schemas");
-            }
+        if let Some(options) = obj.get("anyOf").and_then(Value::as_array)
+            && !options.iter().any(|s| matches(self, s))
+        {
+            self.fail(at, "matches none of the anyOf schemas");
         }
         if let Some(all) = obj.get("allOf").and_then(Value::as_array) {
             for schema in all {

@@ -175,10 +175,9 @@ fn dead(provider: &Provider) -> Reply {
         .kinds
         .iter()
         .find(|(_, k)| *k == FailureKind::InvalidGrant)
+        && let Some(m) = &failure.code
     {
-        if let Some(m) = &failure.code {
-            set(&mut body, &m.pointer, json!(code));
-        }
+        set(&mut body, &m.pointer, json!(code));
     }
     if body.is_null() {
         Reply::Raw {

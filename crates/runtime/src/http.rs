@@ -229,10 +229,10 @@ impl Response {
     /// Decodes a JSON body into `T`. A body whose declared media type is not JSON, or that does
     /// not match `T`, is an [`RefreshError::InvalidBody`] that quotes no value from the body.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, RefreshError> {
-        if let Some(media) = &self.content_type {
-            if !is_json_media_type(media) {
-                return Err(self.invalid(format!("expected a JSON body, got {media:?}")));
-            }
+        if let Some(media) = &self.content_type
+            && !is_json_media_type(media)
+        {
+            return Err(self.invalid(format!("expected a JSON body, got {media:?}")));
         }
         if self.body.is_empty() {
             return Err(self.invalid("expected a JSON body, got an empty body".into()));

@@ -249,10 +249,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     /// A valid access token. The fast path reads the cache without a lock; a stale or missing
     /// token joins (or starts) the one refresh in flight.
     pub async fn access_token(&self) -> Result<AccessToken, ManagerError> {
-        if let Some(cached) = self.inner.cache.load().as_ref() {
-            if cached.is_fresh(SystemTime::now()) {
-                return Ok(cached.tokens.access_token.clone());
-            }
+        if let Some(cached) = self.inner.cache.load().as_ref()
+            && cached.is_fresh(SystemTime::now())
+        {
+            return Ok(cached.tokens.access_token.clone());
         }
         self.current(false)
             .await
@@ -275,12 +275,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     async fn current(&self, force: bool) -> Result<Arc<Cached>, ManagerError> {
         let mut flight = {
             let mut slot = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
-            if !force {
-                if let Some(cached) = self.inner.cache.load_full() {
-                    if cached.is_fresh(SystemTime::now()) {
-                        return Ok(cached);
-                    }
-                }
+            if !force
+                && let Some(cached) = self.inner.cache.load_full()
+                && cached.is_fresh(SystemTime::now())
+            {
+                return Ok(cached);
             }
             match slot.as_ref() {
                 Some(running) => running.clone(),
@@ -357,11 +356,14 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
         );
         let started = Instant::now();
         let result = self.refresh_locked(force).instrument(span.clone()).await;
-        span.record("outcome", outcome_name(&result));
-        span.record("duration_ms", started.elapsed().as_millis() as u64);
-        if let Err(e) = &result {
-            span.in_scope(|| tracing::warn!(error = %e, "token refresh failed"));
-        }
+        let outcome = outcome_name(&result);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        span.record("outcome", outcome);
+        span.record("duration_ms", duration_ms);
+        span.in_scope(|| match &result {
+            Ok(_) => tracing::info!(outcome, duration_ms, "token refresh"),
+            Err(e) => tracing::warn!(outcome, duration_ms, error = %e, "token refresh failed"),
+        });
         result
     }
 

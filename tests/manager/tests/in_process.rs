@@ -395,3 +395,46 @@ async fn no_secret_in_manager_errors_or_debug() {
     let shown = format!("{err} {err:?} {manager:?} {:?}", manager.token_set().await);
     assert!(!shown.contains(sentinel), "{shown}");
 }
+
+/// A writer that keeps what the tracing subscriber prints.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn refresh_spans_name_the_provider_and_outcome_but_no_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k");
+    manager.seed(expired(&first)).await.unwrap();
+    let token = manager.access_token().await.unwrap();
+    let dead = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k2");
+    dead.seed(expired("rt-unknown-SNTL")).await.unwrap();
+    assert!(dead.access_token().await.is_err());
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("tokenkit.refresh"), "{log}");
+    assert!(log.contains("provider=\"easyship\""), "{log}");
+    assert!(log.contains("outcome=\"ok\""), "{log}");
+    assert!(log.contains("outcome=\"reauthenticate\""), "{log}");
+    for secret in [first.as_str(), token.expose(), "rt-unknown-SNTL"] {
+        assert!(!log.contains(secret), "{secret} in {log}");
+    }
+}
