@@ -40,6 +40,8 @@ pub struct Provider {
     pub types: IndexMap<String, TypeDef>,
     /// The resolved token mapping.
     pub mapping: Mapping,
+    /// How the client authenticates itself, from the spec's security requirement.
+    pub auth: Option<Auth>,
     /// The whole spec as JSON: what the mock server and the lint check instances against.
     pub spec_json: Value,
 }
@@ -76,6 +78,31 @@ pub struct Operation {
     pub responses: Vec<ResponseCase>,
     /// The `Accept` header: the media types of the documented responses.
     pub accept: String,
+    /// The outcome enum's name: `<OperationId>Response`, or `…Outcome` when a schema has that
+    /// name.
+    pub outcome: String,
+}
+
+/// Client authentication declared by a security scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1): indexes into
+    /// [`Provider::config`].
+    Basic {
+        /// The client id's config field.
+        id: usize,
+        /// The client secret's config field.
+        secret: usize,
+    },
+    /// An API key in a header or query parameter.
+    ApiKey {
+        /// Header or query.
+        location: Location,
+        /// The header or parameter name.
+        name: String,
+        /// The key's config field.
+        key: usize,
+    },
 }
 
 /// Where a parameter goes.
@@ -85,6 +112,8 @@ pub enum Location {
     Header,
     /// A query string parameter.
     Query,
+    /// A `{name}` segment of the path.
+    Path,
 }
 
 /// A header or query parameter.
@@ -170,10 +199,44 @@ pub enum FillSource {
     Config(usize),
 }
 
+/// Which statuses a documented response covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusKey {
+    /// One status, such as `200`.
+    Code(u16),
+    /// A class, such as `4XX` (the digit).
+    Range(u16),
+    /// `default`: every status nothing else documents.
+    Default,
+}
+
+impl StatusKey {
+    /// The key as the spec writes it: `200`, `4XX`, `default`.
+    pub fn spec_key(self) -> String {
+        match self {
+            StatusKey::Code(code) => code.to_string(),
+            StatusKey::Range(class) => format!("{class}XX"),
+            StatusKey::Default => "default".to_owned(),
+        }
+    }
+
+    /// Whether `status` falls under this key (ignoring more specific keys).
+    pub fn covers(self, status: u16) -> bool {
+        match self {
+            StatusKey::Code(code) => code == status,
+            StatusKey::Range(class) => status / 100 == class,
+            StatusKey::Default => true,
+        }
+    }
+}
+
 /// A documented response.
 #[derive(Clone, Debug)]
 pub struct ResponseCase {
-    /// The status.
+    /// The statuses it covers.
+    pub key: StatusKey,
+    /// A status it stands for: the code itself, or one of its range (or, for `default`, one)
+    /// that no more specific response documents. The mock sends it; tests expect it.
     pub status: u16,
     /// The outcome enum's variant name.
     pub variant: String,
@@ -229,7 +292,9 @@ pub struct Success {
 /// What one documented failure means.
 #[derive(Clone, Debug)]
 pub struct Failure {
-    /// The status.
+    /// The statuses it covers.
+    pub key: StatusKey,
+    /// The status it stands for (see [`ResponseCase::status`]).
     pub status: u16,
     /// The discriminator, for a failure inside a success status.
     pub when: Option<(Mapped, Value)>,
@@ -275,6 +340,8 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     };
     let components = spec.api.components.as_ref().map(|c| &c.schemas);
     let mut types = TypeBuilder::new(file, components);
+    // The names the printer uses for its own items; schemas named so get another name.
+    types.reserve_names(&["Client", "ClientBuilder"]);
     let id = match &op.operation_id {
         Some(id) if !id.trim().is_empty() => id.clone(),
         _ => {
@@ -293,6 +360,8 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
 
     let mut config = Vec::new();
     let params = params(spec, &op_pointer, op, &mut types, &mut config, &mut errors);
+    check_path(spec, &op_pointer, &path, &params, &mut errors);
+    let auth = auth(spec, &op_pointer, op, &mut config, &mut errors);
     let body = request_body(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
     let responses = responses(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
 
@@ -310,6 +379,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             .responses
             .keys()
             .map(ToString::to_string)
+            .chain(op.responses.default.as_ref().map(|_| "default".to_owned()))
             .collect(),
     };
     let refresh_slot = ctx.request_slot(&mut types, &body_ty, &mapping_spec, &mut errors);
@@ -347,6 +417,9 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         &mut config,
     );
     check_config_names(file, &op_pointer, &config, &mut errors);
+    if is_form(&body_media) {
+        check_form_fields(file, &body_schema, types.defs(), &struct_name, &mut errors);
+    }
     let info = &spec.api.info;
     let provider = Provider {
         name: spec.name.clone(),
@@ -374,10 +447,12 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             },
             responses,
             accept,
+            outcome: outcome_name(&op_name, types.defs()),
         },
         config,
         types: types.finish(),
         mapping,
+        auth,
         spec_json: spec.json.clone(),
     };
     errors.into_result(provider)
@@ -480,15 +555,34 @@ fn params(
         let (location, data) = match param {
             Parameter::Header { parameter_data, .. } => (Location::Header, parameter_data),
             Parameter::Query { parameter_data, .. } => (Location::Query, parameter_data),
-            Parameter::Path { .. } | Parameter::Cookie { .. } => {
-                errors.push(SpecError::new(
-                    &spec.file,
-                    &pointer::join(&at, "in"),
-                    "only header and query parameters are supported",
-                ));
+            Parameter::Path { parameter_data, .. } => (Location::Path, parameter_data),
+            Parameter::Cookie { .. } => {
+                errors.push(
+                    SpecError::new(
+                        &spec.file,
+                        &pointer::join(&at, "in"),
+                        "cookie parameters are not supported",
+                    )
+                    .hint(
+                        "token endpoints take headers, query parameters, path segments and bodies",
+                    ),
+                );
                 continue;
             }
         };
+        let is_token = !data.name.is_empty()
+            && data
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if location == Location::Header && !is_token {
+            errors.push(SpecError::new(
+                &spec.file,
+                &pointer::join(&at, "name"),
+                format!("{:?} is not a valid HTTP header name", data.name),
+            ));
+            continue;
+        }
         // OpenAPI 3.0: header parameters named Accept, Content-Type or Authorization are ignored.
         if location == Location::Header
             && ["accept", "content-type", "authorization"]
@@ -599,15 +693,42 @@ fn is_json(media: &str) -> bool {
 }
 
 /// The JSON media type of a content map, or an error naming what is there instead.
+/// The form media type of RFC 6749 requests.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Whether `media` is the form media type.
+pub fn is_form(media: &str) -> bool {
+    media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case(FORM)
+}
+
 fn json_media<'a>(
     file: &str,
     at: &str,
     content: &'a IndexMap<String, openapiv3::MediaType>,
+    allow_form: bool,
 ) -> Result<(&'a String, &'a openapiv3::MediaType), SpecError> {
-    content.iter().find(|(m, _)| is_json(m)).ok_or_else(|| {
-        let found: Vec<&String> = content.keys().collect();
-        SpecError::new(file, &pointer::join(at, "content"), format!("no JSON media type (found {found:?}); only application/json and +json bodies are supported"))
-    })
+    content
+        .iter()
+        .find(|(m, _)| is_json(m))
+        .or_else(|| content.iter().find(|(m, _)| allow_form && is_form(m)))
+        .ok_or_else(|| {
+            let found: Vec<&String> = content.keys().collect();
+            let supported = if allow_form {
+                "application/json, +json and application/x-www-form-urlencoded request bodies"
+            } else {
+                "application/json and +json response bodies"
+            };
+            SpecError::new(
+                file,
+                &pointer::join(at, "content"),
+                format!("unsupported media type {found:?}: only {supported} are supported"),
+            )
+        })
 }
 
 fn request_body(
@@ -640,7 +761,7 @@ fn request_body(
             return None;
         }
     };
-    let (media, content) = match json_media(&spec.file, &at, &body.content) {
+    let (media, content) = match json_media(&spec.file, &at, &body.content, true) {
         Ok(found) => found,
         Err(e) => {
             errors.push(e);
@@ -681,30 +802,21 @@ fn responses(
     errors: &mut SpecErrors,
 ) -> Vec<ResponseCase> {
     let responses_at = pointer::join(op_pointer, "responses");
-    if let Some(_default) = &op.responses.default {
-        errors.push(
-            SpecError::new(
-                &spec.file,
-                &pointer::join(&responses_at, "default"),
-                "`default` responses are not supported yet",
-            )
-            .hint("document each status the provider sends"),
-        );
-    }
     let mut out = Vec::new();
-    for (status, response) in &op.responses.responses {
-        let at = pointer::join(&responses_at, &status.to_string());
-        let StatusCode::Code(code) = *status else {
-            errors.push(
-                SpecError::new(
-                    &spec.file,
-                    &at,
-                    format!("status ranges such as {status} are not supported yet"),
-                )
-                .hint("document each status the provider sends"),
-            );
-            continue;
-        };
+    let keyed = op
+        .responses
+        .responses
+        .iter()
+        .map(|(status, response)| {
+            let key = match *status {
+                StatusCode::Code(code) => StatusKey::Code(code),
+                StatusCode::Range(class) => StatusKey::Range(class),
+            };
+            (key, response)
+        })
+        .chain(op.responses.default.iter().map(|r| (StatusKey::Default, r)));
+    for (key, response) in keyed {
+        let at = pointer::join(&responses_at, &key.spec_key());
         let ReferenceOr::Item(response) = response else {
             errors.push(
                 SpecError::new(&spec.file, &at, "a $ref response is not supported")
@@ -712,10 +824,20 @@ fn responses(
             );
             continue;
         };
-        match response_case(spec, &at, code, response, op_name, types) {
+        match response_case(spec, &at, key, response, op_name, types) {
             Ok(case) => out.push(case),
             Err(e) => errors.push(e),
         }
+    }
+    // Exact codes first, then ranges, then `default`: the order a decoder must try them.
+    out.sort_by_key(|c| match c.key {
+        StatusKey::Code(_) => 0,
+        StatusKey::Range(_) => 1,
+        StatusKey::Default => 2,
+    });
+    let keys: Vec<StatusKey> = out.iter().map(|c| c.key).collect();
+    for case in &mut out {
+        case.status = representative(case.key, &keys);
     }
     if out.is_empty() && errors.0.is_empty() {
         errors.push(SpecError::new(
@@ -727,19 +849,56 @@ fn responses(
     out
 }
 
+/// A status `key` stands for that no more specific key documents.
+fn representative(key: StatusKey, keys: &[StatusKey]) -> u16 {
+    let specific = |status: u16| {
+        keys.iter().any(|k| {
+            *k != key
+                && k.covers(status)
+                && !matches!(
+                    (k, key),
+                    (StatusKey::Default, _) | (StatusKey::Range(_), StatusKey::Code(_))
+                )
+        })
+    };
+    let candidates: Vec<u16> = match key {
+        StatusKey::Code(code) => return code,
+        StatusKey::Range(class) => (class * 100..class * 100 + 100).collect(),
+        StatusKey::Default => (500..600).chain(400..500).chain(300..400).collect(),
+    };
+    candidates
+        .into_iter()
+        .find(|s| !specific(*s))
+        .unwrap_or(599)
+}
+
 fn response_case(
     spec: &Spec,
     at: &str,
-    status: u16,
+    key: StatusKey,
     response: &Response,
     op_name: &str,
     types: &mut TypeBuilder<'_>,
 ) -> Result<ResponseCase, SpecError> {
-    let variant = status_variant(status);
+    let variant = match key {
+        StatusKey::Code(code) => status_variant(code),
+        StatusKey::Range(1) => "Informational".to_owned(),
+        StatusKey::Range(2) => "Success".to_owned(),
+        StatusKey::Range(3) => "Redirection".to_owned(),
+        StatusKey::Range(4) => "ClientError".to_owned(),
+        StatusKey::Range(5) => "ServerError".to_owned(),
+        StatusKey::Range(class) => format!("Class{class}xx"),
+        StatusKey::Default => "Default".to_owned(),
+    };
+    let status = match key {
+        StatusKey::Code(code) => code,
+        StatusKey::Range(class) => class * 100,
+        StatusKey::Default => 500,
+    };
     let mut body = None;
     let mut examples = Vec::new();
     if !response.content.is_empty() {
-        let (media, content) = json_media(&spec.file, at, &response.content)?;
+        let (media, content) = json_media(&spec.file, at, &response.content, false)?;
         let media_at = pointer::join(&pointer::join(at, "content"), media);
         let schema = content.schema.as_ref().ok_or_else(|| {
             SpecError::new(&spec.file, &media_at, "the response body has no schema")
@@ -771,6 +930,7 @@ fn response_case(
         }
     }
     Ok(ResponseCase {
+        key,
         status,
         variant,
         description: response.description.clone(),
@@ -935,7 +1095,7 @@ impl MapCtx<'_> {
         let found = self
             .responses
             .iter()
-            .find(|r| r.status.to_string() == status);
+            .find(|r| r.key.spec_key().eq_ignore_ascii_case(status));
         if found.is_none() && !self.documented.iter().any(|d| d == status) {
             errors.push(self.error(
                 rel,
@@ -982,7 +1142,15 @@ impl MapCtx<'_> {
         for leaf in access.leaves() {
             let fits = match want {
                 Want::Text => matches!(leaf, Ty::String | Ty::Secret),
-                Want::Seconds => matches!(leaf, Ty::I32 | Ty::I64 | Ty::F64 | Ty::String | Ty::Any),
+                Want::Seconds => match leaf {
+                    Ty::I32 | Ty::I64 | Ty::F64 | Ty::String | Ty::Any => true,
+                    // A number-or-numeric-string `oneOf`.
+                    Ty::Named(name) => matches!(
+                        types.defs().get(name).map(|t| &t.def),
+                        Some(Def::OneOf { variants }) if variants.iter().all(|(_, t)| matches!(t, Ty::I32 | Ty::I64 | Ty::F64 | Ty::String))
+                    ),
+                    _ => false,
+                },
                 Want::Anything => true,
             };
             if !fits {
@@ -1029,6 +1197,16 @@ impl MapCtx<'_> {
     ) -> Option<Mapping> {
         let s = &spec.success;
         let success_response = self.response("/success/status", &s.status, errors)?;
+        if !matches!(success_response.key, StatusKey::Code(200..=299)) {
+            errors.push(self.error(
+                "/success/status",
+                format!(
+                    "the success status must be one 2xx code, not {}",
+                    success_response.key.spec_key()
+                ),
+            ));
+            return None;
+        }
         let access_token = self
             .pointer(
                 types,
@@ -1100,7 +1278,7 @@ impl MapCtx<'_> {
                 },
                 None => None,
             };
-            if response.status == success_response.status && when.is_none() {
+            if response.key == success_response.key && when.is_none() {
                 errors.push(
                     self.error(
                         &rel,
@@ -1135,6 +1313,7 @@ impl MapCtx<'_> {
                 ));
             }
             failures.push(Failure {
+                key: response.key,
                 status: response.status,
                 when,
                 kind: f.kind,
@@ -1144,10 +1323,10 @@ impl MapCtx<'_> {
             });
         }
         for response in self.responses {
-            let covered = response.status == success_response.status
+            let covered = response.key == success_response.key
                 || failures
                     .iter()
-                    .any(|f| f.status == response.status && f.when.is_none());
+                    .any(|f| f.key == response.key && f.when.is_none());
             if !covered {
                 errors.push(
                     SpecError::new(
@@ -1155,12 +1334,12 @@ impl MapCtx<'_> {
                         &response.pointer,
                         format!(
                             "documented status {} has no meaning in the token mapping",
-                            response.status
+                            response.key.spec_key()
                         ),
                     )
                     .hint(format!(
                         "add a `failures` entry with `status: \"{}\"` and a `kind`",
-                        response.status
+                        response.key.spec_key()
                     )),
                 );
             }
@@ -1245,4 +1424,194 @@ fn check_config_names(
             );
         }
     }
+}
+
+/// Every `{name}` of the path has a path parameter, and every path parameter a `{name}`.
+fn check_path(
+    spec: &Spec,
+    op_pointer: &str,
+    path: &str,
+    params: &[Param],
+    errors: &mut SpecErrors,
+) {
+    let placeholders: Vec<&str> = path
+        .split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect();
+    let path_params: Vec<&Param> = params
+        .iter()
+        .filter(|p| p.location == Location::Path)
+        .collect();
+    for name in &placeholders {
+        if !path_params.iter().any(|p| p.name == *name) {
+            errors.push(
+                SpecError::new(
+                    &spec.file,
+                    op_pointer,
+                    format!("the path has {{{name}}} but no path parameter {name:?}"),
+                )
+                .hint("declare it under `parameters` with `in: path`"),
+            );
+        }
+    }
+    for param in path_params {
+        if !placeholders.contains(&param.name.as_str()) {
+            errors.push(SpecError::new(
+                &spec.file,
+                &param.schema_pointer,
+                format!(
+                    "path parameter {:?} does not appear in the path {path:?}",
+                    param.name
+                ),
+            ));
+        }
+    }
+}
+
+/// The client authentication of the operation's first security requirement (or the spec's).
+fn auth(
+    spec: &Spec,
+    op_pointer: &str,
+    op: &OaOperation,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Option<Auth> {
+    let requirements = op.security.as_ref().or(spec.api.security.as_ref())?;
+    let requirement = requirements.first()?;
+    let (name, _) = requirement.iter().next()?;
+    if requirement.len() > 1 {
+        errors.push(SpecError::new(
+            &spec.file,
+            &pointer::join(op_pointer, "security"),
+            "a security requirement that combines several schemes is not supported",
+        ));
+        return None;
+    }
+    let at = pointer::join("/components/securitySchemes", name);
+    let scheme = spec
+        .api
+        .components
+        .as_ref()
+        .and_then(|c| c.security_schemes.get(name));
+    let scheme = match scheme {
+        Some(ReferenceOr::Item(scheme)) => scheme,
+        Some(ReferenceOr::Reference { .. }) => {
+            errors.push(SpecError::new(
+                &spec.file,
+                &at,
+                "a $ref security scheme is not supported",
+            ));
+            return None;
+        }
+        None => {
+            errors.push(SpecError::new(
+                &spec.file,
+                &pointer::join(op_pointer, "security"),
+                format!("security scheme {name:?} is not defined under components/securitySchemes"),
+            ));
+            return None;
+        }
+    };
+    let mut field = |name: &str, ty: Ty, doc: &str| {
+        config.push(ConfigField {
+            name: name.to_owned(),
+            example: made_up_example(&ty, name),
+            ty,
+            required: true,
+            doc: Some(doc.to_owned()),
+        });
+        config.len() - 1
+    };
+    match scheme {
+        openapiv3::SecurityScheme::HTTP { scheme, .. } if scheme.eq_ignore_ascii_case("basic") => {
+            let id = field(
+                "client_id",
+                Ty::String,
+                "The OAuth client id, sent with HTTP Basic (RFC 6749 §2.3.1).",
+            );
+            let secret = field(
+                "client_secret",
+                Ty::Secret,
+                "The OAuth client secret, sent with HTTP Basic.",
+            );
+            Some(Auth::Basic { id, secret })
+        }
+        openapiv3::SecurityScheme::APIKey { location, name, .. } => {
+            let location = match location {
+                openapiv3::APIKeyLocation::Header => Location::Header,
+                openapiv3::APIKeyLocation::Query => Location::Query,
+                openapiv3::APIKeyLocation::Cookie => {
+                    errors.push(SpecError::new(
+                        &spec.file,
+                        &at,
+                        "API keys in cookies are not supported",
+                    ));
+                    return None;
+                }
+            };
+            let is_token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !is_token {
+                errors.push(SpecError::new(
+                    &spec.file,
+                    &pointer::join(&at, "name"),
+                    format!("{name:?} is not a valid HTTP header or parameter name"),
+                ));
+                return None;
+            }
+            let key = field("api_key", Ty::Secret, "The API key.");
+            Some(Auth::ApiKey {
+                location,
+                name: name.clone(),
+                key,
+            })
+        }
+        _ => {
+            errors.push(
+                SpecError::new(&spec.file, &at, "only HTTP Basic and API key security schemes are supported")
+                    .hint("a token endpoint authenticates the client with Basic, an API key, or body fields"),
+            );
+            None
+        }
+    }
+}
+
+/// A form body is a flat list of fields: each must be a string, number, boolean or enum.
+fn check_form_fields(
+    file: &str,
+    schema_pointer: &str,
+    types: &IndexMap<String, TypeDef>,
+    struct_name: &str,
+    errors: &mut SpecErrors,
+) {
+    for field in struct_fields(types, struct_name) {
+        let flat = match &field.ty {
+            Ty::String | Ty::Secret | Ty::Bool | Ty::I32 | Ty::I64 | Ty::F64 => true,
+            Ty::Named(name) => matches!(types.get(name).map(|t| &t.def), Some(Def::Enum { .. })),
+            _ => false,
+        };
+        if !flat {
+            errors.push(SpecError::new(
+                file,
+                schema_pointer,
+                format!(
+                    "form field {:?} is {}; form bodies take strings, numbers, booleans and enums",
+                    field.json,
+                    field.ty.describe()
+                ),
+            ));
+        }
+    }
+}
+
+/// `<Op>Response`, unless a schema took it.
+fn outcome_name(op_name: &str, types: &IndexMap<String, TypeDef>) -> String {
+    [format!("{op_name}Response"), format!("{op_name}Outcome")]
+        .into_iter()
+        .chain((2..).map(|n| format!("{op_name}Outcome{n}")))
+        .find(|name| !types.contains_key(name))
+        .unwrap_or_default()
 }

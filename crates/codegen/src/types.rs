@@ -157,6 +157,7 @@ pub struct TypeBuilder<'a> {
     defs: IndexMap<String, TypeDef>,
     by_ref: HashMap<String, Resolved>,
     in_progress: HashSet<String>,
+    reserved: HashSet<String>,
 }
 
 /// A schema, inline or by reference.
@@ -200,6 +201,7 @@ impl<'a> TypeBuilder<'a> {
             defs: IndexMap::new(),
             by_ref: HashMap::new(),
             in_progress: HashSet::new(),
+            reserved: HashSet::new(),
         }
     }
 
@@ -441,12 +443,19 @@ impl<'a> TypeBuilder<'a> {
         Ok(self.define_reserved(name, doc, at, Def::OneOf { variants }))
     }
 
+    /// Keeps `names` from ever naming a generated type.
+    pub fn reserve_names(&mut self, names: &[&str]) {
+        for name in names {
+            self.reserved.insert((*name).to_owned());
+        }
+    }
+
     /// Claims a name for a type about to be defined: `hint`, or `hint2`, `hint3` … when taken.
     fn reserve(&mut self, hint: &str) -> String {
         let base = pascal(hint);
         let mut name = base.clone();
         let mut n = 2;
-        while self.defs.contains_key(&name) {
+        while self.defs.contains_key(&name) || self.reserved.contains(&name) {
             name = format!("{base}{n}");
             n += 1;
         }

@@ -161,3 +161,15 @@ fn generation_is_deterministic() {
     let second = tokenkit_codegen::generate(&root).unwrap();
     assert_eq!(first, second);
 }
+
+#[test]
+fn schema_names_never_collide_with_generated_items() {
+    let provider = provider("crates/codegen/tests/fixtures/reserved-names.yaml");
+    assert!(
+        provider.types.contains_key("Client2"),
+        "{:?}",
+        provider.types.keys()
+    );
+    let source = emit::client_rs(&provider).unwrap();
+    syn::parse_file(&source).unwrap();
+}

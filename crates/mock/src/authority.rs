@@ -69,13 +69,11 @@ impl Authority {
 
     /// The reply to a refresh request.
     pub(crate) fn answer(&mut self, provider: &Provider, request: &Request) -> Reply {
-        let presented = serde_json::from_slice::<Value>(&request.body)
-            .ok()
-            .and_then(|b| {
-                b.pointer(&provider.mapping.request_refresh_token)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            });
+        let presented = crate::body_json(provider, request).and_then(|b| {
+            b.pointer(&provider.mapping.request_refresh_token)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
         let issued = presented.as_ref().and_then(|t| self.tokens.get(t).copied());
         let reply = match issued {
             Some(Issued {

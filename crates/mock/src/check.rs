@@ -3,7 +3,7 @@
 
 use crate::http::Request;
 use serde_json::Value;
-use tokenkit_codegen::model::{Location, ParamValue, Provider};
+use tokenkit_codegen::model::{Auth, Location, ParamValue, Provider};
 use tokenkit_codegen::validate::validate;
 
 /// Every way `request` breaks the operation, as readable sentences. They quote no value.
@@ -16,28 +16,30 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
             request.method, op.method
         ));
     }
-    let expected_path = format!("{base_path}{}", op.path);
-    if request.path != expected_path {
+    let template = format!("{base_path}{}", op.path);
+    let path_values = match_path(&template, &request.path);
+    if path_values.is_none() {
         out.push(format!(
-            "path {:?} instead of {expected_path:?}",
+            "path {:?} does not match {template:?}",
             request.path
         ));
     }
     for param in &op.params {
         let found = match param.location {
             Location::Header => request.header(&param.name).map(str::to_owned),
-            Location::Query => request
-                .query
-                .iter()
-                .find(|(k, _)| *k == param.name)
+            Location::Query => query(request, &param.name),
+            Location::Path => path_values
+                .as_ref()
+                .and_then(|values| values.iter().find(|(k, _)| *k == param.name))
                 .map(|(_, v)| v.clone()),
         };
         let place = match param.location {
             Location::Header => "header",
             Location::Query => "query parameter",
+            Location::Path => "path parameter",
         };
         let Some(text) = found else {
-            if param.required {
+            if param.required && !(param.location == Location::Path && path_values.is_none()) {
                 out.push(format!("required {place} {} is missing", param.name));
             }
             continue;
@@ -51,22 +53,23 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
         let Some(schema) = provider.spec_json.pointer(&param.schema_pointer) else {
             continue;
         };
-        let value = typed_param(&text, schema, &provider.spec_json);
+        let value = typed(&text, schema, &provider.spec_json);
         for violation in validate(&provider.spec_json, schema, &value) {
             out.push(format!("{place} {}: {}", param.name, violation.message));
         }
     }
+    check_auth(provider, request, &mut out);
     let media = request.header("content-type").unwrap_or_default();
     let essence = media.split(';').next().unwrap_or_default().trim();
-    if essence != op.body.media_type {
+    if !essence.eq_ignore_ascii_case(&op.body.media_type) {
         out.push(format!(
             "content type {essence:?} instead of {:?}",
             op.body.media_type
         ));
     }
-    match serde_json::from_slice::<Value>(&request.body) {
-        Err(_) => out.push("the body is not JSON".to_owned()),
-        Ok(body) => {
+    match body_json(provider, request) {
+        None => out.push(format!("the body is not {}", op.body.media_type)),
+        Some(body) => {
             if let Some(schema) = provider.spec_json.pointer(&op.body.schema_pointer) {
                 for violation in validate(&provider.spec_json, schema, &body) {
                     out.push(format!("body {violation}"));
@@ -77,15 +80,142 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
     out
 }
 
-/// A parameter's text as the JSON value its schema's type calls for; text that does not parse
-/// stays a string, so that validation reports the type.
-fn typed_param(text: &str, schema: &Value, spec: &Value) -> Value {
-    let resolved = schema
+fn query(request: &Request, name: &str) -> Option<String> {
+    request
+        .query
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// The values of a path template's `{name}` segments, if the path matches it.
+fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let expected: Vec<&str> = template.split('/').collect();
+    let actual: Vec<&str> = path.split('/').collect();
+    if expected.len() != actual.len() {
+        return None;
+    }
+    let mut values = Vec::new();
+    for (e, a) in expected.iter().zip(&actual) {
+        match e.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+            Some(name) if !a.is_empty() => values.push((name.to_owned(), (*a).to_owned())),
+            Some(_) => return None,
+            None if e == a => {}
+            None => return None,
+        }
+    }
+    Some(values)
+}
+
+/// The client authentication the spec's security scheme asks for.
+fn check_auth(provider: &Provider, request: &Request, out: &mut Vec<String>) {
+    match &provider.auth {
+        None => {}
+        Some(Auth::Basic { .. }) => {
+            let credentials = request
+                .header("authorization")
+                .and_then(|v| v.strip_prefix("Basic "))
+                .and_then(|b64| decode_base64(b64.trim()))
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            match credentials.as_deref().and_then(|c| c.split_once(':')) {
+                Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {}
+                _ => {
+                    out.push("HTTP Basic client authentication is missing or malformed".to_owned())
+                }
+            }
+        }
+        Some(Auth::ApiKey { location, name, .. }) => {
+            let present = match location {
+                Location::Header => request.header(name).is_some(),
+                _ => query(request, name).is_some(),
+            };
+            if !present {
+                out.push(format!("the API key {name} is missing"));
+            }
+        }
+    }
+}
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let trimmed = text.trim_end_matches('=');
+    let mut out = Vec::new();
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in trimmed.bytes() {
+        buffer = (buffer << 6) | u32::from(value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// The request body as JSON: parsed, or for a form body, its fields typed by the schema.
+pub fn body_json(provider: &Provider, request: &Request) -> Option<Value> {
+    if !tokenkit_codegen::model::is_form(&provider.operation.body.media_type) {
+        return serde_json::from_slice(&request.body).ok();
+    }
+    let text = std::str::from_utf8(&request.body).ok()?;
+    let spec = &provider.spec_json;
+    let schema = spec.pointer(&provider.operation.body.schema_pointer)?;
+    let mut fields = serde_json::Map::new();
+    for (key, value) in crate::http::form_pairs(text) {
+        let typed_value = match property_schema(spec, schema, &key, 0) {
+            Some(property) => typed(&value, property, spec),
+            None => Value::String(value),
+        };
+        fields.insert(key, typed_value);
+    }
+    Some(Value::Object(fields))
+}
+
+/// The schema of property `key` in an object schema, or in any of its `oneOf` variants.
+fn property_schema<'a>(
+    spec: &'a Value,
+    schema: &'a Value,
+    key: &str,
+    depth: usize,
+) -> Option<&'a Value> {
+    if depth > 16 {
+        return None;
+    }
+    let schema = resolve(schema, spec);
+    if let Some(found) = schema.pointer(&format!(
+        "/properties/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    )) {
+        return Some(found);
+    }
+    schema
+        .get("oneOf")
+        .and_then(Value::as_array)?
+        .iter()
+        .find_map(|variant| property_schema(spec, variant, key, depth + 1))
+}
+
+fn resolve<'a>(schema: &'a Value, spec: &'a Value) -> &'a Value {
+    schema
         .get("$ref")
         .and_then(Value::as_str)
         .and_then(|r| r.strip_prefix('#'))
         .and_then(|p| spec.pointer(p))
-        .unwrap_or(schema);
+        .unwrap_or(schema)
+}
+
+/// Text (a parameter, a form field) as the JSON value its schema's type calls for; text that
+/// does not parse stays a string, so that validation reports the type.
+fn typed(text: &str, schema: &Value, spec: &Value) -> Value {
+    let resolved = resolve(schema, spec);
     let parsed = match resolved.get("type").and_then(Value::as_str) {
         Some("integer") => text.parse::<i64>().ok().map(Value::from),
         Some("number") => text.parse::<f64>().ok().map(Value::from),

@@ -90,17 +90,21 @@ pub async fn read_request<R: AsyncRead + Unpin>(
     Ok(Some(Request {
         method,
         path: percent_decode(path, false),
-        query: query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (percent_decode(k, true), percent_decode(v, true))
-            })
-            .collect(),
+        query: form_pairs(query),
         headers,
         body,
     }))
+}
+
+/// The pairs of a query string or form body, percent-decoded.
+pub fn form_pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k, true), percent_decode(v, true))
+        })
+        .collect()
 }
 
 fn invalid(message: &str) -> std::io::Error {

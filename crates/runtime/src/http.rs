@@ -184,6 +184,67 @@ pub fn sensitive_header_value(name: &str, value: &str) -> Result<HeaderValue, Bu
     Ok(value)
 }
 
+/// An `Authorization: Basic` value for a client id and secret, as RFC 6749 §2.3.1 wants them:
+/// each form-urlencoded, joined by `:`, then base64. Marked sensitive.
+pub fn basic_auth(client_id: &str, client_secret: &str) -> Result<HeaderValue, BuildError> {
+    let pair = format!("{}:{}", form_encode(client_id), form_encode(client_secret));
+    sensitive_header_value(
+        "Authorization",
+        &format!("Basic {}", base64(pair.as_bytes())),
+    )
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// A path segment, percent-encoded so a value can never add a `/`, `?` or `#` to the path.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// A complete response: status, the headers the runtime uses, and the body.
 #[derive(Clone, Debug)]
 pub struct Response {
@@ -336,6 +397,33 @@ mod tests {
             trailing.json::<Body>(),
             Err(RefreshError::InvalidBody { .. })
         ));
+    }
+
+    #[test]
+    fn basic_auth_follows_rfc_6749() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        // RFC 6749 §2.3.1's example, and a secret that needs form encoding.
+        let value = basic_auth("s6BhdRkqt3", "gX1fBat3bV").unwrap();
+        assert_eq!(
+            value.to_str().unwrap(),
+            "Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW"
+        );
+        assert!(value.is_sensitive());
+        let encoded = basic_auth("a b", "p:w/").unwrap();
+        assert_eq!(
+            encoded.to_str().unwrap(),
+            format!("Basic {}", base64(b"a+b:p%3Aw%2F"))
+        );
+    }
+
+    #[test]
+    fn path_segments_cannot_escape() {
+        assert_eq!(path_segment("acme"), "acme");
+        assert_eq!(path_segment("../x?y#z"), "..%2Fx%3Fy%23z");
     }
 
     #[test]

@@ -8,50 +8,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::SystemTime;
 
-/// A value that can stand for a number of seconds: providers send numbers, numeric strings and
-/// occasionally floats.
-pub trait Seconds {
-    /// The value as seconds, when it is a finite number.
-    fn seconds(&self) -> Option<f64>;
-}
-
-macro_rules! seconds_as_cast {
-    ($($t:ty),*) => {$(
-        impl Seconds for $t {
-            fn seconds(&self) -> Option<f64> {
-                Some(*self as f64)
-            }
-        }
-    )*};
-}
-
-seconds_as_cast!(i32, i64, u32, u64, f32, f64);
-
-impl Seconds for String {
-    fn seconds(&self) -> Option<f64> {
-        self.trim().parse().ok()
+/// Seconds from a mapped value: a number, or a numeric string (`"3600"` happens in the wild),
+/// of whatever generated type holds it.
+pub fn seconds<T: Serialize + ?Sized>(value: &T) -> Option<f64> {
+    match serde_json::to_value(value).ok()? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
-}
-
-impl Seconds for Value {
-    fn seconds(&self) -> Option<f64> {
-        match self {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.seconds(),
-            _ => None,
-        }
-    }
-}
-
-impl<T: Seconds> Seconds for Option<T> {
-    fn seconds(&self) -> Option<f64> {
-        self.as_ref()?.seconds()
-    }
-}
-
-/// Seconds of any supported value.
-pub fn seconds<T: Seconds + ?Sized>(value: &T) -> Option<f64> {
-    value.seconds()
 }
 
 /// An absolute expiry from optional `expires_in` and `created_at` values; see
@@ -152,6 +116,7 @@ mod tests {
         assert_eq!(seconds(&"900".to_string()), Some(900.0));
         assert_eq!(seconds(&json!("x")), None);
         assert_eq!(seconds(&Some(5_u32)), Some(5.0));
+        assert_eq!(seconds(&json!(null)), None);
     }
 
     #[test]

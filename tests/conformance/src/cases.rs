@@ -146,8 +146,8 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
     ensure(requests.len() == 1, || {
         format!("{} requests for one refresh", requests.len())
     })?;
-    let body: Value =
-        serde_json::from_slice(&requests[0].request.body).map_err(|e| e.to_string())?;
+    let body = tokenkit_mock::body_json(&ctx.provider, &requests[0].request)
+        .ok_or_else(|| format!("the body is not {}", ctx.provider.operation.body.media_type))?;
     let carried = text_at(&body, &ctx.provider.mapping.request_refresh_token);
     ensure(carried.as_deref() == Some(SENT), || {
         format!(
@@ -292,22 +292,33 @@ pub async fn failure_inside_success_status(subject: &Subject) -> Outcome {
     })
 }
 
-/// Case 5a: An undocumented status keeps the status and a snippet.
+/// Case 5a: An undocumented status keeps the status and a snippet; where the spec has a
+/// `default` response, that response's mapping applies instead.
 pub async fn undocumented_status(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let reply = Reply::Raw {
         status: 418,
         content_type: Some("application/json".into()),
-        body: br#"{"error":"teapot"}"#.to_vec(),
+        body: br#"{"error":"invalid_request","error_description":"teapot"}"#.to_vec(),
     };
     let err = expect_err(refresh_with(&ctx, reply, &sent()).await, "418")?;
-    match &err {
-        RefreshError::UnexpectedStatus { status: 418, body }
+    let default = ctx
+        .provider
+        .mapping
+        .failures
+        .iter()
+        .find(|f| f.key == tokenkit_codegen::model::StatusKey::Default);
+    match (&err, default) {
+        (RefreshError::UnexpectedStatus { status: 418, body }, None)
             if body.as_str().contains("teapot") =>
         {
             Ok(())
         }
-        other => Err(format!("418: {other:?}")),
+        (other, Some(failure)) => ensure(
+            other.status() == Some(418) && other.kind() == kind_of(failure.kind),
+            || format!("418 under `default`: {other:?}"),
+        ),
+        (other, None) => Err(format!("418: {other:?}")),
     }
 }
 

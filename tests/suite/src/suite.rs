@@ -98,3 +98,23 @@ mod nestbank {
         "nestbank", "tests/fixtures/specs/nestbank.yaml", build
     );
 }
+/// The conformance cases for `tests/fixtures/specs/rfc6749.yaml`.
+mod rfc6749 {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_rfc6749::Client::builder(
+                "main",
+                "example-client-id",
+                "example-client-secret",
+            )
+            .scope("example-scope")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!("rfc6749", "tests/fixtures/specs/rfc6749.yaml", build);
+}

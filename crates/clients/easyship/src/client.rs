@@ -184,6 +184,7 @@ pub enum CreateAccessTokenResponse {
 pub struct Client {
     transport: tokenkit::Transport,
     headers: tokenkit::reqwest::header::HeaderMap,
+    secrets: Vec<tokenkit::Secret>,
     client_id: String,
     client_secret: tokenkit::Secret,
     scope: Option<String>,
@@ -266,7 +267,12 @@ impl Client {
         error: tokenkit::RefreshError,
         refresh_token: &tokenkit::RefreshToken,
     ) -> tokenkit::RefreshError {
-        error.redact(refresh_token.expose()).redact(self.client_secret.expose())
+        self.secrets
+            .iter()
+            .fold(
+                error.redact(refresh_token.expose()),
+                |error, secret| error.redact(secret.expose()),
+            )
     }
 }
 impl ClientBuilder {
@@ -305,6 +311,9 @@ impl ClientBuilder {
             None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
         }
             .with_sensitive_keys(SENSITIVE_FIELDS);
+        let secrets: Vec<tokenkit::Secret> = [self.client_secret.clone()]
+            .into_iter()
+            .collect();
         let mut headers = tokenkit::reqwest::header::HeaderMap::new();
         headers
             .insert(
@@ -314,6 +323,7 @@ impl ClientBuilder {
         Ok(Client {
             transport,
             headers,
+            secrets,
             client_id: self.client_id,
             client_secret: self.client_secret,
             scope: self.scope,

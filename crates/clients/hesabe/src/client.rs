@@ -81,6 +81,7 @@ pub enum TokenRefreshResponse {
 pub struct Client {
     transport: tokenkit::Transport,
     headers: tokenkit::reqwest::header::HeaderMap,
+    secrets: Vec<tokenkit::Secret>,
 }
 /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
 #[derive(Clone, Debug)]
@@ -144,7 +145,12 @@ impl Client {
         error: tokenkit::RefreshError,
         refresh_token: &tokenkit::RefreshToken,
     ) -> tokenkit::RefreshError {
-        error.redact(refresh_token.expose())
+        self.secrets
+            .iter()
+            .fold(
+                error.redact(refresh_token.expose()),
+                |error, secret| error.redact(secret.expose()),
+            )
     }
 }
 impl ClientBuilder {
@@ -178,13 +184,18 @@ impl ClientBuilder {
             None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
         }
             .with_sensitive_keys(SENSITIVE_FIELDS);
+        let secrets = Vec::new();
         let mut headers = tokenkit::reqwest::header::HeaderMap::new();
         headers
             .insert(
                 tokenkit::reqwest::header::ACCEPT,
                 tokenkit::reqwest::header::HeaderValue::from_static("application/json"),
             );
-        Ok(Client { transport, headers })
+        Ok(Client {
+            transport,
+            headers,
+            secrets,
+        })
     }
 }
 impl tokenkit::RefreshClient for Client {

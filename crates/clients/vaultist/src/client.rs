@@ -80,6 +80,7 @@ pub enum RefreshAccessTokenResponse {
 pub struct Client {
     transport: tokenkit::Transport,
     headers: tokenkit::reqwest::header::HeaderMap,
+    secrets: Vec<tokenkit::Secret>,
 }
 /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
 #[derive(Clone, Debug)]
@@ -147,7 +148,12 @@ impl Client {
         error: tokenkit::RefreshError,
         refresh_token: &tokenkit::RefreshToken,
     ) -> tokenkit::RefreshError {
-        error.redact(refresh_token.expose())
+        self.secrets
+            .iter()
+            .fold(
+                error.redact(refresh_token.expose()),
+                |error, secret| error.redact(secret.expose()),
+            )
     }
 }
 impl ClientBuilder {
@@ -181,6 +187,7 @@ impl ClientBuilder {
             None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
         }
             .with_sensitive_keys(SENSITIVE_FIELDS);
+        let secrets = Vec::new();
         let mut headers = tokenkit::reqwest::header::HeaderMap::new();
         headers
             .insert(
@@ -198,9 +205,13 @@ impl ClientBuilder {
         headers
             .insert(
                 tokenkit::reqwest::header::HeaderName::from_static("granttype"),
-                tokenkit::reqwest::header::HeaderValue::from_static("refresh_token"),
+                tokenkit::http::header_value("grantType", "refresh_token")?,
             );
-        Ok(Client { transport, headers })
+        Ok(Client {
+            transport,
+            headers,
+            secrets,
+        })
     }
 }
 impl tokenkit::RefreshClient for Client {

@@ -4,16 +4,16 @@
 use super::docs;
 use super::types::{enum_variant, field_ident, ty};
 use crate::extension::Rotation;
-use crate::model::{ConfigField, FillSource, Location, ParamValue, Provider};
+use crate::model::{Auth, ConfigField, FillSource, Location, ParamValue, Provider, StatusKey};
 use crate::names::{ident, snake};
 use crate::types::Ty;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 use serde_json::Value;
 
-/// The outcome enum's name: `<OperationId>Response`.
+/// The outcome enum's name (see [`crate::model::Operation::outcome`]).
 pub fn outcome_ident(provider: &Provider) -> Ident {
-    format_ident!("{}Response", crate::names::pascal(&provider.operation.id))
+    ident(&provider.operation.outcome)
 }
 
 /// A literal for an example value, as a builder argument.
@@ -185,63 +185,80 @@ pub fn client(provider: &Provider) -> TokenStream {
         }
     });
 
-    // Headers and query parameters are fixed when the client is built.
+    // Headers, query parameters and path segments are fixed when the client is built.
     let accept = &op.accept;
-    let mut header_inserts = vec![quote! {
+    let mut setup = vec![quote! {
         headers.insert(
             tokenkit::reqwest::header::ACCEPT,
             tokenkit::reqwest::header::HeaderValue::from_static(#accept),
         );
     }];
-    let mut query_pushes = Vec::new();
     for param in &op.params {
-        let wire = &param.name;
-        let lower = wire.to_ascii_lowercase();
-        match (&param.value, param.location) {
-            (ParamValue::Constant(value), Location::Header) => header_inserts.push(quote! {
-                headers.insert(
-                    tokenkit::reqwest::header::HeaderName::from_static(#lower),
-                    tokenkit::reqwest::header::HeaderValue::from_static(#value),
-                );
-            }),
-            (ParamValue::Constant(value), Location::Query) => {
-                query_pushes.push(quote!(query.push((#wire, #value.to_owned()));))
+        let wire = param.name.as_str();
+        match &param.value {
+            ParamValue::Constant(value) => {
+                setup.push(place(param.location, wire, quote!(#value), false))
             }
-            (ParamValue::Config(index), location) => {
+            ParamValue::Config(index) => {
                 let field = &config[*index];
                 let i = &idents[*index];
-                let insert = |value: TokenStream| {
-                    let text = as_text(field, value);
-                    let value = if field.ty == Ty::Secret {
-                        quote!(tokenkit::http::sensitive_header_value(#wire, #text)?)
-                    } else {
-                        quote!(tokenkit::http::header_value(#wire, #text)?)
-                    };
-                    match location {
-                        Location::Header => quote! {
-                            headers.insert(tokenkit::reqwest::header::HeaderName::from_static(#lower), #value);
-                        },
-                        Location::Query => quote!(query.push((#wire, #text.to_owned()));),
-                    }
-                };
-                let tokens = if field.required {
-                    insert(quote!(self.#i))
+                let secret = field.ty == Ty::Secret;
+                setup.push(if field.required {
+                    place(
+                        param.location,
+                        wire,
+                        as_text(field, quote!(self.#i)),
+                        secret,
+                    )
                 } else {
-                    let inner = insert(quote!(value));
+                    let inner = place(param.location, wire, as_text(field, quote!(value)), secret);
                     quote!(if let Some(value) = &self.#i { #inner })
-                };
-                match location {
-                    Location::Header => header_inserts.push(tokens),
-                    Location::Query => query_pushes.push(tokens),
-                }
+                });
             }
         }
     }
-    let has_query = !query_pushes.is_empty();
+    match &provider.auth {
+        Some(Auth::Basic { id, secret }) => {
+            let (id, secret) = (&idents[*id], &idents[*secret]);
+            setup.push(quote! {
+                headers.insert(
+                    tokenkit::reqwest::header::AUTHORIZATION,
+                    tokenkit::http::basic_auth(self.#id.as_str(), self.#secret.expose())?,
+                );
+            });
+        }
+        Some(Auth::ApiKey {
+            location,
+            name,
+            key,
+        }) => {
+            let i = &idents[*key];
+            setup.push(place(*location, name, quote!(self.#i.expose()), true));
+        }
+        None => {}
+    }
+    let has_query = op.params.iter().any(|p| p.location == Location::Query)
+        || matches!(
+            &provider.auth,
+            Some(Auth::ApiKey {
+                location: Location::Query,
+                ..
+            })
+        );
+    let has_path = op.params.iter().any(|p| p.location == Location::Path);
+    let path_template = &op.path;
     let query_field = has_query.then(|| quote!(query: Vec<(&'static str, String)>,));
-    let query_build = has_query.then(|| quote!(let mut query = Vec::new(); #(#query_pushes)*));
+    let query_build = has_query.then(|| quote!(let mut query = Vec::new();));
     let query_init = has_query.then(|| quote!(query,));
     let query_call = has_query.then(|| quote!(.query(&self.query)));
+    let path_field = has_path.then(|| quote!(path: String,));
+    let path_build = has_path.then(|| quote!(let mut path = String::from(#path_template);));
+    let path_init = has_path.then(|| quote!(path,));
+    let path_expr = if has_path {
+        quote!(&self.path)
+    } else {
+        quote!(#path_template)
+    };
 
     // Body values live in the client; header and query values are already in the maps above.
     let body_config: Vec<usize> = op
@@ -290,21 +307,37 @@ pub fn client(provider: &Provider) -> TokenStream {
     let body_ty = ty(&op.body.ty);
 
     // Secrets the client holds are scrubbed from every error along with the refresh token.
-    let redactions = body_config
+    // Every secret the client holds is scrubbed from errors, with the refresh token.
+    let secret_fields: Vec<(&ConfigField, &Ident)> = config
         .iter()
-        .filter(|&&i| config[i].ty == Ty::Secret)
-        .map(|&i| {
-            let id = &idents[i];
-            if config[i].required {
-                quote!(.redact(self.#id.expose()))
-            } else {
-                quote!(.redact(self.#id.as_ref().map_or("", |secret| secret.expose())))
-            }
-        });
+        .zip(&idents)
+        .filter(|(c, _)| c.ty == Ty::Secret)
+        .collect();
+    let required_secrets = secret_fields
+        .iter()
+        .filter(|(c, _)| c.required)
+        .map(|(_, i)| quote!(self.#i.clone()));
+    let optional_secrets = secret_fields
+        .iter()
+        .filter(|(c, _)| !c.required)
+        .map(|(_, i)| quote!(.chain(self.#i.clone())));
+    let secrets_field = quote!(secrets: Vec<tokenkit::Secret>,);
+    let secrets_init = quote!(secrets,);
+    let secrets_build = if secret_fields.is_empty() {
+        quote!(let secrets = Vec::new();)
+    } else {
+        quote! {
+            let secrets: Vec<tokenkit::Secret> = [#(#required_secrets),*].into_iter()#(#optional_secrets)*.collect();
+        }
+    };
+    let encode = if crate::model::is_form(&op.body.media_type) {
+        quote!(form)
+    } else {
+        quote!(json)
+    };
 
     // The typed operation.
     let method = format_ident!("{}", op.method);
-    let path = &op.path;
     let op_fn = ident(&snake(&op.id));
     let op_doc = docs(&format!(
         "`{} {}`{}\n\nSends `body` as it is and returns the documented outcome for the status that \
@@ -319,14 +352,27 @@ pub fn client(provider: &Provider) -> TokenStream {
     ));
     let decode_arms = op.responses.iter().map(|case| {
         let variant = ident(&case.variant);
-        let status = proc_macro2::Literal::u16_unsuffixed(case.status);
         let value = if case.body.is_some() {
             quote!(response.json()?)
         } else {
             quote!(response.snippet())
         };
-        quote!(#status => #outcome::#variant(#value),)
+        match case.key {
+            StatusKey::Code(code) => {
+                let code = proc_macro2::Literal::u16_unsuffixed(code);
+                quote!(#code => #outcome::#variant(#value),)
+            }
+            StatusKey::Range(class) => {
+                let low = proc_macro2::Literal::u16_unsuffixed(class * 100);
+                let high = proc_macro2::Literal::u16_unsuffixed(class * 100 + 99);
+                quote!(status @ #low..=#high => #outcome::#variant { status, body: #value },)
+            }
+            StatusKey::Default => quote!(status => #outcome::#variant { status, body: #value },),
+        }
     });
+    let has_default = op.responses.iter().any(|c| c.key == StatusKey::Default);
+    let undocumented_arm = (!has_default)
+        .then(|| quote!(status => #outcome::Undocumented { status, body: response.snippet() },));
 
     let outcome_variants = op.responses.iter().map(|case| {
         let variant = ident(&case.variant);
@@ -334,10 +380,25 @@ pub fn client(provider: &Provider) -> TokenStream {
             Some((_, t)) => ty(t),
             None => quote!(tokenkit::Snippet),
         };
-        let doc = docs(&format!("`{}`: {}", case.status, case.description.trim()));
-        quote! {
-            #doc
-            #variant(#inner),
+        let doc = docs(&format!(
+            "`{}`: {}",
+            case.key.spec_key(),
+            case.description.trim()
+        ));
+        match case.key {
+            StatusKey::Code(_) => quote! {
+                #doc
+                #variant(#inner),
+            },
+            _ => quote! {
+                #doc
+                #variant {
+                    /// The HTTP status.
+                    status: u16,
+                    /// The body.
+                    body: #inner,
+                },
+            },
         }
     });
     let outcome_doc = docs(&format!(
@@ -384,6 +445,8 @@ pub fn client(provider: &Provider) -> TokenStream {
             transport: tokenkit::Transport,
             headers: tokenkit::reqwest::header::HeaderMap,
             #query_field
+            #path_field
+            #secrets_field
             #(#client_fields)*
         }
 
@@ -416,14 +479,14 @@ pub fn client(provider: &Provider) -> TokenStream {
             pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
                 let request = self
                     .transport
-                    .request(tokenkit::reqwest::Method::#method, #path)
+                    .request(tokenkit::reqwest::Method::#method, #path_expr)
                     .headers(self.headers.clone())
                     #query_call
-                    .json(body);
+                    .#encode(body);
                 let response = self.transport.send(request).await?;
                 Ok(match response.status() {
                     #(#decode_arms)*
-                    status => #outcome::Undocumented { status, body: response.snippet() },
+                    #undocumented_arm
                 })
             }
 
@@ -434,7 +497,9 @@ pub fn client(provider: &Provider) -> TokenStream {
 
             /// Removes every secret this request carried from an error's texts.
             fn redact(&self, error: tokenkit::RefreshError, refresh_token: &tokenkit::RefreshToken) -> tokenkit::RefreshError {
-                error.redact(refresh_token.expose())#(#redactions)*
+                self.secrets
+                    .iter()
+                    .fold(error.redact(refresh_token.expose()), |error, secret| error.redact(secret.expose()))
             }
         }
 
@@ -468,13 +533,17 @@ pub fn client(provider: &Provider) -> TokenStream {
                     None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
                 }
                 .with_sensitive_keys(SENSITIVE_FIELDS);
+                #secrets_build
                 let mut headers = tokenkit::reqwest::header::HeaderMap::new();
-                #(#header_inserts)*
                 #query_build
+                #path_build
+                #(#setup)*
                 Ok(Client {
                     transport,
                     headers,
                     #query_init
+                    #path_init
+                    #secrets_init
                     #(#client_init)*
                 })
             }
@@ -501,6 +570,28 @@ pub fn client(provider: &Provider) -> TokenStream {
                         .map_err(|error| self.redact(error, refresh_token))
                 })
             }
+        }
+    }
+}
+
+/// The statement that puts a parameter's text in its place, at build time.
+fn place(location: Location, wire: &str, text: TokenStream, secret: bool) -> TokenStream {
+    match location {
+        Location::Header => {
+            let lower = wire.to_ascii_lowercase();
+            let value = if secret {
+                quote!(tokenkit::http::sensitive_header_value(#wire, #text)?)
+            } else {
+                quote!(tokenkit::http::header_value(#wire, #text)?)
+            };
+            quote! {
+                headers.insert(tokenkit::reqwest::header::HeaderName::from_static(#lower), #value);
+            }
+        }
+        Location::Query => quote!(query.push((#wire, #text.to_owned()));),
+        Location::Path => {
+            let placeholder = format!("{{{wire}}}");
+            quote!(path = path.replace(#placeholder, &tokenkit::http::path_segment(#text));)
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::types::field_ident;
 use crate::extension::FailureKind;
-use crate::model::{Failure, Mapped, Provider, ResponseCase};
+use crate::model::{Failure, Mapped, Provider, ResponseCase, StatusKey};
 use crate::names::ident;
 use crate::types::Access;
 use proc_macro2::{Ident, TokenStream};
@@ -150,6 +150,17 @@ fn getter(
     }
 }
 
+/// The status an arm knows: a literal for one code, the bound `status` for a range or default.
+fn status_tokens(key: StatusKey) -> TokenStream {
+    match key {
+        StatusKey::Code(code) => {
+            let code = proc_macro2::Literal::u16_unsuffixed(code);
+            quote!(#code)
+        }
+        StatusKey::Range(_) | StatusKey::Default => quote!(status),
+    }
+}
+
 fn kind(kind: FailureKind) -> TokenStream {
     match kind {
         FailureKind::InvalidGrant => quote!(tokenkit::ErrorKind::ReAuthenticate),
@@ -242,6 +253,13 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
     let success_status = success.status;
     let success_literal = proc_macro2::Literal::u16_unsuffixed(success_status);
 
+    // With a `default` response the decoder never builds `Undocumented`; it is still matched,
+    // since the variant exists in every outcome enum.
+    let undocumented = quote! {
+        Self::Undocumented { status, body } => {
+            Err(tokenkit::RefreshError::UnexpectedStatus { status, body })
+        }
+    };
     let arms = provider.operation.responses.iter().map(|case| {
         let variant = ident(&case.variant);
         let status = case.status;
@@ -283,8 +301,13 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
         } else {
             quote!(_)
         };
+        let pattern = match case.key {
+            StatusKey::Code(_) => quote!(Self::#variant(#binding)),
+            _ if case.body.is_some() && uses_body => quote!(Self::#variant { status, body }),
+            _ => quote!(Self::#variant { status, .. }),
+        };
         quote! {
-            Self::#variant(#binding) => {
+            #pattern => {
                 #(#guarded)*
                 #fallback
             }
@@ -309,9 +332,7 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
             ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
                 match self {
                     #(#arms)*
-                    Self::Undocumented { status, body } => {
-                        Err(tokenkit::RefreshError::UnexpectedStatus { status, body })
-                    }
+                    #undocumented
                 }
             }
         }
@@ -331,7 +352,7 @@ fn failure_error(
     case: &ResponseCase,
     getters: &mut Getters,
 ) -> TokenStream {
-    let status = proc_macro2::Literal::u16_unsuffixed(failure.status);
+    let status = status_tokens(case.key);
     let code = getters.call_opt(
         &format!("failure_{i}_code"),
         "The provider's error code",
