@@ -64,6 +64,8 @@ pub struct Field {
     pub optional: bool,
     /// The property's description.
     pub doc: Option<String>,
+    /// `Box<_>`: the field refers back to a type that contains it.
+    pub boxed: bool,
 }
 
 /// A generated type.
@@ -110,6 +112,8 @@ pub struct Resolved {
     pub nullable: bool,
     /// The schema's description.
     pub doc: Option<String>,
+    /// A reference back to a type still being defined: a field of it must be boxed.
+    pub recursive: bool,
 }
 
 /// How to reach an instance pointer's target from a value of some type.
@@ -150,6 +154,36 @@ impl Access {
     }
 }
 
+/// The merged members of an `allOf`.
+#[derive(Default)]
+struct ObjectParts {
+    properties: IndexMap<String, ReferenceOr<Box<Schema>>>,
+    required: Vec<String>,
+    additional: Option<AdditionalProperties>,
+}
+
+impl ObjectParts {
+    fn add(
+        &mut self,
+        properties: &IndexMap<String, ReferenceOr<Box<Schema>>>,
+        required: &[String],
+        additional: Option<&AdditionalProperties>,
+    ) {
+        self.properties
+            .extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.required.extend(
+            required
+                .iter()
+                .filter(|r| !self.required.contains(r))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        if additional.is_some() {
+            self.additional = additional.cloned();
+        }
+    }
+}
+
 /// Builds the types of one spec.
 pub struct TypeBuilder<'a> {
     file: &'a str,
@@ -158,6 +192,10 @@ pub struct TypeBuilder<'a> {
     by_ref: HashMap<String, Resolved>,
     in_progress: HashSet<String>,
     reserved: HashSet<String>,
+    /// The component whose top schema is being resolved now, until it claims a name.
+    pending_ref: Option<String>,
+    /// Components' type names, claimed before their definitions finish.
+    ref_names: HashMap<String, String>,
 }
 
 /// A schema, inline or by reference.
@@ -202,6 +240,8 @@ impl<'a> TypeBuilder<'a> {
             by_ref: HashMap::new(),
             in_progress: HashSet::new(),
             reserved: HashSet::new(),
+            pending_ref: None,
+            ref_names: HashMap::new(),
         }
     }
 
@@ -249,18 +289,31 @@ impl<'a> TypeBuilder<'a> {
             )
         })?;
         if !self.in_progress.insert(reference.to_owned()) {
-            return Err(self
-                .error(
-                    &ref_at,
-                    format!("recursive $ref {reference:?} is not supported"),
-                )
-                .hint("break the cycle, or describe the recursive part as an untyped object"));
+            // A cycle: fine through an object (or oneOf) already named, whose field is boxed.
+            return match self.ref_names.get(reference) {
+                Some(named) => Ok(Resolved {
+                    ty: Ty::Named(named.clone()),
+                    nullable: false,
+                    doc: None,
+                    recursive: true,
+                }),
+                None => Err(self
+                    .error(
+                        &ref_at,
+                        format!("the $ref cycle through {reference:?} never reaches an object"),
+                    )
+                    .hint(
+                        "a recursive schema must recurse through an object's property or an array",
+                    )),
+            };
         }
         let component_at = format!("/components/schemas/{}", pointer::escape(name));
+        self.pending_ref = Some(reference.to_owned());
         let resolved = match target {
             ReferenceOr::Reference { reference: next } => self.resolve_ref(next, &component_at),
             ReferenceOr::Item(schema) => self.resolve_inline(schema, &component_at, &pascal(name)),
         };
+        self.pending_ref = None;
         self.in_progress.remove(reference);
         let resolved = resolved?;
         self.by_ref.insert(reference.to_owned(), resolved.clone());
@@ -275,6 +328,8 @@ impl<'a> TypeBuilder<'a> {
     ) -> Result<Resolved, SpecError> {
         let data = &schema.schema_data;
         let doc = data.description.clone().or_else(|| data.title.clone());
+        // Only an object or oneOf that is a component's own top schema takes its name early.
+        let pending = self.pending_ref.take();
         let ty = match &schema.schema_kind {
             SchemaKind::Type(Type::String(s)) => {
                 let values: Vec<String> = s.enumeration.iter().flatten().cloned().collect();
@@ -306,15 +361,21 @@ impl<'a> TypeBuilder<'a> {
                 };
                 Ty::Array(Box::new(item))
             }
-            SchemaKind::Type(Type::Object(o)) => self.object(
-                &o.properties,
-                &o.required,
-                o.additional_properties.as_ref(),
-                at,
-                hint,
-                doc.clone(),
-            )?,
-            SchemaKind::OneOf { one_of } => self.one_of(one_of, at, hint, doc.clone())?,
+            SchemaKind::Type(Type::Object(o)) => {
+                self.pending_ref = pending;
+                self.object(
+                    &o.properties,
+                    &o.required,
+                    o.additional_properties.as_ref(),
+                    at,
+                    hint,
+                    doc.clone(),
+                )?
+            }
+            SchemaKind::OneOf { one_of } => {
+                self.pending_ref = pending;
+                self.one_of(one_of, at, hint, doc.clone())?
+            }
             SchemaKind::Any(any) => {
                 if !any.one_of.is_empty()
                     || !any.all_of.is_empty()
@@ -328,6 +389,7 @@ impl<'a> TypeBuilder<'a> {
                 if any.properties.is_empty() {
                     Ty::Any
                 } else {
+                    self.pending_ref = pending;
                     self.object(
                         &any.properties,
                         &any.required,
@@ -338,7 +400,19 @@ impl<'a> TypeBuilder<'a> {
                     )?
                 }
             }
-            SchemaKind::AllOf { .. } => return Err(self.unsupported(at, "allOf")),
+            SchemaKind::AllOf { all_of } => {
+                let mut merged = ObjectParts::default();
+                self.merge_all_of(all_of, at, 0, &mut merged)?;
+                self.pending_ref = pending;
+                self.object(
+                    &merged.properties,
+                    &merged.required,
+                    merged.additional.as_ref(),
+                    at,
+                    hint,
+                    doc.clone(),
+                )?
+            }
             SchemaKind::AnyOf { .. } => return Err(self.unsupported(at, "anyOf")),
             SchemaKind::Not { .. } => return Err(self.unsupported(at, "not")),
         };
@@ -346,7 +420,70 @@ impl<'a> TypeBuilder<'a> {
             ty,
             nullable: data.nullable,
             doc,
+            recursive: false,
         })
+    }
+
+    /// The properties and required names of every `allOf` member, merged (later members win).
+    fn merge_all_of(
+        &self,
+        members: &[ReferenceOr<Schema>],
+        at: &str,
+        depth: usize,
+        merged: &mut ObjectParts,
+    ) -> Result<(), SpecError> {
+        let list_at = pointer::join(at, "allOf");
+        for (i, member) in members.iter().enumerate() {
+            let member_at = format!("{list_at}/{i}");
+            let mut schema = member;
+            let mut hops = 0;
+            while let ReferenceOr::Reference { reference } = schema {
+                let target = reference
+                    .strip_prefix(COMPONENT_PREFIX)
+                    .and_then(|name| self.components.and_then(|c| c.get(name)));
+                schema = target.ok_or_else(|| {
+                    self.error(
+                        &pointer::join(&member_at, "$ref"),
+                        format!("dangling $ref: {reference:?} is not defined"),
+                    )
+                })?;
+                hops += 1;
+                if hops > 32 || depth > 32 {
+                    return Err(self.error(&member_at, "the allOf $refs form a cycle"));
+                }
+            }
+            let ReferenceOr::Item(schema) = schema else {
+                continue;
+            };
+            match &schema.schema_kind {
+                SchemaKind::Type(Type::Object(o)) => {
+                    merged.add(&o.properties, &o.required, o.additional_properties.as_ref())
+                }
+                SchemaKind::Any(any)
+                    if !any.properties.is_empty()
+                        && any.one_of.is_empty()
+                        && any.all_of.is_empty() =>
+                {
+                    merged.add(
+                        &any.properties,
+                        &any.required,
+                        any.additional_properties.as_ref(),
+                    )
+                }
+                SchemaKind::AllOf { all_of } => {
+                    self.merge_all_of(all_of, &member_at, depth + 1, merged)?
+                }
+                _ => {
+                    return Err(self
+                        .error(
+                            &member_at,
+                            "an allOf member must be an object schema (or an allOf of them)",
+                        )
+                        .hint("allOf combines objects; use oneOf for alternatives"));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn unsupported(&self, at: &str, feature: &str) -> SpecError {
@@ -375,6 +512,7 @@ impl<'a> TypeBuilder<'a> {
             }
         }
         let name = self.reserve(hint);
+        self.name_pending_ref(&name);
         let mut fields = Vec::new();
         let props_at = pointer::join(at, "properties");
         for (json, schema) in properties {
@@ -391,6 +529,7 @@ impl<'a> TypeBuilder<'a> {
                 ty,
                 optional: resolved.nullable || !required.contains(json),
                 doc: resolved.doc,
+                boxed: resolved.recursive,
             });
         }
         let deny_unknown = matches!(additional, Some(AdditionalProperties::Any(false)));
@@ -413,6 +552,7 @@ impl<'a> TypeBuilder<'a> {
         doc: Option<String>,
     ) -> Result<Ty, SpecError> {
         let name = self.reserve(hint);
+        self.name_pending_ref(&name);
         let mut variants: Vec<(String, Ty)> = Vec::new();
         let list_at = pointer::join(at, "oneOf");
         for (i, schema) in schemas.iter().enumerate() {
@@ -441,6 +581,14 @@ impl<'a> TypeBuilder<'a> {
             return Err(self.error(&list_at, "oneOf needs at least one schema"));
         }
         Ok(self.define_reserved(name, doc, at, Def::OneOf { variants }))
+    }
+
+    /// Ties the component being resolved (if this is its top schema) to its type's name, so a
+    /// reference back to it can name the type before it is finished.
+    fn name_pending_ref(&mut self, name: &str) {
+        if let Some(reference) = self.pending_ref.take() {
+            self.ref_names.insert(reference, name.to_owned());
+        }
     }
 
     /// Keeps `names` from ever naming a generated type.

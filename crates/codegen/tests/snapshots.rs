@@ -173,3 +173,23 @@ fn schema_names_never_collide_with_generated_items() {
     let source = emit::client_rs(&provider).unwrap();
     syn::parse_file(&source).unwrap();
 }
+
+#[test]
+fn form_body_basic_auth_path_parameter_and_status_ranges() {
+    let rfc = client_rs("tests/fixtures/specs/rfc6749.yaml");
+    assert!(rfc.contains(".form(body)"));
+    assert!(rfc.contains("tokenkit::http::basic_auth("));
+    insta::assert_snapshot!(excerpt(
+        &rfc,
+        &["ClientBuilder::build", "Client::token", "TokenOutcome"]
+    ));
+}
+
+#[test]
+fn all_of_recursion_and_discriminated_one_of() {
+    let shapes = client_rs("tests/fixtures/specs/shapes.yaml");
+    insta::assert_snapshot!(excerpt(
+        &shapes,
+        &["Refresh", "Session", "Tokens", "TokensLifetime", "Problem"]
+    ));
+}

@@ -292,33 +292,62 @@ pub async fn failure_inside_success_status(subject: &Subject) -> Outcome {
     })
 }
 
-/// Case 5a: An undocumented status keeps the status and a snippet; where the spec has a
-/// `default` response, that response's mapping applies instead.
+/// Case 5a: A status the spec does not document keeps the status and a snippet; where the
+/// spec has a `default` response, that response's mapping applies instead.
 pub async fn undocumented_status(subject: &Subject) -> Outcome {
+    use tokenkit_codegen::model::StatusKey;
     let ctx = Ctx::start(subject).await?;
-    let reply = Reply::Raw {
-        status: 418,
-        content_type: Some("application/json".into()),
-        body: br#"{"error":"invalid_request","error_description":"teapot"}"#.to_vec(),
-    };
-    let err = expect_err(refresh_with(&ctx, reply, &sent()).await, "418")?;
+    let keys: Vec<StatusKey> = ctx
+        .provider
+        .operation
+        .responses
+        .iter()
+        .map(|r| r.key)
+        .collect();
+    let status = [418, 422, 499, 503, 599, 302, 207]
+        .into_iter()
+        .find(|s| {
+            !keys
+                .iter()
+                .any(|k| *k != StatusKey::Default && k.covers(*s))
+        })
+        .ok_or("the spec documents every status class; nothing is left undocumented")?;
     let default = ctx
         .provider
         .mapping
         .failures
         .iter()
-        .find(|f| f.key == tokenkit_codegen::model::StatusKey::Default);
+        .find(|f| f.key == StatusKey::Default);
+    let body = match default {
+        Some(f) => serde_json::to_vec(
+            &ctx.examples(f.status)
+                .into_iter()
+                .next()
+                .map_or(Value::Null, |(_, b)| b),
+        )
+        .map_err(|e| e.to_string())?,
+        None => br#"{"error":"teapot"}"#.to_vec(),
+    };
+    let reply = Reply::Raw {
+        status,
+        content_type: Some("application/json".into()),
+        body,
+    };
+    let err = expect_err(
+        refresh_with(&ctx, reply, &sent()).await,
+        &status.to_string(),
+    )?;
     match (&err, default) {
-        (RefreshError::UnexpectedStatus { status: 418, body }, None)
-            if body.as_str().contains("teapot") =>
+        (RefreshError::UnexpectedStatus { status: s, body }, None)
+            if *s == status && body.as_str().contains("teapot") =>
         {
             Ok(())
         }
         (other, Some(failure)) => ensure(
-            other.status() == Some(418) && other.kind() == kind_of(failure.kind),
-            || format!("418 under `default`: {other:?}"),
+            other.status() == Some(status) && other.kind() == kind_of(failure.kind),
+            || format!("{status} under `default`: {other:?}"),
         ),
-        (other, None) => Err(format!("418: {other:?}")),
+        (other, None) => Err(format!("{status}: {other:?}")),
     }
 }
 

@@ -118,3 +118,19 @@ mod rfc6749 {
     }
     tokenkit_conformance::suite!("rfc6749", "tests/fixtures/specs/rfc6749.yaml", build);
 }
+/// The conformance cases for `tests/fixtures/specs/shapes.yaml`.
+mod shapes {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_shapes::Client::builder("example-api-key", "shapes-client")
+            .level(2)
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!("shapes", "tests/fixtures/specs/shapes.yaml", build);
+}

@@ -30,7 +30,10 @@ pub fn ty(ty: &Ty) -> TokenStream {
 
 /// The field's type, `Option` included.
 pub fn field_ty(field: &Field) -> TokenStream {
-    let inner = ty(&field.ty);
+    let mut inner = ty(&field.ty);
+    if field.boxed {
+        inner = quote!(Box<#inner>);
+    }
     if field.optional {
         quote!(Option<#inner>)
     } else {
