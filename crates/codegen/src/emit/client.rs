@@ -293,7 +293,11 @@ pub fn client(provider: &Provider) -> TokenStream {
             }
             FillSource::Config(i) => {
                 let id = &idents[*i];
-                quote!(self.#id.clone())
+                if is_copy(&config[*i].ty, provider) {
+                    quote!(self.#id)
+                } else {
+                    quote!(self.#id.clone())
+                }
             }
         };
         quote!(#field: #value,)
@@ -571,6 +575,18 @@ pub fn client(provider: &Provider) -> TokenStream {
                 })
             }
         }
+    }
+}
+
+/// Whether values of `ty` are `Copy` (numbers, booleans, and the generated string enums).
+fn is_copy(ty: &Ty, provider: &Provider) -> bool {
+    match ty {
+        Ty::Bool | Ty::I32 | Ty::I64 | Ty::F64 => true,
+        Ty::Named(name) => matches!(
+            provider.types.get(name).map(|t| &t.def),
+            Some(crate::types::Def::Enum { .. })
+        ),
+        _ => false,
     }
 }
 
