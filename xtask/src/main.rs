@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask gen`: regenerate every client crate from `specs/*.yaml`.
 //! - `cargo xtask gen --check`: fail, with a diff, when the checked-in files differ.
+//! - `cargo xtask lint`: every problem of every spec, with file, JSON pointer and fix hint.
 //! - `cargo xtask mock <provider>`: serve a provider's spec on 127.0.0.1.
 
 mod gen_cmd;
@@ -14,8 +15,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  gen            regenerate crates/clients/* from specs/*.yaml
+  gen            regenerate the clients from specs/*.yaml (and tests/fixtures/specs)
   gen --check    exit non-zero, with a diff, if the checked-in files differ from what gen writes
+  lint           report every problem of every spec (gen runs it too)
   mock <provider> [--port N] [--reply STATUS[/EXAMPLE]]
                  serve the provider's spec on 127.0.0.1, checking every request against it";
 
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["gen"] => gen_cmd::run(&root(), false),
         ["gen", "--check"] => gen_cmd::run(&root(), true),
+        ["lint"] => lint(&root()),
         ["mock", rest @ ..] => mock_cmd::run(&root(), rest),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
@@ -39,6 +42,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports every problem of every spec; succeeds when there is none.
+fn lint(root: &std::path::Path) -> Result<(), String> {
+    let providers = tokenkit_codegen::load_all(root).map_err(|errors| {
+        let count = errors.0.len();
+        format!("{errors}\n\nlint: {count} problem(s)")
+    })?;
+    println!("lint: {} specs, no problems", providers.len());
+    Ok(())
 }
 
 /// The workspace root: xtask lives one level below it.

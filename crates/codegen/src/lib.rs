@@ -8,6 +8,7 @@
 pub mod emit;
 pub mod error;
 pub mod extension;
+pub mod lint;
 mod locate;
 pub mod model;
 pub mod names;
@@ -64,7 +65,7 @@ pub fn spec_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Loads and checks one spec; `display` is how errors name the file.
+/// Loads, models and lints one spec; `display` is how errors name the file.
 pub fn load_provider(path: &Path, display: &str) -> Result<Provider, SpecErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| SpecError::new(display, "", format!("cannot read the file: {e}")))?;
@@ -73,7 +74,8 @@ pub fn load_provider(path: &Path, display: &str) -> Result<Provider, SpecErrors>
         .and_then(|s| s.to_str())
         .unwrap_or_default();
     let spec = spec::parse(name, display, &text)?;
-    model::build(&spec)
+    let provider = model::build(&spec)?;
+    SpecErrors(lint::lint(&provider)).into_result(provider)
 }
 
 /// The client crate of one provider: its `Cargo.toml`, `src/lib.rs` and `src/client.rs`.
