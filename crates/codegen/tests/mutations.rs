@@ -74,10 +74,10 @@ fn mutate(doc: &mut Value, node: u32, kind: u8, seed: u32) {
                         map.shift_remove(&key);
                     }
                     Some(Value::Array(items)) => {
-                        if let Ok(i) = key.parse::<usize>() {
-                            if i < items.len() {
-                                items.remove(i);
-                            }
+                        if let Ok(i) = key.parse::<usize>()
+                            && i < items.len()
+                        {
+                            items.remove(i);
                         }
                     }
                     _ => {}
@@ -105,21 +105,20 @@ fn mutate(doc: &mut Value, node: u32, kind: u8, seed: u32) {
         }
         // Rename its key.
         3 => {
-            if let Some((parent, key)) = parent_and_key(&target) {
-                if let Some(Value::Object(map)) = doc.pointer_mut(parent) {
-                    if let Some(v) = map.shift_remove(&key) {
-                        map.insert(format!("{key}{}", seed % 3), v);
-                    }
-                }
+            if let Some((parent, key)) = parent_and_key(&target)
+                && let Some(Value::Object(map)) = doc.pointer_mut(parent)
+                && let Some(v) = map.shift_remove(&key)
+            {
+                map.insert(format!("{key}{}", seed % 3), v);
             }
         }
         // Put another node's value here.
         _ => {
             let other = all[seed as usize % all.len()].clone();
-            if let Some(value) = doc.pointer(&other).cloned() {
-                if let Some(slot) = doc.pointer_mut(&target) {
-                    *slot = value;
-                }
+            if let Some(value) = doc.pointer(&other).cloned()
+                && let Some(slot) = doc.pointer_mut(&target)
+            {
+                *slot = value;
             }
         }
     }
@@ -151,7 +150,7 @@ proptest! {
             }
             Ok(provider) => {
                 let _ = lint::lint(&provider);
-                let client = emit::client_rs(&provider).map_err(|e| TestCaseError::fail(e))?;
+                let client = emit::client_rs(&provider).map_err(TestCaseError::fail)?;
                 prop_assert!(syn::parse_file(&client).is_ok());
                 prop_assert!(emit::lib_rs(&provider).is_ok());
             }
