@@ -4,9 +4,11 @@
 //! - `cargo xtask gen --check`: fail, with a diff, when the checked-in files differ.
 //! - `cargo xtask lint`: every problem of every spec, with file, JSON pointer and fix hint.
 //! - `cargo xtask mock <provider>`: serve a provider's spec on 127.0.0.1.
+//! - `cargo xtask weight`: lines and incremental build time of each generated client.
 
 mod gen_cmd;
 mod mock_cmd;
+mod weight_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +21,8 @@ commands:
   gen --check    exit non-zero, with a diff, if the checked-in files differ from what gen writes
   lint           report every problem of every spec (gen runs it too)
   mock <provider> [--port N] [--reply STATUS[/EXAMPLE]]
-                 serve the provider's spec on 127.0.0.1, checking every request against it";
+                 serve the provider's spec on 127.0.0.1, checking every request against it
+  weight         lines and incremental build time of each generated client (BENCHMARKS.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         ["gen", "--check"] => gen_cmd::run(&root(), true),
         ["lint"] => lint(&root()),
         ["mock", rest @ ..] => mock_cmd::run(&root(), rest),
+        ["weight"] => weight_cmd::run(&root()),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             Ok(())

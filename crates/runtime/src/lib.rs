@@ -17,6 +17,7 @@
 //! | several processes on one host | [`FileStore`] on a directory they share |
 //! | several hosts or replicas | `RedisStore` (cargo feature `redis`) |
 
+mod clock;
 pub mod error;
 pub mod http;
 pub mod manager;

@@ -249,37 +249,48 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     /// A valid access token. The fast path reads the cache without a lock; a stale or missing
     /// token joins (or starts) the one refresh in flight.
     pub async fn access_token(&self) -> Result<AccessToken, ManagerError> {
-        if let Some(cached) = self.inner.cache.load().as_ref()
-            && cached.is_fresh(SystemTime::now())
-        {
-            return Ok(cached.tokens.access_token.clone());
+        if let Some(token) = self.cached_access_token() {
+            return Ok(token);
         }
-        self.current(false)
-            .await
-            .map(|c| c.tokens.access_token.clone())
+        // Boxed so that the fast path's future stays a few words, not the whole refresh.
+        Box::pin(self.current(false, |c| c.tokens.access_token.clone())).await
+    }
+
+    /// The cached access token if it is fresh, without waiting or refreshing: for hot paths
+    /// that can fall back to [`TokenManager::access_token`].
+    pub fn cached_access_token(&self) -> Option<AccessToken> {
+        let cache = self.inner.cache.load();
+        let cached = cache.as_ref()?;
+        cached
+            .is_fresh(crate::clock::coarse_now())
+            .then(|| cached.tokens.access_token.clone())
     }
 
     /// The whole current token set (refreshed first if stale).
     pub async fn token_set(&self) -> Result<TokenSet, ManagerError> {
-        self.current(false).await.map(|c| c.tokens.clone())
+        Box::pin(self.current(false, |c| c.tokens.clone())).await
     }
 
     /// Refreshes now, whatever the expiry says: for when an API rejected the access token.
     /// Concurrent callers still share one refresh.
     pub async fn force_refresh(&self) -> Result<AccessToken, ManagerError> {
-        self.current(true)
-            .await
-            .map(|c| c.tokens.access_token.clone())
+        Box::pin(self.current(true, |c| c.tokens.access_token.clone())).await
     }
 
-    async fn current(&self, force: bool) -> Result<Arc<Cached>, ManagerError> {
+    /// Joins (or starts) the refresh in flight and reads its result through `read`.
+    async fn current<T>(
+        &self,
+        force: bool,
+        read: impl Fn(&Cached) -> T,
+    ) -> Result<T, ManagerError> {
+        let fresh = |now| {
+            let cache = self.inner.cache.load();
+            cache.as_ref().filter(|c| c.is_fresh(now)).map(|c| read(c))
+        };
         let mut flight = {
             let mut slot = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
-            if !force
-                && let Some(cached) = self.inner.cache.load_full()
-                && cached.is_fresh(SystemTime::now())
-            {
-                return Ok(cached);
+            if !force && let Some(value) = fresh(SystemTime::now()) {
+                return Ok(value);
             }
             match slot.as_ref() {
                 Some(running) => running.clone(),
@@ -301,20 +312,23 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                 }
             }
         };
-        let result = loop {
-            if let Some(result) = flight.borrow_and_update().clone() {
-                break result;
+        loop {
+            if let Some(result) = flight.borrow_and_update().as_ref() {
+                return match result {
+                    Ok(cached) => Ok(read(cached)),
+                    // A failed early refresh still leaves a token that has not expired.
+                    Err(e) => {
+                        let cache = self.inner.cache.load();
+                        match cache.as_ref() {
+                            Some(c) if !force && c.is_unexpired(SystemTime::now()) => Ok(read(c)),
+                            _ => Err(e.clone()),
+                        }
+                    }
+                };
             }
             if flight.changed().await.is_err() {
-                break Err(ManagerError::Interrupted);
+                return Err(ManagerError::Interrupted);
             }
-        };
-        // A failed early refresh still leaves a token that has not expired.
-        match (&result, self.inner.cache.load_full()) {
-            (Err(_), Some(cached)) if !force && cached.is_unexpired(SystemTime::now()) => {
-                Ok(cached)
-            }
-            _ => result,
         }
     }
 }
