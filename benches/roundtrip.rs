@@ -17,6 +17,9 @@ struct Baseline {
     access_pointer: String,
 }
 
+/// A client, the body it sends, and the headers a hand-written call must add.
+type Built = (Box<dyn RefreshClient>, Vec<u8>, Vec<(&'static str, String)>);
+
 struct Subject {
     name: &'static str,
     client: Box<dyn RefreshClient>,
@@ -46,11 +49,7 @@ async fn subjects() -> Vec<Subject> {
         let mock = MockServer::start(provider).await.unwrap();
         mock.quiet();
         let base = mock.base_url();
-        let (client, body, headers): (
-            Box<dyn RefreshClient>,
-            Vec<u8>,
-            Vec<(&'static str, String)>,
-        ) = match name {
+        let (client, body, headers): Built = match name {
             "byelabel" => {
                 let c = tokenkit_byelabel::Client::builder("ws")
                     .base_url(&base)

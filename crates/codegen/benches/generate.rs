@@ -34,7 +34,7 @@ fn five_specs(c: &mut Criterion) {
             specs
                 .iter()
                 .map(|(_, text)| serde_yaml::from_str::<serde_yaml::Value>(text).unwrap())
-                .count()
+                .collect::<Vec<_>>()
         })
     });
     group.bench_function("generate", |b| {
