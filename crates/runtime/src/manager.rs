@@ -27,7 +27,8 @@ use tracing::Instrument;
 pub struct ManagerConfig {
     /// Refresh this long before the access token expires.
     pub skew: Duration,
-    /// The lifetime assumed for an access token whose provider gave no expiry.
+    /// The lifetime assumed for an access token whose provider gave no expiry; it is stored
+    /// as the set's expiry, so every process sharing the store agrees on it.
     pub unknown_expiry: Duration,
     /// Attempts at a transient failure before giving up (the first included).
     pub max_attempts: u32,
@@ -92,9 +93,9 @@ impl fmt::Display for ManagerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ReAuthenticate { cause: Some(e) } => write!(f, "re-authentication needed: {e}"),
-            Self::ReAuthenticate { cause: None } => {
-                f.write_str("re-authentication needed: no refresh token is stored")
-            }
+            Self::ReAuthenticate { cause: None } => f.write_str(
+                "re-authentication needed: no usable refresh token is stored (none at all, or one an unanswered request may have spent)",
+            ),
             Self::Refresh(e) => write!(f, "refresh failed: {e}"),
             Self::Store(e) => write!(f, "{e}"),
             Self::LockTimeout => f.write_str("another refresher held the lock too long"),
@@ -135,7 +136,7 @@ struct Inner<C, S> {
     store: S,
     key: String,
     config: ManagerConfig,
-    reauthenticate: Option<ReAuthenticate>,
+    reauthenticate: Mutex<Option<ReAuthenticate>>,
     cache: ArcSwapOption<Cached>,
     flight: Mutex<Option<Flight>>,
     /// The stored version whose refresh token a request may have spent (0: none). Kept in
@@ -144,6 +145,7 @@ struct Inner<C, S> {
 }
 
 /// Keeps one credential's access token valid. Cheap to clone; clones share everything.
+/// Refreshes run as tasks on the Tokio runtime the manager is called from.
 ///
 /// ```no_run
 /// # async fn demo(client: impl tokenkit::RefreshClient + 'static) -> Result<(), Box<dyn std::error::Error>> {
@@ -218,7 +220,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                 store,
                 key: key.into(),
                 config,
-                reauthenticate: None,
+                reauthenticate: Mutex::new(None),
                 cache: ArcSwapOption::empty(),
                 flight: Mutex::new(None),
                 maybe_spent: AtomicU64::new(0),
@@ -227,12 +229,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     }
 
     /// Calls `hook` for a new token set when the refresh token is dead (instead of failing with
-    /// [`ManagerError::ReAuthenticate`]). Set it before cloning the manager.
+    /// [`ManagerError::ReAuthenticate`]). Clones of the manager share the hook.
     #[must_use]
-    pub fn with_reauthenticate(mut self, hook: ReAuthenticate) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.reauthenticate = Some(hook);
-        }
+    pub fn with_reauthenticate(self, hook: ReAuthenticate) -> Self {
+        *self
+            .inner
+            .reauthenticate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
         self
     }
 
@@ -481,8 +485,15 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
     }
 
     /// Persists a new set, then returns it for publishing.
-    async fn persist(&self, tokens: TokenSet, expected: u64) -> Result<Arc<Cached>, ManagerError> {
+    async fn persist(
+        &self,
+        mut tokens: TokenSet,
+        expected: u64,
+    ) -> Result<Arc<Cached>, ManagerError> {
         let received = SystemTime::now();
+        tokens
+            .expires_at
+            .get_or_insert(received + self.config.unknown_expiry);
         match self.store.save(&self.key, &tokens, Some(expected)).await? {
             Saved::Written(version) => Ok(Arc::new(Cached::new(
                 Stored { version, tokens },
@@ -510,7 +521,12 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
         expected: Option<u64>,
         cause: Option<RefreshError>,
     ) -> Result<Arc<Cached>, ManagerError> {
-        let Some(hook) = &self.reauthenticate else {
+        let hook = self
+            .reauthenticate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(hook) = hook else {
             return Err(ManagerError::ReAuthenticate { cause });
         };
         let tokens = hook().await.map_err(|e| {
@@ -524,6 +540,10 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
             Some(version) => self.persist(tokens, version).await,
             None => {
                 let received = SystemTime::now();
+                let mut tokens = tokens;
+                tokens
+                    .expires_at
+                    .get_or_insert(received + self.config.unknown_expiry);
                 match self.store.save(&self.key, &tokens, None).await? {
                     Saved::Written(version) => Ok(Arc::new(Cached::new(
                         Stored { version, tokens },

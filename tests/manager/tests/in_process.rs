@@ -438,3 +438,33 @@ async fn refresh_spans_name_the_provider_and_outcome_but_no_secret() {
         assert!(!log.contains(secret), "{secret} in {log}");
     }
 }
+
+#[tokio::test]
+async fn an_unknown_expiry_is_stored_so_every_process_agrees() {
+    let mut no_expiry = fresh("at-2", Some("rt-2"));
+    no_expiry.expires_at = None;
+    let scripted = Arc::new(Scripted::new(Rotation::OneTime, vec![Ok(no_expiry)]));
+    let store = MemoryStore::new();
+    let config = ManagerConfig {
+        unknown_expiry: Duration::from_secs(600),
+        ..quick()
+    };
+    let manager = TokenManager::with_config(Arc::clone(&scripted), store.clone(), "k", config);
+    manager.seed(expired("rt-1")).await.unwrap();
+    manager.access_token().await.unwrap();
+    let stored = store.load("k").await.unwrap().unwrap();
+    let left = stored
+        .tokens
+        .expires_at
+        .unwrap()
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(
+        left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+        "{left:?}"
+    );
+    // A second manager on the same store (another process) serves it without refreshing.
+    let other = TokenManager::with_config(Arc::clone(&scripted), store, "k", quick());
+    assert_eq!(other.access_token().await.unwrap().expose(), "at-2");
+    assert_eq!(scripted.sent(), vec!["rt-1"]);
+}
