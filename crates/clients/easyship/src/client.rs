@@ -318,7 +318,7 @@ impl ClientBuilder {
         headers
             .insert(
                 tokenkit::reqwest::header::ACCEPT,
-                tokenkit::reqwest::header::HeaderValue::from_static("application/json"),
+                tokenkit::http::header_value("Accept", "application/json")?,
             );
         Ok(Client {
             transport,

@@ -190,7 +190,7 @@ pub fn client(provider: &Provider) -> TokenStream {
     let mut setup = vec![quote! {
         headers.insert(
             tokenkit::reqwest::header::ACCEPT,
-            tokenkit::reqwest::header::HeaderValue::from_static(#accept),
+            tokenkit::http::header_value("Accept", #accept)?,
         );
     }];
     for param in &op.params {
