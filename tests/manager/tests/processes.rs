@@ -122,8 +122,15 @@ async fn redis_compare_and_set_refuses_a_stale_writer() {
     let lock = store.try_lock("k", ttl).await.unwrap().expect("free");
     assert!(store.try_lock("k", ttl).await.unwrap().is_none(), "held");
     lock.release().await;
-    let abandoned = store.try_lock("k", ttl).await.unwrap().expect("released");
-    std::mem::forget(abandoned);
+    // A live holder keeps the lock past its ttl: it is renewed while held.
+    let long = store.try_lock("k", ttl).await.unwrap().expect("released");
+    tokio::time::sleep(ttl * 3).await;
+    assert!(
+        store.try_lock("k", ttl).await.unwrap().is_none(),
+        "renewed while held"
+    );
+    // A holder that dies (dropped without release: no renewal, no delete) loses it at expiry.
+    drop(long);
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     assert!(
         store.try_lock("k", ttl).await.unwrap().is_some(),

@@ -19,6 +19,14 @@ if current == false then return 0 end
 return tonumber(current)
 ";
 
+/// Extends the lock only if this holder still owns it.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
 /// Deletes the lock only if this holder still owns it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -28,7 +36,8 @@ return 0
 ";
 
 /// Token sets in Redis under `<prefix>:<key>` (a hash of `version` and `data`), with the
-/// refresh lock at `<prefix>:<key>:lock` (`SET NX PX`: it expires if its holder dies).
+/// refresh lock at `<prefix>:<key>:lock` (`SET NX PX`, renewed while held: it expires only
+/// when its holder dies).
 /// Writes are compare-and-set on the version, in one Lua script, so a replica holding a stale
 /// set can never overwrite a newer one.
 #[derive(Clone)]
@@ -142,7 +151,18 @@ impl TokenStore for RedisStore {
                 .await
                 .map_err(|e| redis_error("cannot take the refresh lock", &e))?;
             Ok(taken.map(|_| {
+                // While held, the lock is renewed every third of its ttl, so a refresh that
+                // outlasts the ttl (retries, slow providers) keeps it; a holder that dies stops
+                // renewing and the lock expires.
+                let renewal = tokio::spawn(renew(
+                    connection.clone(),
+                    lock_key.clone(),
+                    token.clone(),
+                    millis,
+                ));
+                let stop = AbortOnDrop(renewal);
                 StoreLock::releasing(Box::pin(async move {
+                    drop(stop);
                     // If this fails the lock expires by itself after `ttl`.
                     let _: Result<i64, _> = redis::Script::new(RELEASE)
                         .key(lock_key)
@@ -152,5 +172,36 @@ impl TokenStore for RedisStore {
                 }))
             }))
         })
+    }
+}
+
+/// Keeps extending a held lock until the holder stops the task (or loses the lock).
+async fn renew(
+    mut connection: MultiplexedConnection,
+    lock_key: String,
+    token: String,
+    millis: u64,
+) {
+    let period = Duration::from_millis((millis / 3).max(1));
+    loop {
+        tokio::time::sleep(period).await;
+        let renewed: Result<i64, _> = redis::Script::new(RENEW)
+            .key(&lock_key)
+            .arg(&token)
+            .arg(millis)
+            .invoke_async(&mut connection)
+            .await;
+        if !matches!(renewed, Ok(1)) {
+            return;
+        }
+    }
+}
+
+/// Stops the renewal task when the lock is released or dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
