@@ -1,0 +1,398 @@
+//! The token mapping, checked against the schemas of the request and the responses.
+
+use super::*;
+
+/// Where the refresh token goes: the struct (inside a `oneOf` variant, if any) and the property.
+pub(super) struct RequestSlot {
+    pub(super) wrap: Option<(String, String)>,
+    pub(super) struct_name: String,
+    pub(super) refresh_json: String,
+}
+
+/// Shared state while the mapping is checked.
+pub(super) struct MapCtx<'a> {
+    pub(super) file: &'a str,
+    pub(super) at: String,
+    pub(super) responses: &'a [ResponseCase],
+    /// Every status key the spec documents, modelled or not.
+    pub(super) documented: Vec<String>,
+}
+
+/// What a mapped value may be.
+#[derive(Clone, Copy)]
+pub(super) enum Want {
+    Text,
+    Seconds,
+    Anything,
+}
+
+impl MapCtx<'_> {
+    fn error(&self, rel: &str, message: impl Into<String>) -> SpecError {
+        SpecError::new(self.file, &format!("{}{rel}", self.at), message)
+    }
+
+    /// The refresh request's struct, its `oneOf` wrapper if any, and the refresh token's property.
+    pub(super) fn request_slot(
+        &self,
+        types: &mut TypeBuilder<'_>,
+        body_ty: &Ty,
+        spec: &TokenRefresh,
+        errors: &mut SpecErrors,
+    ) -> Option<RequestSlot> {
+        let at = "/request/refresh-token";
+        let ptr = &spec.request.refresh_token;
+        let segments = match pointer::segments(ptr) {
+            Some(s) if s.len() == 1 => s,
+            Some(_) => {
+                errors.push(self.error(
+                    at,
+                    format!("{ptr:?}: only a top-level body property can carry the refresh token"),
+                ));
+                return None;
+            }
+            None => {
+                errors.push(
+                    self.error(at, format!("{ptr:?} is not a JSON pointer"))
+                        .hint("write it like `/refresh_token`"),
+                );
+                return None;
+            }
+        };
+        let slot = match body_ty {
+            Ty::Named(name) => match &types.defs()[name].def {
+                Def::Struct { .. } => Some((None, name.clone())),
+                Def::OneOf { variants } => {
+                    let holders: Vec<&String> = variants
+                        .iter()
+                        .filter_map(|(v, t)| match t {
+                            Ty::Named(n)
+                                if struct_fields(types.defs(), n)
+                                    .iter()
+                                    .any(|f| f.json == segments[0]) =>
+                            {
+                                Some(v)
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    match holders.as_slice() {
+                        [one] => Some((Some((name.clone(), (*one).clone())), (*one).clone())),
+                        _ => {
+                            errors.push(self.error(at, format!("{ptr:?} must resolve in exactly one oneOf variant of the request body; it resolves in {}", holders.len())));
+                            None
+                        }
+                    }
+                }
+                Def::Enum { .. } => None,
+            },
+            _ => None,
+        };
+        let Some((wrap, struct_name)) = slot else {
+            if errors.0.is_empty() {
+                errors.push(self.error(
+                    at,
+                    "the request body must be an object or a oneOf of objects",
+                ));
+            }
+            return None;
+        };
+        let struct_ty = Ty::Named(struct_name.clone());
+        match types.access(&struct_ty, &segments) {
+            Ok(access)
+                if access
+                    .leaves()
+                    .iter()
+                    .all(|t| matches!(t, Ty::String | Ty::Secret)) =>
+            {
+                types.mark_secret(&struct_ty, &segments);
+                Some(RequestSlot {
+                    wrap,
+                    struct_name,
+                    refresh_json: segments[0].clone(),
+                })
+            }
+            Ok(_) => {
+                errors.push(self.error(at, format!("{ptr:?} must be a string property")));
+                None
+            }
+            Err(reason) => {
+                errors.push(self.error(
+                    at,
+                    format!("{ptr:?} does not resolve in the request body: {reason}"),
+                ));
+                None
+            }
+        }
+    }
+
+    /// The modelled response of `status`; `None` with an error when the spec does not
+    /// document it, and `None` alone when it does but the response failed to model (that
+    /// failure is already reported).
+    fn response(&self, rel: &str, status: &str, errors: &mut SpecErrors) -> Option<&ResponseCase> {
+        let found = self
+            .responses
+            .iter()
+            .find(|r| r.key.spec_key().eq_ignore_ascii_case(status));
+        if found.is_none() && !self.documented.iter().any(|d| d == status) {
+            errors.push(self.error(
+                rel,
+                format!("status {status} is not a documented response of this operation"),
+            ));
+        }
+        found
+    }
+
+    fn pointer(
+        &self,
+        types: &mut TypeBuilder<'_>,
+        response: &ResponseCase,
+        rel: &str,
+        ptr: &str,
+        want: Want,
+        secret: bool,
+    ) -> Result<Mapped, SpecError> {
+        let Some((_, body_ty)) = &response.body else {
+            return Err(self.error(
+                rel,
+                format!(
+                    "status {} has no documented JSON body to point into",
+                    response.status
+                ),
+            ));
+        };
+        let segments = pointer::segments(ptr).ok_or_else(|| {
+            self.error(rel, format!("{ptr:?} is not a JSON pointer"))
+                .hint("write it like `/access_token`")
+        })?;
+        if secret {
+            types.mark_secret(body_ty, &segments);
+        }
+        let access = types.access(body_ty, &segments).map_err(|reason| {
+            self.error(
+                rel,
+                format!(
+                    "{ptr:?} does not resolve in the {} response: {reason}",
+                    response.status
+                ),
+            )
+        })?;
+        for leaf in access.leaves() {
+            let fits = match want {
+                Want::Text => matches!(leaf, Ty::String | Ty::Secret),
+                Want::Seconds => match leaf {
+                    Ty::I32 | Ty::I64 | Ty::F64 | Ty::String | Ty::Any => true,
+                    // A number-or-numeric-string `oneOf`.
+                    Ty::Named(name) => matches!(
+                        types.defs().get(name).map(|t| &t.def),
+                        Some(Def::OneOf { variants }) if variants.iter().all(|(_, t)| matches!(t, Ty::I32 | Ty::I64 | Ty::F64 | Ty::String))
+                    ),
+                    _ => false,
+                },
+                Want::Anything => true,
+            };
+            if !fits {
+                let wanted = match want {
+                    Want::Text => "a string",
+                    Want::Seconds => "a number or numeric string",
+                    Want::Anything => "a value",
+                };
+                return Err(self.error(
+                    rel,
+                    format!(
+                        "{ptr:?} points at {}, but must be {wanted}",
+                        leaf.describe()
+                    ),
+                ));
+            }
+        }
+        Ok(Mapped {
+            pointer: ptr.to_owned(),
+            access,
+        })
+    }
+
+    fn optional(
+        &self,
+        types: &mut TypeBuilder<'_>,
+        response: &ResponseCase,
+        rel: &str,
+        ptr: Option<&String>,
+        want: Want,
+        errors: &mut SpecErrors,
+    ) -> Option<Mapped> {
+        let ptr = ptr?;
+        self.pointer(types, response, rel, ptr, want, false)
+            .map_err(|e| errors.push(e))
+            .ok()
+    }
+
+    pub(super) fn mapping(
+        &self,
+        types: &mut TypeBuilder<'_>,
+        spec: &TokenRefresh,
+        errors: &mut SpecErrors,
+    ) -> Option<Mapping> {
+        let s = &spec.success;
+        let success_response = self.response("/success/status", &s.status, errors)?;
+        if !matches!(success_response.key, StatusKey::Code(200..=299)) {
+            errors.push(self.error(
+                "/success/status",
+                format!(
+                    "the success status must be one 2xx code, not {}",
+                    success_response.key.spec_key()
+                ),
+            ));
+            return None;
+        }
+        let access_token = self
+            .pointer(
+                types,
+                success_response,
+                "/success/access-token",
+                &s.access_token,
+                Want::Text,
+                true,
+            )
+            .map_err(|e| errors.push(e))
+            .ok();
+        let refresh_token = s.refresh_token.as_ref().and_then(|p| {
+            self.pointer(
+                types,
+                success_response,
+                "/success/refresh-token",
+                p,
+                Want::Text,
+                true,
+            )
+            .map_err(|e| errors.push(e))
+            .ok()
+        });
+        let expires_in = self.optional(
+            types,
+            success_response,
+            "/success/expires-in",
+            s.expires_in.as_ref(),
+            Want::Seconds,
+            errors,
+        );
+        let token_type = self.optional(
+            types,
+            success_response,
+            "/success/token-type",
+            s.token_type.as_ref(),
+            Want::Text,
+            errors,
+        );
+        let created_at = self.optional(
+            types,
+            success_response,
+            "/success/created-at",
+            s.created_at.as_ref(),
+            Want::Seconds,
+            errors,
+        );
+
+        let mut failures = Vec::new();
+        for (i, f) in spec.failures.iter().enumerate() {
+            let rel = format!("/failures/{i}");
+            let Some(response) = self.response(&format!("{rel}/status"), &f.status, errors) else {
+                continue;
+            };
+            let when = match &f.when {
+                Some(w) => match self.pointer(
+                    types,
+                    response,
+                    &format!("{rel}/when/pointer"),
+                    &w.pointer,
+                    Want::Anything,
+                    false,
+                ) {
+                    Ok(m) => Some((m, w.equals.clone())),
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            if response.key == success_response.key && when.is_none() {
+                errors.push(
+                    self.error(
+                        &rel,
+                        format!(
+                            "status {} is the success status; a failure there needs `when`",
+                            response.status
+                        ),
+                    )
+                    .hint("add `when: {pointer: /success, equals: false}` or similar"),
+                );
+            }
+            let code = self.optional(
+                types,
+                response,
+                &format!("{rel}/code"),
+                f.code.as_ref(),
+                Want::Anything,
+                errors,
+            );
+            let message = self.optional(
+                types,
+                response,
+                &format!("{rel}/message"),
+                f.message.as_ref(),
+                Want::Anything,
+                errors,
+            );
+            if !f.kinds.is_empty() && code.is_none() {
+                errors.push(self.error(
+                    &format!("{rel}/kinds"),
+                    "`kinds` needs `code`, the pointer to the error code",
+                ));
+            }
+            failures.push(Failure {
+                key: response.key,
+                status: response.status,
+                when,
+                kind: f.kind,
+                kinds: f.kinds.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                code,
+                message,
+            });
+        }
+        for response in self.responses {
+            let covered = response.key == success_response.key
+                || failures
+                    .iter()
+                    .any(|f| f.key == response.key && f.when.is_none());
+            if !covered {
+                errors.push(
+                    SpecError::new(
+                        self.file,
+                        &response.pointer,
+                        format!(
+                            "documented status {} has no meaning in the token mapping",
+                            response.key.spec_key()
+                        ),
+                    )
+                    .hint(format!(
+                        "add a `failures` entry with `status: \"{}\"` and a `kind`",
+                        response.key.spec_key()
+                    )),
+                );
+            }
+        }
+        Some(Mapping {
+            rotation: spec.rotation,
+            request_refresh_token: spec.request.refresh_token.clone(),
+            success: Success {
+                status: success_response.status,
+                access_token: access_token?,
+                refresh_token,
+                expires_in,
+                token_type,
+                created_at,
+            },
+            failures,
+        })
+    }
+}

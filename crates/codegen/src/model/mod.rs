@@ -1,0 +1,469 @@
+//! The resolved model of one provider: everything the printer needs, all of it checked.
+//!
+//! `build` is where validation lives. Anything it returns can be printed without further
+//! questions; anything wrong comes back as errors naming the file and the JSON pointer.
+
+use crate::error::{SpecError, SpecErrors};
+use crate::extension::{self, FailureKind, Rotation, TokenRefresh};
+use crate::names::snake;
+use crate::pointer;
+use crate::spec::Spec;
+use crate::types::{Access, Def, Resolved, Ty, TypeBuilder, TypeDef};
+use indexmap::IndexMap;
+use openapiv3::{
+    Operation as OaOperation, Parameter, ParameterSchemaOrContent, ReferenceOr, RequestBody,
+    Response, SchemaKind, StatusCode, Type,
+};
+use serde_json::Value;
+
+mod mapping;
+mod request;
+mod responses;
+
+use mapping::{MapCtx, RequestSlot};
+use request::*;
+pub use request::{FORM, is_form};
+pub use responses::status_variant;
+use responses::*;
+
+/// A provider, ready to print.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    /// The spec file's stem, such as `byelabel`.
+    pub name: String,
+    /// The spec file, as given.
+    pub file: String,
+    /// `info.title`.
+    pub title: String,
+    /// `info.description`.
+    pub description: Option<String>,
+    /// `info.version`.
+    pub spec_version: String,
+    /// `servers`, in order; the first is the default base URL.
+    pub servers: Vec<Server>,
+    /// The refresh operation.
+    pub operation: Operation,
+    /// The per-client values a user supplies (headers, query and body fields that are not
+    /// constants and not the refresh token).
+    pub config: Vec<ConfigField>,
+    /// The generated types, in definition order.
+    pub types: IndexMap<String, TypeDef>,
+    /// The resolved token mapping.
+    pub mapping: Mapping,
+    /// How the client authenticates itself, from the spec's security requirement.
+    pub auth: Option<Auth>,
+    /// The whole spec as JSON: what the mock server and the lint check instances against.
+    pub spec_json: Value,
+}
+
+/// A server URL.
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// The URL.
+    pub url: String,
+    /// What it is (production, sandbox …).
+    pub description: Option<String>,
+}
+
+/// The refresh operation.
+#[derive(Clone, Debug)]
+pub struct Operation {
+    /// `operationId`.
+    pub id: String,
+    /// The HTTP method, upper case.
+    pub method: String,
+    /// The path below the base URL.
+    pub path: String,
+    /// The operation's pointer in the spec.
+    pub pointer: String,
+    /// `summary`.
+    pub summary: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// Header and query parameters.
+    pub params: Vec<Param>,
+    /// The request body.
+    pub body: Body,
+    /// Documented responses, exact statuses in the spec's order.
+    pub responses: Vec<ResponseCase>,
+    /// The `Accept` header: the media types of the documented responses.
+    pub accept: String,
+    /// The outcome enum's name: `<OperationId>Response`, or `…Outcome` when a schema has that
+    /// name.
+    pub outcome: String,
+}
+
+/// Client authentication declared by a security scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1): indexes into
+    /// [`Provider::config`].
+    Basic {
+        /// The client id's config field.
+        id: usize,
+        /// The client secret's config field.
+        secret: usize,
+    },
+    /// An API key in a header or query parameter.
+    ApiKey {
+        /// Header or query.
+        location: Location,
+        /// The header or parameter name.
+        name: String,
+        /// The key's config field.
+        key: usize,
+    },
+}
+
+/// Where a parameter goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// An HTTP header.
+    Header,
+    /// A query string parameter.
+    Query,
+    /// A `{name}` segment of the path.
+    Path,
+}
+
+/// A header or query parameter.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// Header or query.
+    pub location: Location,
+    /// The wire name.
+    pub name: String,
+    /// Whether the spec requires it.
+    pub required: bool,
+    /// Its schema's pointer in the spec.
+    pub schema_pointer: String,
+    /// Where its value comes from.
+    pub value: ParamValue,
+}
+
+/// The source of a parameter's value.
+#[derive(Clone, Debug)]
+pub enum ParamValue {
+    /// A single-value enum: the client always sends it.
+    Constant(String),
+    /// A per-client value: an index into [`Provider::config`].
+    Config(usize),
+}
+
+/// A value the user gives when building the client.
+#[derive(Clone, Debug)]
+pub struct ConfigField {
+    /// The Rust field and builder method name.
+    pub name: String,
+    /// The Rust type.
+    pub ty: Ty,
+    /// Required values are builder arguments; the others are setters.
+    pub required: bool,
+    /// From the spec.
+    pub doc: Option<String>,
+    /// A value for tests and examples: the spec's example, or one made up from the type.
+    pub example: Value,
+}
+
+/// The request body.
+#[derive(Clone, Debug)]
+pub struct Body {
+    /// The media type.
+    pub media_type: String,
+    /// The body's type.
+    pub ty: Ty,
+    /// The spec's example, for the mock and the docs.
+    pub example: Option<Value>,
+    /// The body schema's pointer in the spec.
+    pub schema_pointer: String,
+    /// For a `oneOf` body: the enum and the variant the refresh request uses.
+    pub wrap: Option<(String, String)>,
+    /// The struct the refresh request fills in.
+    pub struct_name: String,
+    /// How each field of that struct is filled.
+    pub fill: Vec<BodyFill>,
+}
+
+/// One field of the refresh request body.
+#[derive(Clone, Debug)]
+pub struct BodyFill {
+    /// The property name.
+    pub json: String,
+    /// The value.
+    pub source: FillSource,
+}
+
+/// Where a body field's value comes from.
+#[derive(Clone, Debug)]
+pub enum FillSource {
+    /// The refresh token being exchanged.
+    RefreshToken,
+    /// A single-value enum.
+    Constant {
+        /// The enum type.
+        enum_name: String,
+        /// Its only value.
+        value: String,
+    },
+    /// A per-client value: an index into [`Provider::config`].
+    Config(usize),
+}
+
+/// Which statuses a documented response covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusKey {
+    /// One status, such as `200`.
+    Code(u16),
+    /// A class, such as `4XX` (the digit).
+    Range(u16),
+    /// `default`: every status nothing else documents.
+    Default,
+}
+
+impl StatusKey {
+    /// The key as the spec writes it: `200`, `4XX`, `default`.
+    pub fn spec_key(self) -> String {
+        match self {
+            StatusKey::Code(code) => code.to_string(),
+            StatusKey::Range(class) => format!("{class}XX"),
+            StatusKey::Default => "default".to_owned(),
+        }
+    }
+
+    /// Whether `status` falls under this key (ignoring more specific keys).
+    pub fn covers(self, status: u16) -> bool {
+        match self {
+            StatusKey::Code(code) => code == status,
+            StatusKey::Range(class) => status / 100 == class,
+            StatusKey::Default => true,
+        }
+    }
+}
+
+/// A documented response.
+#[derive(Clone, Debug)]
+pub struct ResponseCase {
+    /// The statuses it covers.
+    pub key: StatusKey,
+    /// A status it stands for: the code itself, or one of its range (or, for `default`, one)
+    /// that no more specific response documents. The mock sends it; tests expect it.
+    pub status: u16,
+    /// The outcome enum's variant name.
+    pub variant: String,
+    /// The response's description.
+    pub description: String,
+    /// The body's media type and type, when one is documented.
+    pub body: Option<(String, Ty)>,
+    /// Named examples (an unnamed `example` is called `example`).
+    pub examples: Vec<(String, Value)>,
+    /// The response's pointer in the spec.
+    pub pointer: String,
+}
+
+/// The token mapping, checked against the schemas.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    /// The rotation policy.
+    pub rotation: Rotation,
+    /// The refresh token's pointer in the request body.
+    pub request_refresh_token: String,
+    /// The success response.
+    pub success: Success,
+    /// Documented failures.
+    pub failures: Vec<Failure>,
+}
+
+/// A pointer and how the generated code follows it.
+#[derive(Clone, Debug)]
+pub struct Mapped {
+    /// The instance pointer, as written.
+    pub pointer: String,
+    /// The field accesses.
+    pub access: Access,
+}
+
+/// Where the token set is in the success response.
+#[derive(Clone, Debug)]
+pub struct Success {
+    /// The status.
+    pub status: u16,
+    /// The access token.
+    pub access_token: Mapped,
+    /// The new refresh token.
+    pub refresh_token: Option<Mapped>,
+    /// The lifetime.
+    pub expires_in: Option<Mapped>,
+    /// The token type.
+    pub token_type: Option<Mapped>,
+    /// The issue time.
+    pub created_at: Option<Mapped>,
+}
+
+/// What one documented failure means.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The statuses it covers.
+    pub key: StatusKey,
+    /// The status it stands for (see [`ResponseCase::status`]).
+    pub status: u16,
+    /// The discriminator, for a failure inside a success status.
+    pub when: Option<(Mapped, Value)>,
+    /// The default meaning.
+    pub kind: FailureKind,
+    /// Meanings by error code.
+    pub kinds: Vec<(String, FailureKind)>,
+    /// The provider's error code.
+    pub code: Option<Mapped>,
+    /// The provider's message.
+    pub message: Option<Mapped>,
+}
+
+/// The fields of a struct type, by name.
+pub fn struct_fields<'a>(
+    types: &'a IndexMap<String, TypeDef>,
+    name: &str,
+) -> &'a [crate::types::Field] {
+    match types.get(name).map(|t| &t.def) {
+        Some(Def::Struct { fields, .. }) => fields,
+        _ => &[],
+    }
+}
+
+/// Builds the model of a parsed spec, collecting every problem found.
+pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
+    let mut errors = SpecErrors::default();
+    let file = spec.file.as_str();
+    let servers = servers(spec, &mut errors);
+    let (op_pointer, method, path, op) = match refresh_operation(spec) {
+        Ok(found) => found,
+        Err(e) => {
+            errors.push(e);
+            return Err(errors);
+        }
+    };
+    let mapping_spec = match extension::read(file, &op_pointer, &op.extensions) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let components = spec.api.components.as_ref().map(|c| &c.schemas);
+    let mut types = TypeBuilder::new(file, components);
+    // The names the printer uses for its own items; schemas named so get another name.
+    types.reserve_names(&["Client", "ClientBuilder"]);
+    let id = match &op.operation_id {
+        Some(id) if !id.trim().is_empty() => id.clone(),
+        _ => {
+            errors.push(
+                SpecError::new(
+                    file,
+                    &op_pointer,
+                    "the refresh operation has no operationId",
+                )
+                .hint("add `operationId: refreshToken`; it names the generated method"),
+            );
+            "refresh".to_owned()
+        }
+    };
+    let op_name = crate::names::pascal(&id);
+
+    let mut config = Vec::new();
+    let params = params(spec, &op_pointer, op, &mut types, &mut config, &mut errors);
+    check_path(spec, &op_pointer, &path, &params, &mut errors);
+    let auth = auth(spec, &op_pointer, op, &mut config, &mut errors);
+    let body = request_body(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
+    let responses = responses(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
+
+    let (Some(mapping_spec), Some((body_ty, body_media, body_example, body_schema))) =
+        (mapping_spec, body)
+    else {
+        return Err(errors);
+    };
+    let ctx = MapCtx {
+        file,
+        at: pointer::join(&op_pointer, extension::KEY),
+        responses: &responses,
+        documented: op
+            .responses
+            .responses
+            .keys()
+            .map(ToString::to_string)
+            .chain(op.responses.default.as_ref().map(|_| "default".to_owned()))
+            .collect(),
+    };
+    let refresh_slot = ctx.request_slot(&mut types, &body_ty, &mapping_spec, &mut errors);
+    let mapping = ctx.mapping(&mut types, &mapping_spec, &mut errors);
+
+    let accept = {
+        let mut media: Vec<&str> = responses
+            .iter()
+            .filter_map(|r| r.body.as_ref().map(|(m, _)| m.as_str()))
+            .collect();
+        media.dedup();
+        if media.is_empty() {
+            "application/json".to_owned()
+        } else {
+            media.join(", ")
+        }
+    };
+
+    let (
+        Some(mapping),
+        Some(RequestSlot {
+            wrap,
+            struct_name,
+            refresh_json,
+        }),
+    ) = (mapping, refresh_slot)
+    else {
+        return Err(errors);
+    };
+    let fill = body_fill(
+        types.defs(),
+        &struct_name,
+        &refresh_json,
+        body_example.as_ref(),
+        &mut config,
+    );
+    check_config_names(file, &op_pointer, &config, &mut errors);
+    if is_form(&body_media) {
+        check_form_fields(file, &body_schema, types.defs(), &struct_name, &mut errors);
+    }
+    let info = &spec.api.info;
+    let provider = Provider {
+        name: spec.name.clone(),
+        file: file.to_owned(),
+        title: info.title.clone(),
+        description: info.description.clone(),
+        spec_version: info.version.clone(),
+        servers,
+        operation: Operation {
+            id,
+            method,
+            path,
+            pointer: op_pointer,
+            summary: op.summary.clone(),
+            description: op.description.clone(),
+            params,
+            body: Body {
+                media_type: body_media,
+                ty: body_ty,
+                example: body_example,
+                schema_pointer: body_schema,
+                wrap,
+                struct_name,
+                fill,
+            },
+            responses,
+            accept,
+            outcome: outcome_name(&op_name, types.defs()),
+        },
+        config,
+        types: types.finish(),
+        mapping,
+        auth,
+        spec_json: spec.json.clone(),
+    };
+    errors.into_result(provider)
+}

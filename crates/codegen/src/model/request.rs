@@ -1,0 +1,588 @@
+//! The request side of the model: servers, the operation, parameters, client authentication,
+//! the body and how the refresh request fills it.
+
+use super::*;
+
+pub(super) fn servers(spec: &Spec, errors: &mut SpecErrors) -> Vec<Server> {
+    if spec.api.servers.is_empty() {
+        errors.push(
+            SpecError::new(&spec.file, "/servers", "the spec lists no server")
+                .hint("add `servers: [{url: https://api.example.com}]`; the first is the client's default base URL"),
+        );
+    }
+    spec.api
+        .servers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let at = format!("/servers/{i}");
+            if s.variables.as_ref().is_some_and(|v| !v.is_empty()) || s.url.contains('{') {
+                errors.push(
+                    SpecError::new(&spec.file, &at, "server variables are not supported")
+                        .hint("write the URL out; users override it with the builder's base_url"),
+                );
+                return None;
+            }
+            if !(s.url.starts_with("https://") || s.url.starts_with("http://")) {
+                errors.push(SpecError::new(
+                    &spec.file,
+                    &pointer::join(&at, "url"),
+                    format!("server URL {:?} is not an absolute http(s) URL", s.url),
+                ));
+                return None;
+            }
+            Some(Server {
+                url: s.url.trim_end_matches('/').to_owned(),
+                description: s.description.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The one operation that carries the token mapping.
+pub(super) fn refresh_operation(
+    spec: &Spec,
+) -> Result<(String, String, String, &OaOperation), SpecError> {
+    let mut found = Vec::new();
+    for (path, item) in &spec.api.paths.paths {
+        let path_at = pointer::join("/paths", path);
+        let ReferenceOr::Item(item) = item else {
+            return Err(SpecError::new(
+                &spec.file,
+                &path_at,
+                "a $ref path item is not supported",
+            ));
+        };
+        for (method, op) in item.iter() {
+            if op.extensions.contains_key(extension::KEY) {
+                found.push((
+                    pointer::join(&path_at, method),
+                    method.to_ascii_uppercase(),
+                    path.clone(),
+                    op,
+                ));
+            }
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(SpecError::new(
+            &spec.file,
+            "/paths",
+            format!("no operation carries the `{}` mapping", extension::KEY),
+        )
+        .hint("add the token mapping to the refresh operation; see README.md")),
+        _ => Err(SpecError::new(
+            &spec.file,
+            &found[1].0,
+            format!("more than one operation carries `{}`", extension::KEY),
+        )
+        .hint("a spec describes one refresh operation")),
+    }
+}
+
+pub(super) fn params(
+    spec: &Spec,
+    op_pointer: &str,
+    op: &OaOperation,
+    types: &mut TypeBuilder<'_>,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Vec<Param> {
+    let mut out = Vec::new();
+    for (i, param) in op.parameters.iter().enumerate() {
+        let at = format!("{op_pointer}/parameters/{i}");
+        let ReferenceOr::Item(param) = param else {
+            errors.push(
+                SpecError::new(&spec.file, &at, "a $ref parameter is not supported")
+                    .hint("write the parameter inline"),
+            );
+            continue;
+        };
+        let (location, data) = match param {
+            Parameter::Header { parameter_data, .. } => (Location::Header, parameter_data),
+            Parameter::Query { parameter_data, .. } => (Location::Query, parameter_data),
+            Parameter::Path { parameter_data, .. } => (Location::Path, parameter_data),
+            Parameter::Cookie { .. } => {
+                errors.push(
+                    SpecError::new(
+                        &spec.file,
+                        &pointer::join(&at, "in"),
+                        "cookie parameters are not supported",
+                    )
+                    .hint(
+                        "token endpoints take headers, query parameters, path segments and bodies",
+                    ),
+                );
+                continue;
+            }
+        };
+        let is_token = !data.name.is_empty()
+            && data
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if location == Location::Header && !is_token {
+            errors.push(SpecError::new(
+                &spec.file,
+                &pointer::join(&at, "name"),
+                format!("{:?} is not a valid HTTP header name", data.name),
+            ));
+            continue;
+        }
+        // OpenAPI 3.0: header parameters named Accept, Content-Type or Authorization are ignored.
+        if location == Location::Header
+            && ["accept", "content-type", "authorization"]
+                .contains(&data.name.to_ascii_lowercase().as_str())
+        {
+            continue;
+        }
+        let ParameterSchemaOrContent::Schema(schema) = &data.format else {
+            errors.push(
+                SpecError::new(
+                    &spec.file,
+                    &pointer::join(&at, "content"),
+                    "parameters with `content` are not supported",
+                )
+                .hint("use `schema`"),
+            );
+            continue;
+        };
+        if let ReferenceOr::Item(s) = schema
+            && let SchemaKind::Type(Type::String(st)) = &s.schema_kind
+            && let [Some(only)] = st.enumeration.as_slice()
+        {
+            out.push(Param {
+                location,
+                name: data.name.clone(),
+                required: data.required,
+                schema_pointer: pointer::join(&at, "schema"),
+                value: ParamValue::Constant(only.clone()),
+            });
+            continue;
+        }
+        let schema_at = pointer::join(&at, "schema");
+        let resolved = match types.resolve(schema.into(), &schema_at, &data.name) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if !matches!(
+            resolved.ty,
+            Ty::String | Ty::Secret | Ty::I32 | Ty::I64 | Ty::F64 | Ty::Bool
+        ) {
+            errors.push(SpecError::new(
+                &spec.file,
+                &schema_at,
+                format!(
+                    "parameter {:?} is {}; only strings, numbers and booleans are supported",
+                    data.name,
+                    resolved.ty.describe()
+                ),
+            ));
+            continue;
+        }
+        let trimmed = data
+            .name
+            .strip_prefix("X-")
+            .or_else(|| data.name.strip_prefix("x-"))
+            .unwrap_or(&data.name);
+        let example = data.example.clone().or_else(|| schema_example(schema));
+        config.push(ConfigField {
+            name: snake(trimmed),
+            example: example.unwrap_or_else(|| made_up_example(&resolved.ty, trimmed)),
+            ty: resolved.ty,
+            required: data.required,
+            doc: data.description.clone(),
+        });
+        out.push(Param {
+            location,
+            name: data.name.clone(),
+            required: data.required,
+            schema_pointer: schema_at,
+            value: ParamValue::Config(config.len() - 1),
+        });
+    }
+    out
+}
+
+pub(super) fn schema_example(schema: &ReferenceOr<openapiv3::Schema>) -> Option<Value> {
+    match schema {
+        ReferenceOr::Item(s) => s
+            .schema_data
+            .example
+            .clone()
+            .or_else(|| s.schema_data.default.clone()),
+        ReferenceOr::Reference { .. } => None,
+    }
+}
+
+pub(super) fn made_up_example(ty: &Ty, name: &str) -> Value {
+    match ty {
+        Ty::I32 | Ty::I64 => Value::from(1),
+        Ty::F64 => Value::from(1.5),
+        Ty::Bool => Value::Bool(true),
+        _ => Value::String(format!("example-{}", snake(name).replace('_', "-"))),
+    }
+}
+
+pub(super) fn is_json(media: &str) -> bool {
+    let essence = media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The JSON media type of a content map, or an error naming what is there instead.
+/// The form media type of RFC 6749 requests.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Whether `media` is the form media type.
+pub fn is_form(media: &str) -> bool {
+    media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case(FORM)
+}
+
+pub(super) fn json_media<'a>(
+    file: &str,
+    at: &str,
+    content: &'a IndexMap<String, openapiv3::MediaType>,
+    allow_form: bool,
+) -> Result<(&'a String, &'a openapiv3::MediaType), SpecError> {
+    content
+        .iter()
+        .find(|(m, _)| is_json(m))
+        .or_else(|| content.iter().find(|(m, _)| allow_form && is_form(m)))
+        .ok_or_else(|| {
+            let found: Vec<&String> = content.keys().collect();
+            let supported = if allow_form {
+                "application/json, +json and application/x-www-form-urlencoded request bodies"
+            } else {
+                "application/json and +json response bodies"
+            };
+            SpecError::new(
+                file,
+                &pointer::join(at, "content"),
+                format!("unsupported media type {found:?}: only {supported} are supported"),
+            )
+        })
+}
+
+pub(super) fn request_body(
+    spec: &Spec,
+    op_pointer: &str,
+    op: &OaOperation,
+    op_name: &str,
+    types: &mut TypeBuilder<'_>,
+    errors: &mut SpecErrors,
+) -> Option<(Ty, String, Option<Value>, String)> {
+    let at = pointer::join(op_pointer, "requestBody");
+    let body: &RequestBody = match &op.request_body {
+        Some(ReferenceOr::Item(b)) => b,
+        Some(ReferenceOr::Reference { .. }) => {
+            errors.push(
+                SpecError::new(&spec.file, &at, "a $ref request body is not supported")
+                    .hint("write the body inline; its schema may be a $ref"),
+            );
+            return None;
+        }
+        None => {
+            errors.push(
+                SpecError::new(
+                    &spec.file,
+                    op_pointer,
+                    "the refresh operation has no request body",
+                )
+                .hint("the refresh token travels in a JSON body"),
+            );
+            return None;
+        }
+    };
+    let (media, content) = match json_media(&spec.file, &at, &body.content, true) {
+        Ok(found) => found,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    let media_at = pointer::join(&pointer::join(&at, "content"), media);
+    let Some(schema) = &content.schema else {
+        errors.push(SpecError::new(
+            &spec.file,
+            &media_at,
+            "the request body has no schema",
+        ));
+        return None;
+    };
+    let example = content.example.clone().or_else(|| {
+        content.examples.values().find_map(|e| match e {
+            ReferenceOr::Item(e) => e.value.clone(),
+            ReferenceOr::Reference { .. } => None,
+        })
+    });
+    let schema_at = pointer::join(&media_at, "schema");
+    match types.resolve(schema.into(), &schema_at, &format!("{op_name}Request")) {
+        Ok(Resolved { ty, .. }) => Some((ty, media.clone(), example, schema_at)),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// Every `{name}` of the path has a path parameter, and every path parameter a `{name}`.
+pub(super) fn check_path(
+    spec: &Spec,
+    op_pointer: &str,
+    path: &str,
+    params: &[Param],
+    errors: &mut SpecErrors,
+) {
+    let placeholders: Vec<&str> = path
+        .split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect();
+    let path_params: Vec<&Param> = params
+        .iter()
+        .filter(|p| p.location == Location::Path)
+        .collect();
+    for name in &placeholders {
+        if !path_params.iter().any(|p| p.name == *name) {
+            errors.push(
+                SpecError::new(
+                    &spec.file,
+                    op_pointer,
+                    format!("the path has {{{name}}} but no path parameter {name:?}"),
+                )
+                .hint("declare it under `parameters` with `in: path`"),
+            );
+        }
+    }
+    for param in path_params {
+        if !placeholders.contains(&param.name.as_str()) {
+            errors.push(SpecError::new(
+                &spec.file,
+                &param.schema_pointer,
+                format!(
+                    "path parameter {:?} does not appear in the path {path:?}",
+                    param.name
+                ),
+            ));
+        }
+    }
+}
+
+/// The client authentication of the operation's first security requirement (or the spec's).
+pub(super) fn auth(
+    spec: &Spec,
+    op_pointer: &str,
+    op: &OaOperation,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Option<Auth> {
+    let requirements = op.security.as_ref().or(spec.api.security.as_ref())?;
+    let requirement = requirements.first()?;
+    let (name, _) = requirement.iter().next()?;
+    if requirement.len() > 1 {
+        errors.push(SpecError::new(
+            &spec.file,
+            &pointer::join(op_pointer, "security"),
+            "a security requirement that combines several schemes is not supported",
+        ));
+        return None;
+    }
+    let at = pointer::join("/components/securitySchemes", name);
+    let scheme = spec
+        .api
+        .components
+        .as_ref()
+        .and_then(|c| c.security_schemes.get(name));
+    let scheme = match scheme {
+        Some(ReferenceOr::Item(scheme)) => scheme,
+        Some(ReferenceOr::Reference { .. }) => {
+            errors.push(SpecError::new(
+                &spec.file,
+                &at,
+                "a $ref security scheme is not supported",
+            ));
+            return None;
+        }
+        None => {
+            errors.push(SpecError::new(
+                &spec.file,
+                &pointer::join(op_pointer, "security"),
+                format!("security scheme {name:?} is not defined under components/securitySchemes"),
+            ));
+            return None;
+        }
+    };
+    let mut field = |name: &str, ty: Ty, doc: &str| {
+        config.push(ConfigField {
+            name: name.to_owned(),
+            example: made_up_example(&ty, name),
+            ty,
+            required: true,
+            doc: Some(doc.to_owned()),
+        });
+        config.len() - 1
+    };
+    match scheme {
+        openapiv3::SecurityScheme::HTTP { scheme, .. } if scheme.eq_ignore_ascii_case("basic") => {
+            let id = field(
+                "client_id",
+                Ty::String,
+                "The OAuth client id, sent with HTTP Basic (RFC 6749 §2.3.1).",
+            );
+            let secret = field(
+                "client_secret",
+                Ty::Secret,
+                "The OAuth client secret, sent with HTTP Basic.",
+            );
+            Some(Auth::Basic { id, secret })
+        }
+        openapiv3::SecurityScheme::APIKey { location, name, .. } => {
+            let location = match location {
+                openapiv3::APIKeyLocation::Header => Location::Header,
+                openapiv3::APIKeyLocation::Query => Location::Query,
+                openapiv3::APIKeyLocation::Cookie => {
+                    errors.push(SpecError::new(
+                        &spec.file,
+                        &at,
+                        "API keys in cookies are not supported",
+                    ));
+                    return None;
+                }
+            };
+            let is_token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !is_token {
+                errors.push(SpecError::new(
+                    &spec.file,
+                    &pointer::join(&at, "name"),
+                    format!("{name:?} is not a valid HTTP header or parameter name"),
+                ));
+                return None;
+            }
+            let key = field("api_key", Ty::Secret, "The API key.");
+            Some(Auth::ApiKey {
+                location,
+                name: name.clone(),
+                key,
+            })
+        }
+        _ => {
+            errors.push(
+                SpecError::new(&spec.file, &at, "only HTTP Basic and API key security schemes are supported")
+                    .hint("a token endpoint authenticates the client with Basic, an API key, or body fields"),
+            );
+            None
+        }
+    }
+}
+
+/// A form body is a flat list of fields: each must be a string, number, boolean or enum.
+pub(super) fn check_form_fields(
+    file: &str,
+    schema_pointer: &str,
+    types: &IndexMap<String, TypeDef>,
+    struct_name: &str,
+    errors: &mut SpecErrors,
+) {
+    for field in struct_fields(types, struct_name) {
+        let flat = match &field.ty {
+            Ty::String | Ty::Secret | Ty::Bool | Ty::I32 | Ty::I64 | Ty::F64 => true,
+            Ty::Named(name) => matches!(types.get(name).map(|t| &t.def), Some(Def::Enum { .. })),
+            _ => false,
+        };
+        if !flat {
+            errors.push(SpecError::new(
+                file,
+                schema_pointer,
+                format!(
+                    "form field {:?} is {}; form bodies take strings, numbers, booleans and enums",
+                    field.json,
+                    field.ty.describe()
+                ),
+            ));
+        }
+    }
+}
+
+/// How each field of the refresh request struct is filled; adds the per-client values to
+/// `config`.
+pub(super) fn body_fill(
+    types: &IndexMap<String, TypeDef>,
+    struct_name: &str,
+    refresh_json: &str,
+    example: Option<&Value>,
+    config: &mut Vec<ConfigField>,
+) -> Vec<BodyFill> {
+    struct_fields(types, struct_name)
+        .iter()
+        .map(|field| {
+            let source = if field.json == refresh_json {
+                FillSource::RefreshToken
+            } else if let Some((enum_name, value)) = single_value(types, &field.ty) {
+                FillSource::Constant { enum_name, value }
+            } else {
+                let example = example
+                    .and_then(|e| e.get(&field.json))
+                    .cloned()
+                    .unwrap_or_else(|| made_up_example(&field.ty, &field.json));
+                config.push(ConfigField {
+                    name: snake(&field.json),
+                    ty: field.ty.clone(),
+                    required: !field.optional,
+                    doc: field.doc.clone(),
+                    example,
+                });
+                FillSource::Config(config.len() - 1)
+            };
+            BodyFill {
+                json: field.json.clone(),
+                source,
+            }
+        })
+        .collect()
+}
+
+/// The enum and its only value, for a single-value string enum.
+pub(super) fn single_value(types: &IndexMap<String, TypeDef>, ty: &Ty) -> Option<(String, String)> {
+    let Ty::Named(name) = ty else { return None };
+    match &types.get(name)?.def {
+        Def::Enum { values } if values.len() == 1 => Some((name.clone(), values[0].clone())),
+        _ => None,
+    }
+}
+
+pub(super) fn check_config_names(
+    file: &str,
+    op_pointer: &str,
+    config: &[ConfigField],
+    errors: &mut SpecErrors,
+) {
+    let reserved = ["base_url", "http_config", "http_client", "build", "builder"];
+    for (i, field) in config.iter().enumerate() {
+        if config[..i].iter().any(|f| f.name == field.name)
+            || reserved.contains(&field.name.as_str())
+        {
+            errors.push(
+                SpecError::new(file, op_pointer, format!("two per-client values, or a value and a builder method, would both be named `{}`", field.name))
+                    .hint("rename the parameter or the body property"),
+            );
+        }
+    }
+}
