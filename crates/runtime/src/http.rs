@@ -31,6 +31,42 @@ impl Default for HttpConfig {
     }
 }
 
+/// Where and how a generated client connects, as its builder's `base_url`, `http_config` and
+/// `http_client` set it.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// The base URL; the spec's first server unless set.
+    pub base_url: String,
+    /// Timeouts and the body cap.
+    pub http_config: HttpConfig,
+    /// An HTTP client the application built, used instead of one built from `http_config`
+    /// (whose body cap still applies).
+    pub http_client: Option<reqwest::Client>,
+}
+
+impl Connection {
+    /// The defaults: `base_url`, default HTTP settings, a client of the runtime's own.
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            base_url: base_url.to_owned(),
+            http_config: HttpConfig::default(),
+            http_client: None,
+        }
+    }
+
+    /// The transport, with `sensitive_keys` as [`Transport::with_sensitive_keys`].
+    pub fn transport(
+        self,
+        sensitive_keys: &'static [&'static str],
+    ) -> Result<Transport, BuildError> {
+        let transport = match self.http_client {
+            Some(http) => Transport::with_client(&self.base_url, http, self.http_config.max_body)?,
+            None => Transport::new(&self.base_url, &self.http_config)?,
+        };
+        Ok(transport.with_sensitive_keys(sensitive_keys))
+    }
+}
+
 /// A base URL and an HTTP client: what a generated client sends its requests through.
 ///
 /// Redirects are never followed: a token request redirected elsewhere would carry its

@@ -29,7 +29,7 @@ pub mod store;
 pub mod token;
 
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
-pub use http::{HttpConfig, Response, Transport};
+pub use http::{Connection, HttpConfig, Response, Transport};
 pub use manager::{ManagerConfig, ManagerError, ReAuthenticate, TokenManager};
 pub use refresh::{BoxFuture, RefreshClient, Rotation};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};

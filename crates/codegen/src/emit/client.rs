@@ -457,9 +457,7 @@ pub fn client(provider: &Provider) -> TokenStream {
         /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
         #[derive(Clone, Debug)]
         pub struct ClientBuilder {
-            base_url: String,
-            http_config: tokenkit::HttpConfig,
-            http_client: Option<tokenkit::reqwest::Client>,
+            connection: tokenkit::Connection,
             #(#builder_fields)*
         }
 
@@ -467,9 +465,7 @@ pub fn client(provider: &Provider) -> TokenStream {
             #builder_doc
             pub fn builder(#(#builder_args),*) -> ClientBuilder {
                 ClientBuilder {
-                    base_url: DEFAULT_BASE_URL.to_owned(),
-                    http_config: tokenkit::HttpConfig::default(),
-                    http_client: None,
+                    connection: tokenkit::Connection::new(DEFAULT_BASE_URL),
                     #(#builder_init)*
                 }
             }
@@ -498,33 +494,26 @@ pub fn client(provider: &Provider) -> TokenStream {
             pub fn refresh_request(&self, refresh_token: &tokenkit::RefreshToken) -> #body_ty {
                 #body_expr
             }
-
-            /// Removes every secret this request carried from an error's texts.
-            fn redact(&self, error: tokenkit::RefreshError, refresh_token: &tokenkit::RefreshToken) -> tokenkit::RefreshError {
-                self.secrets
-                    .iter()
-                    .fold(error.redact(refresh_token.expose()), |error, secret| error.redact(secret.expose()))
-            }
         }
 
         impl ClientBuilder {
             /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`]: another server of
             /// [`SERVERS`], a customer-specific host, or a mock.
             pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-                self.base_url = base_url.into();
+                self.connection.base_url = base_url.into();
                 self
             }
 
             /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
             pub fn http_config(mut self, http_config: tokenkit::HttpConfig) -> Self {
-                self.http_config = http_config;
+                self.connection.http_config = http_config;
                 self
             }
 
             /// Sends through an HTTP client the application built (a proxy, say). Its timeouts
             /// and redirect policy are then the application's; the body cap still applies.
             pub fn http_client(mut self, http_client: tokenkit::reqwest::Client) -> Self {
-                self.http_client = Some(http_client);
+                self.connection.http_client = Some(http_client);
                 self
             }
 
@@ -532,11 +521,7 @@ pub fn client(provider: &Provider) -> TokenStream {
 
             /// Checks the configuration and builds the client.
             pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-                let transport = match self.http_client {
-                    Some(http) => tokenkit::Transport::with_client(&self.base_url, http, self.http_config.max_body)?,
-                    None => tokenkit::Transport::new(&self.base_url, &self.http_config)?,
-                }
-                .with_sensitive_keys(SENSITIVE_FIELDS);
+                let transport = self.connection.transport(SENSITIVE_FIELDS)?;
                 #secrets_build
                 let mut headers = tokenkit::reqwest::header::HeaderMap::new();
                 #query_build
@@ -568,10 +553,7 @@ pub fn client(provider: &Provider) -> TokenStream {
             ) -> tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>> {
                 Box::pin(async move {
                     let outcome = self.#op_fn(&self.refresh_request(refresh_token)).await;
-                    let received = std::time::SystemTime::now();
-                    outcome
-                        .and_then(|outcome| outcome.into_token_set(refresh_token, received))
-                        .map_err(|error| self.redact(error, refresh_token))
+                    tokenkit::refresh::settle(outcome, refresh_token, &self.secrets, #outcome::into_token_set)
                 })
             }
         }
