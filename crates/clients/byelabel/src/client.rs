@@ -317,7 +317,7 @@ impl RefreshTokenResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod mapping {
     use super::*;
-    /// Whether this is a failure: `/success` in the `200` body.
+    /// Whether this is a failure: `/success` of a [`RefreshTokenOk`].
     pub(super) fn failure_0_when(body: &RefreshTokenOk) -> Option<bool> {
         match body {
             RefreshTokenOk::SuccessResult(value) => {
@@ -328,7 +328,7 @@ mod mapping {
             }
         }
     }
-    /// The provider's error code: `/error/code` in the `200` body.
+    /// The provider's error code: `/error/code` of a [`RefreshTokenOk`].
     pub(super) fn failure_0_code(body: &RefreshTokenOk) -> Option<String> {
         match body {
             RefreshTokenOk::SuccessResult(_) => None,
@@ -337,7 +337,7 @@ mod mapping {
             }
         }
     }
-    /// The provider's error message: `/error/message` in the `200` body.
+    /// The provider's error message: `/error/message` of a [`RefreshTokenOk`].
     pub(super) fn failure_0_message(body: &RefreshTokenOk) -> Option<String> {
         match body {
             RefreshTokenOk::SuccessResult(_) => None,
@@ -346,7 +346,7 @@ mod mapping {
             }
         }
     }
-    /// The access token: `/payload/access/token` in the `200` body.
+    /// The access token: `/payload/access/token` of a [`RefreshTokenOk`].
     pub(super) fn access_token(body: &RefreshTokenOk) -> Option<tokenkit::Secret> {
         match body {
             RefreshTokenOk::SuccessResult(value) => {
@@ -355,7 +355,7 @@ mod mapping {
             RefreshTokenOk::FailResult(_) => None,
         }
     }
-    /// The new refresh token: `/payload/refresh/token` in the `200` body.
+    /// The new refresh token: `/payload/refresh/token` of a [`RefreshTokenOk`].
     pub(super) fn refresh_token(body: &RefreshTokenOk) -> Option<tokenkit::Secret> {
         match body {
             RefreshTokenOk::SuccessResult(value) => {
@@ -364,7 +364,7 @@ mod mapping {
             RefreshTokenOk::FailResult(_) => None,
         }
     }
-    /// The lifetime: `/payload/access/expires_in` in the `200` body.
+    /// The lifetime: `/payload/access/expires_in` of a [`RefreshTokenOk`].
     pub(super) fn expires_in(body: &RefreshTokenOk) -> Option<f64> {
         match body {
             RefreshTokenOk::SuccessResult(value) => {

@@ -381,8 +381,8 @@ impl CreateAccessTokenResponse {
                         tokenkit::ErrorKind::Rejected,
                         401,
                         tokenkit::ProviderError {
-                            code: mapping::failure_1_code(&body),
-                            message: mapping::failure_1_message(&body),
+                            code: mapping::failure_0_code(&body),
+                            message: mapping::failure_0_message(&body),
                         },
                         None,
                     ),
@@ -400,39 +400,31 @@ impl CreateAccessTokenResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod mapping {
     use super::*;
-    /// The provider's error code: `/error` in the `400` body.
+    /// The provider's error code: `/error` of a [`OAuthError`].
     pub(super) fn failure_0_code(body: &OAuthError) -> Option<String> {
         tokenkit::mapping::text(&body.error)
     }
-    /// The provider's error message: `/error_description` in the `400` body.
+    /// The provider's error message: `/error_description` of a [`OAuthError`].
     pub(super) fn failure_0_message(body: &OAuthError) -> Option<String> {
         tokenkit::mapping::text(body.error_description.as_ref()?)
     }
-    /// The provider's error code: `/error` in the `401` body.
-    pub(super) fn failure_1_code(body: &OAuthError) -> Option<String> {
-        tokenkit::mapping::text(&body.error)
-    }
-    /// The provider's error message: `/error_description` in the `401` body.
-    pub(super) fn failure_1_message(body: &OAuthError) -> Option<String> {
-        tokenkit::mapping::text(body.error_description.as_ref()?)
-    }
-    /// The access token: `/access_token` in the `200` body.
+    /// The access token: `/access_token` of a [`TokenResponse`].
     pub(super) fn access_token(body: &TokenResponse) -> Option<tokenkit::Secret> {
         Some(tokenkit::mapping::secret(&body.access_token))
     }
-    /// The new refresh token: `/refresh_token` in the `200` body.
+    /// The new refresh token: `/refresh_token` of a [`TokenResponse`].
     pub(super) fn refresh_token(body: &TokenResponse) -> Option<tokenkit::Secret> {
         Some(tokenkit::mapping::secret(body.refresh_token.as_ref()?))
     }
-    /// The lifetime: `/expires_in` in the `200` body.
+    /// The lifetime: `/expires_in` of a [`TokenResponse`].
     pub(super) fn expires_in(body: &TokenResponse) -> Option<f64> {
         tokenkit::mapping::seconds(&body.expires_in)
     }
-    /// The issue time: `/created_at` in the `200` body.
+    /// The issue time: `/created_at` of a [`TokenResponse`].
     pub(super) fn created_at(body: &TokenResponse) -> Option<f64> {
         tokenkit::mapping::seconds(body.created_at.as_ref()?)
     }
-    /// The token type: `/token_type` in the `200` body.
+    /// The token type: `/token_type` of a [`TokenResponse`].
     pub(super) fn token_type(body: &TokenResponse) -> Option<String> {
         tokenkit::mapping::text(&body.token_type)
     }

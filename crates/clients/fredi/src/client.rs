@@ -245,27 +245,27 @@ impl RefreshTokenResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod mapping {
     use super::*;
-    /// The provider's error code: `/code` in the `401` body.
+    /// The provider's error code: `/code` of a [`ErrorResponse`].
     pub(super) fn failure_0_code(body: &ErrorResponse) -> Option<String> {
         tokenkit::mapping::text(body.code.as_ref()?)
     }
-    /// The provider's error message: `/response` in the `401` body.
+    /// The provider's error message: `/response` of a [`ErrorResponse`].
     pub(super) fn failure_0_message(body: &ErrorResponse) -> Option<String> {
         tokenkit::mapping::text(body.response.as_ref()?)
     }
-    /// The access token: `/accessToken` in the `200` body.
+    /// The access token: `/accessToken` of a [`TokenResponse`].
     pub(super) fn access_token(body: &TokenResponse) -> Option<tokenkit::Secret> {
         Some(tokenkit::mapping::secret(&body.access_token))
     }
-    /// The new refresh token: `/refreshToken` in the `200` body.
+    /// The new refresh token: `/refreshToken` of a [`TokenResponse`].
     pub(super) fn refresh_token(body: &TokenResponse) -> Option<tokenkit::Secret> {
         Some(tokenkit::mapping::secret(&body.refresh_token))
     }
-    /// The lifetime: `/expiresIn` in the `200` body.
+    /// The lifetime: `/expiresIn` of a [`TokenResponse`].
     pub(super) fn expires_in(body: &TokenResponse) -> Option<f64> {
         tokenkit::mapping::seconds(&body.expires_in)
     }
-    /// The token type: `/tokenType` in the `200` body.
+    /// The token type: `/tokenType` of a [`TokenResponse`].
     pub(super) fn token_type(body: &TokenResponse) -> Option<String> {
         tokenkit::mapping::text(body.token_type.as_ref()?)
     }

@@ -248,7 +248,7 @@ impl TokenRefreshResponse {
                         404,
                         tokenkit::ProviderError {
                             code: None,
-                            message: mapping::failure_1_message(&body),
+                            message: mapping::failure_0_message(&body),
                         },
                         None,
                     ),
@@ -279,23 +279,19 @@ impl TokenRefreshResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod mapping {
     use super::*;
-    /// Whether this is a failure: `/status` in the `200` body.
+    /// Whether this is a failure: `/status` of a [`Envelope`].
     pub(super) fn failure_0_when(body: &Envelope) -> Option<bool> {
         Some(tokenkit::mapping::equals_json(&body.status, "false"))
     }
-    /// The provider's error message: `/message` in the `200` body.
+    /// The provider's error message: `/message` of a [`Envelope`].
     pub(super) fn failure_0_message(body: &Envelope) -> Option<String> {
         tokenkit::mapping::text(&body.message)
     }
-    /// The provider's error message: `/message` in the `404` body.
-    pub(super) fn failure_1_message(body: &Envelope) -> Option<String> {
-        tokenkit::mapping::text(&body.message)
-    }
-    /// The provider's error message: `/message` in the `500` body.
+    /// The provider's error message: `/message` of a [`ServerError`].
     pub(super) fn failure_2_message(body: &ServerError) -> Option<String> {
         tokenkit::mapping::text(body.message.as_ref()?)
     }
-    /// The access token: `/response/token/access_token` in the `200` body.
+    /// The access token: `/response/token/access_token` of a [`Envelope`].
     pub(super) fn access_token(body: &Envelope) -> Option<tokenkit::Secret> {
         Some(
             tokenkit::mapping::secret(
@@ -303,7 +299,7 @@ mod mapping {
             ),
         )
     }
-    /// The new refresh token: `/response/token/refresh_token` in the `200` body.
+    /// The new refresh token: `/response/token/refresh_token` of a [`Envelope`].
     pub(super) fn refresh_token(body: &Envelope) -> Option<tokenkit::Secret> {
         Some(
             tokenkit::mapping::secret(
@@ -311,11 +307,11 @@ mod mapping {
             ),
         )
     }
-    /// The lifetime: `/response/token/expires_in` in the `200` body.
+    /// The lifetime: `/response/token/expires_in` of a [`Envelope`].
     pub(super) fn expires_in(body: &Envelope) -> Option<f64> {
         tokenkit::mapping::seconds(&body.response.as_ref()?.token.as_ref()?.expires_in)
     }
-    /// The token type: `/response/token/token_type` in the `200` body.
+    /// The token type: `/response/token/token_type` of a [`Envelope`].
     pub(super) fn token_type(body: &Envelope) -> Option<String> {
         tokenkit::mapping::text(
             body.response.as_ref()?.token.as_ref()?.token_type.as_ref()?,

@@ -9,7 +9,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 /// What a pointer-following function returns, made from a reference to the target.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Finish {
     /// `Option<tokenkit::Secret>`.
     Secret,
@@ -89,7 +89,12 @@ fn follow(
 
 /// The pointer-following functions of one client, in the order they are needed.
 #[derive(Default)]
-struct Getters(Vec<TokenStream>);
+struct Getters {
+    functions: Vec<TokenStream>,
+    /// The function already written for a body type, pointer and result, by name: two
+    /// failures that read the same field of the same type share one.
+    written: Vec<(String, Ident)>,
+}
 
 impl Getters {
     /// Adds a function named `name` and returns a call of it on `body`.
@@ -102,9 +107,19 @@ impl Getters {
         finish: Finish,
         literal: &str,
     ) -> TokenStream {
+        let body_ty = case
+            .body
+            .as_ref()
+            .map(|(_, ty)| format!("{ty:?}"))
+            .unwrap_or_default();
+        let key = format!("{body_ty}|{}|{finish:?}|{literal}", mapped.pointer);
+        if let Some((_, existing)) = self.written.iter().find(|(k, _)| *k == key) {
+            return quote!(mapping::#existing(&body));
+        }
         let name = format_ident!("{}", name);
-        self.0
+        self.functions
             .push(getter(&name, purpose, case, mapped, finish, literal));
+        self.written.push((key, name.clone()));
         quote!(mapping::#name(&body))
     }
 
@@ -138,10 +153,11 @@ fn getter(
     };
     let output = finish.output();
     let body = follow(quote!(body), true, &mapped.access, finish, literal);
-    let doc = super::docs(&format!(
-        "{purpose}: `{}` in the `{}` body.",
-        mapped.pointer, case.status
-    ));
+    let in_body = match &case.body {
+        Some((_, crate::types::Ty::Named(name))) => format!("a [`{name}`]"),
+        _ => format!("the `{}` body", case.key.spec_key()),
+    };
+    let doc = super::docs(&format!("{purpose}: `{}` of {in_body}.", mapped.pointer));
     quote! {
         #doc
         pub(super) fn #name(body: &#body_ty) -> #output {
@@ -314,7 +330,7 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
         }
     });
 
-    let getters = &getters.0;
+    let getters = &getters.functions;
     let doc = super::docs(&format!(
         "Applies the token mapping of `{}`: the success body becomes a token set, and every \
          documented failure the error its mapping names. `sent` is kept as the refresh token when \
