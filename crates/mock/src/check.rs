@@ -190,10 +190,7 @@ fn property_schema<'a>(
         return None;
     }
     let schema = resolve(schema, spec);
-    if let Some(found) = schema.pointer(&format!(
-        "/properties/{}",
-        key.replace('~', "~0").replace('/', "~1")
-    )) {
+    if let Some(found) = schema.pointer(&tokenkit_codegen::pointer::join("/properties", key)) {
         return Some(found);
     }
     schema

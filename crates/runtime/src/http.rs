@@ -232,27 +232,22 @@ pub fn basic_auth(client_id: &str, client_secret: &str) -> Result<HeaderValue, B
 
 /// `application/x-www-form-urlencoded` encoding of one value.
 fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(byte as char)
-            }
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    percent_encode(text, b"-._*", true)
 }
 
 /// A path segment, percent-encoded so a value can never add a `/`, `?` or `#` to the path.
 pub fn path_segment(text: &str) -> String {
+    percent_encode(text, b"-._~", false)
+}
+
+/// Keeps ASCII letters, digits and `keep`; a space becomes `+` when `space_as_plus`; every
+/// other byte becomes `%XX`.
+fn percent_encode(text: &str, keep: &[u8], space_as_plus: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
+            b if b.is_ascii_alphanumeric() || keep.contains(&b) => out.push(b as char),
+            b' ' if space_as_plus => out.push('+'),
             other => out.push_str(&format!("%{other:02X}")),
         }
     }
