@@ -59,7 +59,17 @@ fn lint(root: &std::path::Path) -> Result<(), String> {
 }
 
 /// The workspace root: xtask lives one level below it.
+///
+/// `cargo run` sets `CARGO_MANIFEST_DIR` for the process it starts, so the checkout that ran
+/// `cargo xtask` wins over the one this binary was compiled in: two checkouts sharing one
+/// `CARGO_TARGET_DIR` run the same binary, and each must act on its own specs.
 fn root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    root_from(std::env::var_os("CARGO_MANIFEST_DIR"))
+}
+
+fn root_from(run_time: Option<std::ffi::OsString>) -> PathBuf {
+    let manifest = run_time
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }

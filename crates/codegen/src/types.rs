@@ -140,6 +140,20 @@ pub enum Access {
 }
 
 impl Access {
+    /// Whether a body that matches the schema may lack the value (an optional or nullable field
+    /// on the way). Variants where the pointer does not resolve are other shapes (a failure
+    /// envelope, say), not an absent value.
+    pub fn may_be_absent(&self) -> bool {
+        match self {
+            Access::Leaf(_) => false,
+            Access::Field { optional, next, .. } => *optional || next.may_be_absent(),
+            Access::Variants { arms, .. } => arms
+                .iter()
+                .filter_map(|(_, a)| a.as_ref())
+                .any(Access::may_be_absent),
+        }
+    }
+
     /// Every type the pointer can end at.
     pub fn leaves(&self) -> Vec<&Ty> {
         match self {

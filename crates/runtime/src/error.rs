@@ -99,6 +99,8 @@ pub enum RefreshError {
         status: u16,
         /// An excerpt of the body.
         body: Snippet,
+        /// The provider's `Retry-After` (on a 429 or 503, say), when it sent one.
+        retry_after: Option<Duration>,
     },
     /// A documented status whose body did not match its schema.
     InvalidBody {
@@ -174,6 +176,30 @@ impl RefreshError {
         }
     }
 
+    /// How long the provider asked to wait before the next try (`Retry-After`), when the
+    /// error is retryable and it said so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Transient { retry_after, .. } | Self::UnexpectedStatus { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// Attaches a response's `Retry-After` to a retryable error that has none yet.
+    #[must_use]
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        if self.kind() == ErrorKind::RetryLater
+            && let Self::Transient { retry_after, .. } | Self::UnexpectedStatus { retry_after, .. } =
+                &mut self
+            && retry_after.is_none()
+        {
+            *retry_after = after;
+        }
+        self
+    }
+
     /// Removes every occurrence of a secret the caller sent from the texts this error keeps.
     #[must_use]
     pub fn redact(mut self, secret: &str) -> Self {
@@ -232,7 +258,7 @@ impl fmt::Display for RefreshError {
                 f,
                 "the provider failed for now (HTTP {status}: {provider}); try again later"
             ),
-            Self::UnexpectedStatus { status, body } => {
+            Self::UnexpectedStatus { status, body, .. } => {
                 write!(f, "undocumented HTTP status {status}, body {body}")
             }
             Self::InvalidBody {
@@ -306,8 +332,13 @@ mod tests {
         let undocumented = RefreshError::UnexpectedStatus {
             status: 503,
             body: Snippet::new(b""),
+            retry_after: None,
         };
         assert_eq!(undocumented.kind(), ErrorKind::RetryLater);
+        let after = Some(Duration::from_secs(60));
+        assert_eq!(undocumented.with_retry_after(after).retry_after(), after);
+        let refused = RefreshError::documented(ErrorKind::Rejected, 400, Default::default(), None);
+        assert_eq!(refused.with_retry_after(after).retry_after(), None);
         let reset = RefreshError::Transport {
             kind: TransportKind::Interrupted,
             maybe_sent: true,
@@ -329,6 +360,7 @@ mod tests {
         let err = RefreshError::UnexpectedStatus {
             status: 418,
             body: Snippet::new(format!("echo {secret}").as_bytes()),
+            retry_after: None,
         }
         .redact(secret);
         assert!(!format!("{err} {err:?}").contains(secret));

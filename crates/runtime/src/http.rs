@@ -19,6 +19,10 @@ pub struct HttpConfig {
     /// The largest response body read, in bytes. Token responses are small; a provider that
     /// sends more is misbehaving, and the client stops reading there.
     pub max_body: usize,
+    /// Allows `http://` base URLs on hosts other than loopback (a private test network).
+    /// Off by default: a refresh token or client secret must never cross a network in clear
+    /// text. `http://` on `localhost`, `127.0.0.0/8` and `[::1]` is always allowed.
+    pub allow_plain_http: bool,
 }
 
 impl Default for HttpConfig {
@@ -27,6 +31,7 @@ impl Default for HttpConfig {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_body: 1024 * 1024,
+            allow_plain_http: false,
         }
     }
 }
@@ -60,7 +65,7 @@ impl Connection {
         sensitive_keys: &'static [&'static str],
     ) -> Result<Transport, BuildError> {
         let transport = match self.http_client {
-            Some(http) => Transport::with_client(&self.base_url, http, self.http_config.max_body)?,
+            Some(http) => Transport::with_client(&self.base_url, http, &self.http_config)?,
             None => Transport::new(&self.base_url, &self.http_config)?,
         };
         Ok(transport.with_sensitive_keys(sensitive_keys))
@@ -91,28 +96,22 @@ impl Transport {
             .map_err(|_| BuildError {
                 reason: "the HTTP client could not be initialised".into(),
             })?;
-        Self::with_client(base_url, http, config.max_body)
+        Self::with_client(base_url, http, config)
     }
 
     /// A transport over an HTTP client the application built (for a proxy, say). Its redirect
-    /// and timeout settings are the application's responsibility.
+    /// and timeout settings are the application's responsibility; `config` gives the body cap
+    /// and whether plain HTTP is allowed beyond loopback.
     pub fn with_client(
         base_url: &str,
         http: reqwest::Client,
-        max_body: usize,
+        config: &HttpConfig,
     ) -> Result<Self, BuildError> {
-        let parsed = reqwest::Url::parse(base_url).map_err(|e| BuildError {
-            reason: format!("base URL {base_url:?} is not a URL: {e}"),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
-            return Err(BuildError {
-                reason: format!("base URL {base_url:?} must be an http or https URL"),
-            });
-        }
+        check_base_url(base_url, config.allow_plain_http)?;
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             http,
-            max_body,
+            max_body: config.max_body,
             sensitive_keys: &[],
         })
     }
@@ -143,9 +142,7 @@ impl Transport {
         let status = response.status().as_u16();
         let headers = response.headers();
         let content_type = header_text(headers, &CONTENT_TYPE);
-        let retry_after = header_text(headers, &RETRY_AFTER)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = header_text(headers, &RETRY_AFTER).and_then(|v| parse_retry_after(&v));
         let too_large = RefreshError::BodyTooLarge {
             status,
             limit: self.max_body,
@@ -186,6 +183,61 @@ impl Transport {
             sensitive_keys: self.sensitive_keys,
         })
     }
+}
+
+/// Refuses a base URL that could send a token where nobody chose, or in clear text. Errors
+/// never quote the URL: it may carry credentials.
+fn check_base_url(base_url: &str, allow_plain_http: bool) -> Result<(), BuildError> {
+    let refuse = |why: &str| BuildError {
+        reason: format!("the base URL {why}"),
+    };
+    let parsed =
+        reqwest::Url::parse(base_url).map_err(|e| refuse(&format!("is not a URL ({e})")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(refuse(
+            "carries credentials; give them to the builder, never in the URL",
+        ));
+    }
+    if parsed.cannot_be_a_base() || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(refuse(
+            "must be a plain https URL, without a query or fragment",
+        ));
+    }
+    let host = parsed.host_str().unwrap_or_default();
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if allow_plain_http || is_loopback(parsed.host()) => Ok(()),
+        "http" => Err(refuse(&format!(
+            "uses plain http to {host}; tokens must not cross a network in clear text (use https, or set HttpConfig::allow_plain_http for a private test network)"
+        ))),
+        scheme => Err(refuse(&format!(
+            "has the scheme {scheme:?}; only https (and http on loopback) is allowed"
+        ))),
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`.
+fn is_loopback(host: Option<url::Host<&str>>) -> bool {
+    match host {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `Retry-After` as a delay: delay-seconds, or an HTTP-date (RFC 9110 §10.2.3) counted from
+/// now (a date in the past is no delay).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -230,28 +282,22 @@ pub fn basic_auth(client_id: &str, client_secret: &str) -> Result<HeaderValue, B
     )
 }
 
-/// `application/x-www-form-urlencoded` encoding of one value.
+/// `application/x-www-form-urlencoded` encoding of one value (the WHATWG URL standard's
+/// serializer, as `url` and `reqwest` use it).
 fn form_encode(text: &str) -> String {
-    percent_encode(text, b"-._*", true)
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+/// Everything but RFC 3986's unreserved characters is encoded in a path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A path segment, percent-encoded so a value can never add a `/`, `?` or `#` to the path.
 pub fn path_segment(text: &str) -> String {
-    percent_encode(text, b"-._~", false)
-}
-
-/// Keeps ASCII letters, digits and `keep`; a space becomes `+` when `space_as_plus`; every
-/// other byte becomes `%XX`.
-fn percent_encode(text: &str, keep: &[u8], space_as_plus: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b if b.is_ascii_alphanumeric() || keep.contains(&b) => out.push(b as char),
-            b' ' if space_as_plus => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 /// Standard base64 with padding (RFC 4648 §4).
@@ -342,6 +388,7 @@ impl Response {
         RefreshError::UnexpectedStatus {
             status: self.status,
             body: self.snippet(),
+            retry_after: self.retry_after,
         }
     }
 
@@ -449,12 +496,27 @@ mod tests {
             encoded.to_str().unwrap(),
             format!("Basic {}", base64(b"a+b:p%3Aw%2F"))
         );
+        assert_eq!(form_encode("a*b-c._~é"), "a*b-c._%7E%C3%A9");
     }
 
     #[test]
     fn path_segments_cannot_escape() {
         assert_eq!(path_segment("acme"), "acme");
         assert_eq!(path_segment("../x?y#z"), "..%2Fx%3Fy%23z");
+        assert_eq!(path_segment("a b~é"), "a%20b~%C3%A9");
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after(" 60 "), Some(Duration::from_secs(60)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let parsed = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(parsed > Duration::from_secs(110) && parsed <= Duration::from_secs(120));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]
@@ -465,11 +527,48 @@ mod tests {
     }
 
     #[test]
-    fn base_url_must_be_http() {
+    fn base_url_must_be_https_or_loopback() {
         let config = HttpConfig::default();
         assert!(Transport::new("ftp://x", &config).is_err());
         assert!(Transport::new("not a url", &config).is_err());
         let t = Transport::new("https://api.example.com/v1/", &config).unwrap();
         assert_eq!(t.base_url(), "https://api.example.com/v1");
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://localhost:1",
+            "http://[::1]:9",
+        ] {
+            assert!(Transport::new(local, &config).is_ok(), "{local}");
+        }
+        for remote in [
+            "http://api.example.com",
+            "http://10.0.0.5",
+            "http://[2001:db8::1]",
+        ] {
+            let err = Transport::new(remote, &config).unwrap_err();
+            assert!(err.reason.contains("clear text"), "{err}");
+        }
+        let opted_in = HttpConfig {
+            allow_plain_http: true,
+            ..HttpConfig::default()
+        };
+        assert!(Transport::new("http://10.0.0.5", &opted_in).is_ok());
+    }
+
+    #[test]
+    fn base_url_errors_never_echo_credentials() {
+        let config = HttpConfig::default();
+        for url in [
+            "https://user:SNTL-pw@api.example.com",
+            "https://SNTL-user@api.example.com",
+            "http://u:SNTL-pw@api.example.com",
+            "https://api.example.com/?key=SNTL-key",
+            "ht!tp://SNTL-x",
+        ] {
+            let err = Transport::new(url, &config).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("SNTL"), "{shown}");
+        }
     }
 }

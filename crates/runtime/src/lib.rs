@@ -18,6 +18,7 @@
 //! | several hosts or replicas | `RedisStore` (cargo feature `redis`) |
 
 mod clock;
+pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod manager;
@@ -28,6 +29,7 @@ pub mod snippet;
 pub mod store;
 pub mod token;
 
+pub use endpoint::{Encoding, Endpoint};
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
 pub use http::{Connection, HttpConfig, Response, Transport};
 pub use manager::{ManagerConfig, ManagerError, ReAuthenticate, TokenManager};

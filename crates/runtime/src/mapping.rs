@@ -1,7 +1,7 @@
 //! Helpers the generated code calls to apply a spec's token mapping to a decoded body.
 //! They are public for generated crates; applications have no need for them.
 
-use crate::error::RefreshError;
+use crate::error::{ErrorKind, ProviderError, RefreshError};
 use crate::secret::Secret;
 use crate::snippet::Snippet;
 use serde::Serialize;
@@ -55,6 +55,25 @@ pub fn missing(status: u16, pointer: &str) -> RefreshError {
         status,
         reason: format!("the body has no value at {pointer}"),
         body: Snippet::default(),
+    }
+}
+
+/// The error a documented failure maps to (its `Retry-After`, if any, is added by the endpoint).
+pub fn failure(
+    kind: ErrorKind,
+    status: u16,
+    code: Option<String>,
+    message: Option<String>,
+) -> RefreshError {
+    RefreshError::documented(kind, status, ProviderError { code, message }, None)
+}
+
+/// The error for a status the spec does not document.
+pub fn undocumented(status: u16, body: Snippet) -> RefreshError {
+    RefreshError::UnexpectedStatus {
+        status,
+        body,
+        retry_after: None,
     }
 }
 

@@ -1,12 +1,11 @@
 //! The trait every generated client implements, so applications can hold any provider.
 
 use crate::error::RefreshError;
-use crate::secret::{RefreshToken, Secret};
+use crate::secret::RefreshToken;
 use crate::token::TokenSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// A boxed future that can move between threads. Boxing keeps [`RefreshClient`] usable as
 /// `dyn RefreshClient`; one allocation is nothing next to an HTTP round trip.
@@ -68,50 +67,3 @@ macro_rules! forward_refresh_client {
 }
 
 forward_refresh_client!(Box, Arc);
-
-/// Finishes a generated client's refresh: applies the token mapping to the typed outcome
-/// (`into_token_set`, with the refresh token sent and the time the answer arrived) and scrubs
-/// the refresh token and every secret the client holds from any error.
-pub fn settle<O>(
-    outcome: Result<O, RefreshError>,
-    sent: &RefreshToken,
-    secrets: &[Secret],
-    into_token_set: impl FnOnce(O, &RefreshToken, SystemTime) -> Result<TokenSet, RefreshError>,
-) -> Result<TokenSet, RefreshError> {
-    let received = SystemTime::now();
-    outcome
-        .and_then(|outcome| into_token_set(outcome, sent, received))
-        .map_err(|error| {
-            secrets
-                .iter()
-                .fold(error.redact(sent.expose()), |error, secret| {
-                    error.redact(secret.expose())
-                })
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::ErrorKind;
-    use crate::error::ProviderError;
-
-    #[test]
-    fn settle_scrubs_every_secret_from_errors() {
-        let sent = RefreshToken::new("SNTL-sent");
-        let secrets = [Secret::new("SNTL-client-secret")];
-        let provider = ProviderError {
-            code: None,
-            message: Some("SNTL-sent and SNTL-client-secret are wrong".into()),
-        };
-        let failed: Result<(), RefreshError> = Err(RefreshError::documented(
-            ErrorKind::Rejected,
-            401,
-            provider,
-            None,
-        ));
-        let err = settle(failed, &sent, &secrets, |_, _, _| unreachable!()).unwrap_err();
-        let shown = format!("{err} {err:?}");
-        assert!(!shown.contains("SNTL"), "{shown}");
-    }
-}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokenkit::{
     ErrorKind, HttpConfig, RefreshClient, RefreshError, RefreshToken, TokenSet, TransportKind,
 };
-use tokenkit_codegen::extension::FailureKind;
+use tokenkit_codegen::extension::{FailureKind, Rotation};
 use tokenkit_mock::Reply;
 
 const SENT: &str = "rt-conformance-sent";
@@ -338,11 +338,12 @@ pub async fn undocumented_status(subject: &Subject) -> Outcome {
         &status.to_string(),
     )?;
     match (&err, default) {
-        (RefreshError::UnexpectedStatus { status: s, body }, None)
-            if *s == status && body.as_str().contains("teapot") =>
-        {
-            Ok(())
-        }
+        (
+            RefreshError::UnexpectedStatus {
+                status: s, body, ..
+            },
+            None,
+        ) if *s == status && body.as_str().contains("teapot") => Ok(()),
         (other, Some(failure)) => ensure(
             other.status() == Some(status) && other.kind() == kind_of(failure.kind),
             || format!("{status} under `default`: {other:?}"),
@@ -623,28 +624,78 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
             || "the sent refresh token was not kept".into(),
         );
     };
+    // An example that already leaves the refresh token out is the "absent" case itself.
     let mut removed = example.clone();
-    ensure(remove_at(&mut removed, &mapped.pointer), || {
-        format!("the success example has no {}", mapped.pointer)
-    })?;
+    remove_at(&mut removed, &mapped.pointer);
     let mut nulled = example;
-    set_at(&mut nulled, &mapped.pointer, Value::Null);
+    put_at(&mut nulled, &mapped.pointer, Value::Null);
+    // The sent token is kept only where the schema lets it be absent and the rotation policy
+    // says the old one stays valid; otherwise the answer is a bad response.
+    let keeps = may_be_absent(&mapped) && ctx.provider.mapping.rotation == Rotation::Optional;
     for (what, body) in [("absent", removed), ("null", nulled)] {
         let result = refresh_with(&ctx, Reply::Json { status, body }, &sent()).await;
-        if may_be_absent(&mapped) {
+        if keeps {
             let set = result.map_err(|e| format!("{what} refresh token: {e}"))?;
             ensure(
                 set.refresh_token.as_ref().map(RefreshToken::expose) == Some(SENT),
                 || format!("{what} refresh token: the sent one was not kept"),
             )?;
         } else {
-            let err = expect_err(result, &format!("{what} required refresh token"))?;
+            let err = expect_err(
+                result,
+                &format!(
+                    "{what} refresh token ({:?} rotation)",
+                    ctx.provider.mapping.rotation
+                ),
+            )?;
             ensure(err.kind() == ErrorKind::BadResponse, || {
-                format!("{what} required refresh token: {err:?}")
+                format!("{what} refresh token: {err:?}")
             })?;
         }
     }
     Ok(())
+}
+
+/// An empty access token, or an empty new refresh token, is a bad response: a set nobody can
+/// use must never be cached or stored.
+pub async fn empty_token(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let status = ctx.success_status();
+    let example = ctx.success_example()?;
+    let success = &ctx.provider.mapping.success;
+    let mut pointers = vec![("access token", success.access_token.pointer.clone())];
+    if let Some(mapped) = &success.refresh_token {
+        pointers.push(("new refresh token", mapped.pointer.clone()));
+    }
+    for (what, pointer) in pointers {
+        let mut body = example.clone();
+        ensure(put_at(&mut body, &pointer, json!("")), || {
+            format!("the success example has no object to hold {pointer}")
+        })?;
+        let result = refresh_with(&ctx, Reply::Json { status, body }, &sent()).await;
+        let err = expect_err(result, &format!("an empty {what}"))?;
+        ensure(err.kind() == ErrorKind::BadResponse, || {
+            format!("an empty {what}: {err:?}")
+        })?;
+    }
+    Ok(())
+}
+
+/// Sets the value at `pointer`, adding the last key to its object if it is missing.
+fn put_at(body: &mut Value, pointer: &str, value: Value) -> bool {
+    if set_at(body, pointer, value.clone()) {
+        return true;
+    }
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    match body.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.insert(key.replace("~1", "/").replace("~0", "~"), value);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// One client serves concurrent refreshes from many tasks.

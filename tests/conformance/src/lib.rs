@@ -43,6 +43,7 @@ macro_rules! suite {
             connection_reset,
             no_secret_in_output,
             missing_refresh_token,
+            empty_token,
             client_is_shareable
         );
     };

@@ -52,7 +52,7 @@ impl RefreshClient for DropsHeader {
                         reason: "not a token response".into(),
                         body: Snippet::default(),
                     })?;
-            vaultist::RefreshAccessTokenResponse::Ok(body).into_token_set(token, SystemTime::now())
+            vaultist::RefreshAccessTokenResponse::Ok(body).into_token_set(SystemTime::now())
         })
     }
 }

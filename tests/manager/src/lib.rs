@@ -51,11 +51,16 @@ pub fn fast_config() -> ManagerConfig {
     }
 }
 
-/// A scratch directory, emptied.
+/// A scratch directory, emptied, closed to other users (as `FileStore` requires).
 pub fn scratch(name: &str) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!("tokenkit-manager-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .expect("scratch dir");
     dir
 }
 

@@ -117,7 +117,9 @@ pub enum RefreshTokenGrantGrantType {
     #[serde(rename = "refresh_token")]
     RefreshToken,
 }
-/// The issued tokens.
+/// The issued tokens. `refresh_token` is required (decided): refresh tokens are one-time
+/// use and "a new one is always issued", so an answer without one is a bad response,
+/// never a reason to keep the one just spent. (The docs type it `string | null`.)
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenResponse {
     /// The new access token.
@@ -133,8 +135,7 @@ pub struct TokenResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<i64>,
     /// The next refresh token; one-time use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<tokenkit::Secret>,
+    pub refresh_token: tokenkit::Secret,
 }
 /// An RFC 6749 §5.2 error.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -145,6 +146,8 @@ pub struct OAuthError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
 }
+/// The provider's name, as its spec file is named.
+pub const PROVIDER: &str = "easyship";
 /// The servers the spec lists, in order.
 pub const SERVERS: &[&str] = &["https://api.easyship.com"];
 /// The default base URL: the spec's first server (Production).
@@ -166,8 +169,10 @@ pub enum CreateAccessTokenResponse {
     /// epoch time, not seconds; a value larger than `created_at` is read as an absolute time
     /// and the lifetime is `expires_in - created_at`.
     Ok(TokenResponse),
-    /// `400`: The refresh token was already used or is invalid (decided `invalid_grant`, RFC 6749
-    /// §5.2).
+    /// `400`: An RFC 6749 §5.2 error (decided HTTP 400). Only `invalid_grant` (the refresh token
+    /// was already used, expired or revoked) means logging in again; every other code
+    /// (`invalid_request`, `invalid_client`, `invalid_scope`, `unauthorized_client`,
+    /// `unsupported_grant_type`) is a configuration fault, which a new login would not fix.
     BadRequest(OAuthError),
     /// `401`: The client id or secret is wrong (confirmed).
     Unauthorized(OAuthError),
@@ -182,9 +187,7 @@ pub enum CreateAccessTokenResponse {
 /// A client for Easyship's refresh operation, `POST /oauth2/token`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
 pub struct Client {
-    transport: tokenkit::Transport,
-    headers: tokenkit::reqwest::header::HeaderMap,
-    secrets: Vec<tokenkit::Secret>,
+    endpoint: tokenkit::Endpoint,
     client_id: String,
     client_secret: tokenkit::Secret,
     scope: Option<String>,
@@ -215,7 +218,7 @@ impl Client {
     }
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
-        self.transport.base_url()
+        self.endpoint.base_url()
     }
     /// `POST /oauth2/token`: Retrieve an OAuth 2 access token.
     ///
@@ -224,25 +227,7 @@ impl Client {
         &self,
         body: &CreateAccessTokenRequest,
     ) -> Result<CreateAccessTokenResponse, tokenkit::RefreshError> {
-        let request = self
-            .transport
-            .request(tokenkit::reqwest::Method::POST, "/oauth2/token")
-            .headers(self.headers.clone())
-            .json(body);
-        let response = self.transport.send(request).await?;
-        Ok(
-            match response.status() {
-                200 => CreateAccessTokenResponse::Ok(response.json()?),
-                400 => CreateAccessTokenResponse::BadRequest(response.json()?),
-                401 => CreateAccessTokenResponse::Unauthorized(response.json()?),
-                status => {
-                    CreateAccessTokenResponse::Undocumented {
-                        status,
-                        body: response.snippet(),
-                    }
-                }
-            },
-        )
+        CreateAccessTokenResponse::decode(&self.endpoint.send(body).await?)
     }
     /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
     pub fn refresh_request(
@@ -259,23 +244,7 @@ impl Client {
     }
 }
 impl ClientBuilder {
-    /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`]: another server of
-    /// [`SERVERS`], a customer-specific host, or a mock.
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.connection.base_url = base_url.into();
-        self
-    }
-    /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
-    pub fn http_config(mut self, http_config: tokenkit::HttpConfig) -> Self {
-        self.connection.http_config = http_config;
-        self
-    }
-    /// Sends through an HTTP client the application built (a proxy, say). Its timeouts
-    /// and redirect policy are then the application's; the body cap still applies.
-    pub fn http_client(mut self, http_client: tokenkit::reqwest::Client) -> Self {
-        self.connection.http_client = Some(http_client);
-        self
-    }
+    tokenkit::connection_setters!();
     /// Sets `scope`: OAuth 2 scopes separated by spaces, such as `public.shipment:read public.rate:read`.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
@@ -283,55 +252,51 @@ impl ClientBuilder {
     }
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let transport = self.connection.transport(SENSITIVE_FIELDS)?;
-        let secrets: Vec<tokenkit::Secret> = [self.client_secret.clone()]
-            .into_iter()
-            .collect();
-        let mut headers = tokenkit::reqwest::header::HeaderMap::new();
-        headers
-            .insert(
-                tokenkit::reqwest::header::ACCEPT,
-                tokenkit::http::header_value("Accept", "application/json")?,
-            );
+        let mut endpoint = tokenkit::Endpoint::new(
+            self.connection,
+            tokenkit::reqwest::Method::POST,
+            "/oauth2/token",
+            tokenkit::Encoding::Json,
+            SENSITIVE_FIELDS,
+        )?;
+        endpoint.header("Accept", "application/json")?;
+        endpoint.scrub(&self.client_secret);
         Ok(Client {
-            transport,
-            headers,
-            secrets,
+            endpoint,
             client_id: self.client_id,
             client_secret: self.client_secret,
             scope: self.scope,
         })
     }
 }
-impl tokenkit::RefreshClient for Client {
-    fn provider(&self) -> &'static str {
-        "easyship"
-    }
-    fn rotation(&self) -> tokenkit::Rotation {
-        ROTATION
-    }
-    fn refresh<'a>(
-        &'a self,
-        refresh_token: &'a tokenkit::RefreshToken,
-    ) -> tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>> {
-        Box::pin(async move {
-            let outcome = self
-                .create_access_token(&self.refresh_request(refresh_token))
-                .await;
-            tokenkit::refresh::settle(
-                outcome,
-                refresh_token,
-                &self.secrets,
-                CreateAccessTokenResponse::into_token_set,
-            )
-        })
+tokenkit::refresh_client!(
+    Client, provider : PROVIDER, rotation : ROTATION, outcome : CreateAccessTokenResponse
+);
+impl CreateAccessTokenResponse {
+    /// Reads a response into the variant of its status: the typed body where the spec
+    /// documents one, a scrubbed snippet where it does not.
+    pub fn decode(
+        response: &tokenkit::Response,
+    ) -> Result<Self, tokenkit::RefreshError> {
+        Ok(
+            match response.status() {
+                200 => Self::Ok(response.json()?),
+                400 => Self::BadRequest(response.json()?),
+                401 => Self::Unauthorized(response.json()?),
+                status => {
+                    Self::Undocumented {
+                        status,
+                        body: response.snippet(),
+                    }
+                }
+            },
+        )
     }
 }
 impl CreateAccessTokenResponse {
-    /// Applies the token mapping of `specs/easyship.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `sent` is kept as the refresh token when the response carries none; `received` is when the response arrived, the origin of a relative expiry.
+    /// Applies the token mapping of `specs/easyship.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
-        sent: &tokenkit::RefreshToken,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         match self {
@@ -340,10 +305,7 @@ impl CreateAccessTokenResponse {
                     .ok_or_else(|| tokenkit::mapping::missing(200, "/access_token"))?;
                 Ok(tokenkit::TokenSet {
                     access_token: access_token.into(),
-                    refresh_token: Some(
-                        mapping::refresh_token(&body)
-                            .map_or_else(|| sent.clone(), Into::into),
-                    ),
+                    refresh_token: mapping::refresh_token(&body).map(Into::into),
                     expires_at: tokenkit::mapping::expiry(
                         mapping::expires_in(&body),
                         mapping::created_at(&body),
@@ -360,39 +322,29 @@ impl CreateAccessTokenResponse {
                 Err({
                     let code = mapping::failure_0_code(&body);
                     let kind = match code.as_deref() {
-                        Some("invalid_request") => tokenkit::ErrorKind::Rejected,
-                        Some("unauthorized_client") => tokenkit::ErrorKind::Rejected,
-                        _ => tokenkit::ErrorKind::ReAuthenticate,
+                        Some("invalid_grant") => tokenkit::ErrorKind::ReAuthenticate,
+                        _ => tokenkit::ErrorKind::Rejected,
                     };
-                    tokenkit::RefreshError::documented(
+                    tokenkit::mapping::failure(
                         kind,
                         400,
-                        tokenkit::ProviderError {
-                            code,
-                            message: mapping::failure_0_message(&body),
-                        },
-                        None,
+                        code,
+                        mapping::failure_0_message(&body),
                     )
                 })
             }
             Self::Unauthorized(body) => {
                 Err(
-                    tokenkit::RefreshError::documented(
+                    tokenkit::mapping::failure(
                         tokenkit::ErrorKind::Rejected,
                         401,
-                        tokenkit::ProviderError {
-                            code: mapping::failure_0_code(&body),
-                            message: mapping::failure_0_message(&body),
-                        },
-                        None,
+                        mapping::failure_0_code(&body),
+                        mapping::failure_0_message(&body),
                     ),
                 )
             }
             Self::Undocumented { status, body } => {
-                Err(tokenkit::RefreshError::UnexpectedStatus {
-                    status,
-                    body,
-                })
+                Err(tokenkit::mapping::undocumented(status, body))
             }
         }
     }
@@ -414,7 +366,7 @@ mod mapping {
     }
     /// The new refresh token: `/refresh_token` of a [`TokenResponse`].
     pub(super) fn refresh_token(body: &TokenResponse) -> Option<tokenkit::Secret> {
-        Some(tokenkit::mapping::secret(body.refresh_token.as_ref()?))
+        Some(tokenkit::mapping::secret(&body.refresh_token))
     }
     /// The lifetime: `/expires_in` of a [`TokenResponse`].
     pub(super) fn expires_in(body: &TokenResponse) -> Option<f64> {

@@ -35,6 +35,8 @@ pub struct ErrorResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
 }
+/// The provider's name, as its spec file is named.
+pub const PROVIDER: &str = "fredi";
 /// The servers the spec lists, in order.
 pub const SERVERS: &[&str] = &["https://staging.beo-fredi.de"];
 /// The default base URL: the spec's first server (Staging. Paths start with `/api/...` so that a base URL ending in `/api` is not doubled).
@@ -64,9 +66,7 @@ pub enum RefreshTokenResponse {
 /// A client for Fredi's refresh operation, `POST /api/login/refresh-token`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
 pub struct Client {
-    transport: tokenkit::Transport,
-    headers: tokenkit::reqwest::header::HeaderMap,
-    secrets: Vec<tokenkit::Secret>,
+    endpoint: tokenkit::Endpoint,
 }
 /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
 #[derive(Clone, Debug)]
@@ -82,7 +82,7 @@ impl Client {
     }
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
-        self.transport.base_url()
+        self.endpoint.base_url()
     }
     /// `POST /api/login/refresh-token`: Exchange a refresh token for a new access token and refresh token.
     ///
@@ -91,25 +91,7 @@ impl Client {
         &self,
         body: &RefreshRequest,
     ) -> Result<RefreshTokenResponse, tokenkit::RefreshError> {
-        let request = self
-            .transport
-            .request(tokenkit::reqwest::Method::POST, "/api/login/refresh-token")
-            .headers(self.headers.clone())
-            .json(body);
-        let response = self.transport.send(request).await?;
-        Ok(
-            match response.status() {
-                200 => RefreshTokenResponse::Ok(response.json()?),
-                401 => RefreshTokenResponse::Unauthorized(response.json()?),
-                500 => RefreshTokenResponse::InternalServerError(response.snippet()),
-                status => {
-                    RefreshTokenResponse::Undocumented {
-                        status,
-                        body: response.snippet(),
-                    }
-                }
-            },
-        )
+        RefreshTokenResponse::decode(&self.endpoint.send(body).await?)
     }
     /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
     pub fn refresh_request(
@@ -122,67 +104,48 @@ impl Client {
     }
 }
 impl ClientBuilder {
-    /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`]: another server of
-    /// [`SERVERS`], a customer-specific host, or a mock.
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.connection.base_url = base_url.into();
-        self
-    }
-    /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
-    pub fn http_config(mut self, http_config: tokenkit::HttpConfig) -> Self {
-        self.connection.http_config = http_config;
-        self
-    }
-    /// Sends through an HTTP client the application built (a proxy, say). Its timeouts
-    /// and redirect policy are then the application's; the body cap still applies.
-    pub fn http_client(mut self, http_client: tokenkit::reqwest::Client) -> Self {
-        self.connection.http_client = Some(http_client);
-        self
-    }
+    tokenkit::connection_setters!();
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let transport = self.connection.transport(SENSITIVE_FIELDS)?;
-        let secrets = Vec::new();
-        let mut headers = tokenkit::reqwest::header::HeaderMap::new();
-        headers
-            .insert(
-                tokenkit::reqwest::header::ACCEPT,
-                tokenkit::http::header_value("Accept", "application/json")?,
-            );
-        Ok(Client {
-            transport,
-            headers,
-            secrets,
-        })
+        let mut endpoint = tokenkit::Endpoint::new(
+            self.connection,
+            tokenkit::reqwest::Method::POST,
+            "/api/login/refresh-token",
+            tokenkit::Encoding::Json,
+            SENSITIVE_FIELDS,
+        )?;
+        endpoint.header("Accept", "application/json")?;
+        Ok(Client { endpoint })
     }
 }
-impl tokenkit::RefreshClient for Client {
-    fn provider(&self) -> &'static str {
-        "fredi"
-    }
-    fn rotation(&self) -> tokenkit::Rotation {
-        ROTATION
-    }
-    fn refresh<'a>(
-        &'a self,
-        refresh_token: &'a tokenkit::RefreshToken,
-    ) -> tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>> {
-        Box::pin(async move {
-            let outcome = self.refresh_token(&self.refresh_request(refresh_token)).await;
-            tokenkit::refresh::settle(
-                outcome,
-                refresh_token,
-                &self.secrets,
-                RefreshTokenResponse::into_token_set,
-            )
-        })
+tokenkit::refresh_client!(
+    Client, provider : PROVIDER, rotation : ROTATION, outcome : RefreshTokenResponse
+);
+impl RefreshTokenResponse {
+    /// Reads a response into the variant of its status: the typed body where the spec
+    /// documents one, a scrubbed snippet where it does not.
+    pub fn decode(
+        response: &tokenkit::Response,
+    ) -> Result<Self, tokenkit::RefreshError> {
+        Ok(
+            match response.status() {
+                200 => Self::Ok(response.json()?),
+                401 => Self::Unauthorized(response.json()?),
+                500 => Self::InternalServerError(response.snippet()),
+                status => {
+                    Self::Undocumented {
+                        status,
+                        body: response.snippet(),
+                    }
+                }
+            },
+        )
     }
 }
 impl RefreshTokenResponse {
-    /// Applies the token mapping of `specs/fredi.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `sent` is kept as the refresh token when the response carries none; `received` is when the response arrived, the origin of a relative expiry.
+    /// Applies the token mapping of `specs/fredi.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
-        sent: &tokenkit::RefreshToken,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         match self {
@@ -191,10 +154,7 @@ impl RefreshTokenResponse {
                     .ok_or_else(|| tokenkit::mapping::missing(200, "/accessToken"))?;
                 Ok(tokenkit::TokenSet {
                     access_token: access_token.into(),
-                    refresh_token: Some(
-                        mapping::refresh_token(&body)
-                            .map_or_else(|| sent.clone(), Into::into),
-                    ),
+                    refresh_token: mapping::refresh_token(&body).map(Into::into),
                     expires_at: tokenkit::mapping::expiry(
                         mapping::expires_in(&body),
                         None,
@@ -209,35 +169,26 @@ impl RefreshTokenResponse {
             }
             Self::Unauthorized(body) => {
                 Err(
-                    tokenkit::RefreshError::documented(
+                    tokenkit::mapping::failure(
                         tokenkit::ErrorKind::ReAuthenticate,
                         401,
-                        tokenkit::ProviderError {
-                            code: mapping::failure_0_code(&body),
-                            message: mapping::failure_0_message(&body),
-                        },
-                        None,
+                        mapping::failure_0_code(&body),
+                        mapping::failure_0_message(&body),
                     ),
                 )
             }
             Self::InternalServerError(_) => {
                 Err(
-                    tokenkit::RefreshError::documented(
+                    tokenkit::mapping::failure(
                         tokenkit::ErrorKind::RetryLater,
                         500,
-                        tokenkit::ProviderError {
-                            code: None,
-                            message: None,
-                        },
+                        None,
                         None,
                     ),
                 )
             }
             Self::Undocumented { status, body } => {
-                Err(tokenkit::RefreshError::UnexpectedStatus {
-                    status,
-                    body,
-                })
+                Err(tokenkit::mapping::undocumented(status, body))
             }
         }
     }

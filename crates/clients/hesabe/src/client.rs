@@ -8,23 +8,32 @@ pub struct RefreshRequest {
     #[serde(rename = "refreshToken")]
     pub refresh_token: tokenkit::Secret,
 }
-/// Hesabe's response envelope, for success and failure alike.
+/// The `TokenRefreshOk` schema.
+///
+/// Decoding tries the variants in order and keeps the first that matches.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Envelope {
+#[serde(untagged)]
+pub enum TokenRefreshOk {
+    /// The `TokenEnvelope` variant.
+    TokenEnvelope(TokenEnvelope),
+    /// The `FailureEnvelope` variant.
+    FailureEnvelope(FailureEnvelope),
+}
+/// Hesabe's response envelope on success.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TokenEnvelope {
     /// `true` on success.
     pub status: bool,
     /// A human-readable message.
     pub message: String,
-    /// The result; `null` on failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<EnvelopeResponse>,
+    /// The result.
+    pub response: TokenEnvelopeResponse,
 }
-/// The result; `null` on failure.
+/// The result.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EnvelopeResponse {
+pub struct TokenEnvelopeResponse {
     /// The issued tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<IssuedTokens>,
+    pub token: IssuedTokens,
 }
 /// The issued tokens.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -39,6 +48,17 @@ pub struct IssuedTokens {
     /// The new refresh token; save it for the next refresh.
     pub refresh_token: tokenkit::Secret,
 }
+/// Hesabe's response envelope on failure.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FailureEnvelope {
+    /// `false` on failure.
+    pub status: bool,
+    /// A human-readable message.
+    pub message: String,
+    /// `null` on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<serde_json::Map<String, serde_json::Value>>,
+}
 /// A server failure.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServerError {
@@ -46,6 +66,8 @@ pub struct ServerError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+/// The provider's name, as its spec file is named.
+pub const PROVIDER: &str = "hesabe";
 /// The servers the spec lists, in order.
 pub const SERVERS: &[&str] = &[
     "https://merchantapi.hesabe.com/api",
@@ -62,10 +84,11 @@ const SENSITIVE_FIELDS: &[&str] = &["access_token", "refreshToken", "refresh_tok
 #[derive(Clone, Debug, PartialEq)]
 pub enum TokenRefreshResponse {
     /// `200`: Success envelope. Decided, robust to: `status: false` in the same envelope with
-    /// HTTP 200 is a failure, never a success.
-    Ok(Envelope),
+    /// HTTP 200 is a failure, never a success. The two shapes are separate schemas so that
+    /// a success always carries the new refresh token (the token rotates).
+    Ok(TokenRefreshOk),
     /// `404`: The refresh token is invalid or expired (Hesabe answers 404, not 401).
-    NotFound(Envelope),
+    NotFound(FailureEnvelope),
     /// `500`: Internal server error.
     InternalServerError(ServerError),
     /// A status the spec does not document.
@@ -79,9 +102,7 @@ pub enum TokenRefreshResponse {
 /// A client for Hesabe's refresh operation, `POST /v1/token-refresh`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
 pub struct Client {
-    transport: tokenkit::Transport,
-    headers: tokenkit::reqwest::header::HeaderMap,
-    secrets: Vec<tokenkit::Secret>,
+    endpoint: tokenkit::Endpoint,
 }
 /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
 #[derive(Clone, Debug)]
@@ -97,7 +118,7 @@ impl Client {
     }
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
-        self.transport.base_url()
+        self.endpoint.base_url()
     }
     /// `POST /v1/token-refresh`: Exchange a refresh token for new tokens.
     ///
@@ -106,25 +127,7 @@ impl Client {
         &self,
         body: &RefreshRequest,
     ) -> Result<TokenRefreshResponse, tokenkit::RefreshError> {
-        let request = self
-            .transport
-            .request(tokenkit::reqwest::Method::POST, "/v1/token-refresh")
-            .headers(self.headers.clone())
-            .json(body);
-        let response = self.transport.send(request).await?;
-        Ok(
-            match response.status() {
-                200 => TokenRefreshResponse::Ok(response.json()?),
-                404 => TokenRefreshResponse::NotFound(response.json()?),
-                500 => TokenRefreshResponse::InternalServerError(response.json()?),
-                status => {
-                    TokenRefreshResponse::Undocumented {
-                        status,
-                        body: response.snippet(),
-                    }
-                }
-            },
-        )
+        TokenRefreshResponse::decode(&self.endpoint.send(body).await?)
     }
     /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
     pub fn refresh_request(
@@ -137,81 +140,59 @@ impl Client {
     }
 }
 impl ClientBuilder {
-    /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`]: another server of
-    /// [`SERVERS`], a customer-specific host, or a mock.
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.connection.base_url = base_url.into();
-        self
-    }
-    /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
-    pub fn http_config(mut self, http_config: tokenkit::HttpConfig) -> Self {
-        self.connection.http_config = http_config;
-        self
-    }
-    /// Sends through an HTTP client the application built (a proxy, say). Its timeouts
-    /// and redirect policy are then the application's; the body cap still applies.
-    pub fn http_client(mut self, http_client: tokenkit::reqwest::Client) -> Self {
-        self.connection.http_client = Some(http_client);
-        self
-    }
+    tokenkit::connection_setters!();
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let transport = self.connection.transport(SENSITIVE_FIELDS)?;
-        let secrets = Vec::new();
-        let mut headers = tokenkit::reqwest::header::HeaderMap::new();
-        headers
-            .insert(
-                tokenkit::reqwest::header::ACCEPT,
-                tokenkit::http::header_value("Accept", "application/json")?,
-            );
-        Ok(Client {
-            transport,
-            headers,
-            secrets,
-        })
+        let mut endpoint = tokenkit::Endpoint::new(
+            self.connection,
+            tokenkit::reqwest::Method::POST,
+            "/v1/token-refresh",
+            tokenkit::Encoding::Json,
+            SENSITIVE_FIELDS,
+        )?;
+        endpoint.header("Accept", "application/json")?;
+        Ok(Client { endpoint })
     }
 }
-impl tokenkit::RefreshClient for Client {
-    fn provider(&self) -> &'static str {
-        "hesabe"
-    }
-    fn rotation(&self) -> tokenkit::Rotation {
-        ROTATION
-    }
-    fn refresh<'a>(
-        &'a self,
-        refresh_token: &'a tokenkit::RefreshToken,
-    ) -> tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>> {
-        Box::pin(async move {
-            let outcome = self.token_refresh(&self.refresh_request(refresh_token)).await;
-            tokenkit::refresh::settle(
-                outcome,
-                refresh_token,
-                &self.secrets,
-                TokenRefreshResponse::into_token_set,
-            )
-        })
+tokenkit::refresh_client!(
+    Client, provider : PROVIDER, rotation : ROTATION, outcome : TokenRefreshResponse
+);
+impl TokenRefreshResponse {
+    /// Reads a response into the variant of its status: the typed body where the spec
+    /// documents one, a scrubbed snippet where it does not.
+    pub fn decode(
+        response: &tokenkit::Response,
+    ) -> Result<Self, tokenkit::RefreshError> {
+        Ok(
+            match response.status() {
+                200 => Self::Ok(response.json()?),
+                404 => Self::NotFound(response.json()?),
+                500 => Self::InternalServerError(response.json()?),
+                status => {
+                    Self::Undocumented {
+                        status,
+                        body: response.snippet(),
+                    }
+                }
+            },
+        )
     }
 }
 impl TokenRefreshResponse {
-    /// Applies the token mapping of `specs/hesabe.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `sent` is kept as the refresh token when the response carries none; `received` is when the response arrived, the origin of a relative expiry.
+    /// Applies the token mapping of `specs/hesabe.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
-        sent: &tokenkit::RefreshToken,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         match self {
             Self::Ok(body) => {
                 if mapping::failure_0_when(&body) == Some(true) {
                     return Err(
-                        tokenkit::RefreshError::documented(
+                        tokenkit::mapping::failure(
                             tokenkit::ErrorKind::ReAuthenticate,
                             200,
-                            tokenkit::ProviderError {
-                                code: None,
-                                message: mapping::failure_0_message(&body),
-                            },
                             None,
+                            mapping::failure_0_message(&body),
                         ),
                     );
                 }
@@ -222,10 +203,7 @@ impl TokenRefreshResponse {
                     ))?;
                 Ok(tokenkit::TokenSet {
                     access_token: access_token.into(),
-                    refresh_token: Some(
-                        mapping::refresh_token(&body)
-                            .map_or_else(|| sent.clone(), Into::into),
-                    ),
+                    refresh_token: mapping::refresh_token(&body).map(Into::into),
                     expires_at: tokenkit::mapping::expiry(
                         mapping::expires_in(&body),
                         None,
@@ -243,35 +221,26 @@ impl TokenRefreshResponse {
             }
             Self::NotFound(body) => {
                 Err(
-                    tokenkit::RefreshError::documented(
+                    tokenkit::mapping::failure(
                         tokenkit::ErrorKind::ReAuthenticate,
                         404,
-                        tokenkit::ProviderError {
-                            code: None,
-                            message: mapping::failure_0_message(&body),
-                        },
                         None,
+                        mapping::failure_1_message(&body),
                     ),
                 )
             }
             Self::InternalServerError(body) => {
                 Err(
-                    tokenkit::RefreshError::documented(
+                    tokenkit::mapping::failure(
                         tokenkit::ErrorKind::RetryLater,
                         500,
-                        tokenkit::ProviderError {
-                            code: None,
-                            message: mapping::failure_2_message(&body),
-                        },
                         None,
+                        mapping::failure_2_message(&body),
                     ),
                 )
             }
             Self::Undocumented { status, body } => {
-                Err(tokenkit::RefreshError::UnexpectedStatus {
-                    status,
-                    body,
-                })
+                Err(tokenkit::mapping::undocumented(status, body))
             }
         }
     }
@@ -279,42 +248,70 @@ impl TokenRefreshResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod mapping {
     use super::*;
-    /// Whether this is a failure: `/status` of a [`Envelope`].
-    pub(super) fn failure_0_when(body: &Envelope) -> Option<bool> {
-        Some(tokenkit::mapping::equals_json(&body.status, "false"))
+    /// Whether this is a failure: `/status` of a [`TokenRefreshOk`].
+    pub(super) fn failure_0_when(body: &TokenRefreshOk) -> Option<bool> {
+        match body {
+            TokenRefreshOk::TokenEnvelope(value) => {
+                Some(tokenkit::mapping::equals_json(&value.status, "false"))
+            }
+            TokenRefreshOk::FailureEnvelope(value) => {
+                Some(tokenkit::mapping::equals_json(&value.status, "false"))
+            }
+        }
     }
-    /// The provider's error message: `/message` of a [`Envelope`].
-    pub(super) fn failure_0_message(body: &Envelope) -> Option<String> {
+    /// The provider's error message: `/message` of a [`TokenRefreshOk`].
+    pub(super) fn failure_0_message(body: &TokenRefreshOk) -> Option<String> {
+        match body {
+            TokenRefreshOk::TokenEnvelope(value) => {
+                tokenkit::mapping::text(&value.message)
+            }
+            TokenRefreshOk::FailureEnvelope(value) => {
+                tokenkit::mapping::text(&value.message)
+            }
+        }
+    }
+    /// The provider's error message: `/message` of a [`FailureEnvelope`].
+    pub(super) fn failure_1_message(body: &FailureEnvelope) -> Option<String> {
         tokenkit::mapping::text(&body.message)
     }
     /// The provider's error message: `/message` of a [`ServerError`].
     pub(super) fn failure_2_message(body: &ServerError) -> Option<String> {
         tokenkit::mapping::text(body.message.as_ref()?)
     }
-    /// The access token: `/response/token/access_token` of a [`Envelope`].
-    pub(super) fn access_token(body: &Envelope) -> Option<tokenkit::Secret> {
-        Some(
-            tokenkit::mapping::secret(
-                &body.response.as_ref()?.token.as_ref()?.access_token,
-            ),
-        )
+    /// The access token: `/response/token/access_token` of a [`TokenRefreshOk`].
+    pub(super) fn access_token(body: &TokenRefreshOk) -> Option<tokenkit::Secret> {
+        match body {
+            TokenRefreshOk::TokenEnvelope(value) => {
+                Some(tokenkit::mapping::secret(&value.response.token.access_token))
+            }
+            TokenRefreshOk::FailureEnvelope(_) => None,
+        }
     }
-    /// The new refresh token: `/response/token/refresh_token` of a [`Envelope`].
-    pub(super) fn refresh_token(body: &Envelope) -> Option<tokenkit::Secret> {
-        Some(
-            tokenkit::mapping::secret(
-                &body.response.as_ref()?.token.as_ref()?.refresh_token,
-            ),
-        )
+    /// The new refresh token: `/response/token/refresh_token` of a [`TokenRefreshOk`].
+    pub(super) fn refresh_token(body: &TokenRefreshOk) -> Option<tokenkit::Secret> {
+        match body {
+            TokenRefreshOk::TokenEnvelope(value) => {
+                Some(tokenkit::mapping::secret(&value.response.token.refresh_token))
+            }
+            TokenRefreshOk::FailureEnvelope(_) => None,
+        }
     }
-    /// The lifetime: `/response/token/expires_in` of a [`Envelope`].
-    pub(super) fn expires_in(body: &Envelope) -> Option<f64> {
-        tokenkit::mapping::seconds(&body.response.as_ref()?.token.as_ref()?.expires_in)
+    /// The lifetime: `/response/token/expires_in` of a [`TokenRefreshOk`].
+    pub(super) fn expires_in(body: &TokenRefreshOk) -> Option<f64> {
+        match body {
+            TokenRefreshOk::TokenEnvelope(value) => {
+                tokenkit::mapping::seconds(&value.response.token.expires_in)
+            }
+            TokenRefreshOk::FailureEnvelope(_) => None,
+        }
     }
-    /// The token type: `/response/token/token_type` of a [`Envelope`].
-    pub(super) fn token_type(body: &Envelope) -> Option<String> {
-        tokenkit::mapping::text(
-            body.response.as_ref()?.token.as_ref()?.token_type.as_ref()?,
-        )
+    /// The token type: `/response/token/token_type` of a [`TokenRefreshOk`].
+    pub(super) fn token_type(body: &TokenRefreshOk) -> Option<String> {
+        match body {
+            TokenRefreshOk::TokenEnvelope(value) => {
+                tokenkit::mapping::text(value.response.token.token_type.as_ref()?)
+            }
+            TokenRefreshOk::FailureEnvelope(_) => None,
+        }
     }
 }

@@ -48,6 +48,8 @@ pub struct ApiError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<serde_json::Value>>,
 }
+/// The provider's name, as its spec file is named.
+pub const PROVIDER: &str = "vaultist";
 /// The servers the spec lists, in order.
 pub const SERVERS: &[&str] = &["https://api.vault.ist"];
 /// The default base URL: the spec's first server (Production).
@@ -65,7 +67,11 @@ pub enum RefreshAccessTokenResponse {
     /// `400`: OAuth 2.0 error (decided HTTP 400, RFC 6749 §5.2): `invalid_grant` for an expired or
     /// invalid refresh token, `invalid_request` for a missing one.
     BadRequest(OAuthError),
-    /// `401`: The error shape other pages of this API use (decided: documented here too).
+    /// `401`: The error shape other pages of this API use (decided: documented here too). Decided
+    /// `rejected`, not `invalid-grant`: the refresh token's own failures are the 400
+    /// `invalid_grant` above, and the `partnerId` header is "required for authentication",
+    /// so a 401 on this endpoint means the partner failed to authenticate - a configuration
+    /// fault that logging in again would not fix.
     Unauthorized(ApiError),
     /// A status the spec does not document.
     Undocumented {
@@ -78,9 +84,7 @@ pub enum RefreshAccessTokenResponse {
 /// A client for Vault.ist's refresh operation, `POST /v1/auth/token`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
 pub struct Client {
-    transport: tokenkit::Transport,
-    headers: tokenkit::reqwest::header::HeaderMap,
-    secrets: Vec<tokenkit::Secret>,
+    endpoint: tokenkit::Endpoint,
 }
 /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
 #[derive(Clone, Debug)]
@@ -100,7 +104,7 @@ impl Client {
     }
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
-        self.transport.base_url()
+        self.endpoint.base_url()
     }
     /// `POST /v1/auth/token`: Refresh an access token with the refresh_token grant.
     ///
@@ -109,25 +113,7 @@ impl Client {
         &self,
         body: &RefreshRequest,
     ) -> Result<RefreshAccessTokenResponse, tokenkit::RefreshError> {
-        let request = self
-            .transport
-            .request(tokenkit::reqwest::Method::POST, "/v1/auth/token")
-            .headers(self.headers.clone())
-            .json(body);
-        let response = self.transport.send(request).await?;
-        Ok(
-            match response.status() {
-                200 => RefreshAccessTokenResponse::Ok(response.json()?),
-                400 => RefreshAccessTokenResponse::BadRequest(response.json()?),
-                401 => RefreshAccessTokenResponse::Unauthorized(response.json()?),
-                status => {
-                    RefreshAccessTokenResponse::Undocumented {
-                        status,
-                        body: response.snippet(),
-                    }
-                }
-            },
-        )
+        RefreshAccessTokenResponse::decode(&self.endpoint.send(body).await?)
     }
     /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
     pub fn refresh_request(
@@ -140,82 +126,51 @@ impl Client {
     }
 }
 impl ClientBuilder {
-    /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`]: another server of
-    /// [`SERVERS`], a customer-specific host, or a mock.
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.connection.base_url = base_url.into();
-        self
-    }
-    /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
-    pub fn http_config(mut self, http_config: tokenkit::HttpConfig) -> Self {
-        self.connection.http_config = http_config;
-        self
-    }
-    /// Sends through an HTTP client the application built (a proxy, say). Its timeouts
-    /// and redirect policy are then the application's; the body cap still applies.
-    pub fn http_client(mut self, http_client: tokenkit::reqwest::Client) -> Self {
-        self.connection.http_client = Some(http_client);
-        self
-    }
+    tokenkit::connection_setters!();
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let transport = self.connection.transport(SENSITIVE_FIELDS)?;
-        let secrets = Vec::new();
-        let mut headers = tokenkit::reqwest::header::HeaderMap::new();
-        headers
-            .insert(
-                tokenkit::reqwest::header::ACCEPT,
-                tokenkit::http::header_value("Accept", "application/json")?,
-            );
-        headers
-            .insert(
-                tokenkit::reqwest::header::HeaderName::from_static("partnerid"),
-                tokenkit::http::header_value(
-                    "partnerId",
-                    self.partner_id.to_string().as_str(),
-                )?,
-            );
-        headers
-            .insert(
-                tokenkit::reqwest::header::HeaderName::from_static("granttype"),
-                tokenkit::http::header_value("grantType", "refresh_token")?,
-            );
-        Ok(Client {
-            transport,
-            headers,
-            secrets,
-        })
+        let mut endpoint = tokenkit::Endpoint::new(
+            self.connection,
+            tokenkit::reqwest::Method::POST,
+            "/v1/auth/token",
+            tokenkit::Encoding::Json,
+            SENSITIVE_FIELDS,
+        )?;
+        endpoint.header("Accept", "application/json")?;
+        endpoint.header("partnerId", self.partner_id.to_string().as_str())?;
+        endpoint.header("grantType", "refresh_token")?;
+        Ok(Client { endpoint })
     }
 }
-impl tokenkit::RefreshClient for Client {
-    fn provider(&self) -> &'static str {
-        "vaultist"
-    }
-    fn rotation(&self) -> tokenkit::Rotation {
-        ROTATION
-    }
-    fn refresh<'a>(
-        &'a self,
-        refresh_token: &'a tokenkit::RefreshToken,
-    ) -> tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>> {
-        Box::pin(async move {
-            let outcome = self
-                .refresh_access_token(&self.refresh_request(refresh_token))
-                .await;
-            tokenkit::refresh::settle(
-                outcome,
-                refresh_token,
-                &self.secrets,
-                RefreshAccessTokenResponse::into_token_set,
-            )
-        })
+tokenkit::refresh_client!(
+    Client, provider : PROVIDER, rotation : ROTATION, outcome :
+    RefreshAccessTokenResponse
+);
+impl RefreshAccessTokenResponse {
+    /// Reads a response into the variant of its status: the typed body where the spec
+    /// documents one, a scrubbed snippet where it does not.
+    pub fn decode(
+        response: &tokenkit::Response,
+    ) -> Result<Self, tokenkit::RefreshError> {
+        Ok(
+            match response.status() {
+                200 => Self::Ok(response.json()?),
+                400 => Self::BadRequest(response.json()?),
+                401 => Self::Unauthorized(response.json()?),
+                status => {
+                    Self::Undocumented {
+                        status,
+                        body: response.snippet(),
+                    }
+                }
+            },
+        )
     }
 }
 impl RefreshAccessTokenResponse {
-    /// Applies the token mapping of `specs/vaultist.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `sent` is kept as the refresh token when the response carries none; `received` is when the response arrived, the origin of a relative expiry.
+    /// Applies the token mapping of `specs/vaultist.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
-        sent: &tokenkit::RefreshToken,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         match self {
@@ -224,10 +179,7 @@ impl RefreshAccessTokenResponse {
                     .ok_or_else(|| tokenkit::mapping::missing(200, "/access_token"))?;
                 Ok(tokenkit::TokenSet {
                     access_token: access_token.into(),
-                    refresh_token: Some(
-                        mapping::refresh_token(&body)
-                            .map_or_else(|| sent.clone(), Into::into),
-                    ),
+                    refresh_token: mapping::refresh_token(&body).map(Into::into),
                     expires_at: tokenkit::mapping::expiry(
                         mapping::expires_in(&body),
                         None,
@@ -247,35 +199,26 @@ impl RefreshAccessTokenResponse {
                         Some("invalid_grant") => tokenkit::ErrorKind::ReAuthenticate,
                         _ => tokenkit::ErrorKind::Rejected,
                     };
-                    tokenkit::RefreshError::documented(
+                    tokenkit::mapping::failure(
                         kind,
                         400,
-                        tokenkit::ProviderError {
-                            code,
-                            message: mapping::failure_0_message(&body),
-                        },
-                        None,
+                        code,
+                        mapping::failure_0_message(&body),
                     )
                 })
             }
             Self::Unauthorized(body) => {
                 Err(
-                    tokenkit::RefreshError::documented(
-                        tokenkit::ErrorKind::ReAuthenticate,
+                    tokenkit::mapping::failure(
+                        tokenkit::ErrorKind::Rejected,
                         401,
-                        tokenkit::ProviderError {
-                            code: mapping::failure_1_code(&body),
-                            message: mapping::failure_1_message(&body),
-                        },
-                        None,
+                        mapping::failure_1_code(&body),
+                        mapping::failure_1_message(&body),
                     ),
                 )
             }
             Self::Undocumented { status, body } => {
-                Err(tokenkit::RefreshError::UnexpectedStatus {
-                    status,
-                    body,
-                })
+                Err(tokenkit::mapping::undocumented(status, body))
             }
         }
     }

@@ -67,11 +67,12 @@ fn stored_ty(field: &ConfigField) -> TokenStream {
     }
 }
 
-/// The text form of a per-client value, for a header or query string.
+/// The form in which a per-client value goes to [`place`]: a `&str`, or for a secret the
+/// secret itself, which the endpoint keeps as one.
 fn as_text(field: &ConfigField, value: TokenStream) -> TokenStream {
     match field.ty {
         Ty::String => quote!(#value.as_str()),
-        Ty::Secret => quote!(#value.expose()),
+        Ty::Secret => value,
         _ => quote!(#value.to_string().as_str()),
     }
 }
@@ -187,12 +188,7 @@ pub fn client(provider: &Provider) -> TokenStream {
 
     // Headers, query parameters and path segments are fixed when the client is built.
     let accept = &op.accept;
-    let mut setup = vec![quote! {
-        headers.insert(
-            tokenkit::reqwest::header::ACCEPT,
-            tokenkit::http::header_value("Accept", #accept)?,
-        );
-    }];
+    let mut setup = vec![quote!(endpoint.header("Accept", #accept)?;)];
     for param in &op.params {
         let wire = param.name.as_str();
         match &param.value {
@@ -220,12 +216,7 @@ pub fn client(provider: &Provider) -> TokenStream {
     match &provider.auth {
         Some(Auth::Basic { id, secret }) => {
             let (id, secret) = (&idents[*id], &idents[*secret]);
-            setup.push(quote! {
-                headers.insert(
-                    tokenkit::reqwest::header::AUTHORIZATION,
-                    tokenkit::http::basic_auth(self.#id.as_str(), self.#secret.expose())?,
-                );
-            });
+            setup.push(quote!(endpoint.basic_auth(self.#id.as_str(), &self.#secret)?;));
         }
         Some(Auth::ApiKey {
             location,
@@ -233,34 +224,13 @@ pub fn client(provider: &Provider) -> TokenStream {
             key,
         }) => {
             let i = &idents[*key];
-            setup.push(place(*location, name, quote!(self.#i.expose()), true));
+            setup.push(place(*location, name, quote!(self.#i), true));
         }
         None => {}
     }
-    let has_query = op.params.iter().any(|p| p.location == Location::Query)
-        || matches!(
-            &provider.auth,
-            Some(Auth::ApiKey {
-                location: Location::Query,
-                ..
-            })
-        );
-    let has_path = op.params.iter().any(|p| p.location == Location::Path);
     let path_template = &op.path;
-    let query_field = has_query.then(|| quote!(query: Vec<(&'static str, String)>,));
-    let query_build = has_query.then(|| quote!(let mut query = Vec::new();));
-    let query_init = has_query.then(|| quote!(query,));
-    let query_call = has_query.then(|| quote!(.query(&self.query)));
-    let path_field = has_path.then(|| quote!(path: String,));
-    let path_build = has_path.then(|| quote!(let mut path = String::from(#path_template);));
-    let path_init = has_path.then(|| quote!(path,));
-    let path_expr = if has_path {
-        quote!(&self.path)
-    } else {
-        quote!(#path_template)
-    };
 
-    // Body values live in the client; header and query values are already in the maps above.
+    // Body values live in the client; header, query and path values are in the endpoint.
     let body_config: Vec<usize> = op
         .body
         .fill
@@ -279,6 +249,17 @@ pub fn client(provider: &Provider) -> TokenStream {
         let id = &idents[i];
         quote!(#id: self.#id,)
     });
+    // Secrets sent in the body are scrubbed from every error, with the refresh token.
+    for &i in &body_config {
+        if config[i].ty == Ty::Secret {
+            let id = &idents[i];
+            setup.push(if config[i].required {
+                quote!(endpoint.scrub(&self.#id);)
+            } else {
+                quote!(if let Some(value) = &self.#id { endpoint.scrub(value); })
+            });
+        }
+    }
 
     // The refresh request body.
     let struct_ident = ident(&op.body.struct_name);
@@ -310,34 +291,10 @@ pub fn client(provider: &Provider) -> TokenStream {
     }
     let body_ty = ty(&op.body.ty);
 
-    // Secrets the client holds are scrubbed from every error along with the refresh token.
-    // Every secret the client holds is scrubbed from errors, with the refresh token.
-    let secret_fields: Vec<(&ConfigField, &Ident)> = config
-        .iter()
-        .zip(&idents)
-        .filter(|(c, _)| c.ty == Ty::Secret)
-        .collect();
-    let required_secrets = secret_fields
-        .iter()
-        .filter(|(c, _)| c.required)
-        .map(|(_, i)| quote!(self.#i.clone()));
-    let optional_secrets = secret_fields
-        .iter()
-        .filter(|(c, _)| !c.required)
-        .map(|(_, i)| quote!(.chain(self.#i.clone())));
-    let secrets_field = quote!(secrets: Vec<tokenkit::Secret>,);
-    let secrets_init = quote!(secrets,);
-    let secrets_build = if secret_fields.is_empty() {
-        quote!(let secrets = Vec::new();)
+    let encoding = if crate::model::is_form(&op.body.media_type) {
+        quote!(tokenkit::Encoding::Form)
     } else {
-        quote! {
-            let secrets: Vec<tokenkit::Secret> = [#(#required_secrets),*].into_iter()#(#optional_secrets)*.collect();
-        }
-    };
-    let encode = if crate::model::is_form(&op.body.media_type) {
-        quote!(form)
-    } else {
-        quote!(json)
+        quote!(tokenkit::Encoding::Json)
     };
 
     // The typed operation.
@@ -364,19 +321,19 @@ pub fn client(provider: &Provider) -> TokenStream {
         match case.key {
             StatusKey::Code(code) => {
                 let code = proc_macro2::Literal::u16_unsuffixed(code);
-                quote!(#code => #outcome::#variant(#value),)
+                quote!(#code => Self::#variant(#value),)
             }
             StatusKey::Range(class) => {
                 let low = proc_macro2::Literal::u16_unsuffixed(class * 100);
                 let high = proc_macro2::Literal::u16_unsuffixed(class * 100 + 99);
-                quote!(status @ #low..=#high => #outcome::#variant { status, body: #value },)
+                quote!(status @ #low..=#high => Self::#variant { status, body: #value },)
             }
-            StatusKey::Default => quote!(status => #outcome::#variant { status, body: #value },),
+            StatusKey::Default => quote!(status => Self::#variant { status, body: #value },),
         }
     });
     let has_default = op.responses.iter().any(|c| c.key == StatusKey::Default);
     let undocumented_arm = (!has_default)
-        .then(|| quote!(status => #outcome::Undocumented { status, body: response.snippet() },));
+        .then(|| quote!(status => Self::Undocumented { status, body: response.snippet() },));
 
     let outcome_variants = op.responses.iter().map(|case| {
         let variant = ident(&case.variant);
@@ -417,6 +374,9 @@ pub fn client(provider: &Provider) -> TokenStream {
     ));
 
     quote! {
+        /// The provider's name, as its spec file is named.
+        pub const PROVIDER: &str = #name;
+
         /// The servers the spec lists, in order.
         pub const SERVERS: &[&str] = &[#(#servers)*];
 
@@ -446,11 +406,7 @@ pub fn client(provider: &Provider) -> TokenStream {
         #client_doc
         #[derive(Clone, Debug)]
         pub struct Client {
-            transport: tokenkit::Transport,
-            headers: tokenkit::reqwest::header::HeaderMap,
-            #query_field
-            #path_field
-            #secrets_field
+            endpoint: tokenkit::Endpoint,
             #(#client_fields)*
         }
 
@@ -472,22 +428,12 @@ pub fn client(provider: &Provider) -> TokenStream {
 
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
-                self.transport.base_url()
+                self.endpoint.base_url()
             }
 
             #op_doc
             pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
-                let request = self
-                    .transport
-                    .request(tokenkit::reqwest::Method::#method, #path_expr)
-                    .headers(self.headers.clone())
-                    #query_call
-                    .#encode(body);
-                let response = self.transport.send(request).await?;
-                Ok(match response.status() {
-                    #(#decode_arms)*
-                    #undocumented_arm
-                })
+                #outcome::decode(&self.endpoint.send(body).await?)
             }
 
             /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
@@ -497,63 +443,33 @@ pub fn client(provider: &Provider) -> TokenStream {
         }
 
         impl ClientBuilder {
-            /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`]: another server of
-            /// [`SERVERS`], a customer-specific host, or a mock.
-            pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-                self.connection.base_url = base_url.into();
-                self
-            }
-
-            /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
-            pub fn http_config(mut self, http_config: tokenkit::HttpConfig) -> Self {
-                self.connection.http_config = http_config;
-                self
-            }
-
-            /// Sends through an HTTP client the application built (a proxy, say). Its timeouts
-            /// and redirect policy are then the application's; the body cap still applies.
-            pub fn http_client(mut self, http_client: tokenkit::reqwest::Client) -> Self {
-                self.connection.http_client = Some(http_client);
-                self
-            }
+            tokenkit::connection_setters!();
 
             #(#setters)*
 
             /// Checks the configuration and builds the client.
             pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-                let transport = self.connection.transport(SENSITIVE_FIELDS)?;
-                #secrets_build
-                let mut headers = tokenkit::reqwest::header::HeaderMap::new();
-                #query_build
-                #path_build
+                let mut endpoint = tokenkit::Endpoint::new(
+                    self.connection,
+                    tokenkit::reqwest::Method::#method,
+                    #path_template,
+                    #encoding,
+                    SENSITIVE_FIELDS,
+                )?;
                 #(#setup)*
-                Ok(Client {
-                    transport,
-                    headers,
-                    #query_init
-                    #path_init
-                    #secrets_init
-                    #(#client_init)*
-                })
+                Ok(Client { endpoint, #(#client_init)* })
             }
         }
 
-        impl tokenkit::RefreshClient for Client {
-            fn provider(&self) -> &'static str {
-                #name
-            }
+        tokenkit::refresh_client!(Client, provider: PROVIDER, rotation: ROTATION, outcome: #outcome);
 
-            fn rotation(&self) -> tokenkit::Rotation {
-                ROTATION
-            }
-
-            fn refresh<'a>(
-                &'a self,
-                refresh_token: &'a tokenkit::RefreshToken,
-            ) -> tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>> {
-                Box::pin(async move {
-                    let outcome = self.#op_fn(&self.refresh_request(refresh_token)).await;
-                    tokenkit::refresh::settle(outcome, refresh_token, &self.secrets, #outcome::into_token_set)
+        impl #outcome {
+            /// Reads a response into the variant of its status: the typed body where the spec
+            /// documents one, a scrubbed snippet where it does not.
+            pub fn decode(response: &tokenkit::Response) -> Result<Self, tokenkit::RefreshError> {
+                Ok(match response.status() {
+                    #(#decode_arms)*
+                    #undocumented_arm
                 })
             }
         }
@@ -572,25 +488,16 @@ fn is_copy(ty: &Ty, provider: &Provider) -> bool {
     }
 }
 
-/// The statement that puts a parameter's text in its place, at build time.
-fn place(location: Location, wire: &str, text: TokenStream, secret: bool) -> TokenStream {
-    match location {
-        Location::Header => {
-            let lower = wire.to_ascii_lowercase();
-            let value = if secret {
-                quote!(tokenkit::http::sensitive_header_value(#wire, #text)?)
-            } else {
-                quote!(tokenkit::http::header_value(#wire, #text)?)
-            };
-            quote! {
-                headers.insert(tokenkit::reqwest::header::HeaderName::from_static(#lower), #value);
-            }
-        }
-        Location::Query => quote!(query.push((#wire, #text.to_owned()));),
-        Location::Path => {
-            let placeholder = format!("{{{wire}}}");
-            quote!(path = path.replace(#placeholder, &tokenkit::http::path_segment(#text));)
-        }
+/// The statement that puts a parameter's value in its place, at build time. A secret's value is
+/// the secret itself (a place expression), never its text.
+fn place(location: Location, wire: &str, value: TokenStream, secret: bool) -> TokenStream {
+    match (location, secret) {
+        (Location::Header, false) => quote!(endpoint.header(#wire, #value)?;),
+        (Location::Header, true) => quote!(endpoint.secret_header(#wire, &#value)?;),
+        (Location::Query, false) => quote!(endpoint.query(#wire, #value);),
+        (Location::Query, true) => quote!(endpoint.secret_query(#wire, &#value);),
+        (Location::Path, false) => quote!(endpoint.path_param(#wire, #value);),
+        (Location::Path, true) => quote!(endpoint.secret_path_param(#wire, &#value);),
     }
 }
 

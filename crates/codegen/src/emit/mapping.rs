@@ -237,9 +237,9 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
                 Finish::Secret,
                 "",
             );
-            quote!(Some(#call.map_or_else(|| sent.clone(), Into::into)))
+            quote!(#call.map(Into::into))
         }
-        None => quote!(Some(sent.clone())),
+        None => quote!(None),
     };
     let expires_in = getters.call_opt(
         "expires_in",
@@ -272,9 +272,7 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
     // With a `default` response the decoder never builds `Undocumented`; it is still matched,
     // since the variant exists in every outcome enum.
     let undocumented = quote! {
-        Self::Undocumented { status, body } => {
-            Err(tokenkit::RefreshError::UnexpectedStatus { status, body })
-        }
+        Self::Undocumented { status, body } => Err(tokenkit::mapping::undocumented(status, body)),
     };
     let arms = provider.operation.responses.iter().map(|case| {
         let variant = ident(&case.variant);
@@ -333,9 +331,9 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
     let getters = &getters.functions;
     let doc = super::docs(&format!(
         "Applies the token mapping of `{}`: the success body becomes a token set, and every \
-         documented failure the error its mapping names. `sent` is kept as the refresh token when \
-         the response carries none; `received` is when the response arrived, the origin of a \
-         relative expiry.",
+         documented failure the error its mapping names. `refresh_token` is `None` when the \
+         response carries none (the runtime then keeps the one sent, where the rotation policy \
+         allows it); `received` is when the response arrived, the origin of a relative expiry.",
         provider.file
     ));
     quote! {
@@ -343,7 +341,6 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
             #doc
             pub fn into_token_set(
                 self,
-                sent: &tokenkit::RefreshToken,
                 received: std::time::SystemTime,
             ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
                 match self {
@@ -384,25 +381,15 @@ fn failure_error(
         Finish::Text,
     );
     let default_kind = kind(failure.kind);
-    let error = |kind: TokenStream, code: Option<TokenStream>| {
-        let code = code.map(|c| quote!(: #c));
-        quote! {
-            tokenkit::RefreshError::documented(
-                #kind,
-                #status,
-                tokenkit::ProviderError { code #code, message: #message },
-                None,
-            )
-        }
-    };
+    let error = |kind: TokenStream, code: TokenStream| quote!(tokenkit::mapping::failure(#kind, #status, #code, #message));
     if failure.kinds.is_empty() {
-        return error(default_kind, Some(code));
+        return error(default_kind, code);
     }
     let arms = failure.kinds.iter().map(|(code, k)| {
         let k = kind(*k);
         quote!(Some(#code) => #k,)
     });
-    let built = error(quote!(kind), None);
+    let built = error(quote!(kind), quote!(code));
     quote! {{
         let code = #code;
         let kind = match code.as_deref() { #(#arms)* _ => #default_kind };

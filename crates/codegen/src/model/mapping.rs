@@ -267,6 +267,29 @@ impl MapCtx<'_> {
             .map_err(|e| errors.push(e))
             .ok()
         });
+        if spec.rotation != crate::extension::Rotation::Optional {
+            let rotation = match spec.rotation {
+                crate::extension::Rotation::OneTime => "one-time",
+                _ => "rotating",
+            };
+            match (&s.refresh_token, &refresh_token) {
+                (None, _) => errors.push(
+                    self.error(
+                        "/success",
+                        format!("rotation is `{rotation}`, but the mapping names no new refresh token in the success response"),
+                    )
+                    .hint("add `refresh-token: /pointer`, or say `rotation: optional` if the old token stays valid"),
+                ),
+                (Some(ptr), Some(mapped)) if mapped.access.may_be_absent() => errors.push(
+                    self.error(
+                        "/success/refresh-token",
+                        format!("rotation is `{rotation}`, but {ptr:?} may be absent or null in the success response: a response without it would leave only the token just spent"),
+                    )
+                    .hint("make every property on the way `required` and not `nullable`, or say `rotation: optional`"),
+                ),
+                _ => {}
+            }
+        }
         let expires_in = self.optional(
             types,
             success_response,

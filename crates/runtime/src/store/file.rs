@@ -6,7 +6,7 @@ use crate::refresh::BoxFuture;
 use crate::token::TokenSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,7 +24,9 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// A store in `dir`, created (mode 0700) if missing.
+    /// A store in `dir`, created (mode 0700) if missing. An existing directory must belong to
+    /// this user and be closed to everyone else (no group or other permission bits): tokens in
+    /// a directory others can list, write or own are not the application's alone.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         std::fs::DirBuilder::new()
@@ -32,6 +34,23 @@ impl FileStore {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| io_error("cannot create the store directory", &dir, &e))?;
+        let meta = std::fs::metadata(&dir)
+            .map_err(|e| io_error("cannot inspect the store directory", &dir, &e))?;
+        let owner = rustix::process::geteuid().as_raw();
+        if meta.uid() != owner {
+            return Err(StoreError::new(format!(
+                "the store directory ({}) belongs to user {}, not to this process's user {owner}; refusing to keep tokens there",
+                dir.display(),
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StoreError::new(format!(
+                "the store directory ({}) has mode {mode:03o}; tokens need a directory only its owner can use (chmod 700)",
+                dir.display()
+            )));
+        }
         Ok(Self { dir })
     }
 
@@ -77,9 +96,34 @@ fn read(path: &Path) -> Result<Option<Stored>, StoreError> {
     }
 }
 
+/// The prefix of `path`'s temporary files: `<key>.tmp.`.
+fn temp_prefix(path: &Path) -> String {
+    path.with_extension("tmp.")
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Removes temporary files a crash left between write and rename: they hold tokens. Called by
+/// a writer holding the key's write lock, so no other write of that key is in progress.
+fn remove_leftovers(path: &Path) {
+    let (Some(dir), prefix) = (path.parent(), temp_prefix(path)) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 fn replace(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
+    remove_leftovers(path);
     let temp = path.with_extension(format!(
         "tmp.{}.{}",
         std::process::id(),
@@ -224,6 +268,36 @@ mod tests {
         assert!(store.try_lock("k", ttl).await.unwrap().is_none());
         held.release().await;
         assert!(store.try_lock("k", ttl).await.unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_crash_s_temporary_files_go_with_the_next_write() {
+        let dir = scratch("leftovers");
+        let store = FileStore::new(&dir).unwrap();
+        // What a kill -9 between write and rename leaves, for this key and another one.
+        let mine = dir.join("k.tmp.999999.0");
+        let theirs = dir.join("other.tmp.999999.0");
+        std::fs::write(&mine, "SNTL").unwrap();
+        std::fs::write(&theirs, "SNTL").unwrap();
+        store.save("k", &tokens("1"), None).await.unwrap();
+        assert!(!mine.exists(), "the crash's temporary file is still there");
+        assert!(theirs.exists(), "another key's file was touched");
+        assert_eq!(store.load("k").await.unwrap().unwrap().version, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_others_can_use_is_refused() {
+        let dir = scratch("perms");
+        std::fs::create_dir_all(&dir).unwrap();
+        for mode in [0o755, 0o770, 0o701] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = FileStore::new(&dir).unwrap_err();
+            assert!(err.message.contains("chmod 700"), "{err}");
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(FileStore::new(&dir).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,384 @@
+//! What a generated client sends through: the transport, and every part of the request that is
+//! fixed when the client is built (method, path, headers, query, encoding). Generated code only
+//! says what its spec says; how values are placed, kept secret and scrubbed is written here once.
+
+use crate::error::{BuildError, RefreshError};
+use crate::http::{
+    Connection, Response, Transport, basic_auth, header_value, path_segment, sensitive_header_value,
+};
+use crate::refresh::Rotation;
+use crate::secret::{RefreshToken, Secret};
+use crate::snippet::Snippet;
+use crate::token::TokenSet;
+use reqwest::header::{HeaderMap, HeaderName};
+use serde::Serialize;
+use std::fmt;
+use std::time::SystemTime;
+
+/// How the request body is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// `application/json` (or a `+json` type).
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// No body: every value travels in the path, the query or a header.
+    Empty,
+}
+
+/// One operation of a provider, ready to send: the transport plus the request parts fixed at
+/// build time. Values from configuration that are secrets (API keys, client secrets) stay
+/// [`Secret`]s here, are scrubbed from every error, and `Debug` shows no value at all.
+#[derive(Clone)]
+pub struct Endpoint {
+    transport: Transport,
+    method: reqwest::Method,
+    template: &'static str,
+    /// The path with its parameters filled in; a secret, since a parameter may be one.
+    path: Secret,
+    encoding: Encoding,
+    headers: HeaderMap,
+    query: Vec<(&'static str, Secret)>,
+    secrets: Vec<Secret>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let query: Vec<&str> = self.query.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.transport.base_url())
+            .field("method", &self.method)
+            .field("path", &self.template)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("query", &query)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// The operation `method path` (a template whose `{name}` placeholders
+    /// [`Endpoint::path_param`] fills) through `connection`. `sensitive_keys` names body
+    /// fields whose values error snippets never show.
+    pub fn new(
+        connection: Connection,
+        method: reqwest::Method,
+        template: &'static str,
+        encoding: Encoding,
+        sensitive_keys: &'static [&'static str],
+    ) -> Result<Self, BuildError> {
+        Ok(Self {
+            transport: connection.transport(sensitive_keys)?,
+            method,
+            template,
+            path: Secret::new(template),
+            encoding,
+            headers: HeaderMap::new(),
+            query: Vec::new(),
+            secrets: Vec::new(),
+        })
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        self.transport.base_url()
+    }
+
+    /// Sends the header `name: value` with every request.
+    pub fn header(&mut self, name: &str, value: &str) -> Result<(), BuildError> {
+        let name = header_name(name)?;
+        let value = header_value(name.as_str(), value)?;
+        self.headers.insert(name, value);
+        Ok(())
+    }
+
+    /// Like [`Endpoint::header`], for a secret: marked sensitive and scrubbed from errors.
+    pub fn secret_header(&mut self, name: &str, value: &Secret) -> Result<(), BuildError> {
+        let name = header_name(name)?;
+        let sensitive = sensitive_header_value(name.as_str(), value.expose())?;
+        self.headers.insert(name, sensitive);
+        self.scrub(value);
+        Ok(())
+    }
+
+    /// `Authorization: Basic` for a client id and secret (RFC 6749 §2.3.1).
+    pub fn basic_auth(
+        &mut self,
+        client_id: &str,
+        client_secret: &Secret,
+    ) -> Result<(), BuildError> {
+        self.headers.insert(
+            reqwest::header::AUTHORIZATION,
+            basic_auth(client_id, client_secret.expose())?,
+        );
+        self.scrub(client_secret);
+        Ok(())
+    }
+
+    /// Adds `name=value` to the query string of every request.
+    pub fn query(&mut self, name: &'static str, value: &str) {
+        self.query.push((name, Secret::new(value)));
+    }
+
+    /// Like [`Endpoint::query`], for a secret: also scrubbed from errors.
+    pub fn secret_query(&mut self, name: &'static str, value: &Secret) {
+        self.query.push((name, value.clone()));
+        self.scrub(value);
+    }
+
+    /// Fills the path's `{name}` placeholder with `value`, percent-encoded as one segment.
+    pub fn path_param(&mut self, name: &str, value: &str) {
+        let filled = self
+            .path
+            .expose()
+            .replace(&format!("{{{name}}}"), &path_segment(value));
+        self.path = Secret::new(filled);
+    }
+
+    /// Like [`Endpoint::path_param`], for a secret: also scrubbed from errors.
+    pub fn secret_path_param(&mut self, name: &str, value: &Secret) {
+        self.path_param(name, value.expose());
+        self.scrub(value);
+    }
+
+    /// Scrubs `secret` from every error this endpoint returns (a client secret sent in the
+    /// body, say). The refresh token sent is always scrubbed.
+    pub fn scrub(&mut self, secret: &Secret) {
+        if !secret.expose().is_empty() {
+            self.secrets.push(secret.clone());
+        }
+    }
+
+    /// Sends `body` and reads the response up to the body cap.
+    pub async fn send<B: Serialize + ?Sized>(&self, body: &B) -> Result<Response, RefreshError> {
+        let mut request = self
+            .transport
+            .request(self.method.clone(), self.path.expose())
+            .headers(self.headers.clone());
+        if !self.query.is_empty() {
+            let query: Vec<(&str, &str)> = self
+                .query
+                .iter()
+                .map(|(name, value)| (*name, value.expose()))
+                .collect();
+            request = request.query(&query);
+        }
+        request = match self.encoding {
+            Encoding::Json => request.json(body),
+            Encoding::Form => request.form(body),
+            Encoding::Empty => request,
+        };
+        self.transport
+            .send(request)
+            .await
+            .map_err(|e| self.scrubbed(e, None))
+    }
+
+    /// One refresh, start to finish: sends `body`, turns the response into a token set with
+    /// `map` (the generated decoder and mapping), then applies what every provider shares:
+    /// - an empty access token, or an empty new refresh token, is a bad response;
+    /// - a response without a new refresh token keeps `sent` where `rotation` allows that,
+    ///   and is a bad response where it does not (the token just sent is spent);
+    /// - the response's `Retry-After` reaches a retryable error;
+    /// - `sent` and every secret of the endpoint are scrubbed from errors.
+    pub async fn refresh<B, F>(
+        &self,
+        body: &B,
+        sent: &RefreshToken,
+        rotation: Rotation,
+        map: F,
+    ) -> Result<TokenSet, RefreshError>
+    where
+        B: Serialize + ?Sized,
+        F: FnOnce(&Response, SystemTime) -> Result<TokenSet, RefreshError>,
+    {
+        let response = self.send(body).await.map_err(|e| e.redact(sent.expose()))?;
+        let received = SystemTime::now();
+        map(&response, received)
+            .and_then(|tokens| complete(tokens, &response, sent, rotation))
+            .map_err(|e| {
+                self.scrubbed(e, Some(sent))
+                    .with_retry_after(response.retry_after())
+            })
+    }
+
+    fn scrubbed(&self, error: RefreshError, sent: Option<&RefreshToken>) -> RefreshError {
+        let error = match sent {
+            Some(sent) => error.redact(sent.expose()),
+            None => error,
+        };
+        self.secrets
+            .iter()
+            .fold(error, |error, secret| error.redact(secret.expose()))
+    }
+}
+
+fn header_name(name: &str) -> Result<HeaderName, BuildError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError {
+        reason: format!("{name:?} is not a valid header name"),
+    })
+}
+
+/// The rules every successful answer must meet, whatever its spec.
+fn complete(
+    mut tokens: TokenSet,
+    response: &Response,
+    sent: &RefreshToken,
+    rotation: Rotation,
+) -> Result<TokenSet, RefreshError> {
+    let bad = |reason: &str| RefreshError::InvalidBody {
+        status: response.status(),
+        reason: reason.to_owned(),
+        body: Snippet::default(),
+    };
+    if tokens.access_token.expose().trim().is_empty() {
+        return Err(bad("the access token is empty"));
+    }
+    match &tokens.refresh_token {
+        Some(new) if new.expose().trim().is_empty() => {
+            return Err(bad("the new refresh token is empty"));
+        }
+        Some(_) => {}
+        None if rotation.resend_is_safe() => tokens.refresh_token = Some(sent.clone()),
+        None => {
+            return Err(bad(
+                "the answer carries no new refresh token, though this provider spends the one sent",
+            ));
+        }
+    }
+    Ok(tokens)
+}
+
+/// The builder settings every generated client shares (`base_url`, `http_config`,
+/// `http_client`), as inherent methods of a builder with a `connection: tokenkit::Connection`
+/// field. Generated crates invoke it inside `impl ClientBuilder`.
+#[macro_export]
+macro_rules! connection_setters {
+    () => {
+        /// Sends requests to `base_url` instead of the spec's first server: another server of
+        /// `SERVERS`, a customer-specific host, or a mock. Plain `http://` is refused except on
+        /// loopback (see [`tokenkit::HttpConfig::allow_plain_http`]).
+        pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+            self.connection.base_url = base_url.into();
+            self
+        }
+
+        /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
+        pub fn http_config(mut self, http_config: $crate::HttpConfig) -> Self {
+            self.connection.http_config = http_config;
+            self
+        }
+
+        /// Sends through an HTTP client the application built (a proxy, say). Its timeouts
+        /// and redirect policy are then the application's; the body cap still applies.
+        pub fn http_client(mut self, http_client: $crate::reqwest::Client) -> Self {
+            self.connection.http_client = Some(http_client);
+            self
+        }
+    };
+}
+
+/// Implements [`RefreshClient`](crate::RefreshClient) for a generated client: a struct with an
+/// `endpoint: tokenkit::Endpoint` field and a `refresh_request` method, whose outcome enum has
+/// `decode` and `into_token_set`.
+#[macro_export]
+macro_rules! refresh_client {
+    ($client:ty, provider: $provider:expr, rotation: $rotation:expr, outcome: $outcome:ty) => {
+        impl $crate::RefreshClient for $client {
+            fn provider(&self) -> &'static str {
+                $provider
+            }
+
+            fn rotation(&self) -> $crate::Rotation {
+                $rotation
+            }
+
+            fn refresh<'a>(
+                &'a self,
+                refresh_token: &'a $crate::RefreshToken,
+            ) -> $crate::BoxFuture<'a, Result<$crate::TokenSet, $crate::RefreshError>> {
+                Box::pin(async move {
+                    let body = self.refresh_request(refresh_token);
+                    self.endpoint
+                        .refresh(&body, refresh_token, $rotation, |response, received| {
+                            <$outcome>::decode(response)?.into_token_set(received)
+                        })
+                        .await
+                })
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(access: &str, refresh: Option<&str>) -> TokenSet {
+        TokenSet {
+            access_token: access.into(),
+            refresh_token: refresh.map(Into::into),
+            expires_at: None,
+            token_type: None,
+            extras: Default::default(),
+        }
+    }
+
+    #[test]
+    fn empty_or_missing_tokens_are_bad_responses() {
+        let ok = Response::new(200, Some("application/json"), "{}");
+        let sent = RefreshToken::new("SNTL-sent");
+        let bad = |r: Result<TokenSet, RefreshError>| {
+            r.is_err_and(|e| e.kind() == crate::ErrorKind::BadResponse)
+        };
+        assert!(bad(complete(
+            set("", Some("r")),
+            &ok,
+            &sent,
+            Rotation::Optional
+        )));
+        assert!(bad(complete(
+            set(" ", Some("r")),
+            &ok,
+            &sent,
+            Rotation::Optional
+        )));
+        assert!(bad(complete(
+            set("a", Some("")),
+            &ok,
+            &sent,
+            Rotation::Optional
+        )));
+        for rotation in [Rotation::OneTime, Rotation::Rotating] {
+            assert!(bad(complete(set("a", None), &ok, &sent, rotation)));
+        }
+        let kept = complete(set("a", None), &ok, &sent, Rotation::Optional).unwrap();
+        assert_eq!(kept.refresh_token, Some(sent.clone()));
+        let rotated = complete(set("a", Some("new")), &ok, &sent, Rotation::OneTime).unwrap();
+        assert_eq!(rotated.refresh_token.unwrap().expose(), "new");
+    }
+
+    #[test]
+    fn debug_shows_no_configured_value() {
+        let mut endpoint = Endpoint::new(
+            Connection::new("http://127.0.0.1:1/base"),
+            reqwest::Method::POST,
+            "/t/{tenant}",
+            Encoding::Json,
+            &[],
+        )
+        .unwrap();
+        endpoint.secret_query("key", &Secret::new("SNTL-key"));
+        endpoint.secret_path_param("tenant", &Secret::new("SNTL-tenant"));
+        endpoint
+            .secret_header("X-Api-Key", &Secret::new("SNTL-header"))
+            .unwrap();
+        endpoint.basic_auth("id", &Secret::new("SNTL-pw")).unwrap();
+        let shown = format!("{endpoint:?}");
+        assert!(!shown.contains("SNTL"), "{shown}");
+        assert!(
+            shown.contains("/t/{tenant}") && shown.contains("key"),
+            "{shown}"
+        );
+        assert!(endpoint.headers.values().all(|v| v.is_sensitive()));
+    }
+}
