@@ -26,6 +26,20 @@ pub enum Encoding {
     Empty,
 }
 
+/// What a spec says about an operation's request, as a generated constant.
+#[derive(Clone, Copy, Debug)]
+pub struct Operation {
+    /// The HTTP method, upper case (`POST`).
+    pub method: &'static str,
+    /// The path template below the base URL; `{name}` placeholders are path parameters.
+    pub path: &'static str,
+    /// How the body is written.
+    pub encoding: Encoding,
+    /// Body fields whose values error snippets never show (mapped tokens, `format: password`,
+    /// credential-like names), beyond those that look like credentials anyway.
+    pub sensitive_fields: &'static [&'static str],
+}
+
 /// One operation of a provider, ready to send: the transport plus the request parts fixed at
 /// build time. Values from configuration that are secrets (API keys, client secrets) stay
 /// [`Secret`]s here, are scrubbed from every error, and `Debug` shows no value at all.
@@ -56,22 +70,19 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// The operation `method path` (a template whose `{name}` placeholders
-    /// [`Endpoint::path_param`] fills) through `connection`. `sensitive_keys` names body
-    /// fields whose values error snippets never show.
-    pub fn new(
-        connection: Connection,
-        method: reqwest::Method,
-        template: &'static str,
-        encoding: Encoding,
-        sensitive_keys: &'static [&'static str],
-    ) -> Result<Self, BuildError> {
+    /// `operation` through `connection`; [`Endpoint::path_param`] fills the path's
+    /// placeholders.
+    pub fn new(connection: Connection, operation: &Operation) -> Result<Self, BuildError> {
+        let method =
+            reqwest::Method::from_bytes(operation.method.as_bytes()).map_err(|_| BuildError {
+                reason: format!("{:?} is not an HTTP method", operation.method),
+            })?;
         Ok(Self {
-            transport: connection.transport(sensitive_keys)?,
+            transport: connection.transport(operation.sensitive_fields)?,
             method,
-            template,
-            path: Secret::new(template),
-            encoding,
+            template: operation.path,
+            path: Secret::new(operation.path),
+            encoding: operation.encoding,
             headers: HeaderMap::new(),
             query: Vec::new(),
             secrets: Vec::new(),
@@ -277,12 +288,20 @@ macro_rules! connection_setters {
     };
 }
 
-/// Implements [`RefreshClient`](crate::RefreshClient) for a generated client: a struct with an
+/// Implements [`RefreshClient`](crate::RefreshClient) and `base_url` for a generated client:
+/// `refresh_client!(Client, PROVIDER, ROTATION, Outcome)` for a struct with an
 /// `endpoint: tokenkit::Endpoint` field and a `refresh_request` method, whose outcome enum has
 /// `decode` and `into_token_set`.
 #[macro_export]
 macro_rules! refresh_client {
-    ($client:ty, provider: $provider:expr, rotation: $rotation:expr, outcome: $outcome:ty) => {
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty) => {
+        impl $client {
+            /// The base URL requests go to.
+            pub fn base_url(&self) -> &str {
+                self.endpoint.base_url()
+            }
+        }
+
         impl $crate::RefreshClient for $client {
             fn provider(&self) -> &'static str {
                 $provider
@@ -359,14 +378,14 @@ mod tests {
 
     #[test]
     fn debug_shows_no_configured_value() {
-        let mut endpoint = Endpoint::new(
-            Connection::new("http://127.0.0.1:1/base"),
-            reqwest::Method::POST,
-            "/t/{tenant}",
-            Encoding::Json,
-            &[],
-        )
-        .unwrap();
+        let operation = Operation {
+            method: "POST",
+            path: "/t/{tenant}",
+            encoding: Encoding::Json,
+            sensitive_fields: &[],
+        };
+        let mut endpoint =
+            Endpoint::new(Connection::new("http://127.0.0.1:1/base"), &operation).unwrap();
         endpoint.secret_query("key", &Secret::new("SNTL-key"));
         endpoint.secret_path_param("tenant", &Secret::new("SNTL-tenant"));
         endpoint

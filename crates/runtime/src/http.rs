@@ -383,6 +383,14 @@ impl Response {
         Ok(value)
     }
 
+    /// This response, as the outcome of a status its spec does not document.
+    pub fn undocumented(&self) -> Undocumented {
+        Undocumented {
+            status: self.status,
+            body: self.snippet(),
+        }
+    }
+
     /// The error for a status the spec does not document.
     pub fn unexpected(&self) -> RefreshError {
         RefreshError::UnexpectedStatus {
@@ -397,6 +405,26 @@ impl Response {
             status: self.status,
             reason,
             body: self.snippet(),
+        }
+    }
+}
+
+/// An answer with a status the spec does not document: every generated outcome enum's last
+/// variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undocumented {
+    /// The HTTP status.
+    pub status: u16,
+    /// A scrubbed excerpt of the body.
+    pub body: Snippet,
+}
+
+impl From<Undocumented> for RefreshError {
+    fn from(answer: Undocumented) -> Self {
+        RefreshError::UnexpectedStatus {
+            status: answer.status,
+            body: answer.body,
+            retry_after: None,
         }
     }
 }

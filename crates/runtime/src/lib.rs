@@ -29,9 +29,9 @@ pub mod snippet;
 pub mod store;
 pub mod token;
 
-pub use endpoint::{Encoding, Endpoint};
+pub use endpoint::{Encoding, Endpoint, Operation};
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
-pub use http::{Connection, HttpConfig, Response, Transport};
+pub use http::{Connection, HttpConfig, Response, Transport, Undocumented};
 pub use manager::{ManagerConfig, ManagerError, ReAuthenticate, TokenManager};
 pub use refresh::{BoxFuture, RefreshClient, Rotation};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};

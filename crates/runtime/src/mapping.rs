@@ -59,21 +59,86 @@ pub fn missing(status: u16, pointer: &str) -> RefreshError {
 }
 
 /// The error a documented failure maps to (its `Retry-After`, if any, is added by the endpoint).
-pub fn failure(
+pub fn failure<T>(
     kind: ErrorKind,
     status: u16,
     code: Option<String>,
     message: Option<String>,
-) -> RefreshError {
-    RefreshError::documented(kind, status, ProviderError { code, message }, None)
+) -> Result<T, RefreshError> {
+    Err(RefreshError::documented(
+        kind,
+        status,
+        ProviderError { code, message },
+        None,
+    ))
 }
 
-/// The error for a status the spec does not document.
-pub fn undocumented(status: u16, body: Snippet) -> RefreshError {
-    RefreshError::UnexpectedStatus {
-        status,
-        body,
-        retry_after: None,
+/// A documented failure that means the refresh token is dead (the spec's `invalid-grant`).
+pub fn invalid_grant<T>(
+    status: u16,
+    code: Option<String>,
+    message: Option<String>,
+) -> Result<T, RefreshError> {
+    failure(ErrorKind::ReAuthenticate, status, code, message)
+}
+
+/// A documented failure that means the request was refused for another reason (the spec's
+/// `rejected`).
+pub fn rejected<T>(
+    status: u16,
+    code: Option<String>,
+    message: Option<String>,
+) -> Result<T, RefreshError> {
+    failure(ErrorKind::Rejected, status, code, message)
+}
+
+/// A documented failure that means the provider failed for now (the spec's `transient`).
+pub fn transient<T>(
+    status: u16,
+    code: Option<String>,
+    message: Option<String>,
+) -> Result<T, RefreshError> {
+    failure(ErrorKind::RetryLater, status, code, message)
+}
+
+/// The values a success mapping read from a body, before the rules every provider shares.
+#[derive(Default)]
+pub struct Fields {
+    /// The access token (`None`: the body had none, a bad response).
+    pub access_token: Option<Secret>,
+    /// The new refresh token, if the body carries one.
+    pub refresh_token: Option<Secret>,
+    /// The lifetime in seconds.
+    pub expires_in: Option<f64>,
+    /// When the token was issued, as a Unix time.
+    pub created_at: Option<f64>,
+    /// The token type.
+    pub token_type: Option<String>,
+    /// The mapping's access-token pointer, then the refresh token's if mapped: the fields
+    /// [`TokenSet::extras`](crate::TokenSet::extras) leaves out.
+    pub tokens: &'static [&'static str],
+}
+
+impl Fields {
+    /// The token set read from `body` (of `status`), or the error for a body without the access
+    /// token. `received` is when the answer arrived, the origin of a relative expiry.
+    pub fn token_set<T: Serialize + ?Sized>(
+        self,
+        body: &T,
+        status: u16,
+        received: SystemTime,
+    ) -> Result<crate::TokenSet, RefreshError> {
+        let access_pointer = self.tokens.first().copied().unwrap_or_default();
+        let access_token = self
+            .access_token
+            .ok_or_else(|| missing(status, access_pointer))?;
+        Ok(crate::TokenSet {
+            access_token: access_token.into(),
+            refresh_token: self.refresh_token.map(Into::into),
+            expires_at: expiry(self.expires_in, self.created_at, received),
+            token_type: self.token_type,
+            extras: extras(body, self.tokens),
+        })
     }
 }
 

@@ -101,9 +101,13 @@ pub const SERVERS: &[&str] = &["https://api.byelabel.com/v1"];
 pub const DEFAULT_BASE_URL: &str = "https://api.byelabel.com/v1";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Rotating;
-/// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
-/// names): error snippets never show their values.
-const SENSITIVE_FIELDS: &[&str] = &["token"];
+/// The refresh operation's request, as the spec describes it.
+const OPERATION: tokenkit::Operation = tokenkit::Operation {
+    method: "POST",
+    path: "/refresh-token",
+    encoding: tokenkit::Encoding::Json,
+    sensitive_fields: &["token"],
+};
 /// The outcome of `refreshToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RefreshTokenResponse {
@@ -114,12 +118,7 @@ pub enum RefreshTokenResponse {
     /// (decided), and the client keeps a bounded, scrubbed snippet of it.
     InternalServerError(tokenkit::Snippet),
     /// A status the spec does not document.
-    Undocumented {
-        /// The HTTP status.
-        status: u16,
-        /// A scrubbed excerpt of the body.
-        body: tokenkit::Snippet,
-    },
+    Undocumented(tokenkit::Undocumented),
 }
 /// A client for Byelabel's refresh operation, `POST /refresh-token`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
@@ -142,26 +141,17 @@ impl Client {
             workspace_id: workspace_id.into(),
         }
     }
-    /// The base URL requests go to.
-    pub fn base_url(&self) -> &str {
-        self.endpoint.base_url()
-    }
-    /// `POST /refresh-token`: Exchange a refresh token for a new access token and refresh token.
-    ///
-    /// Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
+    /// `POST /refresh-token`: Exchange a refresh token for a new access token and refresh token. Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
     pub async fn refresh_token(
         &self,
         body: &RefreshRequest,
     ) -> Result<RefreshTokenResponse, tokenkit::RefreshError> {
         RefreshTokenResponse::decode(&self.endpoint.send(body).await?)
     }
-    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
-    pub fn refresh_request(
-        &self,
-        refresh_token: &tokenkit::RefreshToken,
-    ) -> RefreshRequest {
+    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
+    pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> RefreshRequest {
         RefreshRequest {
-            token: refresh_token.into(),
+            token: token.into(),
         }
     }
 }
@@ -169,42 +159,26 @@ impl ClientBuilder {
     tokenkit::connection_setters!();
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let mut endpoint = tokenkit::Endpoint::new(
-            self.connection,
-            tokenkit::reqwest::Method::POST,
-            "/refresh-token",
-            tokenkit::Encoding::Json,
-            SENSITIVE_FIELDS,
-        )?;
+        let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
         endpoint.header("Accept", "application/json")?;
         endpoint.header("X-Workspace-Id", self.workspace_id.as_str())?;
         Ok(Client { endpoint })
     }
 }
-tokenkit::refresh_client!(
-    Client, provider : PROVIDER, rotation : ROTATION, outcome : RefreshTokenResponse
-);
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshTokenResponse);
 impl RefreshTokenResponse {
     /// Reads a response into the variant of its status: the typed body where the spec
     /// documents one, a scrubbed snippet where it does not.
     pub fn decode(
         response: &tokenkit::Response,
     ) -> Result<Self, tokenkit::RefreshError> {
-        Ok(
-            match response.status() {
-                200 => Self::Ok(response.json()?),
-                500 => Self::InternalServerError(response.snippet()),
-                status => {
-                    Self::Undocumented {
-                        status,
-                        body: response.snippet(),
-                    }
-                }
-            },
-        )
+        let outcome = match response.status() {
+            200 => Self::Ok(response.json()?),
+            500 => Self::InternalServerError(response.snippet()),
+            _ => Self::Undocumented(response.undocumented()),
+        };
+        Ok(outcome)
     }
-}
-impl RefreshTokenResponse {
     /// Applies the token mapping of `specs/byelabel.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
@@ -213,48 +187,23 @@ impl RefreshTokenResponse {
         match self {
             Self::Ok(body) => {
                 if mapping::failure_0_when(&body) == Some(true) {
-                    return Err(
-                        tokenkit::mapping::failure(
-                            tokenkit::ErrorKind::ReAuthenticate,
-                            200,
-                            mapping::failure_0_code(&body),
-                            mapping::failure_0_message(&body),
-                        ),
+                    return tokenkit::mapping::invalid_grant(
+                        200,
+                        mapping::failure_0_code(&body),
+                        mapping::failure_0_message(&body),
                     );
                 }
-                let access_token = mapping::access_token(&body)
-                    .ok_or_else(|| tokenkit::mapping::missing(
-                        200,
-                        "/payload/access/token",
-                    ))?;
-                Ok(tokenkit::TokenSet {
-                    access_token: access_token.into(),
-                    refresh_token: mapping::refresh_token(&body).map(Into::into),
-                    expires_at: tokenkit::mapping::expiry(
-                        mapping::expires_in(&body),
-                        None,
-                        received,
-                    ),
-                    token_type: None,
-                    extras: tokenkit::mapping::extras(
-                        &body,
-                        &["/payload/access/token", "/payload/refresh/token"],
-                    ),
-                })
+                tokenkit::mapping::Fields {
+                    access_token: mapping::access_token(&body),
+                    refresh_token: mapping::refresh_token(&body),
+                    expires_in: mapping::expires_in(&body),
+                    tokens: &["/payload/access/token", "/payload/refresh/token"],
+                    ..Default::default()
+                }
+                    .token_set(&body, 200, received)
             }
-            Self::InternalServerError(_) => {
-                Err(
-                    tokenkit::mapping::failure(
-                        tokenkit::ErrorKind::RetryLater,
-                        500,
-                        None,
-                        None,
-                    ),
-                )
-            }
-            Self::Undocumented { status, body } => {
-                Err(tokenkit::mapping::undocumented(status, body))
-            }
+            Self::InternalServerError(_) => tokenkit::mapping::transient(500, None, None),
+            Self::Undocumented(answer) => Err(answer.into()),
         }
     }
 }

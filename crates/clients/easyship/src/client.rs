@@ -154,14 +154,13 @@ pub const SERVERS: &[&str] = &["https://api.easyship.com"];
 pub const DEFAULT_BASE_URL: &str = "https://api.easyship.com";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::OneTime;
-/// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
-/// names): error snippets never show their values.
-const SENSITIVE_FIELDS: &[&str] = &[
-    "access_token",
-    "client_secret",
-    "code",
-    "refresh_token",
-];
+/// The refresh operation's request, as the spec describes it.
+const OPERATION: tokenkit::Operation = tokenkit::Operation {
+    method: "POST",
+    path: "/oauth2/token",
+    encoding: tokenkit::Encoding::Json,
+    sensitive_fields: &["access_token", "client_secret", "code", "refresh_token"],
+};
 /// The outcome of `createAccessToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
 pub enum CreateAccessTokenResponse {
@@ -177,12 +176,7 @@ pub enum CreateAccessTokenResponse {
     /// `401`: The client id or secret is wrong (confirmed).
     Unauthorized(OAuthError),
     /// A status the spec does not document.
-    Undocumented {
-        /// The HTTP status.
-        status: u16,
-        /// A scrubbed excerpt of the body.
-        body: tokenkit::Snippet,
-    },
+    Undocumented(tokenkit::Undocumented),
 }
 /// A client for Easyship's refresh operation, `POST /oauth2/token`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
@@ -216,29 +210,23 @@ impl Client {
             scope: None,
         }
     }
-    /// The base URL requests go to.
-    pub fn base_url(&self) -> &str {
-        self.endpoint.base_url()
-    }
-    /// `POST /oauth2/token`: Retrieve an OAuth 2 access token.
-    ///
-    /// Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
+    /// `POST /oauth2/token`: Retrieve an OAuth 2 access token. Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
     pub async fn create_access_token(
         &self,
         body: &CreateAccessTokenRequest,
     ) -> Result<CreateAccessTokenResponse, tokenkit::RefreshError> {
         CreateAccessTokenResponse::decode(&self.endpoint.send(body).await?)
     }
-    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
+    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
     pub fn refresh_request(
         &self,
-        refresh_token: &tokenkit::RefreshToken,
+        token: &tokenkit::RefreshToken,
     ) -> CreateAccessTokenRequest {
         CreateAccessTokenRequest::RefreshTokenGrant(RefreshTokenGrant {
             grant_type: RefreshTokenGrantGrantType::RefreshToken,
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
-            refresh_token: refresh_token.into(),
+            refresh_token: token.into(),
             scope: self.scope.clone(),
         })
     }
@@ -252,13 +240,7 @@ impl ClientBuilder {
     }
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let mut endpoint = tokenkit::Endpoint::new(
-            self.connection,
-            tokenkit::reqwest::Method::POST,
-            "/oauth2/token",
-            tokenkit::Encoding::Json,
-            SENSITIVE_FIELDS,
-        )?;
+        let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
         endpoint.header("Accept", "application/json")?;
         endpoint.scrub(&self.client_secret);
         Ok(Client {
@@ -269,31 +251,21 @@ impl ClientBuilder {
         })
     }
 }
-tokenkit::refresh_client!(
-    Client, provider : PROVIDER, rotation : ROTATION, outcome : CreateAccessTokenResponse
-);
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, CreateAccessTokenResponse);
 impl CreateAccessTokenResponse {
     /// Reads a response into the variant of its status: the typed body where the spec
     /// documents one, a scrubbed snippet where it does not.
     pub fn decode(
         response: &tokenkit::Response,
     ) -> Result<Self, tokenkit::RefreshError> {
-        Ok(
-            match response.status() {
-                200 => Self::Ok(response.json()?),
-                400 => Self::BadRequest(response.json()?),
-                401 => Self::Unauthorized(response.json()?),
-                status => {
-                    Self::Undocumented {
-                        status,
-                        body: response.snippet(),
-                    }
-                }
-            },
-        )
+        let outcome = match response.status() {
+            200 => Self::Ok(response.json()?),
+            400 => Self::BadRequest(response.json()?),
+            401 => Self::Unauthorized(response.json()?),
+            _ => Self::Undocumented(response.undocumented()),
+        };
+        Ok(outcome)
     }
-}
-impl CreateAccessTokenResponse {
     /// Applies the token mapping of `specs/easyship.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
@@ -301,51 +273,37 @@ impl CreateAccessTokenResponse {
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         match self {
             Self::Ok(body) => {
-                let access_token = mapping::access_token(&body)
-                    .ok_or_else(|| tokenkit::mapping::missing(200, "/access_token"))?;
-                Ok(tokenkit::TokenSet {
-                    access_token: access_token.into(),
-                    refresh_token: mapping::refresh_token(&body).map(Into::into),
-                    expires_at: tokenkit::mapping::expiry(
-                        mapping::expires_in(&body),
-                        mapping::created_at(&body),
-                        received,
-                    ),
+                tokenkit::mapping::Fields {
+                    access_token: mapping::access_token(&body),
+                    refresh_token: mapping::refresh_token(&body),
+                    expires_in: mapping::expires_in(&body),
+                    created_at: mapping::created_at(&body),
                     token_type: mapping::token_type(&body),
-                    extras: tokenkit::mapping::extras(
-                        &body,
-                        &["/access_token", "/refresh_token"],
-                    ),
-                })
+                    tokens: &["/access_token", "/refresh_token"],
+                }
+                    .token_set(&body, 200, received)
             }
             Self::BadRequest(body) => {
-                Err({
-                    let code = mapping::failure_0_code(&body);
-                    let kind = match code.as_deref() {
-                        Some("invalid_grant") => tokenkit::ErrorKind::ReAuthenticate,
-                        _ => tokenkit::ErrorKind::Rejected,
-                    };
-                    tokenkit::mapping::failure(
-                        kind,
-                        400,
-                        code,
-                        mapping::failure_0_message(&body),
-                    )
-                })
-            }
-            Self::Unauthorized(body) => {
-                Err(
-                    tokenkit::mapping::failure(
-                        tokenkit::ErrorKind::Rejected,
-                        401,
-                        mapping::failure_0_code(&body),
-                        mapping::failure_0_message(&body),
-                    ),
+                let code = mapping::failure_0_code(&body);
+                let kind = match code.as_deref() {
+                    Some("invalid_grant") => tokenkit::ErrorKind::ReAuthenticate,
+                    _ => tokenkit::ErrorKind::Rejected,
+                };
+                tokenkit::mapping::failure(
+                    kind,
+                    400,
+                    code,
+                    mapping::failure_0_message(&body),
                 )
             }
-            Self::Undocumented { status, body } => {
-                Err(tokenkit::mapping::undocumented(status, body))
+            Self::Unauthorized(body) => {
+                tokenkit::mapping::rejected(
+                    401,
+                    mapping::failure_0_code(&body),
+                    mapping::failure_0_message(&body),
+                )
             }
+            Self::Undocumented(answer) => Err(answer.into()),
         }
     }
 }

@@ -77,9 +77,13 @@ pub const SERVERS: &[&str] = &[
 pub const DEFAULT_BASE_URL: &str = "https://merchantapi.hesabe.com/api";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Rotating;
-/// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
-/// names): error snippets never show their values.
-const SENSITIVE_FIELDS: &[&str] = &["access_token", "refreshToken", "refresh_token"];
+/// The refresh operation's request, as the spec describes it.
+const OPERATION: tokenkit::Operation = tokenkit::Operation {
+    method: "POST",
+    path: "/v1/token-refresh",
+    encoding: tokenkit::Encoding::Json,
+    sensitive_fields: &["access_token", "refreshToken", "refresh_token"],
+};
 /// The outcome of `tokenRefresh`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
 pub enum TokenRefreshResponse {
@@ -92,12 +96,7 @@ pub enum TokenRefreshResponse {
     /// `500`: Internal server error.
     InternalServerError(ServerError),
     /// A status the spec does not document.
-    Undocumented {
-        /// The HTTP status.
-        status: u16,
-        /// A scrubbed excerpt of the body.
-        body: tokenkit::Snippet,
-    },
+    Undocumented(tokenkit::Undocumented),
 }
 /// A client for Hesabe's refresh operation, `POST /v1/token-refresh`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
@@ -116,26 +115,17 @@ impl Client {
             connection: tokenkit::Connection::new(DEFAULT_BASE_URL),
         }
     }
-    /// The base URL requests go to.
-    pub fn base_url(&self) -> &str {
-        self.endpoint.base_url()
-    }
-    /// `POST /v1/token-refresh`: Exchange a refresh token for new tokens.
-    ///
-    /// Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
+    /// `POST /v1/token-refresh`: Exchange a refresh token for new tokens. Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
     pub async fn token_refresh(
         &self,
         body: &RefreshRequest,
     ) -> Result<TokenRefreshResponse, tokenkit::RefreshError> {
         TokenRefreshResponse::decode(&self.endpoint.send(body).await?)
     }
-    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
-    pub fn refresh_request(
-        &self,
-        refresh_token: &tokenkit::RefreshToken,
-    ) -> RefreshRequest {
+    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
+    pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> RefreshRequest {
         RefreshRequest {
-            refresh_token: refresh_token.into(),
+            refresh_token: token.into(),
         }
     }
 }
@@ -143,42 +133,26 @@ impl ClientBuilder {
     tokenkit::connection_setters!();
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let mut endpoint = tokenkit::Endpoint::new(
-            self.connection,
-            tokenkit::reqwest::Method::POST,
-            "/v1/token-refresh",
-            tokenkit::Encoding::Json,
-            SENSITIVE_FIELDS,
-        )?;
+        let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
         endpoint.header("Accept", "application/json")?;
         Ok(Client { endpoint })
     }
 }
-tokenkit::refresh_client!(
-    Client, provider : PROVIDER, rotation : ROTATION, outcome : TokenRefreshResponse
-);
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, TokenRefreshResponse);
 impl TokenRefreshResponse {
     /// Reads a response into the variant of its status: the typed body where the spec
     /// documents one, a scrubbed snippet where it does not.
     pub fn decode(
         response: &tokenkit::Response,
     ) -> Result<Self, tokenkit::RefreshError> {
-        Ok(
-            match response.status() {
-                200 => Self::Ok(response.json()?),
-                404 => Self::NotFound(response.json()?),
-                500 => Self::InternalServerError(response.json()?),
-                status => {
-                    Self::Undocumented {
-                        status,
-                        body: response.snippet(),
-                    }
-                }
-            },
-        )
+        let outcome = match response.status() {
+            200 => Self::Ok(response.json()?),
+            404 => Self::NotFound(response.json()?),
+            500 => Self::InternalServerError(response.json()?),
+            _ => Self::Undocumented(response.undocumented()),
+        };
+        Ok(outcome)
     }
-}
-impl TokenRefreshResponse {
     /// Applies the token mapping of `specs/hesabe.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
@@ -187,61 +161,40 @@ impl TokenRefreshResponse {
         match self {
             Self::Ok(body) => {
                 if mapping::failure_0_when(&body) == Some(true) {
-                    return Err(
-                        tokenkit::mapping::failure(
-                            tokenkit::ErrorKind::ReAuthenticate,
-                            200,
-                            None,
-                            mapping::failure_0_message(&body),
-                        ),
+                    return tokenkit::mapping::invalid_grant(
+                        200,
+                        None,
+                        mapping::failure_0_message(&body),
                     );
                 }
-                let access_token = mapping::access_token(&body)
-                    .ok_or_else(|| tokenkit::mapping::missing(
-                        200,
-                        "/response/token/access_token",
-                    ))?;
-                Ok(tokenkit::TokenSet {
-                    access_token: access_token.into(),
-                    refresh_token: mapping::refresh_token(&body).map(Into::into),
-                    expires_at: tokenkit::mapping::expiry(
-                        mapping::expires_in(&body),
-                        None,
-                        received,
-                    ),
+                tokenkit::mapping::Fields {
+                    access_token: mapping::access_token(&body),
+                    refresh_token: mapping::refresh_token(&body),
+                    expires_in: mapping::expires_in(&body),
                     token_type: mapping::token_type(&body),
-                    extras: tokenkit::mapping::extras(
-                        &body,
-                        &[
-                            "/response/token/access_token",
-                            "/response/token/refresh_token",
-                        ],
-                    ),
-                })
+                    tokens: &[
+                        "/response/token/access_token",
+                        "/response/token/refresh_token",
+                    ],
+                    ..Default::default()
+                }
+                    .token_set(&body, 200, received)
             }
             Self::NotFound(body) => {
-                Err(
-                    tokenkit::mapping::failure(
-                        tokenkit::ErrorKind::ReAuthenticate,
-                        404,
-                        None,
-                        mapping::failure_1_message(&body),
-                    ),
+                tokenkit::mapping::invalid_grant(
+                    404,
+                    None,
+                    mapping::failure_1_message(&body),
                 )
             }
             Self::InternalServerError(body) => {
-                Err(
-                    tokenkit::mapping::failure(
-                        tokenkit::ErrorKind::RetryLater,
-                        500,
-                        None,
-                        mapping::failure_2_message(&body),
-                    ),
+                tokenkit::mapping::transient(
+                    500,
+                    None,
+                    mapping::failure_2_message(&body),
                 )
             }
-            Self::Undocumented { status, body } => {
-                Err(tokenkit::mapping::undocumented(status, body))
-            }
+            Self::Undocumented(answer) => Err(answer.into()),
         }
     }
 }

@@ -56,9 +56,13 @@ pub const SERVERS: &[&str] = &["https://api.vault.ist"];
 pub const DEFAULT_BASE_URL: &str = "https://api.vault.ist";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Optional;
-/// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
-/// names): error snippets never show their values.
-const SENSITIVE_FIELDS: &[&str] = &["access_token", "refreshToken", "refresh_token"];
+/// The refresh operation's request, as the spec describes it.
+const OPERATION: tokenkit::Operation = tokenkit::Operation {
+    method: "POST",
+    path: "/v1/auth/token",
+    encoding: tokenkit::Encoding::Json,
+    sensitive_fields: &["access_token", "refreshToken", "refresh_token"],
+};
 /// The outcome of `refreshAccessToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RefreshAccessTokenResponse {
@@ -74,12 +78,7 @@ pub enum RefreshAccessTokenResponse {
     /// fault that logging in again would not fix.
     Unauthorized(ApiError),
     /// A status the spec does not document.
-    Undocumented {
-        /// The HTTP status.
-        status: u16,
-        /// A scrubbed excerpt of the body.
-        body: tokenkit::Snippet,
-    },
+    Undocumented(tokenkit::Undocumented),
 }
 /// A client for Vault.ist's refresh operation, `POST /v1/auth/token`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
@@ -102,26 +101,17 @@ impl Client {
             partner_id,
         }
     }
-    /// The base URL requests go to.
-    pub fn base_url(&self) -> &str {
-        self.endpoint.base_url()
-    }
-    /// `POST /v1/auth/token`: Refresh an access token with the refresh_token grant.
-    ///
-    /// Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
+    /// `POST /v1/auth/token`: Refresh an access token with the refresh_token grant. Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
     pub async fn refresh_access_token(
         &self,
         body: &RefreshRequest,
     ) -> Result<RefreshAccessTokenResponse, tokenkit::RefreshError> {
         RefreshAccessTokenResponse::decode(&self.endpoint.send(body).await?)
     }
-    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
-    pub fn refresh_request(
-        &self,
-        refresh_token: &tokenkit::RefreshToken,
-    ) -> RefreshRequest {
+    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
+    pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> RefreshRequest {
         RefreshRequest {
-            refresh_token: refresh_token.into(),
+            refresh_token: token.into(),
         }
     }
 }
@@ -129,45 +119,28 @@ impl ClientBuilder {
     tokenkit::connection_setters!();
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let mut endpoint = tokenkit::Endpoint::new(
-            self.connection,
-            tokenkit::reqwest::Method::POST,
-            "/v1/auth/token",
-            tokenkit::Encoding::Json,
-            SENSITIVE_FIELDS,
-        )?;
+        let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
         endpoint.header("Accept", "application/json")?;
         endpoint.header("partnerId", self.partner_id.to_string().as_str())?;
         endpoint.header("grantType", "refresh_token")?;
         Ok(Client { endpoint })
     }
 }
-tokenkit::refresh_client!(
-    Client, provider : PROVIDER, rotation : ROTATION, outcome :
-    RefreshAccessTokenResponse
-);
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshAccessTokenResponse);
 impl RefreshAccessTokenResponse {
     /// Reads a response into the variant of its status: the typed body where the spec
     /// documents one, a scrubbed snippet where it does not.
     pub fn decode(
         response: &tokenkit::Response,
     ) -> Result<Self, tokenkit::RefreshError> {
-        Ok(
-            match response.status() {
-                200 => Self::Ok(response.json()?),
-                400 => Self::BadRequest(response.json()?),
-                401 => Self::Unauthorized(response.json()?),
-                status => {
-                    Self::Undocumented {
-                        status,
-                        body: response.snippet(),
-                    }
-                }
-            },
-        )
+        let outcome = match response.status() {
+            200 => Self::Ok(response.json()?),
+            400 => Self::BadRequest(response.json()?),
+            401 => Self::Unauthorized(response.json()?),
+            _ => Self::Undocumented(response.undocumented()),
+        };
+        Ok(outcome)
     }
-}
-impl RefreshAccessTokenResponse {
     /// Applies the token mapping of `specs/vaultist.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
@@ -175,51 +148,37 @@ impl RefreshAccessTokenResponse {
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         match self {
             Self::Ok(body) => {
-                let access_token = mapping::access_token(&body)
-                    .ok_or_else(|| tokenkit::mapping::missing(200, "/access_token"))?;
-                Ok(tokenkit::TokenSet {
-                    access_token: access_token.into(),
-                    refresh_token: mapping::refresh_token(&body).map(Into::into),
-                    expires_at: tokenkit::mapping::expiry(
-                        mapping::expires_in(&body),
-                        None,
-                        received,
-                    ),
+                tokenkit::mapping::Fields {
+                    access_token: mapping::access_token(&body),
+                    refresh_token: mapping::refresh_token(&body),
+                    expires_in: mapping::expires_in(&body),
                     token_type: mapping::token_type(&body),
-                    extras: tokenkit::mapping::extras(
-                        &body,
-                        &["/access_token", "/refresh_token"],
-                    ),
-                })
+                    tokens: &["/access_token", "/refresh_token"],
+                    ..Default::default()
+                }
+                    .token_set(&body, 200, received)
             }
             Self::BadRequest(body) => {
-                Err({
-                    let code = mapping::failure_0_code(&body);
-                    let kind = match code.as_deref() {
-                        Some("invalid_grant") => tokenkit::ErrorKind::ReAuthenticate,
-                        _ => tokenkit::ErrorKind::Rejected,
-                    };
-                    tokenkit::mapping::failure(
-                        kind,
-                        400,
-                        code,
-                        mapping::failure_0_message(&body),
-                    )
-                })
-            }
-            Self::Unauthorized(body) => {
-                Err(
-                    tokenkit::mapping::failure(
-                        tokenkit::ErrorKind::Rejected,
-                        401,
-                        mapping::failure_1_code(&body),
-                        mapping::failure_1_message(&body),
-                    ),
+                let code = mapping::failure_0_code(&body);
+                let kind = match code.as_deref() {
+                    Some("invalid_grant") => tokenkit::ErrorKind::ReAuthenticate,
+                    _ => tokenkit::ErrorKind::Rejected,
+                };
+                tokenkit::mapping::failure(
+                    kind,
+                    400,
+                    code,
+                    mapping::failure_0_message(&body),
                 )
             }
-            Self::Undocumented { status, body } => {
-                Err(tokenkit::mapping::undocumented(status, body))
+            Self::Unauthorized(body) => {
+                tokenkit::mapping::rejected(
+                    401,
+                    mapping::failure_1_code(&body),
+                    mapping::failure_1_message(&body),
+                )
             }
+            Self::Undocumented(answer) => Err(answer.into()),
         }
     }
 }

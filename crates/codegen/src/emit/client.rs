@@ -8,7 +8,7 @@ use crate::model::{Auth, ConfigField, FillSource, Location, ParamValue, Provider
 use crate::names::{ident, snake};
 use crate::types::Ty;
 use proc_macro2::{Ident, Literal, TokenStream};
-use quote::{format_ident, quote};
+use quote::quote;
 use serde_json::Value;
 
 /// The outcome enum's name (see [`crate::model::Operation::outcome`]).
@@ -77,8 +77,9 @@ fn as_text(field: &ConfigField, value: TokenStream) -> TokenStream {
     }
 }
 
-/// Everything but the types and the mapping.
-pub fn client(provider: &Provider) -> TokenStream {
+/// Everything but the types and the mapping, and the outcome's `decode` function (which
+/// [`super::mapping`] puts in the outcome's one `impl` block).
+pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
     let op = &provider.operation;
     let outcome = outcome_ident(provider);
     let name = &provider.name;
@@ -266,7 +267,7 @@ pub fn client(provider: &Provider) -> TokenStream {
     let fills = op.body.fill.iter().map(|f| {
         let field = field_ident(&f.json);
         let value = match &f.source {
-            FillSource::RefreshToken => quote!(refresh_token.into()),
+            FillSource::RefreshToken => quote!(token.into()),
             FillSource::Constant { enum_name, value } => {
                 let e = ident(enum_name);
                 let v = enum_variant(value);
@@ -298,18 +299,19 @@ pub fn client(provider: &Provider) -> TokenStream {
     };
 
     // The typed operation.
-    let method = format_ident!("{}", op.method);
+    let method_text = op.method.as_str();
     let op_fn = ident(&snake(&op.id));
     let op_doc = docs(&format!(
-        "`{} {}`{}\n\nSends `body` as it is and returns the documented outcome for the status that \
+        "`{} {}`{} Sends `body` as it is and returns the documented outcome for the status that \
          came back. Errors are what the runtime could not turn into an outcome: no response, a \
          body over the size cap, or a documented body that does not match its schema.",
         op.method,
         op.path,
         op.summary
             .as_deref()
-            .map(|s| format!(": {s}"))
+            .map(|s| format!(": {}", s.trim().trim_end_matches('.')))
             .unwrap_or_default()
+            + "."
     ));
     let decode_arms = op.responses.iter().map(|case| {
         let variant = ident(&case.variant);
@@ -332,8 +334,8 @@ pub fn client(provider: &Provider) -> TokenStream {
         }
     });
     let has_default = op.responses.iter().any(|c| c.key == StatusKey::Default);
-    let undocumented_arm = (!has_default)
-        .then(|| quote!(status => Self::Undocumented { status, body: response.snippet() },));
+    let undocumented_arm =
+        (!has_default).then(|| quote!(_ => Self::Undocumented(response.undocumented()),));
 
     let outcome_variants = op.responses.iter().map(|case| {
         let variant = ident(&case.variant);
@@ -373,7 +375,18 @@ pub fn client(provider: &Provider) -> TokenStream {
         op.method, op.path
     ));
 
-    quote! {
+    let decode = quote! {
+        /// Reads a response into the variant of its status: the typed body where the spec
+        /// documents one, a scrubbed snippet where it does not.
+        pub fn decode(response: &tokenkit::Response) -> Result<Self, tokenkit::RefreshError> {
+            let outcome = match response.status() {
+                #(#decode_arms)*
+                #undocumented_arm
+            };
+            Ok(outcome)
+        }
+    };
+    let items = quote! {
         /// The provider's name, as its spec file is named.
         pub const PROVIDER: &str = #name;
 
@@ -386,21 +399,20 @@ pub fn client(provider: &Provider) -> TokenStream {
         /// What the provider does with refresh tokens, as the spec's mapping declares.
         pub const ROTATION: tokenkit::Rotation = #rotation;
 
-        /// Body fields that hold secrets (mapped tokens, `format: password`, credential-like
-        /// names): error snippets never show their values.
-        const SENSITIVE_FIELDS: &[&str] = &[#(#sensitive),*];
+        /// The refresh operation's request, as the spec describes it.
+        const OPERATION: tokenkit::Operation = tokenkit::Operation {
+            method: #method_text,
+            path: #path_template,
+            encoding: #encoding,
+            sensitive_fields: &[#(#sensitive),*],
+        };
 
         #outcome_doc
         #[derive(Clone, Debug, PartialEq)]
         pub enum #outcome {
             #(#outcome_variants)*
             /// A status the spec does not document.
-            Undocumented {
-                /// The HTTP status.
-                status: u16,
-                /// A scrubbed excerpt of the body.
-                body: tokenkit::Snippet,
-            },
+            Undocumented(tokenkit::Undocumented),
         }
 
         #client_doc
@@ -426,18 +438,13 @@ pub fn client(provider: &Provider) -> TokenStream {
                 }
             }
 
-            /// The base URL requests go to.
-            pub fn base_url(&self) -> &str {
-                self.endpoint.base_url()
-            }
-
             #op_doc
             pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
                 #outcome::decode(&self.endpoint.send(body).await?)
             }
 
-            /// The request body [`tokenkit::RefreshClient::refresh`] sends for `refresh_token`.
-            pub fn refresh_request(&self, refresh_token: &tokenkit::RefreshToken) -> #body_ty {
+            /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
+            pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> #body_ty {
                 #body_expr
             }
         }
@@ -449,31 +456,15 @@ pub fn client(provider: &Provider) -> TokenStream {
 
             /// Checks the configuration and builds the client.
             pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-                let mut endpoint = tokenkit::Endpoint::new(
-                    self.connection,
-                    tokenkit::reqwest::Method::#method,
-                    #path_template,
-                    #encoding,
-                    SENSITIVE_FIELDS,
-                )?;
+                let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
                 #(#setup)*
                 Ok(Client { endpoint, #(#client_init)* })
             }
         }
 
-        tokenkit::refresh_client!(Client, provider: PROVIDER, rotation: ROTATION, outcome: #outcome);
-
-        impl #outcome {
-            /// Reads a response into the variant of its status: the typed body where the spec
-            /// documents one, a scrubbed snippet where it does not.
-            pub fn decode(response: &tokenkit::Response) -> Result<Self, tokenkit::RefreshError> {
-                Ok(match response.status() {
-                    #(#decode_arms)*
-                    #undocumented_arm
-                })
-            }
-        }
-    }
+        tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome);
+    };
+    (items, decode)
 }
 
 /// Whether values of `ty` are `Copy` (numbers, booleans, and the generated string enums).

@@ -131,11 +131,8 @@ impl Getters {
         case: &ResponseCase,
         mapped: Option<&Mapped>,
         finish: Finish,
-    ) -> TokenStream {
-        match mapped {
-            Some(m) => self.call(name, purpose, case, m, finish, ""),
-            None => quote!(None),
-        }
+    ) -> Option<TokenStream> {
+        mapped.map(|m| self.call(name, purpose, case, m, finish, ""))
     }
 }
 
@@ -185,8 +182,17 @@ fn kind(kind: FailureKind) -> TokenStream {
     }
 }
 
+/// The runtime function that fails with `kind`'s error.
+fn failing(kind: FailureKind) -> TokenStream {
+    match kind {
+        FailureKind::InvalidGrant => quote!(tokenkit::mapping::invalid_grant),
+        FailureKind::Rejected => quote!(tokenkit::mapping::rejected),
+        FailureKind::Transient => quote!(tokenkit::mapping::transient),
+    }
+}
+
 /// The `mapping` module and the `into_token_set` method of the outcome enum.
-pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
+pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> TokenStream {
     let mapping = &provider.mapping;
     let success = &mapping.success;
     let case_of = |status: u16| {
@@ -237,9 +243,9 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
                 Finish::Secret,
                 "",
             );
-            quote!(#call.map(Into::into))
+            Some(call)
         }
-        None => quote!(None),
+        None => None,
     };
     let expires_in = getters.call_opt(
         "expires_in",
@@ -265,14 +271,13 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
     let secret_pointers: Vec<&str> = std::iter::once(success.access_token.pointer.as_str())
         .chain(success.refresh_token.as_ref().map(|m| m.pointer.as_str()))
         .collect();
-    let access_pointer = &success.access_token.pointer;
     let success_status = success.status;
     let success_literal = proc_macro2::Literal::u16_unsuffixed(success_status);
 
     // With a `default` response the decoder never builds `Undocumented`; it is still matched,
     // since the variant exists in every outcome enum.
     let undocumented = quote! {
-        Self::Undocumented { status, body } => Err(tokenkit::mapping::undocumented(status, body)),
+        Self::Undocumented(answer) => Err(answer.into()),
     };
     let arms = provider.operation.responses.iter().map(|case| {
         let variant = ident(&case.variant);
@@ -283,27 +288,38 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
             .collect();
         let guarded = checks.iter().filter_map(|(_, cond, error)| {
             cond.as_ref()
-                .map(|cond| quote!(if #cond { return Err(#error); }))
+                .map(|cond| quote!(if #cond { return #error; }))
         });
         let fallback = if status == success_status {
+            let optional = [
+                ("refresh_token", &refresh_token),
+                ("expires_in", &expires_in),
+                ("created_at", &created_at),
+                ("token_type", &token_type),
+            ];
+            let rest = optional
+                .iter()
+                .any(|(_, value)| value.is_none())
+                .then(|| quote!(..Default::default()));
+            let fields = optional.iter().filter_map(|(name, value)| {
+                let name = format_ident!("{}", name);
+                value.as_ref().map(|value| quote!(#name: #value,))
+            });
             quote! {
-                let access_token = #access
-                    .ok_or_else(|| tokenkit::mapping::missing(#success_literal, #access_pointer))?;
-                Ok(tokenkit::TokenSet {
-                    access_token: access_token.into(),
-                    refresh_token: #refresh_token,
-                    expires_at: tokenkit::mapping::expiry(#expires_in, #created_at, received),
-                    token_type: #token_type,
-                    extras: tokenkit::mapping::extras(&body, &[#(#secret_pointers),*]),
-                })
+                tokenkit::mapping::Fields {
+                    access_token: #access,
+                    #(#fields)*
+                    tokens: &[#(#secret_pointers),*],
+                    #rest
+                }
+                .token_set(&body, #success_literal, received)
             }
         } else {
-            let error = checks
+            checks
                 .iter()
                 .find(|(_, cond, _)| cond.is_none())
                 .map(|(_, _, error)| error.clone())
-                .expect("the model checked that every documented status has a meaning");
-            quote!(Err(#error))
+                .expect("the model checked that every documented status has a meaning")
         };
         let guarded: Vec<TokenStream> = guarded.collect();
         let uses_body = status == success_status
@@ -320,10 +336,14 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
             _ if case.body.is_some() && uses_body => quote!(Self::#variant { status, body }),
             _ => quote!(Self::#variant { status, .. }),
         };
-        quote! {
-            #pattern => {
-                #(#guarded)*
-                #fallback
+        if guarded.is_empty() {
+            quote!(#pattern => #fallback,)
+        } else {
+            quote! {
+                #pattern => {
+                    #(#guarded)*
+                    #fallback
+                }
             }
         }
     });
@@ -338,6 +358,8 @@ pub fn mapping(provider: &Provider, outcome: &Ident) -> TokenStream {
     ));
     quote! {
         impl #outcome {
+            #decode
+
             #doc
             pub fn into_token_set(
                 self,
@@ -366,33 +388,33 @@ fn failure_error(
     getters: &mut Getters,
 ) -> TokenStream {
     let status = status_tokens(case.key);
-    let code = getters.call_opt(
+    let or_none = |call: Option<TokenStream>| call.unwrap_or_else(|| quote!(None));
+    let code = or_none(getters.call_opt(
         &format!("failure_{i}_code"),
         "The provider's error code",
         case,
         failure.code.as_ref(),
         Finish::Text,
-    );
-    let message = getters.call_opt(
+    ));
+    let message = or_none(getters.call_opt(
         &format!("failure_{i}_message"),
         "The provider's error message",
         case,
         failure.message.as_ref(),
         Finish::Text,
-    );
-    let default_kind = kind(failure.kind);
-    let error = |kind: TokenStream, code: TokenStream| quote!(tokenkit::mapping::failure(#kind, #status, #code, #message));
+    ));
     if failure.kinds.is_empty() {
-        return error(default_kind, code);
+        let fail = failing(failure.kind);
+        return quote!(#fail(#status, #code, #message));
     }
+    let default_kind = kind(failure.kind);
     let arms = failure.kinds.iter().map(|(code, k)| {
         let k = kind(*k);
         quote!(Some(#code) => #k,)
     });
-    let built = error(quote!(kind), quote!(code));
     quote! {{
         let code = #code;
         let kind = match code.as_deref() { #(#arms)* _ => #default_kind };
-        #built
+        tokenkit::mapping::failure(kind, #status, code, #message)
     }}
 }

@@ -79,8 +79,8 @@ pub fn client_rs(provider: &Provider) -> Result<String, String> {
     let outcome = client::outcome_ident(provider);
     let defs: Vec<&crate::types::TypeDef> = provider.types.values().collect();
     let types = types::definitions(&defs);
-    let client = client::client(provider);
-    let mapping = mapping::mapping(provider, &outcome);
+    let (client, decode) = client::client(provider);
+    let mapping = mapping::mapping(provider, &outcome, decode);
     format_file(
         &provider.file,
         quote! {
