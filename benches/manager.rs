@@ -51,7 +51,8 @@ fn cached(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let manager = runtime.block_on(async {
         let mock = mock().await;
-        let manager = TokenManager::new(easyship(&mock.base_url()), MemoryStore::new(), "k");
+        let manager =
+            TokenManager::new(easyship(&mock.base_url()), MemoryStore::new(), "k").unwrap();
         manager
             .seed(tokens("rt", Duration::from_secs(3600)))
             .await
@@ -107,7 +108,8 @@ fn stampede(c: &mut Criterion) {
         let mock = Arc::clone(&mock);
         async move {
             let first = mock.enforce_rotation(3600, Duration::from_millis(5));
-            let manager = TokenManager::new(easyship(&mock.base_url()), MemoryStore::new(), "k");
+            let manager =
+                TokenManager::new(easyship(&mock.base_url()), MemoryStore::new(), "k").unwrap();
             manager.seed(tokens(&first, Duration::ZERO)).await.unwrap();
             let (gate, _) = tokio::sync::broadcast::channel::<Instant>(1);
             let tasks: Vec<_> = (0..callers)

@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         skew: Duration::from_millis(500),
         ..ManagerConfig::default()
     };
-    let manager = TokenManager::with_config(client, store, "easyship-production", config);
+    let manager = TokenManager::with_config(client, store, "easyship-production", config)?;
 
     // What a login would have stored: an expired access token and a refresh token.
     manager

@@ -94,6 +94,11 @@ impl Endpoint {
         self.transport.base_url()
     }
 
+    /// The HTTP timeout of one request, when the runtime built the HTTP client.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.transport.timeout()
+    }
+
     /// Sends the header `name: value` with every request.
     pub fn header(&mut self, name: &str, value: &str) -> Result<(), BuildError> {
         let name = header_name(name)?;
@@ -309,6 +314,10 @@ macro_rules! refresh_client {
 
             fn rotation(&self) -> $crate::Rotation {
                 $rotation
+            }
+
+            fn attempt_timeout(&self) -> Option<std::time::Duration> {
+                self.endpoint.timeout()
             }
 
             fn refresh<'a>(

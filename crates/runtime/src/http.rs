@@ -80,6 +80,8 @@ impl Connection {
 pub struct Transport {
     base_url: String,
     http: reqwest::Client,
+    /// The whole-exchange timeout, when the runtime built `http` (`None`: the application's).
+    timeout: Option<Duration>,
     max_body: usize,
     sensitive_keys: &'static [&'static str],
 }
@@ -96,7 +98,9 @@ impl Transport {
             .map_err(|_| BuildError {
                 reason: "the HTTP client could not be initialised".into(),
             })?;
-        Self::with_client(base_url, http, config)
+        let mut transport = Self::with_client(base_url, http, config)?;
+        transport.timeout = Some(config.timeout);
+        Ok(transport)
     }
 
     /// A transport over an HTTP client the application built (for a proxy, say). Its redirect
@@ -111,6 +115,7 @@ impl Transport {
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             http,
+            timeout: None,
             max_body: config.max_body,
             sensitive_keys: &[],
         })
@@ -128,6 +133,11 @@ impl Transport {
     /// The base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The whole-exchange timeout, when the runtime built the HTTP client.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// Starts a request to `path` (which begins with `/`) below the base URL.

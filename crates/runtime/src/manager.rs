@@ -7,16 +7,22 @@
 //! - one refresher across processes and hosts, through the store's lock;
 //! - persist before publish: the new set is in the store before any caller sees it;
 //! - a dead refresh token first re-reads the store (another process may have rotated it);
-//! - after a request that may have reached the provider, a one-time token is not sent again.
+//! - before a one-time or rotating token is sent, the store records that a request with it is
+//!   in flight; until an answer proves it unspent, no process sends it again (they re-read the
+//!   store, then re-authenticate);
+//! - only a holder that can prove it holds the lock sends, and its writes are fenced by it;
+//! - issued tokens are never dropped: when the write fails they are served from memory and the
+//!   write is retried in the background, holding the lock;
+//! - a panic or a runtime shutdown ends the flight with [`ManagerError::Interrupted`], and
+//!   the next call starts a new one.
 
 use crate::error::{ErrorKind, RefreshError};
 use crate::refresh::{BoxFuture, RefreshClient};
 use crate::secret::AccessToken;
-use crate::store::{Saved, StoreError, Stored, TokenStore};
+use crate::store::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::token::TokenSet;
 use arc_swap::ArcSwapOption;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
@@ -42,6 +48,63 @@ pub struct ManagerConfig {
     pub lock_wait: Duration,
     /// How often to look for another process's result while it holds the lock.
     pub lock_poll: Duration,
+    /// The shortest time between two refresh requests for the credential from this process:
+    /// bounds the rate when a provider answers with lifetimes of zero or in the past.
+    pub min_refresh_interval: Duration,
+}
+
+/// The longest duration a setting may have: far beyond any sensible value, and small enough
+/// that no clock arithmetic on it can overflow.
+const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
+
+impl ManagerConfig {
+    /// Checks the settings against each other and against `attempt_timeout`, the longest one
+    /// refresh request can take (the client's HTTP timeout). The lock must outlive any one
+    /// attempt: a holder confirms its lock just before sending, so the request ends before the
+    /// lock could expire even if no renewal got through.
+    pub fn validate(&self, attempt_timeout: Option<Duration>) -> Result<(), ManagerError> {
+        let bad = |why: String| Err(ManagerError::Config(why));
+        let settings = [
+            ("skew", self.skew),
+            ("unknown_expiry", self.unknown_expiry),
+            ("backoff", self.backoff),
+            ("max_backoff", self.max_backoff),
+            ("lock_ttl", self.lock_ttl),
+            ("lock_wait", self.lock_wait),
+            ("lock_poll", self.lock_poll),
+            ("min_refresh_interval", self.min_refresh_interval),
+        ];
+        for (name, value) in settings {
+            if value > MAX_SETTING {
+                return bad(format!("{name} is {value:?}; at most a year is allowed"));
+            }
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts must be at least 1".into());
+        }
+        if self.lock_poll.is_zero() || self.lock_ttl < Duration::from_millis(30) {
+            return bad("lock_poll must be positive and lock_ttl at least 30 ms".into());
+        }
+        if self.backoff > self.max_backoff {
+            return bad("backoff must not exceed max_backoff".into());
+        }
+        let attempt = self.attempt_limit();
+        if let Some(timeout) = attempt_timeout
+            && timeout > attempt
+        {
+            return bad(format!(
+                "one refresh attempt may take {timeout:?} (the client's HTTP timeout), longer than two thirds of lock_ttl ({:?}): a lock could expire while its holder's request is on the wire; raise lock_ttl or lower the timeout",
+                self.lock_ttl
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest the manager lets one attempt run: two thirds of the lock's ttl, so an
+    /// attempt started right after confirming the lock ends well before it could expire.
+    fn attempt_limit(&self) -> Duration {
+        self.lock_ttl * 2 / 3
+    }
 }
 
 impl Default for ManagerConfig {
@@ -52,9 +115,10 @@ impl Default for ManagerConfig {
             max_attempts: 4,
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
-            lock_ttl: Duration::from_secs(30),
-            lock_wait: Duration::from_secs(60),
+            lock_ttl: Duration::from_secs(60),
+            lock_wait: Duration::from_secs(90),
             lock_poll: Duration::from_millis(25),
+            min_refresh_interval: Duration::from_secs(1),
         }
     }
 }
@@ -74,8 +138,14 @@ pub enum ManagerError {
     Store(StoreError),
     /// Another process held the refresh lock for longer than `lock_wait`.
     LockTimeout,
-    /// The refresh task ended without an answer (it panicked, or the runtime shut down).
+    /// The refresh task ended without an answer: it panicked, the runtime shut down, or the
+    /// call was made outside a Tokio runtime. The next call starts a new refresh.
     Interrupted,
+    /// The refresher lost the store's lock before it could send (or store) a refresh; nothing
+    /// was sent with a token it could not prove it may send.
+    LockLost,
+    /// The configuration was refused; see [`ManagerConfig::validate`].
+    Config(String),
 }
 
 impl ManagerError {
@@ -83,8 +153,8 @@ impl ManagerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Refresh(e) => e.is_retryable(),
-            Self::Store(_) | Self::LockTimeout | Self::Interrupted => true,
-            Self::ReAuthenticate { .. } => false,
+            Self::Store(_) | Self::LockTimeout | Self::Interrupted | Self::LockLost => true,
+            Self::ReAuthenticate { .. } | Self::Config(_) => false,
         }
     }
 }
@@ -100,6 +170,8 @@ impl fmt::Display for ManagerError {
             Self::Store(e) => write!(f, "{e}"),
             Self::LockTimeout => f.write_str("another refresher held the lock too long"),
             Self::Interrupted => f.write_str("the refresh was interrupted"),
+            Self::LockLost => f.write_str("the refresh lock was lost; nothing was sent"),
+            Self::Config(why) => write!(f, "invalid token manager configuration: {why}"),
         }
     }
 }
@@ -129,7 +201,9 @@ struct Cached {
     fresh_until: SystemTime,
 }
 
-type Flight = watch::Receiver<Option<Result<Arc<Cached>, ManagerError>>>;
+/// What a finished refresh hands its waiters (`None` while it runs).
+type Answer = Option<Result<Arc<Cached>, ManagerError>>;
+type Flight = watch::Receiver<Answer>;
 
 struct Inner<C, S> {
     client: C,
@@ -139,9 +213,48 @@ struct Inner<C, S> {
     reauthenticate: Mutex<Option<ReAuthenticate>>,
     cache: ArcSwapOption<Cached>,
     flight: Mutex<Option<Flight>>,
-    /// The stored version whose refresh token a request may have spent (0: none). Kept in
-    /// memory only: a restarted process will try that token once more.
-    maybe_spent: AtomicU64,
+    /// A refreshed set whose write failed; served from memory while a background task holding
+    /// the lock retries the write. This process refreshes from it, never from the store.
+    unsaved: Mutex<Option<Arc<Cached>>>,
+    /// When this process last sent a refresh request (rate bound).
+    last_sent: Mutex<Option<Instant>>,
+    /// After `Rejected` answers: until when to answer the same error without asking again,
+    /// and how many came in a row.
+    rejected: Mutex<Option<(Instant, u32, RefreshError)>>,
+}
+
+/// Clears the flight slot and answers its waiters however the refresh task ends: normally,
+/// by a panic, or dropped with a runtime that shuts down.
+struct FlightGuard<C, S> {
+    inner: Arc<Inner<C, S>>,
+    tx: Option<watch::Sender<Answer>>,
+}
+
+impl<C, S> FlightGuard<C, S> {
+    fn finish(mut self, result: Result<Arc<Cached>, ManagerError>) {
+        if let Ok(cached) = &result {
+            self.inner.cache.store(Some(Arc::clone(cached)));
+        }
+        self.end(result);
+    }
+
+    fn end(&mut self, result: Result<Arc<Cached>, ManagerError>) {
+        if let Some(tx) = self.tx.take() {
+            *self.inner.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let _ = tx.send(Some(result));
+        }
+    }
+}
+
+impl<C, S> Drop for FlightGuard<C, S> {
+    fn drop(&mut self) {
+        self.end(Err(ManagerError::Interrupted));
+    }
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every value behind these mutexes is replaced whole, so a panic leaves none half-written.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Keeps one credential's access token valid. Cheap to clone; clones share everything.
@@ -151,7 +264,7 @@ struct Inner<C, S> {
 /// # async fn demo(client: impl tokenkit::RefreshClient + 'static) -> Result<(), Box<dyn std::error::Error>> {
 /// use tokenkit::{FileStore, TokenManager};
 /// let store = FileStore::new("/var/lib/my-service/tokens")?;
-/// let manager = TokenManager::new(client, store, "production");
+/// let manager = TokenManager::new(client, store, "production")?;
 /// let token = manager.access_token().await?; // from any task, as often as needed
 /// # Ok(())
 /// # }
@@ -178,7 +291,9 @@ impl<C, S> fmt::Debug for TokenManager<C, S> {
 
 impl Cached {
     fn new(stored: Stored, config: &ManagerConfig, received: Option<SystemTime>) -> Self {
-        let Stored { version, tokens } = stored;
+        let Stored {
+            version, tokens, ..
+        } = stored;
         let fresh_until = match (tokens.expires_at, received) {
             (Some(at), Some(received)) => {
                 // A lifetime shorter than the skew is served for half of it rather than never.
@@ -207,14 +322,21 @@ impl Cached {
 }
 
 impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
-    /// A manager for the credential `key` of `store`, refreshed through `client`.
-    pub fn new(client: C, store: S, key: impl Into<String>) -> Self {
+    /// A manager for the credential `key` of `store`, refreshed through `client`, with the
+    /// default [`ManagerConfig`]. Fails when the client's HTTP timeout could outlive the lock.
+    pub fn new(client: C, store: S, key: impl Into<String>) -> Result<Self, ManagerError> {
         Self::with_config(client, store, key, ManagerConfig::default())
     }
 
-    /// Like [`TokenManager::new`], tuned.
-    pub fn with_config(client: C, store: S, key: impl Into<String>, config: ManagerConfig) -> Self {
-        Self {
+    /// Like [`TokenManager::new`], tuned; `config` is checked by [`ManagerConfig::validate`].
+    pub fn with_config(
+        client: C,
+        store: S,
+        key: impl Into<String>,
+        config: ManagerConfig,
+    ) -> Result<Self, ManagerError> {
+        config.validate(client.attempt_timeout())?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 store,
@@ -223,20 +345,18 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                 reauthenticate: Mutex::new(None),
                 cache: ArcSwapOption::empty(),
                 flight: Mutex::new(None),
-                maybe_spent: AtomicU64::new(0),
+                unsaved: Mutex::new(None),
+                last_sent: Mutex::new(None),
+                rejected: Mutex::new(None),
             }),
-        }
+        })
     }
 
     /// Calls `hook` for a new token set when the refresh token is dead (instead of failing with
     /// [`ManagerError::ReAuthenticate`]). Clones of the manager share the hook.
     #[must_use]
     pub fn with_reauthenticate(self, hook: ReAuthenticate) -> Self {
-        *self
-            .inner
-            .reauthenticate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
+        *locked(&self.inner.reauthenticate) = Some(hook);
         self
     }
 
@@ -292,25 +412,27 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
             cache.as_ref().filter(|c| c.is_fresh(now)).map(|c| read(c))
         };
         let mut flight = {
-            let mut slot = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slot = locked(&self.inner.flight);
             if !force && let Some(value) = fresh(SystemTime::now()) {
                 return Ok(value);
             }
             match slot.as_ref() {
                 Some(running) => running.clone(),
                 None => {
-                    let (tx, rx) = watch::channel(None);
-                    *slot = Some(rx.clone());
                     // The refresh runs in its own task: a caller that gives up must not
                     // abandon a request that may already have spent the refresh token.
-                    let inner = Arc::clone(&self.inner);
-                    tokio::spawn(async move {
-                        let result = inner.refresh(force).await;
-                        if let Ok(cached) = &result {
-                            inner.cache.store(Some(Arc::clone(cached)));
-                        }
-                        *inner.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                        let _ = tx.send(Some(result));
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        return Err(ManagerError::Interrupted);
+                    };
+                    let (tx, rx) = watch::channel(None);
+                    *slot = Some(rx.clone());
+                    let guard = FlightGuard {
+                        inner: Arc::clone(&self.inner),
+                        tx: Some(tx),
+                    };
+                    runtime.spawn(async move {
+                        let result = Arc::clone(&guard.inner).refresh(force).await;
+                        guard.finish(result);
                     });
                     rx
                 }
@@ -346,6 +468,8 @@ fn outcome_name(result: &Result<Arc<Cached>, ManagerError>) -> &'static str {
         Err(ManagerError::Store(_)) => "store_error",
         Err(ManagerError::LockTimeout) => "lock_timeout",
         Err(ManagerError::Interrupted) => "interrupted",
+        Err(ManagerError::LockLost) => "lock_lost",
+        Err(ManagerError::Config(_)) => "config",
     }
 }
 
@@ -363,8 +487,16 @@ fn backoff(config: &ManagerConfig, attempt: u32) -> Duration {
     exponential.saturating_sub(exponential / 4) + jitter
 }
 
-impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
-    async fn refresh(&self, force: bool) -> Result<Arc<Cached>, ManagerError> {
+/// How one refresh under the lock ended.
+enum Held {
+    /// Done; release the lock.
+    Done(Result<Arc<Cached>, ManagerError>),
+    /// New tokens the store did not take: serve them, and keep the lock for the write retry.
+    Unsaved(Arc<Cached>, TokenSet, u64),
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
+    async fn refresh(self: Arc<Self>, force: bool) -> Result<Arc<Cached>, ManagerError> {
         let span = tracing::info_span!(
             "tokenkit.refresh",
             provider = self.client.provider(),
@@ -373,9 +505,12 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
             duration_ms = tracing::field::Empty,
         );
         let started = Instant::now();
-        let result = self.refresh_locked(force).instrument(span.clone()).await;
+        let result = Arc::clone(&self)
+            .refresh_locked(force)
+            .instrument(span.clone())
+            .await;
         let outcome = outcome_name(&result);
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         span.record("outcome", outcome);
         span.record("duration_ms", duration_ms);
         span.in_scope(|| match &result {
@@ -386,9 +521,24 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
     }
 
     /// Takes the store's lock, or finds the set another process refreshed while waiting.
-    async fn refresh_locked(&self, force: bool) -> Result<Arc<Cached>, ManagerError> {
+    async fn refresh_locked(self: Arc<Self>, force: bool) -> Result<Arc<Cached>, ManagerError> {
+        // A set whose write is still being retried: it is newer than anything stored.
+        if let Some(unsaved) = locked(&self.unsaved).clone() {
+            return if unsaved.is_unexpired(SystemTime::now()) {
+                Ok(unsaved)
+            } else {
+                Err(ManagerError::Store(StoreError::new(
+                    "the last refreshed set is not stored yet; its write is being retried",
+                )))
+            };
+        }
+        if let Some((until, _, error)) = locked(&self.rejected).clone()
+            && Instant::now() < until
+        {
+            return Err(ManagerError::Refresh(error));
+        }
         let seen = self.cache.load_full().map(|c| c.version);
-        let deadline = Instant::now() + self.config.lock_wait;
+        let deadline = after(Instant::now(), self.config.lock_wait);
         loop {
             if let Some(stored) = self.store.load(&self.key).await? {
                 let newer = Some(stored.version) != seen;
@@ -398,9 +548,20 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
                 }
             }
             if let Some(lock) = self.store.try_lock(&self.key, self.config.lock_ttl).await? {
-                let result = self.refresh_holding_lock(force, seen).await;
-                lock.release().await;
-                return result;
+                return match self.refresh_holding_lock(force, seen, &lock).await {
+                    Held::Done(result) => {
+                        lock.release().await;
+                        result
+                    }
+                    Held::Unsaved(cached, tokens, expected) => {
+                        *locked(&self.unsaved) = Some(Arc::clone(&cached));
+                        let inner = Arc::clone(&self);
+                        tokio::spawn(
+                            async move { inner.retry_write(lock, tokens, expected).await },
+                        );
+                        Ok(cached)
+                    }
+                };
             }
             if Instant::now() >= deadline {
                 return Err(ManagerError::LockTimeout);
@@ -409,36 +570,118 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
         }
     }
 
-    async fn refresh_holding_lock(
-        &self,
-        force: bool,
-        seen: Option<u64>,
-    ) -> Result<Arc<Cached>, ManagerError> {
-        let mut current = self.store.load(&self.key).await?;
+    /// Retries the write of a refreshed set with backoff, holding the lock, until it lands, the
+    /// store holds something newer, or the lock is lost. Meanwhile the set is served from
+    /// memory; its superseded refresh token stays marked as sent in the store, so nobody
+    /// sends it again.
+    async fn retry_write(self: Arc<Self>, lock: StoreLock, tokens: TokenSet, expected: u64) {
+        let mut attempt = 0;
+        loop {
+            tokio::time::sleep(backoff(&self.config, attempt)).await;
+            attempt = attempt.saturating_add(1);
+            if !lock.confirm().await {
+                tracing::error!(credential = %self.key, "lost the lock before the refreshed set could be stored; it is served from memory until it expires");
+                break;
+            }
+            match self
+                .store
+                .save_fenced(&self.key, &tokens, Some(expected), &lock)
+                .await
+            {
+                Ok(Saved::Written(version)) => {
+                    if let Some(unsaved) = locked(&self.unsaved).take() {
+                        self.cache.store(Some(Arc::new(Cached {
+                            tokens: unsaved.tokens.clone(),
+                            version,
+                            fresh_until: unsaved.fresh_until,
+                        })));
+                    }
+                    tracing::info!(credential = %self.key, attempt, "stored the refreshed set after a failed write");
+                    lock.release().await;
+                    return;
+                }
+                Ok(Saved::Conflict(_) | Saved::LockLost) => {
+                    tracing::error!(credential = %self.key, "the store changed before the refreshed set could be stored; keeping the stored one");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(credential = %self.key, attempt, error = %e, "retrying the write of a refreshed set")
+                }
+            }
+        }
+        locked(&self.unsaved).take();
+        lock.release().await;
+    }
+
+    async fn refresh_holding_lock(&self, force: bool, seen: Option<u64>, lock: &StoreLock) -> Held {
+        let mut current = match self.store.load(&self.key).await {
+            Ok(current) => current,
+            Err(e) => return Held::Done(Err(e.into())),
+        };
         let mut attempt = 0;
         let mut rereads = 0;
+        let resend_safe = self.client.rotation().resend_is_safe();
         loop {
             let Some(stored) = current.clone() else {
-                return self.reauthenticate(None, None).await;
+                return Held::Done(self.reauthenticate(None, None, lock).await);
             };
             let newer = Some(stored.version) != seen;
             let cached = Cached::new(stored.clone(), &self.config, None);
             if cached.is_fresh(SystemTime::now()) && (!force || newer) {
-                return Ok(Arc::new(cached));
+                return Held::Done(Ok(Arc::new(cached)));
             }
             let Some(refresh_token) = stored.tokens.refresh_token.clone() else {
-                return self.reauthenticate(Some(stored.version), None).await;
+                return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
             };
-            if self.maybe_spent.load(Ordering::Acquire) == stored.version {
-                // An earlier request with this token may have reached the provider, and the
-                // spec says resending it is not safe.
-                return self.reauthenticate(Some(stored.version), None).await;
+            if stored.sending && !resend_safe {
+                // A request with this token may have reached the provider (this process or
+                // another, maybe one that died): it may be spent and is never sent again.
+                return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
             }
-            let error = match self.client.refresh(&refresh_token).await {
+            self.pace().await;
+            if !lock.confirm().await {
+                return Held::Done(Err(ManagerError::LockLost));
+            }
+            if !resend_safe {
+                match self
+                    .store
+                    .mark_sending(&self.key, stored.version, lock)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) if rereads < 3 => {
+                        // The set changed under us, or the lock is gone: look again.
+                        rereads += 1;
+                        current = match self.store.load(&self.key).await {
+                            Ok(c) => c,
+                            Err(e) => return Held::Done(Err(e.into())),
+                        };
+                        continue;
+                    }
+                    Ok(false) => return Held::Done(Err(ManagerError::LockLost)),
+                    Err(e) => return Held::Done(Err(e.into())),
+                }
+            }
+            *locked(&self.last_sent) = Some(Instant::now());
+            let sent = tokio::time::timeout(
+                self.config.attempt_limit(),
+                self.client.refresh(&refresh_token),
+            )
+            .await
+            .unwrap_or(Err(RefreshError::Transport {
+                kind: crate::error::TransportKind::Timeout,
+                maybe_sent: true,
+            }));
+            let error = match sent {
                 Ok(mut tokens) => {
-                    // A response without a new refresh token leaves the old one valid.
-                    tokens.refresh_token.get_or_insert(refresh_token);
-                    return self.persist(tokens, stored.version).await;
+                    *locked(&self.rejected) = None;
+                    // Without a new refresh token the old one stays valid only where the
+                    // rotation says so; elsewhere the set is stored without one, and the
+                    // next refresh re-authenticates instead of sending a spent token.
+                    if resend_safe {
+                        tokens.refresh_token.get_or_insert(refresh_token);
+                    }
+                    return self.persist(tokens, stored.version, lock).await;
                 }
                 Err(error) => error,
             };
@@ -452,10 +695,24 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
                     }
                 );
             let dead = kind == ErrorKind::ReAuthenticate;
-            if dead || (reached && !self.client.rotation().resend_is_safe()) {
+            if !resend_safe && !reached && !dead {
+                // The answer proves the token unspent (a documented refusal or nothing sent).
+                // If the mark cannot be cleared, the token counts as spent: safe, not lost.
+                if let Err(e) = self
+                    .store
+                    .clear_sending(&self.key, stored.version, lock)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not clear the sending mark");
+                }
+            }
+            if dead || (reached && !resend_safe) {
                 // Another process may have rotated the token since it was read: only a newer
                 // stored set may be tried, never the same token again.
-                let latest = self.store.load(&self.key).await?;
+                let latest = match self.store.load(&self.key).await {
+                    Ok(latest) => latest,
+                    Err(e) => return Held::Done(Err(e.into())),
+                };
                 let changed = latest.as_ref().map(|s| s.version) != Some(stored.version);
                 if changed && rereads < 3 {
                     rereads += 1;
@@ -463,55 +720,97 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
                     continue;
                 }
                 if dead {
-                    return self.reauthenticate(Some(stored.version), Some(error)).await;
+                    return Held::Done(
+                        self.reauthenticate(Some(stored.version), Some(error), lock)
+                            .await,
+                    );
                 }
-                self.maybe_spent.store(stored.version, Ordering::Release);
-                return Err(ManagerError::Refresh(error));
+                return Held::Done(Err(ManagerError::Refresh(error)));
+            }
+            if kind == ErrorKind::Rejected {
+                self.note_rejected(&error);
             }
             if !error.is_retryable() || attempt + 1 >= self.config.max_attempts {
-                return Err(ManagerError::Refresh(error));
+                return Held::Done(Err(ManagerError::Refresh(error)));
             }
-            let delay = match &error {
-                RefreshError::Transient {
-                    retry_after: Some(after),
-                    ..
-                } => (*after).min(self.config.max_backoff),
-                _ => backoff(&self.config, attempt),
+            let delay = match error.retry_after() {
+                Some(after) => after.min(self.config.max_backoff),
+                None => backoff(&self.config, attempt),
             };
             attempt += 1;
             tracing::debug!(attempt, ?delay, error = %error, "retrying the refresh");
             tokio::time::sleep(delay).await;
+            current = match self.store.load(&self.key).await {
+                Ok(c) => c,
+                Err(e) => return Held::Done(Err(e.into())),
+            };
         }
     }
 
-    /// Persists a new set, then returns it for publishing.
-    async fn persist(
-        &self,
-        mut tokens: TokenSet,
-        expected: u64,
-    ) -> Result<Arc<Cached>, ManagerError> {
+    /// Waits until `min_refresh_interval` has passed since this process last sent a refresh.
+    async fn pace(&self) {
+        let last = *locked(&self.last_sent);
+        if let Some(last) = last {
+            let ready = after(last, self.config.min_refresh_interval);
+            tokio::time::sleep_until(ready.into()).await;
+        }
+    }
+
+    /// Answers `Rejected` again, without asking, for a backoff that doubles with each
+    /// rejection in a row: a misconfigured client must not hammer the provider.
+    fn note_rejected(&self, error: &RefreshError) {
+        let mut rejected = locked(&self.rejected);
+        let count = rejected.as_ref().map_or(0, |(_, n, _)| n.saturating_add(1));
+        let until = after(Instant::now(), backoff(&self.config, count));
+        *rejected = Some((until, count, error.clone()));
+    }
+
+    /// Persists a new set, then returns it for publishing; a write that fails keeps it.
+    async fn persist(&self, mut tokens: TokenSet, expected: u64, lock: &StoreLock) -> Held {
         let received = SystemTime::now();
         tokens
             .expires_at
             .get_or_insert(received + self.config.unknown_expiry);
-        match self.store.save(&self.key, &tokens, Some(expected)).await? {
-            Saved::Written(version) => Ok(Arc::new(Cached::new(
-                Stored { version, tokens },
+        let cached = |version| {
+            Arc::new(Cached::new(
+                Stored {
+                    version,
+                    tokens: tokens.clone(),
+                    sending: false,
+                },
                 &self.config,
                 Some(received),
-            ))),
-            Saved::Conflict(_) => {
-                // Someone wrote despite the lock (it expired under us). Theirs is newer than
-                // what this refresh started from; serve theirs, never overwrite it.
+            ))
+        };
+        match self
+            .store
+            .save_fenced(&self.key, &tokens, Some(expected), lock)
+            .await
+        {
+            Ok(Saved::Written(version)) => Held::Done(Ok(cached(version))),
+            Ok(Saved::Conflict(_)) => {
+                // Someone wrote despite the lock. Theirs is newer than what this refresh
+                // started from; serve theirs, never overwrite it.
                 tracing::warn!(
                     "the stored token set changed during a refresh; keeping the newer one"
                 );
-                let latest = self.store.load(&self.key).await?;
-                latest
-                    .map(|s| Arc::new(Cached::new(s, &self.config, None)))
-                    .ok_or(ManagerError::Store(StoreError::new(
+                Held::Done(match self.store.load(&self.key).await {
+                    Ok(Some(s)) => Ok(Arc::new(Cached::new(s, &self.config, None))),
+                    Ok(None) => Err(ManagerError::Store(StoreError::new(
                         "the token set vanished during a refresh",
-                    )))
+                    ))),
+                    Err(e) => Err(e.into()),
+                })
+            }
+            Ok(Saved::LockLost) => {
+                // Fenced out: another holder may be at work. These tokens are valid; serve
+                // them from memory, and let the store's holder decide the stored state.
+                tracing::error!("the lock expired before the refreshed set could be stored");
+                Held::Done(Ok(cached(expected)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the refreshed set could not be stored; serving it from memory and retrying the write");
+                Held::Unsaved(cached(expected), tokens, expected)
             }
         }
     }
@@ -520,12 +819,9 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
         &self,
         expected: Option<u64>,
         cause: Option<RefreshError>,
+        lock: &StoreLock,
     ) -> Result<Arc<Cached>, ManagerError> {
-        let hook = self
-            .reauthenticate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let hook = locked(&self.reauthenticate).clone();
         let Some(hook) = hook else {
             return Err(ManagerError::ReAuthenticate { cause });
         };
@@ -536,28 +832,40 @@ impl<C: RefreshClient, S: TokenStore> Inner<C, S> {
                 ManagerError::Refresh(e)
             }
         })?;
-        match expected {
-            Some(version) => self.persist(tokens, version).await,
-            None => {
-                let received = SystemTime::now();
-                let mut tokens = tokens;
-                tokens
-                    .expires_at
-                    .get_or_insert(received + self.config.unknown_expiry);
-                match self.store.save(&self.key, &tokens, None).await? {
-                    Saved::Written(version) => Ok(Arc::new(Cached::new(
-                        Stored { version, tokens },
-                        &self.config,
-                        Some(received),
-                    ))),
-                    Saved::Conflict(_) => self
-                        .store
-                        .load(&self.key)
-                        .await?
-                        .map(|s| Arc::new(Cached::new(s, &self.config, None)))
-                        .ok_or(ManagerError::ReAuthenticate { cause: None }),
-                }
-            }
+        let received = SystemTime::now();
+        let mut tokens = tokens;
+        tokens
+            .expires_at
+            .get_or_insert(received + self.config.unknown_expiry);
+        match self
+            .store
+            .save_fenced(&self.key, &tokens, expected, lock)
+            .await?
+        {
+            Saved::Written(version) => Ok(Arc::new(Cached::new(
+                Stored {
+                    version,
+                    tokens,
+                    sending: false,
+                },
+                &self.config,
+                Some(received),
+            ))),
+            Saved::LockLost => Err(ManagerError::LockLost),
+            Saved::Conflict(_) => self
+                .store
+                .load(&self.key)
+                .await?
+                .map(|s| Arc::new(Cached::new(s, &self.config, None)))
+                .ok_or(ManagerError::ReAuthenticate { cause: None }),
         }
     }
+}
+
+/// `start + wait`, or far in the future where that does not fit an `Instant`.
+fn after(start: Instant, wait: Duration) -> Instant {
+    start
+        .checked_add(wait)
+        .or_else(|| start.checked_add(MAX_SETTING))
+        .unwrap_or(start)
 }

@@ -6,6 +6,7 @@ use crate::token::TokenSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A boxed future that can move between threads. Boxing keeps [`RefreshClient`] usable as
 /// `dyn RefreshClient`; one allocation is nothing next to an HTTP round trip.
@@ -43,6 +44,12 @@ pub trait RefreshClient: Send + Sync {
         &'a self,
         refresh_token: &'a RefreshToken,
     ) -> BoxFuture<'a, Result<TokenSet, RefreshError>>;
+
+    /// The longest one refresh request can take (the HTTP timeout), when the client knows it:
+    /// the token manager refuses a lock that one attempt could outlive.
+    fn attempt_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 macro_rules! forward_refresh_client {
@@ -61,6 +68,10 @@ macro_rules! forward_refresh_client {
                 refresh_token: &'a RefreshToken,
             ) -> BoxFuture<'a, Result<TokenSet, RefreshError>> {
                 (**self).refresh(refresh_token)
+            }
+
+            fn attempt_timeout(&self) -> Option<Duration> {
+                (**self).attempt_timeout()
             }
         }
     )*};

@@ -18,6 +18,8 @@ use std::time::Duration;
 /// - `<key>.lock` carries the refresh lock: an OS file lock, which dies with its process, so a
 ///   crashed refresher never blocks the others.
 /// - `<key>.write.lock` serializes the compare-and-set of writers.
+/// - `<key>.sending` holds the version whose refresh token a request may have spent
+///   ([`TokenStore::mark_sending`]); a write of a new version removes it.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
@@ -89,11 +91,33 @@ fn open_lock_file(path: &Path) -> Result<File, StoreError> {
 }
 
 fn read(path: &Path) -> Result<Option<Stored>, StoreError> {
-    match std::fs::read(path) {
-        Ok(bytes) => decode(&bytes).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error("cannot read the token set", path, &e)),
-    }
+    let mut stored = match std::fs::read(path) {
+        Ok(bytes) => decode(&bytes)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("cannot read the token set", path, &e)),
+    };
+    let marker = path.with_extension("sending");
+    stored.sending = match std::fs::read_to_string(&marker) {
+        Ok(text) => text.trim().parse::<u64>().ok() == Some(stored.version),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_error("cannot read the sending mark", &marker, &e)),
+    };
+    Ok(Some(stored))
+}
+
+/// Runs `work` holding `key`'s write lock, with the current version.
+fn with_write_lock<T>(
+    store: &FileStore,
+    key: &str,
+    work: impl FnOnce(&Path, Option<u64>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let path = store.path_of(key);
+    let lock_path = store.lock_path(key, "write.lock");
+    let lock = open_lock_file(&lock_path)?;
+    lock.lock()
+        .map_err(|e| io_error("cannot lock for writing", &lock_path, &e))?;
+    let current = read(&path)?.map(|s| s.version);
+    work(&path, current)
 }
 
 /// The prefix of `path`'s temporary files: `<key>.tmp.`.
@@ -171,20 +195,63 @@ impl TokenStore for FileStore {
         tokens: &'a TokenSet,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        let path = self.path_of(key);
-        let lock_path = self.lock_path(key, "write.lock");
         let tokens = tokens.clone();
+        let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
-            let lock = open_lock_file(&lock_path)?;
-            lock.lock()
-                .map_err(|e| io_error("cannot lock for writing", &lock_path, &e))?;
-            let current = read(&path)?.map(|s| s.version);
-            if current != expected {
-                return Ok(Saved::Conflict(current));
-            }
-            let version = current.unwrap_or(0) + 1;
-            replace(&path, &encode(version, &tokens))?;
-            Ok(Saved::Written(version))
+            with_write_lock(&store, &key, |path, current| {
+                if current != expected {
+                    return Ok(Saved::Conflict(current));
+                }
+                let version = current.unwrap_or(0) + 1;
+                replace(path, &encode(version, &tokens))?;
+                // The mark belonged to the version just replaced.
+                let _ = std::fs::remove_file(path.with_extension("sending"));
+                Ok(Saved::Written(version))
+            })
+        }))
+    }
+
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let (store, key) = (self.clone(), key.to_owned());
+        Box::pin(blocking(move || {
+            with_write_lock(&store, &key, |path, current| {
+                if current != Some(version) {
+                    return Ok(false);
+                }
+                replace(
+                    &path.with_extension("sending"),
+                    version.to_string().as_bytes(),
+                )?;
+                Ok(true)
+            })
+        }))
+    }
+
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (store, key) = (self.clone(), key.to_owned());
+        Box::pin(blocking(move || {
+            with_write_lock(&store, &key, |path, current| {
+                let marker = path.with_extension("sending");
+                if current == Some(version) {
+                    match std::fs::remove_file(&marker) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io_error("cannot clear the sending mark", &marker, &e));
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            })
         }))
     }
 

@@ -13,6 +13,19 @@ struct Inner {
     locked: HashSet<String>,
 }
 
+impl Inner {
+    /// Sets the `sending` mark of `key` if its version is `version`.
+    fn mark(&mut self, key: &str, version: u64, sending: bool) -> bool {
+        match self.sets.get_mut(key) {
+            Some(stored) if stored.version == version => {
+                stored.sending = sending;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Token sets in memory, for one process. Clones share the same sets.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -60,6 +73,7 @@ impl TokenStore for MemoryStore {
                     Stored {
                         version,
                         tokens: tokens.clone(),
+                        sending: false,
                     },
                 );
                 Saved::Written(version)
@@ -68,6 +82,26 @@ impl TokenStore for MemoryStore {
             }
         };
         Box::pin(async move { Ok(saved) })
+    }
+
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let marked = self.inner().mark(key, version, true);
+        Box::pin(async move { Ok(marked) })
+    }
+
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner().mark(key, version, false);
+        Box::pin(async move { Ok(()) })
     }
 
     fn try_lock<'a>(

@@ -23,6 +23,8 @@ use crate::refresh::BoxFuture;
 use crate::token::TokenSet;
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A token set as stored, with the version a compare-and-set checks.
@@ -32,6 +34,9 @@ pub struct Stored {
     pub version: u64,
     /// The token set.
     pub tokens: TokenSet,
+    /// A refresh request with this set's refresh token may have reached the provider
+    /// ([`TokenStore::mark_sending`]) and no answer was stored: the token may be spent.
+    pub sending: bool,
 }
 
 /// The outcome of a compare-and-set write.
@@ -41,6 +46,8 @@ pub enum Saved {
     Written(u64),
     /// Not written: the stored version was not the expected one (`None`: nothing stored).
     Conflict(Option<u64>),
+    /// Not written: the writer's lock has expired (another holder may have it).
+    LockLost,
 }
 
 /// A store failed. Never contains a token.
@@ -51,7 +58,8 @@ pub struct StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
+    /// A store error saying `message` (never a token).
+    pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
         }
@@ -66,33 +74,81 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// Proves a lease is still held, extending it: `true` while this holder owns it.
+pub type Confirm = Box<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
 /// A held refresh lock. Dropping it releases it too (a file lock at once, a Redis lock at its
 /// expiry); [`StoreLock::release`] releases it now.
+///
+/// A lock that can expire under a live holder (a lease, as in Redis) carries a fencing token,
+/// which fenced writes check, and a way to confirm it is still held before each attempt.
 pub struct StoreLock {
     _held: Option<Box<dyn Any + Send + Sync>>,
-    release: Option<BoxFuture<'static, ()>>,
+    /// In a mutex only to make the lock `Sync` (it is taken once, by `release`).
+    release: std::sync::Mutex<Option<BoxFuture<'static, ()>>>,
+    fence: Option<String>,
+    lost: Option<Arc<AtomicBool>>,
+    confirm: Option<Confirm>,
 }
 
 impl StoreLock {
-    /// A lock held by owning `held` (a locked file, say).
+    /// A lock held by owning `held` (a locked file, say); it cannot be lost while held.
     pub fn holding(held: impl Any + Send + Sync) -> Self {
         Self {
             _held: Some(Box::new(held)),
-            release: None,
+            release: std::sync::Mutex::new(None),
+            fence: None,
+            lost: None,
+            confirm: None,
         }
     }
 
-    /// A lock released by running `release`.
-    pub fn releasing(release: BoxFuture<'static, ()>) -> Self {
+    /// A lease: `fence` identifies this holder, `lost` turns true when renewal gave up,
+    /// `confirm` proves (and extends) it, `release` gives it up.
+    pub fn lease(
+        fence: String,
+        lost: Arc<AtomicBool>,
+        confirm: Confirm,
+        release: BoxFuture<'static, ()>,
+    ) -> Self {
         Self {
             _held: None,
-            release: Some(release),
+            release: std::sync::Mutex::new(Some(release)),
+            fence: Some(fence),
+            lost: Some(lost),
+            confirm: Some(confirm),
+        }
+    }
+
+    /// The fencing token a fenced write checks; `None` for locks that cannot be lost.
+    pub fn fence(&self) -> Option<&str> {
+        self.fence.as_deref()
+    }
+
+    /// Whether this holder still holds the lock (extending a lease as it asks). A holder that
+    /// cannot prove it must not send a refresh token.
+    pub async fn confirm(&self) -> bool {
+        if self
+            .lost
+            .as_ref()
+            .is_some_and(|l| l.load(Ordering::Acquire))
+        {
+            return false;
+        }
+        match &self.confirm {
+            Some(confirm) => confirm().await,
+            None => true,
         }
     }
 
     /// Releases the lock.
-    pub async fn release(mut self) {
-        if let Some(release) = self.release.take() {
+    pub async fn release(self) {
+        let release = self
+            .release
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(release) = release {
             release.await;
         }
     }
@@ -118,6 +174,40 @@ pub trait TokenStore: Send + Sync + 'static {
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<Saved, StoreError>>;
 
+    /// Like [`TokenStore::save`], and only while `lock` is held: a holder whose lease expired
+    /// gets [`Saved::LockLost`] and writes nothing. Stores whose lock cannot be lost while its
+    /// holder lives (a file lock, a memory lock) need not override it.
+    fn save_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        let _ = lock;
+        self.save(key, tokens, expected)
+    }
+
+    /// Records, while `lock` is held, that a refresh request with the refresh token of
+    /// `version` is about to be sent, so that every process (and this one after a restart)
+    /// loads the set with [`Stored::sending`] and never sends that token again unless an
+    /// answer proved it unspent. `false`: not recorded (the version changed, or the lock is
+    /// lost); the token must not be sent.
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Clears the mark of `version` after an answer proved its refresh token unspent.
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Takes the refresh lock of `key` if it is free; `None` if another holder has it. `ttl`
     /// bounds how long a holder that dies keeps it, where the store cannot tell by itself.
     fn try_lock<'a>(
@@ -139,6 +229,34 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         (**self).save(key, tokens, expected)
+    }
+
+    fn save_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        (**self).save_fenced(key, tokens, expected, lock)
+    }
+
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).mark_sending(key, version, lock)
+    }
+
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).clear_sending(key, version, lock)
     }
 
     fn try_lock<'a>(

@@ -46,6 +46,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
         ))
     })?;
     Ok(Stored {
+        sending: false,
         version: record.version,
         tokens: TokenSet {
             access_token: record.access_token,

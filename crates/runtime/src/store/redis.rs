@@ -1,22 +1,56 @@
-//! Token sets in Redis, shared by every replica of a service.
+//! Token sets in Redis (one server, or a cluster), shared by every replica of a service.
+//!
+//! Connections heal themselves: a single server goes through the redis crate's connection
+//! manager, a cluster through its cluster connection, both with the bounded timeouts below, so a
+//! Redis restart, a failover or a dropped idle connection costs the calls made while Redis is
+//! away (they fail with a retryable [`StoreError`]) and nothing after.
 
 use super::record::{decode, encode};
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::refresh::BoxFuture;
 use crate::token::TokenSet;
-use redis::aio::MultiplexedConnection;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Writes `data` as version `new` only if the stored version is still `expected` ('' for none).
+/// How long one command may take before it fails (and the connection is rebuilt).
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// The longest pause between reconnection attempts: Redis back means the store back within
+/// about this long.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(250);
+
+/// Fails with -2 unless the lock (KEYS[2]) holds the fence (ARGV[1]; '' for unfenced).
+const FENCE: &str = r"
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
+";
+
+/// Writes `data` as version `new` only if the stored version is still `expected` ('' for
+/// none); a new version has no sending mark.
 const COMPARE_AND_SET: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
-if (current == false and ARGV[1] == '') or current == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'version', ARGV[2], 'data', ARGV[3])
+if (current == false and ARGV[2] == '') or current == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'version', ARGV[3], 'data', ARGV[4])
+  redis.call('HDEL', KEYS[1], 'sending')
   return -1
 end
 if current == false then return 0 end
 return tonumber(current)
+";
+
+/// Marks (ARGV[3] = '1') or clears the sending mark of version ARGV[2], if it is current.
+const MARK: &str = r"
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'sending', ARGV[2])
+elseif redis.call('HGET', KEYS[1], 'sending') == ARGV[2] then
+  redis.call('HDEL', KEYS[1], 'sending')
+end
+return 1
 ";
 
 /// Extends the lock only if this holder still owns it.
@@ -35,14 +69,53 @@ end
 return 0
 ";
 
-/// Token sets in Redis under `<prefix>:<key>` (a hash of `version` and `data`), with the
-/// refresh lock at `<prefix>:<key>:lock` (`SET NX PX`, renewed while held: it expires only
-/// when its holder dies).
-/// Writes are compare-and-set on the version, in one Lua script, so a replica holding a stale
-/// set can never overwrite a newer one.
+/// A single server or a cluster, behind one command interface.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Token sets in Redis. Each credential has two keys that share one hash tag, so they live in
+/// one cluster slot and one Lua script can touch both:
+/// - `<prefix>:{<key>}:set`, a hash of `version`, `data` and `sending`;
+/// - `<prefix>:{<key>}:lock`, the refresh lock (`SET NX PX`, renewed while held).
+///
+/// `{`, `}` and `%` in the prefix and key are percent-encoded, so no credential's keys can be
+/// another's. Writes are compare-and-set on the version, fenced by the writer's lock token, in
+/// one Lua script: a replica holding a stale set, or a holder whose lock expired, can never
+/// overwrite a newer set.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: MultiplexedConnection,
+    connection: Connection,
     prefix: String,
 }
 
@@ -59,22 +132,90 @@ fn redis_error(what: &str, error: &redis::RedisError) -> StoreError {
     StoreError::new(format!("{what}: {:?} ({})", error.kind(), error.category()))
 }
 
+/// Percent-encodes the characters that would change a key's hash tag.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl RedisStore {
-    /// Connects to `url` (`redis://127.0.0.1:6379/`); keys start with `prefix`.
+    /// Connects to one server at `url` (`redis://127.0.0.1:6379/`); keys start with `prefix`.
+    /// Commands time out after 1 s and connecting after 1 s; a lost connection is rebuilt,
+    /// retrying at most 250 ms apart, so the store is back within about that of Redis.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(|e| redis_error("invalid Redis URL", &e))?;
-        let connection = client
-            .get_multiplexed_async_connection()
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(MAX_RECONNECT_DELAY)
+            .set_number_of_retries(usize::MAX);
+        let manager = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| redis_error("cannot connect to Redis", &e))?;
         Ok(Self {
-            connection,
+            connection: Connection::Single(manager),
             prefix: prefix.into(),
         })
     }
 
-    fn key(&self, key: &str) -> String {
-        format!("{}:{key}", self.prefix)
+    /// Connects to a Redis Cluster through any of its `nodes` (`redis://127.0.0.1:7000/`).
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        prefix: impl Into<String>,
+    ) -> Result<Self, StoreError> {
+        let client = redis::cluster::ClusterClient::builder(nodes.iter().copied())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(8)
+            .max_retry_wait(u64::try_from(MAX_RECONNECT_DELAY.as_millis()).unwrap_or(250))
+            .build()
+            .map_err(|e| redis_error("invalid Redis Cluster nodes", &e))?;
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(|e| redis_error("cannot connect to the Redis Cluster", &e))?;
+        Ok(Self {
+            connection: Connection::Cluster(connection),
+            prefix: prefix.into(),
+        })
+    }
+
+    /// The hash holding `key`'s token set.
+    fn set_key(&self, key: &str) -> String {
+        format!("{}:{{{}}}:set", escape(&self.prefix), escape(key))
+    }
+
+    /// The refresh lock of `key`.
+    fn lock_key(&self, key: &str) -> String {
+        format!("{}:{{{}}}:lock", escape(&self.prefix), escape(key))
+    }
+
+    async fn mark(
+        &self,
+        key: &str,
+        version: u64,
+        lock: &StoreLock,
+        sending: bool,
+    ) -> Result<i64, StoreError> {
+        let mut connection = self.connection.clone();
+        redis::Script::new(&format!("{FENCE}{MARK}"))
+            .key(self.set_key(key))
+            .key(self.lock_key(key))
+            .arg(lock.fence().unwrap_or_default())
+            .arg(version)
+            .arg(if sending { "1" } else { "0" })
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| redis_error("cannot record the refresh in flight", &e))
     }
 }
 
@@ -96,13 +237,17 @@ impl TokenStore for RedisStore {
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let data: Option<Vec<u8>> = redis::cmd("HGET")
-                .arg(self.key(key))
+            let (data, sending): (Option<Vec<u8>>, Option<u64>) = redis::cmd("HMGET")
+                .arg(self.set_key(key))
                 .arg("data")
+                .arg("sending")
                 .query_async(&mut connection)
                 .await
                 .map_err(|e| redis_error("cannot read the token set", &e))?;
-            data.map(|bytes| decode(&bytes)).transpose()
+            let Some(bytes) = data else { return Ok(None) };
+            let mut stored = decode(&bytes)?;
+            stored.sending = sending == Some(stored.version);
+            Ok(Some(stored))
         })
     }
 
@@ -112,22 +257,37 @@ impl TokenStore for RedisStore {
         tokens: &'a TokenSet,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(self.save_with_fence(key, tokens, expected, None))
+    }
+
+    fn save_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(self.save_with_fence(key, tokens, expected, lock.fence()))
+    }
+
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.mark(key, version, lock, true).await? == 1) })
+    }
+
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let version = expected.unwrap_or(0) + 1;
-            let outcome: i64 = redis::Script::new(COMPARE_AND_SET)
-                .key(self.key(key))
-                .arg(expected.map(|v| v.to_string()).unwrap_or_default())
-                .arg(version)
-                .arg(encode(version, tokens))
-                .invoke_async(&mut connection)
-                .await
-                .map_err(|e| redis_error("cannot write the token set", &e))?;
-            Ok(match outcome {
-                -1 => Saved::Written(version),
-                0 => Saved::Conflict(None),
-                current => Saved::Conflict(u64::try_from(current).ok()),
-            })
+            self.mark(key, version, lock, false).await?;
+            Ok(())
         })
     }
 
@@ -138,7 +298,7 @@ impl TokenStore for RedisStore {
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let lock_key = format!("{}:lock", self.key(key));
+            let lock_key = self.lock_key(key);
             let token = lock_token();
             let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let taken: Option<String> = redis::cmd("SET")
@@ -150,50 +310,124 @@ impl TokenStore for RedisStore {
                 .query_async(&mut connection)
                 .await
                 .map_err(|e| redis_error("cannot take the refresh lock", &e))?;
-            Ok(taken.map(|_| {
-                // While held, the lock is renewed every third of its ttl, so a refresh that
-                // outlasts the ttl (retries, slow providers) keeps it; a holder that dies stops
-                // renewing and the lock expires.
-                let renewal = tokio::spawn(renew(
-                    connection.clone(),
-                    lock_key.clone(),
-                    token.clone(),
-                    millis,
-                ));
-                let stop = AbortOnDrop(renewal);
-                StoreLock::releasing(Box::pin(async move {
-                    drop(stop);
-                    // If this fails the lock expires by itself after `ttl`.
-                    let _: Result<i64, _> = redis::Script::new(RELEASE)
-                        .key(lock_key)
-                        .arg(token)
-                        .invoke_async(&mut connection)
-                        .await;
-                }))
-            }))
+            if taken.is_none() {
+                return Ok(None);
+            }
+            let lease = Lease {
+                connection,
+                lock_key,
+                token: token.clone(),
+                millis,
+            };
+            let lost = Arc::new(AtomicBool::new(false));
+            // Renewed every third of its ttl while held, so a long refresh keeps it; a holder
+            // that dies stops renewing and the lock expires.
+            let renewal = AbortOnDrop(tokio::spawn(lease.clone().renew(Arc::clone(&lost))));
+            let confirming = lease.clone();
+            let confirm: super::Confirm = Box::new(move || {
+                let lease = confirming.clone();
+                Box::pin(async move { lease.extend().await == Some(true) })
+            });
+            let release: BoxFuture<'static, ()> = Box::pin(async move {
+                drop(renewal);
+                lease.release().await;
+            });
+            Ok(Some(StoreLock::lease(token, lost, confirm, release)))
         })
     }
 }
 
-/// Keeps extending a held lock until the holder stops the task (or loses the lock).
-async fn renew(
-    mut connection: MultiplexedConnection,
+impl RedisStore {
+    async fn save_with_fence(
+        &self,
+        key: &str,
+        tokens: &TokenSet,
+        expected: Option<u64>,
+        fence: Option<&str>,
+    ) -> Result<Saved, StoreError> {
+        let mut connection = self.connection.clone();
+        let version = expected.unwrap_or(0) + 1;
+        let outcome: i64 = redis::Script::new(&format!("{FENCE}{COMPARE_AND_SET}"))
+            .key(self.set_key(key))
+            .key(self.lock_key(key))
+            .arg(fence.unwrap_or_default())
+            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(version)
+            .arg(encode(version, tokens))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| redis_error("cannot write the token set", &e))?;
+        Ok(match outcome {
+            -1 => Saved::Written(version),
+            -2 => Saved::LockLost,
+            0 => Saved::Conflict(None),
+            current => Saved::Conflict(u64::try_from(current).ok()),
+        })
+    }
+}
+
+/// A held lock: what renewing, confirming and releasing it need.
+#[derive(Clone)]
+struct Lease {
+    connection: Connection,
     lock_key: String,
     token: String,
     millis: u64,
-) {
-    let period = Duration::from_millis((millis / 3).max(1));
-    loop {
-        tokio::time::sleep(period).await;
+}
+
+impl Lease {
+    /// Extends the lock to a full ttl: `Some(true)` held, `Some(false)` lost, `None` Redis
+    /// did not answer.
+    async fn extend(&self) -> Option<bool> {
+        let mut connection = self.connection.clone();
         let renewed: Result<i64, _> = redis::Script::new(RENEW)
-            .key(&lock_key)
-            .arg(&token)
-            .arg(millis)
+            .key(&self.lock_key)
+            .arg(&self.token)
+            .arg(self.millis)
             .invoke_async(&mut connection)
             .await;
-        if !matches!(renewed, Ok(1)) {
-            return;
+        renewed.ok().map(|n| n == 1)
+    }
+
+    /// Keeps extending the lock until the holder stops the task. A renewal Redis does not
+    /// answer is retried until the lock would have expired; then, or when the lock is gone,
+    /// `lost` is set and the holder can no longer prove it holds the lock.
+    async fn renew(self, lost: Arc<AtomicBool>) {
+        let ttl = Duration::from_millis(self.millis);
+        let period = ttl / 3;
+        let retry = (ttl / 20).max(Duration::from_millis(5));
+        let mut held_until = Instant::now() + ttl;
+        loop {
+            tokio::time::sleep(period).await;
+            loop {
+                let asked = Instant::now();
+                match self.extend().await {
+                    Some(true) => {
+                        held_until = asked + ttl;
+                        break;
+                    }
+                    Some(false) => {
+                        lost.store(true, Ordering::Release);
+                        return;
+                    }
+                    None if Instant::now() + retry >= held_until => {
+                        lost.store(true, Ordering::Release);
+                        return;
+                    }
+                    None => tokio::time::sleep(retry).await,
+                }
+            }
         }
+    }
+
+    async fn release(self) {
+        let mut connection = self.connection.clone();
+        // If this fails the lock expires by itself after its ttl.
+        let _: Result<i64, _> = redis::Script::new(RELEASE)
+            .key(&self.lock_key)
+            .arg(&self.token)
+            .invoke_async(&mut connection)
+            .await;
     }
 }
 
@@ -203,5 +437,32 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_different_credentials_never_meet() {
+        let store_key = |prefix: &str, key: &str| {
+            (
+                format!("{}:{{{}}}:set", escape(prefix), escape(key)),
+                format!("{}:{{{}}}:lock", escape(prefix), escape(key)),
+            )
+        };
+        let (x_set, x_lock) = store_key("p", "x");
+        let (y_set, y_lock) = store_key("p", "x:lock");
+        let all = [&x_set, &x_lock, &y_set, &y_lock];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // A key with braces cannot move the hash tag.
+        let (set, lock) = store_key("p", "a}b{c");
+        assert_eq!(set, "p:{a%7Db%7Bc}:set");
+        assert_eq!(lock, "p:{a%7Db%7Bc}:lock");
     }
 }

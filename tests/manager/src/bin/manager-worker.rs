@@ -39,7 +39,8 @@ async fn main() {
 }
 
 async fn run(base_url: &str, store: impl TokenStore, seconds: f64, force: bool) -> i32 {
-    let manager = TokenManager::with_config(client(base_url), store, "shared", fast_config());
+    let manager = TokenManager::with_config(client(base_url), store, "shared", fast_config())
+        .expect("manager config");
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let (mut calls, mut errors) = (0u64, 0u64);
     while Instant::now() < deadline {
