@@ -100,6 +100,14 @@ impl ManagerConfig {
         Ok(())
     }
 
+    /// How long a refresh marked as sent may still get its answer stored by its sender: a lock
+    /// lifetime for the request, another for a new holder, and the longest write backoff.
+    fn in_flight_grace(&self) -> Duration {
+        self.lock_ttl
+            .saturating_mul(2)
+            .saturating_add(self.max_backoff)
+    }
+
     /// The longest the manager lets one attempt run: two thirds of the lock's ttl, so an
     /// attempt started right after confirming the lock ends well before it could expire.
     fn attempt_limit(&self) -> Duration {
@@ -146,6 +154,10 @@ pub enum ManagerError {
     LockLost,
     /// The configuration was refused; see [`ManagerConfig::validate`].
     Config(String),
+    /// A refresh with the stored refresh token was sent (by this process or another) and its
+    /// answer is not stored yet; the token is not sent again. Try again shortly: the sender
+    /// stores the new set, or after a grace the credential needs re-authenticating.
+    InFlight,
 }
 
 impl ManagerError {
@@ -153,7 +165,11 @@ impl ManagerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Refresh(e) => e.is_retryable(),
-            Self::Store(_) | Self::LockTimeout | Self::Interrupted | Self::LockLost => true,
+            Self::Store(_)
+            | Self::LockTimeout
+            | Self::Interrupted
+            | Self::LockLost
+            | Self::InFlight => true,
             Self::ReAuthenticate { .. } | Self::Config(_) => false,
         }
     }
@@ -172,6 +188,9 @@ impl fmt::Display for ManagerError {
             Self::Interrupted => f.write_str("the refresh was interrupted"),
             Self::LockLost => f.write_str("the refresh lock was lost; nothing was sent"),
             Self::Config(why) => write!(f, "invalid token manager configuration: {why}"),
+            Self::InFlight => f.write_str(
+                "a refresh with the stored refresh token is in flight and its answer not stored yet",
+            ),
         }
     }
 }
@@ -470,6 +489,7 @@ fn outcome_name(result: &Result<Arc<Cached>, ManagerError>) -> &'static str {
         Err(ManagerError::Interrupted) => "interrupted",
         Err(ManagerError::LockLost) => "lock_lost",
         Err(ManagerError::Config(_)) => "config",
+        Err(ManagerError::InFlight) => "in_flight",
     }
 }
 
@@ -570,18 +590,22 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         }
     }
 
-    /// Retries the write of a refreshed set with backoff, holding the lock, until it lands, the
-    /// store holds something newer, or the lock is lost. Meanwhile the set is served from
-    /// memory; its superseded refresh token stays marked as sent in the store, so nobody
+    /// Retries the write of a refreshed set with backoff, as a lock holder, until it lands or
+    /// the store holds something newer. A lease that expired meanwhile (the store was away
+    /// longer than its ttl) is taken again before writing. Meanwhile the set is served from
+    /// memory, and its superseded refresh token stays marked as sent in the store, so nobody
     /// sends it again.
-    async fn retry_write(self: Arc<Self>, lock: StoreLock, tokens: TokenSet, expected: u64) {
+    async fn retry_write(self: Arc<Self>, mut lock: StoreLock, tokens: TokenSet, expected: u64) {
         let mut attempt = 0;
         loop {
             tokio::time::sleep(backoff(&self.config, attempt)).await;
             attempt = attempt.saturating_add(1);
             if !lock.confirm().await {
-                tracing::error!(credential = %self.key, "lost the lock before the refreshed set could be stored; it is served from memory until it expires");
-                break;
+                match self.store.try_lock(&self.key, self.config.lock_ttl).await {
+                    Ok(Some(again)) => std::mem::replace(&mut lock, again).release().await,
+                    // Another holder, or the store still away: the version decides later.
+                    Ok(None) | Err(_) => continue,
+                }
             }
             match self
                 .store
@@ -597,19 +621,19 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                         })));
                     }
                     tracing::info!(credential = %self.key, attempt, "stored the refreshed set after a failed write");
-                    lock.release().await;
-                    return;
-                }
-                Ok(Saved::Conflict(_) | Saved::LockLost) => {
-                    tracing::error!(credential = %self.key, "the store changed before the refreshed set could be stored; keeping the stored one");
                     break;
                 }
+                Ok(Saved::Conflict(_)) => {
+                    tracing::error!(credential = %self.key, "the store holds a newer set than the one whose write failed; keeping the stored one");
+                    locked(&self.unsaved).take();
+                    break;
+                }
+                Ok(Saved::LockLost) => {}
                 Err(e) => {
                     tracing::warn!(credential = %self.key, attempt, error = %e, "retrying the write of a refreshed set")
                 }
             }
         }
-        locked(&self.unsaved).take();
         lock.release().await;
     }
 
@@ -633,9 +657,17 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             let Some(refresh_token) = stored.tokens.refresh_token.clone() else {
                 return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
             };
-            if stored.sending && !resend_safe {
+            if let Some(marked) = stored.sending
+                && !resend_safe
+            {
                 // A request with this token may have reached the provider (this process or
-                // another, maybe one that died): it may be spent and is never sent again.
+                // another): it may be spent and is never sent again. Within the grace its
+                // sender may still store the answer (a write being retried); after it, the
+                // sender is taken for dead and the credential needs re-authenticating.
+                let age = SystemTime::now().duration_since(marked).unwrap_or_default();
+                if age < self.config.in_flight_grace() {
+                    return Held::Done(Err(ManagerError::InFlight));
+                }
                 return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
             }
             self.pace().await;
@@ -776,7 +808,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 Stored {
                     version,
                     tokens: tokens.clone(),
-                    sending: false,
+                    sending: None,
                 },
                 &self.config,
                 Some(received),
@@ -846,7 +878,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 Stored {
                     version,
                     tokens,
-                    sending: false,
+                    sending: None,
                 },
                 &self.config,
                 Some(received),

@@ -283,15 +283,33 @@ fn quick() -> ManagerConfig {
 #[tokio::test]
 async fn an_ambiguous_failure_never_resends_a_one_time_token() {
     let scripted = Arc::new(Scripted::new(Rotation::OneTime, vec![Err(timeout())]));
+    let config = ManagerConfig {
+        lock_ttl: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(10),
+        ..quick()
+    };
+    let store = MemoryStore::new();
     let manager =
-        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", quick()).unwrap();
+        TokenManager::with_config(Arc::clone(&scripted), store.clone(), "k", config.clone())
+            .unwrap();
     manager.seed(expired("rt-1")).await.unwrap();
     let err = manager.access_token().await.unwrap_err();
     assert!(
         matches!(err, ManagerError::Refresh(RefreshError::Transport { .. })),
         "{err:?}"
     );
-    // The next call must not send rt-1 again: it may be spent.
+    // The next call must not send rt-1 again: it may be spent. The store says so, for every
+    // process: within the grace its sender may still store an answer (retryable)...
+    assert!(store.load("k").await.unwrap().unwrap().sending.is_some());
+    let err = manager.access_token().await.unwrap_err();
+    assert!(matches!(err, ManagerError::InFlight), "{err:?}");
+    // ...another manager (another process, or this one restarted) agrees...
+    let restarted =
+        TokenManager::with_config(Arc::clone(&scripted), store.clone(), "k", config).unwrap();
+    let err = restarted.access_token().await.unwrap_err();
+    assert!(matches!(err, ManagerError::InFlight), "{err:?}");
+    // ...and after the grace the credential needs re-authenticating.
+    tokio::time::sleep(Duration::from_millis(250)).await;
     let err = manager.access_token().await.unwrap_err();
     assert!(
         matches!(err, ManagerError::ReAuthenticate { .. }),

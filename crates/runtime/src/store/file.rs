@@ -1,6 +1,6 @@
 //! Token sets in files: one JSON file per credential, replaced atomically.
 
-use super::record::{decode, encode};
+use super::record::{decode, encode, from_millis, to_millis};
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::refresh::BoxFuture;
 use crate::token::TokenSet;
@@ -18,8 +18,8 @@ use std::time::Duration;
 /// - `<key>.lock` carries the refresh lock: an OS file lock, which dies with its process, so a
 ///   crashed refresher never blocks the others.
 /// - `<key>.write.lock` serializes the compare-and-set of writers.
-/// - `<key>.sending` holds the version whose refresh token a request may have spent
-///   ([`TokenStore::mark_sending`]); a write of a new version removes it.
+/// - `<key>.sending` holds the version whose refresh token a request may have spent and when
+///   it was marked ([`TokenStore::mark_sending`]); a write of a new version removes it.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
@@ -97,9 +97,16 @@ fn read(path: &Path) -> Result<Option<Stored>, StoreError> {
         Err(e) => return Err(io_error("cannot read the token set", path, &e)),
     };
     let marker = path.with_extension("sending");
+    // `<version> <milliseconds since the epoch>`.
     stored.sending = match std::fs::read_to_string(&marker) {
-        Ok(text) => text.trim().parse::<u64>().ok() == Some(stored.version),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Ok(text) => {
+            let mut parts = text.split_whitespace().map(str::parse::<u64>);
+            match (parts.next(), parts.next()) {
+                (Some(Ok(v)), Some(Ok(ms))) if v == stored.version => Some(from_millis(ms)),
+                _ => None,
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_error("cannot read the sending mark", &marker, &e)),
     };
     Ok(Some(stored))
@@ -223,10 +230,8 @@ impl TokenStore for FileStore {
                 if current != Some(version) {
                     return Ok(false);
                 }
-                replace(
-                    &path.with_extension("sending"),
-                    version.to_string().as_bytes(),
-                )?;
+                let mark = format!("{version} {}", to_millis(std::time::SystemTime::now()));
+                replace(&path.with_extension("sending"), mark.as_bytes())?;
                 Ok(true)
             })
         }))

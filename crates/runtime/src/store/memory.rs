@@ -5,7 +5,7 @@ use crate::refresh::BoxFuture;
 use crate::token::TokenSet;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 #[derive(Default)]
 struct Inner {
@@ -15,7 +15,7 @@ struct Inner {
 
 impl Inner {
     /// Sets the `sending` mark of `key` if its version is `version`.
-    fn mark(&mut self, key: &str, version: u64, sending: bool) -> bool {
+    fn mark(&mut self, key: &str, version: u64, sending: Option<SystemTime>) -> bool {
         match self.sets.get_mut(key) {
             Some(stored) if stored.version == version => {
                 stored.sending = sending;
@@ -73,7 +73,7 @@ impl TokenStore for MemoryStore {
                     Stored {
                         version,
                         tokens: tokens.clone(),
-                        sending: false,
+                        sending: None,
                     },
                 );
                 Saved::Written(version)
@@ -90,7 +90,7 @@ impl TokenStore for MemoryStore {
         version: u64,
         _lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let marked = self.inner().mark(key, version, true);
+        let marked = self.inner().mark(key, version, Some(SystemTime::now()));
         Box::pin(async move { Ok(marked) })
     }
 
@@ -100,7 +100,7 @@ impl TokenStore for MemoryStore {
         version: u64,
         _lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner().mark(key, version, false);
+        self.inner().mark(key, version, None);
         Box::pin(async move { Ok(()) })
     }
 

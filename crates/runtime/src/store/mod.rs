@@ -25,7 +25,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// A token set as stored, with the version a compare-and-set checks.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,9 +34,9 @@ pub struct Stored {
     pub version: u64,
     /// The token set.
     pub tokens: TokenSet,
-    /// A refresh request with this set's refresh token may have reached the provider
-    /// ([`TokenStore::mark_sending`]) and no answer was stored: the token may be spent.
-    pub sending: bool,
+    /// When a refresh request with this set's refresh token was marked as sent
+    /// ([`TokenStore::mark_sending`]) with no answer stored since: the token may be spent.
+    pub sending: Option<SystemTime>,
 }
 
 /// The outcome of a compare-and-set write.

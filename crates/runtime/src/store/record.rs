@@ -4,7 +4,7 @@ use super::{StoreError, Stored};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::token::TokenSet;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -35,6 +35,18 @@ pub fn encode(version: u64, tokens: &TokenSet) -> Vec<u8> {
     serde_json::to_vec_pretty(&record).unwrap_or_default()
 }
 
+/// Milliseconds since the Unix epoch, for marks stored as text.
+pub fn to_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The time `millis` after the Unix epoch.
+pub fn from_millis(millis: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(millis)
+}
+
 /// A stored record; errors say where the JSON broke, never what it held.
 pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
     let record: Record = serde_json::from_slice(bytes).map_err(|e| {
@@ -46,7 +58,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
         ))
     })?;
     Ok(Stored {
-        sending: false,
+        sending: None,
         version: record.version,
         tokens: TokenSet {
             access_token: record.access_token,

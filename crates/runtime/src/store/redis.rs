@@ -5,7 +5,7 @@
 //! Redis restart, a failover or a dropped idle connection costs the calls made while Redis is
 //! away (they fail with a retryable [`StoreError`]) and nothing after.
 
-use super::record::{decode, encode};
+use super::record::{decode, encode, from_millis, to_millis};
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::refresh::BoxFuture;
 use crate::token::TokenSet;
@@ -35,20 +35,21 @@ const COMPARE_AND_SET: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 if (current == false and ARGV[2] == '') or current == ARGV[2] then
   redis.call('HSET', KEYS[1], 'version', ARGV[3], 'data', ARGV[4])
-  redis.call('HDEL', KEYS[1], 'sending')
+  redis.call('HDEL', KEYS[1], 'sending', 'sending_at')
   return -1
 end
 if current == false then return 0 end
 return tonumber(current)
 ";
 
-/// Marks (ARGV[3] = '1') or clears the sending mark of version ARGV[2], if it is current.
+/// Marks (ARGV[3]: the time, in ms) or clears (ARGV[3] = '') the sending mark of version
+/// ARGV[2], if it is current.
 const MARK: &str = r"
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
-if ARGV[3] == '1' then
-  redis.call('HSET', KEYS[1], 'sending', ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', ARGV[3])
 elseif redis.call('HGET', KEYS[1], 'sending') == ARGV[2] then
-  redis.call('HDEL', KEYS[1], 'sending')
+  redis.call('HDEL', KEYS[1], 'sending', 'sending_at')
 end
 return 1
 ";
@@ -106,7 +107,8 @@ impl ConnectionLike for Connection {
 
 /// Token sets in Redis. Each credential has two keys that share one hash tag, so they live in
 /// one cluster slot and one Lua script can touch both:
-/// - `<prefix>:{<key>}:set`, a hash of `version`, `data` and `sending`;
+/// - `<prefix>:{<key>}:set`, a hash of `version`, `data`, and `sending`/`sending_at` (the
+///   mark of a refresh in flight);
 /// - `<prefix>:{<key>}:lock`, the refresh lock (`SET NX PX`, renewed while held).
 ///
 /// `{`, `}` and `%` in the prefix and key are percent-encoded, so no credential's keys can be
@@ -212,7 +214,11 @@ impl RedisStore {
             .key(self.lock_key(key))
             .arg(lock.fence().unwrap_or_default())
             .arg(version)
-            .arg(if sending { "1" } else { "0" })
+            .arg(if sending {
+                to_millis(SystemTime::now()).to_string()
+            } else {
+                String::new()
+            })
             .invoke_async(&mut connection)
             .await
             .map_err(|e| redis_error("cannot record the refresh in flight", &e))
@@ -237,16 +243,20 @@ impl TokenStore for RedisStore {
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let (data, sending): (Option<Vec<u8>>, Option<u64>) = redis::cmd("HMGET")
+            type Fields = (Option<Vec<u8>>, Option<u64>, Option<u64>);
+            let (data, sending, sending_at): Fields = redis::cmd("HMGET")
                 .arg(self.set_key(key))
                 .arg("data")
                 .arg("sending")
+                .arg("sending_at")
                 .query_async(&mut connection)
                 .await
                 .map_err(|e| redis_error("cannot read the token set", &e))?;
             let Some(bytes) = data else { return Ok(None) };
             let mut stored = decode(&bytes)?;
-            stored.sending = sending == Some(stored.version);
+            stored.sending = sending_at
+                .filter(|_| sending == Some(stored.version))
+                .map(from_millis);
             Ok(Some(stored))
         })
     }
