@@ -84,6 +84,13 @@ pub enum Reply {
     Silent,
     /// Reads the request and closes the connection without a word.
     Close,
+    /// An undocumented status (429 or 503, say) with a `Retry-After` header and no body.
+    RetryAfter {
+        /// The status.
+        status: u16,
+        /// The header's value: seconds, or an HTTP date.
+        retry_after: String,
+    },
     /// Waits, then gives the inner reply.
     Delayed {
         /// How long to wait.
@@ -371,6 +378,16 @@ async fn answer(
         } => http::write_response(stream, status, content_type.as_deref(), &body)
             .await
             .is_ok(),
+        Reply::RetryAfter {
+            status,
+            retry_after,
+        } => {
+            let mut bytes = http::head(status, None, Some(0));
+            let blank = bytes.len() - 2;
+            let header = format!("Retry-After: {retry_after}\r\n");
+            bytes.splice(blank..blank, header.into_bytes());
+            stream.write_all(&bytes).await.is_ok()
+        }
         Reply::Truncated { status, body } => {
             let mut bytes = http::head(status, Some("application/json"), Some(body.len()));
             bytes.extend_from_slice(&body[..body.len() / 2]);

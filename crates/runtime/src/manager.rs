@@ -691,7 +691,15 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                         continue;
                     }
                     Ok(false) => return Held::Done(Err(ManagerError::LockLost)),
-                    Err(e) => return Held::Done(Err(e.into())),
+                    Err(e) => {
+                        // The mark may still land (a command Redis runs after a stall): undo
+                        // it, so that nothing counts as sent that was not.
+                        let _ = self
+                            .store
+                            .clear_sending(&self.key, stored.version, lock)
+                            .await;
+                        return Held::Done(Err(e.into()));
+                    }
                 }
             }
             *locked(&self.last_sent) = Some(Instant::now());
@@ -834,14 +842,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     Err(e) => Err(e.into()),
                 })
             }
-            Ok(Saved::LockLost) => {
-                // Fenced out: another holder may be at work. These tokens are valid; serve
-                // them from memory, and let the store's holder decide the stored state.
-                tracing::error!("the lock expired before the refreshed set could be stored");
-                Held::Done(Ok(cached(expected)))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the refreshed set could not be stored; serving it from memory and retrying the write");
+            // The store was away, or the lease expired under a live holder: these tokens are
+            // the only valid ones. Serve them, and store them as a lock holder again.
+            Ok(Saved::LockLost) | Err(_) => {
+                tracing::warn!(
+                    "the refreshed set could not be stored; serving it from memory and retrying the write"
+                );
                 Held::Unsaved(cached(expected), tokens, expected)
             }
         }

@@ -1,0 +1,294 @@
+//! Faults caused for real, with worker processes sharing a store against a provider that
+//! revokes the token family at the first reused refresh token. Each test counts what the
+//! provider saw (every refresh token must be sent at most once) and checks that the set left
+//! in the store is still a live one (no issued set was lost). RELIABILITY.md tabulates them.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokenkit::{FileStore, RedisStore, TokenManager, TokenStore};
+use tokenkit_manager_tests::{Redis, RedisCluster, client, expired, one_time_provider, scratch};
+use tokenkit_mock::MockServer;
+
+/// What one worker reported.
+#[derive(Debug, Default)]
+struct Report {
+    calls: u64,
+    errors: u64,
+    nonretryable: u64,
+    last_error_ms: u128,
+}
+
+fn spawn(base_url: &str, store: &str, seconds: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_manager-worker"))
+        .args([base_url, store, seconds, "--tolerate"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("worker")
+}
+
+fn field(line: &str, name: &str) -> u128 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+}
+
+fn collect(children: Vec<Child>) -> Vec<Report> {
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("worker output");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let line = stdout.lines().last().unwrap_or_default().to_owned();
+            assert!(
+                out.status.success(),
+                "a worker failed: {line} {}",
+                stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+            );
+            Report {
+                calls: field(&line, "calls") as u64,
+                errors: field(&line, "errors") as u64,
+                nonretryable: field(&line, "nonretryable") as u64,
+                last_error_ms: field(&line, "last_error_ms"),
+            }
+        })
+        .collect()
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+}
+
+/// Every refresh token was sent at most once, none was refused, and there were refreshes.
+fn check_provider(mock: &MockServer, reports: &[Report], what: &str) {
+    let stats = mock.authority_stats();
+    let calls: u64 = reports.iter().map(|r| r.calls).sum();
+    let errors: u64 = reports.iter().map(|r| r.errors).sum();
+    println!(
+        "{what}: {} processes, {calls} calls, {errors} retryable errors, provider saw {stats:?}",
+        reports.len()
+    );
+    assert_eq!(stats.reuses, 0, "{what}: a refresh token was sent twice");
+    assert_eq!(
+        stats.rejected, 0,
+        "{what}: a spent or revoked token was sent"
+    );
+    assert!(stats.refreshes >= 3, "{what}: too few refreshes: {stats:?}");
+    for r in reports {
+        assert_eq!(r.nonretryable, 0, "{what}: {r:?}");
+    }
+}
+
+/// The set left in the store is live: a new process refreshes with it at once.
+async fn check_stored_set_is_live(store: impl TokenStore, mock: &MockServer, what: &str) {
+    let before = mock.authority_stats();
+    let manager = TokenManager::new(client(&mock.base_url()), store, "shared").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // A write retried after the fault may still be landing.
+    let result = loop {
+        match manager.force_refresh().await {
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other,
+        }
+    };
+    result.unwrap_or_else(|e| panic!("{what}: the stored set is not live: {e}"));
+    let after = mock.authority_stats();
+    assert_eq!(after.reuses, 0, "{what}: the stored token had been spent");
+    assert_eq!(after.refreshes, before.refreshes + 1);
+}
+
+/// Redis killed (SIGKILL) in the middle of a run and started again on its append-only file:
+/// the fleet serves or fails retryably meanwhile and is healthy within 2 s of Redis's return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_run_loses_nothing_and_heals_within_two_seconds() {
+    let mut redis = Redis::start_persistent();
+    let (mock, first) = one_time_provider(1, Duration::from_millis(2)).await;
+    let store = RedisStore::connect(&redis.url, "tokenkit-test")
+        .await
+        .unwrap();
+    store.save("shared", &expired(&first), None).await.unwrap();
+    let store_arg = format!("redis:{}", redis.url);
+    let children: Vec<Child> = (0..4)
+        .map(|_| spawn(&mock.base_url(), &store_arg, "7", &[]))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.start_again();
+    let back = now_ms();
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "redis restart");
+    let recovery = reports
+        .iter()
+        .map(|r| r.last_error_ms.saturating_sub(back))
+        .max()
+        .unwrap_or(0);
+    println!("redis restart: healthy {recovery} ms after Redis came back");
+    assert!(
+        recovery <= 2000,
+        "errors went on {recovery} ms after Redis came back"
+    );
+    check_stored_set_is_live(store, &mock, "redis restart").await;
+}
+
+/// Redis stalled longer than the lock's lifetime (DEBUG SLEEP, then CLIENT PAUSE) while
+/// holders renew and write: leases expire, holders stop sending, fenced writes refuse the
+/// holder that lost its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stalled_longer_than_the_lock_never_lets_two_holders_send() {
+    let redis = Redis::start_persistent();
+    let (mock, first) = one_time_provider(1, Duration::from_millis(50)).await;
+    let store = RedisStore::connect(&redis.url, "tokenkit-test")
+        .await
+        .unwrap();
+    store.save("shared", &expired(&first), None).await.unwrap();
+    let store_arg = format!("redis:{}", redis.url);
+    let children: Vec<Child> = (0..3)
+        .map(|_| {
+            spawn(
+                &mock.base_url(),
+                &store_arg,
+                "8",
+                &["--force", "--lock-ttl-ms", "600"],
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let slept = redis.cli(&["DEBUG", "SLEEP", "1.5"]);
+    assert!(slept.contains("OK"), "{slept}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let paused = redis.cli(&["CLIENT", "PAUSE", "1500", "ALL"]);
+    assert!(paused.contains("OK"), "{paused}");
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "redis stall");
+    check_stored_set_is_live(store, &mock, "redis stall").await;
+}
+
+/// The process holding the lock is stopped (SIGSTOP) for longer than the lock's lifetime,
+/// then continued: another takes over meanwhile, and the stopped one, unable to prove it
+/// still holds the lock, sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_lock_holder_never_sends_after_it_continues() {
+    let redis = Redis::start();
+    let (mock, first) = one_time_provider(1, Duration::from_millis(2)).await;
+    let store = RedisStore::connect(&redis.url, "tokenkit-test")
+        .await
+        .unwrap();
+    store.save("shared", &expired(&first), None).await.unwrap();
+    let store_arg = format!("redis:{}", redis.url);
+    let children: Vec<Child> = (0..3)
+        .map(|_| {
+            spawn(
+                &mock.base_url(),
+                &store_arg,
+                "6",
+                &["--force", "--lock-ttl-ms", "600"],
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The lock's value starts with its holder's process id.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let holder = loop {
+        let value = redis.cli(&["GET", "tokenkit-test:{shared}:lock"]);
+        if let Some(pid) = value
+            .trim()
+            .split('-')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "nobody took the lock");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(children.iter().any(|c| c.id() == holder));
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &holder.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let during = mock.authority_stats();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let taken_over = mock.authority_stats().refreshes > during.refreshes;
+    signal("-CONT");
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "holder stopped");
+    assert!(taken_over, "nobody refreshed while the holder was stopped");
+    check_stored_set_is_live(store, &mock, "holder stopped").await;
+}
+
+/// The FileStore's directory turns read-only (chattr +i, which binds root too) mid-run:
+/// refreshed sets are served from memory and stored once the directory is writable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_store_directory_drops_no_issued_set() {
+    let dir = scratch("read-only");
+    let (mock, first) = one_time_provider(1, Duration::from_millis(2)).await;
+    let store = FileStore::new(&dir).unwrap();
+    store.save("shared", &expired(&first), None).await.unwrap();
+    let store_arg = format!("file:{}", dir.display());
+    let children: Vec<Child> = (0..3)
+        .map(|_| spawn(&mock.base_url(), &store_arg, "6", &[]))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let read_only = |on: bool| {
+        let flag = if on { "+i" } else { "-i" };
+        let chattr = Command::new("chattr").arg(flag).arg(&dir).status();
+        if !matches!(chattr, Ok(s) if s.success()) {
+            // Not root, or no chattr: permissions bind everyone else.
+            let mode = if on { "500" } else { "700" };
+            let status = Command::new("chmod").arg(mode).arg(&dir).status().unwrap();
+            assert!(status.success());
+        }
+    };
+    read_only(true);
+    let refused = std::fs::write(dir.join("probe"), "x").is_err();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    read_only(false);
+    let reports = tokio::task::block_in_place(|| collect(children));
+    assert!(refused, "the directory did not turn read-only");
+    check_provider(&mock, &reports, "read-only directory");
+    check_stored_set_is_live(store, &mock, "read-only directory").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The store on a three-master Redis Cluster: processes share it as they share one server,
+/// and a credential's keys live in one slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_redis_cluster_never_reuse_a_refresh_token() {
+    let cluster = RedisCluster::start();
+    let nodes: Vec<&str> = cluster.urls.iter().map(String::as_str).collect();
+    let (mock, first) = one_time_provider(1, Duration::from_millis(2)).await;
+    let store = RedisStore::connect_cluster(&nodes, "tokenkit-test")
+        .await
+        .unwrap();
+    store.save("shared", &expired(&first), None).await.unwrap();
+    let store_arg = format!("redis-cluster:{}", cluster.urls.join(","));
+    let children: Vec<Child> = (0..3)
+        .map(|_| spawn(&mock.base_url(), &store_arg, "4", &[]))
+        .collect();
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "redis cluster");
+    for r in &reports {
+        assert_eq!(r.errors, 0, "{r:?}");
+    }
+    assert_eq!(
+        cluster.nodes_with_keys(),
+        1,
+        "a credential's keys share one slot"
+    );
+    let stored = store.load("shared").await.unwrap().unwrap();
+    assert_eq!(stored.version, mock.authority_stats().refreshes + 1);
+    check_stored_set_is_live(store, &mock, "redis cluster").await;
+}
