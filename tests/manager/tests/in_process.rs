@@ -1,5 +1,6 @@
 //! The manager in one process, against a mock that enforces one-time refresh tokens.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -457,4 +458,278 @@ async fn an_unknown_expiry_is_stored_so_every_process_agrees() {
     let other = TokenManager::with_config(Arc::clone(&scripted), store, "k", quick()).unwrap();
     assert_eq!(other.access_token().await.unwrap().expose(), "at-2");
     assert_eq!(scripted.sent(), vec!["rt-1"]);
+}
+
+/// A store whose next `failures` writes fail, as a full disk or an unreachable Redis would.
+#[derive(Clone)]
+struct FailingWrites {
+    inner: MemoryStore,
+    failures: Arc<AtomicUsize>,
+}
+
+impl tokenkit::TokenStore for FailingWrites {
+    fn load<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<tokenkit::Stored>, tokenkit::StoreError>> {
+        self.inner.load(key)
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<tokenkit::Saved, tokenkit::StoreError>> {
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Box::pin(async { Err(tokenkit::StoreError::new("disk full")) });
+        }
+        self.inner.save(key, tokens, expected)
+    }
+
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a tokenkit::StoreLock,
+    ) -> BoxFuture<'a, Result<bool, tokenkit::StoreError>> {
+        self.inner.mark_sending(key, version, lock)
+    }
+
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a tokenkit::StoreLock,
+    ) -> BoxFuture<'a, Result<(), tokenkit::StoreError>> {
+        self.inner.clear_sending(key, version, lock)
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<tokenkit::StoreLock>, tokenkit::StoreError>> {
+        self.inner.try_lock(key, ttl)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_tokens_survive_failed_writes() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let memory = MemoryStore::new();
+    let store = FailingWrites {
+        inner: memory.clone(),
+        failures: Arc::new(AtomicUsize::new(0)),
+    };
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    // The refresh succeeds; the next three writes of its result fail.
+    store.failures.store(3, Ordering::SeqCst);
+    let token = manager.access_token().await.unwrap();
+    assert_ne!(token.expose(), "at-expired");
+    // Served from memory meanwhile, never refreshed again with the spent token.
+    for _ in 0..50 {
+        assert_eq!(manager.access_token().await.unwrap(), token);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stored = memory.load("k").await.unwrap().unwrap();
+        if stored.version == 2 {
+            assert_eq!(stored.tokens.access_token.expose(), token.expose());
+            assert!(stored.sending.is_none());
+            break;
+        }
+        // Until the write lands, the old token is marked as sent for every process.
+        assert!(stored.sending.is_some());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = mock.authority_stats();
+    assert_eq!((stats.refreshes, stats.reuses), (1, 0), "{stats:?}");
+    // The stored set is the live one: the next refresh works.
+    let other = TokenManager::new(client(&mock.base_url()), memory, "k").unwrap();
+    other.force_refresh().await.unwrap();
+    assert_eq!(mock.authority_stats().reuses, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_client_ends_the_flight_and_the_next_call_starts_anew() {
+    let mut scripted = Scripted::new(Rotation::Optional, vec![Ok(fresh("at-2", Some("rt-2")))]);
+    scripted.before = Box::new(|n| assert!(n != 1, "the client panics on its first refresh"));
+    let scripted = Arc::new(scripted);
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", quick()).unwrap();
+    manager.seed(expired("rt-1")).await.unwrap();
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let manager = manager.clone();
+            tokio::spawn(async move { manager.access_token().await })
+        })
+        .collect();
+    for caller in callers {
+        let err = caller.await.unwrap().unwrap_err();
+        assert!(matches!(err, ManagerError::Interrupted), "{err:?}");
+        assert!(err.is_retryable());
+    }
+    // The flight was cleared: the next call refreshes (a rotation that allows a resend).
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-2");
+    assert_eq!(scripted.sent().len(), 2);
+}
+
+#[test]
+fn a_call_outside_a_runtime_is_an_error_not_a_panic() {
+    let manager = {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let m = TokenManager::new(
+                Arc::new(Scripted::new(Rotation::OneTime, vec![])),
+                MemoryStore::new(),
+                "k",
+            )
+            .unwrap();
+            m.seed(expired("rt-1")).await.unwrap();
+            m
+        })
+    };
+    // A future polled by another executor: no Tokio runtime to spawn the refresh on.
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut call = std::pin::pin!(manager.access_token());
+    match call.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Err(ManagerError::Interrupted)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn configurations_that_could_overflow_or_outlive_the_lock_are_refused() {
+    let scripted = || Arc::new(Scripted::new(Rotation::OneTime, vec![]));
+    for config in [
+        ManagerConfig {
+            lock_wait: Duration::MAX,
+            ..ManagerConfig::default()
+        },
+        ManagerConfig {
+            skew: Duration::MAX,
+            ..ManagerConfig::default()
+        },
+        ManagerConfig {
+            max_attempts: 0,
+            ..ManagerConfig::default()
+        },
+        ManagerConfig {
+            lock_poll: Duration::ZERO,
+            ..ManagerConfig::default()
+        },
+    ] {
+        let err =
+            TokenManager::with_config(scripted(), MemoryStore::new(), "k", config).unwrap_err();
+        assert!(matches!(err, ManagerError::Config(_)), "{err:?}");
+    }
+    // The generated client's 30 s HTTP timeout against a 10 s lock: one attempt could
+    // outlive the lock.
+    let err = TokenManager::with_config(
+        tokenkit_easyship::Client::builder("id", "secret")
+            .build()
+            .unwrap(),
+        MemoryStore::new(),
+        "k",
+        ManagerConfig {
+            lock_ttl: Duration::from_secs(10),
+            ..ManagerConfig::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("lock_ttl"), "{err}");
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_honoured() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    mock.enqueue(Reply::RetryAfter {
+        status: 429,
+        retry_after: "1".into(),
+    });
+    let config = ManagerConfig {
+        backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_secs(5),
+        ..ManagerConfig::default()
+    };
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), MemoryStore::new(), "k", config)
+            .unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    let started = std::time::Instant::now();
+    manager.access_token().await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}, not after the 1 s the provider asked for"
+    );
+    let stats = mock.authority_stats();
+    assert_eq!((stats.refreshes, stats.reuses), (1, 0), "{stats:?}");
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_lifetime_is_refreshed_at_a_bounded_rate() {
+    // The provider answers `expires_in: 0`: every token is stale at once.
+    let (mock, first) = one_time_provider(0, Duration::ZERO).await;
+    let config = ManagerConfig {
+        min_refresh_interval: Duration::from_millis(200),
+        ..quick()
+    };
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), MemoryStore::new(), "k", config)
+            .unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        manager.access_token().await.unwrap();
+        calls += 1;
+    }
+    let stats = mock.authority_stats();
+    println!("{calls} calls, {stats:?}");
+    assert_eq!(stats.reuses, 0);
+    // One refresh at once, then at most one per 200 ms.
+    assert!(stats.refreshes <= 7, "{stats:?}");
+    assert!(stats.refreshes >= 3, "{stats:?}");
+}
+
+#[tokio::test]
+async fn repeated_rejections_back_off() {
+    let rejected = || RefreshError::documented(ErrorKind::Rejected, 401, Default::default(), None);
+    let scripted = Arc::new(Scripted::new(
+        Rotation::OneTime,
+        (0..10).map(|_| Err(rejected())).collect(),
+    ));
+    let config = ManagerConfig {
+        backoff: Duration::from_millis(200),
+        ..quick()
+    };
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", config).unwrap();
+    manager.seed(expired("rt-1")).await.unwrap();
+    for _ in 0..20 {
+        let err = manager.access_token().await.unwrap_err();
+        assert_eq!(
+            err,
+            ManagerError::Refresh(rejected()),
+            "the same answer, without asking again"
+        );
+    }
+    assert_eq!(scripted.sent().len(), 1, "asked once during the backoff");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    manager.access_token().await.unwrap_err();
+    assert_eq!(scripted.sent().len(), 2, "asked again after it");
 }
