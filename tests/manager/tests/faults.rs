@@ -292,3 +292,28 @@ async fn processes_sharing_a_redis_cluster_never_reuse_a_refresh_token() {
     assert_eq!(stored.version, mock.authority_stats().refreshes + 1);
     check_stored_set_is_live(store, &mock, "redis cluster").await;
 }
+
+/// Redis drops the store's idle connections (`CLIENT KILL`, as a proxy or failover would): the
+/// next command reconnects, with no process restart.
+#[tokio::test]
+async fn a_dropped_connection_heals_by_itself() {
+    let redis = Redis::start();
+    let store = RedisStore::connect(&redis.url, "tokenkit-test")
+        .await
+        .unwrap();
+    store.save("k", &expired("rt-1"), None).await.unwrap();
+    let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert!(killed.trim().parse::<u32>().unwrap_or(0) >= 1, "{killed}");
+    let started = Instant::now();
+    let loaded = loop {
+        match store.load("k").await {
+            Ok(found) => break found,
+            Err(_) if started.elapsed() < Duration::from_secs(2) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("not healed within 2 s: {e}"),
+        }
+    };
+    assert_eq!(loaded.unwrap().version, 1);
+    println!("dropped connection: healed in {:?}", started.elapsed());
+}
