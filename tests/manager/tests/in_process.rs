@@ -733,3 +733,31 @@ async fn repeated_rejections_back_off() {
     manager.access_token().await.unwrap_err();
     assert_eq!(scripted.sent().len(), 2, "asked again after it");
 }
+
+#[test]
+fn a_runtime_shut_down_mid_refresh_leaves_no_dead_flight() {
+    // The provider answers after 500 ms; the runtime goes away while the request is out.
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let (mock, manager) = first.block_on(async {
+        let (mock, token) = one_time_provider(3600, Duration::from_millis(500)).await;
+        let m =
+            TokenManager::with_config(client(&mock.base_url()), MemoryStore::new(), "k", quick())
+                .unwrap();
+        m.seed(expired(&token)).await.unwrap();
+        let caller = m.clone();
+        tokio::spawn(async move { caller.access_token().await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (mock, m)
+    });
+    first.shutdown_timeout(Duration::from_millis(10));
+    // Another runtime: the dropped task cleared its flight, so a call gets an answer at once
+    // instead of waiting on a dead one. The token went out and may be spent: it is not sent
+    // again (InFlight within the grace).
+    let second = tokio::runtime::Runtime::new().unwrap();
+    let result = second.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), manager.access_token()).await
+    });
+    let err = result.expect("stuck on a dead flight").unwrap_err();
+    assert!(matches!(err, ManagerError::InFlight), "{err:?}");
+    drop(mock);
+}
