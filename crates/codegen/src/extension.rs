@@ -41,8 +41,43 @@ pub enum Rotation {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RequestMapping {
-    /// A pointer into the JSON request body.
-    pub refresh_token: String,
+    /// A pointer into the request body (`/refresh_token`), or a parameter.
+    pub refresh_token: TokenPlace,
+}
+
+/// Where the refresh token travels.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TokenPlace {
+    /// A JSON pointer to a top-level property of the JSON or form body.
+    Body(String),
+    /// A query parameter or a header.
+    Param(ParamPlace),
+}
+
+/// A refresh token sent as a query parameter or a header.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ParamPlace {
+    /// `query` or `header`.
+    #[serde(rename = "in")]
+    pub location: ParamIn,
+    /// The parameter's name; a declared string parameter of the operation (or `Authorization`,
+    /// which OpenAPI 3.0 does not let a spec declare).
+    pub name: String,
+    /// Written before the token, such as `Bearer ` (headers only).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// Where a parameter is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamIn {
+    /// The query string.
+    Query,
+    /// A header.
+    Header,
 }
 
 /// Where the token set comes from.

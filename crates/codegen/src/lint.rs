@@ -14,13 +14,11 @@ pub fn lint(provider: &Provider) -> Vec<SpecError> {
     let spec = &provider.spec_json;
     let op = &provider.operation;
 
-    let body_at = op
-        .body
-        .schema_pointer
-        .trim_end_matches("/schema")
-        .to_owned();
-    if let Some(schema) = spec.pointer(&op.body.schema_pointer) {
-        check_examples(provider, &body_at, schema, &mut out);
+    if let Some(body) = &op.body {
+        let body_at = body.schema_pointer.trim_end_matches("/schema").to_owned();
+        if let Some(schema) = spec.pointer(&body.schema_pointer) {
+            check_examples(provider, &body_at, schema, &mut out);
+        }
     }
     for param in &op.params {
         let at = param.schema_pointer.trim_end_matches("/schema");

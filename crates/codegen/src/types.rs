@@ -723,7 +723,7 @@ impl<'a> TypeBuilder<'a> {
 
 /// Property names that hold credentials whatever the spec says: `*token`, `*secret`,
 /// `*password`. `token_type` is not one.
-fn is_secret_name(json: &str) -> bool {
+pub(crate) fn is_secret_name(json: &str) -> bool {
     let lowered: String = json
         .chars()
         .filter(char::is_ascii_alphanumeric)

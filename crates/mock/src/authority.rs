@@ -69,11 +69,7 @@ impl Authority {
 
     /// The reply to a refresh request.
     pub(crate) fn answer(&mut self, provider: &Provider, request: &Request) -> Reply {
-        let presented = crate::body_json(provider, request).and_then(|b| {
-            b.pointer(&provider.mapping.request_refresh_token)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
+        let presented = crate::presented_token(provider, request);
         let issued = presented.as_ref().and_then(|t| self.tokens.get(t).copied());
         let reply = match issued {
             Some(Issued {

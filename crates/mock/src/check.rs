@@ -59,18 +59,35 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
         }
     }
     check_auth(provider, request, &mut out);
+    if let tokenkit_codegen::model::RefreshPlace::Header { name, prefix } =
+        &provider.mapping.refresh_place
+        && name.eq_ignore_ascii_case("authorization")
+        && !request
+            .header(name)
+            .is_some_and(|v| v.starts_with(prefix.as_str()))
+    {
+        out.push(format!(
+            "header {name} with the refresh token after {prefix:?} is missing"
+        ));
+    }
+    let Some(body_spec) = &op.body else {
+        if !request.body.is_empty() {
+            out.push("a body was sent, but the operation has none".to_owned());
+        }
+        return out;
+    };
     let media = request.header("content-type").unwrap_or_default();
     let essence = media.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case(&op.body.media_type) {
+    if !essence.eq_ignore_ascii_case(&body_spec.media_type) {
         out.push(format!(
             "content type {essence:?} instead of {:?}",
-            op.body.media_type
+            body_spec.media_type
         ));
     }
     match body_json(provider, request) {
-        None => out.push(format!("the body is not {}", op.body.media_type)),
+        None => out.push(format!("the body is not {}", body_spec.media_type)),
         Some(body) => {
-            if let Some(schema) = provider.spec_json.pointer(&op.body.schema_pointer) {
+            if let Some(schema) = provider.spec_json.pointer(&body_spec.schema_pointer) {
                 for violation in validate(&provider.spec_json, schema, &body) {
                     out.push(format!("body {violation}"));
                 }
@@ -78,6 +95,15 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
         }
     }
     out
+}
+
+/// The refresh token a request carries, wherever the mapping puts it.
+pub fn presented_token(provider: &Provider, request: &Request) -> Option<String> {
+    provider.mapping.refresh_place.read(
+        body_json(provider, request).as_ref(),
+        |name| query(request, name),
+        |name| request.header(name).map(str::to_owned),
+    )
 }
 
 fn query(request: &Request, name: &str) -> Option<String> {
@@ -162,12 +188,13 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 
 /// The request body as JSON: parsed, or for a form body, its fields typed by the schema.
 pub fn body_json(provider: &Provider, request: &Request) -> Option<Value> {
-    if !tokenkit_codegen::model::is_form(&provider.operation.body.media_type) {
+    let body_spec = provider.operation.body.as_ref()?;
+    if !tokenkit_codegen::model::is_form(&body_spec.media_type) {
         return serde_json::from_slice(&request.body).ok();
     }
     let text = std::str::from_utf8(&request.body).ok()?;
     let spec = &provider.spec_json;
-    let schema = spec.pointer(&provider.operation.body.schema_pointer)?;
+    let schema = spec.pointer(&body_spec.schema_pointer)?;
     let mut fields = serde_json::Map::new();
     for (key, value) in crate::http::form_pairs(text) {
         let typed_value = match property_schema(spec, schema, &key, 0) {

@@ -18,7 +18,7 @@ pub mod http;
 
 pub use authority::AuthorityStats;
 
-pub use check::{body_json, check_request};
+pub use check::{body_json, check_request, presented_token};
 pub use http::Request;
 
 use serde_json::Value;

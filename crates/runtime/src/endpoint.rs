@@ -26,6 +26,22 @@ pub enum Encoding {
     Empty,
 }
 
+/// Where the refresh token travels in a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenPlace {
+    /// In the body, which the generated code builds.
+    Body,
+    /// As this query parameter.
+    Query(&'static str),
+    /// In this header, after `prefix` (`Authorization: Bearer <token>`, say).
+    Header {
+        /// The header's name.
+        name: &'static str,
+        /// Written before the token.
+        prefix: &'static str,
+    },
+}
+
 /// What a spec says about an operation's request, as a generated constant.
 #[derive(Clone, Copy, Debug)]
 pub struct Operation {
@@ -35,6 +51,8 @@ pub struct Operation {
     pub path: &'static str,
     /// How the body is written.
     pub encoding: Encoding,
+    /// Where the refresh token goes.
+    pub refresh_token: TokenPlace,
     /// Body fields whose values error snippets never show (mapped tokens, `format: password`,
     /// credential-like names), beyond those that look like credentials anyway.
     pub sensitive_fields: &'static [&'static str],
@@ -48,6 +66,7 @@ pub struct Endpoint {
     transport: Transport,
     method: reqwest::Method,
     template: &'static str,
+    refresh_token: TokenPlace,
     /// The path with its parameters filled in; a secret, since a parameter may be one.
     path: Secret,
     encoding: Encoding,
@@ -81,6 +100,7 @@ impl Endpoint {
             transport: connection.transport(operation.sensitive_fields)?,
             method,
             template: operation.path,
+            refresh_token: operation.refresh_token,
             path: Secret::new(operation.path),
             encoding: operation.encoding,
             headers: HeaderMap::new(),
@@ -164,18 +184,41 @@ impl Endpoint {
         }
     }
 
-    /// Sends `body` and reads the response up to the body cap.
-    pub async fn send<B: Serialize + ?Sized>(&self, body: &B) -> Result<Response, RefreshError> {
+    /// Sends `body` (and `refresh_token`, where the operation carries it outside the body) and
+    /// reads the response up to the body cap.
+    pub async fn send<B: Serialize + ?Sized>(
+        &self,
+        body: &B,
+        refresh_token: Option<&RefreshToken>,
+    ) -> Result<Response, RefreshError> {
+        let mut headers = self.headers.clone();
+        let mut query: Vec<(&str, &str)> = self
+            .query
+            .iter()
+            .map(|(name, value)| (*name, value.expose()))
+            .collect();
+        match (self.refresh_token, refresh_token) {
+            (TokenPlace::Query(name), Some(token)) => query.push((name, token.expose())),
+            (TokenPlace::Header { name, prefix }, Some(token)) => {
+                let name = header_name(name).map_err(|_| RefreshError::Transport {
+                    kind: crate::error::TransportKind::Request,
+                    maybe_sent: false,
+                })?;
+                let value =
+                    sensitive_header_value(name.as_str(), &format!("{prefix}{}", token.expose()))
+                        .map_err(|_| RefreshError::Transport {
+                        kind: crate::error::TransportKind::Request,
+                        maybe_sent: false,
+                    })?;
+                headers.insert(name, value);
+            }
+            _ => {}
+        }
         let mut request = self
             .transport
             .request(self.method.clone(), self.path.expose())
-            .headers(self.headers.clone());
-        if !self.query.is_empty() {
-            let query: Vec<(&str, &str)> = self
-                .query
-                .iter()
-                .map(|(name, value)| (*name, value.expose()))
-                .collect();
+            .headers(headers);
+        if !query.is_empty() {
             request = request.query(&query);
         }
         request = match self.encoding {
@@ -207,7 +250,10 @@ impl Endpoint {
         B: Serialize + ?Sized,
         F: FnOnce(&Response, SystemTime) -> Result<TokenSet, RefreshError>,
     {
-        let response = self.send(body).await.map_err(|e| e.redact(sent.expose()))?;
+        let response = self
+            .send(body, Some(sent))
+            .await
+            .map_err(|e| e.redact(sent.expose()))?;
         let received = SystemTime::now();
         map(&response, received)
             .and_then(|tokens| complete(tokens, &response, sent, rotation))
@@ -391,6 +437,7 @@ mod tests {
             method: "POST",
             path: "/t/{tenant}",
             encoding: Encoding::Json,
+            refresh_token: TokenPlace::Body,
             sensitive_fields: &[],
         };
         let mut endpoint =

@@ -29,7 +29,7 @@ pub mod snippet;
 pub mod store;
 pub mod token;
 
-pub use endpoint::{Encoding, Endpoint, Operation};
+pub use endpoint::{Encoding, Endpoint, Operation, TokenPlace};
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
 pub use http::{Connection, HttpConfig, Response, Transport, Undocumented};
 pub use manager::{ManagerConfig, ManagerError, ReAuthenticate, TokenManager};

@@ -146,13 +146,11 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
     ensure(requests.len() == 1, || {
         format!("{} requests for one refresh", requests.len())
     })?;
-    let body = tokenkit_mock::body_json(&ctx.provider, &requests[0].request)
-        .ok_or_else(|| format!("the body is not {}", ctx.provider.operation.body.media_type))?;
-    let carried = text_at(&body, &ctx.provider.mapping.request_refresh_token);
+    let carried = tokenkit_mock::presented_token(&ctx.provider, &requests[0].request);
     ensure(carried.as_deref() == Some(SENT), || {
         format!(
-            "the body does not carry the refresh token at {}",
-            ctx.provider.mapping.request_refresh_token
+            "the request does not carry the refresh token at {:?}",
+            ctx.provider.mapping.refresh_place
         )
     })
 }

@@ -106,6 +106,7 @@ const OPERATION: tokenkit::Operation = tokenkit::Operation {
     method: "POST",
     path: "/refresh-token",
     encoding: tokenkit::Encoding::Json,
+    refresh_token: tokenkit::TokenPlace::Body,
     sensitive_fields: &["token"],
 };
 /// The outcome of `refreshToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
@@ -146,7 +147,7 @@ impl Client {
         &self,
         body: &RefreshRequest,
     ) -> Result<RefreshTokenResponse, tokenkit::RefreshError> {
-        RefreshTokenResponse::decode(&self.endpoint.send(body).await?)
+        RefreshTokenResponse::decode(&self.endpoint.send(body, None).await?)
     }
     /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
     pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> RefreshRequest {

@@ -159,6 +159,7 @@ const OPERATION: tokenkit::Operation = tokenkit::Operation {
     method: "POST",
     path: "/oauth2/token",
     encoding: tokenkit::Encoding::Json,
+    refresh_token: tokenkit::TokenPlace::Body,
     sensitive_fields: &["access_token", "client_secret", "code", "refresh_token"],
 };
 /// The outcome of `createAccessToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
@@ -215,7 +216,7 @@ impl Client {
         &self,
         body: &CreateAccessTokenRequest,
     ) -> Result<CreateAccessTokenResponse, tokenkit::RefreshError> {
-        CreateAccessTokenResponse::decode(&self.endpoint.send(body).await?)
+        CreateAccessTokenResponse::decode(&self.endpoint.send(body, None).await?)
     }
     /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
     pub fn refresh_request(

@@ -82,6 +82,7 @@ const OPERATION: tokenkit::Operation = tokenkit::Operation {
     method: "POST",
     path: "/v1/token-refresh",
     encoding: tokenkit::Encoding::Json,
+    refresh_token: tokenkit::TokenPlace::Body,
     sensitive_fields: &["access_token", "refreshToken", "refresh_token"],
 };
 /// The outcome of `tokenRefresh`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
@@ -120,7 +121,7 @@ impl Client {
         &self,
         body: &RefreshRequest,
     ) -> Result<TokenRefreshResponse, tokenkit::RefreshError> {
-        TokenRefreshResponse::decode(&self.endpoint.send(body).await?)
+        TokenRefreshResponse::decode(&self.endpoint.send(body, None).await?)
     }
     /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
     pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> RefreshRequest {

@@ -61,6 +61,7 @@ const OPERATION: tokenkit::Operation = tokenkit::Operation {
     method: "POST",
     path: "/v1/auth/token",
     encoding: tokenkit::Encoding::Json,
+    refresh_token: tokenkit::TokenPlace::Body,
     sensitive_fields: &["access_token", "refreshToken", "refresh_token"],
 };
 /// The outcome of `refreshAccessToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
@@ -106,7 +107,7 @@ impl Client {
         &self,
         body: &RefreshRequest,
     ) -> Result<RefreshAccessTokenResponse, tokenkit::RefreshError> {
-        RefreshAccessTokenResponse::decode(&self.endpoint.send(body).await?)
+        RefreshAccessTokenResponse::decode(&self.endpoint.send(body, None).await?)
     }
     /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
     pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> RefreshRequest {

@@ -4,7 +4,9 @@
 use super::docs;
 use super::types::{enum_variant, field_ident, ty};
 use crate::extension::Rotation;
-use crate::model::{Auth, ConfigField, FillSource, Location, ParamValue, Provider, StatusKey};
+use crate::model::{
+    Auth, ConfigField, FillSource, Location, ParamValue, Provider, RefreshPlace, StatusKey,
+};
 use crate::names::{ident, snake};
 use crate::types::Ty;
 use proc_macro2::{Ident, Literal, TokenStream};
@@ -212,6 +214,8 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
                     quote!(if let Some(value) = &self.#i { #inner })
                 });
             }
+            // Sent with each request, by the endpoint (`Operation::refresh_token`).
+            ParamValue::RefreshToken => {}
         }
     }
     match &provider.auth {
@@ -232,9 +236,9 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
     let path_template = &op.path;
 
     // Body values live in the client; header, query and path values are in the endpoint.
-    let body_config: Vec<usize> = op
-        .body
-        .fill
+    let no_fill = Vec::new();
+    let fill = op.body.as_ref().map_or(&no_fill, |b| &b.fill);
+    let body_config: Vec<usize> = fill
         .iter()
         .filter_map(|f| match f.source {
             FillSource::Config(i) => Some(i),
@@ -262,41 +266,54 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         }
     }
 
-    // The refresh request body.
-    let struct_ident = ident(&op.body.struct_name);
-    let fills = op.body.fill.iter().map(|f| {
-        let field = field_ident(&f.json);
-        let value = match &f.source {
-            FillSource::RefreshToken => quote!(token.into()),
-            FillSource::Constant { enum_name, value } => {
-                let e = ident(enum_name);
-                let v = enum_variant(value);
-                quote!(#e::#v)
-            }
-            FillSource::Config(i) => {
-                let id = &idents[*i];
-                if is_copy(&config[*i].ty, provider) {
-                    quote!(self.#id)
-                } else {
-                    quote!(self.#id.clone())
-                }
-            }
-        };
-        quote!(#field: #value,)
-    });
-    let mut body_expr = quote!(#struct_ident { #(#fills)* });
-    if let Some((enum_name, variant)) = &op.body.wrap {
-        let e = ident(enum_name);
-        let v = ident(variant);
-        body_expr = quote!(#e::#v(#body_expr));
-    }
-    let body_ty = ty(&op.body.ty);
-
-    let encoding = if crate::model::is_form(&op.body.media_type) {
-        quote!(tokenkit::Encoding::Form)
-    } else {
-        quote!(tokenkit::Encoding::Json)
+    // The refresh request body, if the operation has one.
+    let (body_ty, body_expr, encoding) = match &op.body {
+        Some(body) => (
+            ty(&body.ty),
+            request_body(body, &idents, config, provider),
+            if crate::model::is_form(&body.media_type) {
+                quote!(tokenkit::Encoding::Form)
+            } else {
+                quote!(tokenkit::Encoding::Json)
+            },
+        ),
+        None => (quote!(()), quote!(()), quote!(tokenkit::Encoding::Empty)),
     };
+    let refresh_place = match &provider.mapping.refresh_place {
+        RefreshPlace::Body { .. } => quote!(tokenkit::TokenPlace::Body),
+        RefreshPlace::Query { name } => quote!(tokenkit::TokenPlace::Query(#name)),
+        RefreshPlace::Header { name, prefix } => {
+            quote!(tokenkit::TokenPlace::Header { name: #name, prefix: #prefix })
+        }
+    };
+    let token_in_body = matches!(provider.mapping.refresh_place, RefreshPlace::Body { .. });
+    // The typed operation takes what the request carries: the body, and the refresh token
+    // where it travels outside the body.
+    let (op_args, send_args) = match (&op.body, token_in_body) {
+        (Some(_), true) => (quote!(body: &#body_ty), quote!(body, None)),
+        (Some(_), false) => (
+            quote!(body: &#body_ty, refresh_token: &tokenkit::RefreshToken),
+            quote!(body, Some(refresh_token)),
+        ),
+        (None, _) => (
+            quote!(refresh_token: &tokenkit::RefreshToken),
+            quote!(&(), Some(refresh_token)),
+        ),
+    };
+    let token_param = if token_in_body || op.body.is_some() && body_uses_token(op) {
+        quote!(token)
+    } else {
+        quote!(_token)
+    };
+    let request_doc = docs(if op.body.is_none() {
+        "The request body [`tokenkit::RefreshClient::refresh`] sends: none, since the operation \
+         has no body (the refresh token travels in the query or a header)."
+    } else if token_in_body {
+        "The request body [`tokenkit::RefreshClient::refresh`] sends for `token`."
+    } else {
+        "The request body [`tokenkit::RefreshClient::refresh`] sends (the refresh token travels \
+         in the query or a header)."
+    });
 
     // The typed operation.
     let method_text = op.method.as_str();
@@ -404,6 +421,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             method: #method_text,
             path: #path_template,
             encoding: #encoding,
+            refresh_token: #refresh_place,
             sensitive_fields: &[#(#sensitive),*],
         };
 
@@ -439,12 +457,12 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             }
 
             #op_doc
-            pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
-                #outcome::decode(&self.endpoint.send(body).await?)
+            pub async fn #op_fn(&self, #op_args) -> Result<#outcome, tokenkit::RefreshError> {
+                #outcome::decode(&self.endpoint.send(#send_args).await?)
             }
 
-            /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
-            pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> #body_ty {
+            #request_doc
+            pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) -> #body_ty {
                 #body_expr
             }
         }
@@ -465,6 +483,52 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome);
     };
     (items, decode)
+}
+
+/// The expression that builds the refresh request's body.
+fn request_body(
+    body: &crate::model::Body,
+    idents: &[Ident],
+    config: &[ConfigField],
+    provider: &Provider,
+) -> TokenStream {
+    let struct_ident = ident(&body.struct_name);
+    let fills = body.fill.iter().map(|f| {
+        let field = field_ident(&f.json);
+        let value = match &f.source {
+            FillSource::RefreshToken => quote!(token.into()),
+            FillSource::Constant { enum_name, value } => {
+                let e = ident(enum_name);
+                let v = enum_variant(value);
+                quote!(#e::#v)
+            }
+            FillSource::Config(i) => {
+                let id = &idents[*i];
+                if is_copy(&config[*i].ty, provider) {
+                    quote!(self.#id)
+                } else {
+                    quote!(self.#id.clone())
+                }
+            }
+        };
+        quote!(#field: #value,)
+    });
+    let mut expr = quote!(#struct_ident { #(#fills)* });
+    if let Some((enum_name, variant)) = &body.wrap {
+        let e = ident(enum_name);
+        let v = ident(variant);
+        expr = quote!(#e::#v(#expr));
+    }
+    expr
+}
+
+/// Whether the body's fill puts the refresh token in it.
+fn body_uses_token(op: &crate::model::Operation) -> bool {
+    op.body.as_ref().is_some_and(|b| {
+        b.fill
+            .iter()
+            .any(|f| matches!(f.source, FillSource::RefreshToken))
+    })
 }
 
 /// Whether values of `ty` are `Copy` (numbers, booleans, and the generated string enums).

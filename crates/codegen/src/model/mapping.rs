@@ -36,11 +36,10 @@ impl MapCtx<'_> {
         &self,
         types: &mut TypeBuilder<'_>,
         body_ty: &Ty,
-        spec: &TokenRefresh,
+        ptr: &str,
         errors: &mut SpecErrors,
     ) -> Option<RequestSlot> {
         let at = "/request/refresh-token";
-        let ptr = &spec.request.refresh_token;
         let segments = match pointer::segments(ptr) {
             Some(s) if s.len() == 1 => s,
             Some(_) => {
@@ -123,6 +122,54 @@ impl MapCtx<'_> {
                 None
             }
         }
+    }
+
+    /// A refresh token in a parameter: the operation declares it (a string; the model's
+    /// `params` checked the type), or it is the `Authorization` header, which OpenAPI 3.0
+    /// does not let a spec declare. A prefix is for headers only.
+    pub(super) fn check_param_place(
+        &self,
+        place: &RefreshPlace,
+        params: &[Param],
+        errors: &mut SpecErrors,
+    ) -> bool {
+        let at = "/request/refresh-token/name";
+        let (location, name) = match place {
+            RefreshPlace::Body { .. } => return true,
+            RefreshPlace::Query { name } => (Location::Query, name),
+            RefreshPlace::Header { name, .. } => (Location::Header, name),
+        };
+        if location == Location::Header && name.eq_ignore_ascii_case("authorization") {
+            return true;
+        }
+        let declared = params
+            .iter()
+            .any(|p| matches!(p.value, ParamValue::RefreshToken) && p.location == location);
+        if !declared {
+            let kind = if location == Location::Query {
+                "query parameter"
+            } else {
+                "header"
+            };
+            errors.push(
+                self.error(
+                    at,
+                    format!(
+                        "the operation declares no {kind} named {name:?} to carry the refresh token"
+                    ),
+                )
+                .hint(format!(
+                    "declare it under `parameters` with `in: {}` and a string schema",
+                    if location == Location::Query {
+                        "query"
+                    } else {
+                        "header"
+                    }
+                )),
+            );
+            return false;
+        }
+        true
     }
 
     /// The modelled response of `status`; `None` with an error when the spec does not
@@ -230,8 +277,18 @@ impl MapCtx<'_> {
         &self,
         types: &mut TypeBuilder<'_>,
         spec: &TokenRefresh,
+        refresh_place: RefreshPlace,
         errors: &mut SpecErrors,
     ) -> Option<Mapping> {
+        if let RefreshPlace::Query { .. } = &refresh_place
+            && let extension::TokenPlace::Param(p) = &spec.request.refresh_token
+            && !p.prefix.is_empty()
+        {
+            errors.push(self.error(
+                "/request/refresh-token/prefix",
+                "a prefix is for a refresh token in a header, not in the query",
+            ));
+        }
         let s = &spec.success;
         let success_response = self.response("/success/status", &s.status, errors)?;
         if !matches!(success_response.key, StatusKey::Code(200..=299)) {
@@ -406,7 +463,7 @@ impl MapCtx<'_> {
         }
         Some(Mapping {
             rotation: spec.rotation,
-            request_refresh_token: spec.request.refresh_token.clone(),
+            refresh_place,
             success: Success {
                 status: success_response.status,
                 access_token: access_token?,

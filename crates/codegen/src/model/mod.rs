@@ -82,8 +82,9 @@ pub struct Operation {
     pub description: Option<String>,
     /// Header and query parameters.
     pub params: Vec<Param>,
-    /// The request body.
-    pub body: Body,
+    /// The request body; `None` when the operation has none (every value travels in the
+    /// query, the headers or the path).
+    pub body: Option<Body>,
     /// Documented responses, exact statuses in the spec's order.
     pub responses: Vec<ResponseCase>,
     /// The `Accept` header: the media types of the documented responses.
@@ -148,6 +149,8 @@ pub enum ParamValue {
     Constant(String),
     /// A per-client value: an index into [`Provider::config`].
     Config(usize),
+    /// The refresh token being exchanged (see [`Mapping::refresh_place`]).
+    RefreshToken,
 }
 
 /// A value the user gives when building the client.
@@ -265,12 +268,71 @@ pub struct ResponseCase {
 pub struct Mapping {
     /// The rotation policy.
     pub rotation: Rotation,
-    /// The refresh token's pointer in the request body.
-    pub request_refresh_token: String,
+    /// Where the refresh token travels in the request.
+    pub refresh_place: RefreshPlace,
     /// The success response.
     pub success: Success,
     /// Documented failures.
     pub failures: Vec<Failure>,
+}
+
+/// Where the refresh token travels in the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshPlace {
+    /// A top-level property of the body, by JSON pointer.
+    Body {
+        /// The pointer, as written (`/refresh_token`).
+        pointer: String,
+    },
+    /// A query parameter.
+    Query {
+        /// Its name.
+        name: String,
+    },
+    /// A header, with an optional prefix such as `Bearer `.
+    Header {
+        /// Its name.
+        name: String,
+        /// Written before the token.
+        prefix: String,
+    },
+}
+
+impl RefreshPlace {
+    /// From the extension's form.
+    pub fn from_spec(place: &extension::TokenPlace) -> Self {
+        match place {
+            extension::TokenPlace::Body(pointer) => Self::Body {
+                pointer: pointer.clone(),
+            },
+            extension::TokenPlace::Param(p) => match p.location {
+                extension::ParamIn::Query => Self::Query {
+                    name: p.name.clone(),
+                },
+                extension::ParamIn::Header => Self::Header {
+                    name: p.name.clone(),
+                    prefix: p.prefix.clone(),
+                },
+            },
+        }
+    }
+
+    /// The token as the request carries it, from a request's body, query or headers: what a
+    /// server (the mock) reads back.
+    pub fn read(
+        &self,
+        body: Option<&Value>,
+        query: impl Fn(&str) -> Option<String>,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Option<String> {
+        match self {
+            Self::Body { pointer } => body?.pointer(pointer)?.as_str().map(str::to_owned),
+            Self::Query { name } => query(name),
+            Self::Header { name, prefix } => header(name)?
+                .strip_prefix(prefix.as_str())
+                .map(str::to_owned),
+        }
+    }
 }
 
 /// A pointer and how the generated code follows it.
@@ -369,15 +431,33 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let op_name = crate::names::pascal(&id);
 
     let mut config = Vec::new();
-    let params = params(spec, &op_pointer, op, &mut types, &mut config, &mut errors);
+    let place = mapping_spec
+        .as_ref()
+        .map(|m| RefreshPlace::from_spec(&m.request.refresh_token));
+    let params = params(
+        spec,
+        &op_pointer,
+        op,
+        place.as_ref(),
+        &mut types,
+        &mut config,
+        &mut errors,
+    );
     check_path(spec, &op_pointer, &path, &params, &mut errors);
     let auth = auth(spec, &op_pointer, op, &mut config, &mut errors);
-    let body = request_body(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
+    let in_body = matches!(place, Some(RefreshPlace::Body { .. }));
+    let body = request_body(
+        spec,
+        &op_pointer,
+        op,
+        &op_name,
+        in_body,
+        &mut types,
+        &mut errors,
+    );
     let responses = responses(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
 
-    let (Some(mapping_spec), Some((body_ty, body_media, body_example, body_schema))) =
-        (mapping_spec, body)
-    else {
+    let (Some(mapping_spec), Some(place), Some(body)) = (mapping_spec, place, body) else {
         return Err(errors);
     };
     let ctx = MapCtx {
@@ -392,8 +472,29 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             .chain(op.responses.default.as_ref().map(|_| "default".to_owned()))
             .collect(),
     };
-    let refresh_slot = ctx.request_slot(&mut types, &body_ty, &mapping_spec, &mut errors);
-    let mapping = ctx.mapping(&mut types, &mapping_spec, &mut errors);
+    let refresh_slot = match (&place, &body) {
+        (RefreshPlace::Body { pointer }, Some((body_ty, ..))) => {
+            ctx.request_slot(&mut types, body_ty, pointer, &mut errors)
+        }
+        (RefreshPlace::Body { .. }, None) => None,
+        (_, body) => {
+            let struct_name = body_struct(types.defs(), body.as_ref().map(|b| &b.0));
+            if let Some((_, _, _, schema_at)) = body.as_ref().filter(|_| struct_name.is_empty()) {
+                errors.push(SpecError::new(
+                    file,
+                    schema_at,
+                    "with the refresh token outside the body, the body must be one object",
+                ));
+            }
+            ctx.check_param_place(&place, &params, &mut errors)
+                .then(|| RequestSlot {
+                    wrap: None,
+                    struct_name,
+                    refresh_json: String::new(),
+                })
+        }
+    };
+    let mapping = ctx.mapping(&mut types, &mapping_spec, place, &mut errors);
 
     let accept = {
         let mut media: Vec<&str> = responses
@@ -419,17 +520,34 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     else {
         return Err(errors);
     };
-    let fill = body_fill(
-        types.defs(),
-        &struct_name,
-        &refresh_json,
-        body_example.as_ref(),
-        &mut config,
-    );
+    let body = body.map(|(ty, media_type, example, schema_pointer)| {
+        let fill = body_fill(
+            types.defs(),
+            &struct_name,
+            &refresh_json,
+            example.as_ref(),
+            &mut config,
+        );
+        if is_form(&media_type) {
+            check_form_fields(
+                file,
+                &schema_pointer,
+                types.defs(),
+                &struct_name,
+                &mut errors,
+            );
+        }
+        Body {
+            media_type,
+            ty,
+            example,
+            schema_pointer,
+            wrap: wrap.clone(),
+            struct_name: struct_name.clone(),
+            fill,
+        }
+    });
     check_config_names(file, &op_pointer, &config, &mut errors);
-    if is_form(&body_media) {
-        check_form_fields(file, &body_schema, types.defs(), &struct_name, &mut errors);
-    }
     let info = &spec.api.info;
     let provider = Provider {
         name: spec.name.clone(),
@@ -446,15 +564,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             summary: op.summary.clone(),
             description: op.description.clone(),
             params,
-            body: Body {
-                media_type: body_media,
-                ty: body_ty,
-                example: body_example,
-                schema_pointer: body_schema,
-                wrap,
-                struct_name,
-                fill,
-            },
+            body,
             responses,
             accept,
             outcome: outcome_name(&op_name, types.defs()),

@@ -85,6 +85,7 @@ pub(super) fn params(
     spec: &Spec,
     op_pointer: &str,
     op: &OaOperation,
+    place: Option<&RefreshPlace>,
     types: &mut TypeBuilder<'_>,
     config: &mut Vec<ConfigField>,
     errors: &mut SpecErrors,
@@ -164,6 +165,34 @@ pub(super) fn params(
                 continue;
             }
         };
+        let carries_token = match place {
+            Some(RefreshPlace::Query { name }) => location == Location::Query && *name == data.name,
+            Some(RefreshPlace::Header { name, .. }) => {
+                location == Location::Header && name.eq_ignore_ascii_case(&data.name)
+            }
+            _ => false,
+        };
+        if carries_token {
+            if !matches!(resolved.ty, Ty::String | Ty::Secret) {
+                errors.push(SpecError::new(
+                    &spec.file,
+                    &schema_at,
+                    format!(
+                        "parameter {:?} carries the refresh token, so it must be a string, not {}",
+                        data.name,
+                        resolved.ty.describe()
+                    ),
+                ));
+            }
+            out.push(Param {
+                location,
+                name: data.name.clone(),
+                required: data.required,
+                schema_pointer: schema_at,
+                value: ParamValue::RefreshToken,
+            });
+            continue;
+        }
         if !matches!(
             resolved.ty,
             Ty::String | Ty::Secret | Ty::I32 | Ty::I64 | Ty::F64 | Ty::Bool
@@ -185,10 +214,15 @@ pub(super) fn params(
             .or_else(|| data.name.strip_prefix("x-"))
             .unwrap_or(&data.name);
         let example = data.example.clone().or_else(|| schema_example(schema));
+        // A client secret or key in the query string is a secret like one in the body.
+        let ty = match resolved.ty {
+            Ty::String if crate::types::is_secret_name(&data.name) => Ty::Secret,
+            ty => ty,
+        };
         config.push(ConfigField {
             name: snake(trimmed),
-            example: example.unwrap_or_else(|| made_up_example(&resolved.ty, trimmed)),
-            ty: resolved.ty,
+            example: example.unwrap_or_else(|| made_up_example(&ty, trimmed)),
+            ty,
             required: data.required,
             doc: data.description.clone(),
         });
@@ -273,14 +307,18 @@ pub(super) fn json_media<'a>(
         })
 }
 
+/// The request body's type, media type, example and schema pointer: `Some(None)` for an
+/// operation without a body (allowed when the refresh token travels elsewhere), `None` after
+/// an error.
 pub(super) fn request_body(
     spec: &Spec,
     op_pointer: &str,
     op: &OaOperation,
     op_name: &str,
+    token_in_body: bool,
     types: &mut TypeBuilder<'_>,
     errors: &mut SpecErrors,
-) -> Option<(Ty, String, Option<Value>, String)> {
+) -> Option<Option<(Ty, String, Option<Value>, String)>> {
     let at = pointer::join(op_pointer, "requestBody");
     let body: &RequestBody = match &op.request_body {
         Some(ReferenceOr::Item(b)) => b,
@@ -291,14 +329,15 @@ pub(super) fn request_body(
             );
             return None;
         }
+        None if !token_in_body => return Some(None),
         None => {
             errors.push(
                 SpecError::new(
                     &spec.file,
                     op_pointer,
-                    "the refresh operation has no request body",
+                    "the refresh operation has no request body, but the mapping puts the refresh token in one",
                 )
-                .hint("the refresh token travels in a JSON body"),
+                .hint("add the body, or map the token to a parameter: `refresh-token: {in: query, name: refresh_token}`"),
             );
             return None;
         }
@@ -327,7 +366,7 @@ pub(super) fn request_body(
     });
     let schema_at = pointer::join(&media_at, "schema");
     match types.resolve(schema.into(), &schema_at, &format!("{op_name}Request")) {
-        Ok(Resolved { ty, .. }) => Some((ty, media.clone(), example, schema_at)),
+        Ok(Resolved { ty, .. }) => Some(Some((ty, media.clone(), example, schema_at))),
         Err(e) => {
             errors.push(e);
             None
@@ -548,6 +587,18 @@ pub(super) fn body_fill(
             }
         })
         .collect()
+}
+
+/// The struct a body of type `ty` is (`""` for none, or a body that is not one struct).
+pub(super) fn body_struct(types: &IndexMap<String, TypeDef>, ty: Option<&Ty>) -> String {
+    match ty {
+        Some(Ty::Named(name))
+            if matches!(types.get(name).map(|t| &t.def), Some(Def::Struct { .. })) =>
+        {
+            name.clone()
+        }
+        _ => String::new(),
+    }
 }
 
 /// The enum and its only value, for a single-value string enum.
