@@ -307,6 +307,9 @@ pub(super) fn json_media<'a>(
         })
 }
 
+/// A request body as read from the spec: type, media type, example, schema pointer.
+pub(super) type BodyParts = (Ty, String, Option<Value>, String);
+
 /// The request body's type, media type, example and schema pointer: `Some(None)` for an
 /// operation without a body (allowed when the refresh token travels elsewhere), `None` after
 /// an error.
@@ -318,7 +321,7 @@ pub(super) fn request_body(
     token_in_body: bool,
     types: &mut TypeBuilder<'_>,
     errors: &mut SpecErrors,
-) -> Option<Option<(Ty, String, Option<Value>, String)>> {
+) -> Option<Option<BodyParts>> {
     let at = pointer::join(op_pointer, "requestBody");
     let body: &RequestBody = match &op.request_body {
         Some(ReferenceOr::Item(b)) => b,
