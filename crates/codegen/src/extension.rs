@@ -87,6 +87,9 @@ pub struct SuccessMapping {
     /// The documented status of the success response.
     #[serde(deserialize_with = "status_text")]
     pub status: String,
+    /// A rule a success body must meet (`status: 0`, say); a body of the success status that
+    /// meets neither it nor a failure's `when` is a bad response.
+    pub when: Option<When>,
     /// The access token (required, a string).
     pub access_token: String,
     /// The new refresh token (a string); absent means the provider never sends one.
@@ -110,9 +113,10 @@ pub struct FailureMapping {
     pub when: Option<When>,
     /// The meaning when `kinds` names no other.
     pub kind: FailureKind,
-    /// Meanings by the provider's error code, read at `code`.
+    /// Meanings by the provider's error code, read at `code`: `code: kind` entries, or
+    /// `kind: [code, code]` for a list of codes with one meaning.
     #[serde(default)]
-    pub kinds: indexmap::IndexMap<String, FailureKind>,
+    pub kinds: indexmap::IndexMap<String, KindsEntry>,
     /// The provider's error code.
     pub code: Option<String>,
     /// The provider's error message.
@@ -121,14 +125,31 @@ pub struct FailureMapping {
     pub description: Option<String>,
 }
 
-/// A discriminator inside a body.
+/// A rule on one value of a body: exactly one of the tests is given.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct When {
     /// Where to look.
     pub pointer: String,
-    /// The JSON value that marks a failure.
-    pub equals: Value,
+    /// Matches when the value is this JSON value.
+    pub equals: Option<Value>,
+    /// Matches when the value is present, not null, and not this JSON value.
+    pub not_equals: Option<Value>,
+    /// Matches when the value is one of these.
+    pub one_of: Option<Vec<Value>>,
+    /// `true`: matches when the value is present and not null; `false`: when it is absent or
+    /// null.
+    pub present: Option<bool>,
+}
+
+/// A `kinds` entry: `code: kind`, or `kind: [codes]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum KindsEntry {
+    /// The key is a code; this is its meaning.
+    Kind(FailureKind),
+    /// The key is a meaning; these are its codes.
+    Codes(Vec<String>),
 }
 
 /// What a failure means for the caller.

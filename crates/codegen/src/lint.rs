@@ -108,7 +108,7 @@ fn lint_success_examples(provider: &Provider, out: &mut Vec<SpecError>) {
             .failures
             .iter()
             .filter_map(|f| f.when.as_ref())
-            .any(|(m, equals)| body.pointer(&m.pointer) == Some(equals))
+            .any(|when| when.matches(body))
     };
     let successes: Vec<&(String, Value)> = case
         .examples

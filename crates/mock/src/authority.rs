@@ -159,10 +159,7 @@ fn dead(provider: &Provider) -> Reply {
             r.examples
                 .iter()
                 .map(|(_, v)| v.clone())
-                .find(|v| match &failure.when {
-                    Some((m, equals)) => v.pointer(&m.pointer) == Some(equals),
-                    None => true,
-                })
+                .find(|v| failure.when.as_ref().is_none_or(|w| w.matches(v)))
         })
         .unwrap_or(Value::Null);
     if let Some((code, _)) = failure

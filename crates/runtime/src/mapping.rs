@@ -38,14 +38,50 @@ pub fn text<T: Serialize + ?Sized>(value: &T) -> Option<String> {
     }
 }
 
-/// Whether `value` equals the JSON literal `literal` (a spec's failure discriminator).
-pub fn equals_json<T: Serialize + ?Sized>(value: &T, literal: &str) -> bool {
-    match (
-        serde_json::to_value(value),
-        serde_json::from_str::<Value>(literal),
-    ) {
-        (Ok(value), Ok(literal)) => value == literal,
-        _ => false,
+/// A mapped value as JSON, for a `when` rule.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Option<Value> {
+    serde_json::to_value(value).ok()
+}
+
+/// A spec's `when` rule on one value of a body; literals are JSON text.
+#[derive(Clone, Copy, Debug)]
+pub enum Rule {
+    /// The value is this.
+    Equals(&'static str),
+    /// The value is present, not null, and not this.
+    NotEquals(&'static str),
+    /// The value is one of these.
+    OneOf(&'static [&'static str]),
+    /// The value is present and not null.
+    Present,
+    /// The value is absent or null.
+    Absent,
+}
+
+impl Rule {
+    /// Whether `found` (the value at the rule's pointer; `None`: absent) passes.
+    pub fn test(self, found: Option<Value>) -> bool {
+        let literal = |text: &str| serde_json::from_str::<Value>(text).ok();
+        let present = found.as_ref().filter(|v| !v.is_null());
+        match self {
+            Rule::Equals(v) => found.is_some() && found == literal(v),
+            Rule::NotEquals(v) => present.is_some_and(|f| Some(f) != literal(v).as_ref()),
+            Rule::OneOf(values) => found
+                .as_ref()
+                .is_some_and(|f| values.iter().any(|v| literal(v).as_ref() == Some(f))),
+            Rule::Present => present.is_some(),
+            Rule::Absent => present.is_none(),
+        }
+    }
+}
+
+/// The error for a body of the success status that meets neither the success rule nor a
+/// documented failure's.
+pub fn unrecognized(status: u16) -> RefreshError {
+    RefreshError::InvalidBody {
+        status,
+        reason: "the body meets neither the success rule nor a documented failure's".into(),
+        body: Snippet::default(),
     }
 }
 
@@ -204,10 +240,25 @@ mod tests {
     }
 
     #[test]
-    fn equals_a_literal() {
-        assert!(equals_json(&false, "false"));
-        assert!(!equals_json(&true, "false"));
-        assert!(equals_json(&json!({"a": 1}), r#"{"a":1}"#));
+    fn rules() {
+        assert!(Rule::Equals("false").test(json(&false)));
+        assert!(!Rule::Equals("false").test(json(&true)));
+        assert!(!Rule::Equals("false").test(None));
+        assert!(Rule::Equals(r#"{"a":1}"#).test(Some(json!({"a": 1}))));
+        assert!(Rule::NotEquals("0").test(Some(json!(17))));
+        assert!(!Rule::NotEquals("0").test(Some(json!(0))));
+        assert!(
+            !Rule::NotEquals("0").test(None),
+            "absent is not a failure code"
+        );
+        assert!(!Rule::NotEquals("0").test(Some(Value::Null)));
+        assert!(Rule::OneOf(&["\"a\"", "2"]).test(Some(json!(2))));
+        assert!(!Rule::OneOf(&["\"a\"", "2"]).test(Some(json!("2"))));
+        assert!(Rule::Present.test(Some(json!("x"))));
+        assert!(!Rule::Present.test(Some(Value::Null)));
+        assert!(Rule::Absent.test(None));
+        assert!(Rule::Absent.test(Some(Value::Null)));
+        assert!(!Rule::Absent.test(Some(json!(false))));
     }
 
     #[test]

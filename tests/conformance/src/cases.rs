@@ -171,10 +171,7 @@ pub async fn documented_errors(subject: &Subject) -> Outcome {
         let mut bodies: Vec<(String, Option<Value>)> = ctx
             .examples(failure.status)
             .into_iter()
-            .filter(|(_, body)| match &failure.when {
-                Some((m, equals)) => body.pointer(&m.pointer) == Some(equals),
-                None => true,
-            })
+            .filter(|(_, body)| failure.when.as_ref().is_none_or(|w| w.matches(body)))
             .map(|(name, body)| (name, Some(body)))
             .collect();
         let has_body = ctx
@@ -257,24 +254,30 @@ pub async fn failure_inside_success_status(subject: &Subject) -> Outcome {
         .iter()
         .filter(|f| f.status == status)
     {
-        let Some((m, equals)) = &failure.when else {
+        let Some(when) = &failure.when else {
             continue;
         };
-        let mut body = example.clone();
-        ensure(set_at(&mut body, &m.pointer, equals.clone()), || {
-            format!("the success example has no {}", m.pointer)
-        })?;
-        let err = expect_err(
-            refresh_with(&ctx, Reply::Json { status, body }, &sent()).await,
-            "a success body flagged as failed",
-        )?;
-        ensure(err.kind() == kind_of(failure.kind), || {
+        let tripped = trip(&ctx, &example, failure, when);
+        ensure(!tripped.is_empty(), || {
             format!(
-                "flagged failure: {:?}, expected {:?}",
-                err.kind(),
-                kind_of(failure.kind)
+                "no body could be made that trips the rule at {}",
+                when.mapped.pointer
             )
         })?;
+        for body in tripped {
+            let expected = expected_kind(failure, &body);
+            let err = expect_err(
+                refresh_with(&ctx, Reply::Json { status, body }, &sent()).await,
+                "a success body flagged as failed",
+            )?;
+            ensure(err.kind() == kind_of(expected), || {
+                format!(
+                    "flagged failure: {:?}, expected {:?}",
+                    err.kind(),
+                    kind_of(expected)
+                )
+            })?;
+        }
     }
     let mut body = example;
     let pointer = &ctx.provider.mapping.success.access_token.pointer;
@@ -573,8 +576,11 @@ pub async fn no_secret_in_output(subject: &Subject) -> Outcome {
                 json!(format!("token {} is spent", sentinels[0])),
             );
         }
-        if let Some((m, equals)) = &failure.when {
-            set_at(&mut error_body, &m.pointer, equals.clone());
+        if let Some(when) = &failure.when
+            && !when.matches(&error_body)
+            && let Some(tripped) = trip(&ctx, &error_body, failure, when).into_iter().next()
+        {
+            error_body = tripped;
         }
         replies.push(Reply::Json {
             status: failure.status,
@@ -652,6 +658,155 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// Every `when` rule and every `kinds` code of the mapping is tripped by a body made for it, and
+/// the client answers the kind the mapping names (with the code, for `kinds`).
+pub async fn every_rule_trips(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let success_status = ctx.success_status();
+    let mut tripped = 0;
+    for failure in &ctx.provider.mapping.failures {
+        let documented: Vec<Value> = ctx
+            .examples(failure.status)
+            .into_iter()
+            .map(|(_, b)| b)
+            .filter(|b| failure.when.as_ref().is_none_or(|w| w.matches(b)))
+            .collect();
+        let base = if failure.status == success_status {
+            ctx.success_example()?
+        } else {
+            documented.first().cloned().unwrap_or(Value::Null)
+        };
+        let mut bodies: Vec<(String, Value)> = Vec::new();
+        if let Some(when) = &failure.when {
+            for body in trip(&ctx, &base, failure, when) {
+                bodies.push((format!("rule at {}", when.mapped.pointer), body));
+            }
+        }
+        if let Some(code_at) = &failure.code {
+            for (code, _) in &failure.kinds {
+                // A documented example with this code, else the first one made to carry it.
+                let mut body = documented
+                    .iter()
+                    .find(|b| text_at(b, &code_at.pointer).as_deref() == Some(code))
+                    .or(documented.first())
+                    .cloned()
+                    .unwrap_or_else(|| base.clone());
+                if put_at(&mut body, &code_at.pointer, json!(code))
+                    && failure.when.as_ref().is_none_or(|w| w.matches(&body))
+                {
+                    bodies.push((format!("code {code:?}"), body));
+                }
+            }
+            ensure(
+                failure.kinds.is_empty() || bodies.iter().any(|(n, _)| n.starts_with("code")),
+                || format!("no body of status {} could carry a code", failure.status),
+            )?;
+        }
+        for (what, body) in bodies {
+            let expected = expected_kind(failure, &body);
+            let code = failure
+                .code
+                .as_ref()
+                .and_then(|m| text_at(&body, &m.pointer));
+            let reply = Reply::Json {
+                status: failure.status,
+                body,
+            };
+            let err = expect_err(refresh_with(&ctx, reply, &sent()).await, &what)?;
+            ensure(err.kind() == kind_of(expected), || {
+                format!("{what}: {:?}, expected {:?}", err.kind(), kind_of(expected))
+            })?;
+            if failure.code.is_some() {
+                let got = err.provider_error().and_then(|p| p.code.clone());
+                ensure(got == code, || {
+                    format!("{what}: code {got:?}, expected {code:?}")
+                })?;
+            }
+            tripped += 1;
+        }
+    }
+    let rules = ctx
+        .provider
+        .mapping
+        .failures
+        .iter()
+        .map(|f| usize::from(f.when.is_some()) + f.kinds.len())
+        .sum::<usize>();
+    ensure(tripped >= rules, || {
+        format!("{tripped} bodies tripped {rules} rules")
+    })
+}
+
+/// The kind a failure maps `body` to: by its code where `kinds` names it.
+fn expected_kind(failure: &tokenkit_codegen::model::Failure, body: &Value) -> FailureKind {
+    let code = failure
+        .code
+        .as_ref()
+        .and_then(|m| text_at(body, &m.pointer));
+    failure
+        .kinds
+        .iter()
+        .find(|(c, _)| Some(c) == code.as_ref())
+        .map_or(failure.kind, |(_, k)| *k)
+}
+
+/// Bodies made from `base` that trip `when`: each `one-of` value, a value other than a
+/// `not-equals` one, the field added or removed for `present`. Where `base` cannot hold the
+/// value (its parent object is missing), the status's documented examples that trip the rule
+/// stand in.
+fn trip(
+    ctx: &Ctx,
+    base: &Value,
+    failure: &tokenkit_codegen::model::Failure,
+    when: &tokenkit_codegen::model::When,
+) -> Vec<Value> {
+    use tokenkit_codegen::model::Test;
+    let pointer = &when.mapped.pointer;
+    let documented: Vec<Value> = ctx
+        .examples(failure.status)
+        .into_iter()
+        .map(|(_, b)| b)
+        .filter(|b| when.matches(b))
+        .collect();
+    let with = |value: Value| {
+        let mut body = base.clone();
+        put_at(&mut body, pointer, value).then_some(body)
+    };
+    let made: Vec<Option<Value>> = match &when.test {
+        Test::Equals(v) => vec![with(v.clone())],
+        Test::OneOf(values) => values.iter().map(|v| with(v.clone())).collect(),
+        Test::NotEquals(v) => vec![with(other_than(v))],
+        Test::Present => {
+            let value = documented
+                .iter()
+                .find_map(|b| b.pointer(pointer).cloned())
+                .unwrap_or_else(|| json!("error"));
+            vec![with(value)]
+        }
+        Test::Absent => {
+            let mut body = base.clone();
+            remove_at(&mut body, pointer);
+            vec![Some(body)]
+        }
+    };
+    let made: Vec<Value> = made
+        .into_iter()
+        .flatten()
+        .filter(|b| when.matches(b))
+        .collect();
+    if made.is_empty() { documented } else { made }
+}
+
+/// A JSON value of the same type as `v`, but another.
+fn other_than(v: &Value) -> Value {
+    match v {
+        Value::Bool(b) => Value::Bool(!b),
+        Value::Number(n) => json!(n.as_i64().map_or(1, |i| if i == 1 { 2 } else { 1 })),
+        Value::String(s) => json!(format!("{s}-other")),
+        _ => json!("other"),
+    }
 }
 
 /// An empty access token, or an empty new refresh token, is a bad response: a set nobody can

@@ -32,6 +32,7 @@ macro_rules! suite {
             request_conforms,
             documented_errors,
             failure_inside_success_status,
+            every_rule_trips,
             undocumented_status,
             malformed_body,
             empty_body,

@@ -96,7 +96,7 @@ impl Ctx {
             .iter()
             .filter(|f| f.status == status)
             .filter_map(|f| f.when.as_ref())
-            .any(|(m, equals)| body.pointer(&m.pointer) == Some(equals))
+            .any(|when| when.matches(body))
     }
 
     /// The success examples: the success status's examples that are not failures.

@@ -187,7 +187,9 @@ impl RefreshTokenResponse {
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         match self {
             Self::Ok(body) => {
-                if mapping::failure_0_when(&body) == Some(true) {
+                if tokenkit::mapping::Rule::Equals("false")
+                    .test(mapping::failure_0_when(&body))
+                {
                     return tokenkit::mapping::invalid_grant(
                         200,
                         mapping::failure_0_code(&body),
@@ -211,15 +213,13 @@ impl RefreshTokenResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod mapping {
     use super::*;
-    /// Whether this is a failure: `/success` of a [`RefreshTokenOk`].
-    pub(super) fn failure_0_when(body: &RefreshTokenOk) -> Option<bool> {
+    /// The value a failure rule tests: `/success` of a [`RefreshTokenOk`].
+    pub(super) fn failure_0_when(body: &RefreshTokenOk) -> Option<serde_json::Value> {
         match body {
             RefreshTokenOk::SuccessResult(value) => {
-                Some(tokenkit::mapping::equals_json(&value.success, "false"))
+                tokenkit::mapping::json(&value.success)
             }
-            RefreshTokenOk::FailResult(value) => {
-                Some(tokenkit::mapping::equals_json(&value.success, "false"))
-            }
+            RefreshTokenOk::FailResult(value) => tokenkit::mapping::json(&value.success),
         }
     }
     /// The provider's error code: `/error/code` of a [`RefreshTokenOk`].

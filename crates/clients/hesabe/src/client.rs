@@ -161,7 +161,9 @@ impl TokenRefreshResponse {
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         match self {
             Self::Ok(body) => {
-                if mapping::failure_0_when(&body) == Some(true) {
+                if tokenkit::mapping::Rule::Equals("false")
+                    .test(mapping::failure_0_when(&body))
+                {
                     return tokenkit::mapping::invalid_grant(
                         200,
                         None,
@@ -202,14 +204,14 @@ impl TokenRefreshResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod mapping {
     use super::*;
-    /// Whether this is a failure: `/status` of a [`TokenRefreshOk`].
-    pub(super) fn failure_0_when(body: &TokenRefreshOk) -> Option<bool> {
+    /// The value a failure rule tests: `/status` of a [`TokenRefreshOk`].
+    pub(super) fn failure_0_when(body: &TokenRefreshOk) -> Option<serde_json::Value> {
         match body {
             TokenRefreshOk::TokenEnvelope(value) => {
-                Some(tokenkit::mapping::equals_json(&value.status, "false"))
+                tokenkit::mapping::json(&value.status)
             }
             TokenRefreshOk::FailureEnvelope(value) => {
-                Some(tokenkit::mapping::equals_json(&value.status, "false"))
+                tokenkit::mapping::json(&value.status)
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use super::types::field_ident;
 use crate::extension::FailureKind;
-use crate::model::{Failure, Mapped, Provider, ResponseCase, StatusKey};
+use crate::model::{Failure, Mapped, Provider, ResponseCase, StatusKey, Test};
 use crate::names::ident;
 use crate::types::Access;
 use proc_macro2::{Ident, TokenStream};
@@ -17,8 +17,8 @@ enum Finish {
     Text,
     /// `Option<f64>`.
     Seconds,
-    /// `Option<bool>`: whether the target equals a JSON literal.
-    Equals,
+    /// `Option<serde_json::Value>`: the target as JSON, for a `when` rule (`None`: absent).
+    Json,
 }
 
 impl Finish {
@@ -27,33 +27,27 @@ impl Finish {
             Finish::Secret => quote!(Option<tokenkit::Secret>),
             Finish::Text => quote!(Option<String>),
             Finish::Seconds => quote!(Option<f64>),
-            Finish::Equals => quote!(Option<bool>),
+            Finish::Json => quote!(Option<serde_json::Value>),
         }
     }
 
-    fn apply(self, target: TokenStream, literal: &str) -> TokenStream {
+    fn apply(self, target: TokenStream) -> TokenStream {
         match self {
             Finish::Secret => quote!(Some(tokenkit::mapping::secret(#target))),
             Finish::Text => quote!(tokenkit::mapping::text(#target)),
             Finish::Seconds => quote!(tokenkit::mapping::seconds(#target)),
-            Finish::Equals => quote!(Some(tokenkit::mapping::equals_json(#target, #literal))),
+            Finish::Json => quote!(tokenkit::mapping::json(#target)),
         }
     }
 }
 
 /// An expression of the finisher's type that follows `access` from `place`; `is_ref` says
 /// whether `place` is already a reference. Optional fields are crossed with `?`.
-fn follow(
-    place: TokenStream,
-    is_ref: bool,
-    access: &Access,
-    finish: Finish,
-    literal: &str,
-) -> TokenStream {
+fn follow(place: TokenStream, is_ref: bool, access: &Access, finish: Finish) -> TokenStream {
     match access {
         Access::Leaf(_) => {
             let target = if is_ref { place } else { quote!(&#place) };
-            finish.apply(target, literal)
+            finish.apply(target)
         }
         Access::Field {
             json,
@@ -62,11 +56,9 @@ fn follow(
         } => {
             let field = field_ident(json);
             match (optional, next.as_ref()) {
-                (false, next) => follow(quote!(#place.#field), false, next, finish, literal),
-                (true, Access::Leaf(_)) => finish.apply(quote!(#place.#field.as_ref()?), literal),
-                (true, next) => {
-                    follow(quote!(#place.#field.as_ref()?), true, next, finish, literal)
-                }
+                (false, next) => follow(quote!(#place.#field), false, next, finish),
+                (true, Access::Leaf(_)) => finish.apply(quote!(#place.#field.as_ref()?)),
+                (true, next) => follow(quote!(#place.#field.as_ref()?), true, next, finish),
             }
         }
         Access::Variants { enum_name, arms } => {
@@ -76,7 +68,7 @@ fn follow(
                 let variant = ident(variant);
                 match arm {
                     Some(arm) => {
-                        let inner = follow(quote!(value), true, arm, finish, literal);
+                        let inner = follow(quote!(value), true, arm, finish);
                         quote!(#enum_ident::#variant(value) => #inner,)
                     }
                     None => quote!(#enum_ident::#variant(_) => None,),
@@ -105,20 +97,19 @@ impl Getters {
         case: &ResponseCase,
         mapped: &Mapped,
         finish: Finish,
-        literal: &str,
     ) -> TokenStream {
         let body_ty = case
             .body
             .as_ref()
             .map(|(_, ty)| format!("{ty:?}"))
             .unwrap_or_default();
-        let key = format!("{body_ty}|{}|{finish:?}|{literal}", mapped.pointer);
+        let key = format!("{body_ty}|{}|{finish:?}", mapped.pointer);
         if let Some((_, existing)) = self.written.iter().find(|(k, _)| *k == key) {
             return quote!(mapping::#existing(&body));
         }
         let name = format_ident!("{}", name);
         self.functions
-            .push(getter(&name, purpose, case, mapped, finish, literal));
+            .push(getter(&name, purpose, case, mapped, finish));
         self.written.push((key, name.clone()));
         quote!(mapping::#name(&body))
     }
@@ -132,7 +123,7 @@ impl Getters {
         mapped: Option<&Mapped>,
         finish: Finish,
     ) -> Option<TokenStream> {
-        mapped.map(|m| self.call(name, purpose, case, m, finish, ""))
+        mapped.map(|m| self.call(name, purpose, case, m, finish))
     }
 }
 
@@ -142,14 +133,13 @@ fn getter(
     case: &ResponseCase,
     mapped: &Mapped,
     finish: Finish,
-    literal: &str,
 ) -> TokenStream {
     let body_ty = match &case.body {
         Some((_, ty)) => super::types::ty(ty),
         None => quote!(()),
     };
     let output = finish.output();
-    let body = follow(quote!(body), true, &mapped.access, finish, literal);
+    let body = follow(quote!(body), true, &mapped.access, finish);
     let in_body = match &case.body {
         Some((_, crate::types::Ty::Named(name))) => format!("a [`{name}`]"),
         _ => format!("the `{}` body", case.key.spec_key()),
@@ -182,6 +172,27 @@ fn kind(kind: FailureKind) -> TokenStream {
     }
 }
 
+/// A `when` test as the runtime's `tokenkit::mapping::Rule`.
+fn rule(test: &Test) -> TokenStream {
+    let literal = |v: &serde_json::Value| v.to_string();
+    match test {
+        Test::Equals(v) => {
+            let v = literal(v);
+            quote!(tokenkit::mapping::Rule::Equals(#v))
+        }
+        Test::NotEquals(v) => {
+            let v = literal(v);
+            quote!(tokenkit::mapping::Rule::NotEquals(#v))
+        }
+        Test::OneOf(values) => {
+            let values = values.iter().map(literal);
+            quote!(tokenkit::mapping::Rule::OneOf(&[#(#values),*]))
+        }
+        Test::Present => quote!(tokenkit::mapping::Rule::Present),
+        Test::Absent => quote!(tokenkit::mapping::Rule::Absent),
+    }
+}
+
 /// The runtime function that fails with `kind`'s error.
 fn failing(kind: FailureKind) -> TokenStream {
     match kind {
@@ -210,16 +221,16 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
     let mut failure_checks: Vec<(u16, Option<TokenStream>, TokenStream)> = Vec::new();
     for (i, failure) in mapping.failures.iter().enumerate() {
         let case = case_of(failure.status);
-        let condition = failure.when.as_ref().map(|(mapped, value)| {
+        let condition = failure.when.as_ref().map(|when| {
             let call = getters.call(
                 &format!("failure_{i}_when"),
-                "Whether this is a failure",
+                "The value a failure rule tests",
                 case,
-                mapped,
-                Finish::Equals,
-                &value.to_string(),
+                &when.mapped,
+                Finish::Json,
             );
-            quote!(#call == Some(true))
+            let rule = rule(&when.test);
+            quote!(#rule.test(#call))
         });
         let error = failure_error(i, failure, case, &mut getters);
         failure_checks.push((failure.status, condition, error));
@@ -231,8 +242,19 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
         success_case,
         &success.access_token,
         Finish::Secret,
-        "",
     );
+    let success_guard = success.when.as_ref().map(|when| {
+        let call = getters.call(
+            "success_when",
+            "The value the success rule tests",
+            success_case,
+            &when.mapped,
+            Finish::Json,
+        );
+        let rule = rule(&when.test);
+        let status = status_tokens(success_case.key);
+        quote!(if !#rule.test(#call) { return Err(tokenkit::mapping::unrecognized(#status)); })
+    });
     let refresh_token = match &success.refresh_token {
         Some(m) => {
             let call = getters.call(
@@ -241,7 +263,6 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
                 success_case,
                 m,
                 Finish::Secret,
-                "",
             );
             Some(call)
         }
@@ -286,10 +307,16 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
             .iter()
             .filter(|(s, _, _)| *s == status)
             .collect();
-        let guarded = checks.iter().filter_map(|(_, cond, error)| {
-            cond.as_ref()
-                .map(|cond| quote!(if #cond { return #error; }))
-        });
+        let success_guard = (status == success_status)
+            .then(|| success_guard.clone())
+            .flatten();
+        let guarded = checks
+            .iter()
+            .filter_map(|(_, cond, error)| {
+                cond.as_ref()
+                    .map(|cond| quote!(if #cond { return #error; }))
+            })
+            .chain(success_guard);
         let fallback = if status == success_status {
             let optional = [
                 ("refresh_token", &refresh_token),

@@ -172,6 +172,91 @@ impl MapCtx<'_> {
         true
     }
 
+    /// A `when` rule: its pointer resolves in the response, and exactly one test is given.
+    fn when(
+        &self,
+        types: &mut TypeBuilder<'_>,
+        response: &ResponseCase,
+        rel: &str,
+        w: &extension::When,
+    ) -> Result<When, SpecError> {
+        let tests: Vec<Test> = [
+            w.equals.clone().map(Test::Equals),
+            w.not_equals.clone().map(Test::NotEquals),
+            w.one_of.clone().map(Test::OneOf),
+            w.present
+                .map(|p| if p { Test::Present } else { Test::Absent }),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let test = match tests.as_slice() {
+            [Test::OneOf(values)] if values.is_empty() => {
+                return Err(self.error(&format!("{rel}/one-of"), "`one-of` lists no value"));
+            }
+            [one] => one.clone(),
+            _ => {
+                return Err(self
+                    .error(
+                        rel,
+                        format!(
+                            "`when` needs exactly one test, found {}",
+                            tests.len()
+                        ),
+                    )
+                    .hint("one of `equals: v`, `not-equals: v`, `one-of: [v, w]`, `present: true|false`"));
+            }
+        };
+        let mapped = self.pointer(
+            types,
+            response,
+            &format!("{rel}/pointer"),
+            &w.pointer,
+            Want::Anything,
+            false,
+        )?;
+        Ok(When { mapped, test })
+    }
+
+    /// `kinds`, flattened to code → kind: `code: kind` entries, and `kind: [codes]` lists.
+    fn kinds(
+        &self,
+        rel: &str,
+        kinds: &IndexMap<String, extension::KindsEntry>,
+        errors: &mut SpecErrors,
+    ) -> Vec<(String, FailureKind)> {
+        let mut out: Vec<(String, FailureKind)> = Vec::new();
+        for (key, entry) in kinds {
+            let at = format!("{rel}/{}", pointer::escape(key));
+            let pairs: Vec<(String, FailureKind)> = match entry {
+                extension::KindsEntry::Kind(kind) => vec![(key.clone(), *kind)],
+                extension::KindsEntry::Codes(codes) => {
+                    let kind = match serde_json::from_value::<FailureKind>(Value::String(
+                        key.clone(),
+                    )) {
+                        Ok(kind) => kind,
+                        Err(_) => {
+                            errors.push(
+                                self.error(&at, format!("{key:?} is not a kind, so it cannot take a list of codes"))
+                                    .hint("write `invalid-grant: [code, code]`, `rejected: [...]` or `transient: [...]`, or `code: kind`"),
+                            );
+                            continue;
+                        }
+                    };
+                    codes.iter().map(|c| (c.clone(), kind)).collect()
+                }
+            };
+            for (code, kind) in pairs {
+                if out.iter().any(|(c, _)| *c == code) {
+                    errors.push(self.error(&at, format!("code {code:?} is given a meaning twice")));
+                    continue;
+                }
+                out.push((code, kind));
+            }
+        }
+        out
+    }
+
     /// The modelled response of `status`; `None` with an error when the spec does not
     /// document it, and `None` alone when it does but the response failed to model (that
     /// failure is already reported).
@@ -301,6 +386,13 @@ impl MapCtx<'_> {
             ));
             return None;
         }
+        let success_when = match &s.when {
+            Some(w) => self
+                .when(types, success_response, "/success/when", w)
+                .map_err(|e| errors.push(e))
+                .ok(),
+            None => None,
+        };
         let access_token = self
             .pointer(
                 types,
@@ -379,15 +471,8 @@ impl MapCtx<'_> {
                 continue;
             };
             let when = match &f.when {
-                Some(w) => match self.pointer(
-                    types,
-                    response,
-                    &format!("{rel}/when/pointer"),
-                    &w.pointer,
-                    Want::Anything,
-                    false,
-                ) {
-                    Ok(m) => Some((m, w.equals.clone())),
+                Some(w) => match self.when(types, response, &format!("{rel}/when"), w) {
+                    Ok(when) => Some(when),
                     Err(e) => {
                         errors.push(e);
                         continue;
@@ -429,12 +514,13 @@ impl MapCtx<'_> {
                     "`kinds` needs `code`, the pointer to the error code",
                 ));
             }
+            let kinds = self.kinds(&format!("{rel}/kinds"), &f.kinds, errors);
             failures.push(Failure {
                 key: response.key,
                 status: response.status,
                 when,
                 kind: f.kind,
-                kinds: f.kinds.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                kinds,
                 code,
                 message,
             });
@@ -466,6 +552,7 @@ impl MapCtx<'_> {
             refresh_place,
             success: Success {
                 status: success_response.status,
+                when: success_when,
                 access_token: access_token?,
                 refresh_token,
                 expires_in,

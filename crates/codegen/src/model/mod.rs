@@ -349,6 +349,8 @@ pub struct Mapped {
 pub struct Success {
     /// The status.
     pub status: u16,
+    /// The rule a success body meets, if the spec gives one.
+    pub when: Option<When>,
     /// The access token.
     pub access_token: Mapped,
     /// The new refresh token.
@@ -361,6 +363,53 @@ pub struct Success {
     pub created_at: Option<Mapped>,
 }
 
+/// A test on one value of a body.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Test {
+    /// The value is this.
+    Equals(Value),
+    /// The value is present, not null, and not this.
+    NotEquals(Value),
+    /// The value is one of these.
+    OneOf(Vec<Value>),
+    /// The value is present and not null.
+    Present,
+    /// The value is absent or null.
+    Absent,
+}
+
+impl Test {
+    /// Whether `found` (the value at the rule's pointer, `None` when absent) passes. The
+    /// generated clients apply the same rules (`tokenkit::mapping::Rule`); the conformance
+    /// suite holds one to the other.
+    pub fn matches(&self, found: Option<&Value>) -> bool {
+        let present = found.filter(|v| !v.is_null());
+        match self {
+            Test::Equals(v) => found == Some(v),
+            Test::NotEquals(v) => present.is_some_and(|f| f != v),
+            Test::OneOf(values) => found.is_some_and(|f| values.contains(f)),
+            Test::Present => present.is_some(),
+            Test::Absent => present.is_none(),
+        }
+    }
+}
+
+/// A rule on one value of a body: where, and the test.
+#[derive(Clone, Debug)]
+pub struct When {
+    /// The value's pointer.
+    pub mapped: Mapped,
+    /// The test.
+    pub test: Test,
+}
+
+impl When {
+    /// Whether `body` passes.
+    pub fn matches(&self, body: &Value) -> bool {
+        self.test.matches(body.pointer(&self.mapped.pointer))
+    }
+}
+
 /// What one documented failure means.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -369,7 +418,7 @@ pub struct Failure {
     /// The status it stands for (see [`ResponseCase::status`]).
     pub status: u16,
     /// The discriminator, for a failure inside a success status.
-    pub when: Option<(Mapped, Value)>,
+    pub when: Option<When>,
     /// The default meaning.
     pub kind: FailureKind,
     /// Meanings by error code.
