@@ -29,6 +29,7 @@ fn tokens(refresh: &str, expires_in: Duration) -> TokenSet {
         refresh_token: Some(RefreshToken::new(refresh)),
         expires_at: Some(SystemTime::now() + expires_in),
         token_type: Some("Bearer".into()),
+        refresh_expires_at: None,
         extras: Default::default(),
     }
 }

@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             refresh_token: Some(RefreshToken::new(first_refresh_token)),
             expires_at: Some(SystemTime::now()),
             token_type: Some("Bearer".into()),
+            refresh_expires_at: None,
             extras: Default::default(),
         })
         .await?;

@@ -100,6 +100,50 @@ pub struct SuccessMapping {
     pub token_type: Option<String>,
     /// When the token was issued, as a Unix time; lets an epoch-valued `expires_in` be read.
     pub created_at: Option<String>,
+    /// When the access token expires, as an absolute time (beside or instead of
+    /// `expires-in`; it wins when both are present).
+    pub expires_at: Option<InstantSpec>,
+    /// The refresh token's own lifetime in seconds.
+    pub refresh_expires_in: Option<String>,
+    /// When the refresh token dies, as an absolute time.
+    pub refresh_expires_at: Option<InstantSpec>,
+}
+
+/// An absolute time in a body: a pointer (the format read from the value: a number of Unix
+/// seconds, of milliseconds from 10^11 on, or an RFC 3339 string), or a pointer and a format.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum InstantSpec {
+    /// Just the pointer.
+    Pointer(String),
+    /// The pointer and how the time is written.
+    Formatted {
+        /// The pointer.
+        pointer: String,
+        /// How the time is written.
+        format: TimeFormat,
+    },
+}
+
+impl InstantSpec {
+    /// The pointer.
+    pub fn pointer(&self) -> &str {
+        match self {
+            Self::Pointer(p) | Self::Formatted { pointer: p, .. } => p,
+        }
+    }
+}
+
+/// How an absolute time is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeFormat {
+    /// Unix seconds.
+    Seconds,
+    /// Unix milliseconds.
+    Milliseconds,
+    /// RFC 3339 (`format: date-time` in OpenAPI).
+    DateTime,
 }
 
 /// What one documented failure response means.

@@ -393,6 +393,7 @@ mod tests {
             refresh_token: refresh.map(Into::into),
             expires_at: None,
             token_type: None,
+            refresh_expires_at: None,
             extras: Default::default(),
         }
     }

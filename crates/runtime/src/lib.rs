@@ -39,7 +39,7 @@ pub use snippet::Snippet;
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
 pub use store::{FileStore, MemoryStore, Saved, StoreError, StoreLock, Stored, TokenStore};
-pub use token::{TokenSet, expiry_from};
+pub use token::{TimeFormat, TokenSet, expiry_from, instant_from};
 
 /// Re-exported so generated crates use the same HTTP types as the runtime.
 pub use reqwest;

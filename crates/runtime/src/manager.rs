@@ -324,6 +324,11 @@ impl Cached {
             // Stored without an expiry: unknown age, so refresh on first use.
             (None, None) => SystemTime::UNIX_EPOCH,
         };
+        // Refresh before the refresh token itself dies, not only before the access token.
+        let fresh_until = match tokens.refresh_expires_at {
+            Some(dies) => fresh_until.min(dies.checked_sub(config.skew).unwrap_or(dies)),
+            None => fresh_until,
+        };
         Self {
             tokens,
             version,
@@ -657,6 +662,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             let Some(refresh_token) = stored.tokens.refresh_token.clone() else {
                 return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
             };
+            if stored
+                .tokens
+                .refresh_expires_at
+                .is_some_and(|dies| dies <= SystemTime::now())
+            {
+                // The provider said when this token dies; sending it now only spends a request.
+                return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
+            }
             if let Some(marked) = stored.sending
                 && !resend_safe
             {

@@ -38,6 +38,11 @@ pub fn text<T: Serialize + ?Sized>(value: &T) -> Option<String> {
     }
 }
 
+/// An absolute time from a mapped value (`expires-at`, `refresh-expires-at`).
+pub fn instant<T: Serialize + ?Sized>(value: &T, format: crate::TimeFormat) -> Option<SystemTime> {
+    crate::token::instant_from(&serde_json::to_value(value).ok()?, format)
+}
+
 /// A mapped value as JSON, for a `when` rule.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Option<Value> {
     serde_json::to_value(value).ok()
@@ -150,6 +155,12 @@ pub struct Fields {
     pub created_at: Option<f64>,
     /// The token type.
     pub token_type: Option<String>,
+    /// When the access token expires, when the body says so absolutely.
+    pub expires_at: Option<SystemTime>,
+    /// The refresh token's lifetime in seconds.
+    pub refresh_expires_in: Option<f64>,
+    /// When the refresh token dies, when the body says so absolutely.
+    pub refresh_expires_at: Option<SystemTime>,
     /// The mapping's access-token pointer, then the refresh token's if mapped: the fields
     /// [`TokenSet::extras`](crate::TokenSet::extras) leaves out.
     pub tokens: &'static [&'static str],
@@ -171,8 +182,14 @@ impl Fields {
         Ok(crate::TokenSet {
             access_token: access_token.into(),
             refresh_token: self.refresh_token.map(Into::into),
-            expires_at: expiry(self.expires_in, self.created_at, received),
+            // An absolute expiry wins over a lifetime: it needs no clock agreement on receipt.
+            expires_at: self
+                .expires_at
+                .or_else(|| expiry(self.expires_in, self.created_at, received)),
             token_type: self.token_type,
+            refresh_expires_at: self
+                .refresh_expires_at
+                .or_else(|| expiry(self.refresh_expires_in, None, received)),
             extras: extras(body, self.tokens),
         })
     }

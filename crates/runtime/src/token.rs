@@ -16,6 +16,10 @@ pub struct TokenSet {
     pub expires_at: Option<SystemTime>,
     /// The token type, such as `Bearer`, when the provider said.
     pub token_type: Option<String>,
+    /// When the refresh token itself dies, when the provider said (`refresh_expires_in`,
+    /// `refresh_token_expires_in`, …): the token manager refreshes, or re-authenticates,
+    /// before then.
+    pub refresh_expires_at: Option<SystemTime>,
     /// The rest of the success body, without the fields the mapping names as tokens.
     pub extras: serde_json::Map<String, serde_json::Value>,
 }
@@ -43,9 +47,108 @@ impl fmt::Debug for TokenSet {
             .field("refresh_token", &self.refresh_token)
             .field("expires_at", &self.expires_at)
             .field("token_type", &self.token_type)
+            .field("refresh_expires_at", &self.refresh_expires_at)
             .field("extras", &self.extras.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// How an absolute time is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// Numbers of 10^11 and more are Unix milliseconds, smaller ones Unix seconds; strings are
+    /// such a number or an RFC 3339 date-time.
+    Auto,
+    /// Unix seconds (a number or numeric string).
+    Seconds,
+    /// Unix milliseconds.
+    Milliseconds,
+    /// An RFC 3339 date-time (`2026-11-23T10:00:00Z`, `…+02:00`).
+    DateTime,
+}
+
+/// An absolute time from a provider's value, as `format` says; `None` when it is not one.
+pub fn instant_from(value: &serde_json::Value, format: TimeFormat) -> Option<SystemTime> {
+    let number = match value {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let from_unix = |seconds: f64| {
+        (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::try_from_secs_f64(seconds).ok())
+            .flatten()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+    };
+    match (format, number) {
+        (TimeFormat::DateTime, _) | (TimeFormat::Auto, None) => parse_rfc3339(value.as_str()?),
+        (TimeFormat::Seconds, Some(n)) => from_unix(n),
+        (TimeFormat::Milliseconds, Some(n)) => from_unix(n / 1000.0),
+        (TimeFormat::Auto, Some(n)) if n >= 1e11 => from_unix(n / 1000.0),
+        (TimeFormat::Auto, Some(n)) => from_unix(n),
+        (_, None) => None,
+    }
+}
+
+/// An RFC 3339 date-time (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; `t`, `z` and a space for
+/// `T` accepted), as an instant. Times before 1970 are refused.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let b = text.trim().as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = std::str::from_utf8(&b[start..i.min(start + 9)]).ok()?;
+        nanos = format!("{frac:0<9}").parse().ok()?;
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if b.len() == i + 1 => 0,
+        sign @ (b'+' | b'-') if b.len() == i + 6 && b[i + 3] == b':' => {
+            let minutes = digits(i + 1..i + 3)? * 60 + digits(i + 4..i + 6)?;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset * 60;
+    let seconds = u64::try_from(seconds).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
 }
 
 /// Smallest `expires_in` read as an absolute Unix time rather than a number of seconds.
@@ -84,6 +187,71 @@ pub fn expiry_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_date_times() {
+        let at = |s: &str| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap());
+        assert_eq!(at("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
+        assert_eq!(
+            at("2026-11-23T10:00:00Z"),
+            Some(Duration::from_secs(1_795_428_000))
+        );
+        assert_eq!(
+            at("2026-11-23T12:00:00+02:00"),
+            Some(Duration::from_secs(1_795_428_000))
+        );
+        assert_eq!(
+            at("2026-11-23t09:30:00.25-00:30"),
+            Some(Duration::new(1_795_428_000, 250_000_000))
+        );
+        assert_eq!(
+            at("2000-02-29T00:00:00Z"),
+            Some(Duration::from_secs(951_782_400))
+        );
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-11-23",
+            "2026-11-23T10:00:00",
+            "x",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn instants_in_every_format() {
+        use serde_json::json;
+        let secs = |v: serde_json::Value, f| {
+            instant_from(&v, f).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs())
+        };
+        assert_eq!(
+            secs(json!(1_795_428_000), TimeFormat::Auto),
+            Some(1_795_428_000)
+        );
+        assert_eq!(
+            secs(json!(1_795_428_000_000_u64), TimeFormat::Auto),
+            Some(1_795_428_000)
+        );
+        assert_eq!(
+            secs(json!("1795428000"), TimeFormat::Seconds),
+            Some(1_795_428_000)
+        );
+        assert_eq!(
+            secs(json!(1_795_428_000_000_u64), TimeFormat::Milliseconds),
+            Some(1_795_428_000)
+        );
+        assert_eq!(
+            secs(json!("2026-11-23T10:00:00Z"), TimeFormat::Auto),
+            Some(1_795_428_000)
+        );
+        assert_eq!(
+            secs(json!("2026-11-23T10:00:00Z"), TimeFormat::DateTime),
+            Some(1_795_428_000)
+        );
+        assert_eq!(secs(json!(-5), TimeFormat::Seconds), None);
+        assert_eq!(secs(json!("soon"), TimeFormat::Auto), None);
+    }
 
     const DAY: u64 = 24 * 3600;
 
@@ -131,6 +299,7 @@ mod tests {
             refresh_token: None,
             expires_at: Some(at(100)),
             token_type: None,
+            refresh_expires_at: None,
             extras: Default::default(),
         };
         assert_eq!(set.remaining(at(200)), Some(Duration::ZERO));

@@ -87,6 +87,7 @@ impl RefreshClient for IgnoresErrors {
                 refresh_token: Some(token.clone()),
                 expires_at: None,
                 token_type: None,
+                refresh_expires_at: None,
                 extras: Default::default(),
             })
         })

@@ -47,6 +47,7 @@ pub fn expired(refresh_token: &str) -> TokenSet {
         refresh_token: Some(RefreshToken::new(refresh_token)),
         expires_at: Some(SystemTime::now() - Duration::from_secs(1)),
         token_type: Some("Bearer".into()),
+        refresh_expires_at: None,
         extras: Default::default(),
     }
 }

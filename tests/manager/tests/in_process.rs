@@ -183,6 +183,7 @@ async fn the_reauthentication_hook_replaces_a_dead_token() {
                 refresh_token: Some("rt-from-login".into()),
                 expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
                 token_type: None,
+                refresh_expires_at: None,
                 extras: Default::default(),
             })
         })
@@ -263,6 +264,7 @@ fn fresh(access: &str, refresh: Option<&str>) -> TokenSet {
         refresh_token: refresh.map(RefreshToken::new),
         expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
         token_type: None,
+        refresh_expires_at: None,
         extras: Default::default(),
     }
 }
@@ -760,4 +762,47 @@ fn a_runtime_shut_down_mid_refresh_leaves_no_dead_flight() {
     let err = result.expect("stuck on a dead flight").unwrap_err();
     assert!(matches!(err, ManagerError::InFlight), "{err:?}");
     drop(mock);
+}
+
+#[tokio::test]
+async fn the_refresh_token_s_own_lifetime_is_respected() {
+    // An access token good for an hour, a refresh token that dies in 300 ms: the manager
+    // refreshes before the refresh token dies, not when the access token would.
+    let mut short = fresh("at-2", Some("rt-2"));
+    short.refresh_expires_at = Some(SystemTime::now() + Duration::from_millis(300));
+    let scripted = Arc::new(Scripted::new(
+        Rotation::OneTime,
+        vec![Ok(short), Ok(fresh("at-3", Some("rt-3")))],
+    ));
+    let config = ManagerConfig {
+        skew: Duration::from_millis(100),
+        min_refresh_interval: Duration::ZERO,
+        ..quick()
+    };
+    let manager = TokenManager::with_config(
+        Arc::clone(&scripted),
+        MemoryStore::new(),
+        "k",
+        config.clone(),
+    )
+    .unwrap();
+    manager.seed(expired("rt-1")).await.unwrap();
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-2");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-3");
+    assert_eq!(scripted.sent(), vec!["rt-1", "rt-2"]);
+
+    // A stored refresh token already past its lifetime is not sent: re-authenticate.
+    let mut dead = expired("rt-dead");
+    dead.refresh_expires_at = Some(SystemTime::now() - Duration::from_secs(1));
+    let scripted = Arc::new(Scripted::new(Rotation::OneTime, vec![]));
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", config).unwrap();
+    manager.seed(dead).await.unwrap();
+    let err = manager.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::ReAuthenticate { .. }),
+        "{err:?}"
+    );
+    assert!(scripted.sent().is_empty());
 }

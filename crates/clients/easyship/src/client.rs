@@ -281,6 +281,7 @@ impl CreateAccessTokenResponse {
                     created_at: mapping::created_at(&body),
                     token_type: mapping::token_type(&body),
                     tokens: &["/access_token", "/refresh_token"],
+                    ..Default::default()
                 }
                     .token_set(&body, 200, received)
             }

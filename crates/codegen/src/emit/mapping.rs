@@ -1,7 +1,7 @@
 //! Tokens that apply the token mapping: pointer-following functions and `into_token_set`.
 
 use super::types::field_ident;
-use crate::extension::FailureKind;
+use crate::extension::{FailureKind, TimeFormat};
 use crate::model::{Failure, Mapped, Provider, ResponseCase, StatusKey, Test};
 use crate::names::ident;
 use crate::types::Access;
@@ -19,6 +19,9 @@ enum Finish {
     Seconds,
     /// `Option<serde_json::Value>`: the target as JSON, for a `when` rule (`None`: absent).
     Json,
+    /// `Option<SystemTime>`: an absolute time, written as the format says (`None`: read from
+    /// the value).
+    Instant(Option<TimeFormat>),
 }
 
 impl Finish {
@@ -28,6 +31,7 @@ impl Finish {
             Finish::Text => quote!(Option<String>),
             Finish::Seconds => quote!(Option<f64>),
             Finish::Json => quote!(Option<serde_json::Value>),
+            Finish::Instant(_) => quote!(Option<std::time::SystemTime>),
         }
     }
 
@@ -37,6 +41,15 @@ impl Finish {
             Finish::Text => quote!(tokenkit::mapping::text(#target)),
             Finish::Seconds => quote!(tokenkit::mapping::seconds(#target)),
             Finish::Json => quote!(tokenkit::mapping::json(#target)),
+            Finish::Instant(format) => {
+                let format = match format {
+                    None => quote!(Auto),
+                    Some(TimeFormat::Seconds) => quote!(Seconds),
+                    Some(TimeFormat::Milliseconds) => quote!(Milliseconds),
+                    Some(TimeFormat::DateTime) => quote!(DateTime),
+                };
+                quote!(tokenkit::mapping::instant(#target, tokenkit::TimeFormat::#format))
+            }
         }
     }
 }
@@ -289,6 +302,31 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
         success.token_type.as_ref(),
         Finish::Text,
     );
+    let expires_at = success.expires_at.as_ref().map(|(m, format)| {
+        getters.call(
+            "expires_at",
+            "The access token's expiry",
+            success_case,
+            m,
+            Finish::Instant(*format),
+        )
+    });
+    let refresh_expires_in = getters.call_opt(
+        "refresh_expires_in",
+        "The refresh token's lifetime",
+        success_case,
+        success.refresh_expires_in.as_ref(),
+        Finish::Seconds,
+    );
+    let refresh_expires_at = success.refresh_expires_at.as_ref().map(|(m, format)| {
+        getters.call(
+            "refresh_expires_at",
+            "The refresh token's expiry",
+            success_case,
+            m,
+            Finish::Instant(*format),
+        )
+    });
     let secret_pointers: Vec<&str> = std::iter::once(success.access_token.pointer.as_str())
         .chain(success.refresh_token.as_ref().map(|m| m.pointer.as_str()))
         .collect();
@@ -323,6 +361,9 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
                 ("expires_in", &expires_in),
                 ("created_at", &created_at),
                 ("token_type", &token_type),
+                ("expires_at", &expires_at),
+                ("refresh_expires_in", &refresh_expires_in),
+                ("refresh_expires_at", &refresh_expires_at),
             ];
             let rest = optional
                 .iter()

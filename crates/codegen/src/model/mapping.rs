@@ -23,6 +23,8 @@ pub(super) struct MapCtx<'a> {
 pub(super) enum Want {
     Text,
     Seconds,
+    /// An absolute time: a number, or a string (numeric or RFC 3339).
+    Time,
     Anything,
 }
 
@@ -311,7 +313,7 @@ impl MapCtx<'_> {
         for leaf in access.leaves() {
             let fits = match want {
                 Want::Text => matches!(leaf, Ty::String | Ty::Secret),
-                Want::Seconds => match leaf {
+                Want::Seconds | Want::Time => match leaf {
                     Ty::I32 | Ty::I64 | Ty::F64 | Ty::String | Ty::Any => true,
                     // A number-or-numeric-string `oneOf`.
                     Ty::Named(name) => matches!(
@@ -326,6 +328,7 @@ impl MapCtx<'_> {
                 let wanted = match want {
                     Want::Text => "a string",
                     Want::Seconds => "a number or numeric string",
+                    Want::Time => "a number or a string (Unix time or RFC 3339)",
                     Want::Anything => "a value",
                 };
                 return Err(self.error(
@@ -464,6 +467,28 @@ impl MapCtx<'_> {
             errors,
         );
 
+        let mut instant = |rel: &str, spec: Option<&extension::InstantSpec>| {
+            let spec = spec?;
+            let format = match spec {
+                extension::InstantSpec::Formatted { format, .. } => Some(*format),
+                extension::InstantSpec::Pointer(_) => None,
+            };
+            let ptr = spec.pointer().to_owned();
+            self.optional(types, success_response, rel, Some(&ptr), Want::Time, errors)
+                .map(|m| (m, format))
+        };
+        let expires_at = instant("/success/expires-at", s.expires_at.as_ref());
+        let refresh_expires_at =
+            instant("/success/refresh-expires-at", s.refresh_expires_at.as_ref());
+        let refresh_expires_in = self.optional(
+            types,
+            success_response,
+            "/success/refresh-expires-in",
+            s.refresh_expires_in.as_ref(),
+            Want::Seconds,
+            errors,
+        );
+
         let mut failures = Vec::new();
         for (i, f) in spec.failures.iter().enumerate() {
             let rel = format!("/failures/{i}");
@@ -558,6 +583,9 @@ impl MapCtx<'_> {
                 expires_in,
                 token_type,
                 created_at,
+                expires_at,
+                refresh_expires_in,
+                refresh_expires_at,
             },
             failures,
         })

@@ -361,6 +361,12 @@ pub struct Success {
     pub token_type: Option<Mapped>,
     /// The issue time.
     pub created_at: Option<Mapped>,
+    /// The access token's absolute expiry, and its format (`None`: read from the value).
+    pub expires_at: Option<(Mapped, Option<extension::TimeFormat>)>,
+    /// The refresh token's lifetime.
+    pub refresh_expires_in: Option<Mapped>,
+    /// The refresh token's absolute expiry, and its format.
+    pub refresh_expires_at: Option<(Mapped, Option<extension::TimeFormat>)>,
 }
 
 /// A test on one value of a body.

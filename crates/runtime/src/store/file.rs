@@ -296,6 +296,7 @@ mod tests {
             refresh_token: Some("r".into()),
             expires_at: None,
             token_type: None,
+            refresh_expires_at: None,
             extras: Default::default(),
         }
     }

@@ -14,6 +14,9 @@ struct Record {
     /// Milliseconds since the Unix epoch.
     expires_at_ms: Option<u64>,
     token_type: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default)]
+    refresh_expires_at_ms: Option<u64>,
     #[serde(default)]
     extras: serde_json::Map<String, serde_json::Value>,
 }
@@ -24,10 +27,8 @@ pub fn encode(version: u64, tokens: &TokenSet) -> Vec<u8> {
         version,
         access_token: tokens.access_token.clone(),
         refresh_token: tokens.refresh_token.clone(),
-        expires_at_ms: tokens
-            .expires_at
-            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        expires_at_ms: tokens.expires_at.map(to_millis),
+        refresh_expires_at_ms: tokens.refresh_expires_at.map(to_millis),
         token_type: tokens.token_type.clone(),
         extras: tokens.extras.clone(),
     };
@@ -67,6 +68,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
                 .expires_at_ms
                 .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
             token_type: record.token_type,
+            refresh_expires_at: record.refresh_expires_at_ms.map(from_millis),
             extras: record.extras,
         },
     })
@@ -83,6 +85,7 @@ mod tests {
             refresh_token: Some("r".into()),
             expires_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
             token_type: Some("Bearer".into()),
+            refresh_expires_at: Some(UNIX_EPOCH + Duration::from_millis(1_800_000_000_456)),
             extras: serde_json::json!({"scope": "x"})
                 .as_object()
                 .cloned()
