@@ -20,13 +20,22 @@ commands:
   gen            regenerate the clients from specs/*.yaml (and tests/fixtures/specs)
   gen --check    exit non-zero, with a diff, if the checked-in files differ from what gen writes
   lint           report every problem of every spec (gen runs it too)
-  mock <provider> [--port N] [--reply STATUS[/EXAMPLE]]
+  mock <provider> [--port N] [--reply STATUS[/EXAMPLE]] [--lenient]
                  serve the provider's spec on 127.0.0.1, checking every request against it
+                 (a request that breaks it gets 422; see `cargo xtask mock --help`)
+
+`cargo xtask <command> --help` describes one command.
   weight         lines and incremental build time of each generated client (BENCHMARKS.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let [command, rest @ ..] = args.as_slice()
+        && rest.iter().any(|a| matches!(*a, "--help" | "-h"))
+    {
+        println!("{}", help(command));
+        return ExitCode::SUCCESS;
+    }
     let result = match args.as_slice() {
         ["gen"] => gen_cmd::run(&root(), false),
         ["gen", "--check"] => gen_cmd::run(&root(), true),
@@ -45,6 +54,23 @@ fn main() -> ExitCode {
             eprintln!("{message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The usage of one command.
+fn help(command: &str) -> &'static str {
+    match command {
+        "gen" => {
+            "usage: cargo xtask gen [--check]\n\nRegenerates crates/clients/* (and tests/fixtures/clients/*, tests/suite) from\nspecs/*.yaml and tests/fixtures/specs/*.yaml; writes nothing unless every spec passes.\n  --check  write nothing; fail with a diff if a checked-in file differs"
+        }
+        "lint" => {
+            "usage: cargo xtask lint\n\nReports every problem of every spec at once, with the file, the JSON pointer and a hint."
+        }
+        "mock" => mock_cmd::USAGE,
+        "weight" => {
+            "usage: cargo xtask weight\n\nPrints the lines and the incremental build time of each generated client."
+        }
+        _ => USAGE,
     }
 }
 

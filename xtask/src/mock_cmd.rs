@@ -1,20 +1,39 @@
-//! `mock <provider> [--port N] [--reply STATUS[/EXAMPLE]]`: serve a provider's spec on
-//! 127.0.0.1 so an application can be tested offline.
+//! `mock <provider> [--port N] [--reply STATUS[/EXAMPLE]] [--lenient]`: serve a provider's
+//! spec on 127.0.0.1 so an application can be tested offline.
 
 use std::path::Path;
 use std::time::Duration;
 use tokenkit_codegen::SOURCES;
 use tokenkit_mock::{MockServer, Reply};
 
+/// `cargo xtask mock --help`.
+pub const USAGE: &str = "\
+usage: cargo xtask mock <provider> [--port N] [--reply STATUS[/EXAMPLE]] [--lenient]
+
+Serves the refresh operation of specs/<provider>.yaml (or tests/fixtures/specs) on 127.0.0.1,
+answering with the spec's own examples and printing every request with the rules it breaks.
+
+options:
+  --port N                 listen on port N (default: a free one, printed at start)
+  --reply STATUS[/EXAMPLE] answer every request with that documented example
+  --lenient                answer requests that break the spec anyway (default: 422 with an
+                           application/problem+json body listing the violations)";
+
 /// Parses the arguments after `mock` and serves until interrupted.
 pub fn run(root: &Path, args: &[&str]) -> Result<(), String> {
-    let (name, rest) = args
-        .split_first()
-        .ok_or("usage: cargo xtask mock <provider> [--port N] [--reply STATUS[/EXAMPLE]]")?;
+    let (name, rest) = args.split_first().ok_or(USAGE)?;
+    if name.starts_with('-') {
+        return Err(format!("unknown option {name}\n\n{USAGE}"));
+    }
     let mut port = 0u16;
     let mut reply = None;
+    let mut lenient = false;
     let mut rest = rest.iter();
     while let Some(flag) = rest.next() {
+        if *flag == "--lenient" {
+            lenient = true;
+            continue;
+        }
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match *flag {
             "--port" => {
@@ -34,7 +53,7 @@ pub fn run(root: &Path, args: &[&str]) -> Result<(), String> {
                     name: example,
                 });
             }
-            other => return Err(format!("unknown option {other}")),
+            other => return Err(format!("unknown option {other}\n\n{USAGE}")),
         }
     }
     let spec = SOURCES
@@ -52,13 +71,14 @@ pub fn run(root: &Path, args: &[&str]) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(serve(provider, port, reply))
+    runtime.block_on(serve(provider, port, reply, lenient))
 }
 
 async fn serve(
     provider: tokenkit_codegen::Provider,
     port: u16,
     reply: Option<Reply>,
+    lenient: bool,
 ) -> Result<(), String> {
     let op = format!("{} {}", provider.operation.method, provider.operation.path);
     let statuses: Vec<String> = provider
@@ -76,13 +96,23 @@ async fn serve(
     if let Some(reply) = reply {
         mock.set_default(reply);
     }
+    if lenient {
+        mock.lenient();
+    }
     println!("mock {} serving {op}", mock.provider().name);
     println!("base URL: {}", mock.base_url());
     println!(
         "documented replies (--reply STATUS/EXAMPLE): {}",
         statuses.join("; ")
     );
-    println!("each request is checked against the spec; Ctrl-C stops");
+    println!(
+        "each request is checked against the spec ({}); Ctrl-C stops",
+        if lenient {
+            "lenient: answered anyway"
+        } else {
+            "one that breaks it gets 422"
+        }
+    );
     let mut seen = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -41,3 +41,28 @@ fn the_run_time_manifest_dir_picks_the_workspace() {
     );
     let _ = std::fs::remove_dir_all(PathBuf::from(&other));
 }
+
+#[test]
+fn every_command_has_help() {
+    for command in ["gen", "lint", "mock", "weight"] {
+        for flag in ["--help", "-h"] {
+            let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+                .args([command, flag])
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{command} {flag}");
+            assert!(
+                stdout.starts_with(&format!("usage: cargo xtask {command}")),
+                "{command} {flag}: {stdout}"
+            );
+        }
+    }
+    // Not a spec named `--help`, and not a panic either.
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["mock", "--lenient"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage: cargo xtask mock"));
+}

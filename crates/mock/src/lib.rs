@@ -118,6 +118,9 @@ struct State {
     streamed: usize,
     /// Off for benchmarks: neither checks nor keeps requests.
     quiet: bool,
+    /// Answers requests that break the spec as if they did not (the examples); by default
+    /// they get `422` with the violations.
+    lenient: bool,
 }
 
 /// A running mock. It stops when dropped.
@@ -203,6 +206,12 @@ impl MockServer {
     /// Answers the next request with `reply`, once.
     pub fn enqueue(&self, reply: Reply) {
         self.state().queued.push_back(reply);
+    }
+
+    /// Answers requests that break the spec with the usual replies instead of `422`: for
+    /// applications still on their way to conforming.
+    pub fn lenient(&self) {
+        self.state().lenient = true;
     }
 
     /// Stops checking and keeping requests, for benchmarks that send millions.
@@ -323,7 +332,12 @@ async fn serve(
         };
         let reply = {
             let mut state = lock(&state);
-            let next = state.queued.pop_front();
+            let refused = (!state.quiet && !state.lenient && !violations.is_empty())
+                .then(|| problem(&violations));
+            let next = match refused {
+                Some(refused) => Some(refused),
+                None => state.queued.pop_front(),
+            };
             let issued = match (&next, state.authority.as_mut()) {
                 (None, Some(authority)) => Some(authority.answer(&provider, &request)),
                 _ => None,
@@ -341,6 +355,22 @@ async fn serve(
         if !answer(&mut stream, &provider, &state, reply).await {
             return;
         }
+    }
+}
+
+/// The `422` a strict mock answers a request that breaks the spec with: an RFC 9457 problem
+/// listing the violations (which quote no request value).
+fn problem(violations: &[String]) -> Reply {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": "The request does not conform to the spec",
+        "status": 422,
+        "violations": violations,
+    });
+    Reply::Raw {
+        status: 422,
+        content_type: Some("application/problem+json".to_owned()),
+        body: body.to_string().into_bytes(),
     }
 }
 
