@@ -111,8 +111,7 @@ pub struct SuccessMapping {
 
 /// An absolute time in a body: a pointer (the format read from the value: a number of Unix
 /// seconds, of milliseconds from 10^11 on, or an RFC 3339 string), or a pointer and a format.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug)]
 pub enum InstantSpec {
     /// Just the pointer.
     Pointer(String),
@@ -123,6 +122,33 @@ pub enum InstantSpec {
         /// How the time is written.
         format: TimeFormat,
     },
+}
+
+/// The `{pointer, format}` form, for its own error messages.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormattedInstant {
+    pointer: String,
+    format: TimeFormat,
+}
+
+impl<'de> Deserialize<'de> for InstantSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        match Value::deserialize(de)? {
+            Value::String(pointer) => Ok(Self::Pointer(pointer)),
+            object @ Value::Object(_) => {
+                let f: FormattedInstant =
+                    serde_json::from_value(object).map_err(serde::de::Error::custom)?;
+                Ok(Self::Formatted {
+                    pointer: f.pointer,
+                    format: f.format,
+                })
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "an absolute time is a pointer or {{pointer, format}}, found {other}"
+            ))),
+        }
+    }
 }
 
 impl InstantSpec {

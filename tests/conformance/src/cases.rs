@@ -101,7 +101,14 @@ pub async fn success(subject: &Subject) -> Outcome {
             .created_at
             .as_ref()
             .and_then(|m| seconds_at(&body, &m.pointer));
+        let absolute = instant_at(&body, success.expires_at.as_ref());
         match expires_in {
+            _ if absolute.is_some() => ensure(set.expires_at == absolute, || {
+                format!(
+                    "example {name:?}: expiry {:?}, expected the absolute {absolute:?}",
+                    set.expires_at
+                )
+            })?,
             Some(e) => {
                 let earliest = tokenkit::expiry_from(e, created_at, before);
                 let latest = tokenkit::expiry_from(e, created_at, after);
@@ -121,8 +128,48 @@ pub async fn success(subject: &Subject) -> Outcome {
                 format!("example {name:?}: an expiry from nowhere")
             })?,
         }
+        let refresh_at = instant_at(&body, success.refresh_expires_at.as_ref());
+        let refresh_in = success
+            .refresh_expires_in
+            .as_ref()
+            .and_then(|m| seconds_at(&body, &m.pointer));
+        let fits = match (refresh_at, refresh_in) {
+            (Some(at), _) => set.refresh_expires_at == Some(at),
+            (None, Some(e)) => {
+                let lo = tokenkit::expiry_from(e, None, before);
+                let hi = tokenkit::expiry_from(e, None, after);
+                matches!((set.refresh_expires_at, lo, hi), (Some(at), Some(lo), Some(hi)) if lo <= at && at <= hi)
+            }
+            (None, None) => set.refresh_expires_at.is_none(),
+        };
+        ensure(fits, || {
+            format!(
+                "example {name:?}: refresh token expiry {:?} is not the response's",
+                set.refresh_expires_at
+            )
+        })?;
     }
     Ok(())
+}
+
+/// The absolute time a mapped `expires-at`-like pointer gives in `body`, as the runtime reads
+/// it.
+fn instant_at(
+    body: &Value,
+    mapped: Option<&(
+        tokenkit_codegen::model::Mapped,
+        Option<tokenkit_codegen::extension::TimeFormat>,
+    )>,
+) -> Option<SystemTime> {
+    use tokenkit_codegen::extension::TimeFormat as Spec;
+    let (m, format) = mapped?;
+    let format = match format {
+        None => tokenkit::TimeFormat::Auto,
+        Some(Spec::Seconds) => tokenkit::TimeFormat::Seconds,
+        Some(Spec::Milliseconds) => tokenkit::TimeFormat::Milliseconds,
+        Some(Spec::DateTime) => tokenkit::TimeFormat::DateTime,
+    };
+    tokenkit::instant_from(body.pointer(&m.pointer)?, format)
 }
 
 /// Case 2: The request breaks no rule of the spec and carries the refresh token it was given.
@@ -694,7 +741,14 @@ pub async fn every_rule_trips(subject: &Subject) -> Outcome {
                     .or(documented.first())
                     .cloned()
                     .unwrap_or_else(|| base.clone());
-                if put_at(&mut body, &code_at.pointer, json!(code))
+                // The code as the body types it: a number where the example has one.
+                let value = match body.pointer(&code_at.pointer) {
+                    Some(Value::Number(_)) => code
+                        .parse::<i64>()
+                        .map_or_else(|_| json!(code), |n| json!(n)),
+                    _ => json!(code),
+                };
+                if put_at(&mut body, &code_at.pointer, value)
                     && failure.when.as_ref().is_none_or(|w| w.matches(&body))
                 {
                     bodies.push((format!("code {code:?}"), body));

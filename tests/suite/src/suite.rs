@@ -80,6 +80,40 @@ mod vaultist {
     }
     tokenkit_conformance::suite!("vaultist", "specs/vaultist.yaml", build);
 }
+/// The conformance cases for `tests/fixtures/specs/datebank.yaml`.
+mod datebank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_datebank::Client::builder()
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "datebank", "tests/fixtures/specs/datebank.yaml", build
+    );
+}
+/// The conformance cases for `tests/fixtures/specs/headerbank.yaml`.
+mod headerbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_headerbank::Client::builder("kiosk-12")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "headerbank", "tests/fixtures/specs/headerbank.yaml", build
+    );
+}
 /// The conformance cases for `tests/fixtures/specs/nestbank.yaml`.
 mod nestbank {
     /// The client, pointed at the mock.
@@ -96,6 +130,23 @@ mod nestbank {
     }
     tokenkit_conformance::suite!(
         "nestbank", "tests/fixtures/specs/nestbank.yaml", build
+    );
+}
+/// The conformance cases for `tests/fixtures/specs/querybank.yaml`.
+mod querybank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_querybank::Client::builder("qb-client", "qb-secret")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "querybank", "tests/fixtures/specs/querybank.yaml", build
     );
 }
 /// The conformance cases for `tests/fixtures/specs/rfc6749.yaml`.
@@ -133,4 +184,21 @@ mod shapes {
         Ok(Box::new(client))
     }
     tokenkit_conformance::suite!("shapes", "tests/fixtures/specs/shapes.yaml", build);
+}
+/// The conformance cases for `tests/fixtures/specs/statusbank.yaml`.
+mod statusbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_statusbank::Client::builder()
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "statusbank", "tests/fixtures/specs/statusbank.yaml", build
+    );
 }

@@ -277,8 +277,9 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
                 quote!(tokenkit::Encoding::Json)
             },
         ),
-        None => (quote!(()), quote!(()), quote!(tokenkit::Encoding::Empty)),
+        None => (quote!(()), quote!(), quote!(tokenkit::Encoding::Empty)),
     };
+    let returns = op.body.as_ref().map(|_| quote!(-> #body_ty));
     let refresh_place = match &provider.mapping.refresh_place {
         RefreshPlace::Body { .. } => quote!(tokenkit::TokenPlace::Body),
         RefreshPlace::Query { name } => quote!(tokenkit::TokenPlace::Query(#name)),
@@ -317,7 +318,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
 
     // The typed operation.
     let method_text = op.method.as_str();
-    let op_fn = ident(&snake(&op.id));
+    let op_fn = ident(&operation_fn(&op.id));
     let op_doc = docs(&format!(
         "`{} {}`{} Sends `body` as it is and returns the documented outcome for the status that \
          came back. Errors are what the runtime could not turn into an outcome: no response, a \
@@ -462,7 +463,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             }
 
             #request_doc
-            pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) -> #body_ty {
+            pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) #returns {
                 #body_expr
             }
         }
@@ -520,6 +521,26 @@ fn request_body(
         expr = quote!(#e::#v(#expr));
     }
     expr
+}
+
+/// The typed operation's method name: the operationId in snake case, unless that is a name the
+/// client already has (`refresh` would hide `RefreshClient::refresh`).
+pub fn operation_fn(operation_id: &str) -> String {
+    let name = snake(operation_id);
+    let taken = [
+        "refresh",
+        "provider",
+        "rotation",
+        "attempt_timeout",
+        "base_url",
+        "builder",
+        "refresh_request",
+    ];
+    if taken.contains(&name.as_str()) {
+        format!("{name}_operation")
+    } else {
+        name
+    }
 }
 
 /// Whether the body's fill puts the refresh token in it.
