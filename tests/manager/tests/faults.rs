@@ -105,20 +105,39 @@ async fn check_stored_set_is_live(store: impl TokenStore, mock: &MockServer, wha
     assert_eq!(after.refreshes, before.refreshes + 1);
 }
 
+/// A provider with 1-s one-time tokens answering after `delay`, `store` seeded with its first
+/// refresh token, and `workers` worker processes on `store_arg` for `seconds`.
+async fn fleet<S: TokenStore>(
+    store: S,
+    store_arg: &str,
+    delay: Duration,
+    workers: usize,
+    seconds: &str,
+    extra: &[&str],
+) -> (MockServer, S, Vec<Child>) {
+    let (mock, first) = one_time_provider(1, delay).await;
+    store.save("shared", &expired(&first), None).await.unwrap();
+    let children = (0..workers)
+        .map(|_| spawn(&mock.base_url(), store_arg, seconds, extra))
+        .collect();
+    (mock, store, children)
+}
+
+/// A `RedisStore` on `redis`, and the worker's argument for it.
+async fn redis_store(redis: &Redis) -> (RedisStore, String) {
+    let store = RedisStore::connect(&redis.url, "tokenkit-test")
+        .await
+        .unwrap();
+    (store, format!("redis:{}", redis.url))
+}
+
 /// Redis killed (SIGKILL) in the middle of a run and started again on its append-only file:
 /// the fleet serves or fails retryably meanwhile and is healthy within 2 s of Redis's return.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_run_loses_nothing_and_heals_within_two_seconds() {
     let mut redis = Redis::start_persistent();
-    let (mock, first) = one_time_provider(1, Duration::from_millis(2)).await;
-    let store = RedisStore::connect(&redis.url, "tokenkit-test")
-        .await
-        .unwrap();
-    store.save("shared", &expired(&first), None).await.unwrap();
-    let store_arg = format!("redis:{}", redis.url);
-    let children: Vec<Child> = (0..4)
-        .map(|_| spawn(&mock.base_url(), &store_arg, "7", &[]))
-        .collect();
+    let (store, arg) = redis_store(&redis).await;
+    let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 4, "7", &[]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.kill();
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -145,22 +164,10 @@ async fn a_redis_restart_mid_run_loses_nothing_and_heals_within_two_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stalled_longer_than_the_lock_never_lets_two_holders_send() {
     let redis = Redis::start_persistent();
-    let (mock, first) = one_time_provider(1, Duration::from_millis(50)).await;
-    let store = RedisStore::connect(&redis.url, "tokenkit-test")
-        .await
-        .unwrap();
-    store.save("shared", &expired(&first), None).await.unwrap();
-    let store_arg = format!("redis:{}", redis.url);
-    let children: Vec<Child> = (0..3)
-        .map(|_| {
-            spawn(
-                &mock.base_url(),
-                &store_arg,
-                "8",
-                &["--force", "--lock-ttl-ms", "600"],
-            )
-        })
-        .collect();
+    let (store, arg) = redis_store(&redis).await;
+    let short_lease = ["--force", "--lock-ttl-ms", "600"];
+    let (mock, store, children) =
+        fleet(store, &arg, Duration::from_millis(50), 3, "8", &short_lease).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let slept = redis.cli(&["DEBUG", "SLEEP", "1.5"]);
     assert!(slept.contains("OK"), "{slept}");
@@ -178,22 +185,10 @@ async fn redis_stalled_longer_than_the_lock_never_lets_two_holders_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_lock_holder_never_sends_after_it_continues() {
     let redis = Redis::start();
-    let (mock, first) = one_time_provider(1, Duration::from_millis(2)).await;
-    let store = RedisStore::connect(&redis.url, "tokenkit-test")
-        .await
-        .unwrap();
-    store.save("shared", &expired(&first), None).await.unwrap();
-    let store_arg = format!("redis:{}", redis.url);
-    let children: Vec<Child> = (0..3)
-        .map(|_| {
-            spawn(
-                &mock.base_url(),
-                &store_arg,
-                "6",
-                &["--force", "--lock-ttl-ms", "600"],
-            )
-        })
-        .collect();
+    let (store, arg) = redis_store(&redis).await;
+    let short_lease = ["--force", "--lock-ttl-ms", "600"];
+    let (mock, store, children) =
+        fleet(store, &arg, Duration::from_millis(2), 3, "6", &short_lease).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // The lock's value starts with its holder's process id.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -234,13 +229,9 @@ async fn a_stopped_lock_holder_never_sends_after_it_continues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_store_directory_drops_no_issued_set() {
     let dir = scratch("read-only");
-    let (mock, first) = one_time_provider(1, Duration::from_millis(2)).await;
+    let arg = format!("file:{}", dir.display());
     let store = FileStore::new(&dir).unwrap();
-    store.save("shared", &expired(&first), None).await.unwrap();
-    let store_arg = format!("file:{}", dir.display());
-    let children: Vec<Child> = (0..3)
-        .map(|_| spawn(&mock.base_url(), &store_arg, "6", &[]))
-        .collect();
+    let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 3, "6", &[]).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let read_only = |on: bool| {
         let flag = if on { "+i" } else { "-i" };
@@ -269,15 +260,11 @@ async fn a_read_only_store_directory_drops_no_issued_set() {
 async fn processes_sharing_a_redis_cluster_never_reuse_a_refresh_token() {
     let cluster = RedisCluster::start();
     let nodes: Vec<&str> = cluster.urls.iter().map(String::as_str).collect();
-    let (mock, first) = one_time_provider(1, Duration::from_millis(2)).await;
     let store = RedisStore::connect_cluster(&nodes, "tokenkit-test")
         .await
         .unwrap();
-    store.save("shared", &expired(&first), None).await.unwrap();
-    let store_arg = format!("redis-cluster:{}", cluster.urls.join(","));
-    let children: Vec<Child> = (0..3)
-        .map(|_| spawn(&mock.base_url(), &store_arg, "4", &[]))
-        .collect();
+    let arg = format!("redis-cluster:{}", cluster.urls.join(","));
+    let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 3, "4", &[]).await;
     let reports = tokio::task::block_in_place(|| collect(children));
     check_provider(&mock, &reports, "redis cluster");
     for r in &reports {
