@@ -516,8 +516,9 @@ fn backoff(config: &ManagerConfig, attempt: u32) -> Duration {
 enum Held {
     /// Done; release the lock.
     Done(Result<Arc<Cached>, ManagerError>),
-    /// New tokens the store did not take: serve them, and keep the lock for the write retry.
-    Unsaved(Arc<Cached>, TokenSet, u64),
+    /// New tokens the store did not take: serve them, and keep the lock for the write retry
+    /// (the version the write expects).
+    Unsaved(Arc<Cached>, TokenSet, Option<u64>),
 }
 
 impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
@@ -600,7 +601,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     /// longer than its ttl) is taken again before writing. Meanwhile the set is served from
     /// memory, and its superseded refresh token stays marked as sent in the store, so nobody
     /// sends it again.
-    async fn retry_write(self: Arc<Self>, mut lock: StoreLock, tokens: TokenSet, expected: u64) {
+    async fn retry_write(
+        self: Arc<Self>,
+        mut lock: StoreLock,
+        tokens: TokenSet,
+        expected: Option<u64>,
+    ) {
         let mut attempt = 0;
         loop {
             tokio::time::sleep(backoff(&self.config, attempt)).await;
@@ -614,7 +620,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             }
             match self
                 .store
-                .save_fenced(&self.key, &tokens, Some(expected), &lock)
+                .save_fenced(&self.key, &tokens, expected, &lock)
                 .await
             {
                 Ok(Saved::Written(version)) => {
@@ -652,7 +658,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         let resend_safe = self.client.rotation().resend_is_safe();
         loop {
             let Some(stored) = current.clone() else {
-                return Held::Done(self.reauthenticate(None, None, lock).await);
+                return self.reauthenticate(None, None, lock).await;
             };
             let newer = Some(stored.version) != seen;
             let cached = Cached::new(stored.clone(), &self.config, None);
@@ -660,7 +666,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 return Held::Done(Ok(Arc::new(cached)));
             }
             let Some(refresh_token) = stored.tokens.refresh_token.clone() else {
-                return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
+                return self.reauthenticate(Some(stored.version), None, lock).await;
             };
             if stored
                 .tokens
@@ -668,7 +674,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 .is_some_and(|dies| dies <= SystemTime::now())
             {
                 // The provider said when this token dies; sending it now only spends a request.
-                return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
+                return self.reauthenticate(Some(stored.version), None, lock).await;
             }
             if let Some(marked) = stored.sending
                 && !resend_safe
@@ -681,7 +687,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 if age < self.config.in_flight_grace() {
                     return Held::Done(Err(ManagerError::InFlight));
                 }
-                return Held::Done(self.reauthenticate(Some(stored.version), None, lock).await);
+                return self.reauthenticate(Some(stored.version), None, lock).await;
             }
             self.pace().await;
             if !lock.confirm().await {
@@ -734,7 +740,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     if resend_safe {
                         tokens.refresh_token.get_or_insert(refresh_token);
                     }
-                    return self.persist(tokens, stored.version, lock).await;
+                    return self.persist(tokens, Some(stored.version), lock).await;
                 }
                 Err(error) => error,
             };
@@ -773,10 +779,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     continue;
                 }
                 if dead {
-                    return Held::Done(
-                        self.reauthenticate(Some(stored.version), Some(error), lock)
-                            .await,
-                    );
+                    return self
+                        .reauthenticate(Some(stored.version), Some(error), lock)
+                        .await;
                 }
                 return Held::Done(Err(ManagerError::Refresh(error)));
             }
@@ -819,7 +824,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     }
 
     /// Persists a new set, then returns it for publishing; a write that fails keeps it.
-    async fn persist(&self, mut tokens: TokenSet, expected: u64, lock: &StoreLock) -> Held {
+    async fn persist(&self, mut tokens: TokenSet, expected: Option<u64>, lock: &StoreLock) -> Held {
         let received = SystemTime::now();
         tokens
             .expires_at
@@ -837,7 +842,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         };
         match self
             .store
-            .save_fenced(&self.key, &tokens, Some(expected), lock)
+            .save_fenced(&self.key, &tokens, expected, lock)
             .await
         {
             Ok(Saved::Written(version)) => Held::Done(Ok(cached(version))),
@@ -861,54 +866,29 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 tracing::warn!(
                     "the refreshed set could not be stored; serving it from memory and retrying the write"
                 );
-                Held::Unsaved(cached(expected), tokens, expected)
+                Held::Unsaved(cached(expected.unwrap_or(0)), tokens, expected)
             }
         }
     }
 
+    /// A new set from the re-authentication hook, stored like a refreshed one; without a
+    /// hook, [`ManagerError::ReAuthenticate`].
     async fn reauthenticate(
         &self,
         expected: Option<u64>,
         cause: Option<RefreshError>,
         lock: &StoreLock,
-    ) -> Result<Arc<Cached>, ManagerError> {
+    ) -> Held {
         let hook = locked(&self.reauthenticate).clone();
         let Some(hook) = hook else {
-            return Err(ManagerError::ReAuthenticate { cause });
+            return Held::Done(Err(ManagerError::ReAuthenticate { cause }));
         };
-        let tokens = hook().await.map_err(|e| {
-            if e.kind() == ErrorKind::ReAuthenticate {
-                ManagerError::ReAuthenticate { cause: Some(e) }
-            } else {
-                ManagerError::Refresh(e)
+        match hook().await {
+            Ok(tokens) => self.persist(tokens, expected, lock).await,
+            Err(e) if e.kind() == ErrorKind::ReAuthenticate => {
+                Held::Done(Err(ManagerError::ReAuthenticate { cause: Some(e) }))
             }
-        })?;
-        let received = SystemTime::now();
-        let mut tokens = tokens;
-        tokens
-            .expires_at
-            .get_or_insert(received + self.config.unknown_expiry);
-        match self
-            .store
-            .save_fenced(&self.key, &tokens, expected, lock)
-            .await?
-        {
-            Saved::Written(version) => Ok(Arc::new(Cached::new(
-                Stored {
-                    version,
-                    tokens,
-                    sending: None,
-                },
-                &self.config,
-                Some(received),
-            ))),
-            Saved::LockLost => Err(ManagerError::LockLost),
-            Saved::Conflict(_) => self
-                .store
-                .load(&self.key)
-                .await?
-                .map(|s| Arc::new(Cached::new(s, &self.config, None)))
-                .ok_or(ManagerError::ReAuthenticate { cause: None }),
+            Err(e) => Held::Done(Err(ManagerError::Refresh(e))),
         }
     }
 }

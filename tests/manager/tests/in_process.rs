@@ -806,3 +806,37 @@ async fn the_refresh_token_s_own_lifetime_is_respected() {
     );
     assert!(scripted.sent().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_s_tokens_survive_a_failed_write_too() {
+    let memory = MemoryStore::new();
+    let store = FailingWrites {
+        inner: memory.clone(),
+        failures: Arc::new(AtomicUsize::new(0)),
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let hook: tokenkit::ReAuthenticate = Arc::new(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(fresh("at-login", Some("rt-login"))) })
+    });
+    let scripted = Arc::new(Scripted::new(Rotation::OneTime, vec![]));
+    let manager = TokenManager::with_config(Arc::clone(&scripted), store.clone(), "k", quick())
+        .unwrap()
+        .with_reauthenticate(hook);
+    // Nothing stored: the hook logs in; its set's first two writes fail.
+    store.failures.store(2, Ordering::SeqCst);
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-login");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while memory.load("k").await.unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = memory.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens.refresh_token.unwrap().expose(), "rt-login");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one login");
+    assert!(scripted.sent().is_empty());
+}
