@@ -200,16 +200,15 @@ impl Endpoint {
         match (self.refresh_token, refresh_token) {
             (TokenPlace::Query(name), Some(token)) => query.push((name, token.expose())),
             (TokenPlace::Header { name, prefix }, Some(token)) => {
-                let name = header_name(name).map_err(|_| RefreshError::Transport {
+                // Checked by the generator; a failure here sent nothing.
+                let unsendable = |_| RefreshError::Transport {
                     kind: crate::error::TransportKind::Request,
                     maybe_sent: false,
-                })?;
+                };
+                let name = header_name(name).map_err(unsendable)?;
                 let value =
                     sensitive_header_value(name.as_str(), &format!("{prefix}{}", token.expose()))
-                        .map_err(|_| RefreshError::Transport {
-                        kind: crate::error::TransportKind::Request,
-                        maybe_sent: false,
-                    })?;
+                        .map_err(unsendable)?;
                 headers.insert(name, value);
             }
             _ => {}

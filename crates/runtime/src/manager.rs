@@ -259,7 +259,7 @@ impl<C, S> FlightGuard<C, S> {
 
     fn end(&mut self, result: Result<Arc<Cached>, ManagerError>) {
         if let Some(tx) = self.tx.take() {
-            *self.inner.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *locked(&self.inner.flight) = None;
             let _ = tx.send(Some(result));
         }
     }
@@ -512,6 +512,16 @@ fn backoff(config: &ManagerConfig, attempt: u32) -> Duration {
     exponential.saturating_sub(exponential / 4) + jitter
 }
 
+/// Whether a stored refresh token may be sent.
+enum Usable {
+    /// Send it.
+    Yes(crate::secret::RefreshToken),
+    /// Its request may still get an answer: retry shortly.
+    InFlight,
+    /// It is gone or may be spent: re-authenticate.
+    No,
+}
+
 /// How one refresh under the lock ended.
 enum Held {
     /// Done; release the lock.
@@ -649,49 +659,41 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     }
 
     async fn refresh_holding_lock(&self, force: bool, seen: Option<u64>, lock: &StoreLock) -> Held {
-        let mut current = match self.store.load(&self.key).await {
-            Ok(current) => current,
-            Err(e) => return Held::Done(Err(e.into())),
-        };
+        self.try_refresh_holding_lock(force, seen, lock)
+            .await
+            .unwrap_or_else(|e| Held::Done(Err(e)))
+    }
+
+    /// The refresh under the lock; an error is the flight's answer.
+    async fn try_refresh_holding_lock(
+        &self,
+        force: bool,
+        seen: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<Held, ManagerError> {
+        let mut current = self.store.load(&self.key).await?;
         let mut attempt = 0;
         let mut rereads = 0;
         let resend_safe = self.client.rotation().resend_is_safe();
         loop {
             let Some(stored) = current.clone() else {
-                return self.reauthenticate(None, None, lock).await;
+                return Ok(self.reauthenticate(None, None, lock).await);
             };
             let newer = Some(stored.version) != seen;
             let cached = Cached::new(stored.clone(), &self.config, None);
             if cached.is_fresh(SystemTime::now()) && (!force || newer) {
-                return Held::Done(Ok(Arc::new(cached)));
+                return Ok(Held::Done(Ok(Arc::new(cached))));
             }
-            let Some(refresh_token) = stored.tokens.refresh_token.clone() else {
-                return self.reauthenticate(Some(stored.version), None, lock).await;
-            };
-            if stored
-                .tokens
-                .refresh_expires_at
-                .is_some_and(|dies| dies <= SystemTime::now())
-            {
-                // The provider said when this token dies; sending it now only spends a request.
-                return self.reauthenticate(Some(stored.version), None, lock).await;
-            }
-            if let Some(marked) = stored.sending
-                && !resend_safe
-            {
-                // A request with this token may have reached the provider (this process or
-                // another): it may be spent and is never sent again. Within the grace its
-                // sender may still store the answer (a write being retried); after it, the
-                // sender is taken for dead and the credential needs re-authenticating.
-                let age = SystemTime::now().duration_since(marked).unwrap_or_default();
-                if age < self.config.in_flight_grace() {
-                    return Held::Done(Err(ManagerError::InFlight));
+            let refresh_token = match self.usable_token(&stored, resend_safe) {
+                Usable::Yes(token) => token,
+                Usable::InFlight => return Err(ManagerError::InFlight),
+                Usable::No => {
+                    return Ok(self.reauthenticate(Some(stored.version), None, lock).await);
                 }
-                return self.reauthenticate(Some(stored.version), None, lock).await;
-            }
+            };
             self.pace().await;
             if !lock.confirm().await {
-                return Held::Done(Err(ManagerError::LockLost));
+                return Err(ManagerError::LockLost);
             }
             if !resend_safe {
                 match self
@@ -703,13 +705,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     Ok(false) if rereads < 3 => {
                         // The set changed under us, or the lock is gone: look again.
                         rereads += 1;
-                        current = match self.store.load(&self.key).await {
-                            Ok(c) => c,
-                            Err(e) => return Held::Done(Err(e.into())),
-                        };
+                        current = self.store.load(&self.key).await?;
                         continue;
                     }
-                    Ok(false) => return Held::Done(Err(ManagerError::LockLost)),
+                    Ok(false) => return Err(ManagerError::LockLost),
                     Err(e) => {
                         // The mark may still land (a command Redis runs after a stall): undo
                         // it, so that nothing counts as sent that was not.
@@ -717,7 +716,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                             .store
                             .clear_sending(&self.key, stored.version, lock)
                             .await;
-                        return Held::Done(Err(e.into()));
+                        return Err(e.into());
                     }
                 }
             }
@@ -740,7 +739,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     if resend_safe {
                         tokens.refresh_token.get_or_insert(refresh_token);
                     }
-                    return self.persist(tokens, Some(stored.version), lock).await;
+                    return Ok(self.persist(tokens, Some(stored.version), lock).await);
                 }
                 Err(error) => error,
             };
@@ -768,10 +767,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             if dead || (reached && !resend_safe) {
                 // Another process may have rotated the token since it was read: only a newer
                 // stored set may be tried, never the same token again.
-                let latest = match self.store.load(&self.key).await {
-                    Ok(latest) => latest,
-                    Err(e) => return Held::Done(Err(e.into())),
-                };
+                let latest = self.store.load(&self.key).await?;
                 let changed = latest.as_ref().map(|s| s.version) != Some(stored.version);
                 if changed && rereads < 3 {
                     rereads += 1;
@@ -779,17 +775,17 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     continue;
                 }
                 if dead {
-                    return self
+                    return Ok(self
                         .reauthenticate(Some(stored.version), Some(error), lock)
-                        .await;
+                        .await);
                 }
-                return Held::Done(Err(ManagerError::Refresh(error)));
+                return Err(ManagerError::Refresh(error));
             }
             if kind == ErrorKind::Rejected {
                 self.note_rejected(&error);
             }
             if !error.is_retryable() || attempt + 1 >= self.config.max_attempts {
-                return Held::Done(Err(ManagerError::Refresh(error)));
+                return Err(ManagerError::Refresh(error));
             }
             let delay = match error.retry_after() {
                 Some(after) => after.min(self.config.max_backoff),
@@ -798,10 +794,37 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             attempt += 1;
             tracing::debug!(attempt, ?delay, error = %error, "retrying the refresh");
             tokio::time::sleep(delay).await;
-            current = match self.store.load(&self.key).await {
-                Ok(c) => c,
-                Err(e) => return Held::Done(Err(e.into())),
-            };
+            current = self.store.load(&self.key).await?;
+        }
+    }
+
+    /// Whether the stored refresh token may be sent: not when there is none, when the provider
+    /// said it is dead by now, or when a request with it may have reached the provider (marked
+    /// by this process or another; a one-time or rotating token is never sent twice). Within
+    /// the grace, a marked token's sender may still store the answer (a write being retried);
+    /// after it, the sender is taken for dead and the credential needs re-authenticating.
+    fn usable_token(&self, stored: &Stored, resend_safe: bool) -> Usable {
+        let now = SystemTime::now();
+        let Some(token) = stored.tokens.refresh_token.clone() else {
+            return Usable::No;
+        };
+        if stored
+            .tokens
+            .refresh_expires_at
+            .is_some_and(|dies| dies <= now)
+        {
+            return Usable::No;
+        }
+        match stored.sending {
+            Some(marked) if !resend_safe => {
+                let age = now.duration_since(marked).unwrap_or_default();
+                if age < self.config.in_flight_grace() {
+                    Usable::InFlight
+                } else {
+                    Usable::No
+                }
+            }
+            _ => Usable::Yes(token),
         }
     }
 
