@@ -2,8 +2,8 @@
 //! with a reason when the client does something else.
 
 use crate::support::{
-    Ctx, Outcome, Subject, ensure, may_be_absent, quick_http, remove_at, seconds_at, set_at,
-    text_at,
+    Ctx, Outcome, Subject, ensure, may_be_absent, put_at, quick_http, remove_at, seconds_at,
+    set_at, text_at,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -887,23 +887,6 @@ pub async fn empty_token(subject: &Subject) -> Outcome {
         })?;
     }
     Ok(())
-}
-
-/// Sets the value at `pointer`, adding the last key to its object if it is missing.
-fn put_at(body: &mut Value, pointer: &str, value: Value) -> bool {
-    if set_at(body, pointer, value.clone()) {
-        return true;
-    }
-    let Some((parent, key)) = pointer.rsplit_once('/') else {
-        return false;
-    };
-    match body.pointer_mut(parent) {
-        Some(Value::Object(map)) => {
-            map.insert(key.replace("~1", "/").replace("~0", "~"), value);
-            true
-        }
-        _ => false,
-    }
 }
 
 /// One client serves concurrent refreshes from many tasks.

@@ -147,6 +147,23 @@ pub fn set_at(body: &mut Value, pointer: &str, value: Value) -> bool {
     }
 }
 
+/// Sets the value at `pointer`, adding the last key to its object if it is missing.
+pub fn put_at(body: &mut Value, pointer: &str, value: Value) -> bool {
+    if set_at(body, pointer, value.clone()) {
+        return true;
+    }
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    match body.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.insert(key.replace("~1", "/").replace("~0", "~"), value);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Removes the value at `pointer`.
 pub fn remove_at(body: &mut Value, pointer: &str) -> bool {
     let Some((parent, key)) = pointer.rsplit_once('/') else {

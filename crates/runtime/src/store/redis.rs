@@ -134,18 +134,13 @@ fn redis_error(what: &str, error: &redis::RedisError) -> StoreError {
     StoreError::new(format!("{what}: {:?} ({})", error.kind(), error.category()))
 }
 
-/// Percent-encodes the characters that would change a key's hash tag.
+/// Percent-encoded in keys: what would change a key's hash tag, `%` itself, and (as the
+/// encoder always does) controls and non-ASCII bytes.
+const KEY_PART: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b'{').add(b'}').add(b'%');
+
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '{' => out.push_str("%7B"),
-            '}' => out.push_str("%7D"),
-            '%' => out.push_str("%25"),
-            c => out.push(c),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(text, KEY_PART).to_string()
 }
 
 impl RedisStore {
