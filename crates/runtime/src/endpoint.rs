@@ -262,6 +262,33 @@ impl Endpoint {
             })
     }
 
+    /// One grant (client credentials, code exchange, password), start to finish: like
+    /// [`Endpoint::refresh`] with no refresh token sent. An answer without a refresh token is
+    /// fine here (RFC 6749 §4.4.3: client credentials usually get none); an empty token is a
+    /// bad response. `secrets` (the code, the password, the PKCE verifier) are scrubbed from
+    /// errors with the endpoint's own.
+    pub async fn grant<B, F>(
+        &self,
+        body: &B,
+        secrets: &[&Secret],
+        map: F,
+    ) -> Result<TokenSet, RefreshError>
+    where
+        B: Serialize + ?Sized,
+        F: FnOnce(&Response, SystemTime) -> Result<TokenSet, RefreshError>,
+    {
+        let scrub = |e: RefreshError| {
+            secrets
+                .iter()
+                .fold(self.scrubbed(e, None), |e, s| e.redact(s.expose()))
+        };
+        let response = self.send(body, None).await.map_err(scrub)?;
+        let received = SystemTime::now();
+        map(&response, received)
+            .and_then(|tokens| check_tokens(tokens, &response))
+            .map_err(|e| scrub(e).with_retry_after(response.retry_after()))
+    }
+
     fn scrubbed(&self, error: RefreshError, sent: Option<&RefreshToken>) -> RefreshError {
         let error = match sent {
             Some(sent) => error.redact(sent.expose()),
@@ -279,32 +306,48 @@ fn header_name(name: &str) -> Result<HeaderName, BuildError> {
     })
 }
 
-/// The rules every successful answer must meet, whatever its spec.
+/// The rules every successful answer must meet, whatever its spec: a non-empty access token,
+/// and a new refresh token that is not empty when there is one.
+fn check_tokens(tokens: TokenSet, response: &Response) -> Result<TokenSet, RefreshError> {
+    let empty = |what: &str| {
+        Err(RefreshError::InvalidBody {
+            status: response.status(),
+            reason: format!("the {what} is empty"),
+            body: Snippet::default(),
+        })
+    };
+    if tokens.access_token.expose().trim().is_empty() {
+        return empty("access token");
+    }
+    if tokens
+        .refresh_token
+        .as_ref()
+        .is_some_and(|new| new.expose().trim().is_empty())
+    {
+        return empty("new refresh token");
+    }
+    Ok(tokens)
+}
+
+/// What a refresh answer must meet besides: without a new refresh token, `sent` stays where
+/// `rotation` allows that, and the answer is a bad response where it does not (the token just
+/// sent is spent).
 fn complete(
-    mut tokens: TokenSet,
+    tokens: TokenSet,
     response: &Response,
     sent: &RefreshToken,
     rotation: Rotation,
 ) -> Result<TokenSet, RefreshError> {
-    let bad = |reason: &str| RefreshError::InvalidBody {
-        status: response.status(),
-        reason: reason.to_owned(),
-        body: Snippet::default(),
-    };
-    if tokens.access_token.expose().trim().is_empty() {
-        return Err(bad("the access token is empty"));
-    }
-    match &tokens.refresh_token {
-        Some(new) if new.expose().trim().is_empty() => {
-            return Err(bad("the new refresh token is empty"));
+    let mut tokens = check_tokens(tokens, response)?;
+    if tokens.refresh_token.is_none() {
+        if !rotation.resend_is_safe() {
+            return Err(RefreshError::InvalidBody {
+                status: response.status(),
+                reason: "the answer carries no new refresh token, though this provider spends the one sent".into(),
+                body: Snippet::default(),
+            });
         }
-        Some(_) => {}
-        None if rotation.resend_is_safe() => tokens.refresh_token = Some(sent.clone()),
-        None => {
-            return Err(bad(
-                "the answer carries no new refresh token, though this provider spends the one sent",
-            ));
-        }
+        tokens.refresh_token = Some(sent.clone());
     }
     Ok(tokens)
 }
@@ -341,10 +384,21 @@ macro_rules! connection_setters {
 /// Implements [`RefreshClient`](crate::RefreshClient) and `base_url` for a generated client:
 /// `refresh_client!(Client, PROVIDER, ROTATION, Outcome)` for a struct with an
 /// `endpoint: tokenkit::Endpoint` field and a `refresh_request` method, whose outcome enum has
-/// `decode` and `into_token_set`.
+/// `decode` and `into_token_set`. A fifth argument, `grants`, makes `RefreshClient::grants`
+/// answer the client's own [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! refresh_client {
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty, grants) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome,
+            fn grants(&self) -> Option<&dyn $crate::GrantClient> {
+                Some(self)
+            }
+        );
+    };
     ($client:ty, $provider:expr, $rotation:expr, $outcome:ty) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome,);
+    };
+    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, $($grants:item)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -364,6 +418,8 @@ macro_rules! refresh_client {
             fn attempt_timeout(&self) -> Option<std::time::Duration> {
                 self.endpoint.timeout()
             }
+
+            $($grants)?
 
             fn refresh<'a>(
                 &'a self,

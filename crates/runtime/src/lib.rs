@@ -20,6 +20,7 @@
 mod clock;
 pub mod endpoint;
 pub mod error;
+pub mod grant;
 pub mod http;
 pub mod manager;
 pub mod mapping;
@@ -31,6 +32,10 @@ pub mod token;
 
 pub use endpoint::{Encoding, Endpoint, Operation, TokenPlace};
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
+pub use grant::{
+    AuthorizationState, CodeExchange, GrantClient, GrantType, PasswordLogin, PkceChallenge,
+    PkceVerifier, authorization_url,
+};
 pub use http::{Connection, HttpConfig, Response, Transport, Undocumented};
 pub use manager::{ManagerConfig, ManagerError, ReAuthenticate, TokenManager};
 pub use refresh::{BoxFuture, RefreshClient, Rotation};

@@ -7,6 +7,9 @@
 //! - one refresher across processes and hosts, through the store's lock;
 //! - persist before publish: the new set is in the store before any caller sees it;
 //! - a dead refresh token first re-reads the store (another process may have rotated it);
+//! - with no usable refresh token (none, dead, expired, maybe spent) a new set comes from the
+//!   application's hook, else from the client-credentials grant where the spec offers one,
+//!   under the same lock and persist-before-publish rules as a refresh;
 //! - before a one-time or rotating token is sent, the store records that a request with it is
 //!   in flight; until an answer proves it unspent, no process sends it again (they re-read the
 //!   store, then re-authenticate);
@@ -17,6 +20,7 @@
 //!   the next call starts a new one.
 
 use crate::error::{ErrorKind, RefreshError};
+use crate::grant::{CodeExchange, GrantType};
 use crate::refresh::{BoxFuture, RefreshClient};
 use crate::secret::AccessToken;
 use crate::store::{Saved, StoreError, StoreLock, Stored, TokenStore};
@@ -376,7 +380,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         })
     }
 
-    /// Calls `hook` for a new token set when the refresh token is dead (instead of failing with
+    /// Calls `hook` for a new token set when no refresh token is usable (instead of the
+    /// client-credentials grant where the provider offers one, or failing with
     /// [`ManagerError::ReAuthenticate`]). Clones of the manager share the hook.
     #[must_use]
     pub fn with_reauthenticate(self, hook: ReAuthenticate) -> Self {
@@ -392,6 +397,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
             inner.store.save(&inner.key, &tokens, None).await?,
             Saved::Written(_)
         ))
+    }
+
+    /// Exchanges an authorization code (from the redirect after a user's consent) and stores
+    /// the set it brings, replacing any stored one: the one call that seeds a credential from
+    /// the authorization-code flow. It runs under the store's lock, and the set is stored
+    /// before it is served. Fails with [`ManagerError::Config`] when the provider's spec offers
+    /// no authorization-code grant.
+    pub async fn seed_from_code(&self, exchange: &CodeExchange) -> Result<TokenSet, ManagerError> {
+        let cached = Arc::clone(&self.inner).seed_from_code(exchange).await?;
+        Ok(cached.tokens.clone())
     }
 
     /// A valid access token. The fast path reads the cache without a lock; a stale or missing
@@ -584,20 +599,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 }
             }
             if let Some(lock) = self.store.try_lock(&self.key, self.config.lock_ttl).await? {
-                return match self.refresh_holding_lock(force, seen, &lock).await {
-                    Held::Done(result) => {
-                        lock.release().await;
-                        result
-                    }
-                    Held::Unsaved(cached, tokens, expected) => {
-                        *locked(&self.unsaved) = Some(Arc::clone(&cached));
-                        let inner = Arc::clone(&self);
-                        tokio::spawn(
-                            async move { inner.retry_write(lock, tokens, expected).await },
-                        );
-                        Ok(cached)
-                    }
-                };
+                let held = self.refresh_holding_lock(force, seen, &lock).await;
+                return self.settle(lock, held).await;
             }
             if Instant::now() >= deadline {
                 return Err(ManagerError::LockTimeout);
@@ -894,8 +897,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         }
     }
 
-    /// A new set from the re-authentication hook, stored like a refreshed one; without a
-    /// hook, [`ManagerError::ReAuthenticate`].
+    /// A new set when no refresh token is usable (none stored, dead, expired, or maybe spent):
+    /// from the application's hook when it gave one, else by the client-credentials grant when
+    /// the provider's spec offers it, stored like a refreshed set. Without either,
+    /// [`ManagerError::ReAuthenticate`].
     async fn reauthenticate(
         &self,
         expected: Option<u64>,
@@ -903,16 +908,125 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         lock: &StoreLock,
     ) -> Held {
         let hook = locked(&self.reauthenticate).clone();
-        let Some(hook) = hook else {
+        let fetched = if let Some(hook) = hook {
+            hook().await
+        } else if let Some(grant) = self.client.grants().and_then(|g| g.client_credentials()) {
+            match self.send_grant(grant, lock).await {
+                Ok(fetched) => fetched,
+                Err(e) => return Held::Done(Err(e)),
+            }
+        } else {
             return Held::Done(Err(ManagerError::ReAuthenticate { cause }));
         };
-        match hook().await {
-            Ok(tokens) => self.persist(tokens, expected, lock).await,
-            Err(e) if e.kind() == ErrorKind::ReAuthenticate => {
-                Held::Done(Err(ManagerError::ReAuthenticate { cause: Some(e) }))
+        match fetched {
+            Ok(tokens) => {
+                *locked(&self.rejected) = None;
+                self.persist(tokens, expected, lock).await
             }
-            Err(e) => Held::Done(Err(ManagerError::Refresh(e))),
+            Err(e) => Held::Done(Err(self.grant_error(e))),
         }
+    }
+
+    /// Sends a grant as the lock holder: paced like a refresh, only while the lock is
+    /// provably held, and bounded like one attempt.
+    async fn send_grant(
+        &self,
+        grant: BoxFuture<'_, Result<TokenSet, RefreshError>>,
+        lock: &StoreLock,
+    ) -> Result<Result<TokenSet, RefreshError>, ManagerError> {
+        self.pace().await;
+        if !lock.confirm().await {
+            return Err(ManagerError::LockLost);
+        }
+        *locked(&self.last_sent) = Some(Instant::now());
+        Ok(tokio::time::timeout(self.config.attempt_limit(), grant)
+            .await
+            .unwrap_or(Err(RefreshError::Transport {
+                kind: crate::error::TransportKind::Timeout,
+                maybe_sent: true,
+            })))
+    }
+
+    /// A failed grant as the manager reports it; a rejected one also backs off.
+    fn grant_error(&self, error: RefreshError) -> ManagerError {
+        match error.kind() {
+            ErrorKind::ReAuthenticate => ManagerError::ReAuthenticate { cause: Some(error) },
+            kind => {
+                if kind == ErrorKind::Rejected {
+                    self.note_rejected(&error);
+                }
+                ManagerError::Refresh(error)
+            }
+        }
+    }
+
+    /// Waits for the store's lock, up to `lock_wait`.
+    async fn wait_for_lock(&self) -> Result<StoreLock, ManagerError> {
+        let deadline = after(Instant::now(), self.config.lock_wait);
+        loop {
+            if let Some(lock) = self.store.try_lock(&self.key, self.config.lock_ttl).await? {
+                return Ok(lock);
+            }
+            if Instant::now() >= deadline {
+                return Err(ManagerError::LockTimeout);
+            }
+            tokio::time::sleep(self.config.lock_poll).await;
+        }
+    }
+
+    /// Ends a piece of work done under `lock`: releases it, or, for a set the store did not
+    /// take, serves the set from memory and hands the lock to a task that retries the write.
+    async fn settle(
+        self: &Arc<Self>,
+        lock: StoreLock,
+        held: Held,
+    ) -> Result<Arc<Cached>, ManagerError> {
+        match held {
+            Held::Done(result) => {
+                lock.release().await;
+                result
+            }
+            Held::Unsaved(cached, tokens, expected) => {
+                *locked(&self.unsaved) = Some(Arc::clone(&cached));
+                let writer = Arc::clone(self);
+                tokio::spawn(async move { writer.retry_write(lock, tokens, expected).await });
+                Ok(cached)
+            }
+        }
+    }
+
+    /// Exchanges an authorization code under the lock and stores the set over whatever is
+    /// stored.
+    async fn seed_from_code(
+        self: Arc<Self>,
+        exchange: &CodeExchange,
+    ) -> Result<Arc<Cached>, ManagerError> {
+        let offered = self
+            .client
+            .grants()
+            .is_some_and(|g| g.grant_types().contains(&GrantType::AuthorizationCode));
+        if !offered {
+            return Err(ManagerError::Config(format!(
+                "the {} spec offers no authorization-code grant",
+                self.client.provider()
+            )));
+        }
+        let lock = self.wait_for_lock().await?;
+        let held = async {
+            let expected = self.store.load(&self.key).await?.map(|s| s.version);
+            let Some(grant) = self.client.grants().and_then(|g| g.exchange_code(exchange)) else {
+                return Err(ManagerError::Interrupted);
+            };
+            match self.send_grant(grant, &lock).await? {
+                Ok(tokens) => Ok(self.persist(tokens, expected, &lock).await),
+                Err(e) => Err(self.grant_error(e)),
+            }
+        }
+        .await
+        .unwrap_or_else(|e| Held::Done(Err(e)));
+        let cached = self.settle(lock, held).await?;
+        self.cache.store(Some(Arc::clone(&cached)));
+        Ok(cached)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The trait every generated client implements, so applications can hold any provider.
 
 use crate::error::RefreshError;
+use crate::grant::GrantClient;
 use crate::secret::RefreshToken;
 use crate::token::TokenSet;
 use std::future::Future;
@@ -50,6 +51,13 @@ pub trait RefreshClient: Send + Sync {
     fn attempt_timeout(&self) -> Option<Duration> {
         None
     }
+
+    /// The grants besides the refresh that the provider's spec offers (client credentials,
+    /// an authorization-code exchange, a password login), when it offers any: the token
+    /// manager gets a new set through them when no refresh token is usable.
+    fn grants(&self) -> Option<&dyn GrantClient> {
+        None
+    }
 }
 
 macro_rules! forward_refresh_client {
@@ -72,6 +80,10 @@ macro_rules! forward_refresh_client {
 
             fn attempt_timeout(&self) -> Option<Duration> {
                 (**self).attempt_timeout()
+            }
+
+            fn grants(&self) -> Option<&dyn GrantClient> {
+                (**self).grants()
             }
         }
     )*};

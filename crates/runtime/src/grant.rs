@@ -1,0 +1,305 @@
+//! Getting a token set without a refresh token: the grants a token endpoint offers besides the
+//! refresh (RFC 6749 §4), and the helpers of the authorization-code flow (PKCE, RFC 7636; the
+//! authorization URL with its `state`).
+
+use crate::error::{BuildError, RefreshError};
+use crate::refresh::BoxFuture;
+use crate::secret::Secret;
+use crate::token::TokenSet;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A grant a spec can offer besides the refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    /// The client's own credentials (RFC 6749 §4.4): no user, no refresh token needed.
+    ClientCredentials,
+    /// An authorization code from a user's consent (RFC 6749 §4.1), optionally with PKCE.
+    AuthorizationCode,
+    /// A user's name and password (RFC 6749 §4.3), or a provider's login call.
+    Password,
+}
+
+/// What an authorization-code exchange sends besides the client's own values.
+#[derive(Clone, Debug)]
+pub struct CodeExchange {
+    /// The code from the redirect.
+    pub code: Secret,
+    /// The redirect URI the code was issued for (sent where the spec maps it).
+    pub redirect_uri: String,
+    /// The PKCE verifier whose challenge went into the authorization URL (sent where the spec
+    /// maps it).
+    pub verifier: Option<PkceVerifier>,
+}
+
+/// A user's credentials for a password (or login) grant.
+#[derive(Clone, Debug)]
+pub struct PasswordLogin {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: Secret,
+}
+
+/// The grants a generated client offers besides the refresh, for code that holds any provider
+/// (the token manager re-authenticates through it). Each method answers `None` when the
+/// provider's spec does not offer that grant; the generated clients also have typed methods
+/// for exactly the grants their spec maps.
+pub trait GrantClient: Send + Sync {
+    /// The grants the spec maps, in its order.
+    fn grant_types(&self) -> &'static [GrantType];
+
+    /// A new token set for the client itself (client credentials).
+    fn client_credentials(&self) -> Option<BoxFuture<'_, Result<TokenSet, RefreshError>>> {
+        None
+    }
+
+    /// A token set for an authorization code.
+    fn exchange_code<'a>(
+        &'a self,
+        exchange: &'a CodeExchange,
+    ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
+        let _ = exchange;
+        None
+    }
+
+    /// A token set for a user's credentials.
+    fn password<'a>(
+        &'a self,
+        login: &'a PasswordLogin,
+    ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
+        let _ = login;
+        None
+    }
+}
+
+/// Random bytes from the operating system, base64url without padding.
+fn random_text(bytes: usize) -> Result<String, BuildError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| BuildError {
+        reason: format!("the operating system gave no random bytes: {e}"),
+    })?;
+    Ok(URL_SAFE_NO_PAD.encode(buf))
+}
+
+/// A PKCE code verifier (RFC 7636 §4.1): kept by the application between sending the user to
+/// the authorization URL and exchanging the code. Debug and Display redact it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PkceVerifier(Secret);
+
+impl PkceVerifier {
+    /// A fresh verifier: 32 random bytes, 43 characters (the RFC's recommendation).
+    pub fn generate() -> Result<Self, BuildError> {
+        random_text(32).map(|text| Self(Secret::new(text)))
+    }
+
+    /// A verifier kept from earlier (between the redirect and the exchange, say): 43 to 128
+    /// characters of `A-Z a-z 0-9 - . _ ~`.
+    pub fn parse(text: &str) -> Result<Self, BuildError> {
+        let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+        if (43..=128).contains(&text.len()) && text.bytes().all(unreserved) {
+            Ok(Self(Secret::new(text)))
+        } else {
+            Err(BuildError {
+                reason: "a PKCE verifier is 43 to 128 characters of A-Z a-z 0-9 - . _ ~".into(),
+            })
+        }
+    }
+
+    /// The `S256` challenge for the authorization URL: base64url(SHA-256(verifier)).
+    pub fn challenge(&self) -> PkceChallenge {
+        PkceChallenge(URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.expose().as_bytes())))
+    }
+
+    /// The verifier itself, for the token request (or to keep it between two requests).
+    pub fn secret(&self) -> &Secret {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PkceVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PkceVerifier({})", crate::REDACTED)
+    }
+}
+
+/// The `S256` code challenge of a [`PkceVerifier`]: public, it travels in the authorization URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PkceChallenge(String);
+
+impl PkceChallenge {
+    /// The challenge text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The method: always `S256` (`plain` offers no protection and is not supported).
+    pub fn method(&self) -> &'static str {
+        "S256"
+    }
+}
+
+/// The `state` of an authorization request (RFC 6749 §10.12): random, kept by the application,
+/// compared with the one the redirect brings back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizationState(String);
+
+impl AuthorizationState {
+    /// A fresh state: 16 random bytes.
+    pub fn generate() -> Result<Self, BuildError> {
+        random_text(16).map(Self)
+    }
+
+    /// A state kept from earlier.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The text, for the URL (and for keeping it in a session).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the redirect's `state` is this one, compared in constant time.
+    pub fn matches(&self, returned: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), returned.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for AuthorizationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthorizationState({})", crate::REDACTED)
+    }
+}
+
+/// The URL to send a user to for consent (RFC 6749 §4.1.1, with RFC 7636's challenge):
+/// `authorization_url` from the spec's `authorizationCode` flow, with `response_type=code`,
+/// `client_id`, `redirect_uri`, the scopes (space-separated), `state` and, when given, the
+/// `S256` challenge. Query parameters already in `authorization_url` are kept.
+pub fn authorization_url(
+    authorization_url: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &[&str],
+    state: &AuthorizationState,
+    challenge: Option<&PkceChallenge>,
+) -> Result<String, BuildError> {
+    let mut url = url::Url::parse(authorization_url).map_err(|_| BuildError {
+        reason: "the authorization URL is not an absolute URL".into(),
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(BuildError {
+            reason: "the authorization URL must be https".into(),
+        });
+    }
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri);
+        if !scopes.is_empty() {
+            query.append_pair("scope", &scopes.join(" "));
+        }
+        query.append_pair("state", state.as_str());
+        if let Some(challenge) = challenge {
+            query
+                .append_pair("code_challenge", challenge.as_str())
+                .append_pair("code_challenge_method", challenge.method());
+        }
+    }
+    Ok(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_challenge_is_rfc_7636_appendix_b() {
+        let verifier = PkceVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
+        assert_eq!(
+            verifier.challenge().as_str(),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert_eq!(verifier.challenge().method(), "S256");
+    }
+
+    #[test]
+    fn generated_values_are_fresh_well_formed_and_redacted() {
+        let a = PkceVerifier::generate().unwrap();
+        let b = PkceVerifier::generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.secret().expose().len(), 43);
+        assert!(PkceVerifier::parse(a.secret().expose()).is_ok());
+        assert!(!format!("{a:?}").contains(a.secret().expose()));
+        let state = AuthorizationState::generate().unwrap();
+        assert_ne!(state, AuthorizationState::generate().unwrap());
+        assert!(!format!("{state:?}").contains(state.as_str()));
+        assert!(state.matches(state.as_str()));
+        assert!(!state.matches("other"));
+        assert!(!state.matches(""));
+    }
+
+    #[test]
+    fn short_or_foreign_verifiers_are_refused() {
+        assert!(PkceVerifier::parse("short").is_err());
+        assert!(PkceVerifier::parse(&"a".repeat(129)).is_err());
+        assert!(PkceVerifier::parse(&format!("{}+", "a".repeat(43))).is_err());
+    }
+
+    #[test]
+    fn the_authorization_url_carries_every_parameter_encoded() {
+        let verifier = PkceVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
+        let url = authorization_url(
+            "https://auth.example.com/authorize?audience=api",
+            "client 1",
+            "https://app.example.com/cb?x=1",
+            &["read:a", "write:b"],
+            &AuthorizationState::new("st&1"),
+            Some(&verifier.challenge()),
+        )
+        .unwrap();
+        let parsed = url::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(parsed.host_str(), Some("auth.example.com"));
+        assert_eq!(get("audience"), Some("api"));
+        assert_eq!(get("response_type"), Some("code"));
+        assert_eq!(get("client_id"), Some("client 1"));
+        assert_eq!(get("redirect_uri"), Some("https://app.example.com/cb?x=1"));
+        assert_eq!(get("scope"), Some("read:a write:b"));
+        assert_eq!(get("state"), Some("st&1"));
+        assert_eq!(
+            get("code_challenge"),
+            Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        );
+        assert_eq!(get("code_challenge_method"), Some("S256"));
+        assert!(!url.contains(verifier.secret().expose()));
+        assert!(
+            authorization_url(
+                "not a url",
+                "c",
+                "r",
+                &[],
+                &AuthorizationState::new("s"),
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            authorization_url(
+                "ftp://x/a",
+                "c",
+                "r",
+                &[],
+                &AuthorizationState::new("s"),
+                None
+            )
+            .is_err()
+        );
+    }
+}
