@@ -23,6 +23,65 @@ pub struct TokenRefresh {
     /// What every documented failure means.
     #[serde(default)]
     pub failures: Vec<FailureMapping>,
+    /// The other grants the operation serves (client credentials, authorization code,
+    /// password), each with where its request differs; their answers share `success` and
+    /// `failures`.
+    #[serde(default)]
+    pub grants: indexmap::IndexMap<GrantKind, GrantMapping>,
+}
+
+/// A grant besides the refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantKind {
+    /// RFC 6749 §4.4; OpenAPI flow `clientCredentials`.
+    ClientCredentials,
+    /// RFC 6749 §4.1 (with RFC 7636 PKCE); OpenAPI flow `authorizationCode`.
+    AuthorizationCode,
+    /// RFC 6749 §4.3, or a provider's login with a user's credentials; OpenAPI flow `password`.
+    Password,
+}
+
+impl GrantKind {
+    /// As the extension writes it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client-credentials",
+            Self::AuthorizationCode => "authorization-code",
+            Self::Password => "password",
+        }
+    }
+
+    /// The OpenAPI flow's name.
+    pub fn flow(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "clientCredentials",
+            Self::AuthorizationCode => "authorizationCode",
+            Self::Password => "password",
+        }
+    }
+}
+
+/// How one grant's request differs from the others.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GrantMapping {
+    /// For a `oneOf` request body: the variant this grant sends, by its schema's name.
+    pub variant: Option<String>,
+    /// Fixed values for this grant, by top-level body pointer (`/grant_type:
+    /// client_credentials` where one schema serves several grants).
+    #[serde(default)]
+    pub set: indexmap::IndexMap<String, Value>,
+    /// Where the authorization code goes (authorization code).
+    pub code: Option<String>,
+    /// Where the redirect URI goes (authorization code).
+    pub redirect_uri: Option<String>,
+    /// Where the PKCE verifier goes (authorization code).
+    pub code_verifier: Option<String>,
+    /// Where the user name goes (password).
+    pub username: Option<String>,
+    /// Where the password goes (password).
+    pub password: Option<String>,
 }
 
 /// The rotation policy.
@@ -43,6 +102,13 @@ pub enum Rotation {
 pub struct RequestMapping {
     /// A pointer into the request body (`/refresh_token`), or a parameter.
     pub refresh_token: TokenPlace,
+    /// For a `oneOf` request body: the variant the refresh sends, by its schema's name (by
+    /// default the one variant that has the refresh token's property).
+    pub variant: Option<String>,
+    /// Fixed values for the refresh request, by top-level body pointer (`/grant_type:
+    /// refresh_token` where one schema serves several grants).
+    #[serde(default)]
+    pub set: indexmap::IndexMap<String, Value>,
 }
 
 /// Where the refresh token travels.

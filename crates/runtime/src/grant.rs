@@ -75,6 +75,15 @@ pub trait GrantClient: Send + Sync {
     }
 }
 
+/// The error of an authorization-code exchange without the PKCE verifier its spec requires:
+/// nothing was sent.
+pub fn missing_verifier() -> RefreshError {
+    RefreshError::Transport {
+        kind: crate::error::TransportKind::Request,
+        maybe_sent: false,
+    }
+}
+
 /// Random bytes from the operating system, base64url without padding.
 fn random_text(bytes: usize) -> Result<String, BuildError> {
     let mut buf = vec![0u8; bytes];

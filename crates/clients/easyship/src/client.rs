@@ -117,9 +117,10 @@ pub enum RefreshTokenGrantGrantType {
     #[serde(rename = "refresh_token")]
     RefreshToken,
 }
-/// The issued tokens. `refresh_token` is required (decided): refresh tokens are one-time
-/// use and "a new one is always issued", so an answer without one is a bad response,
-/// never a reason to keep the one just spent. (The docs type it `string | null`.)
+/// The issued tokens, for every grant. `refresh_token` is `string | null` as the docs
+/// type it: a client-credentials answer may carry none. A refresh answer without one is
+/// a bad response (decided): refresh tokens are one-time use and "a new one is always
+/// issued", so its absence is never a reason to keep the one just spent.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenResponse {
     /// The new access token.
@@ -134,8 +135,9 @@ pub struct TokenResponse {
     /// When the token was issued, as a Unix time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<i64>,
-    /// The next refresh token; one-time use.
-    pub refresh_token: tokenkit::Secret,
+    /// The next refresh token; one-time use. Null or absent for client credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<tokenkit::Secret>,
 }
 /// An RFC 6749 §5.2 error.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -231,6 +233,213 @@ impl Client {
             scope: self.scope.clone(),
         })
     }
+    /// The request body of the client-credentials grant (RFC 6749 §4.4): a token set for the client itself.
+    pub fn client_credentials_request(&self) -> CreateAccessTokenRequest {
+        CreateAccessTokenRequest::ClientCredentialsGrant(ClientCredentialsGrant {
+            grant_type: ClientCredentialsGrantGrantType::ClientCredentials,
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            scope: self.scope.clone(),
+        })
+    }
+    /// Sends the client-credentials grant (RFC 6749 §4.4): a token set for the client itself. The answer goes through the same mapping as a refresh; an answer without a refresh token is a set without one. The arguments are scrubbed from errors.
+    pub async fn client_credentials_grant(
+        &self,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        let body = self.client_credentials_request();
+        self.endpoint
+            .grant(
+                &body,
+                &[],
+                |response, received| {
+                    CreateAccessTokenResponse::decode(response)?.into_token_set(received)
+                },
+            )
+            .await
+    }
+    /// The request body of the authorization-code grant (RFC 6749 §4.1.3): a token set for the code the redirect brought.
+    pub fn authorization_code_request(
+        &self,
+        code: &tokenkit::Secret,
+        redirect_uri: &str,
+    ) -> CreateAccessTokenRequest {
+        CreateAccessTokenRequest::AuthorizationCodeGrant(AuthorizationCodeGrant {
+            grant_type: AuthorizationCodeGrantGrantType::AuthorizationCode,
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            code: code.clone(),
+            redirect_uri: redirect_uri.into(),
+        })
+    }
+    /// Sends the authorization-code grant (RFC 6749 §4.1.3): a token set for the code the redirect brought. The answer goes through the same mapping as a refresh; an answer without a refresh token is a set without one. The arguments are scrubbed from errors.
+    pub async fn authorization_code_grant(
+        &self,
+        code: &tokenkit::Secret,
+        redirect_uri: &str,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        let body = self.authorization_code_request(code, redirect_uri);
+        self.endpoint
+            .grant(
+                &body,
+                &[code],
+                |response, received| {
+                    CreateAccessTokenResponse::decode(response)?.into_token_set(received)
+                },
+            )
+            .await
+    }
+    /// The URL to send a user to for consent: `https://auth.easyship.com/oauth2/authorize` (the spec's `authorizationUrl`) with this client's id, `redirect_uri`, the `scopes`, the `state` to compare with the redirect's, and the PKCE challenge when given. Exchange the code the redirect brings with [`Client::authorization_code_grant`], or seed a token manager with `TokenManager::seed_from_code`.
+    pub fn authorization_url(
+        &self,
+        redirect_uri: &str,
+        scopes: &[&str],
+        state: &tokenkit::AuthorizationState,
+        challenge: Option<&tokenkit::PkceChallenge>,
+    ) -> Result<String, tokenkit::BuildError> {
+        tokenkit::authorization_url(
+            AUTHORIZATION_URL,
+            &self.client_id,
+            redirect_uri,
+            scopes,
+            state,
+            challenge,
+        )
+    }
+}
+/// The grants the spec offers besides the refresh.
+pub const GRANTS: &[tokenkit::GrantType] = &[
+    tokenkit::GrantType::ClientCredentials,
+    tokenkit::GrantType::AuthorizationCode,
+];
+/// The scopes the spec's OAuth 2 flows declare:
+///
+/// - `public.address:read`: Addresses (read only)
+/// - `public.address:write`: Addresses (write only)
+/// - `public.address_validation:write`: Address Validations (write only)
+/// - `public.analytics:read`: Analytics (read only)
+/// - `public.app_access:write`: App Accesses (write only)
+/// - `public.asset:read`: Assets (read only)
+/// - `public.asset:write`: Assets (write only)
+/// - `public.batch:read`: Batches (read only)
+/// - `public.batch:write`: Batches (write only)
+/// - `public.billing_document:read`: Billing Documents (read only)
+/// - `public.billing_document:write`: Billing Documents (write only)
+/// - `public.box:read`: Boxes (read only)
+/// - `public.box:write`: Boxes (write only)
+/// - `public.courier:read`: Couriers (read only)
+/// - `public.courier:write`: Couriers (write only)
+/// - `public.courier_service:read`: Courier Services (read only)
+/// - `public.credit:read`: Credits (read only)
+/// - `public.efulfillment:write`: E-Fulfillment (write only)
+/// - `public.hs_code:read`: Hs Codes (read only)
+/// - `public.label:write`: Labels (write only)
+/// - `public.location:read`: Locations (read only)
+/// - `public.manifest:read`: Manifests (read only)
+/// - `public.manifest:write`: Manifests (write only)
+/// - `public.payment:write`: Payments (write only)
+/// - `public.payment_source:read`: Payment Sources (read only)
+/// - `public.payment_source:write`: Payment Sources (write only)
+/// - `public.pickup:read`: Pickups (read only)
+/// - `public.pickup:write`: Pickups (write only)
+/// - `public.product:read`: Products (read only)
+/// - `public.product:write`: Products (write only)
+/// - `public.rate:read`: Rates (read only)
+/// - `public.redirect:write`: Redirects (write only)
+/// - `public.reference:read`: References (read only)
+/// - `public.setting:read`: Settings (read only)
+/// - `public.setting:write`: Settings (write only)
+/// - `public.shipment:read`: Shipments (read only)
+/// - `public.shipment:write`: Shipments (write only)
+/// - `public.shipment_document:read`: Shipment Documents (read only)
+/// - `public.shipping_rule:read`: Shipping Rules (read only)
+/// - `public.shipping_rule:write`: Shipping Rules (write only)
+/// - `public.store:read`: Stores (read only)
+/// - `public.tag:read`: Tags (read only)
+/// - `public.tag:write`: Tags (write only)
+/// - `public.tax_and_duty:read`: Tax And Duties (read only)
+/// - `public.track:read`: Tracks (read only)
+/// - `public.track_3p:read`: Track 3ps (read only)
+/// - `public.track_3p:write`: Track 3ps (write only)
+/// - `public.transaction_record:read`: Transaction Records (read only)
+/// - `public.webhook:read`: Webhooks (read only)
+/// - `public.webhook:write`: Webhooks (write only)
+pub const SCOPES: &[&str] = &[
+    "public.address:read",
+    "public.address:write",
+    "public.address_validation:write",
+    "public.analytics:read",
+    "public.app_access:write",
+    "public.asset:read",
+    "public.asset:write",
+    "public.batch:read",
+    "public.batch:write",
+    "public.billing_document:read",
+    "public.billing_document:write",
+    "public.box:read",
+    "public.box:write",
+    "public.courier:read",
+    "public.courier:write",
+    "public.courier_service:read",
+    "public.credit:read",
+    "public.efulfillment:write",
+    "public.hs_code:read",
+    "public.label:write",
+    "public.location:read",
+    "public.manifest:read",
+    "public.manifest:write",
+    "public.payment:write",
+    "public.payment_source:read",
+    "public.payment_source:write",
+    "public.pickup:read",
+    "public.pickup:write",
+    "public.product:read",
+    "public.product:write",
+    "public.rate:read",
+    "public.redirect:write",
+    "public.reference:read",
+    "public.setting:read",
+    "public.setting:write",
+    "public.shipment:read",
+    "public.shipment:write",
+    "public.shipment_document:read",
+    "public.shipping_rule:read",
+    "public.shipping_rule:write",
+    "public.store:read",
+    "public.tag:read",
+    "public.tag:write",
+    "public.tax_and_duty:read",
+    "public.track:read",
+    "public.track_3p:read",
+    "public.track_3p:write",
+    "public.transaction_record:read",
+    "public.webhook:read",
+    "public.webhook:write",
+];
+/// The authorization endpoint of the spec's authorization code flow.
+pub const AUTHORIZATION_URL: &str = "https://auth.easyship.com/oauth2/authorize";
+impl tokenkit::GrantClient for Client {
+    fn grant_types(&self) -> &'static [tokenkit::GrantType] {
+        GRANTS
+    }
+    fn client_credentials(
+        &self,
+    ) -> Option<
+        tokenkit::BoxFuture<'_, Result<tokenkit::TokenSet, tokenkit::RefreshError>>,
+    > {
+        Some(Box::pin(self.client_credentials_grant()))
+    }
+    fn exchange_code<'a>(
+        &'a self,
+        exchange: &'a tokenkit::CodeExchange,
+    ) -> Option<
+        tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>>,
+    > {
+        Some(
+            Box::pin(
+                self.authorization_code_grant(&exchange.code, &exchange.redirect_uri),
+            ),
+        )
+    }
 }
 impl ClientBuilder {
     tokenkit::connection_setters!();
@@ -252,7 +461,7 @@ impl ClientBuilder {
         })
     }
 }
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, CreateAccessTokenResponse);
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, CreateAccessTokenResponse, grants);
 impl CreateAccessTokenResponse {
     /// Reads a response into the variant of its status: the typed body where the spec
     /// documents one, a scrubbed snippet where it does not.
@@ -326,7 +535,7 @@ mod mapping {
     }
     /// The new refresh token: `/refresh_token` of a [`TokenResponse`].
     pub(super) fn refresh_token(body: &TokenResponse) -> Option<tokenkit::Secret> {
-        Some(tokenkit::mapping::secret(&body.refresh_token))
+        Some(tokenkit::mapping::secret(body.refresh_token.as_ref()?))
     }
     /// The lifetime: `/expires_in` of a [`TokenResponse`].
     pub(super) fn expires_in(body: &TokenResponse) -> Option<f64> {

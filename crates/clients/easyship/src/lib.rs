@@ -2,8 +2,11 @@
 
 //! Easyship token-refresh client, generated from `specs/easyship.yaml` (spec version 2024-09).
 //!
-//! Easyship's OAuth 2 token endpoint, refresh-token grant. Authorization itself happens on
-//! auth.easyship.com. Refresh tokens are one-time use (confirmed).
+//! Easyship's OAuth 2 token endpoint: the refresh-token grant, the client-credentials grant
+//! and the authorization-code exchange, one operation told apart by `grant_type` (confirmed).
+//! Authorization itself happens on auth.easyship.com (confirmed); the path `/oauth2/authorize`
+//! is decided (the docs do not show it). Refresh tokens are one-time use (confirmed). PKCE is
+//! not documented, so the authorization-code variant sends no verifier.
 //!
 //! Servers:
 //! - `https://api.easyship.com`: Production.

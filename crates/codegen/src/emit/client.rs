@@ -4,8 +4,10 @@
 use super::docs;
 use super::types::{enum_variant, field_ident, ty};
 use crate::extension::Rotation;
+use crate::extension::GrantKind;
 use crate::model::{
-    Auth, ConfigField, FillSource, Location, ParamValue, Provider, RefreshPlace, StatusKey,
+    Auth, ConfigField, FillSource, GrantArg, Location, ParamValue, Provider, RefreshPlace,
+    StatusKey,
 };
 use crate::names::{ident, snake};
 use crate::types::Ty;
@@ -236,15 +238,18 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
     let path_template = &op.path;
 
     // Body values live in the client; header, query and path values are in the endpoint.
-    let no_fill = Vec::new();
-    let fill = op.body.as_ref().map_or(&no_fill, |b| &b.fill);
-    let body_config: Vec<usize> = fill
+    let mut body_config: Vec<usize> = op
+        .body
         .iter()
+        .flat_map(|b| &b.fill)
+        .chain(provider.grants.iter().flat_map(|g| &g.fill))
         .filter_map(|f| match f.source {
             FillSource::Config(i) => Some(i),
             _ => None,
         })
         .collect();
+    body_config.sort_unstable();
+    body_config.dedup();
     let client_fields = body_config.iter().map(|&i| {
         let id = &idents[i];
         let t = stored_ty(&config[i]);
@@ -270,7 +275,14 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
     let (body_ty, body_expr, encoding) = match &op.body {
         Some(body) => (
             ty(&body.ty),
-            request_body(body, &idents, config, provider),
+            request_body(
+                body.wrap.as_ref(),
+                &body.struct_name,
+                &body.fill,
+                &idents,
+                config,
+                provider,
+            ),
             if crate::model::is_form(&body.media_type) {
                 quote!(tokenkit::Encoding::Form)
             } else {
@@ -393,6 +405,8 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         op.method, op.path
     ));
 
+    let (grant_methods, grant_items) = grants(provider, &idents, config);
+    let grants_arg = (!provider.grants.is_empty()).then(|| quote!(, grants));
     let decode = quote! {
         /// Reads a response into the variant of its status: the typed body where the spec
         /// documents one, a scrubbed snippet where it does not.
@@ -466,7 +480,11 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) #returns {
                 #body_expr
             }
+
+            #grant_methods
         }
+
+        #grant_items
 
         impl ClientBuilder {
             tokenkit::connection_setters!();
@@ -481,20 +499,23 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             }
         }
 
-        tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome);
+        tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grants_arg);
     };
     (items, decode)
 }
 
-/// The expression that builds the refresh request's body.
+/// The expression that builds a request body: the refresh's (`token` in scope) or a grant's
+/// (its arguments in scope).
 fn request_body(
-    body: &crate::model::Body,
+    wrap: Option<&(String, String)>,
+    struct_name: &str,
+    fill: &[crate::model::BodyFill],
     idents: &[Ident],
     config: &[ConfigField],
     provider: &Provider,
 ) -> TokenStream {
-    let struct_ident = ident(&body.struct_name);
-    let fills = body.fill.iter().map(|f| {
+    let struct_ident = ident(struct_name);
+    let fills = fill.iter().map(|f| {
         let field = field_ident(&f.json);
         let value = match &f.source {
             FillSource::RefreshToken => quote!(token.into()),
@@ -503,24 +524,289 @@ fn request_body(
                 let v = enum_variant(value);
                 quote!(#e::#v)
             }
+            FillSource::Literal(text) => quote!(#text.into()),
+            FillSource::Arg(GrantArg::CodeVerifier) if f.optional => {
+                return quote!(#field: verifier.map(|v| v.secret().clone()),);
+            }
+            FillSource::Arg(arg) => {
+                let (name, _) = grant_param(*arg, false);
+                if arg.is_secret() {
+                    match arg {
+                        GrantArg::CodeVerifier => quote!(#name.secret().clone()),
+                        _ => quote!(#name.clone()),
+                    }
+                } else {
+                    quote!(#name.into())
+                }
+            }
+            FillSource::Omit => return quote!(#field: None,),
             FillSource::Config(i) => {
                 let id = &idents[*i];
-                if is_copy(&config[*i].ty, provider) {
+                let value = if is_copy(&config[*i].ty, provider) {
                     quote!(self.#id)
                 } else {
                     quote!(self.#id.clone())
-                }
+                };
+                return quote!(#field: #value,);
             }
         };
-        quote!(#field: #value,)
+        if f.optional {
+            quote!(#field: Some(#value),)
+        } else {
+            quote!(#field: #value,)
+        }
     });
     let mut expr = quote!(#struct_ident { #(#fills)* });
-    if let Some((enum_name, variant)) = &body.wrap {
+    if let Some((enum_name, variant)) = wrap {
         let e = ident(enum_name);
         let v = ident(variant);
         expr = quote!(#e::#v(#expr));
     }
     expr
+}
+
+/// A grant argument's parameter name and type.
+fn grant_param(arg: GrantArg, optional: bool) -> (Ident, TokenStream) {
+    let (name, ty) = match arg {
+        GrantArg::Code => ("code", quote!(&tokenkit::Secret)),
+        GrantArg::RedirectUri => ("redirect_uri", quote!(&str)),
+        GrantArg::CodeVerifier if optional => {
+            ("verifier", quote!(Option<&tokenkit::PkceVerifier>))
+        }
+        GrantArg::CodeVerifier => ("verifier", quote!(&tokenkit::PkceVerifier)),
+        GrantArg::Username => ("username", quote!(&str)),
+        GrantArg::Password => ("password", quote!(&tokenkit::Secret)),
+    };
+    (ident(name), ty)
+}
+
+/// The grants' request builders and typed methods (inside `impl Client`), and the
+/// `GrantClient` implementation with the OAuth constants (beside it).
+fn grants(
+    provider: &Provider,
+    idents: &[Ident],
+    config: &[ConfigField],
+) -> (TokenStream, TokenStream) {
+    if provider.grants.is_empty() {
+        return (quote!(), quote!());
+    }
+    let outcome = outcome_ident(provider);
+    let Some(body) = &provider.operation.body else {
+        return (quote!(), quote!());
+    };
+    let body_ty = ty(&body.ty);
+    let mut methods = Vec::new();
+    let mut trait_fns = Vec::new();
+    let mut kinds = Vec::new();
+    for grant in &provider.grants {
+        let args: Vec<(GrantArg, bool)> = grant
+            .fill
+            .iter()
+            .filter_map(|f| match f.source {
+                FillSource::Arg(a) => Some((a, f.optional)),
+                _ => None,
+            })
+            .collect();
+        let params: Vec<TokenStream> = args
+            .iter()
+            .map(|(a, optional)| {
+                let (name, t) = grant_param(*a, *optional && *a == GrantArg::CodeVerifier);
+                quote!(#name: #t)
+            })
+            .collect();
+        let names: Vec<Ident> = args.iter().map(|(a, _)| grant_param(*a, false).0).collect();
+        let secrets: Vec<TokenStream> = args
+            .iter()
+            .filter(|(a, _)| a.is_secret())
+            .map(|(a, optional)| match a {
+                GrantArg::CodeVerifier if *optional => {
+                    quote!(verifier.map_or(&EMPTY, |v| v.secret()))
+                }
+                GrantArg::CodeVerifier => quote!(verifier.secret()),
+                GrantArg::Code => quote!(code),
+                _ => quote!(password),
+            })
+            .collect();
+        let needs_empty = args
+            .iter()
+            .any(|(a, optional)| *a == GrantArg::CodeVerifier && *optional);
+        let empty = needs_empty.then(|| quote!(static EMPTY: tokenkit::Secret = tokenkit::Secret::empty();));
+        let expr = request_body(
+            grant.wrap.as_ref(),
+            &grant.struct_name,
+            &grant.fill,
+            idents,
+            config,
+            provider,
+        );
+        let (key, request_fn, grant_fn, what) = match grant.kind {
+            GrantKind::ClientCredentials => (
+                quote!(ClientCredentials),
+                "client_credentials_request",
+                "client_credentials_grant",
+                "the client-credentials grant (RFC 6749 §4.4): a token set for the client itself",
+            ),
+            GrantKind::AuthorizationCode => (
+                quote!(AuthorizationCode),
+                "authorization_code_request",
+                "authorization_code_grant",
+                "the authorization-code grant (RFC 6749 §4.1.3): a token set for the code the \
+                 redirect brought",
+            ),
+            GrantKind::Password => (
+                quote!(Password),
+                "password_request",
+                "password_grant",
+                "the password grant (RFC 6749 §4.3): a token set for a user's credentials",
+            ),
+        };
+        kinds.push(quote!(tokenkit::GrantType::#key));
+        let request_ident = ident(request_fn);
+        let grant_ident = ident(grant_fn);
+        let request_doc = docs(&format!("The request body of {what}."));
+        let grant_doc = docs(&format!(
+            "Sends {what}. The answer goes through the same mapping as a refresh; an answer \
+             without a refresh token is a set without one. The arguments are scrubbed from errors."
+        ));
+        methods.push(quote! {
+            #request_doc
+            pub fn #request_ident(&self, #(#params),*) -> #body_ty {
+                #expr
+            }
+
+            #grant_doc
+            pub async fn #grant_ident(&self, #(#params),*) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+                #empty
+                let body = self.#request_ident(#(#names),*);
+                self.endpoint
+                    .grant(&body, &[#(#secrets),*], |response, received| {
+                        #outcome::decode(response)?.into_token_set(received)
+                    })
+                    .await
+            }
+        });
+        trait_fns.push(match grant.kind {
+            GrantKind::ClientCredentials => quote! {
+                fn client_credentials(&self) -> Option<tokenkit::BoxFuture<'_, Result<tokenkit::TokenSet, tokenkit::RefreshError>>> {
+                    Some(Box::pin(self.#grant_ident()))
+                }
+            },
+            GrantKind::AuthorizationCode => {
+                let call_args = args.iter().map(|(a, optional)| match (a, optional) {
+                    (GrantArg::Code, _) => quote!(&exchange.code),
+                    (GrantArg::RedirectUri, _) => quote!(&exchange.redirect_uri),
+                    (GrantArg::CodeVerifier, true) => quote!(exchange.verifier.as_ref()),
+                    _ => quote!(verifier),
+                });
+                let needs_verifier = args
+                    .iter()
+                    .any(|(a, optional)| *a == GrantArg::CodeVerifier && !optional);
+                let check = needs_verifier.then(|| quote! {
+                    let Some(verifier) = &exchange.verifier else {
+                        return Some(Box::pin(async { Err(tokenkit::grant::missing_verifier()) }));
+                    };
+                });
+                quote! {
+                    fn exchange_code<'a>(&'a self, exchange: &'a tokenkit::CodeExchange) -> Option<tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>>> {
+                        #check
+                        Some(Box::pin(self.#grant_ident(#(#call_args),*)))
+                    }
+                }
+            }
+            GrantKind::Password => {
+                let call_args = args.iter().map(|(a, _)| match a {
+                    GrantArg::Username => quote!(&login.username),
+                    _ => quote!(&login.password),
+                });
+                quote! {
+                    fn password<'a>(&'a self, login: &'a tokenkit::PasswordLogin) -> Option<tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>>> {
+                        Some(Box::pin(self.#grant_ident(#(#call_args),*)))
+                    }
+                }
+            }
+        });
+    }
+    let scopes = provider.oauth.scopes.iter().map(|(s, _)| quote!(#s,));
+    let scopes_doc = docs(&if provider.oauth.scopes.is_empty() {
+        "The scopes the spec's OAuth 2 flows declare: none.".to_owned()
+    } else {
+        let lines: Vec<String> = provider
+            .oauth
+            .scopes
+            .iter()
+            .map(|(s, about)| format!("- `{s}`: {}", about.trim()))
+            .collect();
+        format!(
+            "The scopes the spec's OAuth 2 flows declare:\n\n{}",
+            lines.join("\n")
+        )
+    });
+    let client_id = provider
+        .config
+        .iter()
+        .zip(idents)
+        .find(|(c, _)| c.name == "client_id" && c.required && c.ty == Ty::String);
+    let authorization = match (&provider.oauth.authorization_url, client_id) {
+        (Some(url), Some((_, id))) => {
+            let doc = docs(&format!(
+                "The URL to send a user to for consent: `{url}` (the spec's `authorizationUrl`) \
+                 with this client's id, `redirect_uri`, the `scopes`, the `state` to compare \
+                 with the redirect's, and the PKCE challenge when given. Exchange the code the \
+                 redirect brings with [`Client::authorization_code_grant`], or seed a token \
+                 manager with `TokenManager::seed_from_code`."
+            ));
+            let const_doc = docs("The authorization endpoint of the spec's authorization code flow.");
+            (
+                quote! {
+                    #doc
+                    pub fn authorization_url(
+                        &self,
+                        redirect_uri: &str,
+                        scopes: &[&str],
+                        state: &tokenkit::AuthorizationState,
+                        challenge: Option<&tokenkit::PkceChallenge>,
+                    ) -> Result<String, tokenkit::BuildError> {
+                        tokenkit::authorization_url(AUTHORIZATION_URL, &self.#id, redirect_uri, scopes, state, challenge)
+                    }
+                },
+                quote! {
+                    #const_doc
+                    pub const AUTHORIZATION_URL: &str = #url;
+                },
+            )
+        }
+        (Some(url), None) => {
+            let const_doc = docs("The authorization endpoint of the spec's authorization code flow (build the URL with `tokenkit::authorization_url`).");
+            (quote!(), quote! {
+                #const_doc
+                pub const AUTHORIZATION_URL: &str = #url;
+            })
+        }
+        _ => (quote!(), quote!()),
+    };
+    let (auth_method, auth_const) = authorization;
+    let inherent = quote! {
+        #(#methods)*
+        #auth_method
+    };
+    let beside = quote! {
+        /// The grants the spec offers besides the refresh.
+        pub const GRANTS: &[tokenkit::GrantType] = &[#(#kinds),*];
+
+        #scopes_doc
+        pub const SCOPES: &[&str] = &[#(#scopes)*];
+
+        #auth_const
+
+        impl tokenkit::GrantClient for Client {
+            fn grant_types(&self) -> &'static [tokenkit::GrantType] {
+                GRANTS
+            }
+
+            #(#trait_fns)*
+        }
+    };
+    (inherent, beside)
 }
 
 /// The typed operation's method name: the operationId in snake case, unless that is a name the
@@ -535,6 +821,15 @@ pub fn operation_fn(operation_id: &str) -> String {
         "base_url",
         "builder",
         "refresh_request",
+        "client_credentials_request",
+        "client_credentials_grant",
+        "authorization_code_request",
+        "authorization_code_grant",
+        "password_request",
+        "password_grant",
+        "authorization_url",
+        "grants",
+        "grant_types",
     ];
     if taken.contains(&name.as_str()) {
         format!("{name}_operation")

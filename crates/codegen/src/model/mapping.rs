@@ -39,6 +39,7 @@ impl MapCtx<'_> {
         types: &mut TypeBuilder<'_>,
         body_ty: &Ty,
         ptr: &str,
+        variant: Option<&str>,
         errors: &mut SpecErrors,
     ) -> Option<RequestSlot> {
         let at = "/request/refresh-token";
@@ -67,7 +68,8 @@ impl MapCtx<'_> {
                         .iter()
                         .filter_map(|(v, t)| match t {
                             Ty::Named(n)
-                                if struct_fields(types.defs(), n)
+                                if variant.is_none_or(|want| want == v || want == n)
+                                    && struct_fields(types.defs(), n)
                                     .iter()
                                     .any(|f| f.json == segments[0]) =>
                             {
@@ -432,13 +434,19 @@ impl MapCtx<'_> {
                     )
                     .hint("add `refresh-token: /pointer`, or say `rotation: optional` if the old token stays valid"),
                 ),
-                (Some(ptr), Some(mapped)) if mapped.access.may_be_absent() => errors.push(
+                // A response shared with grants may lack it (client credentials issue none);
+                // the runtime still refuses a refresh answer without one.
+                (Some(ptr), Some(mapped))
+                    if mapped.access.may_be_absent() && spec.grants.is_empty() =>
+                {
+                    errors.push(
                     self.error(
                         "/success/refresh-token",
                         format!("rotation is `{rotation}`, but {ptr:?} may be absent or null in the success response: a response without it would leave only the token just spent"),
                     )
                     .hint("make every property on the way `required` and not `nullable`, or say `rotation: optional`"),
-                ),
+                    )
+                }
                 _ => {}
             }
         }

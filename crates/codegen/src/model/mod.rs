@@ -16,6 +16,7 @@ use openapiv3::{
 };
 use serde_json::Value;
 
+mod grants;
 mod mapping;
 mod request;
 mod responses;
@@ -52,6 +53,10 @@ pub struct Provider {
     pub mapping: Mapping,
     /// How the client authenticates itself, from the spec's security requirement.
     pub auth: Option<Auth>,
+    /// The grants the operation serves besides the refresh, in the mapping's order.
+    pub grants: Vec<Grant>,
+    /// What the spec's OAuth 2 flows say: the authorization URL and the scopes.
+    pub oauth: OAuth,
     /// The whole spec as JSON: what the mock server and the lint check instances against.
     pub spec_json: Value,
 }
@@ -187,13 +192,52 @@ pub struct Body {
     pub fill: Vec<BodyFill>,
 }
 
-/// One field of the refresh request body.
+/// One field of a request body.
 #[derive(Clone, Debug)]
 pub struct BodyFill {
     /// The property name.
     pub json: String,
     /// The value.
     pub source: FillSource,
+    /// Whether the field is an `Option`.
+    pub optional: bool,
+}
+
+/// A grant the operation serves besides the refresh.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// Which one.
+    pub kind: crate::extension::GrantKind,
+    /// For a `oneOf` body: the enum and the variant this grant sends.
+    pub wrap: Option<(String, String)>,
+    /// The struct its request fills in.
+    pub struct_name: String,
+    /// How each field of that struct is filled.
+    pub fill: Vec<BodyFill>,
+}
+
+/// A value a grant's call supplies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantArg {
+    /// The authorization code.
+    Code,
+    /// The redirect URI the code was issued for.
+    RedirectUri,
+    /// The PKCE code verifier.
+    CodeVerifier,
+    /// The user name.
+    Username,
+    /// The user's password.
+    Password,
+}
+
+/// What the spec's OAuth 2 security schemes declare.
+#[derive(Clone, Debug, Default)]
+pub struct OAuth {
+    /// The authorization code flow's `authorizationUrl`.
+    pub authorization_url: Option<String>,
+    /// Every flow's scopes and their descriptions, first declaration first.
+    pub scopes: Vec<(String, String)>,
 }
 
 /// Where a body field's value comes from.
@@ -210,6 +254,12 @@ pub enum FillSource {
     },
     /// A per-client value: an index into [`Provider::config`].
     Config(usize),
+    /// A fixed text (`set` on a string property).
+    Literal(String),
+    /// A value the grant's call supplies.
+    Arg(GrantArg),
+    /// Nothing: a field another request fills (`None`).
+    Omit,
 }
 
 /// Which statuses a documented response covers.
@@ -529,7 +579,13 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     };
     let refresh_slot = match (&place, &body) {
         (RefreshPlace::Body { pointer }, Some((body_ty, ..))) => {
-            ctx.request_slot(&mut types, body_ty, pointer, &mut errors)
+            ctx.request_slot(
+                &mut types,
+                body_ty,
+                pointer,
+                mapping_spec.request.variant.as_deref(),
+                &mut errors,
+            )
         }
         (RefreshPlace::Body { .. }, None) => None,
         (_, body) => {
@@ -575,22 +631,65 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     else {
         return Err(errors);
     };
+    let grant_plans = grants::plans(
+        file,
+        &ctx.at,
+        &mut types,
+        body.as_ref().map(|b| &b.0),
+        &mapping_spec.grants,
+        &mut errors,
+    );
+    let mut refresh_own = vec![(refresh_json.clone(), FillSource::RefreshToken)];
+    refresh_own.extend(grants::fixed(
+        file,
+        &pointer::join(&ctx.at, "request"),
+        &types,
+        &struct_name,
+        &mapping_spec.request.set,
+        &mut errors,
+    ));
+    let mut plans = vec![grants::Plan {
+        kind: None,
+        wrap: wrap.clone(),
+        struct_name: struct_name.clone(),
+        own: refresh_own,
+        at: pointer::join(&ctx.at, "request"),
+    }];
+    plans.extend(grant_plans);
+    let mut fills = grants::fill_all(
+        file,
+        types.defs(),
+        &plans,
+        body.as_ref().and_then(|b| b.2.as_ref()),
+        &mut config,
+        &mut errors,
+    )
+    .into_iter();
+    let refresh_fill = fills.next().unwrap_or_default();
+    let grants: Vec<Grant> = plans
+        .into_iter()
+        .skip(1)
+        .zip(fills)
+        .filter_map(|(plan, fill)| {
+            Some(Grant {
+                kind: plan.kind?,
+                wrap: plan.wrap,
+                struct_name: plan.struct_name,
+                fill,
+            })
+        })
+        .collect();
+    let kinds: Vec<_> = grants.iter().map(|g| g.kind).collect();
+    let oauth = grants::flows(spec, &servers, &path, &kinds, &ctx.at, &mut errors);
     let body = body.map(|(ty, media_type, example, schema_pointer)| {
-        let fill = body_fill(
-            types.defs(),
-            &struct_name,
-            &refresh_json,
-            example.as_ref(),
-            &mut config,
-        );
         if is_form(&media_type) {
-            check_form_fields(
-                file,
-                &schema_pointer,
-                types.defs(),
-                &struct_name,
-                &mut errors,
-            );
+            let mut structs: Vec<&str> = std::iter::once(struct_name.as_str())
+                .chain(grants.iter().map(|g| g.struct_name.as_str()))
+                .collect();
+            structs.dedup();
+            for name in structs {
+                check_form_fields(file, &schema_pointer, types.defs(), name, &mut errors);
+            }
         }
         Body {
             media_type,
@@ -599,7 +698,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             schema_pointer,
             wrap: wrap.clone(),
             struct_name: struct_name.clone(),
-            fill,
+            fill: refresh_fill,
         }
     });
     check_config_names(file, &op_pointer, &config, &mut errors);
@@ -628,6 +727,8 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         types: types.finish(),
         mapping,
         auth,
+        grants,
+        oauth,
         spec_json: spec.json.clone(),
     };
     errors.into_result(provider)

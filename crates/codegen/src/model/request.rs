@@ -516,6 +516,17 @@ pub(super) fn auth(
                 key,
             })
         }
+        openapiv3::SecurityScheme::OAuth2 { .. } => {
+            errors.push(
+                SpecError::new(
+                    &spec.file,
+                    &pointer::join(op_pointer, "security"),
+                    format!("the token operation requires the oauth2 scheme {name:?}: it cannot need the tokens it issues"),
+                )
+                .hint("keep the scheme under components/securitySchemes for its flows (the grants), and require Basic, an API key or nothing here"),
+            );
+            None
+        }
         _ => {
             errors.push(
                 SpecError::new(&spec.file, &at, "only HTTP Basic and API key security schemes are supported")
@@ -554,39 +565,50 @@ pub(super) fn check_form_fields(
     }
 }
 
-/// How each field of the refresh request struct is filled; adds the per-client values to
-/// `config`.
+/// How each field of a request struct is filled: `own` are the values this request sets
+/// itself, `foreign` the fields other requests set (left out here); every other field is a
+/// constant (a single-value enum) or a per-client value, added to `config` once by name.
 pub(super) fn body_fill(
     types: &IndexMap<String, TypeDef>,
     struct_name: &str,
-    refresh_json: &str,
+    own: &[(String, FillSource)],
+    foreign: &[&str],
     example: Option<&Value>,
     config: &mut Vec<ConfigField>,
 ) -> Vec<BodyFill> {
     struct_fields(types, struct_name)
         .iter()
         .map(|field| {
-            let source = if field.json == refresh_json {
-                FillSource::RefreshToken
+            let source = if let Some((_, source)) = own.iter().find(|(j, _)| *j == field.json) {
+                source.clone()
+            } else if foreign.contains(&field.json.as_str()) {
+                FillSource::Omit
             } else if let Some((enum_name, value)) = single_value(types, &field.ty) {
                 FillSource::Constant { enum_name, value }
             } else {
-                let example = example
-                    .and_then(|e| e.get(&field.json))
-                    .cloned()
-                    .unwrap_or_else(|| made_up_example(&field.ty, &field.json));
-                config.push(ConfigField {
-                    name: snake(&field.json),
-                    ty: field.ty.clone(),
-                    required: !field.optional,
-                    doc: field.doc.clone(),
-                    example,
-                });
-                FillSource::Config(config.len() - 1)
+                let name = snake(&field.json);
+                let known = config
+                    .iter()
+                    .position(|c| c.name == name && c.ty == field.ty && c.required == !field.optional);
+                FillSource::Config(known.unwrap_or_else(|| {
+                    let example = example
+                        .and_then(|e| e.get(&field.json))
+                        .cloned()
+                        .unwrap_or_else(|| made_up_example(&field.ty, &field.json));
+                    config.push(ConfigField {
+                        name,
+                        ty: field.ty.clone(),
+                        required: !field.optional,
+                        doc: field.doc.clone(),
+                        example,
+                    });
+                    config.len() - 1
+                }))
             };
             BodyFill {
                 json: field.json.clone(),
                 source,
+                optional: field.optional,
             }
         })
         .collect()

@@ -1,0 +1,410 @@
+//! The grants besides the refresh: which request each sends, the values a call supplies, and
+//! the OAuth 2 flows (`components/securitySchemes`) that declare them.
+
+use super::*;
+use crate::extension::{GrantKind, GrantMapping};
+
+/// One request the operation sends, before its fields are filled: the refresh, or a grant.
+pub(super) struct Plan {
+    /// `None` for the refresh.
+    pub(super) kind: Option<GrantKind>,
+    pub(super) wrap: Option<(String, String)>,
+    pub(super) struct_name: String,
+    /// The fields this request fills itself: per-call values and fixed ones.
+    pub(super) own: Vec<(String, FillSource)>,
+    /// Where its mapping is, for errors.
+    pub(super) at: String,
+}
+
+/// The struct a request of a body of type `body_ty` fills: the body's struct, or the `oneOf`
+/// variant named `variant` (by variant or schema name).
+fn slot(
+    types: &IndexMap<String, TypeDef>,
+    body_ty: &Ty,
+    variant: Option<&str>,
+) -> Result<(Option<(String, String)>, String), String> {
+    let Ty::Named(name) = body_ty else {
+        return Err("the request body must be an object or a oneOf of objects".into());
+    };
+    match (&types[name].def, variant) {
+        (Def::Struct { .. }, None) => Ok((None, name.clone())),
+        (Def::Struct { .. }, Some(v)) if v == name => Ok((None, name.clone())),
+        (Def::Struct { .. }, Some(v)) => Err(format!(
+            "variant {v:?}: the request body is one object ({name}), not a oneOf"
+        )),
+        (Def::OneOf { .. }, None) => {
+            Err("the request body is a oneOf: say which `variant` this grant sends".into())
+        }
+        (Def::OneOf { variants }, Some(v)) => variants
+            .iter()
+            .find_map(|(variant_name, ty)| match ty {
+                Ty::Named(n)
+                    if (variant_name == v || n == v)
+                        && matches!(types[n].def, Def::Struct { .. }) =>
+                {
+                    Some((Some((name.clone(), variant_name.clone())), n.clone()))
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                let names: Vec<&str> = variants.iter().map(|(n, _)| n.as_str()).collect();
+                format!("no object variant {v:?} in the request body's oneOf; it has {names:?}")
+            }),
+        (Def::Enum { .. }, _) => {
+            Err("the request body must be an object or a oneOf of objects".into())
+        }
+    }
+}
+
+/// The one top-level property `ptr` names in `struct_name`.
+fn top_level(
+    types: &TypeBuilder<'_>,
+    struct_name: &str,
+    ptr: &str,
+) -> Result<crate::types::Field, String> {
+    match pointer::segments(ptr) {
+        Some(s) if s.len() == 1 => struct_fields(types.defs(), struct_name)
+            .iter()
+            .find(|f| f.json == s[0])
+            .cloned()
+            .ok_or_else(|| format!("{ptr:?} is not a property of {struct_name}")),
+        _ => Err(format!(
+            "{ptr:?} must point at a top-level property, like `/code`"
+        )),
+    }
+}
+
+/// Fixed values (`set`) of one request: an enum property takes one of its values, a string
+/// property any text.
+pub(super) fn fixed(
+    file: &str,
+    at: &str,
+    types: &TypeBuilder<'_>,
+    struct_name: &str,
+    set: &IndexMap<String, Value>,
+    errors: &mut SpecErrors,
+) -> Vec<(String, FillSource)> {
+    let mut out = Vec::new();
+    for (ptr, value) in set {
+        let here = pointer::join(&pointer::join(at, "set"), ptr.trim_start_matches('/'));
+        let field = match top_level(types, struct_name, ptr) {
+            Ok(f) => f,
+            Err(reason) => {
+                errors.push(SpecError::new(file, &here, reason));
+                continue;
+            }
+        };
+        let text = value.as_str().map(str::to_owned);
+        let source = match (&field.ty, text) {
+            (Ty::Named(e), Some(text)) => match &types.defs()[e].def {
+                Def::Enum { values } if values.contains(&text) => Some(FillSource::Constant {
+                    enum_name: e.clone(),
+                    value: text,
+                }),
+                _ => None,
+            },
+            (Ty::String, Some(text)) => Some(FillSource::Literal(text)),
+            _ => None,
+        };
+        match source {
+            Some(source) => out.push((field.json, source)),
+            None => errors.push(SpecError::new(
+                file,
+                &here,
+                format!(
+                    "{value} is not a value {ptr:?} ({}) can take; `set` fixes strings and enum values",
+                    field.ty.describe()
+                ),
+            )),
+        }
+    }
+    out
+}
+
+/// The plan of each grant the mapping lists.
+pub(super) fn plans(
+    file: &str,
+    at: &str,
+    types: &mut TypeBuilder<'_>,
+    body_ty: Option<&Ty>,
+    grants: &IndexMap<GrantKind, GrantMapping>,
+    errors: &mut SpecErrors,
+) -> Vec<Plan> {
+    let mut out = Vec::new();
+    for (kind, mapping) in grants {
+        let grant_at = pointer::join(&pointer::join(at, "grants"), kind.key());
+        let Some(body_ty) = body_ty else {
+            errors.push(SpecError::new(
+                file,
+                &grant_at,
+                "a grant needs a request body to tell it from the refresh",
+            ));
+            continue;
+        };
+        let (wrap, struct_name) = match slot(types.defs(), body_ty, mapping.variant.as_deref()) {
+            Ok(found) => found,
+            Err(reason) => {
+                errors.push(SpecError::new(file, &grant_at, reason));
+                continue;
+            }
+        };
+        let args = [
+            ("code", &mapping.code, GrantArg::Code),
+            ("redirect-uri", &mapping.redirect_uri, GrantArg::RedirectUri),
+            (
+                "code-verifier",
+                &mapping.code_verifier,
+                GrantArg::CodeVerifier,
+            ),
+            ("username", &mapping.username, GrantArg::Username),
+            ("password", &mapping.password, GrantArg::Password),
+        ];
+        let mut own = fixed(file, &grant_at, types, &struct_name, &mapping.set, errors);
+        for (key, ptr, arg) in args {
+            let here = pointer::join(&grant_at, key);
+            let Some(ptr) = ptr else {
+                if arg.required_by(*kind) {
+                    errors.push(
+                        SpecError::new(
+                            file,
+                            &grant_at,
+                            format!("the {} grant needs `{key}`: where it goes", kind.key()),
+                        )
+                        .hint(format!("add `{key}: /property`")),
+                    );
+                }
+                continue;
+            };
+            if !arg.belongs_to(*kind) {
+                errors.push(SpecError::new(
+                    file,
+                    &here,
+                    format!("the {} grant sends no {key}", kind.key()),
+                ));
+                continue;
+            }
+            match top_level(types, &struct_name, ptr) {
+                Ok(field) if matches!(field.ty, Ty::String | Ty::Secret) => {
+                    if arg.is_secret() {
+                        types.mark_secret(&Ty::Named(struct_name.clone()), &[field.json.clone()]);
+                    }
+                    own.push((field.json, FillSource::Arg(arg)));
+                }
+                Ok(field) => errors.push(SpecError::new(
+                    file,
+                    &here,
+                    format!("{ptr:?} must be a string, not {}", field.ty.describe()),
+                )),
+                Err(reason) => errors.push(SpecError::new(file, &here, reason)),
+            }
+        }
+        out.push(Plan {
+            kind: Some(*kind),
+            wrap,
+            struct_name,
+            own,
+            at: grant_at,
+        });
+    }
+    out
+}
+
+/// Fills every request's fields. A field another request on the same struct fills itself
+/// (its token, code or fixed value) is left out of this one, so it must be optional.
+pub(super) fn fill_all(
+    file: &str,
+    types: &IndexMap<String, TypeDef>,
+    plans: &[Plan],
+    example: Option<&Value>,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Vec<Vec<BodyFill>> {
+    plans
+        .iter()
+        .map(|plan| {
+            let foreign: Vec<&str> = plans
+                .iter()
+                .filter(|other| other.struct_name == plan.struct_name)
+                .flat_map(|other| other.own.iter().map(|(json, _)| json.as_str()))
+                .filter(|json| !plan.own.iter().any(|(own, _)| own == json))
+                .collect();
+            for field in struct_fields(types, &plan.struct_name) {
+                if !field.optional && foreign.contains(&field.json.as_str()) {
+                    errors.push(SpecError::new(
+                        file,
+                        &plan.at,
+                        format!(
+                            "{:?} is required in {}, but this request has no value for it (another request fills it)",
+                            field.json, plan.struct_name
+                        ),
+                    )
+                    .hint("make it optional, give each grant its own oneOf variant, or fix it with `set`"),
+                    );
+                }
+            }
+            body_fill(types, &plan.struct_name, &plan.own, &foreign, example, config)
+        })
+        .collect()
+}
+
+/// What the spec's OAuth 2 security schemes say about the grants of the operation at
+/// `op_pointer`: each flow must name this operation as its `tokenUrl` (and `refreshUrl`) and be
+/// mapped, and each mapped grant must have its flow, when the spec declares flows at all.
+pub(super) fn flows(
+    spec: &Spec,
+    servers: &[Server],
+    path: &str,
+    mapped: &[GrantKind],
+    at: &str,
+    errors: &mut SpecErrors,
+) -> OAuth {
+    let file = spec.file.as_str();
+    let mut oauth = OAuth::default();
+    let schemes = spec
+        .api
+        .components
+        .iter()
+        .flat_map(|c| &c.security_schemes)
+        .filter_map(|(name, s)| match s {
+            ReferenceOr::Item(openapiv3::SecurityScheme::OAuth2 { flows, .. }) => {
+                Some((name, flows))
+            }
+            _ => None,
+        });
+    let points_here = |url: &str| {
+        servers.iter().any(|s| {
+            let full = format!("{}{path}", s.url);
+            let full_path = full
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+                .unwrap_or(path);
+            url == full || url == full_path || url == path
+        })
+    };
+    let mut declared = Vec::new();
+    for (name, f) in schemes {
+        let scheme_at = pointer::join("/components/securitySchemes", name);
+        let flows: [(GrantKind, Option<(&str, Option<&str>, &IndexMap<String, String>)>); 3] = [
+            (
+                GrantKind::ClientCredentials,
+                f.client_credentials
+                    .as_ref()
+                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
+            ),
+            (
+                GrantKind::AuthorizationCode,
+                f.authorization_code
+                    .as_ref()
+                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
+            ),
+            (
+                GrantKind::Password,
+                f.password
+                    .as_ref()
+                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
+            ),
+        ];
+        for (kind, flow) in flows {
+            let Some((token_url, refresh_url, scopes)) = flow else {
+                continue;
+            };
+            let flow_at = pointer::join(&pointer::join(&scheme_at, "flows"), kind.flow());
+            for (key, url) in [("tokenUrl", Some(token_url)), ("refreshUrl", refresh_url)] {
+                if let Some(url) = url
+                    && !points_here(url)
+                {
+                    errors.push(
+                        SpecError::new(
+                            file,
+                            &pointer::join(&flow_at, key),
+                            format!("{url:?} is not the token operation ({path} on a server of the spec)"),
+                        )
+                        .hint("a spec describes one token endpoint; write its URL, absolute or relative to a server"),
+                    );
+                }
+            }
+            if !mapped.contains(&kind) {
+                errors.push(
+                    SpecError::new(
+                        file,
+                        &flow_at,
+                        format!(
+                            "the {} flow is declared, but the token mapping has no `grants: {{{}: …}}` for it",
+                            kind.flow(),
+                            kind.key()
+                        ),
+                    )
+                    .hint("map the grant's request variant under `x-token-refresh/grants`"),
+                );
+            }
+            declared.push(kind);
+            for (scope, about) in scopes {
+                if !oauth.scopes.iter().any(|(s, _)| s == scope) {
+                    oauth.scopes.push((scope.clone(), about.clone()));
+                }
+            }
+        }
+        if let Some(code) = &f.authorization_code {
+            let url = &code.authorization_url;
+            if url.starts_with("https://") || url.starts_with("http://") {
+                oauth.authorization_url = Some(url.clone());
+            } else {
+                errors.push(SpecError::new(
+                    file,
+                    &pointer::join(
+                        &pointer::join(&pointer::join(&scheme_at, "flows"), "authorizationCode"),
+                        "authorizationUrl",
+                    ),
+                    format!("{url:?} is not an absolute URL"),
+                ));
+            }
+        }
+    }
+    if !declared.is_empty() {
+        for kind in mapped.iter().filter(|k| !declared.contains(k)) {
+            errors.push(
+                SpecError::new(
+                    file,
+                    &pointer::join(&pointer::join(at, "grants"), kind.key()),
+                    format!(
+                        "the spec's OAuth 2 flows declare no {} flow for this grant",
+                        kind.flow()
+                    ),
+                )
+                .hint("add it under the oauth2 security scheme's `flows`"),
+            );
+        }
+    }
+    oauth
+}
+
+impl GrantArg {
+    /// Whether every mapping of `kind` must say where this value goes.
+    fn required_by(self, kind: GrantKind) -> bool {
+        matches!(
+            (kind, self),
+            (GrantKind::AuthorizationCode, GrantArg::Code)
+                | (GrantKind::Password, GrantArg::Username | GrantArg::Password)
+        )
+    }
+
+    /// Whether requests of `kind` carry this value.
+    fn belongs_to(self, kind: GrantKind) -> bool {
+        match kind {
+            GrantKind::ClientCredentials => false,
+            GrantKind::AuthorizationCode => matches!(
+                self,
+                GrantArg::Code | GrantArg::RedirectUri | GrantArg::CodeVerifier
+            ),
+            GrantKind::Password => matches!(self, GrantArg::Username | GrantArg::Password),
+        }
+    }
+
+    /// Whether the value is a secret (typed so, and scrubbed from errors).
+    pub fn is_secret(self) -> bool {
+        matches!(
+            self,
+            GrantArg::Code | GrantArg::CodeVerifier | GrantArg::Password
+        )
+    }
+}
