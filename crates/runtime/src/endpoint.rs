@@ -270,7 +270,7 @@ impl Endpoint {
     pub async fn grant<B, F>(
         &self,
         body: &B,
-        secrets: &[&Secret],
+        secrets: &[Option<&Secret>],
         map: F,
     ) -> Result<TokenSet, RefreshError>
     where
@@ -280,6 +280,7 @@ impl Endpoint {
         let scrub = |e: RefreshError| {
             secrets
                 .iter()
+                .flatten()
                 .fold(self.scrubbed(e, None), |e, s| e.redact(s.expose()))
         };
         let response = self.send(body, None).await.map_err(scrub)?;

@@ -22,11 +22,6 @@ macro_rules! secret_type {
                 Self(value.into())
             }
 
-            /// An empty value (what nothing to hide looks like).
-            pub const fn empty() -> Self {
-                Self(String::new())
-            }
-
             /// The secret characters. Every call site is a place where the value may leave
             /// the process: keep them few.
             pub fn expose(&self) -> &str {

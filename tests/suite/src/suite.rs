@@ -97,6 +97,27 @@ mod datebank {
         "datebank", "tests/fixtures/specs/datebank.yaml", build
     );
 }
+/// The conformance cases for `tests/fixtures/specs/grantbank.yaml`.
+mod grantbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_grantbank::Client::builder(
+                "example-client-id",
+                "example-client-secret",
+            )
+            .scope("example-scope")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "grantbank", "tests/fixtures/specs/grantbank.yaml", build
+    );
+}
 /// The conformance cases for `tests/fixtures/specs/headerbank.yaml`.
 mod headerbank {
     /// The client, pointed at the mock.

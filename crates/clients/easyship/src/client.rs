@@ -281,7 +281,7 @@ impl Client {
         self.endpoint
             .grant(
                 &body,
-                &[code],
+                &[Some(code)],
                 |response, received| {
                     CreateAccessTokenResponse::decode(response)?.into_token_set(received)
                 },

@@ -248,6 +248,8 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             _ => None,
         })
         .collect();
+    // The authorization URL needs the client id, wherever else it goes (HTTP Basic, say).
+    body_config.extend(authorization_client_id(provider));
     body_config.sort_unstable();
     body_config.dedup();
     let client_fields = body_config.iter().map(|&i| {
@@ -565,6 +567,16 @@ fn request_body(
     expr
 }
 
+/// The per-client value the authorization URL names as `client_id`, when the spec has an
+/// authorization URL and a required text value of that name.
+fn authorization_client_id(provider: &Provider) -> Option<usize> {
+    provider.oauth.authorization_url.as_ref()?;
+    provider
+        .config
+        .iter()
+        .position(|c| c.name == "client_id" && c.required && c.ty == Ty::String)
+}
+
 /// A grant argument's parameter name and type.
 fn grant_param(arg: GrantArg, optional: bool) -> (Ident, TokenStream) {
     let (name, ty) = match arg {
@@ -619,18 +631,12 @@ fn grants(
             .iter()
             .filter(|(a, _)| a.is_secret())
             .map(|(a, optional)| match a {
-                GrantArg::CodeVerifier if *optional => {
-                    quote!(verifier.map_or(&EMPTY, |v| v.secret()))
-                }
-                GrantArg::CodeVerifier => quote!(verifier.secret()),
-                GrantArg::Code => quote!(code),
-                _ => quote!(password),
+                GrantArg::CodeVerifier if *optional => quote!(verifier.map(|v| v.secret())),
+                GrantArg::CodeVerifier => quote!(Some(verifier.secret())),
+                GrantArg::Code => quote!(Some(code)),
+                _ => quote!(Some(password)),
             })
             .collect();
-        let needs_empty = args
-            .iter()
-            .any(|(a, optional)| *a == GrantArg::CodeVerifier && *optional);
-        let empty = needs_empty.then(|| quote!(static EMPTY: tokenkit::Secret = tokenkit::Secret::empty();));
         let expr = request_body(
             grant.wrap.as_ref(),
             &grant.struct_name,
@@ -676,7 +682,6 @@ fn grants(
 
             #grant_doc
             pub async fn #grant_ident(&self, #(#params),*) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-                #empty
                 let body = self.#request_ident(#(#names),*);
                 self.endpoint
                     .grant(&body, &[#(#secrets),*], |response, received| {
@@ -741,13 +746,9 @@ fn grants(
             lines.join("\n")
         )
     });
-    let client_id = provider
-        .config
-        .iter()
-        .zip(idents)
-        .find(|(c, _)| c.name == "client_id" && c.required && c.ty == Ty::String);
+    let client_id = authorization_client_id(provider).map(|i| &idents[i]);
     let authorization = match (&provider.oauth.authorization_url, client_id) {
-        (Some(url), Some((_, id))) => {
+        (Some(url), Some(id)) => {
             let doc = docs(&format!(
                 "The URL to send a user to for consent: `{url}` (the spec's `authorizationUrl`) \
                  with this client's id, `redirect_uri`, the `scopes`, the `state` to compare \
