@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokenkit_codegen::Provider;
-use tokenkit_codegen::extension::FailureKind;
+use tokenkit_codegen::extension::{FailureKind, GrantKind};
 
 /// What the provider has seen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct AuthorityStats {
     pub reuses: u64,
     /// Refresh tokens refused for another reason: unknown, or of a revoked family.
     pub rejected: u64,
+    /// Grants answered with new tokens (client credentials, code exchanges, logins).
+    pub grants: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -67,11 +69,33 @@ impl Authority {
         token
     }
 
-    /// The reply to a refresh request.
+    /// Revokes every family issued so far: their refresh tokens answer invalid-grant.
+    pub(crate) fn revoke_all(&mut self) {
+        self.revoked.extend(1..=self.families);
+    }
+
+    /// The reply to a refresh or grant request.
     pub(crate) fn answer(&mut self, provider: &Provider, request: &Request) -> Reply {
         let presented = crate::presented_token(provider, request);
+        let grant = presented
+            .is_none()
+            .then(|| provider.grant_of(crate::body_json(provider, request).as_ref()))
+            .flatten();
         let issued = presented.as_ref().and_then(|t| self.tokens.get(t).copied());
         let reply = match issued {
+            _ if grant.is_some() => {
+                self.stats.grants += 1;
+                // RFC 6749 §4.4.3: no refresh token for client credentials; the other
+                // grants start a family.
+                let family = match grant.map(|g| g.kind) {
+                    Some(GrantKind::ClientCredentials) => None,
+                    _ => {
+                        self.families += 1;
+                        Some(self.families)
+                    }
+                };
+                self.issue(provider, family)
+            }
             Some(Issued {
                 family,
                 used: false,
@@ -79,7 +103,8 @@ impl Authority {
                 if let Some(t) = presented.as_ref().and_then(|t| self.tokens.get_mut(t)) {
                     t.used = true;
                 }
-                self.success(provider, family)
+                self.stats.refreshes += 1;
+                self.issue(provider, Some(family))
             }
             Some(Issued { family, used: true }) => {
                 self.stats.reuses += 1;
@@ -97,13 +122,16 @@ impl Authority {
         }
     }
 
-    fn success(&mut self, provider: &Provider, family: u64) -> Reply {
-        self.stats.refreshes += 1;
+    /// A success answer with a fresh access token and, for a family, its next refresh token.
+    fn issue(&mut self, provider: &Provider, family: Option<u64>) -> Reply {
         let success = &provider.mapping.success;
         let mut body = example(provider, success.status, None).unwrap_or_else(|| json!({}));
         let access = self.mint("at");
         set(&mut body, &success.access_token.pointer, json!(access));
-        if let Some(m) = &success.refresh_token {
+        if let (Some(m), None) = (&success.refresh_token, family) {
+            remove(&mut body, &m.pointer);
+        }
+        if let (Some(m), Some(family)) = (&success.refresh_token, family) {
             let next = self.mint("rt");
             self.tokens.insert(
                 next.clone(),
@@ -181,6 +209,14 @@ fn dead(provider: &Provider) -> Reply {
             status: failure.status,
             body,
         }
+    }
+}
+
+fn remove(body: &mut Value, pointer: &str) {
+    if let Some((parent, key)) = pointer.rsplit_once('/')
+        && let Some(Value::Object(map)) = body.pointer_mut(parent)
+    {
+        map.remove(&key.replace("~1", "/").replace("~0", "~"));
     }
 }
 

@@ -249,6 +249,15 @@ impl MockServer {
         first
     }
 
+    /// Revokes every token family the rotation-enforcing provider issued (an administrator
+    /// revoking the application's tokens, say): each of their refresh tokens answers the spec's
+    /// invalid-grant failure from now on.
+    pub fn revoke_families(&self) {
+        if let Some(authority) = self.state().authority.as_mut() {
+            authority.revoke_all();
+        }
+    }
+
     /// What the rotation-enforcing provider has seen; zeros when it is off.
     pub fn authority_stats(&self) -> AuthorityStats {
         self.state()

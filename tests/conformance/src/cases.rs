@@ -2,14 +2,15 @@
 //! with a reason when the client does something else.
 
 use crate::support::{
-    Ctx, Outcome, Subject, ensure, may_be_absent, put_at, quick_http, remove_at, seconds_at,
+    Call, Ctx, Outcome, Subject, ensure, may_be_absent, put_at, quick_http, remove_at, seconds_at,
     set_at, text_at,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokenkit::{
-    ErrorKind, HttpConfig, RefreshClient, RefreshError, RefreshToken, TokenSet, TransportKind,
+    CodeExchange, ErrorKind, GrantType, HttpConfig, PasswordLogin, PkceVerifier, RefreshClient,
+    RefreshError, RefreshToken, TokenSet, TransportKind,
 };
 use tokenkit_codegen::extension::{FailureKind, Rotation};
 use tokenkit_mock::Reply;
@@ -20,20 +21,57 @@ fn sent() -> RefreshToken {
     RefreshToken::new(SENT)
 }
 
-/// Refreshes once with `reply` queued.
+/// The redirect URI of the cases' code exchanges.
+pub const REDIRECT_URI: &str = "https://app.example/callback";
+
+/// Makes the case's request once with `reply` queued: a refresh with `token`, or a grant whose
+/// per-call secrets (code, PKCE verifier, password) carry `token`'s text.
 async fn refresh_with(
     ctx: &Ctx,
     reply: Reply,
     token: &RefreshToken,
 ) -> Result<TokenSet, RefreshError> {
     ctx.mock.enqueue(reply);
-    let client = ctx
-        .client(quick_http())
-        .map_err(|_| RefreshError::Transport {
-            kind: TransportKind::Request,
-            maybe_sent: false,
-        })?;
-    client.refresh(token).await
+    let unbuilt = RefreshError::Transport {
+        kind: TransportKind::Request,
+        maybe_sent: false,
+    };
+    let client = ctx.client(quick_http()).map_err(|_| unbuilt.clone())?;
+    call(client.as_ref(), ctx.call(), token)
+        .await
+        .unwrap_or(Err(unbuilt))
+}
+
+/// The case's request on `client`; `None` when the client does not offer the grant.
+async fn call(
+    client: &dyn RefreshClient,
+    call: Call,
+    token: &RefreshToken,
+) -> Option<Result<TokenSet, RefreshError>> {
+    let grant = match call {
+        Call::Refresh => return Some(client.refresh(token).await),
+        Call::Grant(kind) => kind,
+    };
+    let grants = client.grants()?;
+    let secret = token.expose();
+    match grant {
+        GrantType::ClientCredentials => Some(grants.client_credentials()?.await),
+        GrantType::AuthorizationCode => {
+            let exchange = CodeExchange {
+                code: secret.into(),
+                redirect_uri: REDIRECT_URI.into(),
+                verifier: PkceVerifier::parse(&format!("{secret}-{}", "v".repeat(43))).ok(),
+            };
+            Some(grants.exchange_code(&exchange)?.await)
+        }
+        GrantType::Password => {
+            let login = PasswordLogin {
+                username: "user@example.com".into(),
+                password: secret.into(),
+            };
+            Some(grants.password(&login)?.await)
+        }
+    }
 }
 
 fn expect_err(result: Result<TokenSet, RefreshError>, what: &str) -> Result<RefreshError, String> {
@@ -53,7 +91,37 @@ pub async fn success(subject: &Subject) -> Outcome {
         "the spec documents no success example".into()
     })?;
     let success = &ctx.provider.mapping.success;
+    let keeps_sent = ctx.provider.mapping.rotation == Rotation::Optional;
     for (name, body) in examples {
+        let new_refresh = success
+            .refresh_token
+            .as_ref()
+            .and_then(|m| text_at(&body, &m.pointer));
+        // What the set's refresh token must be: the example's; else, for a refresh, the one
+        // sent where the rotation keeps it, or an error where it does not; for a grant, none.
+        let refresh = match (ctx.call(), new_refresh) {
+            (_, Some(new)) => Some(new),
+            (Call::Refresh, None) if keeps_sent => Some(SENT.to_owned()),
+            (Call::Refresh, None) => {
+                let result = refresh_with(
+                    &ctx,
+                    Reply::Json {
+                        status: success.status,
+                        body: body.clone(),
+                    },
+                    &sent(),
+                )
+                .await;
+                let err = expect_err(result, &format!("example {name:?} without a refresh token"))?;
+                ensure(err.kind() == ErrorKind::BadResponse, || {
+                    format!(
+                        "example {name:?} (a refresh answer without a new refresh token, one-time or rotating): {err:?}"
+                    )
+                })?;
+                continue;
+            }
+            (Call::Grant(_), None) => None,
+        };
         let before = SystemTime::now();
         let set = refresh_with(
             &ctx,
@@ -70,16 +138,11 @@ pub async fn success(subject: &Subject) -> Outcome {
         ensure(access.as_deref() == Some(set.access_token.expose()), || {
             format!("example {name:?}: the access token is not the example's")
         })?;
-        let refresh = success
-            .refresh_token
-            .as_ref()
-            .and_then(|m| text_at(&body, &m.pointer))
-            .unwrap_or_else(|| SENT.to_owned());
         ensure(
-            set.refresh_token.as_ref().map(RefreshToken::expose) == Some(refresh.as_str()),
+            set.refresh_token.as_ref().map(RefreshToken::expose) == refresh.as_deref(),
             || {
                 format!(
-                    "example {name:?}: the refresh token is not the example's (or the one sent)"
+                    "example {name:?}: the refresh token is not the example's (or the one sent, or none for a grant)"
                 )
             },
         )?;
@@ -194,13 +257,64 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
     ensure(requests.len() == 1, || {
         format!("{} requests for one refresh", requests.len())
     })?;
-    let carried = tokenkit_mock::presented_token(&ctx.provider, &requests[0].request);
-    ensure(carried.as_deref() == Some(SENT), || {
-        format!(
-            "the request does not carry the refresh token at {:?}",
-            ctx.provider.mapping.refresh_place
-        )
-    })
+    let request = &requests[0].request;
+    let carried = tokenkit_mock::presented_token(&ctx.provider, request);
+    let Call::Grant(kind) = ctx.call() else {
+        return ensure(carried.as_deref() == Some(SENT), || {
+            format!(
+                "the request does not carry the refresh token at {:?}",
+                ctx.provider.mapping.refresh_place
+            )
+        });
+    };
+    ensure(carried.is_none(), || {
+        "a grant request carries a refresh token".into()
+    })?;
+    let body = tokenkit_mock::body_json(&ctx.provider, request);
+    let found = ctx.provider.grant_of(body.as_ref()).map(|g| g.kind);
+    ensure(found.map(grant_type) == Some(kind), || {
+        format!("the request is not a {kind:?} grant by its spec's mapping: {found:?}")
+    })?;
+    // Each value the call supplied is where the mapping puts it.
+    let grant = ctx
+        .provider
+        .grants
+        .iter()
+        .find(|g| grant_type(g.kind) == kind)
+        .ok_or("the spec maps no such grant")?;
+    for fill in &grant.fill {
+        use tokenkit_codegen::model::{FillSource, GrantArg};
+        let FillSource::Arg(arg) = fill.source else {
+            continue;
+        };
+        let got = body
+            .as_ref()
+            .and_then(|b| b.get(&fill.json))
+            .and_then(Value::as_str);
+        let expected = match arg {
+            GrantArg::Code | GrantArg::Password => SENT.to_owned(),
+            GrantArg::RedirectUri => REDIRECT_URI.to_owned(),
+            GrantArg::CodeVerifier => format!("{SENT}-{}", "v".repeat(43)),
+            GrantArg::Username => "user@example.com".to_owned(),
+        };
+        ensure(got == Some(expected.as_str()), || {
+            format!(
+                "{:?} carries {got:?}, expected the call's {arg:?}",
+                fill.json
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The runtime's name of a spec's grant.
+fn grant_type(kind: tokenkit_codegen::extension::GrantKind) -> GrantType {
+    use tokenkit_codegen::extension::GrantKind;
+    match kind {
+        GrantKind::ClientCredentials => GrantType::ClientCredentials,
+        GrantKind::AuthorizationCode => GrantType::AuthorizationCode,
+        GrantKind::Password => GrantType::Password,
+    }
 }
 
 fn kind_of(kind: FailureKind) -> ErrorKind {
@@ -644,9 +758,14 @@ pub async fn no_secret_in_output(subject: &Subject) -> Outcome {
             shown.push(format!("{e} | {e:?} | {:?}", e.provider_error()));
         }
     }
+    let checked = if ctx.call().sends_secret() {
+        &sentinels[..]
+    } else {
+        &sentinels[1..]
+    };
     for text in &shown {
-        for sentinel in sentinels {
-            ensure(!text.contains(sentinel), || {
+        for sentinel in checked {
+            ensure(!text.contains(*sentinel), || {
                 format!("{sentinel} shows in {text:?}")
             })?;
         }
@@ -660,6 +779,21 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let status = ctx.success_status();
     let example = ctx.success_example()?;
+    if let Call::Grant(kind) = ctx.call() {
+        // A grant's answer without a refresh token is a set without one (client credentials
+        // usually get none), never a set holding something made up.
+        let Some(mapped) = &ctx.provider.mapping.success.refresh_token else {
+            return Ok(());
+        };
+        let mut body = example;
+        remove_at(&mut body, &mapped.pointer);
+        let set = refresh_with(&ctx, Reply::Json { status, body }, &sent())
+            .await
+            .map_err(|e| format!("a {kind:?} answer without a refresh token: {e}"))?;
+        return ensure(set.refresh_token.is_none(), || {
+            "a grant answer without a refresh token gave a set with one".into()
+        });
+    }
     let Some(mapped) = ctx.provider.mapping.success.refresh_token.clone() else {
         let set = refresh_with(
             &ctx,

@@ -11,20 +11,50 @@
 pub mod cases;
 pub mod support;
 
-pub use support::Subject;
+pub use support::{Call, GrantType, Subject};
 
 /// Declares one `#[tokio::test]` per case for a provider: its name, its spec (relative to the
-/// workspace root) and a function that builds its client.
+/// workspace root) and a function that builds its client; then, for each grant the spec maps
+/// (`grants: module = GrantType, …`), a module running the cases that apply to a grant.
 #[macro_export]
 macro_rules! suite {
-    ($name:literal, $spec:literal, $build:path) => {
+    ($name:literal, $spec:literal, $build:path $(; grants: $($module:ident = $kind:ident),*)?) => {
         fn subject() -> $crate::Subject {
             $crate::Subject {
                 name: $name,
                 spec: $spec,
                 build: $build,
+                call: $crate::Call::Refresh,
             }
         }
+
+        $($(
+            /// The cases for this grant.
+            mod $module {
+                fn subject() -> $crate::Subject {
+                    $crate::Subject {
+                        call: $crate::Call::Grant($crate::GrantType::$kind),
+                        ..super::subject()
+                    }
+                }
+
+                $crate::cases_for!(
+                    subject;
+                    success,
+                    request_conforms,
+                    documented_errors,
+                    failure_inside_success_status,
+                    every_rule_trips,
+                    undocumented_status,
+                    malformed_body,
+                    truncated_body,
+                    connection_reset,
+                    no_secret_in_output,
+                    missing_refresh_token,
+                    empty_token
+                );
+            }
+        )*)?
 
         $crate::cases_for!(
             subject;

@@ -13,7 +13,9 @@ use tokenkit_mock::MockServer;
 /// Builds a provider's client for a base URL and HTTP settings.
 pub type Build = fn(&str, HttpConfig) -> Result<Box<dyn RefreshClient>, BuildError>;
 
-/// A provider under test.
+pub use tokenkit::GrantType;
+
+/// A provider under test, and the request the cases make.
 #[derive(Clone, Copy)]
 pub struct Subject {
     /// The provider's name.
@@ -22,6 +24,25 @@ pub struct Subject {
     pub spec: &'static str,
     /// How to build its client.
     pub build: Build,
+    /// The request the cases make.
+    pub call: Call,
+}
+
+/// What a case asks the client for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// A refresh (`RefreshClient::refresh`).
+    Refresh,
+    /// A grant (through `RefreshClient::grants`).
+    Grant(GrantType),
+}
+
+impl Call {
+    /// Whether the request carries a per-call secret the cases choose (the refresh token, the
+    /// authorization code, the password): client credentials carry none.
+    pub fn sends_secret(self) -> bool {
+        self != Call::Grant(GrantType::ClientCredentials)
+    }
 }
 
 /// A case's failure: why.
@@ -65,6 +86,11 @@ impl Ctx {
             mock,
             subject: *subject,
         })
+    }
+
+    /// What the cases ask the client for.
+    pub fn call(&self) -> Call {
+        self.subject.call
     }
 
     /// The subject's client, pointed at the mock.

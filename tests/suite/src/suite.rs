@@ -33,7 +33,10 @@ mod easyship {
             .build()?;
         Ok(Box::new(client))
     }
-    tokenkit_conformance::suite!("easyship", "specs/easyship.yaml", build);
+    tokenkit_conformance::suite!(
+        "easyship", "specs/easyship.yaml", build; grants : client_credentials =
+        ClientCredentials, authorization_code = AuthorizationCode
+    );
 }
 /// The conformance cases for `specs/fredi.yaml`.
 mod fredi {
@@ -115,7 +118,9 @@ mod grantbank {
         Ok(Box::new(client))
     }
     tokenkit_conformance::suite!(
-        "grantbank", "tests/fixtures/specs/grantbank.yaml", build
+        "grantbank", "tests/fixtures/specs/grantbank.yaml", build; grants :
+        client_credentials = ClientCredentials, authorization_code = AuthorizationCode,
+        password = Password
     );
 }
 /// The conformance cases for `tests/fixtures/specs/headerbank.yaml`.

@@ -3,8 +3,8 @@
 
 use super::docs;
 use super::types::{enum_variant, field_ident, ty};
-use crate::extension::Rotation;
 use crate::extension::GrantKind;
+use crate::extension::Rotation;
 use crate::model::{
     Auth, ConfigField, FillSource, GrantArg, Location, ParamValue, Provider, RefreshPlace,
     StatusKey,
@@ -582,9 +582,7 @@ fn grant_param(arg: GrantArg, optional: bool) -> (Ident, TokenStream) {
     let (name, ty) = match arg {
         GrantArg::Code => ("code", quote!(&tokenkit::Secret)),
         GrantArg::RedirectUri => ("redirect_uri", quote!(&str)),
-        GrantArg::CodeVerifier if optional => {
-            ("verifier", quote!(Option<&tokenkit::PkceVerifier>))
-        }
+        GrantArg::CodeVerifier if optional => ("verifier", quote!(Option<&tokenkit::PkceVerifier>)),
         GrantArg::CodeVerifier => ("verifier", quote!(&tokenkit::PkceVerifier)),
         GrantArg::Username => ("username", quote!(&str)),
         GrantArg::Password => ("password", quote!(&tokenkit::Secret)),
@@ -756,7 +754,8 @@ fn grants(
                  redirect brings with [`Client::authorization_code_grant`], or seed a token \
                  manager with `TokenManager::seed_from_code`."
             ));
-            let const_doc = docs("The authorization endpoint of the spec's authorization code flow.");
+            let const_doc =
+                docs("The authorization endpoint of the spec's authorization code flow.");
             (
                 quote! {
                     #doc
@@ -777,11 +776,16 @@ fn grants(
             )
         }
         (Some(url), None) => {
-            let const_doc = docs("The authorization endpoint of the spec's authorization code flow (build the URL with `tokenkit::authorization_url`).");
-            (quote!(), quote! {
-                #const_doc
-                pub const AUTHORIZATION_URL: &str = #url;
-            })
+            let const_doc = docs(
+                "The authorization endpoint of the spec's authorization code flow (build the URL with `tokenkit::authorization_url`).",
+            );
+            (
+                quote!(),
+                quote! {
+                    #const_doc
+                    pub const AUTHORIZATION_URL: &str = #url;
+                },
+            )
         }
         _ => (quote!(), quote!()),
     };

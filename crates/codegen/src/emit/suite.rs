@@ -56,6 +56,19 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
         });
         let doc = super::docs(&format!("The conformance cases for `{spec}`."));
         let name_text = &provider.name;
+        let grants = provider.grants.iter().map(|g| {
+            let (module, kind) = match g.kind {
+                crate::extension::GrantKind::ClientCredentials => {
+                    (quote!(client_credentials), quote!(ClientCredentials))
+                }
+                crate::extension::GrantKind::AuthorizationCode => {
+                    (quote!(authorization_code), quote!(AuthorizationCode))
+                }
+                crate::extension::GrantKind::Password => (quote!(password), quote!(Password)),
+            };
+            quote!(#module = #kind)
+        });
+        let grants = (!provider.grants.is_empty()).then(|| quote!(; grants: #(#grants),*));
         quote! {
             #doc
             mod #name {
@@ -72,7 +85,7 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
                     Ok(Box::new(client))
                 }
 
-                tokenkit_conformance::suite!(#name_text, #spec, build);
+                tokenkit_conformance::suite!(#name_text, #spec, build #grants);
             }
         }
     });

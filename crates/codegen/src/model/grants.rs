@@ -284,7 +284,10 @@ pub(super) fn flows(
     let mut declared = Vec::new();
     for (name, f) in schemes {
         let scheme_at = pointer::join("/components/securitySchemes", name);
-        let flows: [(GrantKind, Option<(&str, Option<&str>, &IndexMap<String, String>)>); 3] = [
+        let flows: [(
+            GrantKind,
+            Option<(&str, Option<&str>, &IndexMap<String, String>)>,
+        ); 3] = [
             (
                 GrantKind::ClientCredentials,
                 f.client_credentials

@@ -70,8 +70,8 @@ impl MapCtx<'_> {
                             Ty::Named(n)
                                 if variant.is_none_or(|want| want == v || want == n)
                                     && struct_fields(types.defs(), n)
-                                    .iter()
-                                    .any(|f| f.json == segments[0]) =>
+                                        .iter()
+                                        .any(|f| f.json == segments[0]) =>
                             {
                                 Some(v)
                             }

@@ -216,6 +216,32 @@ pub struct Grant {
     pub fill: Vec<BodyFill>,
 }
 
+impl Grant {
+    /// Whether a request body is this grant's: every fixed value is there, and every value a
+    /// call must supply. What a server (the mock) uses to tell the grants apart.
+    pub fn matches(&self, body: &Value) -> bool {
+        self.fill.iter().all(|f| {
+            let found = body.get(&f.json);
+            match &f.source {
+                FillSource::Constant { value, .. } | FillSource::Literal(value) => {
+                    found.and_then(Value::as_str) == Some(value.as_str())
+                }
+                FillSource::Arg(_) if !f.optional => found.is_some_and(|v| !v.is_null()),
+                _ => true,
+            }
+        })
+    }
+}
+
+impl Provider {
+    /// The grant a request body is, if it is one (a request carrying a refresh token is the
+    /// refresh, whatever its body says).
+    pub fn grant_of(&self, body: Option<&Value>) -> Option<&Grant> {
+        let body = body?;
+        self.grants.iter().find(|g| g.matches(body))
+    }
+}
+
 /// A value a grant's call supplies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrantArg {
@@ -578,15 +604,13 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             .collect(),
     };
     let refresh_slot = match (&place, &body) {
-        (RefreshPlace::Body { pointer }, Some((body_ty, ..))) => {
-            ctx.request_slot(
-                &mut types,
-                body_ty,
-                pointer,
-                mapping_spec.request.variant.as_deref(),
-                &mut errors,
-            )
-        }
+        (RefreshPlace::Body { pointer }, Some((body_ty, ..))) => ctx.request_slot(
+            &mut types,
+            body_ty,
+            pointer,
+            mapping_spec.request.variant.as_deref(),
+            &mut errors,
+        ),
         (RefreshPlace::Body { .. }, None) => None,
         (_, body) => {
             let struct_name = body_struct(types.defs(), body.as_ref().map(|b| &b.0));

@@ -587,9 +587,9 @@ pub(super) fn body_fill(
                 FillSource::Constant { enum_name, value }
             } else {
                 let name = snake(&field.json);
-                let known = config
-                    .iter()
-                    .position(|c| c.name == name && c.ty == field.ty && c.required == !field.optional);
+                let known = config.iter().position(|c| {
+                    c.name == name && c.ty == field.ty && c.required == !field.optional
+                });
                 FillSource::Config(known.unwrap_or_else(|| {
                     let example = example
                         .and_then(|e| e.get(&field.json))
