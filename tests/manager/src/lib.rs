@@ -40,6 +40,31 @@ pub fn client_with_timeout(base_url: &str, timeout: Duration) -> tokenkit_easysh
         .expect("client")
 }
 
+/// A client that forwards refreshes and hides its grants: a refresh-only provider, for the
+/// tests of what happens when nothing but a hook can replace a dead refresh token.
+pub struct RefreshOnly<C>(pub C);
+
+impl<C: tokenkit::RefreshClient> tokenkit::RefreshClient for RefreshOnly<C> {
+    fn provider(&self) -> &'static str {
+        self.0.provider()
+    }
+
+    fn rotation(&self) -> tokenkit::Rotation {
+        self.0.rotation()
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a RefreshToken,
+    ) -> tokenkit::BoxFuture<'a, Result<TokenSet, tokenkit::RefreshError>> {
+        self.0.refresh(refresh_token)
+    }
+
+    fn attempt_timeout(&self) -> Option<Duration> {
+        self.0.attempt_timeout()
+    }
+}
+
 /// A token set whose access token has expired, holding `refresh_token`.
 pub fn expired(refresh_token: &str) -> TokenSet {
     TokenSet {

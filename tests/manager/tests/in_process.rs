@@ -8,7 +8,9 @@ use tokenkit::{
     BoxFuture, ErrorKind, FileStore, ManagerConfig, ManagerError, MemoryStore, RefreshClient,
     RefreshError, RefreshToken, Rotation, TokenManager, TokenSet, TokenStore, TransportKind,
 };
-use tokenkit_manager_tests::{client, expired, fast_config, one_time_provider, scratch};
+use tokenkit_manager_tests::{
+    RefreshOnly, client, expired, fast_config, one_time_provider, scratch,
+};
 use tokenkit_mock::Reply;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,9 +158,11 @@ async fn a_failing_refresh_never_changes_the_stored_set() {
 
 #[tokio::test]
 async fn a_dead_refresh_token_needs_reauthentication_and_leaves_the_store() {
+    // Without a grant to fall back on (a refresh-only provider) and without a hook.
     let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
     let store = MemoryStore::new();
-    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k").unwrap();
+    let manager =
+        TokenManager::new(RefreshOnly(client(&mock.base_url())), store.clone(), "k").unwrap();
     manager.seed(expired("rt-unknown")).await.unwrap();
     let err = manager.access_token().await.unwrap_err();
     assert!(

@@ -201,3 +201,58 @@ async fn a_process_killed_mid_refresh_never_leaves_a_torn_store() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `WORKERS` processes share `store` while the family of its refresh token is revoked: one of
+/// them tries the token once, then one client-credentials grant serves them all.
+async fn revoked_family_gets_one_grant_across_processes(store: impl TokenStore, store_arg: &str) {
+    let (mock, first) = one_time_provider(3600, Duration::from_millis(5)).await;
+    store.save("shared", &expired(&first), None).await.unwrap();
+    mock.revoke_families();
+    let base_url = mock.base_url();
+    tokio::task::block_in_place(|| {
+        let children: Vec<Child> = (0..WORKERS)
+            .map(|_| {
+                worker(&base_url, store_arg, "2", &[])
+                    .spawn()
+                    .expect("worker")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("worker output");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "a worker failed: {stdout} {stderr}");
+        }
+    });
+    let stats = mock.authority_stats();
+    println!("provider saw {stats:?}");
+    assert_eq!(
+        stats.grants, 1,
+        "exactly one grant across processes: {stats:?}"
+    );
+    assert_eq!(
+        stats.rejected, 1,
+        "the revoked token was tried once: {stats:?}"
+    );
+    assert_eq!((stats.refreshes, stats.reuses), (0, 0), "{stats:?}");
+    let stored = store.load("shared").await.unwrap().unwrap();
+    assert_eq!(stored.version, 2, "the grant's set was stored once");
+    assert!(stored.tokens.refresh_token.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_file_store_make_one_grant_for_a_revoked_family() {
+    let dir = scratch("grant-processes");
+    let store = FileStore::new(&dir).unwrap();
+    revoked_family_gets_one_grant_across_processes(store, &format!("file:{}", dir.display())).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_redis_store_make_one_grant_for_a_revoked_family() {
+    let redis = Redis::start();
+    let store = RedisStore::connect(&redis.url, "tokenkit-test")
+        .await
+        .unwrap();
+    revoked_family_gets_one_grant_across_processes(store, &format!("redis:{}", redis.url)).await;
+}

@@ -1,0 +1,209 @@
+//! The manager gets a first (or a new) token set through the provider's grants: client
+//! credentials when no refresh token is usable, an authorization code in one call. Against
+//! Easyship's spec served by the rotation-enforcing mock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+use tokenkit::{
+    CodeExchange, ErrorKind, ManagerError, MemoryStore, TokenManager, TokenSet, TokenStore,
+};
+use tokenkit_manager_tests::{RefreshOnly, client, expired, one_time_provider};
+use tokenkit_mock::Reply;
+
+/// Asks `manager` for an access token from `callers` tasks at once; returns the tokens.
+async fn stampede<C, S>(manager: &TokenManager<C, S>, callers: usize) -> Vec<String>
+where
+    C: tokenkit::RefreshClient + 'static,
+    S: TokenStore + 'static,
+{
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let manager = manager.clone();
+            tokio::spawn(async move { manager.access_token().await })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for task in tasks {
+        tokens.push(task.await.unwrap().unwrap().expose().to_owned());
+    }
+    tokens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_refresh_token_gets_one_client_credentials_grant_for_ten_thousand_callers() {
+    let (mock, first) = one_time_provider(3600, Duration::from_millis(5)).await;
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k").unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    mock.revoke_families();
+
+    let tokens = stampede(&manager, 10_000).await;
+
+    let stats = mock.authority_stats();
+    assert_eq!(stats.grants, 1, "one client-credentials grant: {stats:?}");
+    assert_eq!(
+        stats.rejected, 1,
+        "the revoked token was tried once: {stats:?}"
+    );
+    assert_eq!((stats.refreshes, stats.reuses), (0, 0), "{stats:?}");
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(
+        stored.tokens.access_token.expose(),
+        tokens[0],
+        "stored before served"
+    );
+    assert_eq!(stored.version, 2);
+    // Easyship issues no refresh token for client credentials: none is stored, and the
+    // revoked one is gone.
+    assert!(stored.tokens.refresh_token.is_none());
+    let grants: Vec<_> = mock
+        .requests()
+        .iter()
+        .filter_map(|r| tokenkit_mock::body_json(mock.provider(), &r.request))
+        .filter(|b| b["grant_type"] == "client_credentials")
+        .collect();
+    assert_eq!(grants.len(), 1);
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_starts_with_one_client_credentials_grant() {
+    let (mock, _) = one_time_provider(3600, Duration::from_millis(5)).await;
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k").unwrap();
+    let tokens = stampede(&manager, 10_000).await;
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.grants, stats.rejected, stats.refreshes),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    assert_eq!(store.load("k").await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn a_refresh_token_past_its_lifetime_is_never_sent() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k").unwrap();
+    let mut dead = expired(&first);
+    dead.refresh_expires_at = Some(SystemTime::now() - Duration::from_secs(1));
+    manager.seed(dead).await.unwrap();
+    manager.access_token().await.unwrap();
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.grants, stats.rejected, stats.refreshes),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_application_s_hook_wins_over_client_credentials() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let hook: tokenkit::ReAuthenticate = Arc::new(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            Ok(TokenSet {
+                access_token: "at-from-hook".into(),
+                refresh_token: Some("rt-from-hook".into()),
+                expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+                token_type: None,
+                refresh_expires_at: None,
+                extras: Default::default(),
+            })
+        })
+    });
+    let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k")
+        .unwrap()
+        .with_reauthenticate(hook);
+    manager.seed(expired(&first)).await.unwrap();
+    mock.revoke_families();
+    assert_eq!(
+        manager.access_token().await.unwrap().expose(),
+        "at-from-hook"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(mock.authority_stats().grants, 0);
+}
+
+#[tokio::test]
+async fn a_refused_grant_is_an_error_and_leaves_the_store() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k").unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    mock.revoke_families();
+    // The refresh meets the revoked family; the grant meets a wrong client secret.
+    let refused = Reply::Example {
+        status: 401,
+        name: None,
+    };
+    mock.enqueue(Reply::Json {
+        status: 400,
+        body: serde_json::json!({"error": "invalid_grant"}),
+    });
+    mock.enqueue(refused);
+    let err = manager.access_token().await.unwrap_err();
+    assert!(
+        matches!(&err, ManagerError::Refresh(e) if e.kind() == ErrorKind::Rejected),
+        "{err:?}"
+    );
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.version, 1, "the store is untouched");
+    assert_eq!(stored.tokens.refresh_token.unwrap().expose(), first);
+}
+
+#[tokio::test]
+async fn a_code_seeds_the_store_in_one_call_and_its_refresh_token_works() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k").unwrap();
+    let exchange = CodeExchange {
+        code: "code-from-the-redirect".into(),
+        redirect_uri: "https://app.example/callback".into(),
+        verifier: None,
+    };
+    let set = manager.seed_from_code(&exchange).await.unwrap();
+    assert!(set.refresh_token.is_some(), "a code grant starts a family");
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens, set, "stored before it is served");
+    assert_eq!(manager.access_token().await.unwrap(), set.access_token);
+    // Its refresh token is live: a forced refresh spends it once.
+    let refreshed = manager.force_refresh().await.unwrap();
+    assert_ne!(refreshed, set.access_token);
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.grants, stats.refreshes, stats.reuses),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    let body = tokenkit_mock::body_json(mock.provider(), &mock.requests()[0].request).unwrap();
+    assert_eq!(body["grant_type"], "authorization_code");
+    assert_eq!(body["code"], "code-from-the-redirect");
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+}
+
+#[tokio::test]
+async fn seeding_from_a_code_needs_a_provider_that_offers_the_grant() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let manager = TokenManager::new(
+        RefreshOnly(client(&mock.base_url())),
+        MemoryStore::new(),
+        "k",
+    )
+    .unwrap();
+    let exchange = CodeExchange {
+        code: "SNTL-code".into(),
+        redirect_uri: "https://app.example/callback".into(),
+        verifier: None,
+    };
+    let err = manager.seed_from_code(&exchange).await.unwrap_err();
+    assert!(matches!(err, ManagerError::Config(_)), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("SNTL"));
+    assert!(mock.requests().is_empty());
+}
