@@ -1,1 +1,2 @@
-//! Runnable examples of tokenkit; see `token_manager.rs` (`cargo run --example token_manager`).
+//! Runnable examples of tokenkit; see `token_manager.rs` (`cargo run --example token_manager`)
+//! and `first_token.rs` (`cargo run --example first_token`).
