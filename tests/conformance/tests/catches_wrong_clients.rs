@@ -3,10 +3,10 @@
 
 use std::time::SystemTime;
 use tokenkit::{
-    BoxFuture, BuildError, HttpConfig, RefreshClient, RefreshError, RefreshToken, Rotation,
-    Snippet, TokenSet,
+    BoxFuture, BuildError, GrantClient, GrantType, HttpConfig, RefreshClient, RefreshError,
+    RefreshToken, Rotation, Snippet, TokenSet,
 };
-use tokenkit_conformance::{Subject, cases};
+use tokenkit_conformance::{Call, Subject, cases};
 use tokenkit_vaultist as vaultist;
 
 const SPEC: &str = "specs/vaultist.yaml";
@@ -140,7 +140,86 @@ fn subject(build: tokenkit_conformance::support::Build) -> Subject {
         name: "vaultist",
         spec: SPEC,
         build,
+        call: Call::Refresh,
     }
+}
+
+/// Grantbank's client, with grants that send the wrong request: client credentials sent as a
+/// password login, and a code exchange that drops the PKCE verifier.
+struct WrongGrants(tokenkit_grantbank::Client);
+
+impl RefreshClient for WrongGrants {
+    fn provider(&self) -> &'static str {
+        "grantbank"
+    }
+
+    fn rotation(&self) -> Rotation {
+        tokenkit_grantbank::ROTATION
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        token: &'a RefreshToken,
+    ) -> BoxFuture<'a, Result<TokenSet, RefreshError>> {
+        self.0.refresh(token)
+    }
+
+    fn grants(&self) -> Option<&dyn GrantClient> {
+        Some(self)
+    }
+}
+
+impl GrantClient for WrongGrants {
+    fn grant_types(&self) -> &'static [GrantType] {
+        tokenkit_grantbank::GRANTS
+    }
+
+    fn client_credentials(&self) -> Option<BoxFuture<'_, Result<TokenSet, RefreshError>>> {
+        Some(Box::pin(async move {
+            let password = tokenkit::Secret::new("pw");
+            self.0.password_grant("svc", &password).await
+        }))
+    }
+
+    fn exchange_code<'a>(
+        &'a self,
+        exchange: &'a tokenkit::CodeExchange,
+    ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
+        Some(Box::pin(self.0.authorization_code_grant(
+            &exchange.code,
+            &exchange.redirect_uri,
+            None,
+        )))
+    }
+}
+
+fn wrong_grants(base_url: &str, http: HttpConfig) -> Result<Box<dyn RefreshClient>, BuildError> {
+    let client = tokenkit_grantbank::Client::builder("id", "secret")
+        .base_url(base_url)
+        .http_config(http)
+        .build()?;
+    Ok(Box::new(WrongGrants(client)))
+}
+
+fn grant_subject(call: Call) -> Subject {
+    Subject {
+        name: "grantbank",
+        spec: "tests/fixtures/specs/grantbank.yaml",
+        build: wrong_grants,
+        call,
+    }
+}
+
+#[tokio::test]
+async fn the_wrong_grant_request_fails_request_conforms() {
+    let reason = cases::request_conforms(&grant_subject(Call::Grant(GrantType::ClientCredentials)))
+        .await
+        .unwrap_err();
+    assert!(reason.contains("not a ClientCredentials grant"), "{reason}");
+    let reason = cases::request_conforms(&grant_subject(Call::Grant(GrantType::AuthorizationCode)))
+        .await
+        .unwrap_err();
+    assert!(reason.contains("code_verifier"), "{reason}");
 }
 
 #[tokio::test]

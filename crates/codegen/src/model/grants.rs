@@ -186,7 +186,10 @@ pub(super) fn plans(
             match top_level(types, &struct_name, ptr) {
                 Ok(field) if matches!(field.ty, Ty::String | Ty::Secret) => {
                     if arg.is_secret() {
-                        types.mark_secret(&Ty::Named(struct_name.clone()), &[field.json.clone()]);
+                        types.mark_secret(
+                            &Ty::Named(struct_name.clone()),
+                            std::slice::from_ref(&field.json),
+                        );
                     }
                     own.push((field.json, FillSource::Arg(arg)));
                 }
@@ -247,6 +250,9 @@ pub(super) fn fill_all(
         .collect()
 }
 
+/// One declared flow: its `tokenUrl`, `refreshUrl` and scopes.
+type Flow<'a> = (&'a str, Option<&'a str>, &'a IndexMap<String, String>);
+
 /// What the spec's OAuth 2 security schemes say about the grants of the operation at
 /// `op_pointer`: each flow must name this operation as its `tokenUrl` (and `refreshUrl`) and be
 /// mapped, and each mapped grant must have its flow, when the spec declares flows at all.
@@ -284,10 +290,7 @@ pub(super) fn flows(
     let mut declared = Vec::new();
     for (name, f) in schemes {
         let scheme_at = pointer::join("/components/securitySchemes", name);
-        let flows: [(
-            GrantKind,
-            Option<(&str, Option<&str>, &IndexMap<String, String>)>,
-        ); 3] = [
+        let flows: [(GrantKind, Option<Flow<'_>>); 3] = [
             (
                 GrantKind::ClientCredentials,
                 f.client_credentials

@@ -588,7 +588,7 @@ pub(super) fn body_fill(
             } else {
                 let name = snake(&field.json);
                 let known = config.iter().position(|c| {
-                    c.name == name && c.ty == field.ty && c.required == !field.optional
+                    c.name == name && c.ty == field.ty && c.required != field.optional
                 });
                 FillSource::Config(known.unwrap_or_else(|| {
                     let example = example
