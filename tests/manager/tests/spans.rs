@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokenkit::{MemoryStore, TokenManager};
-use tokenkit_manager_tests::{client, expired, one_time_provider};
+use tokenkit_manager_tests::{RefreshOnly, client, expired, one_time_provider};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -35,16 +35,32 @@ async fn refresh_spans_name_the_provider_and_outcome_but_no_secret() {
     let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k").unwrap();
     manager.seed(expired(&first)).await.unwrap();
     let token = manager.access_token().await.unwrap();
-    let dead = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k2").unwrap();
+    // Refresh-only, so a dead token ends in re-authentication rather than a grant.
+    let dead = TokenManager::new(
+        RefreshOnly(client(&mock.base_url())),
+        MemoryStore::new(),
+        "k2",
+    )
+    .unwrap();
     dead.seed(expired("rt-unknown-SNTL")).await.unwrap();
     assert!(dead.access_token().await.is_err());
+    // Nothing stored: a client-credentials grant, traced the same way.
+    let granted = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k3").unwrap();
+    let from_grant = granted.access_token().await.unwrap();
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("tokenkit.refresh"), "{log}");
     assert!(log.contains("provider=\"easyship\""), "{log}");
     assert!(log.contains("outcome=\"ok\""), "{log}");
     assert!(log.contains("outcome=\"reauthenticate\""), "{log}");
-    for secret in [first.as_str(), token.expose(), "rt-unknown-SNTL"] {
+    assert!(log.contains("credential=k3"), "{log}");
+    for secret in [
+        first.as_str(),
+        token.expose(),
+        from_grant.expose(),
+        "rt-unknown-SNTL",
+        "cs_easyship_example",
+    ] {
         assert!(!log.contains(secret), "{secret} in {log}");
     }
 }
