@@ -10,6 +10,53 @@ use serde_json::Value;
 /// The extension's key on the refresh operation.
 pub const KEY: &str = "x-token-refresh";
 
+/// The extension's key on an operation that serves a grant besides the refresh operation (a
+/// provider's separate login endpoint, say).
+pub const GRANT_KEY: &str = "x-token-grant";
+
+/// `x-token-grant`: an operation of its own that serves one grant.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TokenGrant {
+    /// Which grant.
+    pub grant: GrantKind,
+    /// For a `oneOf` request body: the variant the grant sends.
+    pub variant: Option<String>,
+    /// Fixed values, by top-level body pointer.
+    #[serde(default)]
+    pub set: indexmap::IndexMap<String, Value>,
+    /// Where the authorization code goes (authorization code).
+    pub code: Option<String>,
+    /// Where the redirect URI goes (authorization code).
+    pub redirect_uri: Option<String>,
+    /// Where the PKCE verifier goes (authorization code).
+    pub code_verifier: Option<String>,
+    /// Where the user name goes (password).
+    pub username: Option<String>,
+    /// Where the password goes (password).
+    pub password: Option<String>,
+    /// Where the tokens come from in this operation's success response.
+    pub success: SuccessMapping,
+    /// What every documented failure of this operation means.
+    #[serde(default)]
+    pub failures: Vec<FailureMapping>,
+}
+
+impl TokenGrant {
+    /// Where the grant's request differs from the others, as `grants` entries say it.
+    pub fn request(&self) -> GrantMapping {
+        GrantMapping {
+            variant: self.variant.clone(),
+            set: self.set.clone(),
+            code: self.code.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+            code_verifier: self.code_verifier.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+        }
+    }
+}
+
 /// The whole extension.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -308,6 +355,24 @@ fn status_text<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Err
             "a status must be a string such as \"200\", found {other}"
         ))),
     }
+}
+
+/// Reads `x-token-grant` from a grant operation's extensions, locating any error inside it.
+pub fn read_grant(
+    file: &str,
+    operation_pointer: &str,
+    extensions: &indexmap::IndexMap<String, Value>,
+) -> Result<TokenGrant, SpecError> {
+    let at = crate::pointer::join(operation_pointer, GRANT_KEY);
+    let value = extensions.get(GRANT_KEY).unwrap_or(&Value::Null);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = crate::spec::path_pointer(e.path());
+        SpecError::new(
+            file,
+            &format!("{at}{inner}"),
+            format!("invalid grant mapping: {}", e.inner()),
+        )
+    })
 }
 
 /// Reads the extension from an operation's extensions, locating any error inside it.

@@ -130,86 +130,100 @@ pub(super) fn plans(
     grants: &IndexMap<GrantKind, GrantMapping>,
     errors: &mut SpecErrors,
 ) -> Vec<Plan> {
-    let mut out = Vec::new();
-    for (kind, mapping) in grants {
-        let grant_at = pointer::join(&pointer::join(at, "grants"), kind.key());
-        let Some(body_ty) = body_ty else {
-            errors.push(SpecError::new(
-                file,
-                &grant_at,
-                "a grant needs a request body to tell it from the refresh",
-            ));
+    grants
+        .iter()
+        .filter_map(|(kind, mapping)| {
+            let grant_at = pointer::join(&pointer::join(at, "grants"), kind.key());
+            plan(file, &grant_at, types, body_ty, *kind, mapping, errors)
+        })
+        .collect()
+}
+
+/// The plan of one grant's request, its mapping at `grant_at`.
+pub(super) fn plan(
+    file: &str,
+    grant_at: &str,
+    types: &mut TypeBuilder<'_>,
+    body_ty: Option<&Ty>,
+    kind: GrantKind,
+    mapping: &GrantMapping,
+    errors: &mut SpecErrors,
+) -> Option<Plan> {
+    let Some(body_ty) = body_ty else {
+        errors.push(SpecError::new(
+            file,
+            grant_at,
+            "a grant needs a request body",
+        ));
+        return None;
+    };
+    let (wrap, struct_name) = match slot(types.defs(), body_ty, mapping.variant.as_deref()) {
+        Ok(found) => found,
+        Err(reason) => {
+            errors.push(SpecError::new(file, grant_at, reason));
+            return None;
+        }
+    };
+    let args = [
+        ("code", &mapping.code, GrantArg::Code),
+        ("redirect-uri", &mapping.redirect_uri, GrantArg::RedirectUri),
+        (
+            "code-verifier",
+            &mapping.code_verifier,
+            GrantArg::CodeVerifier,
+        ),
+        ("username", &mapping.username, GrantArg::Username),
+        ("password", &mapping.password, GrantArg::Password),
+    ];
+    let mut own = fixed(file, grant_at, types, &struct_name, &mapping.set, errors);
+    for (key, ptr, arg) in args {
+        let here = pointer::join(grant_at, key);
+        let Some(ptr) = ptr else {
+            if arg.required_by(kind) {
+                errors.push(
+                    SpecError::new(
+                        file,
+                        grant_at,
+                        format!("the {} grant needs `{key}`: where it goes", kind.key()),
+                    )
+                    .hint(format!("add `{key}: /property`")),
+                );
+            }
             continue;
         };
-        let (wrap, struct_name) = match slot(types.defs(), body_ty, mapping.variant.as_deref()) {
-            Ok(found) => found,
-            Err(reason) => {
-                errors.push(SpecError::new(file, &grant_at, reason));
-                continue;
-            }
-        };
-        let args = [
-            ("code", &mapping.code, GrantArg::Code),
-            ("redirect-uri", &mapping.redirect_uri, GrantArg::RedirectUri),
-            (
-                "code-verifier",
-                &mapping.code_verifier,
-                GrantArg::CodeVerifier,
-            ),
-            ("username", &mapping.username, GrantArg::Username),
-            ("password", &mapping.password, GrantArg::Password),
-        ];
-        let mut own = fixed(file, &grant_at, types, &struct_name, &mapping.set, errors);
-        for (key, ptr, arg) in args {
-            let here = pointer::join(&grant_at, key);
-            let Some(ptr) = ptr else {
-                if arg.required_by(*kind) {
-                    errors.push(
-                        SpecError::new(
-                            file,
-                            &grant_at,
-                            format!("the {} grant needs `{key}`: where it goes", kind.key()),
-                        )
-                        .hint(format!("add `{key}: /property`")),
+        if !arg.belongs_to(kind) {
+            errors.push(SpecError::new(
+                file,
+                &here,
+                format!("the {} grant sends no {key}", kind.key()),
+            ));
+            continue;
+        }
+        match top_level(types, &struct_name, ptr) {
+            Ok(field) if matches!(field.ty, Ty::String | Ty::Secret) => {
+                if arg.is_secret() {
+                    types.mark_secret(
+                        &Ty::Named(struct_name.clone()),
+                        std::slice::from_ref(&field.json),
                     );
                 }
-                continue;
-            };
-            if !arg.belongs_to(*kind) {
-                errors.push(SpecError::new(
-                    file,
-                    &here,
-                    format!("the {} grant sends no {key}", kind.key()),
-                ));
-                continue;
+                own.push((field.json, FillSource::Arg(arg)));
             }
-            match top_level(types, &struct_name, ptr) {
-                Ok(field) if matches!(field.ty, Ty::String | Ty::Secret) => {
-                    if arg.is_secret() {
-                        types.mark_secret(
-                            &Ty::Named(struct_name.clone()),
-                            std::slice::from_ref(&field.json),
-                        );
-                    }
-                    own.push((field.json, FillSource::Arg(arg)));
-                }
-                Ok(field) => errors.push(SpecError::new(
-                    file,
-                    &here,
-                    format!("{ptr:?} must be a string, not {}", field.ty.describe()),
-                )),
-                Err(reason) => errors.push(SpecError::new(file, &here, reason)),
-            }
+            Ok(field) => errors.push(SpecError::new(
+                file,
+                &here,
+                format!("{ptr:?} must be a string, not {}", field.ty.describe()),
+            )),
+            Err(reason) => errors.push(SpecError::new(file, &here, reason)),
         }
-        out.push(Plan {
-            kind: Some(*kind),
-            wrap,
-            struct_name,
-            own,
-            at: grant_at,
-        });
     }
-    out
+    Some(Plan {
+        kind: Some(kind),
+        wrap,
+        struct_name,
+        own,
+        at: grant_at.to_owned(),
+    })
 }
 
 /// Fills every request's fields. A field another request on the same struct fills itself
@@ -259,9 +273,8 @@ type Flow<'a> = (&'a str, Option<&'a str>, &'a IndexMap<String, String>);
 pub(super) fn flows(
     spec: &Spec,
     servers: &[Server],
-    path: &str,
-    mapped: &[GrantKind],
-    at: &str,
+    refresh_path: &str,
+    mapped: &[(GrantKind, &str, String)],
     errors: &mut SpecErrors,
 ) -> OAuth {
     let file = spec.file.as_str();
@@ -277,7 +290,7 @@ pub(super) fn flows(
             }
             _ => None,
         });
-    let points_here = |url: &str| {
+    let points_at = |url: &str, path: &str| {
         servers.iter().any(|s| {
             let full = format!("{}{path}", s.url);
             let full_path = full
@@ -315,21 +328,26 @@ pub(super) fn flows(
                 continue;
             };
             let flow_at = pointer::join(&pointer::join(&scheme_at, "flows"), kind.flow());
-            for (key, url) in [("tokenUrl", Some(token_url)), ("refreshUrl", refresh_url)] {
+            let served = mapped.iter().find(|(k, _, _)| *k == kind);
+            let grant_path = served.map_or(refresh_path, |(_, path, _)| *path);
+            for (key, url, path) in [
+                ("tokenUrl", Some(token_url), grant_path),
+                ("refreshUrl", refresh_url, refresh_path),
+            ] {
                 if let Some(url) = url
-                    && !points_here(url)
+                    && !points_at(url, path)
                 {
                     errors.push(
                         SpecError::new(
                             file,
                             &pointer::join(&flow_at, key),
-                            format!("{url:?} is not the token operation ({path} on a server of the spec)"),
+                            format!("{url:?} is not the operation that serves it ({path} on a server of the spec)"),
                         )
-                        .hint("a spec describes one token endpoint; write its URL, absolute or relative to a server"),
+                        .hint("write the URL of the operation with the mapping, absolute or relative to a server"),
                     );
                 }
             }
-            if !mapped.contains(&kind) {
+            if served.is_none() {
                 errors.push(
                     SpecError::new(
                         file,
@@ -340,7 +358,7 @@ pub(super) fn flows(
                             kind.key()
                         ),
                     )
-                    .hint("map the grant's request variant under `x-token-refresh/grants`"),
+                    .hint("map the grant under `x-token-refresh/grants`, or on its own operation with `x-token-grant`"),
                 );
             }
             declared.push(kind);
@@ -367,11 +385,11 @@ pub(super) fn flows(
         }
     }
     if !declared.is_empty() {
-        for kind in mapped.iter().filter(|k| !declared.contains(k)) {
+        for (kind, _, at) in mapped.iter().filter(|(k, _, _)| !declared.contains(k)) {
             errors.push(
                 SpecError::new(
                     file,
-                    &pointer::join(&pointer::join(at, "grants"), kind.key()),
+                    at,
                     format!(
                         "the spec's OAuth 2 flows declare no {} flow for this grant",
                         kind.flow()

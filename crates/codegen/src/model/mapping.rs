@@ -379,7 +379,54 @@ impl MapCtx<'_> {
                 "a prefix is for a refresh token in a header, not in the query",
             ));
         }
-        let s = &spec.success;
+        let answers = self.answers(types, &spec.success, &spec.failures, errors);
+        let mapped_refresh = answers.as_ref().and_then(|(s, _)| s.refresh_token.as_ref());
+        if spec.rotation != crate::extension::Rotation::Optional {
+            let rotation = match spec.rotation {
+                crate::extension::Rotation::OneTime => "one-time",
+                _ => "rotating",
+            };
+            match (&spec.success.refresh_token, mapped_refresh) {
+                (None, _) => errors.push(
+                    self.error(
+                        "/success",
+                        format!("rotation is `{rotation}`, but the mapping names no new refresh token in the success response"),
+                    )
+                    .hint("add `refresh-token: /pointer`, or say `rotation: optional` if the old token stays valid"),
+                ),
+                // A response shared with grants may lack it (client credentials issue none);
+                // the runtime still refuses a refresh answer without one.
+                (Some(ptr), Some(mapped))
+                    if mapped.access.may_be_absent() && spec.grants.is_empty() =>
+                {
+                    errors.push(
+                    self.error(
+                        "/success/refresh-token",
+                        format!("rotation is `{rotation}`, but {ptr:?} may be absent or null in the success response: a response without it would leave only the token just spent"),
+                    )
+                    .hint("make every property on the way `required` and not `nullable`, or say `rotation: optional`"),
+                    )
+                }
+                _ => {}
+            }
+        }
+        let (success, failures) = answers?;
+        Some(Mapping {
+            rotation: spec.rotation,
+            refresh_place,
+            success,
+            failures,
+        })
+    }
+
+    /// The success and failure mappings of an operation, checked against its responses.
+    pub(super) fn answers(
+        &self,
+        types: &mut TypeBuilder<'_>,
+        s: &extension::SuccessMapping,
+        failure_specs: &[extension::FailureMapping],
+        errors: &mut SpecErrors,
+    ) -> Option<(Success, Vec<Failure>)> {
         let success_response = self.response("/success/status", &s.status, errors)?;
         if !matches!(success_response.key, StatusKey::Code(200..=299)) {
             errors.push(self.error(
@@ -421,35 +468,6 @@ impl MapCtx<'_> {
             .map_err(|e| errors.push(e))
             .ok()
         });
-        if spec.rotation != crate::extension::Rotation::Optional {
-            let rotation = match spec.rotation {
-                crate::extension::Rotation::OneTime => "one-time",
-                _ => "rotating",
-            };
-            match (&s.refresh_token, &refresh_token) {
-                (None, _) => errors.push(
-                    self.error(
-                        "/success",
-                        format!("rotation is `{rotation}`, but the mapping names no new refresh token in the success response"),
-                    )
-                    .hint("add `refresh-token: /pointer`, or say `rotation: optional` if the old token stays valid"),
-                ),
-                // A response shared with grants may lack it (client credentials issue none);
-                // the runtime still refuses a refresh answer without one.
-                (Some(ptr), Some(mapped))
-                    if mapped.access.may_be_absent() && spec.grants.is_empty() =>
-                {
-                    errors.push(
-                    self.error(
-                        "/success/refresh-token",
-                        format!("rotation is `{rotation}`, but {ptr:?} may be absent or null in the success response: a response without it would leave only the token just spent"),
-                    )
-                    .hint("make every property on the way `required` and not `nullable`, or say `rotation: optional`"),
-                    )
-                }
-                _ => {}
-            }
-        }
         let expires_in = self.optional(
             types,
             success_response,
@@ -498,7 +516,7 @@ impl MapCtx<'_> {
         );
 
         let mut failures = Vec::new();
-        for (i, f) in spec.failures.iter().enumerate() {
+        for (i, f) in failure_specs.iter().enumerate() {
             let rel = format!("/failures/{i}");
             let Some(response) = self.response(&format!("{rel}/status"), &f.status, errors) else {
                 continue;
@@ -580,10 +598,8 @@ impl MapCtx<'_> {
                 );
             }
         }
-        Some(Mapping {
-            rotation: spec.rotation,
-            refresh_place,
-            success: Success {
+        Some((
+            Success {
                 status: success_response.status,
                 when: success_when,
                 access_token: access_token?,
@@ -596,6 +612,6 @@ impl MapCtx<'_> {
                 refresh_expires_at,
             },
             failures,
-        })
+        ))
     }
 }

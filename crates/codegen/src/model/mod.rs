@@ -55,6 +55,8 @@ pub struct Provider {
     pub auth: Option<Auth>,
     /// The grants the operation serves besides the refresh, in the mapping's order.
     pub grants: Vec<Grant>,
+    /// Grants served by operations of their own (`x-token-grant`), in the spec's order.
+    pub grant_operations: Vec<GrantOperation>,
     /// What the spec's OAuth 2 flows say: the authorization URL and the scopes.
     pub oauth: OAuth,
     /// The whole spec as JSON: what the mock server and the lint check instances against.
@@ -238,7 +240,80 @@ impl Provider {
     /// refresh, whatever its body says).
     pub fn grant_of(&self, body: Option<&Value>) -> Option<&Grant> {
         let body = body?;
-        self.grants.iter().find(|g| g.matches(body))
+        self.all_grants().find(|g| g.matches(body))
+    }
+}
+
+/// An operation of its own that serves one grant (a provider's login endpoint, say).
+#[derive(Clone, Debug)]
+pub struct GrantOperation {
+    /// The operation.
+    pub operation: Operation,
+    /// How the client authenticates itself to it.
+    pub auth: Option<Auth>,
+    /// Where the token set is in its success response.
+    pub success: Success,
+    /// What its documented failures mean.
+    pub failures: Vec<Failure>,
+    /// Its request.
+    pub grant: Grant,
+}
+
+/// An operation that answers with tokens, and the mapping of its answers: the refresh
+/// operation or a grant operation.
+#[derive(Clone, Copy, Debug)]
+pub struct Answering<'a> {
+    /// The operation.
+    pub operation: &'a Operation,
+    /// Its success mapping.
+    pub success: &'a Success,
+    /// Its failure mappings.
+    pub failures: &'a [Failure],
+    /// How the client authenticates itself to it.
+    pub auth: Option<&'a Auth>,
+    /// Whether it is the refresh operation.
+    pub refresh: bool,
+}
+
+impl Provider {
+    /// The refresh operation and its mapping.
+    pub fn refresh_answering(&self) -> Answering<'_> {
+        Answering {
+            operation: &self.operation,
+            success: &self.mapping.success,
+            failures: &self.mapping.failures,
+            auth: self.auth.as_ref(),
+            refresh: true,
+        }
+    }
+
+    /// Every operation that answers with tokens: the refresh operation first.
+    pub fn answering(&self) -> impl Iterator<Item = Answering<'_>> {
+        std::iter::once(self.refresh_answering()).chain(self.grant_operations.iter().map(|g| {
+            Answering {
+                operation: &g.operation,
+                success: &g.success,
+                failures: &g.failures,
+                auth: g.auth.as_ref(),
+                refresh: false,
+            }
+        }))
+    }
+
+    /// The operation that serves `kind` (its own, or the refresh operation).
+    pub fn answering_for(&self, kind: crate::extension::GrantKind) -> Answering<'_> {
+        self.answering()
+            .skip(1)
+            .zip(&self.grant_operations)
+            .find(|(_, g)| g.grant.kind == kind)
+            .map_or_else(|| self.refresh_answering(), |(a, _)| a)
+    }
+
+    /// Every grant, on the refresh operation or its own.
+    pub fn all_grants(&self) -> impl Iterator<Item = &Grant> {
+        self.grants
+            .iter()
+            .chain(self.grant_operations.iter().map(|g| &g.grant))
     }
 }
 
@@ -522,6 +597,158 @@ pub fn struct_fields<'a>(
     }
 }
 
+/// The `Accept` header of an operation: the media types of its documented responses.
+fn accept_of(responses: &[ResponseCase]) -> String {
+    let mut media: Vec<&str> = responses
+        .iter()
+        .filter_map(|r| r.body.as_ref().map(|(m, _)| m.as_str()))
+        .collect();
+    media.dedup();
+    if media.is_empty() {
+        "application/json".to_owned()
+    } else {
+        media.join(", ")
+    }
+}
+
+/// The operations with `x-token-grant`, each modelled like the refresh operation: its
+/// parameters, client authentication, body, responses and the mapping of its answers.
+fn grant_operations(
+    spec: &Spec,
+    types: &mut TypeBuilder<'_>,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Vec<GrantOperation> {
+    let file = spec.file.as_str();
+    let mut out = Vec::new();
+    for (path, item) in &spec.api.paths.paths {
+        let ReferenceOr::Item(item) = item else {
+            continue;
+        };
+        for (method, op) in item.iter() {
+            if !op.extensions.contains_key(extension::GRANT_KEY) {
+                continue;
+            }
+            let op_pointer = pointer::join(&pointer::join("/paths", path), method);
+            if op.extensions.contains_key(extension::KEY) {
+                errors.push(SpecError::new(
+                    file,
+                    &op_pointer,
+                    format!(
+                        "an operation carries either `{}` or `{}`; grants of the refresh operation go under its `grants`",
+                        extension::KEY,
+                        extension::GRANT_KEY
+                    ),
+                ));
+                continue;
+            }
+            let ext = match extension::read_grant(file, &op_pointer, &op.extensions) {
+                Ok(ext) => ext,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let Some(id) = op.operation_id.clone().filter(|id| !id.trim().is_empty()) else {
+                errors.push(
+                    SpecError::new(file, &op_pointer, "the grant operation has no operationId")
+                        .hint("add `operationId: login`; it names the generated types and method"),
+                );
+                continue;
+            };
+            let op_name = crate::names::pascal(&id);
+            let params = params(spec, &op_pointer, op, None, types, config, errors);
+            check_path(spec, &op_pointer, path, &params, errors);
+            let auth = auth(spec, &op_pointer, op, config, errors);
+            let body = request_body(spec, &op_pointer, op, &op_name, false, types, errors);
+            let responses = responses(spec, &op_pointer, op, &op_name, types, errors);
+            let ctx = MapCtx {
+                file,
+                at: pointer::join(&op_pointer, extension::GRANT_KEY),
+                responses: &responses,
+                documented: op
+                    .responses
+                    .responses
+                    .keys()
+                    .map(ToString::to_string)
+                    .chain(op.responses.default.as_ref().map(|_| "default".to_owned()))
+                    .collect(),
+            };
+            let answers = ctx.answers(types, &ext.success, &ext.failures, errors);
+            let Some(body) = body else { continue };
+            let plan = grants::plan(
+                file,
+                &ctx.at,
+                types,
+                body.as_ref().map(|b| &b.0),
+                ext.grant,
+                &ext.request(),
+                errors,
+            );
+            let (
+                Some((success, failures)),
+                Some(plan),
+                Some((ty, media_type, example, schema_pointer)),
+            ) = (answers, plan, body)
+            else {
+                continue;
+            };
+            let fill = grants::fill_all(
+                file,
+                types.defs(),
+                std::slice::from_ref(&plan),
+                example.as_ref(),
+                config,
+                errors,
+            )
+            .pop()
+            .unwrap_or_default();
+            if is_form(&media_type) {
+                check_form_fields(
+                    file,
+                    &schema_pointer,
+                    types.defs(),
+                    &plan.struct_name,
+                    errors,
+                );
+            }
+            out.push(GrantOperation {
+                operation: Operation {
+                    id,
+                    method: method.to_ascii_uppercase(),
+                    path: path.clone(),
+                    pointer: op_pointer,
+                    summary: op.summary.clone(),
+                    description: op.description.clone(),
+                    params,
+                    body: Some(Body {
+                        media_type,
+                        ty,
+                        example,
+                        schema_pointer,
+                        wrap: plan.wrap.clone(),
+                        struct_name: plan.struct_name.clone(),
+                        fill: fill.clone(),
+                    }),
+                    accept: accept_of(&responses),
+                    outcome: outcome_name(&op_name, types.defs()),
+                    responses,
+                },
+                auth,
+                success,
+                failures,
+                grant: Grant {
+                    kind: ext.grant,
+                    wrap: plan.wrap,
+                    struct_name: plan.struct_name,
+                    fill,
+                },
+            });
+        }
+    }
+    out
+}
+
 /// Builds the model of a parsed spec, collecting every problem found.
 pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let mut errors = SpecErrors::default();
@@ -631,18 +858,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     };
     let mapping = ctx.mapping(&mut types, &mapping_spec, place, &mut errors);
 
-    let accept = {
-        let mut media: Vec<&str> = responses
-            .iter()
-            .filter_map(|r| r.body.as_ref().map(|(m, _)| m.as_str()))
-            .collect();
-        media.dedup();
-        if media.is_empty() {
-            "application/json".to_owned()
-        } else {
-            media.join(", ")
-        }
-    };
+    let accept = accept_of(&responses);
 
     let (
         Some(mapping),
@@ -703,8 +919,26 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             })
         })
         .collect();
-    let kinds: Vec<_> = grants.iter().map(|g| g.kind).collect();
-    let oauth = grants::flows(spec, &servers, &path, &kinds, &ctx.at, &mut errors);
+    let grant_operations = grant_operations(spec, &mut types, &mut config, &mut errors);
+    let mut served: Vec<(extension::GrantKind, &str, String)> = grants
+        .iter()
+        .map(|g| {
+            let at = pointer::join(&pointer::join(&ctx.at, "grants"), g.kind.key());
+            (g.kind, path.as_str(), at)
+        })
+        .collect();
+    for g in &grant_operations {
+        let at = pointer::join(&g.operation.pointer, extension::GRANT_KEY);
+        if served.iter().any(|(k, _, _)| *k == g.grant.kind) {
+            errors.push(SpecError::new(
+                file,
+                &at,
+                format!("the {} grant is mapped twice", g.grant.kind.key()),
+            ));
+        }
+        served.push((g.grant.kind, g.operation.path.as_str(), at));
+    }
+    let oauth = grants::flows(spec, &servers, &path, &served, &mut errors);
     let body = body.map(|(ty, media_type, example, schema_pointer)| {
         if is_form(&media_type) {
             let mut structs: Vec<&str> = std::iter::once(struct_name.as_str())
@@ -752,6 +986,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         mapping,
         auth,
         grants,
+        grant_operations,
         oauth,
         spec_json: spec.json.clone(),
     };

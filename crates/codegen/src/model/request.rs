@@ -219,19 +219,22 @@ pub(super) fn params(
             Ty::String if crate::types::is_secret_name(&data.name) => Ty::Secret,
             ty => ty,
         };
-        config.push(ConfigField {
-            name: snake(trimmed),
-            example: example.unwrap_or_else(|| made_up_example(&ty, trimmed)),
-            ty,
-            required: data.required,
-            doc: data.description.clone(),
-        });
+        let index = push_config(
+            config,
+            ConfigField {
+                name: snake(trimmed),
+                example: example.unwrap_or_else(|| made_up_example(&ty, trimmed)),
+                ty,
+                required: data.required,
+                doc: data.description.clone(),
+            },
+        );
         out.push(Param {
             location,
             name: data.name.clone(),
             required: data.required,
             schema_pointer: schema_at,
-            value: ParamValue::Config(config.len() - 1),
+            value: ParamValue::Config(index),
         });
     }
     out
@@ -465,14 +468,16 @@ pub(super) fn auth(
         }
     };
     let mut field = |name: &str, ty: Ty, doc: &str| {
-        config.push(ConfigField {
-            name: name.to_owned(),
-            example: made_up_example(&ty, name),
-            ty,
-            required: true,
-            doc: Some(doc.to_owned()),
-        });
-        config.len() - 1
+        push_config(
+            config,
+            ConfigField {
+                name: name.to_owned(),
+                example: made_up_example(&ty, name),
+                ty,
+                required: true,
+                doc: Some(doc.to_owned()),
+            },
+        )
     };
     match scheme {
         openapiv3::SecurityScheme::HTTP { scheme, .. } if scheme.eq_ignore_ascii_case("basic") => {
@@ -612,6 +617,17 @@ pub(super) fn body_fill(
             }
         })
         .collect()
+}
+
+/// Adds a per-client value, or finds the one of the same name, type and need that another
+/// request (or operation) already takes: one builder value, however many places send it.
+pub(super) fn push_config(config: &mut Vec<ConfigField>, field: ConfigField) -> usize {
+    let same =
+        |c: &ConfigField| c.name == field.name && c.ty == field.ty && c.required == field.required;
+    config.iter().position(same).unwrap_or_else(|| {
+        config.push(field);
+        config.len() - 1
+    })
 }
 
 /// The struct a body of type `ty` is (`""` for none, or a body that is not one struct).
