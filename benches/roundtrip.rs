@@ -51,7 +51,7 @@ async fn subjects() -> Vec<Subject> {
         let base = mock.base_url();
         let (client, body, headers): Built = match name {
             "byelabel" => {
-                let c = tokenkit_byelabel::Client::builder("ws")
+                let c = tokenkit_byelabel::Client::builder("ws", "cid", "cs")
                     .base_url(&base)
                     .build()
                     .unwrap();

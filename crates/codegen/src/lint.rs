@@ -3,7 +3,7 @@
 //! expects them, so a wrong example is a wrong test.
 
 use crate::error::SpecError;
-use crate::model::{Provider, ResponseCase};
+use crate::model::{Answering, Provider, ResponseCase};
 use crate::pointer::join;
 use crate::validate::validate;
 use serde_json::Value;
@@ -11,13 +11,22 @@ use serde_json::Value;
 /// Every problem of a built provider, in spec order.
 pub fn lint(provider: &Provider) -> Vec<SpecError> {
     let mut out = Vec::new();
+    for answering in provider.answering() {
+        lint_operation(provider, answering, &mut out);
+    }
+    out
+}
+
+/// The examples of one operation: its body, parameters and responses.
+fn lint_operation(provider: &Provider, answering: Answering<'_>, out: &mut Vec<SpecError>) {
     let spec = &provider.spec_json;
-    let op = &provider.operation;
+    let op = answering.operation;
+    let out = &mut *out;
 
     if let Some(body) = &op.body {
         let body_at = body.schema_pointer.trim_end_matches("/schema").to_owned();
         if let Some(schema) = spec.pointer(&body.schema_pointer) {
-            check_examples(provider, &body_at, schema, &mut out);
+            check_examples(provider, &body_at, schema, out);
         }
     }
     for param in &op.params {
@@ -26,14 +35,13 @@ pub fn lint(provider: &Provider) -> Vec<SpecError> {
             spec.pointer(&join(at, "example")),
             spec.pointer(&param.schema_pointer),
         ) {
-            check(provider, &join(at, "example"), schema, example, &mut out);
+            check(provider, &join(at, "example"), schema, example, out);
         }
     }
     for case in &op.responses {
-        lint_response(provider, case, &mut out);
+        lint_response(provider, case, out);
     }
-    lint_success_examples(provider, &mut out);
-    out
+    lint_success_examples(provider, answering, out);
 }
 
 fn lint_response(provider: &Provider, case: &ResponseCase, out: &mut Vec<SpecError>) {
@@ -92,9 +100,9 @@ fn check(provider: &Provider, at: &str, schema: &Value, example: &Value, out: &m
 }
 
 /// Every success example that is not a documented failure carries the access token.
-fn lint_success_examples(provider: &Provider, out: &mut Vec<SpecError>) {
-    let success = &provider.mapping.success;
-    let Some(case) = provider
+fn lint_success_examples(provider: &Provider, answering: Answering<'_>, out: &mut Vec<SpecError>) {
+    let success = answering.success;
+    let Some(case) = answering
         .operation
         .responses
         .iter()
@@ -103,8 +111,7 @@ fn lint_success_examples(provider: &Provider, out: &mut Vec<SpecError>) {
         return;
     };
     let is_failure = |body: &Value| {
-        provider
-            .mapping
+        answering
             .failures
             .iter()
             .filter_map(|f| f.when.as_ref())

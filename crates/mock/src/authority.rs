@@ -1,12 +1,13 @@
 //! A provider that enforces rotation, for testing token managers: fresh tokens on every
 //! success, each refresh token accepted once, and reuse punished by revoking the family.
 
-use crate::{Reply, example, http::Request};
+use crate::{Reply, example_of, http::Request};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokenkit_codegen::Provider;
 use tokenkit_codegen::extension::{FailureKind, GrantKind};
+use tokenkit_codegen::model::Answering;
 
 /// What the provider has seen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,25 +77,41 @@ impl Authority {
 
     /// The reply to a refresh or grant request.
     pub(crate) fn answer(&mut self, provider: &Provider, request: &Request) -> Reply {
+        let answering = crate::operation_for(provider, request);
         let presented = crate::presented_token(provider, request);
-        let grant = presented
-            .is_none()
-            .then(|| provider.grant_of(crate::body_json(provider, request).as_ref()))
-            .flatten();
+        // A request to a grant's own operation is that grant; one to the refresh operation
+        // without a refresh token is the grant its body is.
+        let grant = match provider
+            .grant_operations
+            .iter()
+            .find(|g| std::ptr::eq(&g.operation, answering.operation))
+        {
+            Some(g) => Some(&g.grant),
+            None => presented
+                .is_none()
+                .then(|| provider.grant_of(crate::body_json(provider, request).as_ref()))
+                .flatten(),
+        };
         let issued = presented.as_ref().and_then(|t| self.tokens.get(t).copied());
         let reply = match issued {
             _ if grant.is_some() => {
                 self.stats.grants += 1;
-                // RFC 6749 §4.4.3: no refresh token for client credentials; the other
-                // grants start a family.
+                // RFC 6749 §4.4.3: no refresh token for client credentials where the answer
+                // may lack one; the other grants (and a login whose answer requires one)
+                // start a family.
+                let optional = answering
+                    .success
+                    .refresh_token
+                    .as_ref()
+                    .is_none_or(|m| m.access.may_be_absent());
                 let family = match grant.map(|g| g.kind) {
-                    Some(GrantKind::ClientCredentials) => None,
+                    Some(GrantKind::ClientCredentials) if optional => None,
                     _ => {
                         self.families += 1;
                         Some(self.families)
                     }
                 };
-                self.issue(provider, family)
+                self.issue(answering, family)
             }
             Some(Issued {
                 family,
@@ -104,7 +121,7 @@ impl Authority {
                     t.used = true;
                 }
                 self.stats.refreshes += 1;
-                self.issue(provider, Some(family))
+                self.issue(answering, Some(family))
             }
             Some(Issued { family, used: true }) => {
                 self.stats.reuses += 1;
@@ -123,9 +140,10 @@ impl Authority {
     }
 
     /// A success answer with a fresh access token and, for a family, its next refresh token.
-    fn issue(&mut self, provider: &Provider, family: Option<u64>) -> Reply {
-        let success = &provider.mapping.success;
-        let mut body = example(provider, success.status, None).unwrap_or_else(|| json!({}));
+    fn issue(&mut self, answering: Answering<'_>, family: Option<u64>) -> Reply {
+        let success = answering.success;
+        let mut body =
+            example_of(answering.operation, success.status, None).unwrap_or_else(|| json!({}));
         let access = self.mint("at");
         set(&mut body, &success.access_token.pointer, json!(access));
         if let (Some(m), None) = (&success.refresh_token, family) {

@@ -3,12 +3,38 @@
 
 use crate::http::Request;
 use serde_json::Value;
-use tokenkit_codegen::model::{Auth, Location, ParamValue, Provider};
+use tokenkit_codegen::model::{Answering, Auth, Location, ParamValue, Provider};
 use tokenkit_codegen::validate::validate;
 
-/// Every way `request` breaks the operation, as readable sentences. They quote no value.
+/// The operation a request is for: the one whose method and path template its method and path
+/// end with (a grant's own operation, say), else the refresh operation.
+pub fn operation_for<'a>(provider: &'a Provider, request: &Request) -> Answering<'a> {
+    let path: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+    provider
+        .answering()
+        .find(|a| {
+            let template: Vec<&str> = a
+                .operation
+                .path
+                .trim_start_matches('/')
+                .split('/')
+                .collect();
+            a.operation.method == request.method
+                && path.len() >= template.len()
+                && match_path(
+                    &template.join("/"),
+                    &path[path.len() - template.len()..].join("/"),
+                )
+                .is_some()
+        })
+        .unwrap_or_else(|| provider.refresh_answering())
+}
+
+/// Every way `request` breaks the operation it is for, as readable sentences. They quote no
+/// value.
 pub fn check_request(provider: &Provider, base_path: &str, request: &Request) -> Vec<String> {
-    let op = &provider.operation;
+    let answering = operation_for(provider, request);
+    let op = answering.operation;
     let mut out = Vec::new();
     if request.method != op.method {
         out.push(format!(
@@ -58,9 +84,10 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
             out.push(format!("{place} {}: {}", param.name, violation.message));
         }
     }
-    check_auth(provider, request, &mut out);
+    check_auth(answering.auth, request, &mut out);
     if let tokenkit_codegen::model::RefreshPlace::Header { name, prefix } =
         &provider.mapping.refresh_place
+        && answering.refresh
         && name.eq_ignore_ascii_case("authorization")
         && !request
             .header(name)
@@ -97,8 +124,12 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
     out
 }
 
-/// The refresh token a request carries, wherever the mapping puts it.
+/// The refresh token a request carries, wherever the mapping puts it (none, for a request to
+/// a grant's own operation).
 pub fn presented_token(provider: &Provider, request: &Request) -> Option<String> {
+    if !operation_for(provider, request).refresh {
+        return None;
+    }
     provider.mapping.refresh_place.read(
         body_json(provider, request).as_ref(),
         |name| query(request, name),
@@ -134,8 +165,8 @@ fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {
 }
 
 /// The client authentication the spec's security scheme asks for.
-fn check_auth(provider: &Provider, request: &Request, out: &mut Vec<String>) {
-    match &provider.auth {
+fn check_auth(auth: Option<&Auth>, request: &Request, out: &mut Vec<String>) {
+    match auth {
         None => {}
         Some(Auth::Basic { .. }) => {
             let credentials = request
@@ -188,7 +219,7 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 
 /// The request body as JSON: parsed, or for a form body, its fields typed by the schema.
 pub fn body_json(provider: &Provider, request: &Request) -> Option<Value> {
-    let body_spec = provider.operation.body.as_ref()?;
+    let body_spec = operation_for(provider, request).operation.body.as_ref()?;
     if !tokenkit_codegen::model::is_form(&body_spec.media_type) {
         return serde_json::from_slice(&request.body).ok();
     }

@@ -18,7 +18,7 @@ pub mod http;
 
 pub use authority::AuthorityStats;
 
-pub use check::{body_json, check_request, presented_token};
+pub use check::{body_json, check_request, operation_for, presented_token};
 pub use http::Request;
 
 use serde_json::Value;
@@ -285,23 +285,28 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The documented example `name` (or the first) of `status`.
+/// The documented example `name` (or the first) of `status`, of the refresh operation.
 pub fn example(provider: &Provider, status: u16, name: Option<&str>) -> Option<Value> {
-    let case = provider
-        .operation
-        .responses
-        .iter()
-        .find(|r| r.status == status)?;
+    example_of(&provider.operation, status, name)
+}
+
+/// The documented example `name` (or the first) of `status`, of `operation`.
+pub fn example_of(
+    operation: &tokenkit_codegen::model::Operation,
+    status: u16,
+    name: Option<&str>,
+) -> Option<Value> {
+    let case = operation.responses.iter().find(|r| r.status == status)?;
     case.examples
         .iter()
         .find(|(n, _)| name.is_none_or(|name| n == name))
         .map(|(_, v)| v.clone())
 }
 
-/// What the mock says when told nothing: the first success example.
-fn fallback(provider: &Provider) -> Reply {
+/// What the mock says when told nothing: the first success example of the operation asked.
+fn fallback(answering: tokenkit_codegen::model::Answering<'_>) -> Reply {
     Reply::Example {
-        status: provider.mapping.success.status,
+        status: answering.success.status,
         name: None,
     }
 }
@@ -339,6 +344,7 @@ async fn serve(
         } else {
             check::check_request(&provider, &base_path, &request)
         };
+        let answering = check::operation_for(&provider, &request);
         let reply = {
             let mut state = lock(&state);
             let refused = (!state.quiet && !state.lenient && !violations.is_empty())
@@ -359,9 +365,9 @@ async fn serve(
             }
             next.or(issued)
                 .or_else(|| state.default.clone())
-                .unwrap_or_else(|| fallback(&provider))
+                .unwrap_or_else(|| fallback(answering))
         };
-        if !answer(&mut stream, &provider, &state, reply).await {
+        if !answer(&mut stream, answering.operation, &state, reply).await {
             return;
         }
     }
@@ -386,13 +392,12 @@ fn problem(violations: &[String]) -> Reply {
 /// Sends `reply`; false when the connection must not be used again.
 async fn answer(
     stream: &mut TcpStream,
-    provider: &Provider,
+    operation: &tokenkit_codegen::model::Operation,
     state: &Mutex<State>,
     reply: Reply,
 ) -> bool {
     let media_of = |status: u16| {
-        provider
-            .operation
+        operation
             .responses
             .iter()
             .find(|r| r.status == status)
@@ -400,7 +405,7 @@ async fn answer(
             .unwrap_or_else(|| "application/json".to_owned())
     };
     match reply {
-        Reply::Example { status, name } => match example(provider, status, name.as_deref()) {
+        Reply::Example { status, name } => match example_of(operation, status, name.as_deref()) {
             Some(body) => json(stream, status, &media_of(status), &body).await,
             None => {
                 // A documented status without an example: an empty body, as documented.
@@ -449,7 +454,7 @@ async fn answer(
         Reply::Close => false,
         Reply::Delayed { delay, reply } => {
             tokio::time::sleep(delay).await;
-            Box::pin(answer(stream, provider, state, *reply)).await
+            Box::pin(answer(stream, operation, state, *reply)).await
         }
     }
 }

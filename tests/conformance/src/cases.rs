@@ -90,7 +90,7 @@ pub async fn success(subject: &Subject) -> Outcome {
     ensure(!examples.is_empty(), || {
         "the spec documents no success example".into()
     })?;
-    let success = &ctx.provider.mapping.success;
+    let success = &ctx.answering().success;
     let keeps_sent = ctx.provider.mapping.rotation == Rotation::Optional;
     for (name, body) in examples {
         let new_refresh = success
@@ -270,16 +270,26 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
     ensure(carried.is_none(), || {
         "a grant request carries a refresh token".into()
     })?;
-    let body = tokenkit_mock::body_json(&ctx.provider, request);
-    let found = ctx.provider.grant_of(body.as_ref()).map(|g| g.kind);
-    ensure(found.map(grant_type) == Some(kind), || {
-        format!("the request is not a {kind:?} grant by its spec's mapping: {found:?}")
+    let hit = tokenkit_mock::operation_for(&ctx.provider, request);
+    let expected = ctx.answering().operation;
+    ensure(std::ptr::eq(hit.operation, expected), || {
+        format!(
+            "the {kind:?} grant went to {} {}, not {} {}",
+            hit.operation.method, hit.operation.path, expected.method, expected.path
+        )
     })?;
+    let body = tokenkit_mock::body_json(&ctx.provider, request);
+    if hit.refresh {
+        // Grants sharing the refresh operation are told apart by their bodies.
+        let found = ctx.provider.grant_of(body.as_ref()).map(|g| g.kind);
+        ensure(found.map(grant_type) == Some(kind), || {
+            format!("the request is not a {kind:?} grant by its spec's mapping: {found:?}")
+        })?;
+    }
     // Each value the call supplied is where the mapping puts it.
     let grant = ctx
         .provider
-        .grants
-        .iter()
+        .all_grants()
         .find(|g| grant_type(g.kind) == kind)
         .ok_or("the spec maps no such grant")?;
     for fill in &grant.fill {
@@ -329,7 +339,7 @@ fn kind_of(kind: FailureKind) -> ErrorKind {
 pub async fn documented_errors(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let mut checked = 0;
-    for failure in &ctx.provider.mapping.failures {
+    for failure in ctx.answering().failures {
         let mut bodies: Vec<(String, Option<Value>)> = ctx
             .examples(failure.status)
             .into_iter()
@@ -337,7 +347,7 @@ pub async fn documented_errors(subject: &Subject) -> Outcome {
             .map(|(name, body)| (name, Some(body)))
             .collect();
         let has_body = ctx
-            .provider
+            .answering()
             .operation
             .responses
             .iter()
@@ -397,10 +407,9 @@ pub async fn documented_errors(subject: &Subject) -> Outcome {
             checked += 1;
         }
     }
-    ensure(
-        checked > 0 || ctx.provider.mapping.failures.is_empty(),
-        || "no documented error was exercised".into(),
-    )
+    ensure(checked > 0 || ctx.answering().failures.is_empty(), || {
+        "no documented error was exercised".into()
+    })
 }
 
 /// Case 4: A failure inside a success status (an envelope's `success: false`) is an error, never a
@@ -410,8 +419,7 @@ pub async fn failure_inside_success_status(subject: &Subject) -> Outcome {
     let status = ctx.success_status();
     let example = ctx.success_example()?;
     for failure in ctx
-        .provider
-        .mapping
+        .answering()
         .failures
         .iter()
         .filter(|f| f.status == status)
@@ -442,7 +450,7 @@ pub async fn failure_inside_success_status(subject: &Subject) -> Outcome {
         }
     }
     let mut body = example;
-    let pointer = &ctx.provider.mapping.success.access_token.pointer;
+    let pointer = &ctx.answering().success.access_token.pointer;
     ensure(remove_at(&mut body, pointer), || {
         format!("the success example has no {pointer}")
     })?;
@@ -461,7 +469,7 @@ pub async fn undocumented_status(subject: &Subject) -> Outcome {
     use tokenkit_codegen::model::StatusKey;
     let ctx = Ctx::start(subject).await?;
     let keys: Vec<StatusKey> = ctx
-        .provider
+        .answering()
         .operation
         .responses
         .iter()
@@ -476,8 +484,7 @@ pub async fn undocumented_status(subject: &Subject) -> Outcome {
         })
         .ok_or("the spec documents every status class; nothing is left undocumented")?;
     let default = ctx
-        .provider
-        .mapping
+        .answering()
         .failures
         .iter()
         .find(|f| f.key == StatusKey::Default);
@@ -671,7 +678,7 @@ pub async fn no_secret_in_output(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let sent_sentinel = RefreshToken::new("SNTL-rt-1f2e");
     let sentinels = ["SNTL-rt-1f2e", "SNTL-at-3c4d", "SNTL-nrt-5a6b"];
-    let success = &ctx.provider.mapping.success;
+    let success = &ctx.answering().success;
     let status = ctx.success_status();
     let mut body = ctx.success_example()?;
     set_at(
@@ -724,7 +731,7 @@ pub async fn no_secret_in_output(subject: &Subject) -> Outcome {
             body: bytes[..bytes.len() - 1].to_vec(),
         },
     ];
-    for failure in &ctx.provider.mapping.failures {
+    for failure in ctx.answering().failures {
         let mut error_body = ctx
             .examples(failure.status)
             .into_iter()
@@ -780,21 +787,27 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
     let status = ctx.success_status();
     let example = ctx.success_example()?;
     if let Call::Grant(kind) = ctx.call() {
-        // A grant's answer without a refresh token is a set without one (client credentials
-        // usually get none), never a set holding something made up.
-        let Some(mapped) = &ctx.provider.mapping.success.refresh_token else {
+        // A grant's answer without a refresh token is a set without one where the schema
+        // allows that (client credentials usually get none), a bad response where it does
+        // not; never a set holding something made up.
+        let Some(mapped) = ctx.answering().success.refresh_token.clone() else {
             return Ok(());
         };
         let mut body = example;
         remove_at(&mut body, &mapped.pointer);
-        let set = refresh_with(&ctx, Reply::Json { status, body }, &sent())
-            .await
-            .map_err(|e| format!("a {kind:?} answer without a refresh token: {e}"))?;
+        let result = refresh_with(&ctx, Reply::Json { status, body }, &sent()).await;
+        if !may_be_absent(&mapped) {
+            let err = expect_err(result, "a grant answer without its required refresh token")?;
+            return ensure(err.kind() == ErrorKind::BadResponse, || {
+                format!("a {kind:?} answer without its required refresh token: {err:?}")
+            });
+        }
+        let set = result.map_err(|e| format!("a {kind:?} answer without a refresh token: {e}"))?;
         return ensure(set.refresh_token.is_none(), || {
             "a grant answer without a refresh token gave a set with one".into()
         });
     }
-    let Some(mapped) = ctx.provider.mapping.success.refresh_token.clone() else {
+    let Some(mapped) = ctx.answering().success.refresh_token.clone() else {
         let set = refresh_with(
             &ctx,
             Reply::Json {
@@ -848,7 +861,7 @@ pub async fn every_rule_trips(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let success_status = ctx.success_status();
     let mut tripped = 0;
-    for failure in &ctx.provider.mapping.failures {
+    for failure in ctx.answering().failures {
         let documented: Vec<Value> = ctx
             .examples(failure.status)
             .into_iter()
@@ -917,8 +930,7 @@ pub async fn every_rule_trips(subject: &Subject) -> Outcome {
         }
     }
     let rules = ctx
-        .provider
-        .mapping
+        .answering()
         .failures
         .iter()
         .map(|f| usize::from(f.when.is_some()) + f.kinds.len())
@@ -1004,7 +1016,7 @@ pub async fn empty_token(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let status = ctx.success_status();
     let example = ctx.success_example()?;
-    let success = &ctx.provider.mapping.success;
+    let success = &ctx.answering().success;
     let mut pointers = vec![("access token", success.access_token.pointer.clone())];
     if let Some(mapped) = &success.refresh_token {
         pointers.push(("new refresh token", mapped.pointer.clone()));

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokenkit::{BuildError, HttpConfig, RefreshClient};
 use tokenkit_codegen::Provider;
-use tokenkit_codegen::model::Mapped;
+use tokenkit_codegen::extension::GrantKind;
+use tokenkit_codegen::model::{Answering, Mapped};
 use tokenkit_codegen::types::Access;
 use tokenkit_mock::MockServer;
 
@@ -98,14 +99,27 @@ impl Ctx {
         (self.subject.build)(&self.mock.base_url(), http).map_err(|e| e.to_string())
     }
 
+    /// The operation the cases' request goes to, and the mapping of its answers: the refresh
+    /// operation, or the grant's (its own, or the refresh operation).
+    pub fn answering(&self) -> Answering<'_> {
+        match self.subject.call {
+            Call::Refresh => self.provider.refresh_answering(),
+            Call::Grant(kind) => self.provider.answering_for(match kind {
+                GrantType::ClientCredentials => GrantKind::ClientCredentials,
+                GrantType::AuthorizationCode => GrantKind::AuthorizationCode,
+                GrantType::Password => GrantKind::Password,
+            }),
+        }
+    }
+
     /// The success status.
     pub fn success_status(&self) -> u16 {
-        self.provider.mapping.success.status
+        self.answering().success.status
     }
 
     /// The documented examples of `status`.
     pub fn examples(&self, status: u16) -> Vec<(String, Value)> {
-        self.provider
+        self.answering()
             .operation
             .responses
             .iter()
@@ -116,8 +130,7 @@ impl Ctx {
 
     /// Whether a body of `status` is a documented failure (its `when` discriminator matches).
     pub fn is_envelope_failure(&self, status: u16, body: &Value) -> bool {
-        self.provider
-            .mapping
+        self.answering()
             .failures
             .iter()
             .filter(|f| f.status == status)

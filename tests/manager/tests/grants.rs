@@ -207,3 +207,47 @@ async fn seeding_from_a_code_needs_a_provider_that_offers_the_grant() {
     assert!(!format!("{err} {err:?}").contains("SNTL"));
     assert!(mock.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_its_own_operation_replaces_a_revoked_family_once() {
+    // Byelabel's login (`POST /login`, mapped as a client-credentials grant with
+    // `x-token-grant`) issues a refresh token: the manager logs in once, then refreshes.
+    let spec = tokenkit_manager_tests::workspace().join("specs/byelabel.yaml");
+    let mock = tokenkit_mock::MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    let first = mock.enforce_rotation(3600, Duration::from_millis(5));
+    let client = tokenkit_byelabel::Client::builder("ws_3f9a2c", "cid", "cs")
+        .base_url(mock.base_url())
+        .build()
+        .unwrap();
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client, store.clone(), "k").unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    mock.revoke_families();
+
+    let tokens = stampede(&manager, 10_000).await;
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.grants, stats.rejected, stats.refreshes),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    let logins: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.request.path.ends_with("/login"))
+        .collect();
+    assert_eq!(logins.len(), 1);
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert!(
+        stored.tokens.refresh_token.is_some(),
+        "the login's refresh token is kept"
+    );
+    assert!(stored.tokens.refresh_expires_at.is_some());
+    // The new family refreshes.
+    manager.force_refresh().await.unwrap();
+    assert_eq!(mock.authority_stats().refreshes, 1);
+}

@@ -8,13 +8,20 @@ mod byelabel {
         base_url: &str,
         http: tokenkit::HttpConfig,
     ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
-        let client = tokenkit_byelabel::Client::builder("ws_3f9a2c")
+        let client = tokenkit_byelabel::Client::builder(
+                "ws_3f9a2c",
+                "cid_byelabel_example",
+                "cs_byelabel_example",
+            )
             .base_url(base_url)
             .http_config(http)
             .build()?;
         Ok(Box::new(client))
     }
-    tokenkit_conformance::suite!("byelabel", "specs/byelabel.yaml", build);
+    tokenkit_conformance::suite!(
+        "byelabel", "specs/byelabel.yaml", build; grants : client_credentials =
+        ClientCredentials
+    );
 }
 /// The conformance cases for `specs/easyship.yaml`.
 mod easyship {

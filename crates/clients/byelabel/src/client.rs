@@ -93,6 +93,25 @@ pub enum ErrorDetailCode {
     /// The `Integer` variant.
     Integer(i64),
 }
+/// The login request body.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoginRequest {
+    /// The API client id.
+    pub client_id: String,
+    /// The API client secret.
+    pub client_secret: tokenkit::Secret,
+}
+/// The `LoginOk` schema.
+///
+/// Decoding tries the variants in order and keeps the first that matches.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum LoginOk {
+    /// The `SuccessResult` variant.
+    SuccessResult(SuccessResult),
+    /// The `FailResult` variant.
+    FailResult(FailResult),
+}
 /// The provider's name, as its spec file is named.
 pub const PROVIDER: &str = "byelabel";
 /// The servers the spec lists, in order.
@@ -107,7 +126,7 @@ const OPERATION: tokenkit::Operation = tokenkit::Operation {
     path: "/refresh-token",
     encoding: tokenkit::Encoding::Json,
     refresh_token: tokenkit::TokenPlace::Body,
-    sensitive_fields: &["token"],
+    sensitive_fields: &["client_secret", "token"],
 };
 /// The outcome of `refreshToken`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
 #[derive(Clone, Debug, PartialEq)]
@@ -121,25 +140,166 @@ pub enum RefreshTokenResponse {
     /// A status the spec does not document.
     Undocumented(tokenkit::Undocumented),
 }
+/// The `login` operation's request (client-credentials grant), as the spec describes it.
+const LOGIN_OPERATION: tokenkit::Operation = tokenkit::Operation {
+    method: "POST",
+    path: "/login",
+    encoding: tokenkit::Encoding::Json,
+    refresh_token: tokenkit::TokenPlace::Body,
+    sensitive_fields: &["client_secret", "token"],
+};
+/// The outcome of `login`: one variant per documented status, with its typed body (or a scrubbed snippet where the spec documents no body).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoginResponse {
+    /// `200`: Processed: a success envelope with the first tokens, or a failure envelope.
+    Ok(LoginOk),
+    /// `500`: Server error; the body is treated as opaque (decided), as for the refresh.
+    InternalServerError(tokenkit::Snippet),
+    /// A status the spec does not document.
+    Undocumented(tokenkit::Undocumented),
+}
+impl LoginResponse {
+    /// Reads a response into the variant of its status: the typed body where the spec
+    /// documents one, a scrubbed snippet where it does not.
+    pub fn decode(
+        response: &tokenkit::Response,
+    ) -> Result<Self, tokenkit::RefreshError> {
+        let outcome = match response.status() {
+            200 => Self::Ok(response.json()?),
+            500 => Self::InternalServerError(response.snippet()),
+            _ => Self::Undocumented(response.undocumented()),
+        };
+        Ok(outcome)
+    }
+    /// Applies the token mapping of `specs/byelabel.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
+    pub fn into_token_set(
+        self,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        match self {
+            Self::Ok(body) => {
+                if tokenkit::mapping::Rule::Equals("false")
+                    .test(login_mapping::failure_0_when(&body))
+                {
+                    return tokenkit::mapping::rejected(
+                        200,
+                        login_mapping::failure_0_code(&body),
+                        login_mapping::failure_0_message(&body),
+                    );
+                }
+                tokenkit::mapping::Fields {
+                    access_token: login_mapping::access_token(&body),
+                    refresh_token: login_mapping::refresh_token(&body),
+                    expires_in: login_mapping::expires_in(&body),
+                    refresh_expires_in: login_mapping::refresh_expires_in(&body),
+                    tokens: &["/payload/access/token", "/payload/refresh/token"],
+                    ..Default::default()
+                }
+                    .token_set(&body, 200, received)
+            }
+            Self::InternalServerError(_) => tokenkit::mapping::transient(500, None, None),
+            Self::Undocumented(answer) => Err(answer.into()),
+        }
+    }
+}
+/// Functions that follow the token mapping's pointers through the typed bodies.
+mod login_mapping {
+    use super::*;
+    /// The value a failure rule tests: `/success` of a [`LoginOk`].
+    pub(super) fn failure_0_when(body: &LoginOk) -> Option<serde_json::Value> {
+        match body {
+            LoginOk::SuccessResult(value) => tokenkit::mapping::json(&value.success),
+            LoginOk::FailResult(value) => tokenkit::mapping::json(&value.success),
+        }
+    }
+    /// The provider's error code: `/error/code` of a [`LoginOk`].
+    pub(super) fn failure_0_code(body: &LoginOk) -> Option<String> {
+        match body {
+            LoginOk::SuccessResult(_) => None,
+            LoginOk::FailResult(value) => {
+                tokenkit::mapping::text(value.error.code.as_ref()?)
+            }
+        }
+    }
+    /// The provider's error message: `/error/message` of a [`LoginOk`].
+    pub(super) fn failure_0_message(body: &LoginOk) -> Option<String> {
+        match body {
+            LoginOk::SuccessResult(_) => None,
+            LoginOk::FailResult(value) => {
+                tokenkit::mapping::text(value.error.message.as_ref()?)
+            }
+        }
+    }
+    /// The access token: `/payload/access/token` of a [`LoginOk`].
+    pub(super) fn access_token(body: &LoginOk) -> Option<tokenkit::Secret> {
+        match body {
+            LoginOk::SuccessResult(value) => {
+                Some(tokenkit::mapping::secret(&value.payload.access.token))
+            }
+            LoginOk::FailResult(_) => None,
+        }
+    }
+    /// The new refresh token: `/payload/refresh/token` of a [`LoginOk`].
+    pub(super) fn refresh_token(body: &LoginOk) -> Option<tokenkit::Secret> {
+        match body {
+            LoginOk::SuccessResult(value) => {
+                Some(tokenkit::mapping::secret(&value.payload.refresh.token))
+            }
+            LoginOk::FailResult(_) => None,
+        }
+    }
+    /// The lifetime: `/payload/access/expires_in` of a [`LoginOk`].
+    pub(super) fn expires_in(body: &LoginOk) -> Option<f64> {
+        match body {
+            LoginOk::SuccessResult(value) => {
+                tokenkit::mapping::seconds(&value.payload.access.expires_in)
+            }
+            LoginOk::FailResult(_) => None,
+        }
+    }
+    /// The refresh token's lifetime: `/payload/refresh/expires_in` of a [`LoginOk`].
+    pub(super) fn refresh_expires_in(body: &LoginOk) -> Option<f64> {
+        match body {
+            LoginOk::SuccessResult(value) => {
+                tokenkit::mapping::seconds(&value.payload.refresh.expires_in)
+            }
+            LoginOk::FailResult(_) => None,
+        }
+    }
+}
 /// A client for Byelabel's refresh operation, `POST /refresh-token`. Build it with [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
 pub struct Client {
     endpoint: tokenkit::Endpoint,
+    /// The endpoint of `POST /login`.
+    login_endpoint: tokenkit::Endpoint,
+    client_id: String,
+    client_secret: tokenkit::Secret,
 }
 /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
     connection: tokenkit::Connection,
     workspace_id: String,
+    client_id: String,
+    client_secret: tokenkit::Secret,
 }
 impl Client {
     /// Starts a builder with the per-client values the spec requires.
     ///
     /// - `workspace_id`: The workspace the credentials belong to; a per-client constant.
-    pub fn builder(workspace_id: impl Into<String>) -> ClientBuilder {
+    /// - `client_id`: The API client id.
+    /// - `client_secret`: The API client secret.
+    pub fn builder(
+        workspace_id: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<tokenkit::Secret>,
+    ) -> ClientBuilder {
         ClientBuilder {
             connection: tokenkit::Connection::new(DEFAULT_BASE_URL),
             workspace_id: workspace_id.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
         }
     }
     /// `POST /refresh-token`: Exchange a refresh token for a new access token and refresh token. Sends `body` as it is and returns the documented outcome for the status that came back. Errors are what the runtime could not turn into an outcome: no response, a body over the size cap, or a documented body that does not match its schema.
@@ -155,18 +315,79 @@ impl Client {
             token: token.into(),
         }
     }
+    /// `POST /login`: the client-credentials grant's own operation. Sends `body` as it is and returns the documented outcome for the status that came back.
+    pub async fn login(
+        &self,
+        body: &LoginRequest,
+    ) -> Result<LoginResponse, tokenkit::RefreshError> {
+        LoginResponse::decode(&self.login_endpoint.send(body, None).await?)
+    }
+    /// The request body of the client-credentials grant (RFC 6749 §4.4): a token set for the client itself.
+    pub fn client_credentials_request(&self) -> LoginRequest {
+        LoginRequest {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+        }
+    }
+    /// Sends the client-credentials grant (RFC 6749 §4.4): a token set for the client itself. The answer goes through the spec's success and failure mapping; an answer without a refresh token is a set without one. The arguments are scrubbed from errors.
+    pub async fn client_credentials_grant(
+        &self,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        let body = self.client_credentials_request();
+        self.login_endpoint
+            .grant(
+                &body,
+                &[],
+                |response, received| {
+                    LoginResponse::decode(response)?.into_token_set(received)
+                },
+            )
+            .await
+    }
+}
+/// The grants the spec offers besides the refresh.
+pub const GRANTS: &[tokenkit::GrantType] = &[tokenkit::GrantType::ClientCredentials];
+/// The scopes the spec's OAuth 2 flows declare: none.
+pub const SCOPES: &[&str] = &[];
+impl tokenkit::GrantClient for Client {
+    fn grant_types(&self) -> &'static [tokenkit::GrantType] {
+        GRANTS
+    }
+    fn client_credentials(
+        &self,
+    ) -> Option<
+        tokenkit::BoxFuture<'_, Result<tokenkit::TokenSet, tokenkit::RefreshError>>,
+    > {
+        Some(Box::pin(self.client_credentials_grant()))
+    }
 }
 impl ClientBuilder {
     tokenkit::connection_setters!();
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<Client, tokenkit::BuildError> {
+        let login_endpoint = {
+            let mut endpoint = tokenkit::Endpoint::new(
+                self.connection.clone(),
+                &LOGIN_OPERATION,
+            )?;
+            endpoint.header("Accept", "application/json")?;
+            endpoint.header("X-Workspace-Id", self.workspace_id.as_str())?;
+            endpoint.scrub(&self.client_secret);
+            endpoint
+        };
         let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
         endpoint.header("Accept", "application/json")?;
         endpoint.header("X-Workspace-Id", self.workspace_id.as_str())?;
-        Ok(Client { endpoint })
+        endpoint.scrub(&self.client_secret);
+        Ok(Client {
+            endpoint,
+            login_endpoint,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+        })
     }
 }
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshTokenResponse);
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshTokenResponse, grants);
 impl RefreshTokenResponse {
     /// Reads a response into the variant of its status: the typed body where the spec
     /// documents one, a scrubbed snippet where it does not.

@@ -2,8 +2,10 @@
 
 //! Byelabel token-refresh client, generated from `specs/byelabel.yaml` (spec version 1.0.0).
 //!
-//! Shipping rate and label API (UPS, FedEx, USPS, Asendia): the refresh-token endpoint.
-//! Source: doc.byelabel.com. Every request the API processes answers HTTP 200; a failure is
+//! Shipping rate and label API (UPS, FedEx, USPS, Asendia): the refresh-token endpoint, and the
+//! login that issues the first tokens (`POST /login` with the client id and secret, the same
+//! envelope; mapped as a client-credentials grant on its own operation). Source:
+//! doc.byelabel.com. Every request the API processes answers HTTP 200; a failure is
 //! `success: false` inside the same envelope. No sandbox is known.
 //!
 //! Servers:
@@ -14,7 +16,7 @@
 //! ```no_run
 //! use tokenkit::RefreshClient as _;
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = tokenkit_byelabel::Client::builder("ws_3f9a2c").build()?;
+//! let client = tokenkit_byelabel::Client::builder("ws_3f9a2c", "cid_byelabel_example", "cs_byelabel_example").build()?;
 //! let tokens = client.refresh(&tokenkit::RefreshToken::new("stored refresh token")).await?;
 //! // Store tokens.refresh_token before using tokens.access_token.
 //! # Ok(())

@@ -242,7 +242,7 @@ impl Client {
             scope: self.scope.clone(),
         })
     }
-    /// Sends the client-credentials grant (RFC 6749 §4.4): a token set for the client itself. The answer goes through the same mapping as a refresh; an answer without a refresh token is a set without one. The arguments are scrubbed from errors.
+    /// Sends the client-credentials grant (RFC 6749 §4.4): a token set for the client itself. The answer goes through the spec's success and failure mapping; an answer without a refresh token is a set without one. The arguments are scrubbed from errors.
     pub async fn client_credentials_grant(
         &self,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
@@ -271,7 +271,7 @@ impl Client {
             redirect_uri: redirect_uri.into(),
         })
     }
-    /// Sends the authorization-code grant (RFC 6749 §4.1.3): a token set for the code the redirect brought. The answer goes through the same mapping as a refresh; an answer without a refresh token is a set without one. The arguments are scrubbed from errors.
+    /// Sends the authorization-code grant (RFC 6749 §4.1.3): a token set for the code the redirect brought. The answer goes through the spec's success and failure mapping; an answer without a refresh token is a set without one. The arguments are scrubbed from errors.
     pub async fn authorization_code_grant(
         &self,
         code: &tokenkit::Secret,

@@ -3,7 +3,10 @@
 //! Fredi token-refresh client, generated from `specs/fredi.yaml` (spec version 1.0.0).
 //!
 //! Shipping middleware (docs.staging.beo-fredi.de): the refresh-token endpoint. The production
-//! base URL is given to each customer by support; set it on the client builder.
+//! base URL is given to each customer by support; set it on the client builder. Refresh-only:
+//! the docs show no login or other grant (their "avoid repeated login requests" names no
+//! endpoint), so the first tokens come from the application (`TokenManager::seed`) and a dead
+//! refresh token needs its re-authentication hook.
 //!
 //! Servers:
 //! - `https://staging.beo-fredi.de`: Staging. Paths start with `/api/...` so that a base URL ending in `/api` is not doubled

@@ -3,6 +3,9 @@
 //! Hesabe token-refresh client, generated from `specs/hesabe.yaml` (spec version 1.0.0).
 //!
 //! Payment gateway merchant API: the token-refresh endpoint. The access token lives 15 minutes.
+//! Refresh-only: the docs mention a login ("after the successful login") but document no login
+//! endpoint, so the first tokens come from the application (`TokenManager::seed`) and a dead
+//! refresh token needs its re-authentication hook.
 //!
 //! Servers:
 //! - `https://merchantapi.hesabe.com/api`: Production.

@@ -3,7 +3,9 @@
 //! Vault.ist token-refresh client, generated from `specs/vaultist.yaml` (spec version 1.0.0).
 //!
 //! Vault.ist API: the OAuth 2.0 refresh-token grant. The v3 sandbox host is unconfirmed, so only
-//! production is listed.
+//! production is listed. Refresh-only: the page documents `grantType: refresh_token` alone, no
+//! other grant of the endpoint, so the first tokens come from the application
+//! (`TokenManager::seed`) and a dead refresh token needs its re-authentication hook.
 //!
 //! Servers:
 //! - `https://api.vault.ist`: Production.

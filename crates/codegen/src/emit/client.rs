@@ -6,8 +6,8 @@ use super::types::{enum_variant, field_ident, ty};
 use crate::extension::GrantKind;
 use crate::extension::Rotation;
 use crate::model::{
-    Auth, ConfigField, FillSource, GrantArg, Location, ParamValue, Provider, RefreshPlace,
-    StatusKey,
+    Auth, ConfigField, FillSource, GrantArg, Location, Operation, ParamValue, Provider,
+    RefreshPlace, StatusKey,
 };
 use crate::names::{ident, snake};
 use crate::types::Ty;
@@ -192,49 +192,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
     });
 
     // Headers, query parameters and path segments are fixed when the client is built.
-    let accept = &op.accept;
-    let mut setup = vec![quote!(endpoint.header("Accept", #accept)?;)];
-    for param in &op.params {
-        let wire = param.name.as_str();
-        match &param.value {
-            ParamValue::Constant(value) => {
-                setup.push(place(param.location, wire, quote!(#value), false))
-            }
-            ParamValue::Config(index) => {
-                let field = &config[*index];
-                let i = &idents[*index];
-                let secret = field.ty == Ty::Secret;
-                setup.push(if field.required {
-                    place(
-                        param.location,
-                        wire,
-                        as_text(field, quote!(self.#i)),
-                        secret,
-                    )
-                } else {
-                    let inner = place(param.location, wire, as_text(field, quote!(value)), secret);
-                    quote!(if let Some(value) = &self.#i { #inner })
-                });
-            }
-            // Sent with each request, by the endpoint (`Operation::refresh_token`).
-            ParamValue::RefreshToken => {}
-        }
-    }
-    match &provider.auth {
-        Some(Auth::Basic { id, secret }) => {
-            let (id, secret) = (&idents[*id], &idents[*secret]);
-            setup.push(quote!(endpoint.basic_auth(self.#id.as_str(), &self.#secret)?;));
-        }
-        Some(Auth::ApiKey {
-            location,
-            name,
-            key,
-        }) => {
-            let i = &idents[*key];
-            setup.push(place(*location, name, quote!(self.#i), true));
-        }
-        None => {}
-    }
+    let mut setup = endpoint_setup(op, provider.auth.as_ref(), config, &idents);
     let path_template = &op.path;
 
     // Body values live in the client; header, query and path values are in the endpoint.
@@ -242,7 +200,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         .body
         .iter()
         .flat_map(|b| &b.fill)
-        .chain(provider.grants.iter().flat_map(|g| &g.fill))
+        .chain(provider.all_grants().flat_map(|g| &g.fill))
         .filter_map(|f| match f.source {
             FillSource::Config(i) => Some(i),
             _ => None,
@@ -261,17 +219,21 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         let id = &idents[i];
         quote!(#id: self.#id,)
     });
-    // Secrets sent in the body are scrubbed from every error, with the refresh token.
-    for &i in &body_config {
-        if config[i].ty == Ty::Secret {
+    // Secrets sent in a body are scrubbed from every error, with the refresh token.
+    let scrubs: Vec<TokenStream> = body_config
+        .iter()
+        .filter(|&&i| config[i].ty == Ty::Secret)
+        .map(|&i| {
             let id = &idents[i];
-            setup.push(if config[i].required {
+            if config[i].required {
                 quote!(endpoint.scrub(&self.#id);)
             } else {
                 quote!(if let Some(value) = &self.#id { endpoint.scrub(value); })
-            });
-        }
-    }
+            }
+        })
+        .collect();
+    setup.extend(scrubs.iter().cloned());
+    let grant_ops = grant_operations(provider, config, &idents, &scrubs, &sensitive);
 
     // The refresh request body, if the operation has one.
     let (body_ty, body_expr, encoding) = match &op.body {
@@ -345,6 +307,164 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             .unwrap_or_default()
             + "."
     ));
+    let (outcome_enum, decode) = outcome_items(op, &outcome);
+    let client_doc = docs(&format!(
+        "A client for {title}'s refresh operation, `{} {}`. Build it with [`Client::builder`]; \
+         it is cheap to clone and safe to share.",
+        op.method, op.path
+    ));
+
+    let (grant_methods, grant_items) = grants(provider, &idents, config);
+    let GrantOps {
+        items: grant_op_items,
+        fields: grant_op_fields,
+        methods: grant_op_methods,
+        builds: grant_op_builds,
+        inits: grant_op_inits,
+    } = grant_ops;
+    let grants_arg = provider.all_grants().next().map(|_| quote!(, grants));
+    let items = quote! {
+        /// The provider's name, as its spec file is named.
+        pub const PROVIDER: &str = #name;
+
+        /// The servers the spec lists, in order.
+        pub const SERVERS: &[&str] = &[#(#servers)*];
+
+        #default_doc
+        pub const DEFAULT_BASE_URL: &str = #default_url;
+
+        /// What the provider does with refresh tokens, as the spec's mapping declares.
+        pub const ROTATION: tokenkit::Rotation = #rotation;
+
+        /// The refresh operation's request, as the spec describes it.
+        const OPERATION: tokenkit::Operation = tokenkit::Operation {
+            method: #method_text,
+            path: #path_template,
+            encoding: #encoding,
+            refresh_token: #refresh_place,
+            sensitive_fields: &[#(#sensitive),*],
+        };
+
+        #outcome_enum
+
+        #(#grant_op_items)*
+
+        #client_doc
+        #[derive(Clone, Debug)]
+        pub struct Client {
+            endpoint: tokenkit::Endpoint,
+            #(#grant_op_fields)*
+            #(#client_fields)*
+        }
+
+        /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
+        #[derive(Clone, Debug)]
+        pub struct ClientBuilder {
+            connection: tokenkit::Connection,
+            #(#builder_fields)*
+        }
+
+        impl Client {
+            #builder_doc
+            pub fn builder(#(#builder_args),*) -> ClientBuilder {
+                ClientBuilder {
+                    connection: tokenkit::Connection::new(DEFAULT_BASE_URL),
+                    #(#builder_init)*
+                }
+            }
+
+            #op_doc
+            pub async fn #op_fn(&self, #op_args) -> Result<#outcome, tokenkit::RefreshError> {
+                #outcome::decode(&self.endpoint.send(#send_args).await?)
+            }
+
+            #request_doc
+            pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) #returns {
+                #body_expr
+            }
+
+            #(#grant_op_methods)*
+
+            #grant_methods
+        }
+
+        #grant_items
+
+        impl ClientBuilder {
+            tokenkit::connection_setters!();
+
+            #(#setters)*
+
+            /// Checks the configuration and builds the client.
+            pub fn build(self) -> Result<Client, tokenkit::BuildError> {
+                #(#grant_op_builds)*
+                let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
+                #(#setup)*
+                Ok(Client { endpoint, #(#grant_op_inits)* #(#client_init)* })
+            }
+        }
+
+        tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grants_arg);
+    };
+    (items, decode)
+}
+
+/// The statements that set up an endpoint (`endpoint` in scope) for `op` at build time: the
+/// `Accept` header, the parameters and the client authentication.
+fn endpoint_setup(
+    op: &Operation,
+    auth: Option<&Auth>,
+    config: &[ConfigField],
+    idents: &[Ident],
+) -> Vec<TokenStream> {
+    let accept = &op.accept;
+    let mut setup = vec![quote!(endpoint.header("Accept", #accept)?;)];
+    for param in &op.params {
+        let wire = param.name.as_str();
+        match &param.value {
+            ParamValue::Constant(value) => {
+                setup.push(place(param.location, wire, quote!(#value), false))
+            }
+            ParamValue::Config(index) => {
+                let field = &config[*index];
+                let i = &idents[*index];
+                let secret = field.ty == Ty::Secret;
+                setup.push(if field.required {
+                    place(
+                        param.location,
+                        wire,
+                        as_text(field, quote!(self.#i)),
+                        secret,
+                    )
+                } else {
+                    let inner = place(param.location, wire, as_text(field, quote!(value)), secret);
+                    quote!(if let Some(value) = &self.#i { #inner })
+                });
+            }
+            // Sent with each request, by the endpoint (`Operation::refresh_token`).
+            ParamValue::RefreshToken => {}
+        }
+    }
+    match auth {
+        Some(Auth::Basic { id, secret }) => {
+            let (id, secret) = (&idents[*id], &idents[*secret]);
+            setup.push(quote!(endpoint.basic_auth(self.#id.as_str(), &self.#secret)?;));
+        }
+        Some(Auth::ApiKey {
+            location,
+            name,
+            key,
+        }) => {
+            let i = &idents[*key];
+            setup.push(place(*location, name, quote!(self.#i), true));
+        }
+        None => {}
+    }
+    setup
+}
+
+/// An operation's outcome enum and its `decode` function.
+fn outcome_items(op: &Operation, outcome: &Ident) -> (TokenStream, TokenStream) {
     let decode_arms = op.responses.iter().map(|case| {
         let variant = ident(&case.variant);
         let value = if case.body.is_some() {
@@ -368,7 +488,6 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
     let has_default = op.responses.iter().any(|c| c.key == StatusKey::Default);
     let undocumented_arm =
         (!has_default).then(|| quote!(_ => Self::Undocumented(response.undocumented()),));
-
     let outcome_variants = op.responses.iter().map(|case| {
         let variant = ident(&case.variant);
         let inner = match &case.body {
@@ -401,14 +520,15 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
          snippet where the spec documents no body).",
         op.id
     ));
-    let client_doc = docs(&format!(
-        "A client for {title}'s refresh operation, `{} {}`. Build it with [`Client::builder`]; \
-         it is cheap to clone and safe to share.",
-        op.method, op.path
-    ));
-
-    let (grant_methods, grant_items) = grants(provider, &idents, config);
-    let grants_arg = (!provider.grants.is_empty()).then(|| quote!(, grants));
+    let enum_def = quote! {
+        #outcome_doc
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum #outcome {
+            #(#outcome_variants)*
+            /// A status the spec does not document.
+            Undocumented(tokenkit::Undocumented),
+        }
+    };
     let decode = quote! {
         /// Reads a response into the variant of its status: the typed body where the spec
         /// documents one, a scrubbed snippet where it does not.
@@ -420,90 +540,110 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             Ok(outcome)
         }
     };
-    let items = quote! {
-        /// The provider's name, as its spec file is named.
-        pub const PROVIDER: &str = #name;
+    (enum_def, decode)
+}
 
-        /// The servers the spec lists, in order.
-        pub const SERVERS: &[&str] = &[#(#servers)*];
+/// What the grant operations add to the client.
+#[derive(Default)]
+struct GrantOps {
+    /// Operation constants, outcome enums with their mapping.
+    items: Vec<TokenStream>,
+    /// The endpoint fields of `Client`.
+    fields: Vec<TokenStream>,
+    /// The typed operations.
+    methods: Vec<TokenStream>,
+    /// Building each endpoint in `ClientBuilder::build`.
+    builds: Vec<TokenStream>,
+    /// Their `Client` initialisers.
+    inits: Vec<TokenStream>,
+}
 
-        #default_doc
-        pub const DEFAULT_BASE_URL: &str = #default_url;
+/// A grant operation's names: its endpoint field, its operation constant, its mapping module.
+fn grant_op_names(op: &Operation) -> (Ident, Ident, Ident) {
+    let snake_id = snake(&op.id);
+    (
+        ident(&format!("{snake_id}_endpoint")),
+        ident(&format!("{}_OPERATION", snake_id.to_ascii_uppercase())),
+        ident(&format!("{snake_id}_mapping")),
+    )
+}
 
-        /// What the provider does with refresh tokens, as the spec's mapping declares.
-        pub const ROTATION: tokenkit::Rotation = #rotation;
-
-        /// The refresh operation's request, as the spec describes it.
-        const OPERATION: tokenkit::Operation = tokenkit::Operation {
-            method: #method_text,
-            path: #path_template,
-            encoding: #encoding,
-            refresh_token: #refresh_place,
-            sensitive_fields: &[#(#sensitive),*],
+fn grant_operations(
+    provider: &Provider,
+    config: &[ConfigField],
+    idents: &[Ident],
+    scrubs: &[TokenStream],
+    sensitive: &[&str],
+) -> GrantOps {
+    let mut out = GrantOps::default();
+    for (g, answering) in provider
+        .grant_operations
+        .iter()
+        .zip(provider.answering().skip(1))
+    {
+        let op = &g.operation;
+        let (field, constant, module) = grant_op_names(op);
+        let outcome = ident(&op.outcome);
+        let (enum_def, decode) = outcome_items(op, &outcome);
+        let mapping = super::mapping::mapping(&provider.file, answering, &outcome, decode, &module);
+        let (method, path) = (op.method.as_str(), op.path.as_str());
+        let encoding = match &op.body {
+            Some(b) if crate::model::is_form(&b.media_type) => quote!(tokenkit::Encoding::Form),
+            _ => quote!(tokenkit::Encoding::Json),
         };
+        let const_doc = docs(&format!(
+            "The `{}` operation's request ({} grant), as the spec describes it.",
+            op.id,
+            g.grant.kind.key()
+        ));
+        out.items.push(quote! {
+            #const_doc
+            const #constant: tokenkit::Operation = tokenkit::Operation {
+                method: #method,
+                path: #path,
+                encoding: #encoding,
+                refresh_token: tokenkit::TokenPlace::Body,
+                sensitive_fields: &[#(#sensitive),*],
+            };
 
-        #outcome_doc
-        #[derive(Clone, Debug, PartialEq)]
-        pub enum #outcome {
-            #(#outcome_variants)*
-            /// A status the spec does not document.
-            Undocumented(tokenkit::Undocumented),
-        }
+            #enum_def
 
-        #client_doc
-        #[derive(Clone, Debug)]
-        pub struct Client {
-            endpoint: tokenkit::Endpoint,
-            #(#client_fields)*
-        }
-
-        /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
-        #[derive(Clone, Debug)]
-        pub struct ClientBuilder {
-            connection: tokenkit::Connection,
-            #(#builder_fields)*
-        }
-
-        impl Client {
-            #builder_doc
-            pub fn builder(#(#builder_args),*) -> ClientBuilder {
-                ClientBuilder {
-                    connection: tokenkit::Connection::new(DEFAULT_BASE_URL),
-                    #(#builder_init)*
-                }
-            }
-
-            #op_doc
-            pub async fn #op_fn(&self, #op_args) -> Result<#outcome, tokenkit::RefreshError> {
-                #outcome::decode(&self.endpoint.send(#send_args).await?)
-            }
-
-            #request_doc
-            pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) #returns {
-                #body_expr
-            }
-
-            #grant_methods
-        }
-
-        #grant_items
-
-        impl ClientBuilder {
-            tokenkit::connection_setters!();
-
-            #(#setters)*
-
-            /// Checks the configuration and builds the client.
-            pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-                let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
+            #mapping
+        });
+        let field_doc = docs(&format!("The endpoint of `{} {}`.", op.method, op.path));
+        out.fields.push(quote! {
+            #field_doc
+            #field: tokenkit::Endpoint,
+        });
+        let setup = endpoint_setup(op, g.auth.as_ref(), config, idents);
+        out.builds.push(quote! {
+            let #field = {
+                let mut endpoint = tokenkit::Endpoint::new(self.connection.clone(), &#constant)?;
                 #(#setup)*
-                Ok(Client { endpoint, #(#client_init)* })
-            }
+                #(#scrubs)*
+                endpoint
+            };
+        });
+        out.inits.push(quote!(#field,));
+        if let Some(body) = &op.body {
+            let body_ty = ty(&body.ty);
+            let op_fn = ident(&operation_fn(&op.id));
+            let op_doc = docs(&format!(
+                "`{} {}`: the {} grant's own operation. Sends `body` as it is and returns the \
+                 documented outcome for the status that came back.",
+                op.method,
+                op.path,
+                g.grant.kind.key()
+            ));
+            out.methods.push(quote! {
+                #op_doc
+                pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
+                    #outcome::decode(&self.#field.send(body, None).await?)
+                }
+            });
         }
-
-        tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grants_arg);
-    };
-    (items, decode)
+    }
+    out
 }
 
 /// The expression that builds a request body: the refresh's (`token` in scope) or a grant's
@@ -597,18 +737,37 @@ fn grants(
     idents: &[Ident],
     config: &[ConfigField],
 ) -> (TokenStream, TokenStream) {
-    if provider.grants.is_empty() {
+    // Each grant with the endpoint that sends it, that operation's outcome and body type.
+    let served: Vec<(&crate::model::Grant, Ident, Ident, TokenStream)> = provider
+        .grants
+        .iter()
+        .map(|g| {
+            (
+                g,
+                ident("endpoint"),
+                outcome_ident(provider),
+                &provider.operation,
+            )
+        })
+        .chain(provider.grant_operations.iter().map(|g| {
+            (
+                &g.grant,
+                grant_op_names(&g.operation).0,
+                ident(&g.operation.outcome),
+                &g.operation,
+            )
+        }))
+        .filter_map(|(g, endpoint, outcome, op)| {
+            op.body.as_ref().map(|b| (g, endpoint, outcome, ty(&b.ty)))
+        })
+        .collect();
+    if served.is_empty() {
         return (quote!(), quote!());
     }
-    let outcome = outcome_ident(provider);
-    let Some(body) = &provider.operation.body else {
-        return (quote!(), quote!());
-    };
-    let body_ty = ty(&body.ty);
     let mut methods = Vec::new();
     let mut trait_fns = Vec::new();
     let mut kinds = Vec::new();
-    for grant in &provider.grants {
+    for (grant, endpoint, outcome, body_ty) in &served {
         let args: Vec<(GrantArg, bool)> = grant
             .fill
             .iter()
@@ -669,8 +828,9 @@ fn grants(
         let grant_ident = ident(grant_fn);
         let request_doc = docs(&format!("The request body of {what}."));
         let grant_doc = docs(&format!(
-            "Sends {what}. The answer goes through the same mapping as a refresh; an answer \
-             without a refresh token is a set without one. The arguments are scrubbed from errors."
+            "Sends {what}. The answer goes through the spec's success and failure mapping; an \
+             answer without a refresh token is a set without one. The arguments are scrubbed \
+             from errors."
         ));
         methods.push(quote! {
             #request_doc
@@ -681,7 +841,7 @@ fn grants(
             #grant_doc
             pub async fn #grant_ident(&self, #(#params),*) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
                 let body = self.#request_ident(#(#names),*);
-                self.endpoint
+                self.#endpoint
                     .grant(&body, &[#(#secrets),*], |response, received| {
                         #outcome::decode(response)?.into_token_set(received)
                     })

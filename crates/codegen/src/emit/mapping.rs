@@ -2,7 +2,7 @@
 
 use super::types::field_ident;
 use crate::extension::{FailureKind, TimeFormat};
-use crate::model::{Failure, Mapped, Provider, ResponseCase, StatusKey, Test};
+use crate::model::{Answering, Failure, Mapped, ResponseCase, StatusKey, Test};
 use crate::names::ident;
 use crate::types::Access;
 use proc_macro2::{Ident, TokenStream};
@@ -99,6 +99,8 @@ struct Getters {
     /// The function already written for a body type, pointer and result, by name: two
     /// failures that read the same field of the same type share one.
     written: Vec<(String, Ident)>,
+    /// The module the functions go in.
+    module: Option<Ident>,
 }
 
 impl Getters {
@@ -117,14 +119,15 @@ impl Getters {
             .map(|(_, ty)| format!("{ty:?}"))
             .unwrap_or_default();
         let key = format!("{body_ty}|{}|{finish:?}", mapped.pointer);
+        let module = &self.module;
         if let Some((_, existing)) = self.written.iter().find(|(k, _)| *k == key) {
-            return quote!(mapping::#existing(&body));
+            return quote!(#module::#existing(&body));
         }
         let name = format_ident!("{}", name);
         self.functions
             .push(getter(&name, purpose, case, mapped, finish));
         self.written.push((key, name.clone()));
-        quote!(mapping::#name(&body))
+        quote!(#module::#name(&body))
     }
 
     /// A call, or `None` when the mapping has no such pointer.
@@ -215,12 +218,19 @@ fn failing(kind: FailureKind) -> TokenStream {
     }
 }
 
-/// The `mapping` module and the `into_token_set` method of the outcome enum.
-pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> TokenStream {
-    let mapping = &provider.mapping;
-    let success = &mapping.success;
+/// The mapping module (`module`) and the `into_token_set` method of an operation's outcome
+/// enum.
+pub fn mapping(
+    file: &str,
+    answering: Answering<'_>,
+    outcome: &Ident,
+    decode: TokenStream,
+    module: &Ident,
+) -> TokenStream {
+    let success = answering.success;
+    let failures = answering.failures;
     let case_of = |status: u16| {
-        provider
+        answering
             .operation
             .responses
             .iter()
@@ -228,11 +238,14 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
             .expect("the model checked that every mapped status is documented")
     };
     let success_case = case_of(success.status);
-    let mut getters = Getters::default();
+    let mut getters = Getters {
+        module: Some(module.clone()),
+        ..Getters::default()
+    };
 
     // The failures, by status: `when` discriminators first, then the fallback.
     let mut failure_checks: Vec<(u16, Option<TokenStream>, TokenStream)> = Vec::new();
-    for (i, failure) in mapping.failures.iter().enumerate() {
+    for (i, failure) in failures.iter().enumerate() {
         let case = case_of(failure.status);
         let condition = failure.when.as_ref().map(|when| {
             let call = getters.call(
@@ -338,7 +351,7 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
     let undocumented = quote! {
         Self::Undocumented(answer) => Err(answer.into()),
     };
-    let arms = provider.operation.responses.iter().map(|case| {
+    let arms = answering.operation.responses.iter().map(|case| {
         let variant = ident(&case.variant);
         let status = case.status;
         let checks: Vec<&(u16, Option<TokenStream>, TokenStream)> = failure_checks
@@ -391,7 +404,7 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
         };
         let guarded: Vec<TokenStream> = guarded.collect();
         let uses_body = status == success_status
-            || mapping.failures.iter().any(|f| {
+            || failures.iter().any(|f| {
                 f.status == status && (f.when.is_some() || f.code.is_some() || f.message.is_some())
             });
         let binding = if case.body.is_some() && uses_body {
@@ -422,7 +435,7 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
          documented failure the error its mapping names. `refresh_token` is `None` when the \
          response carries none (the runtime then keeps the one sent, where the rotation policy \
          allows it); `received` is when the response arrived, the origin of a relative expiry.",
-        provider.file
+        file
     ));
     quote! {
         impl #outcome {
@@ -441,7 +454,7 @@ pub fn mapping(provider: &Provider, outcome: &Ident, decode: TokenStream) -> Tok
         }
 
         /// Functions that follow the token mapping's pointers through the typed bodies.
-        mod mapping {
+        mod #module {
             use super::*;
 
             #(#getters)*

@@ -80,7 +80,13 @@ pub fn client_rs(provider: &Provider) -> Result<String, String> {
     let defs: Vec<&crate::types::TypeDef> = provider.types.values().collect();
     let types = types::definitions(&defs);
     let (client, decode) = client::client(provider);
-    let mapping = mapping::mapping(provider, &outcome, decode);
+    let mapping = mapping::mapping(
+        &provider.file,
+        provider.refresh_answering(),
+        &outcome,
+        decode,
+        &proc_macro2::Ident::new("mapping", proc_macro2::Span::call_site()),
+    );
     format_file(
         &provider.file,
         quote! {

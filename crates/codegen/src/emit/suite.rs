@@ -56,7 +56,7 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
         });
         let doc = super::docs(&format!("The conformance cases for `{spec}`."));
         let name_text = &provider.name;
-        let grants = provider.grants.iter().map(|g| {
+        let grants = provider.all_grants().map(|g| {
             let (module, kind) = match g.kind {
                 crate::extension::GrantKind::ClientCredentials => {
                     (quote!(client_credentials), quote!(ClientCredentials))
@@ -68,7 +68,8 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
             };
             quote!(#module = #kind)
         });
-        let grants = (!provider.grants.is_empty()).then(|| quote!(; grants: #(#grants),*));
+        let grants: Vec<_> = grants.collect();
+        let grants = (!grants.is_empty()).then(|| quote!(; grants: #(#grants),*));
         quote! {
             #doc
             mod #name {
