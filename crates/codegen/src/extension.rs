@@ -20,41 +20,14 @@ pub const GRANT_KEY: &str = "x-token-grant";
 pub struct TokenGrant {
     /// Which grant.
     pub grant: GrantKind,
-    /// For a `oneOf` request body: the variant the grant sends.
-    pub variant: Option<String>,
-    /// Fixed values, by top-level body pointer.
+    /// Where its request's values go, as a `grants` entry says it.
     #[serde(default)]
-    pub set: indexmap::IndexMap<String, Value>,
-    /// Where the authorization code goes (authorization code).
-    pub code: Option<String>,
-    /// Where the redirect URI goes (authorization code).
-    pub redirect_uri: Option<String>,
-    /// Where the PKCE verifier goes (authorization code).
-    pub code_verifier: Option<String>,
-    /// Where the user name goes (password).
-    pub username: Option<String>,
-    /// Where the password goes (password).
-    pub password: Option<String>,
+    pub request: GrantMapping,
     /// Where the tokens come from in this operation's success response.
     pub success: SuccessMapping,
     /// What every documented failure of this operation means.
     #[serde(default)]
     pub failures: Vec<FailureMapping>,
-}
-
-impl TokenGrant {
-    /// Where the grant's request differs from the others, as `grants` entries say it.
-    pub fn request(&self) -> GrantMapping {
-        GrantMapping {
-            variant: self.variant.clone(),
-            set: self.set.clone(),
-            code: self.code.clone(),
-            redirect_uri: self.redirect_uri.clone(),
-            code_verifier: self.code_verifier.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-        }
-    }
 }
 
 /// The whole extension.

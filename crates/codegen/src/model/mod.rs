@@ -597,6 +597,16 @@ pub fn struct_fields<'a>(
     }
 }
 
+/// Every status key an operation documents, modelled or not.
+fn documented(op: &OaOperation) -> Vec<String> {
+    op.responses
+        .responses
+        .keys()
+        .map(ToString::to_string)
+        .chain(op.responses.default.as_ref().map(|_| "default".to_owned()))
+        .collect()
+}
+
 /// The `Accept` header of an operation: the media types of its documented responses.
 fn accept_of(responses: &[ResponseCase]) -> String {
     let mut media: Vec<&str> = responses
@@ -666,23 +676,17 @@ fn grant_operations(
                 file,
                 at: pointer::join(&op_pointer, extension::GRANT_KEY),
                 responses: &responses,
-                documented: op
-                    .responses
-                    .responses
-                    .keys()
-                    .map(ToString::to_string)
-                    .chain(op.responses.default.as_ref().map(|_| "default".to_owned()))
-                    .collect(),
+                documented: documented(op),
             };
             let answers = ctx.answers(types, &ext.success, &ext.failures, errors);
             let Some(body) = body else { continue };
             let plan = grants::plan(
                 file,
-                &ctx.at,
+                &pointer::join(&ctx.at, "request"),
                 types,
                 body.as_ref().map(|b| &b.0),
                 ext.grant,
-                &ext.request(),
+                &ext.request,
                 errors,
             );
             let (
@@ -822,13 +826,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         file,
         at: pointer::join(&op_pointer, extension::KEY),
         responses: &responses,
-        documented: op
-            .responses
-            .responses
-            .keys()
-            .map(ToString::to_string)
-            .chain(op.responses.default.as_ref().map(|_| "default".to_owned()))
-            .collect(),
+        documented: documented(op),
     };
     let refresh_slot = match (&place, &body) {
         (RefreshPlace::Body { pointer }, Some((body_ty, ..))) => ctx.request_slot(
