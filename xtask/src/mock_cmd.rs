@@ -10,7 +10,8 @@ use tokenkit_mock::{MockServer, Reply};
 pub const USAGE: &str = "\
 usage: cargo xtask mock <provider> [--port N] [--reply STATUS[/EXAMPLE]] [--lenient]
 
-Serves the refresh operation of specs/<provider>.yaml (or tests/fixtures/specs) on 127.0.0.1,
+Serves the token operations (the refresh, and any grant operations) of specs/<provider>.yaml
+(or tests/fixtures/specs) on 127.0.0.1,
 answering with the spec's own examples and printing every request with the rules it breaks.
 
 options:

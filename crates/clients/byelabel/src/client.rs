@@ -347,8 +347,8 @@ impl Client {
 }
 /// The grants the spec offers besides the refresh.
 pub const GRANTS: &[tokenkit::GrantType] = &[tokenkit::GrantType::ClientCredentials];
-/// The scopes the spec's OAuth 2 flows declare: none.
-pub const SCOPES: &[&str] = &[];
+/// The scopes the spec's OAuth 2 flows declare, with their descriptions.
+pub const SCOPES: &[(&str, &str)] = &[];
 impl tokenkit::GrantClient for Client {
     fn grant_types(&self) -> &'static [tokenkit::GrantType] {
         GRANTS

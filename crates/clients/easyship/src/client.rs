@@ -311,109 +311,58 @@ pub const GRANTS: &[tokenkit::GrantType] = &[
     tokenkit::GrantType::ClientCredentials,
     tokenkit::GrantType::AuthorizationCode,
 ];
-/// The scopes the spec's OAuth 2 flows declare:
-///
-/// - `public.address:read`: Addresses (read only)
-/// - `public.address:write`: Addresses (write only)
-/// - `public.address_validation:write`: Address Validations (write only)
-/// - `public.analytics:read`: Analytics (read only)
-/// - `public.app_access:write`: App Accesses (write only)
-/// - `public.asset:read`: Assets (read only)
-/// - `public.asset:write`: Assets (write only)
-/// - `public.batch:read`: Batches (read only)
-/// - `public.batch:write`: Batches (write only)
-/// - `public.billing_document:read`: Billing Documents (read only)
-/// - `public.billing_document:write`: Billing Documents (write only)
-/// - `public.box:read`: Boxes (read only)
-/// - `public.box:write`: Boxes (write only)
-/// - `public.courier:read`: Couriers (read only)
-/// - `public.courier:write`: Couriers (write only)
-/// - `public.courier_service:read`: Courier Services (read only)
-/// - `public.credit:read`: Credits (read only)
-/// - `public.efulfillment:write`: E-Fulfillment (write only)
-/// - `public.hs_code:read`: Hs Codes (read only)
-/// - `public.label:write`: Labels (write only)
-/// - `public.location:read`: Locations (read only)
-/// - `public.manifest:read`: Manifests (read only)
-/// - `public.manifest:write`: Manifests (write only)
-/// - `public.payment:write`: Payments (write only)
-/// - `public.payment_source:read`: Payment Sources (read only)
-/// - `public.payment_source:write`: Payment Sources (write only)
-/// - `public.pickup:read`: Pickups (read only)
-/// - `public.pickup:write`: Pickups (write only)
-/// - `public.product:read`: Products (read only)
-/// - `public.product:write`: Products (write only)
-/// - `public.rate:read`: Rates (read only)
-/// - `public.redirect:write`: Redirects (write only)
-/// - `public.reference:read`: References (read only)
-/// - `public.setting:read`: Settings (read only)
-/// - `public.setting:write`: Settings (write only)
-/// - `public.shipment:read`: Shipments (read only)
-/// - `public.shipment:write`: Shipments (write only)
-/// - `public.shipment_document:read`: Shipment Documents (read only)
-/// - `public.shipping_rule:read`: Shipping Rules (read only)
-/// - `public.shipping_rule:write`: Shipping Rules (write only)
-/// - `public.store:read`: Stores (read only)
-/// - `public.tag:read`: Tags (read only)
-/// - `public.tag:write`: Tags (write only)
-/// - `public.tax_and_duty:read`: Tax And Duties (read only)
-/// - `public.track:read`: Tracks (read only)
-/// - `public.track_3p:read`: Track 3ps (read only)
-/// - `public.track_3p:write`: Track 3ps (write only)
-/// - `public.transaction_record:read`: Transaction Records (read only)
-/// - `public.webhook:read`: Webhooks (read only)
-/// - `public.webhook:write`: Webhooks (write only)
-pub const SCOPES: &[&str] = &[
-    "public.address:read",
-    "public.address:write",
-    "public.address_validation:write",
-    "public.analytics:read",
-    "public.app_access:write",
-    "public.asset:read",
-    "public.asset:write",
-    "public.batch:read",
-    "public.batch:write",
-    "public.billing_document:read",
-    "public.billing_document:write",
-    "public.box:read",
-    "public.box:write",
-    "public.courier:read",
-    "public.courier:write",
-    "public.courier_service:read",
-    "public.credit:read",
-    "public.efulfillment:write",
-    "public.hs_code:read",
-    "public.label:write",
-    "public.location:read",
-    "public.manifest:read",
-    "public.manifest:write",
-    "public.payment:write",
-    "public.payment_source:read",
-    "public.payment_source:write",
-    "public.pickup:read",
-    "public.pickup:write",
-    "public.product:read",
-    "public.product:write",
-    "public.rate:read",
-    "public.redirect:write",
-    "public.reference:read",
-    "public.setting:read",
-    "public.setting:write",
-    "public.shipment:read",
-    "public.shipment:write",
-    "public.shipment_document:read",
-    "public.shipping_rule:read",
-    "public.shipping_rule:write",
-    "public.store:read",
-    "public.tag:read",
-    "public.tag:write",
-    "public.tax_and_duty:read",
-    "public.track:read",
-    "public.track_3p:read",
-    "public.track_3p:write",
-    "public.transaction_record:read",
-    "public.webhook:read",
-    "public.webhook:write",
+/// The scopes the spec's OAuth 2 flows declare, with their descriptions.
+pub const SCOPES: &[(&str, &str)] = &[
+    ("public.address:read", "Addresses (read only)"),
+    ("public.address:write", "Addresses (write only)"),
+    ("public.address_validation:write", "Address Validations (write only)"),
+    ("public.analytics:read", "Analytics (read only)"),
+    ("public.app_access:write", "App Accesses (write only)"),
+    ("public.asset:read", "Assets (read only)"),
+    ("public.asset:write", "Assets (write only)"),
+    ("public.batch:read", "Batches (read only)"),
+    ("public.batch:write", "Batches (write only)"),
+    ("public.billing_document:read", "Billing Documents (read only)"),
+    ("public.billing_document:write", "Billing Documents (write only)"),
+    ("public.box:read", "Boxes (read only)"),
+    ("public.box:write", "Boxes (write only)"),
+    ("public.courier:read", "Couriers (read only)"),
+    ("public.courier:write", "Couriers (write only)"),
+    ("public.courier_service:read", "Courier Services (read only)"),
+    ("public.credit:read", "Credits (read only)"),
+    ("public.efulfillment:write", "E-Fulfillment (write only)"),
+    ("public.hs_code:read", "Hs Codes (read only)"),
+    ("public.label:write", "Labels (write only)"),
+    ("public.location:read", "Locations (read only)"),
+    ("public.manifest:read", "Manifests (read only)"),
+    ("public.manifest:write", "Manifests (write only)"),
+    ("public.payment:write", "Payments (write only)"),
+    ("public.payment_source:read", "Payment Sources (read only)"),
+    ("public.payment_source:write", "Payment Sources (write only)"),
+    ("public.pickup:read", "Pickups (read only)"),
+    ("public.pickup:write", "Pickups (write only)"),
+    ("public.product:read", "Products (read only)"),
+    ("public.product:write", "Products (write only)"),
+    ("public.rate:read", "Rates (read only)"),
+    ("public.redirect:write", "Redirects (write only)"),
+    ("public.reference:read", "References (read only)"),
+    ("public.setting:read", "Settings (read only)"),
+    ("public.setting:write", "Settings (write only)"),
+    ("public.shipment:read", "Shipments (read only)"),
+    ("public.shipment:write", "Shipments (write only)"),
+    ("public.shipment_document:read", "Shipment Documents (read only)"),
+    ("public.shipping_rule:read", "Shipping Rules (read only)"),
+    ("public.shipping_rule:write", "Shipping Rules (write only)"),
+    ("public.store:read", "Stores (read only)"),
+    ("public.tag:read", "Tags (read only)"),
+    ("public.tag:write", "Tags (write only)"),
+    ("public.tax_and_duty:read", "Tax And Duties (read only)"),
+    ("public.track:read", "Tracks (read only)"),
+    ("public.track_3p:read", "Track 3ps (read only)"),
+    ("public.track_3p:write", "Track 3ps (write only)"),
+    ("public.transaction_record:read", "Transaction Records (read only)"),
+    ("public.webhook:read", "Webhooks (read only)"),
+    ("public.webhook:write", "Webhooks (write only)"),
 ];
 /// The authorization endpoint of the spec's authorization code flow.
 pub const AUTHORIZATION_URL: &str = "https://auth.easyship.com/oauth2/authorize";

@@ -889,20 +889,9 @@ fn grants(
             }
         });
     }
-    let scopes = provider.oauth.scopes.iter().map(|(s, _)| quote!(#s,));
-    let scopes_doc = docs(&if provider.oauth.scopes.is_empty() {
-        "The scopes the spec's OAuth 2 flows declare: none.".to_owned()
-    } else {
-        let lines: Vec<String> = provider
-            .oauth
-            .scopes
-            .iter()
-            .map(|(s, about)| format!("- `{s}`: {}", about.trim()))
-            .collect();
-        format!(
-            "The scopes the spec's OAuth 2 flows declare:\n\n{}",
-            lines.join("\n")
-        )
+    let scopes = provider.oauth.scopes.iter().map(|(s, about)| {
+        let about = about.trim();
+        quote!((#s, #about),)
     });
     let client_id = authorization_client_id(provider).map(|i| &idents[i]);
     let authorization = match (&provider.oauth.authorization_url, client_id) {
@@ -958,8 +947,8 @@ fn grants(
         /// The grants the spec offers besides the refresh.
         pub const GRANTS: &[tokenkit::GrantType] = &[#(#kinds),*];
 
-        #scopes_doc
-        pub const SCOPES: &[&str] = &[#(#scopes)*];
+        /// The scopes the spec's OAuth 2 flows declare, with their descriptions.
+        pub const SCOPES: &[(&str, &str)] = &[#(#scopes)*];
 
         #auth_const
 
