@@ -1001,22 +1001,27 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         self: Arc<Self>,
         exchange: &CodeExchange,
     ) -> Result<Arc<Cached>, ManagerError> {
+        let unoffered = || {
+            ManagerError::Config(format!(
+                "the {} spec offers no authorization-code grant",
+                self.client.provider()
+            ))
+        };
         let offered = self
             .client
             .grants()
             .is_some_and(|g| g.grant_types().contains(&GrantType::AuthorizationCode));
         if !offered {
-            return Err(ManagerError::Config(format!(
-                "the {} spec offers no authorization-code grant",
-                self.client.provider()
-            )));
+            return Err(unoffered());
         }
         let lock = self.wait_for_lock().await?;
         let held = async {
             let expected = self.store.load(&self.key).await?.map(|s| s.version);
-            let Some(grant) = self.client.grants().and_then(|g| g.exchange_code(exchange)) else {
-                return Err(ManagerError::Interrupted);
-            };
+            let grant = self
+                .client
+                .grants()
+                .and_then(|g| g.exchange_code(exchange))
+                .ok_or_else(unoffered)?;
             match self.send_grant(grant, &lock).await? {
                 Ok(tokens) => Ok(self.persist(tokens, expected, &lock).await),
                 Err(e) => Err(self.grant_error(e)),
