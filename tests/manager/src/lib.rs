@@ -65,6 +65,18 @@ impl<C: tokenkit::RefreshClient> tokenkit::RefreshClient for RefreshOnly<C> {
     }
 }
 
+/// A token set good for an hour, holding `refresh_token` if given.
+pub fn fresh(access: &str, refresh: Option<&str>) -> TokenSet {
+    TokenSet {
+        access_token: access.into(),
+        refresh_token: refresh.map(RefreshToken::new),
+        expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+        token_type: None,
+        refresh_expires_at: None,
+        extras: Default::default(),
+    }
+}
+
 /// A token set whose access token has expired, holding `refresh_token`.
 pub fn expired(refresh_token: &str) -> TokenSet {
     TokenSet {

@@ -5,10 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
-use tokenkit::{
-    CodeExchange, ErrorKind, ManagerError, MemoryStore, TokenManager, TokenSet, TokenStore,
-};
-use tokenkit_manager_tests::{RefreshOnly, client, expired, one_time_provider};
+use tokenkit::{CodeExchange, ErrorKind, ManagerError, MemoryStore, TokenManager, TokenStore};
+use tokenkit_manager_tests::{RefreshOnly, client, expired, fresh, one_time_provider};
 use tokenkit_mock::Reply;
 
 /// Asks `manager` for an access token from `callers` tasks at once; returns the tokens.
@@ -107,16 +105,7 @@ async fn the_application_s_hook_wins_over_client_credentials() {
     let counted = Arc::clone(&calls);
     let hook: tokenkit::ReAuthenticate = Arc::new(move || {
         counted.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async {
-            Ok(TokenSet {
-                access_token: "at-from-hook".into(),
-                refresh_token: Some("rt-from-hook".into()),
-                expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
-                token_type: None,
-                refresh_expires_at: None,
-                extras: Default::default(),
-            })
-        })
+        Box::pin(async { Ok(fresh("at-from-hook", Some("rt-from-hook"))) })
     });
     let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k")
         .unwrap()

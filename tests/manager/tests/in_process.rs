@@ -9,7 +9,7 @@ use tokenkit::{
     RefreshError, RefreshToken, Rotation, TokenManager, TokenSet, TokenStore, TransportKind,
 };
 use tokenkit_manager_tests::{
-    RefreshOnly, client, expired, fast_config, one_time_provider, scratch,
+    RefreshOnly, client, expired, fast_config, fresh, one_time_provider, scratch,
 };
 use tokenkit_mock::Reply;
 
@@ -259,17 +259,6 @@ impl RefreshClient for Scripted {
             .pop()
             .expect("a scripted answer");
         Box::pin(async move { answer })
-    }
-}
-
-fn fresh(access: &str, refresh: Option<&str>) -> TokenSet {
-    TokenSet {
-        access_token: access.into(),
-        refresh_token: refresh.map(RefreshToken::new),
-        expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
-        token_type: None,
-        refresh_expires_at: None,
-        extras: Default::default(),
     }
 }
 
