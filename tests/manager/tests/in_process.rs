@@ -833,3 +833,35 @@ async fn a_hook_s_tokens_survive_a_failed_write_too() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one login");
     assert!(scripted.sent().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_credentials_set_survives_a_failed_write() {
+    // The grant's set goes the way a refreshed one does: served from memory at once, stored by
+    // the retrying writer; the provider is asked once.
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let memory = MemoryStore::new();
+    let store = FailingWrites {
+        inner: memory.clone(),
+        failures: Arc::new(AtomicUsize::new(2)),
+    };
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
+    let token = manager.access_token().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while memory.load("k").await.unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = memory.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens.access_token, token);
+    assert_eq!(manager.access_token().await.unwrap(), token);
+    assert_eq!(mock.authority_stats().grants, 1);
+    assert_eq!(
+        store.failures.load(Ordering::SeqCst),
+        0,
+        "both failures happened"
+    );
+}

@@ -242,3 +242,53 @@ async fn processes_sharing_a_redis_store_make_one_grant_for_a_revoked_family() {
         .unwrap();
     revoked_family_gets_one_grant_across_processes(store, &format!("redis:{}", redis.url)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_grant_costs_one_more_grant_and_nothing_else() {
+    // Nothing stored: the first worker takes the lock and sends the client-credentials grant;
+    // it is killed while the answer is on its way. Its lock dies with it; the next worker
+    // grants again and stores that set. No refresh token was at stake, so nothing is reused.
+    let dir = scratch("grant-crash");
+    let (mock, _) = one_time_provider(3600, Duration::from_millis(400)).await;
+    let store = FileStore::new(&dir).unwrap();
+    let store_arg = format!("file:{}", dir.display());
+    let mut first = worker(&mock.base_url(), &store_arg, "10", &[])
+        .spawn()
+        .expect("worker");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mock.authority_stats().grants == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first worker never sent its grant"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill().expect("SIGKILL");
+    first.wait().unwrap();
+    assert!(
+        store.load("shared").await.unwrap().is_none(),
+        "the killed worker stored nothing"
+    );
+    let mock_ref = &mock;
+    tokio::task::block_in_place(|| {
+        let out = worker(&mock_ref.base_url(), &store_arg, "1", &[])
+            .output()
+            .expect("worker");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("errors=0"), "{stdout}");
+    });
+    let stats = mock.authority_stats();
+    assert_eq!(
+        stats.grants, 2,
+        "one lost with the killed worker, one stored: {stats:?}"
+    );
+    assert_eq!((stats.reuses, stats.rejected), (0, 0), "{stats:?}");
+    let stored = store.load("shared").await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
