@@ -576,16 +576,13 @@ fn grant_operations(
     sensitive: &[&str],
 ) -> GrantOps {
     let mut out = GrantOps::default();
-    for (g, answering) in provider
-        .grant_operations
-        .iter()
-        .zip(provider.answering().skip(1))
-    {
+    for g in &provider.grant_operations {
         let op = &g.operation;
         let (field, constant, module) = grant_op_names(op);
         let outcome = ident(&op.outcome);
         let (enum_def, decode) = outcome_items(op, &outcome);
-        let mapping = super::mapping::mapping(&provider.file, answering, &outcome, decode, &module);
+        let mapping =
+            super::mapping::mapping(&provider.file, g.answering(), &outcome, decode, &module);
         let (method, path) = (op.method.as_str(), op.path.as_str());
         let encoding = match &op.body {
             Some(b) if crate::model::is_form(&b.media_type) => quote!(tokenkit::Encoding::Form),

@@ -259,6 +259,19 @@ pub struct GrantOperation {
     pub grant: Grant,
 }
 
+impl GrantOperation {
+    /// The operation and the mapping of its answers.
+    pub fn answering(&self) -> Answering<'_> {
+        Answering {
+            operation: &self.operation,
+            success: &self.success,
+            failures: &self.failures,
+            auth: self.auth.as_ref(),
+            refresh: false,
+        }
+    }
+}
+
 /// An operation that answers with tokens, and the mapping of its answers: the refresh
 /// operation or a grant operation.
 #[derive(Clone, Copy, Debug)]
@@ -289,24 +302,16 @@ impl Provider {
 
     /// Every operation that answers with tokens: the refresh operation first.
     pub fn answering(&self) -> impl Iterator<Item = Answering<'_>> {
-        std::iter::once(self.refresh_answering()).chain(self.grant_operations.iter().map(|g| {
-            Answering {
-                operation: &g.operation,
-                success: &g.success,
-                failures: &g.failures,
-                auth: g.auth.as_ref(),
-                refresh: false,
-            }
-        }))
+        std::iter::once(self.refresh_answering())
+            .chain(self.grant_operations.iter().map(GrantOperation::answering))
     }
 
     /// The operation that serves `kind` (its own, or the refresh operation).
     pub fn answering_for(&self, kind: crate::extension::GrantKind) -> Answering<'_> {
-        self.answering()
-            .skip(1)
-            .zip(&self.grant_operations)
-            .find(|(_, g)| g.grant.kind == kind)
-            .map_or_else(|| self.refresh_answering(), |(a, _)| a)
+        self.grant_operations
+            .iter()
+            .find(|g| g.grant.kind == kind)
+            .map_or_else(|| self.refresh_answering(), GrantOperation::answering)
     }
 
     /// Every grant, on the refresh operation or its own.
