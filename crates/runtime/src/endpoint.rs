@@ -385,7 +385,7 @@ macro_rules! connection_setters {
 /// Implements [`RefreshClient`](crate::RefreshClient) and `base_url` for a generated client:
 /// `refresh_client!(Client, PROVIDER, ROTATION, Outcome)` for a struct with an
 /// `endpoint: tokenkit::Endpoint` field and a `refresh_request` method, whose outcome enum has
-/// `decode` and `into_token_set`. A fifth argument, `grants`, makes `RefreshClient::grants`
+/// `token_set` (decode, then apply the mapping). A fifth argument, `grants`, makes `RefreshClient::grants`
 /// answer the client's own [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! refresh_client {
@@ -429,9 +429,7 @@ macro_rules! refresh_client {
                 Box::pin(async move {
                     let body = self.refresh_request(refresh_token);
                     self.endpoint
-                        .refresh(&body, refresh_token, $rotation, |response, received| {
-                            <$outcome>::decode(response)?.into_token_set(received)
-                        })
+                        .refresh(&body, refresh_token, $rotation, <$outcome>::token_set)
                         .await
                 })
             }

@@ -7,12 +7,12 @@ pub struct RefreshRequest {
     /// The current refresh token.
     pub token: tokenkit::Secret,
 }
-/// The `RefreshTokenOk` schema.
+/// What every processed request answers with HTTP 200.
 ///
 /// Decoding tries the variants in order and keeps the first that matches.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
-pub enum RefreshTokenOk {
+pub enum ResultEnvelope {
     /// The `SuccessResult` variant.
     SuccessResult(SuccessResult),
     /// The `FailResult` variant.
@@ -101,17 +101,6 @@ pub struct LoginRequest {
     /// The API client secret.
     pub client_secret: tokenkit::Secret,
 }
-/// The `LoginOk` schema.
-///
-/// Decoding tries the variants in order and keeps the first that matches.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum LoginOk {
-    /// The `SuccessResult` variant.
-    SuccessResult(SuccessResult),
-    /// The `FailResult` variant.
-    FailResult(FailResult),
-}
 /// The provider's name, as its spec file is named.
 pub const PROVIDER: &str = "byelabel";
 /// The servers the spec lists, in order.
@@ -133,7 +122,7 @@ const OPERATION: tokenkit::Operation = tokenkit::Operation {
 pub enum RefreshTokenResponse {
     /// `200`: Processed. Either a success envelope (`success: true`) with the new tokens, or a
     /// failure envelope (`success: false`) with an error; the docs list both under 200.
-    Ok(RefreshTokenOk),
+    Ok(ResultEnvelope),
     /// `500`: Server error. The "HTTP Error Schema" is not public: the body is treated as opaque
     /// (decided), and the client keeps a bounded, scrubbed snippet of it.
     InternalServerError(tokenkit::Snippet),
@@ -152,7 +141,7 @@ const LOGIN_OPERATION: tokenkit::Operation = tokenkit::Operation {
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoginResponse {
     /// `200`: Processed: a success envelope with the first tokens, or a failure envelope.
-    Ok(LoginOk),
+    Ok(ResultEnvelope),
     /// `500`: Server error; the body is treated as opaque (decided), as for the refresh.
     InternalServerError(tokenkit::Snippet),
     /// A status the spec does not document.
@@ -170,6 +159,13 @@ impl LoginResponse {
             _ => Self::Undocumented(response.undocumented()),
         };
         Ok(outcome)
+    }
+    /// Decodes a response and applies the mapping: how the client's requests end.
+    pub fn token_set(
+        response: &tokenkit::Response,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        Self::decode(response)?.into_token_set(received)
     }
     /// Applies the token mapping of `specs/byelabel.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
@@ -205,65 +201,67 @@ impl LoginResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod login_mapping {
     use super::*;
-    /// The value a failure rule tests: `/success` of a [`LoginOk`].
-    pub(super) fn failure_0_when(body: &LoginOk) -> Option<serde_json::Value> {
+    /// The value a failure rule tests: `/success` of a [`ResultEnvelope`].
+    pub(super) fn failure_0_when(body: &ResultEnvelope) -> Option<serde_json::Value> {
         match body {
-            LoginOk::SuccessResult(value) => tokenkit::mapping::json(&value.success),
-            LoginOk::FailResult(value) => tokenkit::mapping::json(&value.success),
+            ResultEnvelope::SuccessResult(value) => {
+                tokenkit::mapping::json(&value.success)
+            }
+            ResultEnvelope::FailResult(value) => tokenkit::mapping::json(&value.success),
         }
     }
-    /// The provider's error code: `/error/code` of a [`LoginOk`].
-    pub(super) fn failure_0_code(body: &LoginOk) -> Option<String> {
+    /// The provider's error code: `/error/code` of a [`ResultEnvelope`].
+    pub(super) fn failure_0_code(body: &ResultEnvelope) -> Option<String> {
         match body {
-            LoginOk::SuccessResult(_) => None,
-            LoginOk::FailResult(value) => {
+            ResultEnvelope::SuccessResult(_) => None,
+            ResultEnvelope::FailResult(value) => {
                 tokenkit::mapping::text(value.error.code.as_ref()?)
             }
         }
     }
-    /// The provider's error message: `/error/message` of a [`LoginOk`].
-    pub(super) fn failure_0_message(body: &LoginOk) -> Option<String> {
+    /// The provider's error message: `/error/message` of a [`ResultEnvelope`].
+    pub(super) fn failure_0_message(body: &ResultEnvelope) -> Option<String> {
         match body {
-            LoginOk::SuccessResult(_) => None,
-            LoginOk::FailResult(value) => {
+            ResultEnvelope::SuccessResult(_) => None,
+            ResultEnvelope::FailResult(value) => {
                 tokenkit::mapping::text(value.error.message.as_ref()?)
             }
         }
     }
-    /// The access token: `/payload/access/token` of a [`LoginOk`].
-    pub(super) fn access_token(body: &LoginOk) -> Option<tokenkit::Secret> {
+    /// The access token: `/payload/access/token` of a [`ResultEnvelope`].
+    pub(super) fn access_token(body: &ResultEnvelope) -> Option<tokenkit::Secret> {
         match body {
-            LoginOk::SuccessResult(value) => {
+            ResultEnvelope::SuccessResult(value) => {
                 Some(tokenkit::mapping::secret(&value.payload.access.token))
             }
-            LoginOk::FailResult(_) => None,
+            ResultEnvelope::FailResult(_) => None,
         }
     }
-    /// The new refresh token: `/payload/refresh/token` of a [`LoginOk`].
-    pub(super) fn refresh_token(body: &LoginOk) -> Option<tokenkit::Secret> {
+    /// The new refresh token: `/payload/refresh/token` of a [`ResultEnvelope`].
+    pub(super) fn refresh_token(body: &ResultEnvelope) -> Option<tokenkit::Secret> {
         match body {
-            LoginOk::SuccessResult(value) => {
+            ResultEnvelope::SuccessResult(value) => {
                 Some(tokenkit::mapping::secret(&value.payload.refresh.token))
             }
-            LoginOk::FailResult(_) => None,
+            ResultEnvelope::FailResult(_) => None,
         }
     }
-    /// The lifetime: `/payload/access/expires_in` of a [`LoginOk`].
-    pub(super) fn expires_in(body: &LoginOk) -> Option<f64> {
+    /// The lifetime: `/payload/access/expires_in` of a [`ResultEnvelope`].
+    pub(super) fn expires_in(body: &ResultEnvelope) -> Option<f64> {
         match body {
-            LoginOk::SuccessResult(value) => {
+            ResultEnvelope::SuccessResult(value) => {
                 tokenkit::mapping::seconds(&value.payload.access.expires_in)
             }
-            LoginOk::FailResult(_) => None,
+            ResultEnvelope::FailResult(_) => None,
         }
     }
-    /// The refresh token's lifetime: `/payload/refresh/expires_in` of a [`LoginOk`].
-    pub(super) fn refresh_expires_in(body: &LoginOk) -> Option<f64> {
+    /// The refresh token's lifetime: `/payload/refresh/expires_in` of a [`ResultEnvelope`].
+    pub(super) fn refresh_expires_in(body: &ResultEnvelope) -> Option<f64> {
         match body {
-            LoginOk::SuccessResult(value) => {
+            ResultEnvelope::SuccessResult(value) => {
                 tokenkit::mapping::seconds(&value.payload.refresh.expires_in)
             }
-            LoginOk::FailResult(_) => None,
+            ResultEnvelope::FailResult(_) => None,
         }
     }
 }
@@ -334,15 +332,7 @@ impl Client {
         &self,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         let body = self.client_credentials_request();
-        self.login_endpoint
-            .grant(
-                &body,
-                &[],
-                |response, received| {
-                    LoginResponse::decode(response)?.into_token_set(received)
-                },
-            )
-            .await
+        self.login_endpoint.grant(&body, &[], LoginResponse::token_set).await
     }
 }
 /// The grants the spec offers besides the refresh.
@@ -401,6 +391,13 @@ impl RefreshTokenResponse {
         };
         Ok(outcome)
     }
+    /// Decodes a response and applies the mapping: how the client's requests end.
+    pub fn token_set(
+        response: &tokenkit::Response,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        Self::decode(response)?.into_token_set(received)
+    }
     /// Applies the token mapping of `specs/byelabel.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,
@@ -434,58 +431,58 @@ impl RefreshTokenResponse {
 /// Functions that follow the token mapping's pointers through the typed bodies.
 mod mapping {
     use super::*;
-    /// The value a failure rule tests: `/success` of a [`RefreshTokenOk`].
-    pub(super) fn failure_0_when(body: &RefreshTokenOk) -> Option<serde_json::Value> {
+    /// The value a failure rule tests: `/success` of a [`ResultEnvelope`].
+    pub(super) fn failure_0_when(body: &ResultEnvelope) -> Option<serde_json::Value> {
         match body {
-            RefreshTokenOk::SuccessResult(value) => {
+            ResultEnvelope::SuccessResult(value) => {
                 tokenkit::mapping::json(&value.success)
             }
-            RefreshTokenOk::FailResult(value) => tokenkit::mapping::json(&value.success),
+            ResultEnvelope::FailResult(value) => tokenkit::mapping::json(&value.success),
         }
     }
-    /// The provider's error code: `/error/code` of a [`RefreshTokenOk`].
-    pub(super) fn failure_0_code(body: &RefreshTokenOk) -> Option<String> {
+    /// The provider's error code: `/error/code` of a [`ResultEnvelope`].
+    pub(super) fn failure_0_code(body: &ResultEnvelope) -> Option<String> {
         match body {
-            RefreshTokenOk::SuccessResult(_) => None,
-            RefreshTokenOk::FailResult(value) => {
+            ResultEnvelope::SuccessResult(_) => None,
+            ResultEnvelope::FailResult(value) => {
                 tokenkit::mapping::text(value.error.code.as_ref()?)
             }
         }
     }
-    /// The provider's error message: `/error/message` of a [`RefreshTokenOk`].
-    pub(super) fn failure_0_message(body: &RefreshTokenOk) -> Option<String> {
+    /// The provider's error message: `/error/message` of a [`ResultEnvelope`].
+    pub(super) fn failure_0_message(body: &ResultEnvelope) -> Option<String> {
         match body {
-            RefreshTokenOk::SuccessResult(_) => None,
-            RefreshTokenOk::FailResult(value) => {
+            ResultEnvelope::SuccessResult(_) => None,
+            ResultEnvelope::FailResult(value) => {
                 tokenkit::mapping::text(value.error.message.as_ref()?)
             }
         }
     }
-    /// The access token: `/payload/access/token` of a [`RefreshTokenOk`].
-    pub(super) fn access_token(body: &RefreshTokenOk) -> Option<tokenkit::Secret> {
+    /// The access token: `/payload/access/token` of a [`ResultEnvelope`].
+    pub(super) fn access_token(body: &ResultEnvelope) -> Option<tokenkit::Secret> {
         match body {
-            RefreshTokenOk::SuccessResult(value) => {
+            ResultEnvelope::SuccessResult(value) => {
                 Some(tokenkit::mapping::secret(&value.payload.access.token))
             }
-            RefreshTokenOk::FailResult(_) => None,
+            ResultEnvelope::FailResult(_) => None,
         }
     }
-    /// The new refresh token: `/payload/refresh/token` of a [`RefreshTokenOk`].
-    pub(super) fn refresh_token(body: &RefreshTokenOk) -> Option<tokenkit::Secret> {
+    /// The new refresh token: `/payload/refresh/token` of a [`ResultEnvelope`].
+    pub(super) fn refresh_token(body: &ResultEnvelope) -> Option<tokenkit::Secret> {
         match body {
-            RefreshTokenOk::SuccessResult(value) => {
+            ResultEnvelope::SuccessResult(value) => {
                 Some(tokenkit::mapping::secret(&value.payload.refresh.token))
             }
-            RefreshTokenOk::FailResult(_) => None,
+            ResultEnvelope::FailResult(_) => None,
         }
     }
-    /// The lifetime: `/payload/access/expires_in` of a [`RefreshTokenOk`].
-    pub(super) fn expires_in(body: &RefreshTokenOk) -> Option<f64> {
+    /// The lifetime: `/payload/access/expires_in` of a [`ResultEnvelope`].
+    pub(super) fn expires_in(body: &ResultEnvelope) -> Option<f64> {
         match body {
-            RefreshTokenOk::SuccessResult(value) => {
+            ResultEnvelope::SuccessResult(value) => {
                 tokenkit::mapping::seconds(&value.payload.access.expires_in)
             }
-            RefreshTokenOk::FailResult(_) => None,
+            ResultEnvelope::FailResult(_) => None,
         }
     }
 }

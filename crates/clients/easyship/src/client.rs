@@ -247,15 +247,7 @@ impl Client {
         &self,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         let body = self.client_credentials_request();
-        self.endpoint
-            .grant(
-                &body,
-                &[],
-                |response, received| {
-                    CreateAccessTokenResponse::decode(response)?.into_token_set(received)
-                },
-            )
-            .await
+        self.endpoint.grant(&body, &[], CreateAccessTokenResponse::token_set).await
     }
     /// The request body of the authorization-code grant (RFC 6749 §4.1.3): a token set for the code the redirect brought.
     pub fn authorization_code_request(
@@ -279,13 +271,7 @@ impl Client {
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
         let body = self.authorization_code_request(code, redirect_uri);
         self.endpoint
-            .grant(
-                &body,
-                &[Some(code)],
-                |response, received| {
-                    CreateAccessTokenResponse::decode(response)?.into_token_set(received)
-                },
-            )
+            .grant(&body, &[Some(code)], CreateAccessTokenResponse::token_set)
             .await
     }
     /// The URL to send a user to for consent: `https://auth.easyship.com/oauth2/authorize` (the spec's `authorizationUrl`) with this client's id, `redirect_uri`, the `scopes`, the `state` to compare with the redirect's, and the PKCE challenge when given. Exchange the code the redirect brings with [`Client::authorization_code_grant`], or seed a token manager with `TokenManager::seed_from_code`.
@@ -424,6 +410,13 @@ impl CreateAccessTokenResponse {
             _ => Self::Undocumented(response.undocumented()),
         };
         Ok(outcome)
+    }
+    /// Decodes a response and applies the mapping: how the client's requests end.
+    pub fn token_set(
+        response: &tokenkit::Response,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        Self::decode(response)?.into_token_set(received)
     }
     /// Applies the token mapping of `specs/easyship.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(

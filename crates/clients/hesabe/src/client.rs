@@ -154,6 +154,13 @@ impl TokenRefreshResponse {
         };
         Ok(outcome)
     }
+    /// Decodes a response and applies the mapping: how the client's requests end.
+    pub fn token_set(
+        response: &tokenkit::Response,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        Self::decode(response)?.into_token_set(received)
+    }
     /// Applies the token mapping of `specs/hesabe.yaml`: the success body becomes a token set, and every documented failure the error its mapping names. `refresh_token` is `None` when the response carries none (the runtime then keeps the one sent, where the rotation policy allows it); `received` is when the response arrived, the origin of a relative expiry.
     pub fn into_token_set(
         self,

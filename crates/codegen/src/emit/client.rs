@@ -839,9 +839,7 @@ fn grants(
             pub async fn #grant_ident(&self, #(#params),*) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
                 let body = self.#request_ident(#(#names),*);
                 self.#endpoint
-                    .grant(&body, &[#(#secrets),*], |response, received| {
-                        #outcome::decode(response)?.into_token_set(received)
-                    })
+                    .grant(&body, &[#(#secrets),*], #outcome::token_set)
                     .await
             }
         });

@@ -441,6 +441,14 @@ pub fn mapping(
         impl #outcome {
             #decode
 
+            /// Decodes a response and applies the mapping: how the client's requests end.
+            pub fn token_set(
+                response: &tokenkit::Response,
+                received: std::time::SystemTime,
+            ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+                Self::decode(response)?.into_token_set(received)
+            }
+
             #doc
             pub fn into_token_set(
                 self,
