@@ -249,17 +249,10 @@ impl Endpoint {
         B: Serialize + ?Sized,
         F: FnOnce(&Response, SystemTime) -> Result<TokenSet, RefreshError>,
     {
-        let response = self
-            .send(body, Some(sent))
-            .await
-            .map_err(|e| e.redact(sent.expose()))?;
-        let received = SystemTime::now();
-        map(&response, received)
-            .and_then(|tokens| complete(tokens, &response, sent, rotation))
-            .map_err(|e| {
-                self.scrubbed(e, Some(sent))
-                    .with_retry_after(response.retry_after())
-            })
+        self.exchange(body, Some(sent), &[], map, |tokens, response| {
+            complete(tokens, response, sent, rotation)
+        })
+        .await
     }
 
     /// One grant (client credentials, code exchange, password), start to finish: like
@@ -277,16 +270,34 @@ impl Endpoint {
         B: Serialize + ?Sized,
         F: FnOnce(&Response, SystemTime) -> Result<TokenSet, RefreshError>,
     {
+        self.exchange(body, None, secrets, map, check_tokens).await
+    }
+
+    /// Sends, maps the answer, holds it to `rules`; every error is scrubbed of `sent`,
+    /// `secrets` and the endpoint's own, and carries the answer's `Retry-After`.
+    async fn exchange<B, F, R>(
+        &self,
+        body: &B,
+        sent: Option<&RefreshToken>,
+        secrets: &[Option<&Secret>],
+        map: F,
+        rules: R,
+    ) -> Result<TokenSet, RefreshError>
+    where
+        B: Serialize + ?Sized,
+        F: FnOnce(&Response, SystemTime) -> Result<TokenSet, RefreshError>,
+        R: FnOnce(TokenSet, &Response) -> Result<TokenSet, RefreshError>,
+    {
         let scrub = |e: RefreshError| {
             secrets
                 .iter()
                 .flatten()
-                .fold(self.scrubbed(e, None), |e, s| e.redact(s.expose()))
+                .fold(self.scrubbed(e, sent), |e, s| e.redact(s.expose()))
         };
-        let response = self.send(body, None).await.map_err(scrub)?;
+        let response = self.send(body, sent).await.map_err(scrub)?;
         let received = SystemTime::now();
         map(&response, received)
-            .and_then(|tokens| check_tokens(tokens, &response))
+            .and_then(|tokens| rules(tokens, &response))
             .map_err(|e| scrub(e).with_retry_after(response.retry_after()))
     }
 
