@@ -48,6 +48,9 @@ pub struct TokenRefresh {
     /// `failures`.
     #[serde(default)]
     pub grants: indexmap::IndexMap<GrantKind, GrantMapping>,
+    /// Seconds for which the provider still accepts a rotated refresh token, as its docs
+    /// promise, so that an answer lost on the way can be retried (one-time and rotating only).
+    pub reuse_grace: Option<u64>,
 }
 
 /// A grant besides the refresh.
@@ -277,6 +280,11 @@ pub struct FailureMapping {
     pub code: Option<String>,
     /// The provider's error message.
     pub message: Option<String>,
+    /// For a transient failure: whether the provider documents that this answer means it did
+    /// not process the request (`true`: the refresh token is unspent and may be sent again), or
+    /// that it may have (`false`). Without it, the status decides (RFC 9110: 408, 425, 429 and
+    /// 503 mean unprocessed).
+    pub unprocessed: Option<bool>,
     /// Why this mapping was chosen, for readers of the spec.
     pub description: Option<String>,
 }

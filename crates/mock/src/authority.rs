@@ -1,10 +1,11 @@
 //! A provider that enforces rotation, for testing token managers: fresh tokens on every
-//! success, each refresh token accepted once, and reuse punished by revoking the family.
+//! success, each refresh token accepted once (or again within the spec's `reuse-grace`), and
+//! reuse punished by revoking the family.
 
 use crate::{Reply, example_of, http::Request};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokenkit_codegen::Provider;
 use tokenkit_codegen::extension::{FailureKind, GrantKind};
 use tokenkit_codegen::model::Answering;
@@ -20,12 +21,16 @@ pub struct AuthorityStats {
     pub rejected: u64,
     /// Grants answered with new tokens (client credentials, code exchanges, logins).
     pub grants: u64,
+    /// Refresh tokens presented again within the spec's `reuse-grace` and accepted (a
+    /// resend the provider's docs allow, not a reuse).
+    pub grace_resends: u64,
 }
 
 #[derive(Clone, Copy)]
 struct Issued {
     family: u64,
-    used: bool,
+    /// When it was first accepted.
+    used: Option<Instant>,
 }
 
 pub(crate) struct Authority {
@@ -64,7 +69,7 @@ impl Authority {
             token.clone(),
             Issued {
                 family: self.families,
-                used: false,
+                used: None,
             },
         );
         token
@@ -113,17 +118,30 @@ impl Authority {
                 };
                 self.issue(answering, family)
             }
-            Some(Issued {
-                family,
-                used: false,
-            }) if !self.revoked.contains(&family) => {
+            Some(Issued { family, used: None }) if !self.revoked.contains(&family) => {
                 if let Some(t) = presented.as_ref().and_then(|t| self.tokens.get_mut(t)) {
-                    t.used = true;
+                    t.used = Some(Instant::now());
                 }
                 self.stats.refreshes += 1;
                 self.issue(answering, Some(family))
             }
-            Some(Issued { family, used: true }) => {
+            // The spec's reuse grace: a spent token still works for a while after its first use.
+            Some(Issued {
+                family,
+                used: Some(at),
+            }) if !self.revoked.contains(&family)
+                && provider
+                    .mapping
+                    .reuse_grace
+                    .is_some_and(|secs| at.elapsed() < Duration::from_secs(secs)) =>
+            {
+                self.stats.grace_resends += 1;
+                self.issue(answering, Some(family))
+            }
+            Some(Issued {
+                family,
+                used: Some(_),
+            }) => {
                 self.stats.reuses += 1;
                 self.revoked.push(family);
                 dead(provider)
@@ -151,13 +169,8 @@ impl Authority {
         }
         if let (Some(m), Some(family)) = (&success.refresh_token, family) {
             let next = self.mint("rt");
-            self.tokens.insert(
-                next.clone(),
-                Issued {
-                    family,
-                    used: false,
-                },
-            );
+            self.tokens
+                .insert(next.clone(), Issued { family, used: None });
             set(&mut body, &m.pointer, json!(next));
         }
         let now = SystemTime::now()

@@ -400,17 +400,17 @@ macro_rules! connection_setters {
 /// answer the client's own [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! refresh_client {
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty, grants) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome,
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)?, grants) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?],
             fn grants(&self) -> Option<&dyn $crate::GrantClient> {
                 Some(self)
             }
         );
     };
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome,);
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)?) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?],);
     };
-    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, $($grants:item)?) => {
+    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], $($grants:item)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -430,6 +430,12 @@ macro_rules! refresh_client {
             fn attempt_timeout(&self) -> Option<std::time::Duration> {
                 self.endpoint.timeout()
             }
+
+            $(
+                fn reuse_grace(&self) -> Option<std::time::Duration> {
+                    Some(std::time::Duration::from_secs($grace))
+                }
+            )?
 
             $($grants)?
 

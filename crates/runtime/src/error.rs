@@ -92,6 +92,11 @@ pub enum RefreshError {
         provider: ProviderError,
         /// The provider's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
+        /// Whether this answer proves the provider did not process the request (so a one-time
+        /// refresh token sent with it is unspent): by default true only for the statuses RFC
+        /// 9110 gives that meaning (see [`RefreshError::proves_unprocessed`]); a spec's
+        /// `unprocessed` key on the failure says otherwise.
+        unprocessed: bool,
     },
     /// A status the spec does not document.
     UnexpectedStatus {
@@ -151,6 +156,40 @@ impl RefreshError {
             Self::Transport { kind, .. } => *kind != TransportKind::Request,
             _ => self.kind() == ErrorKind::RetryLater,
         }
+    }
+
+    /// True when the answer proves that the provider did not process the request, so that a
+    /// one-time or rotating refresh token sent with it is still unspent and may be sent again.
+    ///
+    /// The rule, from RFC 9110 and RFC 6585: a documented refusal (`Rejected`) was decided
+    /// without spending the token; a request that never left (`Transport` with `maybe_sent`
+    /// false) was not seen; `408` (the server did not receive the whole request), `425` (the
+    /// server refuses to risk processing it), `429` (refused by a rate limiter) and `503`
+    /// (unavailable: overload or maintenance) say the request was not processed. Every other
+    /// answer proves nothing: a `500`, a gateway's `502` or `504`, a timeout, a dropped
+    /// connection or a body the spec does not describe may come after the provider rotated the
+    /// token. A documented transient failure follows its status unless the spec says otherwise
+    /// (`unprocessed` on the failure). A dead token (`InvalidGrant`) is not unspent.
+    pub fn proves_unprocessed(&self) -> bool {
+        match self {
+            Self::Rejected { .. } => true,
+            Self::Transient { unprocessed, .. } => *unprocessed,
+            Self::UnexpectedStatus { status, .. } => status_says_unprocessed(*status),
+            Self::Transport { maybe_sent, .. } => !maybe_sent,
+            Self::InvalidGrant { .. } | Self::InvalidBody { .. } | Self::BodyTooLarge { .. } => {
+                false
+            }
+        }
+    }
+
+    /// Overrides whether a documented transient failure proves the request unprocessed (the
+    /// spec's `unprocessed` key); other errors are returned unchanged.
+    #[must_use]
+    pub fn with_unprocessed(mut self, value: bool) -> Self {
+        if let Self::Transient { unprocessed, .. } = &mut self {
+            *unprocessed = value;
+        }
+        self
     }
 
     /// The HTTP status, when a response arrived.
@@ -229,6 +268,7 @@ impl RefreshError {
                 status,
                 provider,
                 retry_after,
+                unprocessed: status_says_unprocessed(status),
             },
         }
     }
@@ -237,6 +277,12 @@ impl RefreshError {
 /// Statuses that mean "later" even when a spec does not document them.
 fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 425 | 429 | 500..=599)
+}
+
+/// Statuses whose meaning (RFC 9110 §15.5.9, §15.6.4; RFC 8470 §5.2; RFC 6585 §4) is that the
+/// server did not process the request.
+fn status_says_unprocessed(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 503)
 }
 
 impl fmt::Display for RefreshError {
@@ -345,6 +391,45 @@ mod tests {
         };
         assert!(reset.is_retryable());
         assert_eq!(reset.status(), None);
+    }
+
+    #[test]
+    fn only_answers_that_say_so_prove_a_request_unprocessed() {
+        let undocumented = |status| RefreshError::UnexpectedStatus {
+            status,
+            body: Snippet::new(b""),
+            retry_after: None,
+        };
+        for status in [408, 425, 429, 503] {
+            assert!(undocumented(status).proves_unprocessed(), "{status}");
+        }
+        for status in [500, 501, 502, 504, 400, 404, 418] {
+            assert!(!undocumented(status).proves_unprocessed(), "{status}");
+        }
+        let documented = |status| {
+            RefreshError::documented(ErrorKind::RetryLater, status, Default::default(), None)
+        };
+        assert!(documented(503).proves_unprocessed());
+        assert!(!documented(500).proves_unprocessed());
+        assert!(documented(500).with_unprocessed(true).proves_unprocessed());
+        assert!(!documented(503).with_unprocessed(false).proves_unprocessed());
+        let refused = RefreshError::documented(ErrorKind::Rejected, 401, Default::default(), None);
+        assert!(refused.proves_unprocessed());
+        assert!(refused.with_unprocessed(false).proves_unprocessed());
+        let dead =
+            RefreshError::documented(ErrorKind::ReAuthenticate, 400, Default::default(), None);
+        assert!(!dead.proves_unprocessed());
+        for (kind, sent, proves) in [
+            (TransportKind::Connect, false, true),
+            (TransportKind::Timeout, true, false),
+            (TransportKind::Interrupted, true, false),
+        ] {
+            let e = RefreshError::Transport {
+                kind,
+                maybe_sent: sent,
+            };
+            assert_eq!(e.proves_unprocessed(), proves, "{kind:?}");
+        }
     }
 
     #[test]

@@ -698,6 +698,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             if !lock.confirm().await {
                 return Err(ManagerError::LockLost);
             }
+            // When the token was first sent: an earlier mark of this version, or this one.
+            let first_sent = stored.sending.unwrap_or_else(SystemTime::now);
             if !resend_safe {
                 match self
                     .store
@@ -747,17 +749,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 Err(error) => error,
             };
             let kind = error.kind();
-            let reached = kind == ErrorKind::BadResponse
-                || matches!(
-                    error,
-                    RefreshError::Transport {
-                        maybe_sent: true,
-                        ..
-                    }
-                );
             let dead = kind == ErrorKind::ReAuthenticate;
-            if !resend_safe && !reached && !dead {
-                // The answer proves the token unspent (a documented refusal or nothing sent).
+            // One rule for every answer (RefreshError::proves_unprocessed): only an answer that
+            // proves the request unprocessed makes a one-time token sendable again; a 5xx, a
+            // timeout or a bad body may come after the provider rotated it.
+            let unprocessed = error.proves_unprocessed();
+            if !resend_safe && unprocessed {
                 // If the mark cannot be cleared, the token counts as spent: safe, not lost.
                 if let Err(e) = self
                     .store
@@ -767,7 +764,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     tracing::warn!(error = %e, "could not clear the sending mark");
                 }
             }
-            if dead || (reached && !resend_safe) {
+            let may_resend = resend_safe || unprocessed || self.within_reuse_grace(first_sent);
+            if dead || !may_resend {
                 // Another process may have rotated the token since it was read: only a newer
                 // stored set may be tried, never the same token again.
                 let latest = self.store.load(&self.key).await?;
@@ -821,7 +819,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         match stored.sending {
             Some(marked) if !resend_safe => {
                 let age = now.duration_since(marked).unwrap_or_default();
-                if age < self.config.in_flight_grace() {
+                if self.within_reuse_grace(marked) {
+                    // The provider still accepts it (its documented reuse grace).
+                    Usable::Yes(token)
+                } else if age < self.config.in_flight_grace() {
                     Usable::InFlight
                 } else {
                     Usable::No
@@ -829,6 +830,17 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             }
             _ => Usable::Yes(token),
         }
+    }
+
+    /// Whether a one-time or rotating token first sent at `first_sent` may still be sent again:
+    /// within the reuse grace the provider's spec declares (measured from our mark, which is
+    /// before the provider could have rotated it), never where it declares none.
+    fn within_reuse_grace(&self, first_sent: SystemTime) -> bool {
+        self.client.reuse_grace().is_some_and(|grace| {
+            SystemTime::now()
+                .duration_since(first_sent)
+                .is_ok_and(|age| age < grace)
+        })
     }
 
     /// Waits until `min_refresh_interval` has passed since this process last sent a refresh.

@@ -40,7 +40,8 @@ pub trait RefreshClient: Send + Sync {
     fn rotation(&self) -> Rotation;
 
     /// Sends one refresh request. A response without a new refresh token yields the one that
-    /// was sent; no error or log line contains either token.
+    /// was sent where the rotation is `optional`, and is a bad response otherwise; no error or
+    /// log line contains either token.
     fn refresh<'a>(
         &'a self,
         refresh_token: &'a RefreshToken,
@@ -56,6 +57,13 @@ pub trait RefreshClient: Send + Sync {
     /// an authorization-code exchange, a password login), when it offers any: the token
     /// manager gets a new set through them when no refresh token is usable.
     fn grants(&self) -> Option<&dyn GrantClient> {
+        None
+    }
+
+    /// How long the provider still accepts a one-time or rotating refresh token after it was
+    /// first sent (the spec's `reuse-grace`), so that a refresh whose answer was lost may be
+    /// sent again within it. `None`: never (the default; resending trips reuse detection).
+    fn reuse_grace(&self) -> Option<Duration> {
         None
     }
 }
@@ -84,6 +92,10 @@ macro_rules! forward_refresh_client {
 
             fn grants(&self) -> Option<&dyn GrantClient> {
                 (**self).grants()
+            }
+
+            fn reuse_grace(&self) -> Option<Duration> {
+                (**self).reuse_grace()
             }
         }
     )*};

@@ -335,6 +335,36 @@ fn kind_of(kind: FailureKind) -> ErrorKind {
     }
 }
 
+/// Whether an error of `kind` from `failure` proves the request unprocessed: a refusal always,
+/// a dead token never, a transient failure as the spec's `unprocessed` says, else by its status
+/// (RFC 9110: 408, 425, 429, 503).
+fn expected_unprocessed(failure: &tokenkit_codegen::model::Failure, kind: FailureKind) -> bool {
+    match kind {
+        FailureKind::Rejected => true,
+        FailureKind::InvalidGrant => false,
+        FailureKind::Transient => failure
+            .unprocessed
+            .unwrap_or(matches!(failure.status, 408 | 425 | 429 | 503)),
+    }
+}
+
+/// Checks what `err` says about the request against the mapping (a one-time token may be sent
+/// again only after an answer that proves it unspent).
+fn check_unprocessed(
+    what: &str,
+    err: &tokenkit::RefreshError,
+    failure: &tokenkit_codegen::model::Failure,
+    expected: FailureKind,
+) -> Outcome {
+    let want = expected_unprocessed(failure, expected);
+    ensure(err.proves_unprocessed() == want, || {
+        format!(
+            "{what}: proves_unprocessed() is {}, the mapping says {want}",
+            err.proves_unprocessed()
+        )
+    })
+}
+
 /// Case 3: Every documented error maps to the kind its mapping declares, keeping code and message.
 pub async fn documented_errors(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
@@ -395,6 +425,7 @@ pub async fn documented_errors(subject: &Subject) -> Outcome {
             ensure(err.kind() == kind_of(expected), || {
                 format!("{what}: {:?}, expected {:?}", err.kind(), kind_of(expected))
             })?;
+            check_unprocessed(&what, &err, failure, expected)?;
             ensure(err.status() == Some(failure.status), || {
                 format!("{what}: status {:?}", err.status())
             })?;
@@ -920,6 +951,7 @@ pub async fn every_rule_trips(subject: &Subject) -> Outcome {
             ensure(err.kind() == kind_of(expected), || {
                 format!("{what}: {:?}, expected {:?}", err.kind(), kind_of(expected))
             })?;
+            check_unprocessed(&what, &err, failure, expected)?;
             if failure.code.is_some() {
                 let got = err.provider_error().and_then(|p| p.code.clone());
                 ensure(got == code, || {

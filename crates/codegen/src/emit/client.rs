@@ -323,6 +323,10 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         inits: grant_op_inits,
     } = grant_ops;
     let grants_arg = provider.all_grants().next().map(|_| quote!(, grants));
+    let grace_arg = provider.mapping.reuse_grace.map(|secs| {
+        let secs = proc_macro2::Literal::u64_unsuffixed(secs);
+        quote!(, reuse_grace = #secs)
+    });
     let items = quote! {
         /// The provider's name, as its spec file is named.
         pub const PROVIDER: &str = #name;
@@ -404,7 +408,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             }
         }
 
-        tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grants_arg);
+        tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #grants_arg);
     };
     (items, decode)
 }

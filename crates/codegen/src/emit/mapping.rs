@@ -492,9 +492,13 @@ fn failure_error(
         failure.message.as_ref(),
         Finish::Text,
     ));
+    // What the spec says the answer proves about the request, where it overrides the status.
+    let unprocessed = failure
+        .unprocessed
+        .map(|value| quote!(.map_err(|e| e.with_unprocessed(#value))));
     if failure.kinds.is_empty() {
         let fail = failing(failure.kind);
-        return quote!(#fail(#status, #code, #message));
+        return quote!(#fail(#status, #code, #message) #unprocessed);
     }
     let default_kind = kind(failure.kind);
     let arms = failure.kinds.iter().map(|(code, k)| {
@@ -504,6 +508,6 @@ fn failure_error(
     quote! {{
         let code = #code;
         let kind = match code.as_deref() { #(#arms)* _ => #default_kind };
-        tokenkit::mapping::failure(kind, #status, code, #message)
+        tokenkit::mapping::failure(kind, #status, code, #message) #unprocessed
     }}
 }

@@ -410,9 +410,29 @@ impl MapCtx<'_> {
                 _ => {}
             }
         }
+        if let Some(grace) = spec.reuse_grace {
+            if spec.rotation == crate::extension::Rotation::Optional {
+                errors.push(
+                    self.error(
+                        "/reuse-grace",
+                        "a reuse grace is for `one-time` or `rotating` refresh tokens; with `optional` the old token stays valid anyway",
+                    )
+                    .hint("remove `reuse-grace`, or say which rotation the provider really has"),
+                );
+            } else if grace == 0 || grace > 24 * 3600 {
+                errors.push(
+                    self.error(
+                        "/reuse-grace",
+                        format!("a reuse grace of {grace} seconds: it must be between 1 and 86400"),
+                    )
+                    .hint("give the number of seconds the provider's docs promise a rotated refresh token still works"),
+                );
+            }
+        }
         let (success, failures) = answers?;
         Some(Mapping {
             rotation: spec.rotation,
+            reuse_grace: spec.reuse_grace,
             refresh_place,
             success,
             failures,
@@ -566,6 +586,17 @@ impl MapCtx<'_> {
                 ));
             }
             let kinds = self.kinds(&format!("{rel}/kinds"), &f.kinds, errors);
+            let transient = f.kind == FailureKind::Transient
+                || kinds.iter().any(|(_, k)| *k == FailureKind::Transient);
+            if f.unprocessed.is_some() && !transient {
+                errors.push(
+                    self.error(
+                        &format!("{rel}/unprocessed"),
+                        "`unprocessed` says what a transient failure proves about the request, but this failure maps nothing to `transient`",
+                    )
+                    .hint("remove it: a documented refusal (`rejected`) always proves the token unspent, and a dead one (`invalid-grant`) is dead"),
+                );
+            }
             failures.push(Failure {
                 key: response.key,
                 status: response.status,
@@ -574,6 +605,7 @@ impl MapCtx<'_> {
                 kinds,
                 code,
                 message,
+                unprocessed: f.unprocessed,
             });
         }
         for response in self.responses {

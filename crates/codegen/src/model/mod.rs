@@ -424,6 +424,8 @@ pub struct ResponseCase {
 pub struct Mapping {
     /// The rotation policy.
     pub rotation: Rotation,
+    /// How long the provider still accepts a rotated refresh token (`reuse-grace`).
+    pub reuse_grace: Option<u64>,
     /// Where the refresh token travels in the request.
     pub refresh_place: RefreshPlace,
     /// The success response.
@@ -589,6 +591,9 @@ pub struct Failure {
     pub code: Option<Mapped>,
     /// The provider's message.
     pub message: Option<Mapped>,
+    /// What the spec says a transient answer here proves about the request (`unprocessed`);
+    /// `None`: its status decides.
+    pub unprocessed: Option<bool>,
 }
 
 /// The fields of a struct type, by name.

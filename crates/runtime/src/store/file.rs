@@ -230,6 +230,10 @@ impl TokenStore for FileStore {
                 if current != Some(version) {
                     return Ok(false);
                 }
+                // A mark of this version already says when the token was first sent.
+                if read(path)?.is_some_and(|s| s.sending.is_some()) {
+                    return Ok(true);
+                }
                 let mark = format!("{version} {}", to_millis(std::time::SystemTime::now()));
                 replace(&path.with_extension("sending"), mark.as_bytes())?;
                 Ok(true)

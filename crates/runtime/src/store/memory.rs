@@ -14,11 +14,12 @@ struct Inner {
 }
 
 impl Inner {
-    /// Sets the `sending` mark of `key` if its version is `version`.
+    /// Sets (keeping an earlier time) or clears the `sending` mark of `key` if its version is
+    /// `version`.
     fn mark(&mut self, key: &str, version: u64, sending: Option<SystemTime>) -> bool {
         match self.sets.get_mut(key) {
             Some(stored) if stored.version == version => {
-                stored.sending = sending;
+                stored.sending = sending.map(|at| stored.sending.unwrap_or(at));
                 true
             }
             _ => false,

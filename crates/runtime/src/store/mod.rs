@@ -191,8 +191,9 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Records, while `lock` is held, that a refresh request with the refresh token of
     /// `version` is about to be sent, so that every process (and this one after a restart)
     /// loads the set with [`Stored::sending`] and never sends that token again unless an
-    /// answer proved it unspent. `false`: not recorded (the version changed, or the lock is
-    /// lost); the token must not be sent.
+    /// answer proved it unspent. A mark of the same version keeps its time (when the token was
+    /// first sent). `false`: not recorded (the version changed, or the lock is lost); the
+    /// token must not be sent.
     fn mark_sending<'a>(
         &'a self,
         key: &'a str,

@@ -43,11 +43,14 @@ return tonumber(current)
 ";
 
 /// Marks (ARGV[3]: the time, in ms) or clears (ARGV[3] = '') the sending mark of version
-/// ARGV[2], if it is current.
+/// ARGV[2], if it is current. An existing mark of that version keeps its time: when the token
+/// was first sent.
 const MARK: &str = r"
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
 if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', ARGV[3])
+  if redis.call('HGET', KEYS[1], 'sending') ~= ARGV[2] then
+    redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', ARGV[3])
+  end
 elseif redis.call('HGET', KEYS[1], 'sending') == ARGV[2] then
   redis.call('HDEL', KEYS[1], 'sending', 'sending_at')
 end
