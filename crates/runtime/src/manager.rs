@@ -27,6 +27,7 @@ use crate::store::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::token::TokenSet;
 use arc_swap::ArcSwapOption;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
@@ -238,7 +239,13 @@ struct Inner<C, S> {
     flight: Mutex<Option<Flight>>,
     /// A refreshed set whose write failed; served from memory while a background task holding
     /// the lock retries the write. This process refreshes from it, never from the store.
-    unsaved: Mutex<Option<Arc<Cached>>>,
+    unsaved: Mutex<Option<Unsaved>>,
+    /// Whether `unsaved` holds a set: read on the fast path, so that a call served from the
+    /// cache still notices a writer that died.
+    unsaved_pending: AtomicBool,
+    /// The newest version this process has seen: a store holding an older one (or none) went
+    /// backwards, and its refresh token may be spent.
+    high_water: AtomicU64,
     /// When this process last sent a refresh request (rate bound).
     last_sent: Mutex<Option<Instant>>,
     /// After `Rejected` answers: until when to answer the same error without asking again,
@@ -253,10 +260,18 @@ struct FlightGuard<C, S> {
     tx: Option<watch::Sender<Answer>>,
 }
 
+impl<C, S> Inner<C, S> {
+    /// Serves `cached` from now on, and remembers its version as seen.
+    fn publish(&self, cached: Arc<Cached>) {
+        self.high_water.fetch_max(cached.version, Ordering::AcqRel);
+        self.cache.store(Some(cached));
+    }
+}
+
 impl<C, S> FlightGuard<C, S> {
     fn finish(mut self, result: Result<Arc<Cached>, ManagerError>) {
         if let Ok(cached) = &result {
-            self.inner.cache.store(Some(Arc::clone(cached)));
+            self.inner.publish(Arc::clone(cached));
         }
         self.end(result);
     }
@@ -374,6 +389,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                 cache: ArcSwapOption::empty(),
                 flight: Mutex::new(None),
                 unsaved: Mutex::new(None),
+                unsaved_pending: AtomicBool::new(false),
+                high_water: AtomicU64::new(0),
                 last_sent: Mutex::new(None),
                 rejected: Mutex::new(None),
             }),
@@ -389,14 +406,32 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         self
     }
 
-    /// Stores a first token set (after a login) unless one is stored already.
-    /// Returns whether it was stored.
+    /// Stores a first token set (after a login) unless one is stored already, and returns
+    /// whether it was stored: `false` means the stored set was kept. To put a new set in place
+    /// of a stored one (after [`ManagerError::ReAuthenticate`], a user's new consent), use
+    /// [`TokenManager::replace`].
     pub async fn seed(&self, tokens: TokenSet) -> Result<bool, ManagerError> {
         let inner = &self.inner;
         Ok(matches!(
             inner.store.save(&inner.key, &tokens, None).await?,
             Saved::Written(_)
         ))
+    }
+
+    /// Stores `tokens` in place of whatever is stored (a new login after
+    /// [`ManagerError::ReAuthenticate`], a user who consented again) and serves them from now
+    /// on. Runs under the store's lock, after any refresh in flight; the set is stored before
+    /// it is served, and a failed write keeps it in memory and retries, as for a refresh.
+    pub async fn replace(&self, tokens: TokenSet) -> Result<(), ManagerError> {
+        Arc::clone(&self.inner).replace(tokens).await?;
+        Ok(())
+    }
+
+    /// Deletes the credential's set from the store (under its lock, after any refresh in
+    /// flight) and forgets it here: the next call finds nothing stored and takes the
+    /// re-authentication path.
+    pub async fn remove(&self) -> Result<(), ManagerError> {
+        Arc::clone(&self.inner).remove().await
     }
 
     /// Exchanges an authorization code (from the redirect after a user's consent) and stores
@@ -412,6 +447,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     /// A valid access token. The fast path reads the cache without a lock; a stale or missing
     /// token joins (or starts) the one refresh in flight.
     pub async fn access_token(&self) -> Result<AccessToken, ManagerError> {
+        if self.inner.unsaved_pending.load(Ordering::Acquire) {
+            // A set whose write failed: make sure a live task is still writing it.
+            self.inner.unsaved_set();
+        }
         if let Some(token) = self.cached_access_token() {
             return Ok(token);
         }
@@ -527,6 +566,18 @@ fn backoff(config: &ManagerConfig, attempt: u32) -> Duration {
     exponential.saturating_sub(exponential / 4) + jitter
 }
 
+/// A set the store did not take, and the task retrying its write.
+#[derive(Clone)]
+struct Unsaved {
+    cached: Arc<Cached>,
+    tokens: TokenSet,
+    /// The version the write expects to replace.
+    expected: Option<u64>,
+    /// The retrying task; finished without clearing the slot means it died (a panic, or its
+    /// runtime shut down), and the next call takes the write over.
+    writer: tokio::task::AbortHandle,
+}
+
 /// Whether a stored refresh token may be sent.
 enum Usable {
     /// Send it.
@@ -574,7 +625,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     /// Takes the store's lock, or finds the set another process refreshed while waiting.
     async fn refresh_locked(self: Arc<Self>, force: bool) -> Result<Arc<Cached>, ManagerError> {
         // A set whose write is still being retried: it is newer than anything stored.
-        if let Some(unsaved) = locked(&self.unsaved).clone() {
+        if let Some(unsaved) = self.unsaved_set() {
             return if unsaved.is_unexpired(SystemTime::now()) {
                 Ok(unsaved)
             } else {
@@ -591,7 +642,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         let seen = self.cache.load_full().map(|c| c.version);
         let deadline = after(Instant::now(), self.config.lock_wait);
         loop {
-            if let Some(stored) = self.store.load(&self.key).await? {
+            if let Some(stored) = self.store.load(&self.key).await?
+                && !self.regressed(Some(&stored))
+            {
                 let newer = Some(stored.version) != seen;
                 let cached = Cached::new(stored, &self.config, None);
                 if cached.is_fresh(SystemTime::now()) && (!force || newer) {
@@ -611,12 +664,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
 
     /// Retries the write of a refreshed set with backoff, as a lock holder, until it lands or
     /// the store holds something newer. A lease that expired meanwhile (the store was away
-    /// longer than its ttl) is taken again before writing. Meanwhile the set is served from
-    /// memory, and its superseded refresh token stays marked as sent in the store, so nobody
-    /// sends it again.
+    /// longer than its ttl), or no lock at all (the write taken over from a writer that died),
+    /// is taken before writing. Meanwhile the set is served from memory, and its superseded
+    /// refresh token stays marked as sent in the store, so nobody sends it again.
     async fn retry_write(
         self: Arc<Self>,
-        mut lock: StoreLock,
+        mut lock: Option<StoreLock>,
         tokens: TokenSet,
         expected: Option<u64>,
     ) {
@@ -624,32 +677,37 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         loop {
             tokio::time::sleep(backoff(&self.config, attempt)).await;
             attempt = attempt.saturating_add(1);
-            if !lock.confirm().await {
+            let held = match &lock {
+                Some(held) => held.confirm().await,
+                None => false,
+            };
+            if !held {
                 match self.store.try_lock(&self.key, self.config.lock_ttl).await {
-                    Ok(Some(again)) => std::mem::replace(&mut lock, again).release().await,
+                    Ok(Some(again)) => {
+                        if let Some(old) = lock.replace(again) {
+                            old.release().await;
+                        }
+                    }
                     // Another holder, or the store still away: the version decides later.
                     Ok(None) | Err(_) => continue,
                 }
             }
-            match self
-                .store
-                .save_fenced(&self.key, &tokens, expected, &lock)
-                .await
-            {
+            let Some(held) = &lock else { continue };
+            match self.write(&tokens, expected, held).await {
                 Ok(Saved::Written(version)) => {
-                    if let Some(unsaved) = locked(&self.unsaved).take() {
-                        self.cache.store(Some(Arc::new(Cached {
-                            tokens: unsaved.tokens.clone(),
+                    if let Some(unsaved) = self.take_unsaved() {
+                        self.publish(Arc::new(Cached {
+                            tokens: unsaved.cached.tokens.clone(),
                             version,
-                            fresh_until: unsaved.fresh_until,
-                        })));
+                            fresh_until: unsaved.cached.fresh_until,
+                        }));
                     }
                     tracing::info!(credential = %self.key, attempt, "stored the refreshed set after a failed write");
                     break;
                 }
                 Ok(Saved::Conflict(_)) => {
                     tracing::error!(credential = %self.key, "the store holds a newer set than the one whose write failed; keeping the stored one");
-                    locked(&self.unsaved).take();
+                    self.take_unsaved();
                     break;
                 }
                 Ok(Saved::LockLost) => {}
@@ -658,7 +716,117 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 }
             }
         }
-        lock.release().await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+    }
+
+    /// Writes a set this process obtained (refreshed, granted, replaced) as the lock holder: a
+    /// compare-and-set on `expected`; where the store went backwards (it holds nothing, or an
+    /// older version than `expected` or than this process has seen: restarted empty, restored
+    /// from an older snapshot, flushed), the set is put back as the next version after the
+    /// newest seen. `Conflict` only when the store holds something newer.
+    async fn write(
+        &self,
+        tokens: &TokenSet,
+        expected: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<Saved, StoreError> {
+        let seen = self.high_water.load(Ordering::Acquire);
+        let saved = if seen > expected.unwrap_or(0) {
+            Saved::Conflict(expected)
+        } else {
+            self.store
+                .save_fenced(&self.key, tokens, expected, lock)
+                .await?
+        };
+        let newest = expected.unwrap_or(0).max(seen);
+        let behind = match saved {
+            Saved::Conflict(None) => newest > 0,
+            Saved::Conflict(Some(current)) => current < newest,
+            _ => false,
+        };
+        if !behind {
+            return Ok(saved);
+        }
+        tracing::error!(
+            credential = %self.key,
+            "the store went backwards (it holds an older token set than this process has seen, or none): writing the new set back"
+        );
+        let set = Stored {
+            version: newest + 1,
+            tokens: tokens.clone(),
+            sending: None,
+        };
+        self.store.restore(&self.key, &set, lock).await
+    }
+
+    /// After the store went backwards (`stored` is older than the newest set this process has
+    /// seen): the stored refresh token is spent, so it is never sent. The newest
+    /// set this process knows is put back with a sending mark, since a holder whose lock the
+    /// store forgot may have its token on the wire: that holder's answer lands on it (a
+    /// compare-and-set on its version), and within the in-flight grace nobody sends it; after
+    /// the grace, the re-authentication path. Returns what the store holds now.
+    async fn put_back_newest(
+        &self,
+        stored: Option<Stored>,
+        lock: &StoreLock,
+    ) -> Result<Option<Stored>, ManagerError> {
+        tracing::error!(
+            credential = %self.key,
+            stored = ?stored.as_ref().map(|s| s.version),
+            seen = self.high_water.load(Ordering::Acquire),
+            "the store holds an older token set than this process has seen: its refresh token is spent; putting back the newest set known here"
+        );
+        let Some(newest) = self.cache.load_full() else {
+            return Ok(stored);
+        };
+        let set = Stored {
+            version: newest.version,
+            tokens: newest.tokens.clone(),
+            sending: Some(SystemTime::now()),
+        };
+        if !lock.confirm().await {
+            return Err(ManagerError::LockLost);
+        }
+        match self.store.restore(&self.key, &set, lock).await? {
+            Saved::LockLost => Err(ManagerError::LockLost),
+            _ => Ok(self.store.load(&self.key).await?),
+        }
+    }
+
+    /// Whether `stored` is older than a set this process has seen: the store went backwards
+    /// (restored from an older snapshot), and its refresh token is spent. (A store that holds
+    /// nothing may have been emptied or the credential removed on purpose: that is the
+    /// re-authentication path, never a set put back.)
+    fn regressed(&self, stored: Option<&Stored>) -> bool {
+        let seen = self.high_water.load(Ordering::Acquire);
+        stored.is_some_and(|s| s.version < seen)
+    }
+
+    /// Empties the unsaved slot (its set was written, or something newer was).
+    fn take_unsaved(&self) -> Option<Unsaved> {
+        let mut slot = locked(&self.unsaved);
+        self.unsaved_pending.store(false, Ordering::Release);
+        slot.take()
+    }
+
+    /// The set whose write is being retried, if any. When its writer died (a panic, or its
+    /// runtime shut down) without storing it, a new writer takes over on this runtime.
+    fn unsaved_set(self: &Arc<Self>) -> Option<Arc<Cached>> {
+        let mut slot = locked(&self.unsaved);
+        let unsaved = slot.as_mut()?;
+        if unsaved.writer.is_finished()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            tracing::warn!(credential = %self.key, "the writer of an unsaved set died; taking the write over");
+            let writer = Arc::clone(self);
+            let (tokens, expected) = (unsaved.tokens.clone(), unsaved.expected);
+            unsaved.writer = runtime
+                .spawn(async move { writer.retry_write(None, tokens, expected).await })
+                .abort_handle();
+        }
+        Some(Arc::clone(&unsaved.cached))
     }
 
     async fn refresh_holding_lock(&self, force: bool, seen: Option<u64>, lock: &StoreLock) -> Held {
@@ -679,6 +847,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         let mut rereads = 0;
         let resend_safe = self.client.rotation().resend_is_safe();
         loop {
+            if self.regressed(current.as_ref()) {
+                if rereads < 3 {
+                    rereads += 1;
+                    current = self.put_back_newest(current, lock).await?;
+                    continue;
+                }
+                // Nothing newer could be put back: never send the stale token.
+                let expected = current.as_ref().map(|s| s.version);
+                return Ok(self.reauthenticate(expected, None, lock).await);
+            }
             let Some(stored) = current.clone() else {
                 return Ok(self.reauthenticate(None, None, lock).await);
             };
@@ -878,11 +1056,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 Some(received),
             ))
         };
-        match self
-            .store
-            .save_fenced(&self.key, &tokens, expected, lock)
-            .await
-        {
+        match self.write(&tokens, expected, lock).await {
             Ok(Saved::Written(version)) => Held::Done(Ok(cached(version))),
             Ok(Saved::Conflict(_)) => {
                 // Someone wrote despite the lock. Theirs is newer than what this refresh
@@ -999,12 +1173,52 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 result
             }
             Held::Unsaved(cached, tokens, expected) => {
-                *locked(&self.unsaved) = Some(Arc::clone(&cached));
+                let mut slot = locked(&self.unsaved);
                 let writer = Arc::clone(self);
-                tokio::spawn(async move { writer.retry_write(lock, tokens, expected).await });
+                let retried = tokens.clone();
+                let handle =
+                    tokio::spawn(
+                        async move { writer.retry_write(Some(lock), retried, expected).await },
+                    );
+                *slot = Some(Unsaved {
+                    cached: Arc::clone(&cached),
+                    tokens,
+                    expected,
+                    writer: handle.abort_handle(),
+                });
+                self.unsaved_pending.store(true, Ordering::Release);
                 Ok(cached)
             }
         }
+    }
+
+    /// Stores `tokens` over whatever is stored, under the lock.
+    async fn replace(self: Arc<Self>, tokens: TokenSet) -> Result<Arc<Cached>, ManagerError> {
+        let lock = self.wait_for_lock().await?;
+        let held = match self.store.load(&self.key).await {
+            Ok(stored) => {
+                *locked(&self.rejected) = None;
+                self.persist(tokens, stored.map(|s| s.version), &lock).await
+            }
+            Err(e) => Held::Done(Err(e.into())),
+        };
+        let cached = self.settle(lock, held).await?;
+        self.publish(Arc::clone(&cached));
+        Ok(cached)
+    }
+
+    /// Deletes the stored set under the lock and forgets what this process knew of it.
+    async fn remove(self: Arc<Self>) -> Result<(), ManagerError> {
+        let lock = self.wait_for_lock().await?;
+        let deleted = self.store.delete(&self.key, &lock).await;
+        lock.release().await;
+        if deleted? == Saved::LockLost {
+            return Err(ManagerError::LockLost);
+        }
+        self.cache.store(None);
+        self.high_water.store(0, Ordering::Release);
+        *locked(&self.rejected) = None;
+        Ok(())
     }
 
     /// Exchanges an authorization code under the lock and stores the set over whatever is
@@ -1042,7 +1256,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         .await
         .unwrap_or_else(|e| Held::Done(Err(e)));
         let cached = self.settle(lock, held).await?;
-        self.cache.store(Some(Arc::clone(&cached)));
+        self.publish(Arc::clone(&cached));
         Ok(cached)
     }
 }

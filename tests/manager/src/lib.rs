@@ -199,6 +199,28 @@ impl Redis {
         wait_for_port(self.port);
     }
 
+    /// Starts one that persists only by `SAVE` (an RDB snapshot, `dump.rdb`, loaded at start):
+    /// no append-only file.
+    pub fn start_snapshotting() -> Self {
+        Self::start_with("rdb", &["--save", "", "--appendonly", "no"])
+    }
+
+    /// Takes an RDB snapshot now and keeps a copy of it as `name`.
+    pub fn snapshot(&self, name: &str) {
+        let saved = self.cli(&["SAVE"]);
+        assert!(saved.contains("OK"), "SAVE: {saved}");
+        std::fs::copy(self.dir.join("dump.rdb"), self.dir.join(name)).expect("copy the snapshot");
+    }
+
+    /// Kills the server and starts it again on the snapshot kept as `name` (a restore from an
+    /// older backup, or a replica promoted with older data).
+    pub fn restart_from_snapshot(&mut self, name: &str) {
+        self.kill();
+        std::fs::copy(self.dir.join(name), self.dir.join("dump.rdb"))
+            .expect("put the snapshot back");
+        self.spawn();
+    }
+
     /// Kills the server (SIGKILL, as a crash would), leaving its data directory.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -9,7 +9,8 @@ use tokenkit::{
     RefreshError, RefreshToken, Rotation, TokenManager, TokenSet, TokenStore, TransportKind,
 };
 use tokenkit_manager_tests::{
-    RefreshOnly, client, expired, fast_config, fresh, one_time_provider, scratch,
+    RefreshOnly, client, client_with_timeout, expired, fast_config, fresh, one_time_provider,
+    scratch,
 };
 use tokenkit_mock::Reply;
 
@@ -462,6 +463,15 @@ struct FailingWrites {
     failures: Arc<AtomicUsize>,
 }
 
+impl FailingWrites {
+    /// Whether this write fails (counting it down).
+    fn fails(&self) -> bool {
+        self.failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 impl tokenkit::TokenStore for FailingWrites {
     fn load<'a>(
         &'a self,
@@ -476,14 +486,30 @@ impl tokenkit::TokenStore for FailingWrites {
         tokens: &'a TokenSet,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<tokenkit::Saved, tokenkit::StoreError>> {
-        let fail = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if fail {
+        if self.fails() {
             return Box::pin(async { Err(tokenkit::StoreError::new("disk full")) });
         }
         self.inner.save(key, tokens, expected)
+    }
+
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a tokenkit::Stored,
+        lock: &'a tokenkit::StoreLock,
+    ) -> BoxFuture<'a, Result<tokenkit::Saved, tokenkit::StoreError>> {
+        if self.fails() {
+            return Box::pin(async { Err(tokenkit::StoreError::new("disk full")) });
+        }
+        self.inner.restore(key, set, lock)
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a tokenkit::StoreLock,
+    ) -> BoxFuture<'a, Result<tokenkit::Saved, tokenkit::StoreError>> {
+        self.inner.delete(key, lock)
     }
 
     fn mark_sending<'a>(
@@ -864,4 +890,192 @@ async fn a_client_credentials_set_survives_a_failed_write() {
         0,
         "both failures happened"
     );
+}
+
+#[test]
+fn a_write_retry_that_died_with_its_runtime_is_taken_over() {
+    // The provider lives on a runtime of its own for the whole test.
+    let provider_runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mock, first) =
+        provider_runtime.block_on(async { one_time_provider(3600, Duration::ZERO).await });
+    let memory = MemoryStore::new();
+    let store = FailingWrites {
+        inner: memory.clone(),
+        failures: Arc::new(AtomicUsize::new(0)),
+    };
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
+    // The refresh succeeds on a throwaway runtime, and every write of its set fails there.
+    let throwaway = tokio::runtime::Runtime::new().unwrap();
+    let token = throwaway.block_on(async {
+        manager.seed(expired(&first)).await.unwrap();
+        store.failures.store(usize::MAX, Ordering::SeqCst);
+        let token = manager.access_token().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        token
+    });
+    throwaway.shutdown_timeout(Duration::from_millis(10));
+    // The store heals; a later call on another runtime gets the token, and the write that
+    // died with the first runtime is taken over and lands.
+    store.failures.store(0, Ordering::SeqCst);
+    let later = tokio::runtime::Runtime::new().unwrap();
+    later.block_on(async {
+        assert_eq!(manager.access_token().await.unwrap(), token);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let stored = memory.load("k").await.unwrap().unwrap();
+            if stored.version == 2 {
+                assert_eq!(stored.tokens.access_token.expose(), token.expose());
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write was never taken over"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The manager is not wedged: a forced refresh uses the stored set's token once.
+        manager.force_refresh().await.unwrap();
+    });
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.refreshes, stats.reuses, stats.rejected),
+        (2, 0, 0),
+        "{stats:?}"
+    );
+    drop(mock);
+}
+
+#[tokio::test]
+async fn a_store_that_lost_the_set_gets_the_newest_one_written_back() {
+    // A refresh whose store was emptied (a Redis restart without persistence, FLUSHALL)
+    // between reading the set and writing the answer: the answer is written back, above every
+    // version this process saw, instead of being dropped as "someone wrote something newer".
+    let (mock, first) = one_time_provider(3600, Duration::from_millis(200)).await;
+    let store = MemoryStore::new();
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    let refreshing = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.access_token().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The provider has the request; the store forgets everything.
+    let wipe = store
+        .try_lock("wipe", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    store.delete("k", &wipe).await.unwrap();
+    let token = refreshing.await.unwrap().unwrap();
+    let stored = store.load("k").await.unwrap().expect("written back");
+    assert_eq!(stored.tokens.access_token.expose(), token.expose());
+    assert_eq!(stored.version, 2);
+    // It is the live set: the next refresh uses its token once.
+    manager.force_refresh().await.unwrap();
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.refreshes, stats.reuses, stats.rejected, stats.grants),
+        (2, 0, 0, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_older_stored_set_than_one_seen_is_never_refreshed_with() {
+    // The store goes back to a set whose refresh token was spent (a restore from an older
+    // snapshot). Its token is never sent: the newest set this process knows is put back,
+    // marked as maybe in flight (a holder the store forgot may be sending it), and after the
+    // grace the credential is re-authenticated (Easyship: client credentials).
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let config = ManagerConfig {
+        lock_ttl: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(50),
+        backoff: Duration::from_millis(1),
+        min_refresh_interval: Duration::ZERO,
+        ..ManagerConfig::default()
+    };
+    let manager = TokenManager::with_config(
+        client_with_timeout(&mock.base_url(), Duration::from_millis(50)),
+        store.clone(),
+        "k",
+        config,
+    )
+    .unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    let snapshot = store.load("k").await.unwrap().unwrap();
+    manager.force_refresh().await.unwrap();
+    let newest = manager.force_refresh().await.unwrap();
+    assert_eq!(store.load("k").await.unwrap().unwrap().version, 3);
+    // Back to version 1: `first`, spent two refreshes ago.
+    let lock = store
+        .try_lock("k", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    store.delete("k", &lock).await.unwrap();
+    store.restore("k", &snapshot, &lock).await.unwrap();
+    lock.release().await;
+
+    assert_eq!(manager.force_refresh().await, Err(ManagerError::InFlight));
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.version, 3, "the newest set known here was put back");
+    assert_eq!(stored.tokens.access_token, newest);
+    assert!(
+        stored.sending.is_some(),
+        "marked: its token may be in flight"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    manager.force_refresh().await.unwrap();
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.reuses, stats.rejected),
+        (0, 0),
+        "a spent token was sent: {stats:?}"
+    );
+    assert_eq!((stats.refreshes, stats.grants), (2, 1), "{stats:?}");
+    assert_eq!(store.load("k").await.unwrap().unwrap().version, 4);
+}
+
+#[tokio::test]
+async fn after_re_authentication_a_new_login_replaces_the_set_and_remove_forgets_it() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let dir = scratch("replace");
+    let store = FileStore::new(&dir).unwrap();
+    let manager = TokenManager::with_config(
+        RefreshOnly(client(&mock.base_url())),
+        store.clone(),
+        "k",
+        quick(),
+    )
+    .unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    mock.revoke_families();
+    let err = manager.access_token().await.unwrap_err();
+    assert!(matches!(err, ManagerError::ReAuthenticate { .. }), "{err}");
+    // The user logs in again: seeding keeps the dead set; replacing puts the new one in place.
+    let login = fresh("at-login", Some("rt-login"));
+    assert!(!manager.seed(login.clone()).await.unwrap());
+    manager.replace(login).await.unwrap();
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-login");
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens.access_token.expose(), "at-login");
+    assert_eq!(stored.version, 2);
+    // Removed: gone from the store and from this process.
+    manager.remove().await.unwrap();
+    assert_eq!(store.load("k").await.unwrap(), None);
+    assert!(!store.path_of("k").exists());
+    let err = manager.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::ReAuthenticate { cause: None }),
+        "{err}"
+    );
+    // A second manager on the same store (another process) sees nothing either.
+    let other =
+        TokenManager::with_config(RefreshOnly(client(&mock.base_url())), store, "k", quick())
+            .unwrap();
+    assert!(other.token_set().await.is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

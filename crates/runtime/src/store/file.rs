@@ -218,6 +218,57 @@ impl TokenStore for FileStore {
         }))
     }
 
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a Stored,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        let set = set.clone();
+        let (store, key) = (self.clone(), key.to_owned());
+        Box::pin(blocking(move || {
+            with_write_lock(&store, &key, |path, current| {
+                if let Some(current) = current.filter(|c| *c >= set.version) {
+                    return Ok(Saved::Conflict(Some(current)));
+                }
+                let marker = path.with_extension("sending");
+                let _ = std::fs::remove_file(&marker);
+                replace(path, &encode(set.version, &set.tokens))?;
+                if let Some(at) = set.sending {
+                    let mark = format!("{} {}", set.version, to_millis(at));
+                    replace(&marker, mark.as_bytes())?;
+                }
+                Ok(Saved::Written(set.version))
+            })
+        }))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        let (store, key) = (self.clone(), key.to_owned());
+        Box::pin(blocking(move || {
+            with_write_lock(&store, &key, |path, _| {
+                for file in [path.to_path_buf(), path.with_extension("sending")] {
+                    match std::fs::remove_file(&file) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io_error("cannot delete the token set", &file, &e));
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(dir) = path.parent() {
+                    File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| io_error("cannot sync the store directory", dir, &e))?;
+                }
+                Ok(Saved::Written(0))
+            })
+        }))
+    }
+
     fn mark_sending<'a>(
         &'a self,
         key: &'a str,

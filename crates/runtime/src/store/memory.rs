@@ -85,6 +85,34 @@ impl TokenStore for MemoryStore {
         Box::pin(async move { Ok(saved) })
     }
 
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a Stored,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        let saved = {
+            let mut inner = self.inner();
+            match inner.sets.get(key).map(|s| s.version) {
+                Some(current) if current >= set.version => Saved::Conflict(Some(current)),
+                _ => {
+                    inner.sets.insert(key.to_owned(), set.clone());
+                    Saved::Written(set.version)
+                }
+            }
+        };
+        Box::pin(async move { Ok(saved) })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        self.inner().sets.remove(key);
+        Box::pin(async move { Ok(Saved::Written(0)) })
+    }
+
     fn mark_sending<'a>(
         &'a self,
         key: &'a str,

@@ -201,6 +201,26 @@ pub trait TokenStore: Send + Sync + 'static {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Writes `set` as it is (its version, and its sending mark if any), while `lock` is held,
+    /// if nothing is stored or the stored version is older: how a lock holder puts back the
+    /// newest set it knows after the store went backwards (restarted empty, restored from an
+    /// older snapshot, flushed). `Conflict` with the stored version otherwise; `LockLost` as
+    /// for [`TokenStore::save_fenced`].
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a Stored,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>>;
+
+    /// Deletes the set of `key` and its sending mark, while `lock` is held (a credential the
+    /// application removes); `LockLost` as for [`TokenStore::save_fenced`], else `Written(0)`.
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>>;
+
     /// Clears the mark of `version` after an answer proved its refresh token unspent.
     fn clear_sending<'a>(
         &'a self,
@@ -258,6 +278,23 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).clear_sending(key, version, lock)
+    }
+
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a Stored,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        (**self).restore(key, set, lock)
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        (**self).delete(key, lock)
     }
 
     fn try_lock<'a>(

@@ -42,6 +42,28 @@ if current == false then return 0 end
 return tonumber(current)
 ";
 
+/// Writes `data` (ARGV[3]) as version ARGV[2] if no version is stored or an older one, with a
+/// sending mark at ARGV[4] (ms) unless it is ''.
+const RESTORE: &str = r"
+local current = redis.call('HGET', KEYS[1], 'version')
+if current == false or tonumber(current) < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'version', ARGV[2], 'data', ARGV[3])
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', ARGV[4])
+  else
+    redis.call('HDEL', KEYS[1], 'sending', 'sending_at')
+  end
+  return -1
+end
+return tonumber(current)
+";
+
+/// Deletes the set.
+const DELETE: &str = r"
+redis.call('DEL', KEYS[1])
+return -1
+";
+
 /// Marks (ARGV[3]: the time, in ms) or clears (ARGV[3] = '') the sending mark of version
 /// ARGV[2], if it is current. An existing mark of that version keeps its time: when the token
 /// was first sent.
@@ -278,6 +300,48 @@ impl TokenStore for RedisStore {
         Box::pin(self.save_with_fence(key, tokens, expected, lock.fence()))
     }
 
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a Stored,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let script = redis::Script::new(&format!("{FENCE}{RESTORE}"));
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.set_key(key))
+                .key(self.lock_key(key))
+                .arg(lock.fence().unwrap_or_default())
+                .arg(set.version)
+                .arg(encode(set.version, &set.tokens))
+                .arg(
+                    set.sending
+                        .map(|at| to_millis(at).to_string())
+                        .unwrap_or_default(),
+                );
+            self.write(invocation, "cannot restore the token set", set.version)
+                .await
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let script = redis::Script::new(&format!("{FENCE}{DELETE}"));
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.set_key(key))
+                .key(self.lock_key(key))
+                .arg(lock.fence().unwrap_or_default());
+            self.write(invocation, "cannot delete the token set", 0)
+                .await
+        })
+    }
+
     fn mark_sending<'a>(
         &'a self,
         key: &'a str,
@@ -346,6 +410,27 @@ impl TokenStore for RedisStore {
 }
 
 impl RedisStore {
+    /// Runs a fenced write script: -1 written (as `version`), -2 lock lost, 0 nothing stored,
+    /// else the stored version that won.
+    async fn write(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+        what: &str,
+        version: u64,
+    ) -> Result<Saved, StoreError> {
+        let mut connection = self.connection.clone();
+        let outcome: i64 = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(what, &e))?;
+        Ok(match outcome {
+            -1 => Saved::Written(version),
+            -2 => Saved::LockLost,
+            0 => Saved::Conflict(None),
+            current => Saved::Conflict(u64::try_from(current).ok()),
+        })
+    }
+
     async fn save_with_fence(
         &self,
         key: &str,
@@ -353,24 +438,18 @@ impl RedisStore {
         expected: Option<u64>,
         fence: Option<&str>,
     ) -> Result<Saved, StoreError> {
-        let mut connection = self.connection.clone();
         let version = expected.unwrap_or(0) + 1;
-        let outcome: i64 = redis::Script::new(&format!("{FENCE}{COMPARE_AND_SET}"))
+        let script = redis::Script::new(&format!("{FENCE}{COMPARE_AND_SET}"));
+        let mut invocation = script.prepare_invoke();
+        invocation
             .key(self.set_key(key))
             .key(self.lock_key(key))
             .arg(fence.unwrap_or_default())
             .arg(expected.map(|v| v.to_string()).unwrap_or_default())
             .arg(version)
-            .arg(encode(version, tokens))
-            .invoke_async(&mut connection)
+            .arg(encode(version, tokens));
+        self.write(invocation, "cannot write the token set", version)
             .await
-            .map_err(|e| redis_error("cannot write the token set", &e))?;
-        Ok(match outcome {
-            -1 => Saved::Written(version),
-            -2 => Saved::LockLost,
-            0 => Saved::Conflict(None),
-            current => Saved::Conflict(u64::try_from(current).ok()),
-        })
     }
 }
 

@@ -2,13 +2,14 @@
 //! tokens; the multi-process, crash and fault tests run several.
 //!
 //! `manager-worker <base-url> <file:DIR | redis:URL | redis-cluster:URL,URL,..> <seconds>
-//!  [--force] [--tolerate] [--lock-ttl-ms N]`
+//!  [--force] [--tolerate] [--lock-ttl-ms N] [--max-backoff-ms N]`
 //!
 //! Prints `calls=N errors=N nonretryable=N last_error_ms=T` (T: Unix milliseconds of the last
 //! error, 0 for none). Exits non-zero on any error, or with `--tolerate` on a non-retryable
 //! one (faults make retryable errors expected). `--force` refreshes on every call (the crash
 //! test kills it mid-refresh). `--lock-ttl-ms` shortens the lock (and the HTTP timeout with it)
-//! for the tests that stall or stop a holder.
+//! for the tests that stall or stop a holder; `--max-backoff-ms` with it shortens the in-flight
+//! grace (two lock lifetimes and the longest backoff).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokenkit::{FileStore, ManagerConfig, RedisStore, TokenManager, TokenStore};
@@ -42,6 +43,11 @@ async fn main() {
         let ms: u64 = rest[i + 1].parse().expect("milliseconds");
         options.config.lock_ttl = Duration::from_millis(ms);
         options.http_timeout = Duration::from_millis(ms / 2);
+    }
+    if let Some(i) = rest.iter().position(|a| a == "--max-backoff-ms") {
+        let ms: u64 = rest[i + 1].parse().expect("milliseconds");
+        options.config.max_backoff = Duration::from_millis(ms);
+        options.config.backoff = options.config.backoff.min(options.config.max_backoff);
     }
     let code = if let Some(dir) = store.strip_prefix("file:") {
         run(base_url, FileStore::new(dir).expect("file store"), &options).await
