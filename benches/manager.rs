@@ -31,6 +31,7 @@ fn tokens(refresh: &str, expires_in: Duration) -> TokenSet {
         token_type: Some("Bearer".into()),
         refresh_expires_at: None,
         extras: Default::default(),
+        origin: None,
     }
 }
 

@@ -41,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             token_type: Some("Bearer".into()),
             refresh_expires_at: None,
             extras: Default::default(),
+            origin: None,
         })
         .await?;
 

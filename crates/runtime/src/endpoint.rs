@@ -466,6 +466,7 @@ mod tests {
             token_type: None,
             refresh_expires_at: None,
             extras: Default::default(),
+            origin: None,
         }
     }
 

@@ -37,14 +37,16 @@ pub use grant::{
     PkceVerifier, authorization_url,
 };
 pub use http::{Connection, HttpConfig, Response, Transport, Undocumented};
-pub use manager::{ManagerConfig, ManagerError, ReAuthenticate, TokenManager};
+pub use manager::{
+    ClientCredentialsFallback, ManagerConfig, ManagerError, ReAuthenticate, TokenManager,
+};
 pub use refresh::{BoxFuture, RefreshClient, Rotation};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};
 pub use snippet::Snippet;
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
 pub use store::{FileStore, MemoryStore, Saved, StoreError, StoreLock, Stored, TokenStore};
-pub use token::{TimeFormat, TokenSet, expiry_from, instant_from};
+pub use token::{Origin, TimeFormat, TokenSet, expiry_from, instant_from};
 
 /// Re-exported so generated crates use the same HTTP types as the runtime.
 pub use reqwest;

@@ -24,7 +24,7 @@ use crate::grant::{CodeExchange, GrantType};
 use crate::refresh::{BoxFuture, RefreshClient};
 use crate::secret::AccessToken;
 use crate::store::{Saved, StoreError, StoreLock, Stored, TokenStore};
-use crate::token::TokenSet;
+use crate::token::{Origin, TokenSet};
 use arc_swap::ArcSwapOption;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,6 +56,24 @@ pub struct ManagerConfig {
     /// The shortest time between two refresh requests for the credential from this process:
     /// bounds the rate when a provider answers with lifetimes of zero or in the past.
     pub min_refresh_interval: Duration,
+    /// Which credentials the client-credentials grant may replace when their refresh token is
+    /// unusable (where the spec offers the grant and no re-authentication hook is set).
+    pub client_credentials_fallback: ClientCredentialsFallback,
+}
+
+/// Which credentials the token manager may replace by the client-credentials grant. That grant
+/// returns the application's own token; a user's connection must never silently become it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientCredentialsFallback {
+    /// A credential that grant created, or none stored yet. A set stored before origins were
+    /// recorded counts as the grant's when it holds no refresh token (only that grant issues
+    /// none), as a user's otherwise.
+    #[default]
+    OwnCredentials,
+    /// Any credential: the application has said its credentials are all its own.
+    Always,
+    /// None: the hook, or [`ManagerError::ReAuthenticate`].
+    Never,
 }
 
 /// The longest duration a setting may have: far beyond any sensible value, and small enough
@@ -132,6 +150,7 @@ impl Default for ManagerConfig {
             lock_wait: Duration::from_secs(90),
             lock_poll: Duration::from_millis(25),
             min_refresh_interval: Duration::from_secs(1),
+            client_credentials_fallback: ClientCredentialsFallback::OwnCredentials,
         }
     }
 }
@@ -410,8 +429,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     /// whether it was stored: `false` means the stored set was kept. To put a new set in place
     /// of a stored one (after [`ManagerError::ReAuthenticate`], a user's new consent), use
     /// [`TokenManager::replace`].
-    pub async fn seed(&self, tokens: TokenSet) -> Result<bool, ManagerError> {
+    pub async fn seed(&self, mut tokens: TokenSet) -> Result<bool, ManagerError> {
         let inner = &self.inner;
+        tokens.origin.get_or_insert(Origin::Application);
         Ok(matches!(
             inner.store.save(&inner.key, &tokens, None).await?,
             Saved::Written(_)
@@ -854,8 +874,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     continue;
                 }
                 // Nothing newer could be put back: never send the stale token.
-                let expected = current.as_ref().map(|s| s.version);
-                return Ok(self.reauthenticate(expected, None, lock).await);
+                return Ok(self.reauthenticate(current.as_ref(), None, lock).await);
             }
             let Some(stored) = current.clone() else {
                 return Ok(self.reauthenticate(None, None, lock).await);
@@ -869,7 +888,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 Usable::Yes(token) => token,
                 Usable::InFlight => return Err(ManagerError::InFlight),
                 Usable::No => {
-                    return Ok(self.reauthenticate(Some(stored.version), None, lock).await);
+                    return Ok(self.reauthenticate(Some(&stored), None, lock).await);
                 }
             };
             self.pace().await;
@@ -916,6 +935,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             let error = match sent {
                 Ok(mut tokens) => {
                     *locked(&self.rejected) = None;
+                    tokens.origin = tokens.origin.or(stored.tokens.origin);
                     // Without a new refresh token the old one stays valid only where the
                     // rotation says so; elsewhere the set is stored without one, and the
                     // next refresh re-authenticates instead of sending a spent token.
@@ -954,9 +974,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     continue;
                 }
                 if dead {
-                    return Ok(self
-                        .reauthenticate(Some(stored.version), Some(error), lock)
-                        .await);
+                    return Ok(self.reauthenticate(Some(&stored), Some(error), lock).await);
                 }
                 return Err(ManagerError::Refresh(error));
             }
@@ -1085,31 +1103,56 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
 
     /// A new set when no refresh token is usable (none stored, dead, expired, or maybe spent):
     /// from the application's hook when it gave one, else by the client-credentials grant when
-    /// the provider's spec offers it, stored like a refreshed set. Without either,
+    /// the provider's spec offers it and the credential's origin allows it
+    /// ([`ClientCredentialsFallback`]), stored like a refreshed set. Without either,
     /// [`ManagerError::ReAuthenticate`].
     async fn reauthenticate(
         &self,
-        expected: Option<u64>,
+        current: Option<&Stored>,
         cause: Option<RefreshError>,
         lock: &StoreLock,
     ) -> Held {
         let hook = locked(&self.reauthenticate).clone();
-        let fetched = if let Some(hook) = hook {
-            hook().await
-        } else if let Some(grant) = self.client.grants().and_then(|g| g.client_credentials()) {
+        let grant = self
+            .client
+            .grants()
+            .and_then(|g| g.client_credentials())
+            .filter(|_| self.may_grant_client_credentials(current.map(|s| &s.tokens)));
+        let (fetched, origin) = if let Some(hook) = hook {
+            (hook().await, Origin::Application)
+        } else if let Some(grant) = grant {
             match self.send_grant(grant, lock).await {
-                Ok(fetched) => fetched,
+                Ok(fetched) => (fetched, Origin::ClientCredentials),
                 Err(e) => return Held::Done(Err(e)),
             }
         } else {
             return Held::Done(Err(ManagerError::ReAuthenticate { cause }));
         };
         match fetched {
-            Ok(tokens) => {
+            Ok(mut tokens) => {
                 *locked(&self.rejected) = None;
-                self.persist(tokens, expected, lock).await
+                tokens.origin.get_or_insert(origin);
+                self.persist(tokens, current.map(|s| s.version), lock).await
             }
             Err(e) => Held::Done(Err(self.grant_error(e))),
+        }
+    }
+
+    /// Whether the client-credentials grant may replace `current` (nothing stored, or a set of
+    /// that origin, unless the configuration says otherwise).
+    fn may_grant_client_credentials(&self, current: Option<&TokenSet>) -> bool {
+        let Some(current) = current else {
+            return self.config.client_credentials_fallback != ClientCredentialsFallback::Never;
+        };
+        match self.config.client_credentials_fallback {
+            ClientCredentialsFallback::Always => true,
+            ClientCredentialsFallback::Never => false,
+            ClientCredentialsFallback::OwnCredentials => match current.origin {
+                Some(origin) => origin == Origin::ClientCredentials,
+                // Stored before origins were recorded: only client credentials issue no
+                // refresh token.
+                None => current.refresh_token.is_none(),
+            },
         }
     }
 
@@ -1193,7 +1236,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     }
 
     /// Stores `tokens` over whatever is stored, under the lock.
-    async fn replace(self: Arc<Self>, tokens: TokenSet) -> Result<Arc<Cached>, ManagerError> {
+    async fn replace(self: Arc<Self>, mut tokens: TokenSet) -> Result<Arc<Cached>, ManagerError> {
+        tokens.origin.get_or_insert(Origin::Application);
         let lock = self.wait_for_lock().await?;
         let held = match self.store.load(&self.key).await {
             Ok(stored) => {
@@ -1249,7 +1293,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 .and_then(|g| g.exchange_code(exchange))
                 .ok_or_else(unoffered)?;
             match self.send_grant(grant, &lock).await? {
-                Ok(tokens) => Ok(self.persist(tokens, expected, &lock).await),
+                Ok(mut tokens) => {
+                    tokens.origin = Some(Origin::AuthorizationCode);
+                    Ok(self.persist(tokens, expected, &lock).await)
+                }
                 Err(e) => Err(self.grant_error(e)),
             }
         }

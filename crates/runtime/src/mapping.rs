@@ -191,6 +191,7 @@ impl Fields {
                 .refresh_expires_at
                 .or_else(|| expiry(self.refresh_expires_in, None, received)),
             extras: extras(body, self.tokens),
+            origin: None,
         })
     }
 }

@@ -22,6 +22,26 @@ pub struct TokenSet {
     pub refresh_expires_at: Option<SystemTime>,
     /// The rest of the success body, without the fields the mapping names as tokens.
     pub extras: serde_json::Map<String, serde_json::Value>,
+    /// How the credential was first obtained; refreshed sets keep their predecessor's. The
+    /// token manager records it, and lets the client-credentials grant replace only a
+    /// credential that grant created. `None` from a client (the manager fills it in) and in
+    /// sets stored before origins were recorded.
+    pub origin: Option<Origin>,
+}
+
+/// How a credential was first obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// The client-credentials grant: the application's own token, not a user's.
+    ClientCredentials,
+    /// An authorization code a user's consent brought.
+    AuthorizationCode,
+    /// A login with a user's credentials (the password grant, or a provider's login).
+    Password,
+    /// Given by the application ([`TokenManager::seed`](crate::TokenManager::seed),
+    /// [`TokenManager::replace`](crate::TokenManager::replace), its re-authentication hook).
+    Application,
 }
 
 impl TokenSet {
@@ -49,6 +69,7 @@ impl fmt::Debug for TokenSet {
             .field("token_type", &self.token_type)
             .field("refresh_expires_at", &self.refresh_expires_at)
             .field("extras", &self.extras.keys().collect::<Vec<_>>())
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -301,6 +322,7 @@ mod tests {
             token_type: None,
             refresh_expires_at: None,
             extras: Default::default(),
+            origin: None,
         };
         assert_eq!(set.remaining(at(200)), Some(Duration::ZERO));
         assert!(set.expires_within(Duration::from_secs(30), at(80)));

@@ -89,6 +89,7 @@ impl RefreshClient for IgnoresErrors {
                 token_type: None,
                 refresh_expires_at: None,
                 extras: Default::default(),
+                origin: None,
             })
         })
     }

@@ -78,7 +78,15 @@ pub fn fresh(access: &str, refresh: Option<&str>) -> TokenSet {
         token_type: None,
         refresh_expires_at: None,
         extras: Default::default(),
+        origin: None,
     }
+}
+
+/// `set`, recorded as the application's own credential (from the client-credentials grant),
+/// which that grant may replace when its refresh token dies.
+pub fn own(mut set: TokenSet) -> TokenSet {
+    set.origin = Some(tokenkit::Origin::ClientCredentials);
+    set
 }
 
 /// A token set whose access token has expired, holding `refresh_token`.
@@ -90,15 +98,20 @@ pub fn expired(refresh_token: &str) -> TokenSet {
         token_type: Some("Bearer".into()),
         refresh_expires_at: None,
         extras: Default::default(),
+        origin: None,
     }
 }
 
 /// Settings for tokens that live a second: each is served for half of it, then refreshed.
+/// The fleet tests seed a set with a refresh token and count on Easyship's client-credentials
+/// grant where a credential must be re-authenticated: their credentials are the application's
+/// own (`ClientCredentialsFallback::Always`).
 pub fn fast_config() -> ManagerConfig {
     ManagerConfig {
         skew: Duration::from_millis(950),
         backoff: Duration::from_millis(10),
         lock_poll: Duration::from_millis(5),
+        client_credentials_fallback: tokenkit::ClientCredentialsFallback::Always,
         ..ManagerConfig::default()
     }
 }

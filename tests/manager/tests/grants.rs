@@ -5,8 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
-use tokenkit::{CodeExchange, ErrorKind, ManagerError, MemoryStore, TokenManager, TokenStore};
-use tokenkit_manager_tests::{RefreshOnly, client, expired, fresh, one_time_provider};
+use tokenkit::{
+    ClientCredentialsFallback, CodeExchange, ErrorKind, ManagerError, MemoryStore, Origin,
+    TokenManager, TokenStore,
+};
+use tokenkit_manager_tests::{RefreshOnly, client, expired, fresh, one_time_provider, own};
 use tokenkit_mock::Reply;
 
 /// Asks `manager` for an access token from `callers` tasks at once; returns the tokens.
@@ -33,7 +36,7 @@ async fn a_revoked_refresh_token_gets_one_client_credentials_grant_for_ten_thous
     let (mock, first) = one_time_provider(3600, Duration::from_millis(5)).await;
     let store = MemoryStore::new();
     let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k").unwrap();
-    manager.seed(expired(&first)).await.unwrap();
+    manager.seed(own(expired(&first))).await.unwrap();
     mock.revoke_families();
 
     let tokens = stampede(&manager, 10_000).await;
@@ -88,7 +91,7 @@ async fn a_refresh_token_past_its_lifetime_is_never_sent() {
     let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k").unwrap();
     let mut dead = expired(&first);
     dead.refresh_expires_at = Some(SystemTime::now() - Duration::from_secs(1));
-    manager.seed(dead).await.unwrap();
+    manager.seed(own(dead)).await.unwrap();
     manager.access_token().await.unwrap();
     let stats = mock.authority_stats();
     assert_eq!(
@@ -110,7 +113,7 @@ async fn the_application_s_hook_wins_over_client_credentials() {
     let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k")
         .unwrap()
         .with_reauthenticate(hook);
-    manager.seed(expired(&first)).await.unwrap();
+    manager.seed(own(expired(&first))).await.unwrap();
     mock.revoke_families();
     assert_eq!(
         manager.access_token().await.unwrap().expose(),
@@ -125,7 +128,7 @@ async fn a_refused_grant_is_an_error_and_leaves_the_store() {
     let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
     let store = MemoryStore::new();
     let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "k").unwrap();
-    manager.seed(expired(&first)).await.unwrap();
+    manager.seed(own(expired(&first))).await.unwrap();
     mock.revoke_families();
     // The refresh meets the revoked family; the grant meets a wrong client secret.
     let refused = Reply::Example {
@@ -212,7 +215,7 @@ async fn a_login_on_its_own_operation_replaces_a_revoked_family_once() {
         .unwrap();
     let store = MemoryStore::new();
     let manager = TokenManager::new(client, store.clone(), "k").unwrap();
-    manager.seed(expired(&first)).await.unwrap();
+    manager.seed(own(expired(&first))).await.unwrap();
     mock.revoke_families();
 
     let tokens = stampede(&manager, 10_000).await;
@@ -279,4 +282,95 @@ fn the_authorization_url_is_the_spec_s_with_this_client_s_values() {
             .iter()
             .any(|(scope, _)| *scope == "public.shipment:read")
     );
+}
+
+#[tokio::test]
+async fn a_user_s_connection_never_becomes_the_application_s_own_token() {
+    // A user connected by the authorization-code flow; later the family is revoked. Easyship
+    // offers client credentials, but that grant's token is the application's, not the user's:
+    // the manager asks for re-authentication and leaves the store as it was.
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let manager = TokenManager::new(client(&mock.base_url()), store.clone(), "user-42").unwrap();
+    let exchange = CodeExchange {
+        code: "code-from-redirect".into(),
+        redirect_uri: "https://app.example/callback".into(),
+        verifier: None,
+    };
+    let set = manager.seed_from_code(&exchange).await.unwrap();
+    assert_eq!(set.origin, Some(Origin::AuthorizationCode));
+    mock.revoke_families();
+    let err = manager.force_refresh().await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::ReAuthenticate { cause: Some(_) }),
+        "{err}"
+    );
+    let stats = mock.authority_stats();
+    assert_eq!(stats.grants, 1, "only the code exchange: {stats:?}");
+    let stored = store.load("user-42").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.tokens.origin),
+        (1, Some(Origin::AuthorizationCode))
+    );
+
+    // Sets the application seeds are its users' too, and refreshed sets keep their origin.
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let manager = TokenManager::new(client(&mock.base_url()), MemoryStore::new(), "k").unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    assert_eq!(
+        manager.token_set().await.unwrap().origin,
+        Some(Origin::Application)
+    );
+    mock.revoke_families();
+    let err = manager.force_refresh().await.unwrap_err();
+    assert!(matches!(err, ManagerError::ReAuthenticate { .. }), "{err}");
+    assert_eq!(mock.authority_stats().grants, 0);
+}
+
+#[tokio::test]
+async fn sets_stored_before_origins_were_recorded_keep_working() {
+    // No origin: a set with a refresh token is taken for a user's, one without for a
+    // client-credentials set (only that grant issues none).
+    for (refresh_token, granted) in [(true, false), (false, true)] {
+        let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+        let store = MemoryStore::new();
+        let mut legacy = expired(&first);
+        if !refresh_token {
+            legacy.refresh_token = None;
+        }
+        assert_eq!(
+            store.save("k", &legacy, None).await.unwrap(),
+            tokenkit::Saved::Written(1)
+        );
+        mock.revoke_families();
+        let manager = TokenManager::new(client(&mock.base_url()), store, "k").unwrap();
+        let result = manager.access_token().await;
+        assert_eq!(
+            result.is_ok(),
+            granted,
+            "refresh token {refresh_token}: {result:?}"
+        );
+        assert_eq!(mock.authority_stats().grants, u64::from(granted));
+    }
+}
+
+#[tokio::test]
+async fn the_application_can_let_client_credentials_replace_any_credential() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let config = tokenkit::ManagerConfig {
+        client_credentials_fallback: ClientCredentialsFallback::Always,
+        ..tokenkit::ManagerConfig::default()
+    };
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), MemoryStore::new(), "k", config)
+            .unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    mock.revoke_families();
+    manager.force_refresh().await.unwrap();
+    // The credential is now the application's own token, and says so.
+    assert_eq!(
+        manager.token_set().await.unwrap().origin,
+        Some(Origin::ClientCredentials)
+    );
+    assert_eq!(mock.authority_stats().grants, 1);
 }

@@ -9,7 +9,7 @@ use tokenkit::{
     RefreshError, RefreshToken, Rotation, TokenManager, TokenSet, TokenStore, TransportKind,
 };
 use tokenkit_manager_tests::{
-    RefreshOnly, client, client_with_timeout, expired, fast_config, fresh, one_time_provider,
+    RefreshOnly, client, client_with_timeout, expired, fast_config, fresh, one_time_provider, own,
     scratch,
 };
 use tokenkit_mock::Reply;
@@ -190,6 +190,7 @@ async fn the_reauthentication_hook_replaces_a_dead_token() {
                 token_type: None,
                 refresh_expires_at: None,
                 extras: Default::default(),
+                origin: None,
             })
         })
     });
@@ -1004,7 +1005,7 @@ async fn an_older_stored_set_than_one_seen_is_never_refreshed_with() {
         config,
     )
     .unwrap();
-    manager.seed(expired(&first)).await.unwrap();
+    manager.seed(own(expired(&first))).await.unwrap();
     let snapshot = store.load("k").await.unwrap().unwrap();
     manager.force_refresh().await.unwrap();
     let newest = manager.force_refresh().await.unwrap();

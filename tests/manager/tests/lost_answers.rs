@@ -5,7 +5,7 @@
 use std::time::Duration;
 use tokenkit::{FileStore, ManagerConfig, ManagerError, RefreshClient, TokenManager, TokenStore};
 use tokenkit_manager_tests::{
-    FaultyProxy, ProxyFault, expired, one_time_provider, scratch, workspace,
+    FaultyProxy, ProxyFault, expired, one_time_provider, own, scratch, workspace,
 };
 use tokenkit_mock::MockServer;
 
@@ -40,7 +40,7 @@ async fn a_refresh_lost_behind_a_failing_gateway_is_never_resent() {
         let manager =
             TokenManager::with_config(easyship(&proxy.base_url()), store.clone(), "k", config())
                 .unwrap();
-        manager.seed(expired(&first)).await.unwrap();
+        manager.seed(own(expired(&first))).await.unwrap();
 
         let err = manager.access_token().await.unwrap_err();
         assert!(

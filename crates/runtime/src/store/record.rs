@@ -2,7 +2,7 @@
 
 use super::{StoreError, Stored};
 use crate::secret::{AccessToken, RefreshToken};
-use crate::token::TokenSet;
+use crate::token::{Origin, TokenSet};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +19,9 @@ struct Record {
     refresh_expires_at_ms: Option<u64>,
     #[serde(default)]
     extras: serde_json::Map<String, serde_json::Value>,
+    /// Absent in sets stored before origins were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<Origin>,
 }
 
 /// The JSON of `tokens` as `version`.
@@ -31,6 +34,7 @@ pub fn encode(version: u64, tokens: &TokenSet) -> Vec<u8> {
         refresh_expires_at_ms: tokens.refresh_expires_at.map(to_millis),
         token_type: tokens.token_type.clone(),
         extras: tokens.extras.clone(),
+        origin: tokens.origin,
     };
     // A struct of strings, numbers and JSON values always serializes.
     serde_json::to_vec_pretty(&record).unwrap_or_default()
@@ -70,6 +74,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
             token_type: record.token_type,
             refresh_expires_at: record.refresh_expires_at_ms.map(from_millis),
             extras: record.extras,
+            origin: record.origin,
         },
     })
 }
@@ -90,10 +95,18 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
+            origin: Some(Origin::AuthorizationCode),
         };
         let stored = decode(&encode(7, &tokens)).unwrap();
         assert_eq!(stored.version, 7);
         assert_eq!(stored.tokens, tokens);
+    }
+
+    #[test]
+    fn a_record_stored_before_origins_still_reads() {
+        let old = br#"{"version": 3, "access_token": "a", "refresh_token": "r", "expires_at_ms": null, "token_type": null}"#;
+        let stored = decode(old).unwrap();
+        assert_eq!((stored.version, stored.tokens.origin), (3, None));
     }
 
     #[test]
