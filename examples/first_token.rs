@@ -3,9 +3,7 @@
 //! manager, against a local mock of Easyship. Run it with `cargo run --example first_token`.
 
 use std::time::Duration;
-use tokenkit::{
-    AuthorizationState, CodeExchange, MemoryStore, PkceVerifier, TokenManager, TokenStore,
-};
+use tokenkit::{AuthorizationState, CodeExchange, MemoryStore, TokenManager, TokenStore};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,15 +28,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.load("m2m").await?.map(|s| s.version)
     );
 
-    // 2. On behalf of a user: send them to the authorization URL with a state and a PKCE
-    //    challenge; keep the verifier and the state in their session.
-    let verifier = PkceVerifier::generate()?;
+    // 2. On behalf of a user: send them to the authorization URL with a state, kept in their
+    //    session. Easyship's docs show no PKCE, so its client takes no challenge (a client
+    //    whose spec maps `code-verifier` takes `Some(&verifier.challenge())`).
     let state = AuthorizationState::generate()?;
     let url = client()?.authorization_url(
         "https://app.example/callback",
         &["public.shipment:read"],
         &state,
-        Some(&verifier.challenge()),
     )?;
     println!("send the user to {url}");
 
@@ -53,9 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .seed_from_code(&CodeExchange {
             code: code.into(),
             redirect_uri: "https://app.example/callback".into(),
-            // Easyship's spec maps no PKCE verifier, so this one is not sent; a spec that maps
-            // `code-verifier` sends it.
-            verifier: Some(verifier),
+            // Easyship's spec maps no PKCE verifier; a spec that maps `code-verifier` sends one.
+            verifier: None,
         })
         .await?;
     println!("authorization code: {set:?}");

@@ -384,10 +384,12 @@ macro_rules! connection_setters {
             self
         }
 
-        /// Sends through an HTTP client the application built (a proxy, say). Its timeouts
-        /// and redirect policy are then the application's; the body cap still applies.
-        pub fn http_client(mut self, http_client: $crate::reqwest::Client) -> Self {
-            self.connection.http_client = Some(http_client);
+        /// Sends through an HTTP client built from `builder` (a proxy, say). Its timeouts are
+        /// then the application's; the body cap still applies, and redirects are turned off
+        /// whatever the builder says (a redirected token request would carry the secrets to
+        /// another host).
+        pub fn http_client(mut self, builder: $crate::reqwest::ClientBuilder) -> Self {
+            self.connection.use_http_client(builder);
             self
         }
     };

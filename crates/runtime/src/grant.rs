@@ -151,9 +151,16 @@ impl PkceChallenge {
 }
 
 /// The `state` of an authorization request (RFC 6749 §10.12): random, kept by the application,
-/// compared with the one the redirect brings back.
-#[derive(Clone, PartialEq, Eq)]
+/// compared with the one the redirect brings back. Never empty; compared in constant time,
+/// with `==` too.
+#[derive(Clone, Eq)]
 pub struct AuthorizationState(String);
+
+impl PartialEq for AuthorizationState {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(&other.0)
+    }
+}
 
 impl AuthorizationState {
     /// A fresh state: 16 random bytes.
@@ -161,9 +168,16 @@ impl AuthorizationState {
         random_text(16).map(Self)
     }
 
-    /// A state kept from earlier.
-    pub fn new(text: impl Into<String>) -> Self {
-        Self(text.into())
+    /// A state kept from earlier; an empty one is refused (it would match a redirect that
+    /// brings none).
+    pub fn new(text: impl Into<String>) -> Result<Self, BuildError> {
+        let text = text.into();
+        if text.is_empty() {
+            return Err(BuildError {
+                reason: "an authorization state must not be empty".into(),
+            });
+        }
+        Ok(Self(text))
     }
 
     /// The text, for the URL (and for keeping it in a session).
@@ -171,10 +185,13 @@ impl AuthorizationState {
         &self.0
     }
 
-    /// Whether the redirect's `state` is this one, compared in constant time.
+    /// Whether the redirect's `state` is this one, compared in constant time. An empty
+    /// `returned` never matches.
     pub fn matches(&self, returned: &str) -> bool {
         let (a, b) = (self.0.as_bytes(), returned.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        !a.is_empty()
+            && a.len() == b.len()
+            && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 
@@ -199,9 +216,10 @@ pub fn authorization_url(
     let mut url = url::Url::parse(authorization_url).map_err(|_| BuildError {
         reason: "the authorization URL is not an absolute URL".into(),
     })?;
-    if !matches!(url.scheme(), "https" | "http") {
+    let plain_loopback = url.scheme() == "http" && crate::http::is_loopback(url.host());
+    if url.scheme() != "https" && !plain_loopback {
         return Err(BuildError {
-            reason: "the authorization URL must be https".into(),
+            reason: "the authorization URL must be https (http only on localhost, 127.0.0.0/8 or [::1]): the code and state come back over it".into(),
         });
     }
     {
@@ -251,6 +269,28 @@ mod tests {
         assert!(state.matches(state.as_str()));
         assert!(!state.matches("other"));
         assert!(!state.matches(""));
+        assert!(AuthorizationState::new("").is_err());
+        let kept = AuthorizationState::new(state.as_str()).unwrap();
+        assert_eq!(kept, state);
+        assert_ne!(kept, AuthorizationState::new("x").unwrap());
+    }
+
+    #[test]
+    fn plain_http_authorization_urls_only_on_loopback() {
+        let state = AuthorizationState::new("s").unwrap();
+        let url = |base: &str| authorization_url(base, "c", "r", &[], &state, None);
+        for allowed in [
+            "https://auth.example.com/a",
+            "http://localhost:8080/a",
+            "http://127.0.0.1/a",
+            "http://[::1]:9/a",
+        ] {
+            assert!(url(allowed).is_ok(), "{allowed}");
+        }
+        for refused in ["http://auth.example.com/a", "http://10.0.0.1/a"] {
+            let err = url(refused).unwrap_err();
+            assert!(err.reason.contains("https"), "{refused}: {err}");
+        }
     }
 
     #[test]
@@ -268,7 +308,7 @@ mod tests {
             "client 1",
             "https://app.example.com/cb?x=1",
             &["read:a", "write:b"],
-            &AuthorizationState::new("st&1"),
+            &AuthorizationState::new("st&1").unwrap(),
             Some(&verifier.challenge()),
         )
         .unwrap();
@@ -294,7 +334,7 @@ mod tests {
                 "c",
                 "r",
                 &[],
-                &AuthorizationState::new("s"),
+                &AuthorizationState::new("s").unwrap(),
                 None
             )
             .is_err()
@@ -305,7 +345,7 @@ mod tests {
                 "c",
                 "r",
                 &[],
-                &AuthorizationState::new("s"),
+                &AuthorizationState::new("s").unwrap(),
                 None
             )
             .is_err()

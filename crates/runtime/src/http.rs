@@ -44,9 +44,9 @@ pub struct Connection {
     pub base_url: String,
     /// Timeouts and the body cap.
     pub http_config: HttpConfig,
-    /// An HTTP client the application built, used instead of one built from `http_config`
-    /// (whose body cap still applies).
-    pub http_client: Option<reqwest::Client>,
+    /// An HTTP client built from the application's builder (see [`Connection::use_http_client`]),
+    /// used instead of one built from `http_config` (whose body cap still applies).
+    http_client: Option<Result<reqwest::Client, BuildError>>,
 }
 
 impl Connection {
@@ -59,13 +59,28 @@ impl Connection {
         }
     }
 
+    /// Sends through an HTTP client built from the application's `builder` (a proxy, its own
+    /// roots, timeouts), with redirects turned off whatever the builder says: a redirected
+    /// token request would carry the refresh token and client secret to a host nobody chose
+    /// (a 307 or 308 resends the body). A builder that fails to build is reported by
+    /// [`Connection::transport`].
+    pub fn use_http_client(&mut self, builder: reqwest::ClientBuilder) {
+        let built = builder
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|_| BuildError {
+                reason: "the application's HTTP client could not be built".into(),
+            });
+        self.http_client = Some(built);
+    }
+
     /// The transport, with `sensitive_keys` as [`Transport::with_sensitive_keys`].
     pub fn transport(
         self,
         sensitive_keys: &'static [&'static str],
     ) -> Result<Transport, BuildError> {
         let transport = match self.http_client {
-            Some(http) => Transport::with_client(&self.base_url, http, &self.http_config)?,
+            Some(http) => Transport::with_client(&self.base_url, http?, &self.http_config)?,
             None => Transport::new(&self.base_url, &self.http_config)?,
         };
         Ok(transport.with_sensitive_keys(sensitive_keys))
@@ -103,10 +118,10 @@ impl Transport {
         Ok(transport)
     }
 
-    /// A transport over an HTTP client the application built (for a proxy, say). Its redirect
-    /// and timeout settings are the application's responsibility; `config` gives the body cap
-    /// and whether plain HTTP is allowed beyond loopback.
-    pub fn with_client(
+    /// A transport over an HTTP client built without redirects (by [`Transport::new`] or
+    /// [`Connection::use_http_client`]); `config` gives the body cap and whether plain HTTP is
+    /// allowed beyond loopback.
+    fn with_client(
         base_url: &str,
         http: reqwest::Client,
         config: &HttpConfig,
@@ -227,7 +242,7 @@ fn check_base_url(base_url: &str, allow_plain_http: bool) -> Result<(), BuildErr
 }
 
 /// `localhost`, `127.0.0.0/8` or `::1`.
-fn is_loopback(host: Option<url::Host<&str>>) -> bool {
+pub(crate) fn is_loopback(host: Option<url::Host<&str>>) -> bool {
     match host {
         Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -3,7 +3,9 @@
 //! A body the client did not understand may still hold a token (a success body cut short, an
 //! error that echoes the request). Before a snippet is kept, three passes remove what looks like
 //! one: string values of JSON keys that name a credential, long runs of token characters, and any
-//! secret the caller knows it sent.
+//! secret the caller knows it sent, in every form a body may echo it (as sent, JSON-escaped,
+//! percent-encoded). Secrets are redacted in the whole scrubbed window before the excerpt is
+//! cut, so a secret that crosses the cut never leaves its beginning behind.
 
 use crate::secret::REDACTED;
 use std::fmt;
@@ -28,7 +30,11 @@ const SENSITIVE_KEYS: [&str; 6] = [
 /// `[redacted]`.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Snippet {
+    /// The scrubbed window, longer than what is shown, so that secrets are redacted before the
+    /// cut.
     text: String,
+    /// Whether the window ends before the body does (a secret may start in its last bytes).
+    cut: bool,
     body_len: usize,
 }
 
@@ -44,21 +50,34 @@ impl Snippet {
         // Scrub a little more than is kept, so a value cut at the limit was still seen whole.
         let window = &body[..body.len().min(SNIPPET_LIMIT * 4)];
         let text = String::from_utf8_lossy(window);
-        let scrubbed = scrub_long_runs(&scrub_json_keys(&text, keys));
         Self {
-            text: truncate(&scrubbed, SNIPPET_LIMIT).to_owned(),
+            text: scrub_long_runs(&scrub_json_keys(&text, keys)),
+            cut: window.len() < body.len(),
             body_len: body.len(),
         }
     }
 
-    /// Removes every occurrence of a secret the caller knows, such as the refresh token it sent.
+    /// Removes every occurrence of a secret the caller knows, such as the refresh token it sent,
+    /// in every form a body may echo it; where the window was cut inside one, its beginning too.
     pub fn redact(&mut self, secret: &str) {
         self.text = redact_in(&self.text, secret);
+        if self.cut {
+            for form in encoded_forms(secret) {
+                let keep = (1..form.len())
+                    .rev()
+                    .filter(|&n| form.is_char_boundary(n))
+                    .find(|&n| self.text.ends_with(&form[..n]));
+                if let Some(n) = keep {
+                    self.text.truncate(self.text.len() - n);
+                    self.text.push_str(REDACTED);
+                }
+            }
+        }
     }
 
-    /// The scrubbed excerpt.
+    /// The scrubbed excerpt: at most [`SNIPPET_LIMIT`] bytes.
     pub fn as_str(&self) -> &str {
-        &self.text
+        truncate(&self.text, SNIPPET_LIMIT)
     }
 
     /// The length of the whole body, in bytes.
@@ -68,7 +87,7 @@ impl Snippet {
 
     /// True when the body was longer than the excerpt.
     pub fn is_truncated(&self) -> bool {
-        self.body_len > self.text.len()
+        self.body_len > self.as_str().len()
     }
 }
 
@@ -77,7 +96,7 @@ impl fmt::Display for Snippet {
         if self.body_len == 0 {
             return f.write_str("<empty body>");
         }
-        write!(f, "{:?}", self.text)?;
+        write!(f, "{:?}", self.as_str())?;
         if self.is_truncated() {
             write!(f, " (of {} bytes)", self.body_len)?;
         }
@@ -91,13 +110,58 @@ impl fmt::Debug for Snippet {
     }
 }
 
-/// Replaces every occurrence of `secret` (when non-empty) in `text`.
+/// Replaces every occurrence of `secret` (when non-empty) in `text`, in each of its
+/// [`encoded_forms`].
 pub(crate) fn redact_in(text: &str, secret: &str) -> String {
+    encoded_forms(secret)
+        .iter()
+        .fold(text.to_owned(), |text, form| text.replace(form, REDACTED))
+}
+
+/// The forms in which a body may echo `secret`: as it is, JSON-escaped (with `/` escaped or
+/// not), and percent-encoded as a form or a URL would (upper- and lower-case hex, `+` for a
+/// space); longest first, none empty.
+fn encoded_forms(secret: &str) -> Vec<String> {
     if secret.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(secret, REDACTED)
+        return Vec::new();
     }
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or(secret)
+        .to_owned();
+    let percent = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let mut forms = vec![
+        secret.to_owned(),
+        json.replace('/', "\\/"),
+        json,
+        lower_hex(&percent),
+        percent,
+        lower_hex(&form),
+        form,
+    ];
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    forms
+}
+
+/// `text` with the two hex digits after each `%` in lower case.
+fn lower_hex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut hex = 0;
+    for c in text.chars() {
+        if hex > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex -= 1;
+        } else {
+            hex = if c == '%' { 2 } else { 0 };
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Cuts at a character boundary at or before `limit` bytes.
@@ -227,6 +291,61 @@ mod tests {
         let mut s = Snippet::new(b"bad token eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9 for shortsecret");
         s.redact("shortsecret");
         assert_eq!(s.as_str(), "bad token [redacted] for [redacted]");
+    }
+
+    /// A secret with characters no heuristic takes for a token, so only `redact` finds it.
+    const SECRET: &str = "s3cr3t!SNTL/\"é %+x";
+
+    fn leaks(shown: &str) -> Option<String> {
+        encoded_forms(SECRET)
+            .into_iter()
+            .flat_map(|form| {
+                let prefixes: Vec<String> = (5..=form.len())
+                    .filter(|&n| form.is_char_boundary(n))
+                    .map(|n| form[..n].to_owned())
+                    .collect();
+                prefixes
+            })
+            .find(|prefix| shown.contains(prefix.as_str()))
+    }
+
+    #[test]
+    fn a_secret_is_redacted_at_every_cut_position_and_in_every_form() {
+        let forms = encoded_forms(SECRET);
+        assert!(forms.len() >= 5, "{forms:?}");
+        for form in &forms {
+            // Spaces around it: nothing token-like for the long-run heuristic.
+            for at in 0..(SNIPPET_LIMIT * 4 + 8) {
+                let body = format!("{}{form} tail", " ".repeat(at));
+                let mut s = Snippet::new(body.as_bytes());
+                s.redact(SECRET);
+                let shown = format!("{s} {s:?} {}", s.as_str());
+                assert_eq!(leaks(&shown), None, "{form:?} at {at}: {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_forms_cover_json_and_percent_encoding() {
+        let forms = encoded_forms("a/b\"c d+é");
+        for expected in [
+            "a/b\"c d+é",
+            "a/b\\\"c d+é",
+            "a\\/b\\\"c d+é",
+            "a%2Fb%22c%20d%2B%C3%A9",
+            "a%2fb%22c%20d%2b%c3%a9",
+            "a%2Fb%22c+d%2B%C3%A9",
+        ] {
+            assert!(
+                forms.iter().any(|f| f == expected),
+                "{expected} not in {forms:?}"
+            );
+        }
+        let provider = redact_in(
+            "echo a%2fb%22c%20d%2b%c3%a9 and a\\/b\\\"c d+é",
+            "a/b\"c d+é",
+        );
+        assert_eq!(provider, "echo [redacted] and [redacted]");
     }
 
     #[test]

@@ -274,13 +274,12 @@ impl Client {
             .grant(&body, &[Some(code)], CreateAccessTokenResponse::token_set)
             .await
     }
-    /// The URL to send a user to for consent: `https://auth.easyship.com/oauth2/authorize` (the spec's `authorizationUrl`) with this client's id, `redirect_uri`, the `scopes`, the `state` to compare with the redirect's, and the PKCE challenge when given. Exchange the code the redirect brings with [`Client::authorization_code_grant`], or seed a token manager with `TokenManager::seed_from_code`.
+    /// The URL to send a user to for consent: `https://auth.easyship.com/oauth2/authorize` (the spec's `authorizationUrl`) with this client's id, `redirect_uri`, the `scopes`, the `state` to compare with the redirect's, and no PKCE challenge: the spec's code exchange has nowhere to send a verifier. Exchange the code the redirect brings with [`Client::authorization_code_grant`], or seed a token manager with `TokenManager::seed_from_code`.
     pub fn authorization_url(
         &self,
         redirect_uri: &str,
         scopes: &[&str],
         state: &tokenkit::AuthorizationState,
-        challenge: Option<&tokenkit::PkceChallenge>,
     ) -> Result<String, tokenkit::BuildError> {
         tokenkit::authorization_url(
             AUTHORIZATION_URL,
@@ -288,7 +287,7 @@ impl Client {
             redirect_uri,
             scopes,
             state,
-            challenge,
+            None,
         )
     }
 }

@@ -895,10 +895,31 @@ fn grants(
     let client_id = authorization_client_id(provider).map(|i| &idents[i]);
     let authorization = match (&provider.oauth.authorization_url, client_id) {
         (Some(url), Some(id)) => {
+            // A PKCE challenge only where the code exchange can send its verifier: a provider
+            // that enforces PKCE would refuse a code whose verifier never comes.
+            let pkce = provider.all_grants().any(|g| {
+                g.fill
+                    .iter()
+                    .any(|f| matches!(f.source, FillSource::Arg(GrantArg::CodeVerifier)))
+            });
+            let (challenge_doc, challenge_param, challenge_arg) = if pkce {
+                (
+                    "and the PKCE challenge when given",
+                    quote!(challenge: Option<&tokenkit::PkceChallenge>,),
+                    quote!(challenge),
+                )
+            } else {
+                (
+                    "and no PKCE challenge: the spec's code exchange has nowhere to send a \
+                     verifier",
+                    quote!(),
+                    quote!(None),
+                )
+            };
             let doc = docs(&format!(
                 "The URL to send a user to for consent: `{url}` (the spec's `authorizationUrl`) \
                  with this client's id, `redirect_uri`, the `scopes`, the `state` to compare \
-                 with the redirect's, and the PKCE challenge when given. Exchange the code the \
+                 with the redirect's, {challenge_doc}. Exchange the code the \
                  redirect brings with [`Client::authorization_code_grant`], or seed a token \
                  manager with `TokenManager::seed_from_code`."
             ));
@@ -912,9 +933,9 @@ fn grants(
                         redirect_uri: &str,
                         scopes: &[&str],
                         state: &tokenkit::AuthorizationState,
-                        challenge: Option<&tokenkit::PkceChallenge>,
+                        #challenge_param
                     ) -> Result<String, tokenkit::BuildError> {
-                        tokenkit::authorization_url(AUTHORIZATION_URL, &self.#id, redirect_uri, scopes, state, challenge)
+                        tokenkit::authorization_url(AUTHORIZATION_URL, &self.#id, redirect_uri, scopes, state, #challenge_arg)
                     }
                 },
                 quote! {

@@ -370,15 +370,25 @@ pub(super) fn flows(
         }
         if let Some(code) = &f.authorization_code {
             let url = &code.authorization_url;
-            if url.starts_with("https://") || url.starts_with("http://") {
+            let at = pointer::join(
+                &pointer::join(&pointer::join(&scheme_at, "flows"), "authorizationCode"),
+                "authorizationUrl",
+            );
+            if url.starts_with("https://") || loopback_http(url) {
                 oauth.authorization_url = Some(url.clone());
+            } else if url.starts_with("http://") {
+                errors.push(
+                    SpecError::new(
+                        file,
+                        &at,
+                        format!("{url:?} uses plain http: the code and state would cross the network in clear text"),
+                    )
+                    .hint("use the provider's https URL (http is allowed only on localhost, 127.0.0.0/8 and [::1])"),
+                );
             } else {
                 errors.push(SpecError::new(
                     file,
-                    &pointer::join(
-                        &pointer::join(&pointer::join(&scheme_at, "flows"), "authorizationCode"),
-                        "authorizationUrl",
-                    ),
+                    &at,
                     format!("{url:?} is not an absolute URL"),
                 ));
             }
@@ -431,4 +441,24 @@ impl GrantArg {
             GrantArg::Code | GrantArg::CodeVerifier | GrantArg::Password
         )
     }
+}
+
+/// Whether `url` is plain http to a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
