@@ -45,7 +45,10 @@ pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};
 pub use snippet::Snippet;
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
-pub use store::{FileStore, MemoryStore, Saved, StoreError, StoreLock, Stored, TokenStore};
+pub use store::{
+    EncryptedStore, EncryptionKey, FileStore, MemoryStore, Saved, StoreError, StoreLock, Stored,
+    TokenStore,
+};
 pub use token::{Origin, TimeFormat, TokenSet, expiry_from, instant_from};
 
 /// Re-exported so generated crates use the same HTTP types as the runtime.

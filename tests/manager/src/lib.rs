@@ -218,6 +218,11 @@ impl Redis {
         Self::start_with("rdb", &["--save", "", "--appendonly", "no"])
     }
 
+    /// The server's data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Takes an RDB snapshot now and keeps a copy of it as `name`.
     pub fn snapshot(&self, name: &str) {
         let saved = self.cli(&["SAVE"]);

@@ -2,7 +2,9 @@
 //! for a removed credential: the same checks on memory, files and a real redis-server.
 
 use std::time::{Duration, SystemTime};
-use tokenkit::{FileStore, MemoryStore, RedisStore, Saved, Stored, TokenStore};
+use tokenkit::{
+    EncryptedStore, EncryptionKey, FileStore, MemoryStore, RedisStore, Saved, Stored, TokenStore,
+};
 use tokenkit_manager_tests::{Redis, expired, scratch};
 
 async fn restore_and_delete(store: impl TokenStore, what: &str) {
@@ -124,4 +126,143 @@ async fn redis() {
         store.delete("fenced", &lock).await.unwrap(),
         Saved::LockLost
     );
+}
+
+fn key(id: &str, byte: u8) -> EncryptionKey {
+    EncryptionKey::new(id, &[byte; 32]).unwrap()
+}
+
+/// A set whose every secret carries a sentinel, the extras (an ID token, say) included.
+fn sentinel_set() -> tokenkit::TokenSet {
+    let mut set = expired("rt-SENTINEL-refresh");
+    set.access_token = "at-SENTINEL-access".into();
+    set.expires_at = Some(std::time::UNIX_EPOCH + Duration::from_millis(1_800_000_000_123));
+    set.extras
+        .insert("id_token".into(), "idt-SENTINEL-id".into());
+    set
+}
+
+#[tokio::test]
+async fn encrypted_memory() {
+    restore_and_delete(
+        EncryptedStore::new(MemoryStore::new(), key("k1", 1)),
+        "encrypted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn encrypted_files_hold_no_token_and_survive_key_rotation() {
+    let dir = scratch("encrypted");
+    let files = FileStore::new(&dir).unwrap();
+    let first = EncryptedStore::new(files.clone(), key("2026-05", 1));
+    assert_eq!(
+        first.save("k", &sentinel_set(), None).await.unwrap(),
+        Saved::Written(1)
+    );
+    let at_rest = std::fs::read_to_string(files.path_of("k")).unwrap();
+    assert!(!at_rest.contains("SENTINEL"), "{at_rest}");
+    assert!(
+        at_rest.contains("2026-05"),
+        "the key id is stored with the set"
+    );
+
+    // Rotated: a new current key, the old one kept for reading.
+    let rotated =
+        EncryptedStore::new(files.clone(), key("2026-11", 2)).with_previous(key("2026-05", 1));
+    let stored = rotated.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens, sentinel_set());
+    assert_eq!(
+        rotated.save("k", &stored.tokens, Some(1)).await.unwrap(),
+        Saved::Written(2)
+    );
+    let at_rest = std::fs::read_to_string(files.path_of("k")).unwrap();
+    assert!(
+        at_rest.contains("2026-11") && !at_rest.contains("SENTINEL"),
+        "{at_rest}"
+    );
+
+    // Without the key, or with another key under the same id: a clear error, nothing lost.
+    let before = std::fs::read(files.path_of("k")).unwrap();
+    for wrong in [
+        EncryptedStore::new(files.clone(), key("2026-05", 1)),
+        EncryptedStore::new(files.clone(), key("2026-11", 3)),
+    ] {
+        let err = wrong.load("k").await.unwrap_err();
+        assert!(
+            err.message.contains("2026-11") && err.message.contains("nothing was changed"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("SENTINEL"));
+    }
+    assert_eq!(std::fs::read(files.path_of("k")).unwrap(), before);
+    assert_eq!(
+        rotated.load("k").await.unwrap().unwrap().tokens,
+        sentinel_set()
+    );
+
+    // A plaintext set is refused unless reading them is asked for (a migration).
+    files.save("plain", &sentinel_set(), None).await.unwrap();
+    assert!(
+        rotated
+            .load("plain")
+            .await
+            .unwrap_err()
+            .message
+            .contains("unencrypted")
+    );
+    let migrating = rotated.clone().read_plaintext(true);
+    assert_eq!(
+        migrating.load("plain").await.unwrap().unwrap().tokens,
+        sentinel_set()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_encrypted_redis_dump_holds_no_token() {
+    let redis = Redis::start_snapshotting();
+    let store = EncryptedStore::new(
+        RedisStore::connect(&redis.url, "sealed").await.unwrap(),
+        key("k1", 9),
+    );
+    store.save("k", &sentinel_set(), None).await.unwrap();
+    let lock = store
+        .try_lock("k", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.mark_sending("k", 1, &lock).await.unwrap());
+    lock.release().await;
+    redis.snapshot("dump.copy");
+    let dump = std::fs::read(redis.dir().join("dump.copy")).unwrap();
+    assert!(
+        !dump.windows(8).any(|w| w == b"SENTINEL"),
+        "the RDB dump holds a token"
+    );
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens, sentinel_set());
+    assert!(stored.sending.is_some(), "marks pass through");
+}
+
+#[tokio::test]
+async fn a_manager_over_an_encrypted_store_refreshes_and_leaves_nothing_readable() {
+    let (mock, first) = tokenkit_manager_tests::one_time_provider(3600, Duration::ZERO).await;
+    let dir = scratch("encrypted-manager");
+    let files = FileStore::new(&dir).unwrap();
+    let store = EncryptedStore::new(files.clone(), key("k1", 4));
+    let manager =
+        tokenkit::TokenManager::new(tokenkit_manager_tests::client(&mock.base_url()), store, "k")
+            .unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    let token = manager.access_token().await.unwrap();
+    manager.force_refresh().await.unwrap();
+    let at_rest = std::fs::read_to_string(files.path_of("k")).unwrap();
+    let refresh = manager.token_set().await.unwrap().refresh_token.unwrap();
+    for secret in [token.expose(), refresh.expose(), first.as_str()] {
+        assert!(!at_rest.contains(secret), "{secret} is readable at rest");
+    }
+    let stats = mock.authority_stats();
+    assert_eq!((stats.refreshes, stats.reuses), (2, 0), "{stats:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,13 +7,17 @@
 //!   (atomic replace, mode 0600, an OS file lock that dies with its process);
 //! - several hosts or replicas: `RedisStore` (feature `redis`): a lock with expiry and a
 //!   compare-and-set on a version, so a stale writer never overwrites a newer token set.
+//!
+//! Any of them can be wrapped in [`EncryptedStore`], so that what is at rest yields no token.
 
+mod encrypted;
 mod file;
 mod memory;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
 
+pub use encrypted::{EncryptedStore, EncryptionKey};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]

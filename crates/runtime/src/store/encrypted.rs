@@ -1,0 +1,338 @@
+//! Encryption at rest for any token store: a copied Redis dump, backup or token directory
+//! yields no usable token.
+//!
+//! Every set is sealed with AES-256-GCM (aws-lc-rs, the crypto rustls already brings) under the
+//! application's current key, with a fresh random 96-bit nonce, and bound to its credential's
+//! key (the associated data), so a sealed set moved to another credential does not open. The
+//! key's id travels with the set, so older keys still open the sets they sealed (rotation):
+//! sets are re-sealed under the current key at their next write.
+
+use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
+use crate::error::BuildError;
+use crate::refresh::BoxFuture;
+use crate::token::TokenSet;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::fmt;
+use std::time::Duration;
+
+/// What a sealed set's text starts with: the format, then `<key id>.<nonce and ciphertext>`.
+const PREFIX: &str = "tokenkit-sealed-v1.";
+
+/// One AES-256 key and its id. `Debug` shows the id only.
+#[derive(Clone)]
+pub struct EncryptionKey {
+    id: String,
+    key: std::sync::Arc<LessSafeKey>,
+}
+
+impl EncryptionKey {
+    /// A key from 32 bytes the application keeps (a secrets manager, an environment variable),
+    /// named `id` (1 to 32 of `A-Z a-z 0-9 _ -`): the id is stored with every set it seals,
+    /// never the key.
+    pub fn new(id: &str, bytes: &[u8]) -> Result<Self, BuildError> {
+        let valid_id = !id.is_empty()
+            && id.len() <= 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_id {
+            return Err(BuildError {
+                reason: "a key id is 1 to 32 characters of A-Z, a-z, 0-9, _ and -".into(),
+            });
+        }
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| BuildError {
+            reason: format!("key {id:?} has {} bytes; AES-256 needs 32", bytes.len()),
+        })?;
+        Ok(Self {
+            id: id.to_owned(),
+            key: std::sync::Arc::new(LessSafeKey::new(unbound)),
+        })
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncryptionKey({}, {})", self.id, crate::REDACTED)
+    }
+}
+
+/// A token store whose sets are encrypted at rest; everything else (versions, marks, locks) is
+/// the inner store's.
+///
+/// ```no_run
+/// # fn demo(key_bytes: &[u8], old_bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+/// use tokenkit::{EncryptedStore, EncryptionKey, FileStore};
+/// let store = EncryptedStore::new(
+///     FileStore::new("/var/lib/my-service/tokens")?,
+///     EncryptionKey::new("2026-11", key_bytes)?,
+/// )
+/// .with_previous(EncryptionKey::new("2026-05", old_bytes)?); // still opens older sets
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct EncryptedStore<S> {
+    inner: S,
+    current: EncryptionKey,
+    previous: Vec<EncryptionKey>,
+    read_plaintext: bool,
+}
+
+impl<S: fmt::Debug> fmt::Debug for EncryptedStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptedStore")
+            .field("inner", &self.inner)
+            .field("current", &self.current)
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
+
+impl<S> EncryptedStore<S> {
+    /// `inner`, with every set sealed under `current`.
+    pub fn new(inner: S, current: EncryptionKey) -> Self {
+        Self {
+            inner,
+            current,
+            previous: Vec::new(),
+            read_plaintext: false,
+        }
+    }
+
+    /// Also opens sets sealed under `key` (an earlier key, after a rotation).
+    #[must_use]
+    pub fn with_previous(mut self, key: EncryptionKey) -> Self {
+        self.previous.push(key);
+        self
+    }
+
+    /// Reads sets stored before encryption was turned on (they are sealed at their next
+    /// write). Off by default: a plaintext set where sealed ones are expected is refused.
+    #[must_use]
+    pub fn read_plaintext(mut self, allow: bool) -> Self {
+        self.read_plaintext = allow;
+        self
+    }
+
+    /// The store underneath.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The set sealed for `key`: one opaque text in place of the access token, nothing else.
+    fn seal(&self, key: &str, tokens: &TokenSet) -> Result<TokenSet, StoreError> {
+        let mut sealed = super::record::encode(0, tokens);
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce)
+            .map_err(|_| StoreError::new("no randomness for an encryption nonce"))?;
+        self.current
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(key).as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| StoreError::new("cannot encrypt the token set"))?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        let text = format!(
+            "{PREFIX}{}.{}",
+            self.current.id,
+            URL_SAFE_NO_PAD.encode(blob)
+        );
+        Ok(TokenSet {
+            access_token: text.into(),
+            refresh_token: None,
+            expires_at: None,
+            token_type: None,
+            refresh_expires_at: None,
+            extras: Default::default(),
+            origin: None,
+        })
+    }
+
+    /// The set a sealed one holds; errors name the credential and the key id, never a value.
+    fn open(&self, key: &str, stored: Stored) -> Result<Stored, StoreError> {
+        let text = stored.tokens.access_token.expose();
+        let Some(rest) = text.strip_prefix(PREFIX) else {
+            if self.read_plaintext {
+                return Ok(stored);
+            }
+            return Err(StoreError::new(format!(
+                "the token set of {key:?} is stored unencrypted; refusing it (EncryptedStore::read_plaintext(true) reads sets stored before encryption was turned on)"
+            )));
+        };
+        let (id, blob) = rest.split_once('.').unwrap_or((rest, ""));
+        let Some(found) = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == id)
+        else {
+            return Err(StoreError::new(format!(
+                "the token set of {key:?} was encrypted with key {id:?}, which this store was not given; nothing was changed"
+            )));
+        };
+        let opened = URL_SAFE_NO_PAD
+            .decode(blob)
+            .ok()
+            .filter(|b| b.len() > NONCE_LEN)
+            .and_then(|b| {
+                let (nonce, sealed) = b.split_at(NONCE_LEN);
+                let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+                let mut sealed = sealed.to_vec();
+                let plain = found
+                    .key
+                    .open_in_place(nonce, Aad::from(aad(key).as_bytes()), &mut sealed)
+                    .ok()?;
+                super::record::decode(plain).ok()
+            });
+        let Some(inner) = opened else {
+            return Err(StoreError::new(format!(
+                "the token set of {key:?} does not open with key {id:?} (a different key under that id, or a set moved from another credential); nothing was changed"
+            )));
+        };
+        Ok(Stored {
+            version: stored.version,
+            tokens: inner.tokens,
+            sending: stored.sending,
+        })
+    }
+}
+
+/// The associated data: a sealed set opens only as the set of the credential it was sealed for.
+fn aad(key: &str) -> String {
+    format!("tokenkit token set {key}")
+}
+
+impl<S: TokenStore> TokenStore for EncryptedStore<S> {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
+        Box::pin(async move {
+            match self.inner.load(key).await? {
+                Some(stored) => self.open(key, stored).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let sealed = self.seal(key, tokens)?;
+            self.inner.save(key, &sealed, expected).await
+        })
+    }
+
+    fn save_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let sealed = self.seal(key, tokens)?;
+            self.inner.save_fenced(key, &sealed, expected, lock).await
+        })
+    }
+
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a Stored,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let sealed = Stored {
+                version: set.version,
+                tokens: self.seal(key, &set.tokens)?,
+                sending: set.sending,
+            };
+            self.inner.restore(key, &sealed, lock).await
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        self.inner.delete(key, lock)
+    }
+
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.mark_sending(key, version, lock)
+    }
+
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.clear_sending(key, version, lock)
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        self.inner.try_lock(key, ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn key(id: &str, byte: u8) -> EncryptionKey {
+        EncryptionKey::new(id, &[byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn keys_are_checked_and_never_shown() {
+        assert!(EncryptionKey::new("k", &[0; 16]).is_err());
+        assert!(EncryptionKey::new("", &[0; 32]).is_err());
+        assert!(EncryptionKey::new("a.b", &[0; 32]).is_err());
+        let k = EncryptionKey::new("k-1", &[7; 32]).unwrap();
+        assert_eq!(format!("{k:?}"), "EncryptionKey(k-1, [redacted])");
+    }
+
+    #[tokio::test]
+    async fn a_set_moved_to_another_credential_does_not_open() {
+        let memory = MemoryStore::new();
+        let store = EncryptedStore::new(memory.clone(), key("a", 1));
+        let tokens = TokenSet {
+            access_token: "at-SENTINEL".into(),
+            refresh_token: Some("rt-SENTINEL".into()),
+            expires_at: None,
+            token_type: None,
+            refresh_expires_at: None,
+            extras: Default::default(),
+            origin: None,
+        };
+        store.save("alice", &tokens, None).await.unwrap();
+        let sealed = memory.load("alice").await.unwrap().unwrap();
+        memory.save("bob", &sealed.tokens, None).await.unwrap();
+        let err = store.load("bob").await.unwrap_err();
+        assert!(err.message.contains("does not open"), "{err}");
+        assert_eq!(store.load("alice").await.unwrap().unwrap().tokens, tokens);
+    }
+}
