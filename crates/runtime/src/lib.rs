@@ -43,12 +43,12 @@ pub use manager::{
 pub use refresh::{BoxFuture, RefreshClient, Rotation};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};
 pub use snippet::Snippet;
-#[cfg(feature = "redis")]
-pub use store::RedisStore;
 pub use store::{
     EncryptedStore, EncryptionKey, FileStore, MemoryStore, Saved, StoreError, StoreLock, Stored,
     TokenStore,
 };
+#[cfg(feature = "redis")]
+pub use store::{RedisOptions, RedisStore, WaitForReplicas};
 pub use token::{Origin, TimeFormat, TokenSet, expiry_from, instant_from};
 
 /// Re-exported so generated crates use the same HTTP types as the runtime.

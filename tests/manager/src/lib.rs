@@ -185,17 +185,40 @@ impl Redis {
     }
 
     fn start_with(name: &str, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        Self::start_configured(name, |_, _| extra.clone())
+    }
+
+    /// Starts one with the arguments `configure` gives for its port and data directory (where
+    /// it may write files first): TLS, ACL users, replication.
+    pub fn start_configured(name: &str, configure: impl FnOnce(u16, &Path) -> Vec<String>) -> Self {
         let port = free_port();
         let dir = scratch(&format!("redis-{name}-{port}"));
+        let extra = configure(port, &dir);
         let mut redis = Self {
             child: None,
             port,
             dir,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            extra,
             url: format!("redis://127.0.0.1:{port}/"),
         };
         redis.spawn();
         redis
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (SIGSTOP): it keeps its connections but answers nothing.
+    pub fn stop(&self) {
+        signal(self.pid(), "-STOP");
+    }
+
+    /// Lets a stopped server go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid(), "-CONT");
     }
 
     fn spawn(&mut self) {
@@ -273,6 +296,14 @@ impl Drop for Redis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn signal(pid: u32, which: &str) {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {which} {pid}");
 }
 
 /// A three-master Redis Cluster on 127.0.0.1, made with `redis-server --cluster-enabled yes`

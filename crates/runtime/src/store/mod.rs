@@ -21,7 +21,7 @@ pub use encrypted::{EncryptedStore, EncryptionKey};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{RedisOptions, RedisStore, WaitForReplicas};
 
 use crate::refresh::BoxFuture;
 use crate::token::TokenSet;

@@ -8,6 +8,7 @@
 use super::record::{decode, encode, from_millis, to_millis};
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::refresh::BoxFuture;
+use crate::secret::Secret;
 use crate::token::TokenSet;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long one command may take before it fails (and the connection is rebuilt).
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// The longest `WAIT` allowed: it must answer before the command times out.
+const MAX_WAIT: Duration = Duration::from_millis(800);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The longest pause between reconnection attempts: Redis back means the store back within
@@ -95,11 +98,114 @@ end
 return 0
 ";
 
+/// How a [`RedisStore`] connects, and how durable its writes must be before they count.
+///
+/// Credentials go in the URL (`rediss://user:password@host:6380/`, an ACL user); TLS is
+/// `rediss://`, verified against the system's roots unless `root_certificate` is given.
+#[derive(Clone, Default)]
+pub struct RedisOptions {
+    /// The PEM certificate of the CA that signed the server's certificate (a private CA).
+    pub root_certificate: Option<Vec<u8>>,
+    /// A PEM client certificate and its PEM key, for servers that require mutual TLS.
+    pub client_certificate: Option<(Vec<u8>, Secret)>,
+    /// Wait for replicas to acknowledge every sending mark and every write (`WAIT`): a mark
+    /// or a set a failover could lose is an error instead of a promise.
+    pub wait_for_replicas: Option<WaitForReplicas>,
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("root_certificate", &self.root_certificate.is_some())
+            .field("client_certificate", &self.client_certificate.is_some())
+            .field("wait_for_replicas", &self.wait_for_replicas)
+            .finish()
+    }
+}
+
+/// How many replicas must acknowledge a mark or a write, and how long to wait for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitForReplicas {
+    /// Replicas that must have it (`WAIT numreplicas`).
+    pub replicas: u32,
+    /// How long to wait before the write counts as failed: at most 800 ms, so that `WAIT`
+    /// answers before the command's own 1 s timeout.
+    pub timeout: Duration,
+}
+
+impl RedisOptions {
+    /// The certificates for the redis crate, when any are given.
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.root_certificate.is_none() && self.client_certificate.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self.client_certificate.as_ref().map(|(cert, key)| {
+                redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.expose().as_bytes().to_vec(),
+                }
+            }),
+            root_cert: self.root_certificate.clone(),
+        })
+    }
+
+    /// `WAIT` must answer within the command timeout.
+    fn check_wait(&self) -> Result<(), StoreError> {
+        match self.wait_for_replicas {
+            Some(wait)
+                if wait.replicas == 0 || wait.timeout.is_zero() || wait.timeout > MAX_WAIT =>
+            {
+                Err(StoreError::new(format!(
+                    "wait_for_replicas needs at least one replica and a timeout between 1 ms and {MAX_WAIT:?} (commands time out after {RESPONSE_TIMEOUT:?})"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses certificates given for a plain `redis://` URL rather than ignoring them.
+    fn check(&self, url: &str) -> Result<(), StoreError> {
+        if self.certificates().is_some() && !url.starts_with("rediss://") {
+            return Err(StoreError::new(
+                "TLS certificates were given for a URL that is not rediss://; use rediss:// to connect over TLS",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A single server or a cluster, behind one command interface.
 #[derive(Clone)]
 enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+impl Connection {
+    /// `WAIT replicas timeout` on the node that holds `key`: how many replicas acknowledged
+    /// every write sent before it.
+    async fn wait(&mut self, key: &str, wait: WaitForReplicas) -> redis::RedisResult<i64> {
+        let millis = u64::try_from(wait.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(wait.replicas).arg(millis);
+        match self {
+            Self::Single(c) => cmd.query_async(c).await,
+            Self::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                let value = c
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(value)?)
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Connection {
@@ -144,6 +250,7 @@ impl ConnectionLike for Connection {
 pub struct RedisStore {
     connection: Connection,
     prefix: String,
+    wait: Option<WaitForReplicas>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -155,8 +262,17 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn redis_error(what: &str, error: &redis::RedisError) -> StoreError {
-    // Redis errors carry the server's message and kind, never our values.
-    StoreError::new(format!("{what}: {:?} ({})", error.kind(), error.category()))
+    // Redis errors carry the server's message and kind, never our values (nor the URL, which
+    // may hold a password).
+    let kind = format!("{:?}", error.kind());
+    let hint = if kind.contains("NoPerm") {
+        ": the Redis user's ACL does not allow these keys or commands (allow `~<prefix>:*`, and the scripting, SET and WAIT commands)"
+    } else if kind.contains("Auth") {
+        ": the Redis user name or password was refused"
+    } else {
+        ""
+    };
+    StoreError::new(format!("{what}: {kind} ({}){hint}", error.category()))
 }
 
 /// Percent-encoded in keys: what would change a key's hash tag, `%` itself, and (as the
@@ -169,11 +285,36 @@ fn escape(text: &str) -> String {
 }
 
 impl RedisStore {
-    /// Connects to one server at `url` (`redis://127.0.0.1:6379/`); keys start with `prefix`.
-    /// Commands time out after 1 s and connecting after 1 s; a lost connection is rebuilt,
-    /// retrying at most 250 ms apart, so the store is back within about that of Redis.
+    /// Connects to one server at `url` (`redis://127.0.0.1:6379/`, `rediss://user:pass@host/`
+    /// for TLS and an ACL user); keys start with `prefix`. Commands time out after 1 s and
+    /// connecting after 1 s; a lost connection is rebuilt, retrying at most 250 ms apart, so
+    /// the store is back within about that of Redis.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| redis_error("invalid Redis URL", &e))?;
+        Self::connect_with(url, prefix, &RedisOptions::default()).await
+    }
+
+    /// Like [`RedisStore::connect`], with certificates and replica acknowledgement.
+    pub async fn connect_with(
+        url: &str,
+        prefix: impl Into<String>,
+        options: &RedisOptions,
+    ) -> Result<Self, StoreError> {
+        options.check(url)?;
+        options.check_wait()?;
+        let client = match options.certificates() {
+            Some(certificates) => redis::Client::build_with_tls(url, certificates),
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| redis_error("invalid Redis URL or certificates", &e))?;
+        // One attempt first, so that a wrong password, an untrusted certificate or a closed
+        // port is an error now; the connection manager would retry it forever.
+        let first = tokio::time::timeout(
+            CONNECT_TIMEOUT + RESPONSE_TIMEOUT,
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| StoreError::new("cannot connect to Redis: no answer in time"))?;
+        drop(first.map_err(|e| redis_error("cannot connect to Redis", &e))?);
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -186,6 +327,7 @@ impl RedisStore {
         Ok(Self {
             connection: Connection::Single(manager),
             prefix: prefix.into(),
+            wait: options.wait_for_replicas,
         })
     }
 
@@ -194,13 +336,30 @@ impl RedisStore {
         nodes: &[&str],
         prefix: impl Into<String>,
     ) -> Result<Self, StoreError> {
-        let client = redis::cluster::ClusterClient::builder(nodes.iter().copied())
+        Self::connect_cluster_with(nodes, prefix, &RedisOptions::default()).await
+    }
+
+    /// Like [`RedisStore::connect_cluster`], with certificates and replica acknowledgement.
+    pub async fn connect_cluster_with(
+        nodes: &[&str],
+        prefix: impl Into<String>,
+        options: &RedisOptions,
+    ) -> Result<Self, StoreError> {
+        for node in nodes {
+            options.check(node)?;
+        }
+        options.check_wait()?;
+        let mut builder = redis::cluster::ClusterClient::builder(nodes.iter().copied())
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
             .retries(8)
-            .max_retry_wait(u64::try_from(MAX_RECONNECT_DELAY.as_millis()).unwrap_or(250))
+            .max_retry_wait(u64::try_from(MAX_RECONNECT_DELAY.as_millis()).unwrap_or(250));
+        if let Some(certificates) = options.certificates() {
+            builder = builder.certs(certificates);
+        }
+        let client = builder
             .build()
-            .map_err(|e| redis_error("invalid Redis Cluster nodes", &e))?;
+            .map_err(|e| redis_error("invalid Redis Cluster nodes or certificates", &e))?;
         let connection = client
             .get_async_connection()
             .await
@@ -208,7 +367,36 @@ impl RedisStore {
         Ok(Self {
             connection: Connection::Cluster(connection),
             prefix: prefix.into(),
+            wait: options.wait_for_replicas,
         })
+    }
+
+    /// With [`RedisOptions::wait_for_replicas`]: an error unless enough replicas acknowledged
+    /// the writes made so far (a mark or a set a failover could lose is not relied on).
+    async fn replicated(&self, key: &str) -> Result<(), StoreError> {
+        let Some(wait) = self.wait else {
+            return Ok(());
+        };
+        let mut connection = self.connection.clone();
+        let acknowledged = connection
+            .wait(&self.set_key(key), wait)
+            .await
+            .map_err(|e| redis_error("cannot wait for the replicas", &e))?;
+        if acknowledged < i64::from(wait.replicas) {
+            return Err(StoreError::new(format!(
+                "{acknowledged} of {} replicas acknowledged the write within {:?}: a failover could lose it",
+                wait.replicas, wait.timeout
+            )));
+        }
+        Ok(())
+    }
+
+    /// A write's outcome, once replicated where that is asked for.
+    async fn durable(&self, key: &str, saved: Saved) -> Result<Saved, StoreError> {
+        if matches!(saved, Saved::Written(_)) {
+            self.replicated(key).await?;
+        }
+        Ok(saved)
     }
 
     /// The hash holding `key`'s token set.
@@ -320,7 +508,7 @@ impl TokenStore for RedisStore {
                         .map(|at| to_millis(at).to_string())
                         .unwrap_or_default(),
                 );
-            self.write(invocation, "cannot restore the token set", set.version)
+            self.write(key, invocation, "cannot restore the token set", set.version)
                 .await
         })
     }
@@ -337,7 +525,7 @@ impl TokenStore for RedisStore {
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
                 .arg(lock.fence().unwrap_or_default());
-            self.write(invocation, "cannot delete the token set", 0)
+            self.write(key, invocation, "cannot delete the token set", 0)
                 .await
         })
     }
@@ -348,7 +536,13 @@ impl TokenStore for RedisStore {
         version: u64,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(self.mark(key, version, lock, true).await? == 1) })
+        Box::pin(async move {
+            let marked = self.mark(key, version, lock, true).await? == 1;
+            if marked {
+                self.replicated(key).await?;
+            }
+            Ok(marked)
+        })
     }
 
     fn clear_sending<'a>(
@@ -410,10 +604,11 @@ impl TokenStore for RedisStore {
 }
 
 impl RedisStore {
-    /// Runs a fenced write script: -1 written (as `version`), -2 lock lost, 0 nothing stored,
-    /// else the stored version that won.
+    /// Runs a fenced write script: -1 written (as `version`, and replicated where that is
+    /// asked for), -2 lock lost, 0 nothing stored, else the stored version that won.
     async fn write(
         &self,
+        key: &str,
         invocation: redis::ScriptInvocation<'_>,
         what: &str,
         version: u64,
@@ -423,12 +618,13 @@ impl RedisStore {
             .invoke_async(&mut connection)
             .await
             .map_err(|e| redis_error(what, &e))?;
-        Ok(match outcome {
+        let saved = match outcome {
             -1 => Saved::Written(version),
             -2 => Saved::LockLost,
             0 => Saved::Conflict(None),
             current => Saved::Conflict(u64::try_from(current).ok()),
-        })
+        };
+        self.durable(key, saved).await
     }
 
     async fn save_with_fence(
@@ -448,7 +644,7 @@ impl RedisStore {
             .arg(expected.map(|v| v.to_string()).unwrap_or_default())
             .arg(version)
             .arg(encode(version, tokens));
-        self.write(invocation, "cannot write the token set", version)
+        self.write(key, invocation, "cannot write the token set", version)
             .await
     }
 }
