@@ -1,15 +1,15 @@
-//! `gen` and `gen --check`: all or nothing, and idempotent.
+//! `gen`, `gen --check` and `gen --accept`: all or nothing, and idempotent.
 
 use similar::TextDiff;
 use std::path::{Path, PathBuf};
-use tokenkit_codegen::{OutputFile, SOURCES};
+use tokenkit_codegen::{OutputFile, SNAPSHOT_DIR, SOURCES};
 
 /// Regenerates, or with `check` compares, every generated file.
 pub fn run(root: &Path, check: bool) -> Result<(), String> {
     let files = tokenkit_codegen::generate(root).map_err(|errors| {
         format!("{errors}\n\ngen: no file was written; fix the specs above and run it again")
     })?;
-    let stale = stale_crates(root, &files);
+    let stale = stale_files(root, &files);
     let changed: Vec<&OutputFile> = files
         .iter()
         .filter(|f| {
@@ -41,10 +41,10 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
                     .to_string(),
             );
         }
-        for dir in &stale {
+        for path in &stale {
             report.push_str(&format!(
                 "{} has no spec any more and would be removed\n",
-                dir.display()
+                path.display()
             ));
         }
         return Err(format!(
@@ -64,10 +64,15 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", file.path.display());
     }
-    for dir in &stale {
-        std::fs::remove_dir_all(root.join(dir))
-            .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
-        println!("removed {} (its spec is gone)", dir.display());
+    for path in &stale {
+        let full = root.join(path);
+        let removed = if full.is_dir() {
+            std::fs::remove_dir_all(&full)
+        } else {
+            std::fs::remove_file(&full)
+        };
+        removed.map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        println!("removed {} (its spec is gone)", path.display());
     }
     println!(
         "gen: {} files from the specs, {} changed, {} removed",
@@ -78,10 +83,27 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Generated client crates whose spec is gone: folders under a clients folder with a generated
-/// `Cargo.toml` that this run does not write.
-fn stale_crates(root: &Path, files: &[OutputFile]) -> Vec<PathBuf> {
-    let mut stale: Vec<PathBuf> = SOURCES
+/// Generated files whose spec is gone: client crates (folders under a clients folder with a
+/// generated `Cargo.toml`) and whole-client snapshots that this run does not write.
+fn stale_files(root: &Path, files: &[OutputFile]) -> Vec<PathBuf> {
+    let mut stale = stale_client_dirs(root, files);
+    if let Ok(entries) = std::fs::read_dir(root.join(SNAPSHOT_DIR)) {
+        stale.extend(
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("snapshots__client_") && n.ends_with(".snap"))
+                .map(|n| Path::new(SNAPSHOT_DIR).join(n))
+                .filter(|p| !files.iter().any(|f| &f.path == p)),
+        );
+    }
+    stale.sort();
+    stale
+}
+
+/// Client crate folders whose spec is gone.
+fn stale_client_dirs(root: &Path, files: &[OutputFile]) -> Vec<PathBuf> {
+    SOURCES
         .iter()
         .filter_map(|source| {
             let entries = std::fs::read_dir(root.join(source.clients)).ok()?;
@@ -97,9 +119,33 @@ fn stale_crates(root: &Path, files: &[OutputFile]) -> Vec<PathBuf> {
             std::fs::read_to_string(root.join(dir).join("Cargo.toml"))
                 .is_ok_and(|text| text.contains("@generated"))
         })
-        .collect();
-    stale.sort();
-    stale
+        .collect()
+}
+
+/// `gen --accept`: after writing, runs the generator's snapshot tests with `INSTA_UPDATE=always`,
+/// so the focused excerpts and error messages are accepted too. Review them in the diff.
+pub fn accept_snapshots(root: &Path) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "test",
+            "--quiet",
+            "-p",
+            "tokenkit-codegen",
+            "--test",
+            "snapshots",
+        ])
+        .env("INSTA_UPDATE", "always")
+        .status()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    if !status.success() {
+        return Err("gen --accept: the snapshot tests failed for another reason than a changed snapshot; see above".into());
+    }
+    println!(
+        "gen --accept: snapshots accepted; review them in the diff (`git diff {SNAPSHOT_DIR}`)"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,6 +163,17 @@ mod tests {
             std::fs::copy(real.join(spec), root.join("specs").join(spec)).unwrap();
         }
         root
+    }
+
+    /// What a plain `cargo test` checks, as rust-analyzer's codegen tests do: every checked-in
+    /// generated file (client crates, their whole-client snapshots, the suite crate) is what
+    /// the specs produce now. On failure, the diff and the command that fixes it.
+    #[test]
+    fn the_checked_in_generated_files_are_what_the_specs_produce() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if let Err(report) = run(&root, true) {
+            panic!("{report}");
+        }
     }
 
     #[test]
@@ -178,6 +235,9 @@ mod tests {
         run(&root, false).unwrap();
         assert!(!root.join("crates/clients/hesabe").exists());
         assert!(root.join("crates/clients/fredi").exists());
+        let snapshots = root.join(SNAPSHOT_DIR);
+        assert!(!snapshots.join("snapshots__client_hesabe.snap").exists());
+        assert!(snapshots.join("snapshots__client_fredi.snap").exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,7 +1,10 @@
 //! `cargo xtask`: the project's automation.
 //!
-//! - `cargo xtask gen`: regenerate every client crate from `specs/*.yaml`.
-//! - `cargo xtask gen --check`: fail, with a diff, when the checked-in files differ.
+//! - `cargo xtask gen`: regenerate every client crate (and its whole-client snapshot) from
+//!   `specs/*.yaml`.
+//! - `cargo xtask gen --check`: fail, with a diff, when the checked-in files differ (a plain
+//!   `cargo test` checks the same).
+//! - `cargo xtask gen --accept`: `gen`, then accept every changed snapshot of the generator.
 //! - `cargo xtask lint`: every problem of every spec, with file, JSON pointer and fix hint.
 //! - `cargo xtask mock <provider>`: serve a provider's spec on 127.0.0.1.
 //! - `cargo xtask weight`: lines and incremental build time of each generated client.
@@ -19,6 +22,7 @@ usage: cargo xtask <command>
 commands:
   gen            regenerate the clients from specs/*.yaml (and tests/fixtures/specs)
   gen --check    exit non-zero, with a diff, if the checked-in files differ from what gen writes
+  gen --accept   gen, then accept the generator's changed excerpt and error snapshots (insta)
   lint           report every problem of every spec (gen runs it too)
   mock <provider> [--port N] [--reply STATUS[/EXAMPLE]] [--lenient]
                  serve the provider's spec on 127.0.0.1, checking every request against it
@@ -39,6 +43,9 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["gen"] => gen_cmd::run(&root(), false),
         ["gen", "--check"] => gen_cmd::run(&root(), true),
+        ["gen", "--accept"] => {
+            gen_cmd::run(&root(), false).and_then(|()| gen_cmd::accept_snapshots(&root()))
+        }
         ["lint"] => lint(&root()),
         ["mock", rest @ ..] => mock_cmd::run(&root(), rest),
         ["weight"] => weight_cmd::run(&root()),
@@ -61,7 +68,7 @@ fn main() -> ExitCode {
 fn help(command: &str) -> &'static str {
     match command {
         "gen" => {
-            "usage: cargo xtask gen [--check]\n\nRegenerates crates/clients/* (and tests/fixtures/clients/*, tests/suite) from\nspecs/*.yaml and tests/fixtures/specs/*.yaml; writes nothing unless every spec passes.\n  --check  write nothing; fail with a diff if a checked-in file differs"
+            "usage: cargo xtask gen [--check | --accept]\n\nRegenerates crates/clients/* (and tests/fixtures/clients/*, tests/suite) from\nspecs/*.yaml and tests/fixtures/specs/*.yaml, with each client's whole-file snapshot in\ncrates/codegen/tests/snapshots; writes nothing unless every spec passes.\n  --check   write nothing; fail with a diff if a checked-in file differs\n  --accept  after writing, accept the generator's changed excerpt and error snapshots"
         }
         "lint" => {
             "usage: cargo xtask lint\n\nReports every problem of every spec at once, with the file, the JSON pointer and a hint."

@@ -55,6 +55,24 @@ pub const SOURCES: [Source; 2] = [
 /// The generated crate that runs the conformance suite against every client.
 pub const SUITE_DIR: &str = "tests/suite";
 
+/// Where the insta snapshots of the generator's tests live. The whole-client ones
+/// (`snapshots__client_<provider>.snap`) are written by `cargo xtask gen` with the crates, so
+/// the two never drift; the focused excerpts and error messages are accepted through insta.
+pub const SNAPSHOT_DIR: &str = "crates/codegen/tests/snapshots";
+
+/// The whole-client snapshot file of `provider`, relative to the workspace root.
+pub fn client_snapshot_path(provider: &str) -> PathBuf {
+    Path::new(SNAPSHOT_DIR).join(format!("snapshots__client_{provider}.snap"))
+}
+
+/// The whole-client snapshot of a generated `client.rs`, as insta writes it for
+/// `tests/snapshots.rs`'s `every_spec_generates_its_client`.
+fn client_snapshot(client_rs: &str) -> String {
+    format!(
+        "---\nsource: crates/codegen/tests/snapshots.rs\nexpression: client_rs(&relative)\n---\n{client_rs}"
+    )
+}
+
 /// The `.yaml` files of a folder, sorted by name.
 pub fn spec_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -145,15 +163,25 @@ pub fn load_all(root: &Path) -> Result<Vec<(Source, Provider)>, SpecErrors> {
     errors.into_result(providers)
 }
 
-/// Every file `cargo xtask gen` writes, or every problem found. All or nothing: when any spec
-/// fails, nothing is returned to write.
+/// Every file `cargo xtask gen` writes, or every problem found: each client crate, its
+/// whole-client snapshot, and the suite crate. All or nothing: when any spec fails, nothing is
+/// returned to write.
 pub fn generate(root: &Path) -> Result<Vec<OutputFile>, SpecErrors> {
     let providers = load_all(root)?;
     let mut errors = SpecErrors::default();
     let mut files = Vec::new();
     for (source, provider) in &providers {
         match render_client(provider, source.clients) {
-            Ok(f) => files.extend(f),
+            Ok(f) => {
+                let client = f.iter().find(|f| f.path.ends_with("src/client.rs"));
+                if let Some(client) = client {
+                    files.push(OutputFile {
+                        path: client_snapshot_path(&provider.name),
+                        contents: client_snapshot(&client.contents),
+                    });
+                }
+                files.extend(f);
+            }
             Err(e) => errors.push(e),
         }
     }
