@@ -1,0 +1,287 @@
+//! One refresh under the lock: which stored token may be sent (marks, grace, a store that
+//! went backwards), pacing, the attempt itself, and what each answer means for a resend.
+
+use super::config::{after, backoff};
+use super::persist::Held;
+use super::{Cached, Inner, ManagerError, locked};
+use crate::error::{ErrorKind, RefreshError, TransportKind};
+use crate::refresh::{BoxFuture, RefreshClient};
+use crate::store::{Saved, StoreLock, Stored, TokenStore};
+use crate::token::TokenSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+/// Whether a stored refresh token may be sent.
+pub(super) enum Usable {
+    /// Send it.
+    Yes(crate::secret::RefreshToken),
+    /// Its request may still get an answer: retry shortly.
+    InFlight,
+    /// It is gone or may be spent: re-authenticate.
+    No,
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
+    pub(super) async fn refresh_holding_lock(
+        &self,
+        force: bool,
+        seen: Option<u64>,
+        lock: &StoreLock,
+    ) -> Held {
+        self.try_refresh_holding_lock(force, seen, lock)
+            .await
+            .unwrap_or_else(|e| Held::Done(Err(e)))
+    }
+
+    /// The refresh under the lock; an error is the flight's answer.
+    pub(super) async fn try_refresh_holding_lock(
+        &self,
+        force: bool,
+        seen: Option<u64>,
+        lock: &StoreLock,
+    ) -> Result<Held, ManagerError> {
+        let mut current = self.store.load(&self.key).await?;
+        let mut attempt = 0;
+        let mut rereads = 0;
+        let resend_safe = self.client.rotation().resend_is_safe();
+        loop {
+            if self.regressed(current.as_ref()) {
+                if rereads < 3 {
+                    rereads += 1;
+                    current = self.put_back_newest(current, lock).await?;
+                    continue;
+                }
+                // Nothing newer could be put back: never send the stale token.
+                return Ok(self.reauthenticate(current.as_ref(), None, lock).await);
+            }
+            let Some(stored) = current.clone() else {
+                return Ok(self.reauthenticate(None, None, lock).await);
+            };
+            let newer = Some(stored.version) != seen;
+            let cached = Cached::new(stored.clone(), &self.config, None);
+            if cached.is_fresh(SystemTime::now()) && (!force || newer) {
+                return Ok(Held::Done(Ok(Arc::new(cached))));
+            }
+            let refresh_token = match self.usable_token(&stored, resend_safe) {
+                Usable::Yes(token) => token,
+                Usable::InFlight => return Err(ManagerError::InFlight),
+                Usable::No => {
+                    return Ok(self.reauthenticate(Some(&stored), None, lock).await);
+                }
+            };
+            self.pace().await;
+            if !lock.confirm().await {
+                return Err(ManagerError::LockLost);
+            }
+            // When the token was first sent: an earlier mark of this version, or this one.
+            let first_sent = stored.sending.unwrap_or_else(SystemTime::now);
+            if !resend_safe {
+                match self
+                    .store
+                    .mark_sending(&self.key, stored.version, lock)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) if rereads < 3 => {
+                        // The set changed under us, or the lock is gone: look again.
+                        rereads += 1;
+                        current = self.store.load(&self.key).await?;
+                        continue;
+                    }
+                    Ok(false) => return Err(ManagerError::LockLost),
+                    Err(e) => {
+                        // The mark may still land (a command Redis runs after a stall): undo
+                        // it, so that nothing counts as sent that was not.
+                        let _ = self
+                            .store
+                            .clear_sending(&self.key, stored.version, lock)
+                            .await;
+                        return Err(e.into());
+                    }
+                }
+            }
+            *locked(&self.last_sent) = Some(Instant::now());
+            let sent = self.bounded(self.client.refresh(&refresh_token)).await;
+            let error = match sent {
+                Ok(mut tokens) => {
+                    *locked(&self.rejected) = None;
+                    tokens.origin = tokens.origin.or(stored.tokens.origin);
+                    // Without a new refresh token the old one stays valid only where the
+                    // rotation says so; elsewhere the set is stored without one, and the
+                    // next refresh re-authenticates instead of sending a spent token.
+                    if resend_safe {
+                        tokens.refresh_token.get_or_insert(refresh_token);
+                    }
+                    return Ok(self.persist(tokens, Some(stored.version), lock).await);
+                }
+                Err(error) => error,
+            };
+            let kind = error.kind();
+            let dead = kind == ErrorKind::ReAuthenticate;
+            // One rule for every answer (RefreshError::proves_unprocessed): only an answer that
+            // proves the request unprocessed makes a one-time token sendable again; a 5xx, a
+            // timeout or a bad body may come after the provider rotated it.
+            let unprocessed = error.proves_unprocessed();
+            if !resend_safe && unprocessed {
+                // If the mark cannot be cleared, the token counts as spent: safe, not lost.
+                if let Err(e) = self
+                    .store
+                    .clear_sending(&self.key, stored.version, lock)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not clear the sending mark");
+                }
+            }
+            let may_resend = resend_safe || unprocessed || self.within_reuse_grace(first_sent);
+            if dead || !may_resend {
+                // Another process may have rotated the token since it was read: only a newer
+                // stored set may be tried, never the same token again.
+                let latest = self.store.load(&self.key).await?;
+                let changed = latest.as_ref().map(|s| s.version) != Some(stored.version);
+                if changed && rereads < 3 {
+                    rereads += 1;
+                    current = latest;
+                    continue;
+                }
+                if dead {
+                    return Ok(self.reauthenticate(Some(&stored), Some(error), lock).await);
+                }
+                return Err(ManagerError::Refresh(error));
+            }
+            if kind == ErrorKind::Rejected {
+                self.note_rejected(&error);
+            }
+            if !error.is_retryable() || attempt + 1 >= self.config.max_attempts {
+                return Err(ManagerError::Refresh(error));
+            }
+            let delay = match error.retry_after() {
+                Some(after) => after.min(self.config.max_backoff),
+                None => backoff(&self.config, attempt),
+            };
+            attempt += 1;
+            tracing::debug!(attempt, ?delay, error = %error, "retrying the refresh");
+            tokio::time::sleep(delay).await;
+            current = self.store.load(&self.key).await?;
+        }
+    }
+
+    /// Whether the stored refresh token may be sent: not when there is none, when the provider
+    /// said it is dead by now, or when a request with it may have reached the provider (marked
+    /// by this process or another; a one-time or rotating token is never sent twice). Within
+    /// the grace, a marked token's sender may still store the answer (a write being retried);
+    /// after it, the sender is taken for dead and the credential needs re-authenticating.
+    pub(super) fn usable_token(&self, stored: &Stored, resend_safe: bool) -> Usable {
+        let now = SystemTime::now();
+        let Some(token) = stored.tokens.refresh_token.clone() else {
+            return Usable::No;
+        };
+        if stored
+            .tokens
+            .refresh_expires_at
+            .is_some_and(|dies| dies <= now)
+        {
+            return Usable::No;
+        }
+        match stored.sending {
+            Some(marked) if !resend_safe => {
+                let age = now.duration_since(marked).unwrap_or_default();
+                if self.within_reuse_grace(marked) {
+                    // The provider still accepts it (its documented reuse grace).
+                    Usable::Yes(token)
+                } else if age < self.config.in_flight_grace() {
+                    Usable::InFlight
+                } else {
+                    Usable::No
+                }
+            }
+            _ => Usable::Yes(token),
+        }
+    }
+
+    /// Whether a one-time or rotating token first sent at `first_sent` may still be sent again:
+    /// within the reuse grace the provider's spec declares (measured from our mark, which is
+    /// before the provider could have rotated it), never where it declares none.
+    pub(super) fn within_reuse_grace(&self, first_sent: SystemTime) -> bool {
+        self.client.reuse_grace().is_some_and(|grace| {
+            SystemTime::now()
+                .duration_since(first_sent)
+                .is_ok_and(|age| age < grace)
+        })
+    }
+
+    /// Waits until `min_refresh_interval` has passed since this process last sent a refresh.
+    pub(super) async fn pace(&self) {
+        let last = *locked(&self.last_sent);
+        if let Some(last) = last {
+            let ready = after(last, self.config.min_refresh_interval);
+            tokio::time::sleep_until(ready.into()).await;
+        }
+    }
+
+    /// Answers `Rejected` again, without asking, for a backoff that doubles with each
+    /// rejection in a row: a misconfigured client must not hammer the provider.
+    pub(super) fn note_rejected(&self, error: &RefreshError) {
+        let mut rejected = locked(&self.rejected);
+        let count = rejected.as_ref().map_or(0, |(_, n, _)| n.saturating_add(1));
+        let until = after(Instant::now(), backoff(&self.config, count));
+        *rejected = Some((until, count, error.clone()));
+    }
+
+    /// Whether `stored` is older than a set this process has seen: the store went backwards
+    /// (restored from an older snapshot), and its refresh token is spent. (A store that holds
+    /// nothing may have been emptied or the credential removed on purpose: that is the
+    /// re-authentication path, never a set put back.)
+    pub(super) fn regressed(&self, stored: Option<&Stored>) -> bool {
+        let seen = self.high_water.load(Ordering::Acquire);
+        stored.is_some_and(|s| s.version < seen)
+    }
+
+    /// After the store went backwards (`stored` is older than the newest set this process has
+    /// seen): the stored refresh token is spent, so it is never sent. The newest
+    /// set this process knows is put back with a sending mark, since a holder whose lock the
+    /// store forgot may have its token on the wire: that holder's answer lands on it (a
+    /// compare-and-set on its version), and within the in-flight grace nobody sends it; after
+    /// the grace, the re-authentication path. Returns what the store holds now.
+    pub(super) async fn put_back_newest(
+        &self,
+        stored: Option<Stored>,
+        lock: &StoreLock,
+    ) -> Result<Option<Stored>, ManagerError> {
+        tracing::error!(
+            credential = %self.key,
+            stored = ?stored.as_ref().map(|s| s.version),
+            seen = self.high_water.load(Ordering::Acquire),
+            "the store holds an older token set than this process has seen: its refresh token is spent; putting back the newest set known here"
+        );
+        let Some(newest) = self.cache.load_full() else {
+            return Ok(stored);
+        };
+        let set = Stored {
+            version: newest.version,
+            tokens: newest.tokens.clone(),
+            sending: Some(SystemTime::now()),
+        };
+        if !lock.confirm().await {
+            return Err(ManagerError::LockLost);
+        }
+        match self.store.restore(&self.key, &set, lock).await? {
+            Saved::LockLost => Err(ManagerError::LockLost),
+            _ => Ok(self.store.load(&self.key).await?),
+        }
+    }
+
+    /// Runs one request (a refresh or a grant) bounded like an attempt: one that takes longer
+    /// than two thirds of the lock's ttl is a timeout that may have reached the provider.
+    pub(super) async fn bounded(
+        &self,
+        request: BoxFuture<'_, Result<TokenSet, RefreshError>>,
+    ) -> Result<TokenSet, RefreshError> {
+        tokio::time::timeout(self.config.attempt_limit(), request)
+            .await
+            .unwrap_or(Err(RefreshError::Transport {
+                kind: TransportKind::Timeout,
+                maybe_sent: true,
+            }))
+    }
+}

@@ -1,0 +1,99 @@
+//! Why no access token could be had.
+
+use super::Cached;
+use crate::error::RefreshError;
+use crate::store::StoreError;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why no access token could be had. Never contains a token.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ManagerError {
+    /// The refresh token is dead and no re-authentication hook could replace it. The store is
+    /// left as it was, for inspection.
+    ReAuthenticate {
+        /// The provider's answer, when a refresh was tried.
+        cause: Option<RefreshError>,
+    },
+    /// The refresh failed for another reason (after the retries its kind allows).
+    Refresh(RefreshError),
+    /// The store failed.
+    Store(StoreError),
+    /// Another process held the refresh lock for longer than `lock_wait`.
+    LockTimeout,
+    /// The refresh task ended without an answer: it panicked, the runtime shut down, or the
+    /// call was made outside a Tokio runtime. The next call starts a new refresh.
+    Interrupted,
+    /// The refresher lost the store's lock before it could send (or store) a refresh; nothing
+    /// was sent with a token it could not prove it may send.
+    LockLost,
+    /// The configuration was refused; see [`ManagerConfig::validate`](super::ManagerConfig::validate).
+    Config(String),
+    /// A refresh with the stored refresh token was sent (by this process or another) and its
+    /// answer is not stored yet; the token is not sent again. Try again shortly: the sender
+    /// stores the new set, or after a grace the credential needs re-authenticating.
+    InFlight,
+}
+
+impl ManagerError {
+    /// True when a later call may succeed without anyone's help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Refresh(e) => e.is_retryable(),
+            Self::Store(_)
+            | Self::LockTimeout
+            | Self::Interrupted
+            | Self::LockLost
+            | Self::InFlight => true,
+            Self::ReAuthenticate { .. } | Self::Config(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ReAuthenticate { cause: Some(e) } => write!(f, "re-authentication needed: {e}"),
+            Self::ReAuthenticate { cause: None } => f.write_str(
+                "re-authentication needed: no usable refresh token is stored (none at all, or one an unanswered request may have spent)",
+            ),
+            Self::Refresh(e) => write!(f, "refresh failed: {e}"),
+            Self::Store(e) => write!(f, "{e}"),
+            Self::LockTimeout => f.write_str("another refresher held the lock too long"),
+            Self::Interrupted => f.write_str("the refresh was interrupted"),
+            Self::LockLost => f.write_str("the refresh lock was lost; nothing was sent"),
+            Self::Config(why) => write!(f, "invalid token manager configuration: {why}"),
+            Self::InFlight => f.write_str(
+                "a refresh with the stored refresh token is in flight and its answer not stored yet",
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for ManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ManagerError({self})")
+    }
+}
+
+impl std::error::Error for ManagerError {}
+
+impl From<StoreError> for ManagerError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+/// What a finished refresh was, for the tracing span.
+pub(super) fn outcome_name(result: &Result<Arc<Cached>, ManagerError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(ManagerError::ReAuthenticate { .. }) => "reauthenticate",
+        Err(ManagerError::Refresh(_)) => "refresh_error",
+        Err(ManagerError::Store(_)) => "store_error",
+        Err(ManagerError::LockTimeout) => "lock_timeout",
+        Err(ManagerError::Interrupted) => "interrupted",
+        Err(ManagerError::LockLost) => "lock_lost",
+        Err(ManagerError::Config(_)) => "config",
+        Err(ManagerError::InFlight) => "in_flight",
+    }
+}

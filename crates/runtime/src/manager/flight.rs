@@ -1,0 +1,138 @@
+//! One refresh in flight per credential and process: the first caller starts it as a task of
+//! its own, every other caller awaits its answer, and the cache serves the result.
+
+use super::error::outcome_name;
+use super::{Cached, Inner, ManagerError, TokenManager, locked};
+use crate::refresh::RefreshClient;
+use crate::store::TokenStore;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// What a finished refresh hands its waiters (`None` while it runs).
+pub(super) type Answer = Option<Result<Arc<Cached>, ManagerError>>;
+pub(super) type Flight = watch::Receiver<Answer>;
+
+/// Clears the flight slot and answers its waiters however the refresh task ends: normally,
+/// by a panic, or dropped with a runtime that shuts down.
+pub(super) struct FlightGuard<C, S> {
+    pub(super) inner: Arc<Inner<C, S>>,
+    pub(super) tx: Option<watch::Sender<Answer>>,
+}
+
+impl<C, S> Inner<C, S> {
+    /// Serves `cached` from now on, and remembers its version as seen.
+    pub(super) fn publish(&self, cached: Arc<Cached>) {
+        self.high_water.fetch_max(cached.version, Ordering::AcqRel);
+        self.cache.store(Some(cached));
+    }
+}
+
+impl<C, S> FlightGuard<C, S> {
+    pub(super) fn finish(mut self, result: Result<Arc<Cached>, ManagerError>) {
+        if let Ok(cached) = &result {
+            self.inner.publish(Arc::clone(cached));
+        }
+        self.end(result);
+    }
+
+    fn end(&mut self, result: Result<Arc<Cached>, ManagerError>) {
+        if let Some(tx) = self.tx.take() {
+            *locked(&self.inner.flight) = None;
+            let _ = tx.send(Some(result));
+        }
+    }
+}
+
+impl<C, S> Drop for FlightGuard<C, S> {
+    fn drop(&mut self) {
+        self.end(Err(ManagerError::Interrupted));
+    }
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
+    /// Joins (or starts) the refresh in flight and reads its result through `read`.
+    pub(super) async fn current<T>(
+        &self,
+        force: bool,
+        read: impl Fn(&Cached) -> T,
+    ) -> Result<T, ManagerError> {
+        let fresh = |now| {
+            let cache = self.inner.cache.load();
+            cache.as_ref().filter(|c| c.is_fresh(now)).map(|c| read(c))
+        };
+        let mut flight = {
+            let mut slot = locked(&self.inner.flight);
+            if !force && let Some(value) = fresh(SystemTime::now()) {
+                return Ok(value);
+            }
+            match slot.as_ref() {
+                Some(running) => running.clone(),
+                None => {
+                    // The refresh runs in its own task: a caller that gives up must not
+                    // abandon a request that may already have spent the refresh token.
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        return Err(ManagerError::Interrupted);
+                    };
+                    let (tx, rx) = watch::channel(None);
+                    *slot = Some(rx.clone());
+                    let guard = FlightGuard {
+                        inner: Arc::clone(&self.inner),
+                        tx: Some(tx),
+                    };
+                    runtime.spawn(async move {
+                        let result = Arc::clone(&guard.inner).refresh(force).await;
+                        guard.finish(result);
+                    });
+                    rx
+                }
+            }
+        };
+        loop {
+            if let Some(result) = flight.borrow_and_update().as_ref() {
+                return match result {
+                    Ok(cached) => Ok(read(cached)),
+                    // A failed early refresh still leaves a token that has not expired.
+                    Err(e) => {
+                        let cache = self.inner.cache.load();
+                        match cache.as_ref() {
+                            Some(c) if !force && c.is_unexpired(SystemTime::now()) => Ok(read(c)),
+                            _ => Err(e.clone()),
+                        }
+                    }
+                };
+            }
+            if flight.changed().await.is_err() {
+                return Err(ManagerError::Interrupted);
+            }
+        }
+    }
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
+    pub(super) async fn refresh(self: Arc<Self>, force: bool) -> Result<Arc<Cached>, ManagerError> {
+        let span = tracing::info_span!(
+            "tokenkit.refresh",
+            provider = self.client.provider(),
+            credential = %self.key,
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = Arc::clone(&self)
+            .refresh_locked(force)
+            .instrument(span.clone())
+            .await;
+        let outcome = outcome_name(&result);
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        span.record("outcome", outcome);
+        span.record("duration_ms", duration_ms);
+        span.in_scope(|| match &result {
+            Ok(_) => tracing::info!(outcome, duration_ms, "token refresh"),
+            Err(e) => tracing::warn!(outcome, duration_ms, error = %e, "token refresh failed"),
+        });
+        result
+    }
+}

@@ -1,0 +1,297 @@
+//! Keeps a valid access token available: cached, refreshed before expiry, refreshed once under
+//! any concurrency, and never losing or reusing a rotated refresh token.
+//!
+//! The rules, each for correctness rather than speed (a provider that sees a refresh token
+//! twice may revoke the whole token family, RFC 9700 §4.14.2):
+//! - one refresh in flight per credential and process; every caller awaits that one;
+//! - one refresher across processes and hosts, through the store's lock;
+//! - persist before publish: the new set is in the store before any caller sees it;
+//! - a dead refresh token first re-reads the store (another process may have rotated it);
+//! - with no usable refresh token (none, dead, expired, maybe spent) a new set comes from the
+//!   application's hook, else from the client-credentials grant where the spec offers one,
+//!   under the same lock and persist-before-publish rules as a refresh;
+//! - before a one-time or rotating token is sent, the store records that a request with it is
+//!   in flight; until an answer proves it unspent, no process sends it again (they re-read the
+//!   store, then re-authenticate);
+//! - only a holder that can prove it holds the lock sends, and its writes are fenced by it;
+//! - issued tokens are never dropped: when the write fails they are served from memory and the
+//!   write is retried in the background, holding the lock;
+//! - a panic or a runtime shutdown ends the flight with [`ManagerError::Interrupted`], and
+//!   the next call starts a new one.
+//!
+//! Each file holds one of the manager's jobs: `config` its settings, `error` what it
+//! reports, `flight` the one refresh in flight and the cache, `lock` waiting for the store's
+//! lock, `attempt` one refresh under it, `persist` writing what it brings, `reauth` getting a
+//! set when no refresh token is usable.
+//!
+//! # A lock that expires during a request (Redis)
+//!
+//! ```text
+//! t0   A takes the lock (ttl T), renews it every T/3
+//! t1   A confirms the lock (PEXPIRE: held until t1+T), marks version v as sending, sends rt_v
+//!      ... Redis stalls, or A is stopped; renewals fail ...
+//! t1+T the lock expires. B takes it, loads v: marked sending -> B does not send rt_v.
+//!      Within the grace (2T + max_backoff) B answers InFlight (retryable); after it, B
+//!      re-authenticates (hook, else client credentials where the origin allows, else
+//!      ManagerError::ReAuthenticate).
+//! t2   A's answer arrives. A's fenced save fails (LockLost) or Redis is away: A serves the
+//!      new set from memory and retries the write, taking the lock again first; the version
+//!      compare-and-set decides against anything newer. Once written, B and everyone load it.
+//! ```
+//!
+//! The window that remains is the request already on the wire at `t1`: it was sent while the
+//! lock was provably held, and it cannot outlive the lock, because one attempt is bounded by
+//! the HTTP timeout and by two thirds of `T` (a configuration where the timeout exceeds that is
+//! refused). If the holder dies after `t1`, or its answer never comes, the issued set is lost
+//! with it and the mark makes every other process re-authenticate instead of reusing rt_v: a
+//! lost set costs a login, never a revoked family.
+
+mod attempt;
+mod config;
+mod error;
+mod flight;
+mod lock;
+mod persist;
+mod reauth;
+
+pub use config::{ClientCredentialsFallback, ManagerConfig};
+pub use error::ManagerError;
+
+use crate::error::RefreshError;
+use crate::grant::CodeExchange;
+use crate::refresh::{BoxFuture, RefreshClient};
+use crate::secret::AccessToken;
+use crate::store::{Saved, Stored, TokenStore};
+use crate::token::{Origin, TokenSet};
+use arc_swap::ArcSwapOption;
+use flight::Flight;
+use persist::Unsaved;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+/// Obtains a fresh token set when the refresh token is dead (a new login, say).
+pub type ReAuthenticate =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<TokenSet, RefreshError>> + Send + Sync>;
+/// A published token set and when it stops being served without a refresh.
+struct Cached {
+    tokens: TokenSet,
+    version: u64,
+    fresh_until: SystemTime,
+}
+
+struct Inner<C, S> {
+    client: C,
+    store: S,
+    key: String,
+    config: ManagerConfig,
+    reauthenticate: Mutex<Option<ReAuthenticate>>,
+    cache: ArcSwapOption<Cached>,
+    flight: Mutex<Option<Flight>>,
+    /// A refreshed set whose write failed; served from memory while a background task holding
+    /// the lock retries the write. This process refreshes from it, never from the store.
+    unsaved: Mutex<Option<Unsaved>>,
+    /// Whether `unsaved` holds a set: read on the fast path, so that a call served from the
+    /// cache still notices a writer that died.
+    unsaved_pending: AtomicBool,
+    /// The newest version this process has seen: a store holding an older one (or none) went
+    /// backwards, and its refresh token may be spent.
+    high_water: AtomicU64,
+    /// When this process last sent a refresh request (rate bound).
+    last_sent: Mutex<Option<Instant>>,
+    /// After `Rejected` answers: until when to answer the same error without asking again,
+    /// and how many came in a row.
+    rejected: Mutex<Option<(Instant, u32, RefreshError)>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every value behind these mutexes is replaced whole, so a panic leaves none half-written.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps one credential's access token valid. Cheap to clone; clones share everything.
+/// Refreshes run as tasks on the Tokio runtime the manager is called from.
+///
+/// ```no_run
+/// # async fn demo(client: impl tokenkit::RefreshClient + 'static) -> Result<(), Box<dyn std::error::Error>> {
+/// use tokenkit::{FileStore, TokenManager};
+/// let store = FileStore::new("/var/lib/my-service/tokens")?;
+/// let manager = TokenManager::new(client, store, "production")?;
+/// let token = manager.access_token().await?; // from any task, as often as needed
+/// # Ok(())
+/// # }
+/// ```
+pub struct TokenManager<C, S> {
+    inner: Arc<Inner<C, S>>,
+}
+
+impl<C, S> Clone for TokenManager<C, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C, S> fmt::Debug for TokenManager<C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("key", &self.inner.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cached {
+    fn new(stored: Stored, config: &ManagerConfig, received: Option<SystemTime>) -> Self {
+        let Stored {
+            version, tokens, ..
+        } = stored;
+        let fresh_until = match (tokens.expires_at, received) {
+            (Some(at), Some(received)) => {
+                // A lifetime shorter than the skew is served for half of it rather than never.
+                let lifetime = at.duration_since(received).unwrap_or_default();
+                received + lifetime.saturating_sub(config.skew).max(lifetime / 2)
+            }
+            (Some(at), None) => at.checked_sub(config.skew).unwrap_or(at),
+            (None, Some(received)) => received + config.unknown_expiry.saturating_sub(config.skew),
+            // Stored without an expiry: unknown age, so refresh on first use.
+            (None, None) => SystemTime::UNIX_EPOCH,
+        };
+        // Refresh before the refresh token itself dies, not only before the access token.
+        let fresh_until = match tokens.refresh_expires_at {
+            Some(dies) => fresh_until.min(dies.checked_sub(config.skew).unwrap_or(dies)),
+            None => fresh_until,
+        };
+        Self {
+            tokens,
+            version,
+            fresh_until,
+        }
+    }
+
+    fn is_fresh(&self, now: SystemTime) -> bool {
+        now < self.fresh_until
+    }
+
+    fn is_unexpired(&self, now: SystemTime) -> bool {
+        self.tokens.expires_at.is_some_and(|at| now < at)
+    }
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
+    /// A manager for the credential `key` of `store`, refreshed through `client`, with the
+    /// default [`ManagerConfig`]. Fails when the client's HTTP timeout could outlive the lock.
+    pub fn new(client: C, store: S, key: impl Into<String>) -> Result<Self, ManagerError> {
+        Self::with_config(client, store, key, ManagerConfig::default())
+    }
+
+    /// Like [`TokenManager::new`], tuned; `config` is checked by [`ManagerConfig::validate`].
+    pub fn with_config(
+        client: C,
+        store: S,
+        key: impl Into<String>,
+        config: ManagerConfig,
+    ) -> Result<Self, ManagerError> {
+        config.validate(client.attempt_timeout())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                store,
+                key: key.into(),
+                config,
+                reauthenticate: Mutex::new(None),
+                cache: ArcSwapOption::empty(),
+                flight: Mutex::new(None),
+                unsaved: Mutex::new(None),
+                unsaved_pending: AtomicBool::new(false),
+                high_water: AtomicU64::new(0),
+                last_sent: Mutex::new(None),
+                rejected: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Calls `hook` for a new token set when no refresh token is usable (instead of the
+    /// client-credentials grant where the provider offers one, or failing with
+    /// [`ManagerError::ReAuthenticate`]). Clones of the manager share the hook.
+    #[must_use]
+    pub fn with_reauthenticate(self, hook: ReAuthenticate) -> Self {
+        *locked(&self.inner.reauthenticate) = Some(hook);
+        self
+    }
+
+    /// Stores a first token set (after a login) unless one is stored already, and returns
+    /// whether it was stored: `false` means the stored set was kept. To put a new set in place
+    /// of a stored one (after [`ManagerError::ReAuthenticate`], a user's new consent), use
+    /// [`TokenManager::replace`].
+    pub async fn seed(&self, mut tokens: TokenSet) -> Result<bool, ManagerError> {
+        let inner = &self.inner;
+        tokens.origin.get_or_insert(Origin::Application);
+        Ok(matches!(
+            inner.store.save(&inner.key, &tokens, None).await?,
+            Saved::Written(_)
+        ))
+    }
+
+    /// Stores `tokens` in place of whatever is stored (a new login after
+    /// [`ManagerError::ReAuthenticate`], a user who consented again) and serves them from now
+    /// on. Runs under the store's lock, after any refresh in flight; the set is stored before
+    /// it is served, and a failed write keeps it in memory and retries, as for a refresh.
+    pub async fn replace(&self, tokens: TokenSet) -> Result<(), ManagerError> {
+        Arc::clone(&self.inner).replace(tokens).await?;
+        Ok(())
+    }
+
+    /// Deletes the credential's set from the store (under its lock, after any refresh in
+    /// flight) and forgets it here: the next call finds nothing stored and takes the
+    /// re-authentication path.
+    pub async fn remove(&self) -> Result<(), ManagerError> {
+        Arc::clone(&self.inner).remove().await
+    }
+
+    /// Exchanges an authorization code (from the redirect after a user's consent) and stores
+    /// the set it brings, replacing any stored one: the one call that seeds a credential from
+    /// the authorization-code flow. It runs under the store's lock, and the set is stored
+    /// before it is served. Fails with [`ManagerError::Config`] when the provider's spec offers
+    /// no authorization-code grant.
+    pub async fn seed_from_code(&self, exchange: &CodeExchange) -> Result<TokenSet, ManagerError> {
+        let cached = Arc::clone(&self.inner).seed_from_code(exchange).await?;
+        Ok(cached.tokens.clone())
+    }
+
+    /// A valid access token. The fast path reads the cache without a lock; a stale or missing
+    /// token joins (or starts) the one refresh in flight.
+    pub async fn access_token(&self) -> Result<AccessToken, ManagerError> {
+        if self.inner.unsaved_pending.load(Ordering::Acquire) {
+            // A set whose write failed: make sure a live task is still writing it.
+            self.inner.unsaved_set();
+        }
+        if let Some(token) = self.cached_access_token() {
+            return Ok(token);
+        }
+        // Boxed so that the fast path's future stays a few words, not the whole refresh.
+        Box::pin(self.current(false, |c| c.tokens.access_token.clone())).await
+    }
+
+    /// The cached access token if it is fresh, without waiting or refreshing: for hot paths
+    /// that can fall back to [`TokenManager::access_token`].
+    pub fn cached_access_token(&self) -> Option<AccessToken> {
+        let cache = self.inner.cache.load();
+        let cached = cache.as_ref()?;
+        cached
+            .is_fresh(crate::clock::coarse_now())
+            .then(|| cached.tokens.access_token.clone())
+    }
+
+    /// The whole current token set (refreshed first if stale).
+    pub async fn token_set(&self) -> Result<TokenSet, ManagerError> {
+        Box::pin(self.current(false, |c| c.tokens.clone())).await
+    }
+
+    /// Refreshes now, whatever the expiry says: for when an API rejected the access token.
+    /// Concurrent callers still share one refresh.
+    pub async fn force_refresh(&self) -> Result<AccessToken, ManagerError> {
+        Box::pin(self.current(true, |c| c.tokens.access_token.clone())).await
+    }
+}
