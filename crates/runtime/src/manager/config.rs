@@ -3,7 +3,7 @@
 use super::ManagerError;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Tuning for a [`TokenManager`].
+/// Tuning for a [`TokenManager`](crate::TokenManager).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManagerConfig {
     /// Refresh this long before the access token expires.
