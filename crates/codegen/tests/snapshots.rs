@@ -127,7 +127,7 @@ fn failure_inside_a_success_envelope() {
 
 #[test]
 fn optional_refresh_token_is_none_when_absent() {
-    // The runtime keeps the sent token where the rotation allows it (tokenkit::Endpoint).
+    // The runtime keeps the sent token where the rotation allows it (tokenkit::support::Endpoint).
     let vaultist = excerpt(
         &client_rs("specs/vaultist.yaml"),
         &["TokenResponse", "impl RefreshAccessTokenResponse"],
@@ -178,7 +178,7 @@ fn schema_names_never_collide_with_generated_items() {
 #[test]
 fn form_body_basic_auth_path_parameter_and_status_ranges() {
     let rfc = client_rs("tests/fixtures/specs/rfc6749.yaml");
-    assert!(rfc.contains("tokenkit::Encoding::Form"));
+    assert!(rfc.contains("support::Encoding::Form"));
     assert!(rfc.contains("endpoint.basic_auth("));
     insta::assert_snapshot!(excerpt(
         &rfc,

@@ -3,11 +3,16 @@
 //! - [`TokenSet`]: the normalized result of a refresh, with an absolute expiry.
 //! - [`Secret`], [`AccessToken`], [`RefreshToken`]: strings whose `Debug` and `Display` redact.
 //! - [`RefreshError`] and [`ErrorKind`]: what failed, classed by what the caller should do.
-//! - [`RefreshClient`]: the trait every generated client implements.
-//! - [`Transport`] and [`HttpConfig`]: the HTTP defaults the generated clients share (no
-//!   redirects, timeouts, a cap on the response body).
+//! - [`RefreshClient`] and [`GrantClient`]: the traits every generated client implements
+//!   (module [`client`]).
+//! - [`PkceVerifier`], [`AuthorizationState`], [`authorization_url`]: the authorization-code
+//!   flow's helpers (module [`authorization`]).
+//! - [`HttpConfig`]: the HTTP settings a client's builder takes (no redirects, timeouts, a cap
+//!   on the response body).
 //! - [`TokenManager`]: a valid access token on demand, refreshed once under any concurrency,
 //!   persisted to a [`TokenStore`] before anyone sees it.
+//! - [`support`]: what generated code calls (the endpoint, the transport, the mapping
+//!   functions, the builder and trait macros); applications need none of it.
 //!
 //! # Choosing a store
 //!
@@ -17,30 +22,25 @@
 //! | several processes on one host | [`FileStore`] on a directory they share |
 //! | several hosts or replicas | `RedisStore` (cargo feature `redis`) |
 
+pub mod authorization;
+pub mod client;
 mod clock;
-pub mod endpoint;
 pub mod error;
-pub mod grant;
-pub mod http;
 pub mod manager;
-pub mod mapping;
-pub mod refresh;
 pub mod secret;
 pub mod snippet;
 pub mod store;
+pub mod support;
 pub mod token;
 
-pub use endpoint::{Encoding, Endpoint, Operation, TokenPlace};
-pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
-pub use grant::{
-    AuthorizationState, CodeExchange, GrantClient, GrantType, PasswordLogin, PkceChallenge,
-    PkceVerifier, authorization_url,
+pub use authorization::{AuthorizationState, PkceChallenge, PkceVerifier, authorization_url};
+pub use client::{
+    BoxFuture, CodeExchange, GrantClient, GrantType, PasswordLogin, RefreshClient, Rotation,
 };
-pub use http::{Connection, HttpConfig, Response, Transport, Undocumented};
+pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
 pub use manager::{
     ClientCredentialsFallback, ManagerConfig, ManagerError, ReAuthenticate, TokenManager,
 };
-pub use refresh::{BoxFuture, RefreshClient, Rotation};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};
 pub use snippet::Snippet;
 pub use store::{
@@ -49,6 +49,7 @@ pub use store::{
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisOptions, RedisStore, WaitForReplicas};
+pub use support::http::HttpConfig;
 pub use token::{Origin, TimeFormat, TokenSet, expiry_from, instant_from};
 
 /// Re-exported so generated crates use the same HTTP types as the runtime.

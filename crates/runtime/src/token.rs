@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct TokenSet {
     /// The new access token.
     pub access_token: AccessToken,
-    /// The refresh token to use next time. When the response carried none, the one that was
-    /// sent (RFC 6749 §6: the old one stays valid).
+    /// The refresh token to use next time. When the response carried none: the one that was
+    /// sent where the rotation is `optional` (RFC 6749 §6: the old one stays valid); a
+    /// `one-time` or `rotating` answer without one is refused, and a grant's may have none.
     pub refresh_token: Option<RefreshToken>,
     /// When the access token expires, as an absolute instant; `None` when the provider did not say.
     pub expires_at: Option<SystemTime>,

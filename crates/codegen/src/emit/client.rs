@@ -248,19 +248,19 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
                 provider,
             ),
             if crate::model::is_form(&body.media_type) {
-                quote!(tokenkit::Encoding::Form)
+                quote!(support::Encoding::Form)
             } else {
-                quote!(tokenkit::Encoding::Json)
+                quote!(support::Encoding::Json)
             },
         ),
-        None => (quote!(()), quote!(), quote!(tokenkit::Encoding::Empty)),
+        None => (quote!(()), quote!(), quote!(support::Encoding::Empty)),
     };
     let returns = op.body.as_ref().map(|_| quote!(-> #body_ty));
     let refresh_place = match &provider.mapping.refresh_place {
-        RefreshPlace::Body { .. } => quote!(tokenkit::TokenPlace::Body),
-        RefreshPlace::Query { name } => quote!(tokenkit::TokenPlace::Query(#name)),
+        RefreshPlace::Body { .. } => quote!(support::TokenPlace::Body),
+        RefreshPlace::Query { name } => quote!(support::TokenPlace::Query(#name)),
         RefreshPlace::Header { name, prefix } => {
-            quote!(tokenkit::TokenPlace::Header { name: #name, prefix: #prefix })
+            quote!(support::TokenPlace::Header { name: #name, prefix: #prefix })
         }
     };
     let token_in_body = matches!(provider.mapping.refresh_place, RefreshPlace::Body { .. });
@@ -341,7 +341,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         pub const ROTATION: tokenkit::Rotation = #rotation;
 
         /// The refresh operation's request, as the spec describes it.
-        const OPERATION: tokenkit::Operation = tokenkit::Operation {
+        const OPERATION: support::Operation = support::Operation {
             method: #method_text,
             path: #path_template,
             encoding: #encoding,
@@ -356,7 +356,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         #client_doc
         #[derive(Clone, Debug)]
         pub struct Client {
-            endpoint: tokenkit::Endpoint,
+            endpoint: support::Endpoint,
             #(#grant_op_fields)*
             #(#client_fields)*
         }
@@ -364,7 +364,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
         #[derive(Clone, Debug)]
         pub struct ClientBuilder {
-            connection: tokenkit::Connection,
+            connection: support::Connection,
             #(#builder_fields)*
         }
 
@@ -372,7 +372,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             #builder_doc
             pub fn builder(#(#builder_args),*) -> ClientBuilder {
                 ClientBuilder {
-                    connection: tokenkit::Connection::new(DEFAULT_BASE_URL),
+                    connection: support::Connection::new(DEFAULT_BASE_URL),
                     #(#builder_init)*
                 }
             }
@@ -402,7 +402,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
             /// Checks the configuration and builds the client.
             pub fn build(self) -> Result<Client, tokenkit::BuildError> {
                 #(#grant_op_builds)*
-                let mut endpoint = tokenkit::Endpoint::new(self.connection, &OPERATION)?;
+                let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
                 #(#setup)*
                 Ok(Client { endpoint, #(#grant_op_inits)* #(#client_init)* })
             }
@@ -530,13 +530,13 @@ fn outcome_items(op: &Operation, outcome: &Ident) -> (TokenStream, TokenStream) 
         pub enum #outcome {
             #(#outcome_variants)*
             /// A status the spec does not document.
-            Undocumented(tokenkit::Undocumented),
+            Undocumented(support::Undocumented),
         }
     };
     let decode = quote! {
         /// Reads a response into the variant of its status: the typed body where the spec
         /// documents one, a scrubbed snippet where it does not.
-        pub fn decode(response: &tokenkit::Response) -> Result<Self, tokenkit::RefreshError> {
+        pub fn decode(response: &support::Response) -> Result<Self, tokenkit::RefreshError> {
             let outcome = match response.status() {
                 #(#decode_arms)*
                 #undocumented_arm
@@ -589,8 +589,10 @@ fn grant_operations(
             super::mapping::mapping(&provider.file, g.answering(), &outcome, decode, &module);
         let (method, path) = (op.method.as_str(), op.path.as_str());
         let encoding = match &op.body {
-            Some(b) if crate::model::is_form(&b.media_type) => quote!(tokenkit::Encoding::Form),
-            _ => quote!(tokenkit::Encoding::Json),
+            Some(b) if crate::model::is_form(&b.media_type) => {
+                quote!(support::Encoding::Form)
+            }
+            _ => quote!(support::Encoding::Json),
         };
         let const_doc = docs(&format!(
             "The `{}` operation's request ({} grant), as the spec describes it.",
@@ -599,11 +601,11 @@ fn grant_operations(
         ));
         out.items.push(quote! {
             #const_doc
-            const #constant: tokenkit::Operation = tokenkit::Operation {
+            const #constant: support::Operation = support::Operation {
                 method: #method,
                 path: #path,
                 encoding: #encoding,
-                refresh_token: tokenkit::TokenPlace::Body,
+                refresh_token: support::TokenPlace::Body,
                 sensitive_fields: &[#(#sensitive),*],
             };
 
@@ -614,12 +616,12 @@ fn grant_operations(
         let field_doc = docs(&format!("The endpoint of `{} {}`.", op.method, op.path));
         out.fields.push(quote! {
             #field_doc
-            #field: tokenkit::Endpoint,
+            #field: support::Endpoint,
         });
         let setup = endpoint_setup(op, g.auth.as_ref(), config, idents);
         out.builds.push(quote! {
             let #field = {
-                let mut endpoint = tokenkit::Endpoint::new(self.connection.clone(), &#constant)?;
+                let mut endpoint = support::Endpoint::new(self.connection.clone(), &#constant)?;
                 #(#setup)*
                 #(#scrubs)*
                 endpoint
@@ -865,7 +867,7 @@ fn grants(
                     .any(|(a, optional)| *a == GrantArg::CodeVerifier && !optional);
                 let check = needs_verifier.then(|| quote! {
                     let Some(verifier) = &exchange.verifier else {
-                        return Some(Box::pin(async { Err(tokenkit::grant::missing_verifier()) }));
+                        return Some(Box::pin(async { Err(support::missing_verifier()) }));
                     };
                 });
                 quote! {

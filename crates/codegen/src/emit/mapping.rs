@@ -37,10 +37,10 @@ impl Finish {
 
     fn apply(self, target: TokenStream) -> TokenStream {
         match self {
-            Finish::Secret => quote!(Some(tokenkit::mapping::secret(#target))),
-            Finish::Text => quote!(tokenkit::mapping::text(#target)),
-            Finish::Seconds => quote!(tokenkit::mapping::seconds(#target)),
-            Finish::Json => quote!(tokenkit::mapping::json(#target)),
+            Finish::Secret => quote!(Some(support::mapping::secret(#target))),
+            Finish::Text => quote!(support::mapping::text(#target)),
+            Finish::Seconds => quote!(support::mapping::seconds(#target)),
+            Finish::Json => quote!(support::mapping::json(#target)),
             Finish::Instant(format) => {
                 let format = match format {
                     None => quote!(Auto),
@@ -48,7 +48,7 @@ impl Finish {
                     Some(TimeFormat::Milliseconds) => quote!(Milliseconds),
                     Some(TimeFormat::DateTime) => quote!(DateTime),
                 };
-                quote!(tokenkit::mapping::instant(#target, tokenkit::TimeFormat::#format))
+                quote!(support::mapping::instant(#target, tokenkit::TimeFormat::#format))
             }
         }
     }
@@ -188,33 +188,33 @@ fn kind(kind: FailureKind) -> TokenStream {
     }
 }
 
-/// A `when` test as the runtime's `tokenkit::mapping::Rule`.
+/// A `when` test as the runtime's `support::mapping::Rule`.
 fn rule(test: &Test) -> TokenStream {
     let literal = |v: &serde_json::Value| v.to_string();
     match test {
         Test::Equals(v) => {
             let v = literal(v);
-            quote!(tokenkit::mapping::Rule::Equals(#v))
+            quote!(support::mapping::Rule::Equals(#v))
         }
         Test::NotEquals(v) => {
             let v = literal(v);
-            quote!(tokenkit::mapping::Rule::NotEquals(#v))
+            quote!(support::mapping::Rule::NotEquals(#v))
         }
         Test::OneOf(values) => {
             let values = values.iter().map(literal);
-            quote!(tokenkit::mapping::Rule::OneOf(&[#(#values),*]))
+            quote!(support::mapping::Rule::OneOf(&[#(#values),*]))
         }
-        Test::Present => quote!(tokenkit::mapping::Rule::Present),
-        Test::Absent => quote!(tokenkit::mapping::Rule::Absent),
+        Test::Present => quote!(support::mapping::Rule::Present),
+        Test::Absent => quote!(support::mapping::Rule::Absent),
     }
 }
 
 /// The runtime function that fails with `kind`'s error.
 fn failing(kind: FailureKind) -> TokenStream {
     match kind {
-        FailureKind::InvalidGrant => quote!(tokenkit::mapping::invalid_grant),
-        FailureKind::Rejected => quote!(tokenkit::mapping::rejected),
-        FailureKind::Transient => quote!(tokenkit::mapping::transient),
+        FailureKind::InvalidGrant => quote!(support::mapping::invalid_grant),
+        FailureKind::Rejected => quote!(support::mapping::rejected),
+        FailureKind::Transient => quote!(support::mapping::transient),
     }
 }
 
@@ -279,7 +279,7 @@ pub fn mapping(
         );
         let rule = rule(&when.test);
         let status = status_tokens(success_case.key);
-        quote!(if !#rule.test(#call) { return Err(tokenkit::mapping::unrecognized(#status)); })
+        quote!(if !#rule.test(#call) { return Err(support::mapping::unrecognized(#status)); })
     });
     let refresh_token = match &success.refresh_token {
         Some(m) => {
@@ -387,7 +387,7 @@ pub fn mapping(
                 value.as_ref().map(|value| quote!(#name: #value,))
             });
             quote! {
-                tokenkit::mapping::Fields {
+                support::mapping::Fields {
                     access_token: #access,
                     #(#fields)*
                     tokens: &[#(#secret_pointers),*],
@@ -443,7 +443,7 @@ pub fn mapping(
 
             /// Decodes a response and applies the mapping: how the client's requests end.
             pub fn token_set(
-                response: &tokenkit::Response,
+                response: &support::Response,
                 received: std::time::SystemTime,
             ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
                 Self::decode(response)?.into_token_set(received)
@@ -508,6 +508,6 @@ fn failure_error(
     quote! {{
         let code = #code;
         let kind = match code.as_deref() { #(#arms)* _ => #default_kind };
-        tokenkit::mapping::failure(kind, #status, code, #message) #unprocessed
+        support::mapping::failure(kind, #status, code, #message) #unprocessed
     }}
 }

@@ -91,6 +91,7 @@ pub fn client_rs(provider: &Provider) -> Result<String, String> {
         &provider.file,
         quote! {
             //! The generated client; the crate root re-exports all of it.
+            use tokenkit::support;
             #types
             #client
             #mapping

@@ -544,7 +544,7 @@ pub enum Test {
 
 impl Test {
     /// Whether `found` (the value at the rule's pointer, `None` when absent) passes. The
-    /// generated clients apply the same rules (`tokenkit::mapping::Rule`); the conformance
+    /// generated clients apply the same rules (`tokenkit::support::mapping::Rule`); the conformance
     /// suite holds one to the other.
     pub fn matches(&self, found: Option<&Value>) -> bool {
         let present = found.filter(|v| !v.is_null());

@@ -4,8 +4,8 @@
 use super::config::{after, backoff};
 use super::persist::Held;
 use super::{Cached, Inner, ManagerError, locked};
+use crate::client::{BoxFuture, RefreshClient};
 use crate::error::{ErrorKind, RefreshError, TransportKind};
-use crate::refresh::{BoxFuture, RefreshClient};
 use crate::store::{Saved, StoreLock, Stored, TokenStore};
 use crate::token::TokenSet;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use super::error::outcome_name;
 use super::{Cached, Inner, ManagerError, TokenManager, locked};
-use crate::refresh::RefreshClient;
+use crate::client::RefreshClient;
 use crate::store::TokenStore;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -3,7 +3,7 @@
 
 use super::config::after;
 use super::{Cached, Inner, ManagerError, locked};
-use crate::refresh::RefreshClient;
+use crate::client::RefreshClient;
 use crate::store::{StoreError, StoreLock, Stored, TokenStore};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};

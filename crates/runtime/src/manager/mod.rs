@@ -57,9 +57,9 @@ mod reauth;
 pub use config::{ClientCredentialsFallback, ManagerConfig};
 pub use error::ManagerError;
 
+use crate::client::CodeExchange;
+use crate::client::{BoxFuture, RefreshClient};
 use crate::error::RefreshError;
-use crate::grant::CodeExchange;
-use crate::refresh::{BoxFuture, RefreshClient};
 use crate::secret::AccessToken;
 use crate::store::{Saved, Stored, TokenStore};
 use crate::token::{Origin, TokenSet};

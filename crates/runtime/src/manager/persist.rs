@@ -3,7 +3,7 @@
 
 use super::config::backoff;
 use super::{Cached, Inner, ManagerError, locked};
-use crate::refresh::RefreshClient;
+use crate::client::RefreshClient;
 use crate::store::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::token::TokenSet;
 use std::sync::Arc;

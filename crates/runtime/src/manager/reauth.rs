@@ -5,9 +5,9 @@
 use super::config::ClientCredentialsFallback;
 use super::persist::Held;
 use super::{Cached, Inner, ManagerError, locked};
+use crate::client::{BoxFuture, RefreshClient};
+use crate::client::{CodeExchange, GrantType};
 use crate::error::{ErrorKind, RefreshError};
-use crate::grant::{CodeExchange, GrantType};
-use crate::refresh::{BoxFuture, RefreshClient};
 use crate::store::{Saved, StoreLock, Stored, TokenStore};
 use crate::token::{Origin, TokenSet};
 use std::sync::Arc;

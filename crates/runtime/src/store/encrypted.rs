@@ -8,8 +8,8 @@
 //! sets are re-sealed under the current key at their next write.
 
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
+use crate::client::BoxFuture;
 use crate::error::BuildError;
-use crate::refresh::BoxFuture;
 use crate::token::TokenSet;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;

@@ -2,7 +2,7 @@
 
 use super::record::{decode, encode, from_millis, to_millis};
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
-use crate::refresh::BoxFuture;
+use crate::client::BoxFuture;
 use crate::token::TokenSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! Token sets in process memory.
 
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
-use crate::refresh::BoxFuture;
+use crate::client::BoxFuture;
 use crate::token::TokenSet;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -23,7 +23,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisOptions, RedisStore, WaitForReplicas};
 
-use crate::refresh::BoxFuture;
+use crate::client::BoxFuture;
 use crate::token::TokenSet;
 use std::any::Any;
 use std::fmt;

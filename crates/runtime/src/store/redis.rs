@@ -7,7 +7,7 @@
 
 use super::record::{decode, encode, from_millis, to_millis};
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
-use crate::refresh::BoxFuture;
+use crate::client::BoxFuture;
 use crate::secret::Secret;
 use crate::token::TokenSet;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};

@@ -1,8 +1,10 @@
-//! The trait every generated client implements, so applications can hold any provider.
+//! What an application holds or implements: the traits every generated client implements
+//! ([`RefreshClient`], and [`GrantClient`] for the grants besides the refresh), the values they
+//! take, and [`Rotation`], the provider's refresh-token policy.
 
+use crate::authorization::PkceVerifier;
 use crate::error::RefreshError;
-use crate::grant::GrantClient;
-use crate::secret::RefreshToken;
+use crate::secret::{RefreshToken, Secret};
 use crate::token::TokenSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -102,3 +104,67 @@ macro_rules! forward_refresh_client {
 }
 
 forward_refresh_client!(Box, Arc);
+
+/// A grant a spec can offer besides the refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    /// The client's own credentials (RFC 6749 §4.4): no user, no refresh token needed.
+    ClientCredentials,
+    /// An authorization code from a user's consent (RFC 6749 §4.1), optionally with PKCE.
+    AuthorizationCode,
+    /// A user's name and password (RFC 6749 §4.3), or a provider's login call.
+    Password,
+}
+
+/// What an authorization-code exchange sends besides the client's own values.
+#[derive(Clone, Debug)]
+pub struct CodeExchange {
+    /// The code from the redirect.
+    pub code: Secret,
+    /// The redirect URI the code was issued for (sent where the spec maps it).
+    pub redirect_uri: String,
+    /// The PKCE verifier whose challenge went into the authorization URL (sent where the spec
+    /// maps it).
+    pub verifier: Option<PkceVerifier>,
+}
+
+/// A user's credentials for a password (or login) grant.
+#[derive(Clone, Debug)]
+pub struct PasswordLogin {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: Secret,
+}
+
+/// The grants a generated client offers besides the refresh, for code that holds any provider
+/// (the token manager re-authenticates through it). Each method answers `None` when the
+/// provider's spec does not offer that grant; the generated clients also have typed methods
+/// for exactly the grants their spec maps.
+pub trait GrantClient: Send + Sync {
+    /// The grants the spec maps, in its order.
+    fn grant_types(&self) -> &'static [GrantType];
+
+    /// A new token set for the client itself (client credentials).
+    fn client_credentials(&self) -> Option<BoxFuture<'_, Result<TokenSet, RefreshError>>> {
+        None
+    }
+
+    /// A token set for an authorization code.
+    fn exchange_code<'a>(
+        &'a self,
+        exchange: &'a CodeExchange,
+    ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
+        let _ = exchange;
+        None
+    }
+
+    /// A token set for a user's credentials.
+    fn password<'a>(
+        &'a self,
+        login: &'a PasswordLogin,
+    ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
+        let _ = login;
+        None
+    }
+}

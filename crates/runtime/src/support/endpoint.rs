@@ -2,13 +2,13 @@
 //! fixed when the client is built (method, path, headers, query, encoding). Generated code only
 //! says what its spec says; how values are placed, kept secret and scrubbed is written here once.
 
+use crate::client::Rotation;
 use crate::error::{BuildError, RefreshError};
-use crate::http::{
-    Connection, Response, Transport, basic_auth, header_value, path_segment, sensitive_header_value,
-};
-use crate::refresh::Rotation;
 use crate::secret::{RefreshToken, Secret};
 use crate::snippet::Snippet;
+use crate::support::http::{
+    Connection, Response, Transport, basic_auth, header_value, path_segment, sensitive_header_value,
+};
 use crate::token::TokenSet;
 use reqwest::header::{HeaderMap, HeaderName};
 use serde::Serialize;
@@ -454,6 +454,15 @@ macro_rules! refresh_client {
             }
         }
     };
+}
+
+/// The error of an authorization-code exchange without the PKCE verifier its spec requires:
+/// nothing was sent.
+pub fn missing_verifier() -> RefreshError {
+    RefreshError::Transport {
+        kind: crate::error::TransportKind::Request,
+        maybe_sent: false,
+    }
 }
 
 #[cfg(test)]

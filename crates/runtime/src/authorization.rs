@@ -1,88 +1,12 @@
-//! Getting a token set without a refresh token: the grants a token endpoint offers besides the
-//! refresh (RFC 6749 §4), and the helpers of the authorization-code flow (PKCE, RFC 7636; the
-//! authorization URL with its `state`).
+//! The authorization-code flow's helpers for an application: a PKCE verifier and its challenge
+//! (RFC 7636), the `state` of the request (RFC 6749 §10.12), and the authorization URL.
 
-use crate::error::{BuildError, RefreshError};
-use crate::refresh::BoxFuture;
+use crate::error::BuildError;
 use crate::secret::Secret;
-use crate::token::TokenSet;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use std::fmt;
-
-/// A grant a spec can offer besides the refresh.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GrantType {
-    /// The client's own credentials (RFC 6749 §4.4): no user, no refresh token needed.
-    ClientCredentials,
-    /// An authorization code from a user's consent (RFC 6749 §4.1), optionally with PKCE.
-    AuthorizationCode,
-    /// A user's name and password (RFC 6749 §4.3), or a provider's login call.
-    Password,
-}
-
-/// What an authorization-code exchange sends besides the client's own values.
-#[derive(Clone, Debug)]
-pub struct CodeExchange {
-    /// The code from the redirect.
-    pub code: Secret,
-    /// The redirect URI the code was issued for (sent where the spec maps it).
-    pub redirect_uri: String,
-    /// The PKCE verifier whose challenge went into the authorization URL (sent where the spec
-    /// maps it).
-    pub verifier: Option<PkceVerifier>,
-}
-
-/// A user's credentials for a password (or login) grant.
-#[derive(Clone, Debug)]
-pub struct PasswordLogin {
-    /// The user name.
-    pub username: String,
-    /// The password.
-    pub password: Secret,
-}
-
-/// The grants a generated client offers besides the refresh, for code that holds any provider
-/// (the token manager re-authenticates through it). Each method answers `None` when the
-/// provider's spec does not offer that grant; the generated clients also have typed methods
-/// for exactly the grants their spec maps.
-pub trait GrantClient: Send + Sync {
-    /// The grants the spec maps, in its order.
-    fn grant_types(&self) -> &'static [GrantType];
-
-    /// A new token set for the client itself (client credentials).
-    fn client_credentials(&self) -> Option<BoxFuture<'_, Result<TokenSet, RefreshError>>> {
-        None
-    }
-
-    /// A token set for an authorization code.
-    fn exchange_code<'a>(
-        &'a self,
-        exchange: &'a CodeExchange,
-    ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
-        let _ = exchange;
-        None
-    }
-
-    /// A token set for a user's credentials.
-    fn password<'a>(
-        &'a self,
-        login: &'a PasswordLogin,
-    ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
-        let _ = login;
-        None
-    }
-}
-
-/// The error of an authorization-code exchange without the PKCE verifier its spec requires:
-/// nothing was sent.
-pub fn missing_verifier() -> RefreshError {
-    RefreshError::Transport {
-        kind: crate::error::TransportKind::Request,
-        maybe_sent: false,
-    }
-}
 
 /// Random bytes from the operating system, base64url without padding.
 fn random_text(bytes: usize) -> Result<String, BuildError> {
@@ -216,7 +140,7 @@ pub fn authorization_url(
     let mut url = url::Url::parse(authorization_url).map_err(|_| BuildError {
         reason: "the authorization URL is not an absolute URL".into(),
     })?;
-    let plain_loopback = url.scheme() == "http" && crate::http::is_loopback(url.host());
+    let plain_loopback = url.scheme() == "http" && crate::support::http::is_loopback(url.host());
     if url.scheme() != "https" && !plain_loopback {
         return Err(BuildError {
             reason: "the authorization URL must be https (http only on localhost, 127.0.0.0/8 or [::1]): the code and state come back over it".into(),
