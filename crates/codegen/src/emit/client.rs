@@ -83,7 +83,10 @@ fn as_text(field: &ConfigField, value: TokenStream) -> TokenStream {
 
 /// Everything but the types and the mapping, and the outcome's `decode` function (which
 /// [`super::mapping`] puts in the outcome's one `impl` block).
-pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
+pub fn client(
+    provider: &Provider,
+    getters: &mut super::mapping::Getters,
+) -> (TokenStream, TokenStream) {
     let op = &provider.operation;
     let outcome = outcome_ident(provider);
     let name = &provider.name;
@@ -233,7 +236,7 @@ pub fn client(provider: &Provider) -> (TokenStream, TokenStream) {
         })
         .collect();
     setup.extend(scrubs.iter().cloned());
-    let grant_ops = grant_operations(provider, config, &idents, &scrubs, &sensitive);
+    let grant_ops = grant_operations(provider, config, &idents, &scrubs, &sensitive, getters);
 
     // The refresh request body, if the operation has one.
     let (body_ty, body_expr, encoding) = match &op.body {
@@ -562,13 +565,12 @@ struct GrantOps {
     inits: Vec<TokenStream>,
 }
 
-/// A grant operation's names: its endpoint field, its operation constant, its mapping module.
-fn grant_op_names(op: &Operation) -> (Ident, Ident, Ident) {
+/// A grant operation's names: its endpoint field and its operation constant.
+fn grant_op_names(op: &Operation) -> (Ident, Ident) {
     let snake_id = snake(&op.id);
     (
         ident(&format!("{snake_id}_endpoint")),
         ident(&format!("{}_OPERATION", snake_id.to_ascii_uppercase())),
-        ident(&format!("{snake_id}_mapping")),
     )
 }
 
@@ -578,15 +580,16 @@ fn grant_operations(
     idents: &[Ident],
     scrubs: &[TokenStream],
     sensitive: &[&str],
+    getters: &mut super::mapping::Getters,
 ) -> GrantOps {
     let mut out = GrantOps::default();
     for g in &provider.grant_operations {
         let op = &g.operation;
-        let (field, constant, module) = grant_op_names(op);
+        let (field, constant) = grant_op_names(op);
         let outcome = ident(&op.outcome);
         let (enum_def, decode) = outcome_items(op, &outcome);
         let mapping =
-            super::mapping::mapping(&provider.file, g.answering(), &outcome, decode, &module);
+            super::mapping::mapping(&provider.file, g.answering(), &outcome, decode, getters);
         let (method, path) = (op.method.as_str(), op.path.as_str());
         let encoding = match &op.body {
             Some(b) if crate::model::is_form(&b.media_type) => {
@@ -605,7 +608,7 @@ fn grant_operations(
                 method: #method,
                 path: #path,
                 encoding: #encoding,
-                refresh_token: support::TokenPlace::Body,
+                refresh_token: support::TokenPlace::NotSent,
                 sensitive_fields: &[#(#sensitive),*],
             };
 

@@ -92,18 +92,30 @@ fn follow(place: TokenStream, is_ref: bool, access: &Access, finish: Finish) -> 
     }
 }
 
-/// The pointer-following functions of one client, in the order they are needed.
+/// The pointer-following functions of one client, in the order they are needed: one `mapping`
+/// module for every operation, so two operations (or two failures) that read the same field of
+/// the same type share one function.
 #[derive(Default)]
-struct Getters {
+pub struct Getters {
     functions: Vec<TokenStream>,
-    /// The function already written for a body type, pointer and result, by name: two
-    /// failures that read the same field of the same type share one.
+    /// The function already written for a body type, pointer and result, by name.
     written: Vec<(String, Ident)>,
-    /// The module the functions go in.
-    module: Option<Ident>,
 }
 
 impl Getters {
+    /// The `mapping` module holding every function.
+    pub fn module(&self) -> TokenStream {
+        let functions = &self.functions;
+        quote! {
+            /// Functions that follow the token mapping's pointers through the typed bodies.
+            mod mapping {
+                use super::*;
+
+                #(#functions)*
+            }
+        }
+    }
+
     /// Adds a function named `name` and returns a call of it on `body`.
     fn call(
         &mut self,
@@ -119,15 +131,24 @@ impl Getters {
             .map(|(_, ty)| format!("{ty:?}"))
             .unwrap_or_default();
         let key = format!("{body_ty}|{}|{finish:?}", mapped.pointer);
-        let module = &self.module;
         if let Some((_, existing)) = self.written.iter().find(|(k, _)| *k == key) {
-            return quote!(#module::#existing(&body));
+            return quote!(mapping::#existing(&body));
         }
+        // Named by role and body; a second reading of the same role elsewhere in that body
+        // gets a number.
+        let taken = |n: &str| self.written.iter().any(|(_, w)| w == n);
+        let name = (1..)
+            .map(|n| match n {
+                1 => name.to_owned(),
+                n => format!("{name}_{n}"),
+            })
+            .find(|n| !taken(n))
+            .unwrap_or_default();
         let name = format_ident!("{}", name);
         self.functions
             .push(getter(&name, purpose, case, mapped, finish));
         self.written.push((key, name.clone()));
-        quote!(#module::#name(&body))
+        quote!(mapping::#name(&body))
     }
 
     /// A call, or `None` when the mapping has no such pointer.
@@ -166,6 +187,14 @@ fn getter(
         pub(super) fn #name(body: &#body_ty) -> #output {
             #body
         }
+    }
+}
+
+/// A failure body's name in accessor names: its type's, or its status's when it has none.
+fn body_name(case: &ResponseCase) -> String {
+    match &case.body {
+        Some((_, crate::types::Ty::Named(name))) => crate::names::snake(name),
+        _ => format!("status_{}", case.key.spec_key().to_ascii_lowercase()),
     }
 }
 
@@ -218,14 +247,14 @@ fn failing(kind: FailureKind) -> TokenStream {
     }
 }
 
-/// The mapping module (`module`) and the `into_token_set` method of an operation's outcome
-/// enum.
+/// The `decode`, `token_set` and `into_token_set` methods of an operation's outcome enum; the
+/// functions they call go to `getters` (see [`Getters::module`]).
 pub fn mapping(
     file: &str,
     answering: Answering<'_>,
     outcome: &Ident,
     decode: TokenStream,
-    module: &Ident,
+    getters: &mut Getters,
 ) -> TokenStream {
     let success = answering.success;
     let failures = answering.failures;
@@ -238,18 +267,14 @@ pub fn mapping(
             .expect("the model checked that every mapped status is documented")
     };
     let success_case = case_of(success.status);
-    let mut getters = Getters {
-        module: Some(module.clone()),
-        ..Getters::default()
-    };
 
     // The failures, by status: `when` discriminators first, then the fallback.
     let mut failure_checks: Vec<(u16, Option<TokenStream>, TokenStream)> = Vec::new();
-    for (i, failure) in failures.iter().enumerate() {
+    for failure in failures {
         let case = case_of(failure.status);
         let condition = failure.when.as_ref().map(|when| {
             let call = getters.call(
-                &format!("failure_{i}_when"),
+                &format!("{}_failure_rule", body_name(case)),
                 "The value a failure rule tests",
                 case,
                 &when.mapped,
@@ -258,7 +283,7 @@ pub fn mapping(
             let rule = rule(&when.test);
             quote!(#rule.test(#call))
         });
-        let error = failure_error(i, failure, case, &mut getters);
+        let error = failure_error(failure, case, getters);
         failure_checks.push((failure.status, condition, error));
     }
 
@@ -429,7 +454,6 @@ pub fn mapping(
         }
     });
 
-    let getters = &getters.functions;
     let doc = super::docs(&format!(
         "Applies the token mapping of `{}`: the success body becomes a token set, and every \
          documented failure the error its mapping names. `refresh_token` is `None` when the \
@@ -460,33 +484,21 @@ pub fn mapping(
                 }
             }
         }
-
-        /// Functions that follow the token mapping's pointers through the typed bodies.
-        mod #module {
-            use super::*;
-
-            #(#getters)*
-        }
     }
 }
 
-fn failure_error(
-    i: usize,
-    failure: &Failure,
-    case: &ResponseCase,
-    getters: &mut Getters,
-) -> TokenStream {
+fn failure_error(failure: &Failure, case: &ResponseCase, getters: &mut Getters) -> TokenStream {
     let status = status_tokens(case.key);
     let or_none = |call: Option<TokenStream>| call.unwrap_or_else(|| quote!(None));
     let code = or_none(getters.call_opt(
-        &format!("failure_{i}_code"),
+        &format!("{}_code", body_name(case)),
         "The provider's error code",
         case,
         failure.code.as_ref(),
         Finish::Text,
     ));
     let message = or_none(getters.call_opt(
-        &format!("failure_{i}_message"),
+        &format!("{}_message", body_name(case)),
         "The provider's error message",
         case,
         failure.message.as_ref(),

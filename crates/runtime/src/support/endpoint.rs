@@ -29,6 +29,8 @@ pub enum Encoding {
 /// Where the refresh token travels in a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenPlace {
+    /// Nowhere: the operation serves a grant and sends no refresh token.
+    NotSent,
     /// In the body, which the generated code builds.
     Body,
     /// As this query parameter.
