@@ -1,7 +1,7 @@
 //! Turns hand-written OpenAPI 3.0 specs of token-refresh endpoints into typed Rust clients.
 //!
 //! Data flows one way: [`spec::load`] (YAML → `openapiv3`) → [`model::build`] (a small resolved
-//! model, where all validation lives) → [`emit`] (tokens → `syn::File` → prettyplease → text).
+//! model, checked for everything generation needs) → [`lint`] (the examples) → [`emit`] (tokens → `syn::File` → prettyplease → text).
 //! Nothing here panics on a bad spec: every problem is a [`SpecError`] with the file and the
 //! JSON pointer.
 

@@ -1,5 +1,6 @@
-//! The printer: model → tokens → `syn::File` → prettyplease → text. It makes no decisions the
-//! model has not made.
+//! The printer: model → tokens → `syn::File` → prettyplease → text. It still makes a few
+//! decisions of its own (which fields are sensitive, which config values the client keeps,
+//! `is_copy`, the authorization client id) that belong in the model.
 
 mod client;
 mod mapping;

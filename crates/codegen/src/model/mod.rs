@@ -1,7 +1,8 @@
 //! The resolved model of one provider: everything the printer needs, all of it checked.
 //!
-//! `build` is where validation lives. Anything it returns can be printed without further
-//! questions; anything wrong comes back as errors naming the file and the JSON pointer.
+//! `build` checks everything generation needs: anything it returns can be printed; anything
+//! wrong comes back as errors naming the file and the JSON pointer. (The examples are checked
+//! after it, by `lint`.)
 
 use crate::error::{SpecError, SpecErrors};
 use crate::extension::{self, FailureKind, Rotation, TokenRefresh};
