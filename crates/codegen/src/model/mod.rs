@@ -695,7 +695,7 @@ fn grant_operations(
                 file,
                 &pointer::join(&ctx.at, "request"),
                 types,
-                body.as_ref().map(|b| &b.0),
+                body.as_ref().map(|b| &b.ty),
                 ext.grant,
                 &ext.request,
                 errors,
@@ -703,7 +703,12 @@ fn grant_operations(
             let (
                 Some((success, failures)),
                 Some(plan),
-                Some((ty, media_type, example, schema_pointer)),
+                Some(BodyParts {
+                    ty,
+                    media_type,
+                    example,
+                    schema_pointer,
+                }),
             ) = (answers, plan, body)
             else {
                 continue;
@@ -840,20 +845,20 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         documented: documented(op),
     };
     let refresh_slot = match (&place, &body) {
-        (RefreshPlace::Body { pointer }, Some((body_ty, ..))) => ctx.request_slot(
+        (RefreshPlace::Body { pointer }, Some(body)) => ctx.request_slot(
             &mut types,
-            body_ty,
+            &body.ty,
             pointer,
             mapping_spec.request.variant.as_deref(),
             &mut errors,
         ),
         (RefreshPlace::Body { .. }, None) => None,
         (_, body) => {
-            let struct_name = body_struct(types.defs(), body.as_ref().map(|b| &b.0));
-            if let Some((_, _, _, schema_at)) = body.as_ref().filter(|_| struct_name.is_empty()) {
+            let struct_name = body_struct(types.defs(), body.as_ref().map(|b| &b.ty));
+            if let Some(body) = body.as_ref().filter(|_| struct_name.is_empty()) {
                 errors.push(SpecError::new(
                     file,
-                    schema_at,
+                    &body.schema_pointer,
                     "with the refresh token outside the body, the body must be one object",
                 ));
             }
@@ -884,7 +889,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         file,
         &ctx.at,
         &mut types,
-        body.as_ref().map(|b| &b.0),
+        body.as_ref().map(|b| &b.ty),
         &mapping_spec.grants,
         &mut errors,
     );
@@ -909,7 +914,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         file,
         types.defs(),
         &plans,
-        body.as_ref().and_then(|b| b.2.as_ref()),
+        body.as_ref().and_then(|b| b.example.as_ref()),
         &mut config,
         &mut errors,
     )
@@ -948,7 +953,13 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         served.push((g.grant.kind, g.operation.path.as_str(), at));
     }
     let oauth = grants::flows(spec, &servers, &path, &served, &mut errors);
-    let body = body.map(|(ty, media_type, example, schema_pointer)| {
+    let body = body.map(|parts| {
+        let BodyParts {
+            ty,
+            media_type,
+            example,
+            schema_pointer,
+        } = parts;
         if is_form(&media_type) {
             let mut structs: Vec<&str> = std::iter::once(struct_name.as_str())
                 .chain(grants.iter().map(|g| g.struct_name.as_str()))

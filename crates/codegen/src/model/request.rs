@@ -310,8 +310,17 @@ pub(super) fn json_media<'a>(
         })
 }
 
-/// A request body as read from the spec: type, media type, example, schema pointer.
-pub(super) type BodyParts = (Ty, String, Option<Value>, String);
+/// A request body as read from the spec, before the mapping says how it is filled.
+pub(super) struct BodyParts {
+    /// The body's type.
+    pub(super) ty: Ty,
+    /// Its media type.
+    pub(super) media_type: String,
+    /// The spec's example of it.
+    pub(super) example: Option<Value>,
+    /// Where its schema is in the spec.
+    pub(super) schema_pointer: String,
+}
 
 /// The request body's type, media type, example and schema pointer: `Some(None)` for an
 /// operation without a body (allowed when the refresh token travels elsewhere), `None` after
@@ -372,7 +381,12 @@ pub(super) fn request_body(
     });
     let schema_at = pointer::join(&media_at, "schema");
     match types.resolve(schema.into(), &schema_at, &format!("{op_name}Request")) {
-        Ok(Resolved { ty, .. }) => Some(Some((ty, media.clone(), example, schema_at))),
+        Ok(Resolved { ty, .. }) => Some(Some(BodyParts {
+            ty,
+            media_type: media.clone(),
+            example,
+            schema_pointer: schema_at,
+        })),
         Err(e) => {
             errors.push(e);
             None
