@@ -991,15 +991,16 @@ async fn an_older_stored_set_than_one_seen_is_never_refreshed_with() {
     // grace the credential is re-authenticated (Easyship: client credentials).
     let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
     let store = MemoryStore::new();
+    // A 600 ms lock: the grace is 2 x 600 + 50 ms, and a request may take 300 ms.
     let config = ManagerConfig {
-        lock_ttl: Duration::from_millis(100),
+        lock_ttl: Duration::from_millis(600),
         max_backoff: Duration::from_millis(50),
         backoff: Duration::from_millis(1),
         min_refresh_interval: Duration::ZERO,
         ..ManagerConfig::default()
     };
     let manager = TokenManager::with_config(
-        client_with_timeout(&mock.base_url(), Duration::from_millis(50)),
+        client_with_timeout(&mock.base_url(), Duration::from_millis(300)),
         store.clone(),
         "k",
         config,
@@ -1028,7 +1029,7 @@ async fn an_older_stored_set_than_one_seen_is_never_refreshed_with() {
         stored.sending.is_some(),
         "marked: its token may be in flight"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1400)).await;
     manager.force_refresh().await.unwrap();
     let stats = mock.authority_stats();
     assert_eq!(

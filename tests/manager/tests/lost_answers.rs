@@ -9,10 +9,11 @@ use tokenkit_manager_tests::{
 };
 use tokenkit_mock::MockServer;
 
-/// A short lock, so that the in-flight grace (two locks and the longest backoff) is short.
+/// A short lock, so that the in-flight grace (two locks and the longest backoff) is short,
+/// yet long enough for a loaded CI machine to answer well within an attempt.
 fn config() -> ManagerConfig {
     ManagerConfig {
-        lock_ttl: Duration::from_millis(300),
+        lock_ttl: Duration::from_millis(900),
         backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(50),
         lock_poll: Duration::from_millis(5),
@@ -22,11 +23,14 @@ fn config() -> ManagerConfig {
 }
 
 fn grace() -> Duration {
-    Duration::from_millis(2 * 300 + 50)
+    Duration::from_millis(2 * 900 + 50)
 }
 
+/// The HTTP timeout: half the lock, as `TokenManager::new` requires at most two thirds.
+const TIMEOUT: Duration = Duration::from_millis(450);
+
 fn easyship(base_url: &str) -> tokenkit_easyship::Client {
-    tokenkit_manager_tests::client_with_timeout(base_url, Duration::from_millis(150))
+    tokenkit_manager_tests::client_with_timeout(base_url, TIMEOUT)
 }
 
 #[tokio::test]
@@ -79,7 +83,7 @@ async fn a_refresh_lost_behind_a_failing_gateway_is_never_resent() {
 #[tokio::test]
 async fn a_timeout_after_the_provider_answered_is_never_resent() {
     // The provider takes longer than the client's timeout: it rotated, the answer is lost.
-    let (mock, first) = one_time_provider(3600, Duration::from_millis(300)).await;
+    let (mock, first) = one_time_provider(3600, TIMEOUT + Duration::from_millis(300)).await;
     let manager = TokenManager::with_config(
         easyship(&mock.base_url()),
         tokenkit::MemoryStore::new(),
@@ -90,7 +94,7 @@ async fn a_timeout_after_the_provider_answered_is_never_resent() {
     manager.seed(expired(&first)).await.unwrap();
     let err = manager.access_token().await.unwrap_err();
     assert!(matches!(err, ManagerError::Refresh(_)), "{err}");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(mock.authority_stats().refreshes, 1);
     assert_eq!(manager.access_token().await, Err(ManagerError::InFlight));
     let stats = mock.authority_stats();
@@ -139,7 +143,7 @@ async fn within_a_declared_reuse_grace_the_lost_refresh_is_resent() {
     let headerbank = tokenkit_headerbank::Client::builder("kiosk-12")
         .base_url(proxy.base_url())
         .http_config(tokenkit::HttpConfig {
-            timeout: Duration::from_millis(150),
+            timeout: TIMEOUT,
             ..tokenkit::HttpConfig::default()
         })
         .build()

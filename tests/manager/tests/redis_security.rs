@@ -153,7 +153,7 @@ async fn with_a_replica_required_a_write_it_did_not_acknowledge_fails() {
     }
     let wait = WaitForReplicas {
         replicas: 1,
-        timeout: Duration::from_millis(500),
+        timeout: Duration::from_millis(800),
     };
     let options = RedisOptions {
         wait_for_replicas: Some(wait),
@@ -162,6 +162,19 @@ async fn with_a_replica_required_a_write_it_did_not_acknowledge_fails() {
     let store = RedisStore::connect_with(&master.url, "wait", &options)
         .await
         .unwrap();
+    // Until the replica acknowledges a first write (it may still be settling after its sync).
+    let mut warm = 0;
+    while store
+        .save(&format!("warm-{warm}"), &expired("rt"), None)
+        .await
+        .is_err()
+    {
+        warm += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the replica never acknowledged a write"
+        );
+    }
     assert_eq!(
         store.save("k", &expired("rt-1"), None).await.unwrap(),
         Saved::Written(1)
