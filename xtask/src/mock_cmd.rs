@@ -81,9 +81,9 @@ async fn serve(
     reply: Option<Reply>,
     lenient: bool,
 ) -> Result<(), String> {
-    let op = format!("{} {}", provider.operation.method, provider.operation.path);
-    let statuses: Vec<String> = provider
-        .operation
+    let refresh = &provider.refresh_operation().operation;
+    let op = format!("{} {}", refresh.method, refresh.path);
+    let statuses: Vec<String> = refresh
         .responses
         .iter()
         .map(|r| {

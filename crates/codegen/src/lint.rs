@@ -3,7 +3,7 @@
 //! expects them, so a wrong example is a wrong test.
 
 use crate::error::SpecError;
-use crate::model::{Answering, Provider, ResponseCase};
+use crate::model::{Provider, ResponseCase, TokenOperation};
 use crate::pointer::join;
 use crate::validate::validate;
 use serde_json::Value;
@@ -11,16 +11,16 @@ use serde_json::Value;
 /// Every problem of a built provider, in spec order.
 pub fn lint(provider: &Provider) -> Vec<SpecError> {
     let mut out = Vec::new();
-    for answering in provider.answering() {
+    for answering in &provider.operations {
         lint_operation(provider, answering, &mut out);
     }
     out
 }
 
 /// The examples of one operation: its body, parameters and responses.
-fn lint_operation(provider: &Provider, answering: Answering<'_>, out: &mut Vec<SpecError>) {
+fn lint_operation(provider: &Provider, answering: &TokenOperation, out: &mut Vec<SpecError>) {
     let spec = &provider.spec_json;
-    let op = answering.operation;
+    let op = &answering.operation;
     let out = &mut *out;
 
     if let Some(body) = &op.body {
@@ -100,8 +100,12 @@ fn check(provider: &Provider, at: &str, schema: &Value, example: &Value, out: &m
 }
 
 /// Every success example that is not a documented failure carries the access token.
-fn lint_success_examples(provider: &Provider, answering: Answering<'_>, out: &mut Vec<SpecError>) {
-    let success = answering.success;
+fn lint_success_examples(
+    provider: &Provider,
+    answering: &TokenOperation,
+    out: &mut Vec<SpecError>,
+) {
+    let success = &answering.success;
     let Some(case) = answering
         .operation
         .responses

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokenkit_codegen::Provider;
 use tokenkit_codegen::extension::{FailureKind, GrantKind};
-use tokenkit_codegen::model::Answering;
+use tokenkit_codegen::model::TokenOperation;
 
 /// What the provider has seen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,12 +86,8 @@ impl Authority {
         let presented = crate::presented_token(provider, request);
         // A request to a grant's own operation is that grant; one to the refresh operation
         // without a refresh token is the grant its body is.
-        let grant = match provider
-            .grant_operations
-            .iter()
-            .find(|g| std::ptr::eq(&g.operation, answering.operation))
-        {
-            Some(g) => Some(&g.grant),
+        let grant = match answering.grant.as_ref() {
+            Some(g) => Some(g),
             None => presented
                 .is_none()
                 .then(|| provider.grant_of(crate::body_json(provider, request).as_ref()))
@@ -131,7 +127,7 @@ impl Authority {
                 used: Some(at),
             }) if !self.revoked.contains(&family)
                 && provider
-                    .mapping
+                    .refresh
                     .reuse_grace
                     .is_some_and(|secs| at.elapsed() < Duration::from_secs(secs)) =>
             {
@@ -158,10 +154,10 @@ impl Authority {
     }
 
     /// A success answer with a fresh access token and, for a family, its next refresh token.
-    fn issue(&mut self, answering: Answering<'_>, family: Option<u64>) -> Reply {
-        let success = answering.success;
+    fn issue(&mut self, answering: &TokenOperation, family: Option<u64>) -> Reply {
+        let success = &answering.success;
         let mut body =
-            example_of(answering.operation, success.status, None).unwrap_or_else(|| json!({}));
+            example_of(&answering.operation, success.status, None).unwrap_or_else(|| json!({}));
         let access = self.mint("at");
         set(&mut body, &success.access_token.pointer, json!(access));
         if let (Some(m), None) = (&success.refresh_token, family) {
@@ -198,7 +194,7 @@ impl Authority {
 
 /// The spec's first documented invalid-grant answer.
 fn dead(provider: &Provider) -> Reply {
-    let failure = provider.mapping.failures.iter().find(|f| {
+    let failure = provider.refresh_operation().failures.iter().find(|f| {
         f.kind == FailureKind::InvalidGrant
             || f.kinds.iter().any(|(_, k)| *k == FailureKind::InvalidGrant)
     });
@@ -210,6 +206,7 @@ fn dead(provider: &Provider) -> Reply {
         };
     };
     let mut body = provider
+        .refresh_operation()
         .operation
         .responses
         .iter()

@@ -3,15 +3,16 @@
 
 use crate::http::Request;
 use serde_json::Value;
-use tokenkit_codegen::model::{Answering, Auth, Location, ParamValue, Provider};
+use tokenkit_codegen::model::{Auth, Location, ParamValue, Provider, TokenOperation};
 use tokenkit_codegen::validate::validate;
 
 /// The operation a request is for: the one whose method and path template its method and path
 /// end with (a grant's own operation, say), else the refresh operation.
-pub fn operation_for<'a>(provider: &'a Provider, request: &Request) -> Answering<'a> {
+pub fn operation_for<'a>(provider: &'a Provider, request: &Request) -> &'a TokenOperation {
     let path: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     provider
-        .answering()
+        .operations
+        .iter()
         .find(|a| {
             let template: Vec<&str> = a
                 .operation
@@ -27,14 +28,14 @@ pub fn operation_for<'a>(provider: &'a Provider, request: &Request) -> Answering
                 )
                 .is_some()
         })
-        .unwrap_or_else(|| provider.refresh_answering())
+        .unwrap_or_else(|| provider.refresh_operation())
 }
 
 /// Every way `request` breaks the operation it is for, as readable sentences. They quote no
 /// value.
 pub fn check_request(provider: &Provider, base_path: &str, request: &Request) -> Vec<String> {
     let answering = operation_for(provider, request);
-    let op = answering.operation;
+    let op = &answering.operation;
     let mut out = Vec::new();
     if request.method != op.method {
         out.push(format!(
@@ -84,10 +85,9 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
             out.push(format!("{place} {}: {}", param.name, violation.message));
         }
     }
-    check_auth(answering.auth, request, &mut out);
-    if let tokenkit_codegen::model::RefreshPlace::Header { name, prefix } =
-        &provider.mapping.refresh_place
-        && answering.refresh
+    check_auth(answering.auth.as_ref(), request, &mut out);
+    if let tokenkit_codegen::model::RefreshPlace::Header { name, prefix } = &provider.refresh.place
+        && answering.is_refresh()
         && name.eq_ignore_ascii_case("authorization")
         && !request
             .header(name)
@@ -127,10 +127,10 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
 /// The refresh token a request carries, wherever the mapping puts it (none, for a request to
 /// a grant's own operation).
 pub fn presented_token(provider: &Provider, request: &Request) -> Option<String> {
-    if !operation_for(provider, request).refresh {
+    if !operation_for(provider, request).is_refresh() {
         return None;
     }
-    provider.mapping.refresh_place.read(
+    provider.refresh.place.read(
         body_json(provider, request).as_ref(),
         |name| query(request, name),
         |name| request.header(name).map(str::to_owned),

@@ -287,7 +287,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 /// The documented example `name` (or the first) of `status`, of the refresh operation.
 pub fn example(provider: &Provider, status: u16, name: Option<&str>) -> Option<Value> {
-    example_of(&provider.operation, status, name)
+    example_of(&provider.refresh_operation().operation, status, name)
 }
 
 /// The documented example `name` (or the first) of `status`, of `operation`.
@@ -304,7 +304,7 @@ pub fn example_of(
 }
 
 /// What the mock says when told nothing: the first success example of the operation asked.
-fn fallback(answering: tokenkit_codegen::model::Answering<'_>) -> Reply {
+fn fallback(answering: &tokenkit_codegen::model::TokenOperation) -> Reply {
     Reply::Example {
         status: answering.success.status,
         name: None,
@@ -367,7 +367,7 @@ async fn serve(
                 .or_else(|| state.default.clone())
                 .unwrap_or_else(|| fallback(answering))
         };
-        if !answer(&mut stream, answering.operation, &state, reply).await {
+        if !answer(&mut stream, &answering.operation, &state, reply).await {
             return;
         }
     }

@@ -90,8 +90,8 @@ pub async fn success(subject: &Subject) -> Outcome {
     ensure(!examples.is_empty(), || {
         "the spec documents no success example".into()
     })?;
-    let success = &ctx.answering().success;
-    let keeps_sent = ctx.provider.mapping.rotation == Rotation::Optional;
+    let success = &ctx.operation().success;
+    let keeps_sent = ctx.provider.refresh.rotation == Rotation::Optional;
     for (name, body) in examples {
         let new_refresh = success
             .refresh_token
@@ -263,7 +263,7 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
         return ensure(carried.as_deref() == Some(SENT), || {
             format!(
                 "the request does not carry the refresh token at {:?}",
-                ctx.provider.mapping.refresh_place
+                ctx.provider.refresh.place
             )
         });
     };
@@ -271,15 +271,15 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
         "a grant request carries a refresh token".into()
     })?;
     let hit = tokenkit_mock::operation_for(&ctx.provider, request);
-    let expected = ctx.answering().operation;
-    ensure(std::ptr::eq(hit.operation, expected), || {
+    let expected = &ctx.operation().operation;
+    ensure(std::ptr::eq(&hit.operation, expected), || {
         format!(
             "the {kind:?} grant went to {} {}, not {} {}",
             hit.operation.method, hit.operation.path, expected.method, expected.path
         )
     })?;
     let body = tokenkit_mock::body_json(&ctx.provider, request);
-    if hit.refresh {
+    if hit.is_refresh() {
         // Grants sharing the refresh operation are told apart by their bodies.
         let found = ctx.provider.grant_of(body.as_ref()).map(|g| g.kind);
         ensure(found.map(grant_type) == Some(kind), || {
@@ -369,7 +369,7 @@ fn check_unprocessed(
 pub async fn documented_errors(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let mut checked = 0;
-    for failure in ctx.answering().failures {
+    for failure in &ctx.operation().failures {
         let mut bodies: Vec<(String, Option<Value>)> = ctx
             .examples(failure.status)
             .into_iter()
@@ -377,7 +377,7 @@ pub async fn documented_errors(subject: &Subject) -> Outcome {
             .map(|(name, body)| (name, Some(body)))
             .collect();
         let has_body = ctx
-            .answering()
+            .operation()
             .operation
             .responses
             .iter()
@@ -438,7 +438,7 @@ pub async fn documented_errors(subject: &Subject) -> Outcome {
             checked += 1;
         }
     }
-    ensure(checked > 0 || ctx.answering().failures.is_empty(), || {
+    ensure(checked > 0 || ctx.operation().failures.is_empty(), || {
         "no documented error was exercised".into()
     })
 }
@@ -450,7 +450,7 @@ pub async fn failure_inside_success_status(subject: &Subject) -> Outcome {
     let status = ctx.success_status();
     let example = ctx.success_example()?;
     for failure in ctx
-        .answering()
+        .operation()
         .failures
         .iter()
         .filter(|f| f.status == status)
@@ -481,7 +481,7 @@ pub async fn failure_inside_success_status(subject: &Subject) -> Outcome {
         }
     }
     let mut body = example;
-    let pointer = &ctx.answering().success.access_token.pointer;
+    let pointer = &ctx.operation().success.access_token.pointer;
     ensure(remove_at(&mut body, pointer), || {
         format!("the success example has no {pointer}")
     })?;
@@ -500,7 +500,7 @@ pub async fn undocumented_status(subject: &Subject) -> Outcome {
     use tokenkit_codegen::model::StatusKey;
     let ctx = Ctx::start(subject).await?;
     let keys: Vec<StatusKey> = ctx
-        .answering()
+        .operation()
         .operation
         .responses
         .iter()
@@ -515,7 +515,7 @@ pub async fn undocumented_status(subject: &Subject) -> Outcome {
         })
         .ok_or("the spec documents every status class; nothing is left undocumented")?;
     let default = ctx
-        .answering()
+        .operation()
         .failures
         .iter()
         .find(|f| f.key == StatusKey::Default);
@@ -709,7 +709,7 @@ pub async fn no_secret_in_output(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let sent_sentinel = RefreshToken::new("SNTL-rt-1f2e");
     let sentinels = ["SNTL-rt-1f2e", "SNTL-at-3c4d", "SNTL-nrt-5a6b"];
-    let success = &ctx.answering().success;
+    let success = &ctx.operation().success;
     let status = ctx.success_status();
     let mut body = ctx.success_example()?;
     set_at(
@@ -762,7 +762,7 @@ pub async fn no_secret_in_output(subject: &Subject) -> Outcome {
             body: bytes[..bytes.len() - 1].to_vec(),
         },
     ];
-    for failure in ctx.answering().failures {
+    for failure in &ctx.operation().failures {
         let mut error_body = ctx
             .examples(failure.status)
             .into_iter()
@@ -821,7 +821,7 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
         // A grant's answer without a refresh token is a set without one where the schema
         // allows that (client credentials usually get none), a bad response where it does
         // not; never a set holding something made up.
-        let Some(mapped) = ctx.answering().success.refresh_token.clone() else {
+        let Some(mapped) = ctx.operation().success.refresh_token.clone() else {
             return Ok(());
         };
         let mut body = example;
@@ -838,7 +838,7 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
             "a grant answer without a refresh token gave a set with one".into()
         });
     }
-    let Some(mapped) = ctx.answering().success.refresh_token.clone() else {
+    let Some(mapped) = ctx.operation().success.refresh_token.clone() else {
         let set = refresh_with(
             &ctx,
             Reply::Json {
@@ -861,7 +861,7 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
     put_at(&mut nulled, &mapped.pointer, Value::Null);
     // The sent token is kept only where the schema lets it be absent and the rotation policy
     // says the old one stays valid; otherwise the answer is a bad response.
-    let keeps = may_be_absent(&mapped) && ctx.provider.mapping.rotation == Rotation::Optional;
+    let keeps = may_be_absent(&mapped) && ctx.provider.refresh.rotation == Rotation::Optional;
     for (what, body) in [("absent", removed), ("null", nulled)] {
         let result = refresh_with(&ctx, Reply::Json { status, body }, &sent()).await;
         if keeps {
@@ -875,7 +875,7 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
                 result,
                 &format!(
                     "{what} refresh token ({:?} rotation)",
-                    ctx.provider.mapping.rotation
+                    ctx.provider.refresh.rotation
                 ),
             )?;
             ensure(err.kind() == ErrorKind::BadResponse, || {
@@ -892,7 +892,7 @@ pub async fn every_rule_trips(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let success_status = ctx.success_status();
     let mut tripped = 0;
-    for failure in ctx.answering().failures {
+    for failure in &ctx.operation().failures {
         let documented: Vec<Value> = ctx
             .examples(failure.status)
             .into_iter()
@@ -962,7 +962,7 @@ pub async fn every_rule_trips(subject: &Subject) -> Outcome {
         }
     }
     let rules = ctx
-        .answering()
+        .operation()
         .failures
         .iter()
         .map(|f| usize::from(f.when.is_some()) + f.kinds.len())
@@ -1048,7 +1048,7 @@ pub async fn empty_token(subject: &Subject) -> Outcome {
     let ctx = Ctx::start(subject).await?;
     let status = ctx.success_status();
     let example = ctx.success_example()?;
-    let success = &ctx.answering().success;
+    let success = &ctx.operation().success;
     let mut pointers = vec![("access token", success.access_token.pointer.clone())];
     if let Some(mapped) = &success.refresh_token {
         pointers.push(("new refresh token", mapped.pointer.clone()));

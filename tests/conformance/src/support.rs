@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokenkit::{BuildError, HttpConfig, RefreshClient};
 use tokenkit_codegen::Provider;
 use tokenkit_codegen::extension::GrantKind;
-use tokenkit_codegen::model::{Answering, Mapped};
+use tokenkit_codegen::model::{Mapped, TokenOperation};
 use tokenkit_codegen::types::Access;
 use tokenkit_mock::MockServer;
 
@@ -101,10 +101,10 @@ impl Ctx {
 
     /// The operation the cases' request goes to, and the mapping of its answers: the refresh
     /// operation, or the grant's (its own, or the refresh operation).
-    pub fn answering(&self) -> Answering<'_> {
+    pub fn operation(&self) -> &TokenOperation {
         match self.subject.call {
-            Call::Refresh => self.provider.refresh_answering(),
-            Call::Grant(kind) => self.provider.answering_for(match kind {
+            Call::Refresh => self.provider.refresh_operation(),
+            Call::Grant(kind) => self.provider.operation_for(match kind {
                 GrantType::ClientCredentials => GrantKind::ClientCredentials,
                 GrantType::AuthorizationCode => GrantKind::AuthorizationCode,
                 GrantType::Password => GrantKind::Password,
@@ -114,12 +114,12 @@ impl Ctx {
 
     /// The success status.
     pub fn success_status(&self) -> u16 {
-        self.answering().success.status
+        self.operation().success.status
     }
 
     /// The documented examples of `status`.
     pub fn examples(&self, status: u16) -> Vec<(String, Value)> {
-        self.answering()
+        self.operation()
             .operation
             .responses
             .iter()
@@ -130,7 +130,7 @@ impl Ctx {
 
     /// Whether a body of `status` is a documented failure (its `when` discriminator matches).
     pub fn is_envelope_failure(&self, status: u16, body: &Value) -> bool {
-        self.answering()
+        self.operation()
             .failures
             .iter()
             .filter(|f| f.status == status)

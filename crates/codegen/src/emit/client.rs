@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// The outcome enum's name (see [`crate::model::Operation::outcome`]).
 pub fn outcome_ident(provider: &Provider) -> Ident {
-    ident(&provider.operation.outcome)
+    ident(&provider.refresh_operation().operation.outcome)
 }
 
 /// A literal for an example value, as a builder argument.
@@ -87,7 +87,7 @@ pub fn client(
     provider: &Provider,
     getters: &mut super::mapping::Getters,
 ) -> (TokenStream, TokenStream) {
-    let op = &provider.operation;
+    let op = &provider.refresh_operation().operation;
     let outcome = outcome_ident(provider);
     let name = &provider.name;
     let title = &provider.title;
@@ -114,7 +114,7 @@ pub fn client(
             ))
             .unwrap_or_default()
     ));
-    let rotation = match provider.mapping.rotation {
+    let rotation = match provider.refresh.rotation {
         Rotation::OneTime => quote!(tokenkit::Rotation::OneTime),
         Rotation::Rotating => quote!(tokenkit::Rotation::Rotating),
         Rotation::Optional => quote!(tokenkit::Rotation::Optional),
@@ -195,7 +195,12 @@ pub fn client(
     });
 
     // Headers, query parameters and path segments are fixed when the client is built.
-    let mut setup = endpoint_setup(op, provider.auth.as_ref(), config, &idents);
+    let mut setup = endpoint_setup(
+        op,
+        provider.refresh_operation().auth.as_ref(),
+        config,
+        &idents,
+    );
     let path_template = &op.path;
 
     // Body values live in the client; header, query and path values are in the endpoint.
@@ -259,14 +264,14 @@ pub fn client(
         None => (quote!(()), quote!(), quote!(support::Encoding::Empty)),
     };
     let returns = op.body.as_ref().map(|_| quote!(-> #body_ty));
-    let refresh_place = match &provider.mapping.refresh_place {
+    let refresh_place = match &provider.refresh.place {
         RefreshPlace::Body { .. } => quote!(support::TokenPlace::Body),
         RefreshPlace::Query { name } => quote!(support::TokenPlace::Query(#name)),
         RefreshPlace::Header { name, prefix } => {
             quote!(support::TokenPlace::Header { name: #name, prefix: #prefix })
         }
     };
-    let token_in_body = matches!(provider.mapping.refresh_place, RefreshPlace::Body { .. });
+    let token_in_body = matches!(provider.refresh.place, RefreshPlace::Body { .. });
     // The typed operation takes what the request carries: the body, and the refresh token
     // where it travels outside the body.
     let (op_args, send_args) = match (&op.body, token_in_body) {
@@ -326,7 +331,7 @@ pub fn client(
         inits: grant_op_inits,
     } = grant_ops;
     let grants_arg = provider.all_grants().next().map(|_| quote!(, grants));
-    let grace_arg = provider.mapping.reuse_grace.map(|secs| {
+    let grace_arg = provider.refresh.reuse_grace.map(|secs| {
         let secs = proc_macro2::Literal::u64_unsuffixed(secs);
         quote!(, reuse_grace = #secs)
     });
@@ -583,13 +588,12 @@ fn grant_operations(
     getters: &mut super::mapping::Getters,
 ) -> GrantOps {
     let mut out = GrantOps::default();
-    for g in &provider.grant_operations {
+    for (g, grant) in provider.grant_operations() {
         let op = &g.operation;
         let (field, constant) = grant_op_names(op);
         let outcome = ident(&op.outcome);
         let (enum_def, decode) = outcome_items(op, &outcome);
-        let mapping =
-            super::mapping::mapping(&provider.file, g.answering(), &outcome, decode, getters);
+        let mapping = super::mapping::mapping(&provider.file, g, &outcome, decode, getters);
         let (method, path) = (op.method.as_str(), op.path.as_str());
         let encoding = match &op.body {
             Some(b) if crate::model::is_form(&b.media_type) => {
@@ -600,7 +604,7 @@ fn grant_operations(
         let const_doc = docs(&format!(
             "The `{}` operation's request ({} grant), as the spec describes it.",
             op.id,
-            g.grant.kind.key()
+            grant.kind.key()
         ));
         out.items.push(quote! {
             #const_doc
@@ -639,7 +643,7 @@ fn grant_operations(
                  documented outcome for the status that came back.",
                 op.method,
                 op.path,
-                g.grant.kind.key()
+                grant.kind.key()
             ));
             out.methods.push(quote! {
                 #op_doc
@@ -745,6 +749,7 @@ fn grants(
 ) -> (TokenStream, TokenStream) {
     // Each grant with the endpoint that sends it, that operation's outcome and body type.
     let served: Vec<(&crate::model::Grant, Ident, Ident, TokenStream)> = provider
+        .refresh
         .grants
         .iter()
         .map(|g| {
@@ -752,12 +757,12 @@ fn grants(
                 g,
                 ident("endpoint"),
                 outcome_ident(provider),
-                &provider.operation,
+                &provider.refresh_operation().operation,
             )
         })
-        .chain(provider.grant_operations.iter().map(|g| {
+        .chain(provider.grant_operations().map(|(g, grant)| {
             (
-                &g.grant,
+                grant,
                 grant_op_names(&g.operation).0,
                 ident(&g.operation.outcome),
                 &g.operation,

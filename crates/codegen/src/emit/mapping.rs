@@ -2,7 +2,7 @@
 
 use super::types::field_ident;
 use crate::extension::{FailureKind, TimeFormat};
-use crate::model::{Answering, Failure, Mapped, ResponseCase, StatusKey, Test};
+use crate::model::{Failure, Mapped, ResponseCase, StatusKey, Test, TokenOperation};
 use crate::names::ident;
 use crate::types::Access;
 use proc_macro2::{Ident, TokenStream};
@@ -251,13 +251,13 @@ fn failing(kind: FailureKind) -> TokenStream {
 /// functions they call go to `getters` (see [`Getters::module`]).
 pub fn mapping(
     file: &str,
-    answering: Answering<'_>,
+    answering: &TokenOperation,
     outcome: &Ident,
     decode: TokenStream,
     getters: &mut Getters,
 ) -> TokenStream {
-    let success = answering.success;
-    let failures = answering.failures;
+    let success = &answering.success;
+    let failures = &answering.failures;
     let case_of = |status: u16| {
         answering
             .operation

@@ -126,7 +126,7 @@ pub fn client_rs(provider: &Provider) -> Result<String, String> {
     let (client, decode) = client::client(provider, &mut getters);
     let refresh_mapping = mapping::mapping(
         &provider.file,
-        provider.refresh_answering(),
+        provider.refresh_operation(),
         &outcome,
         decode,
         &mut getters,

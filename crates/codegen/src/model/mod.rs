@@ -43,21 +43,17 @@ pub struct Provider {
     pub spec_version: String,
     /// `servers`, in order; the first is the default base URL.
     pub servers: Vec<Server>,
-    /// The refresh operation.
-    pub operation: Operation,
+    /// Every operation that answers with tokens: the refresh operation first, then the grants
+    /// served by operations of their own (`x-token-grant`), in the spec's order.
+    pub operations: Vec<TokenOperation>,
+    /// The refresh operation's own facts: rotation, where the token goes, the grants it also
+    /// serves.
+    pub refresh: Refresh,
     /// The per-client values a user supplies (headers, query and body fields that are not
     /// constants and not the refresh token).
     pub config: Vec<ConfigField>,
     /// The generated types, in definition order.
     pub types: IndexMap<String, TypeDef>,
-    /// The resolved token mapping.
-    pub mapping: Mapping,
-    /// How the client authenticates itself, from the spec's security requirement.
-    pub auth: Option<Auth>,
-    /// The grants the operation serves besides the refresh, in the mapping's order.
-    pub grants: Vec<Grant>,
-    /// Grants served by operations of their own (`x-token-grant`), in the spec's order.
-    pub grant_operations: Vec<GrantOperation>,
     /// What the spec's OAuth 2 flows say: the authorization URL and the scopes.
     pub oauth: OAuth,
     /// The whole spec as JSON: what the mock server and the lint check instances against.
@@ -157,7 +153,7 @@ pub enum ParamValue {
     Constant(String),
     /// A per-client value: an index into [`Provider::config`].
     Config(usize),
-    /// The refresh token being exchanged (see [`Mapping::refresh_place`]).
+    /// The refresh token being exchanged (see [`Refresh::place`]).
     RefreshToken,
 }
 
@@ -245,81 +241,69 @@ impl Provider {
     }
 }
 
-/// An operation of its own that serves one grant (a provider's login endpoint, say).
+/// An operation that answers with tokens: the refresh operation, or a grant on an operation of
+/// its own (a provider's login endpoint, say). Each has its own parameters, client
+/// authentication, body, responses and the mapping of its answers.
 #[derive(Clone, Debug)]
-pub struct GrantOperation {
+pub struct TokenOperation {
     /// The operation.
     pub operation: Operation,
-    /// How the client authenticates itself to it.
+    /// How the client authenticates itself to it, from the spec's security requirement.
     pub auth: Option<Auth>,
     /// Where the token set is in its success response.
     pub success: Success,
     /// What its documented failures mean.
     pub failures: Vec<Failure>,
-    /// Its request.
-    pub grant: Grant,
+    /// The grant it serves, when it is not the refresh operation.
+    pub grant: Option<Grant>,
 }
 
-impl GrantOperation {
-    /// The operation and the mapping of its answers.
-    pub fn answering(&self) -> Answering<'_> {
-        Answering {
-            operation: &self.operation,
-            success: &self.success,
-            failures: &self.failures,
-            auth: self.auth.as_ref(),
-            refresh: false,
-        }
+impl TokenOperation {
+    /// Whether it is the refresh operation.
+    pub fn is_refresh(&self) -> bool {
+        self.grant.is_none()
     }
 }
 
-/// An operation that answers with tokens, and the mapping of its answers: the refresh
-/// operation or a grant operation.
-#[derive(Clone, Copy, Debug)]
-pub struct Answering<'a> {
-    /// The operation.
-    pub operation: &'a Operation,
-    /// Its success mapping.
-    pub success: &'a Success,
-    /// Its failure mappings.
-    pub failures: &'a [Failure],
-    /// How the client authenticates itself to it.
-    pub auth: Option<&'a Auth>,
-    /// Whether it is the refresh operation.
-    pub refresh: bool,
+/// What only the refresh operation has.
+#[derive(Clone, Debug)]
+pub struct Refresh {
+    /// The rotation policy.
+    pub rotation: Rotation,
+    /// How long the provider still accepts a rotated refresh token (`reuse-grace`).
+    pub reuse_grace: Option<u64>,
+    /// Where the refresh token travels in the request.
+    pub place: RefreshPlace,
+    /// The grants the refresh operation also serves, in the mapping's order.
+    pub grants: Vec<Grant>,
 }
 
 impl Provider {
-    /// The refresh operation and its mapping.
-    pub fn refresh_answering(&self) -> Answering<'_> {
-        Answering {
-            operation: &self.operation,
-            success: &self.mapping.success,
-            failures: &self.mapping.failures,
-            auth: self.auth.as_ref(),
-            refresh: true,
-        }
+    /// The refresh operation (`build` puts it first).
+    pub fn refresh_operation(&self) -> &TokenOperation {
+        &self.operations[0]
     }
 
-    /// Every operation that answers with tokens: the refresh operation first.
-    pub fn answering(&self) -> impl Iterator<Item = Answering<'_>> {
-        std::iter::once(self.refresh_answering())
-            .chain(self.grant_operations.iter().map(GrantOperation::answering))
+    /// The grants served by operations of their own, with those operations.
+    pub fn grant_operations(&self) -> impl Iterator<Item = (&TokenOperation, &Grant)> {
+        self.operations
+            .iter()
+            .filter_map(|op| op.grant.as_ref().map(|g| (op, g)))
     }
 
     /// The operation that serves `kind` (its own, or the refresh operation).
-    pub fn answering_for(&self, kind: crate::extension::GrantKind) -> Answering<'_> {
-        self.grant_operations
-            .iter()
-            .find(|g| g.grant.kind == kind)
-            .map_or_else(|| self.refresh_answering(), GrantOperation::answering)
+    pub fn operation_for(&self, kind: crate::extension::GrantKind) -> &TokenOperation {
+        self.grant_operations()
+            .find(|(_, g)| g.kind == kind)
+            .map_or_else(|| self.refresh_operation(), |(op, _)| op)
     }
 
     /// Every grant, on the refresh operation or its own.
     pub fn all_grants(&self) -> impl Iterator<Item = &Grant> {
-        self.grants
+        self.refresh
+            .grants
             .iter()
-            .chain(self.grant_operations.iter().map(|g| &g.grant))
+            .chain(self.operations.iter().filter_map(|op| op.grant.as_ref()))
     }
 }
 
@@ -420,9 +404,9 @@ pub struct ResponseCase {
     pub pointer: String,
 }
 
-/// The token mapping, checked against the schemas.
+/// The refresh operation's token mapping, checked against the schemas.
 #[derive(Clone, Debug)]
-pub struct Mapping {
+pub(crate) struct Mapping {
     /// The rotation policy.
     pub rotation: Rotation,
     /// How long the provider still accepts a rotated refresh token (`reuse-grace`).
@@ -639,7 +623,7 @@ fn grant_operations(
     types: &mut TypeBuilder<'_>,
     config: &mut Vec<ConfigField>,
     errors: &mut SpecErrors,
-) -> Vec<GrantOperation> {
+) -> Vec<TokenOperation> {
     let file = spec.file.as_str();
     let mut out = Vec::new();
     for (path, item) in &spec.api.paths.paths {
@@ -732,7 +716,7 @@ fn grant_operations(
                     errors,
                 );
             }
-            out.push(GrantOperation {
+            out.push(TokenOperation {
                 operation: Operation {
                     id,
                     method: method.to_ascii_uppercase(),
@@ -757,12 +741,12 @@ fn grant_operations(
                 auth,
                 success,
                 failures,
-                grant: Grant {
+                grant: Some(Grant {
                     kind: ext.grant,
                     wrap: plan.wrap,
                     struct_name: plan.struct_name,
                     fill,
-                },
+                }),
             });
         }
     }
@@ -941,16 +925,19 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             (g.kind, path.as_str(), at)
         })
         .collect();
-    for g in &grant_operations {
-        let at = pointer::join(&g.operation.pointer, extension::GRANT_KEY);
-        if served.iter().any(|(k, _, _)| *k == g.grant.kind) {
+    for (op, grant) in grant_operations
+        .iter()
+        .filter_map(|op| op.grant.as_ref().map(|g| (op, g)))
+    {
+        let at = pointer::join(&op.operation.pointer, extension::GRANT_KEY);
+        if served.iter().any(|(k, _, _)| *k == grant.kind) {
             errors.push(SpecError::new(
                 file,
                 &at,
-                format!("the {} grant is mapped twice", g.grant.kind.key()),
+                format!("the {} grant is mapped twice", grant.kind.key()),
             ));
         }
-        served.push((g.grant.kind, g.operation.path.as_str(), at));
+        served.push((grant.kind, op.operation.path.as_str(), at));
     }
     let oauth = grants::flows(spec, &servers, &path, &served, &mut errors);
     let body = body.map(|parts| {
@@ -988,25 +975,35 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         description: info.description.clone(),
         spec_version: info.version.clone(),
         servers,
-        operation: Operation {
-            id,
-            method,
-            path,
-            pointer: op_pointer,
-            summary: op.summary.clone(),
-            description: op.description.clone(),
-            params,
-            body,
-            responses,
-            accept,
-            outcome: outcome_name(&op_name, types.defs()),
+        operations: std::iter::once(TokenOperation {
+            operation: Operation {
+                id,
+                method,
+                path,
+                pointer: op_pointer,
+                summary: op.summary.clone(),
+                description: op.description.clone(),
+                params,
+                body,
+                responses,
+                accept,
+                outcome: outcome_name(&op_name, types.defs()),
+            },
+            auth,
+            success: mapping.success,
+            failures: mapping.failures,
+            grant: None,
+        })
+        .chain(grant_operations)
+        .collect(),
+        refresh: Refresh {
+            rotation: mapping.rotation,
+            reuse_grace: mapping.reuse_grace,
+            place: mapping.refresh_place,
+            grants,
         },
         config,
         types: types.finish(),
-        mapping,
-        auth,
-        grants,
-        grant_operations,
         oauth,
         spec_json: spec.json.clone(),
     };
