@@ -616,6 +616,98 @@ fn accept_of(responses: &[ResponseCase]) -> String {
     }
 }
 
+/// Where an operation is in the spec.
+struct Found<'a> {
+    /// Its pointer (`/paths/~1token/post`).
+    pointer: String,
+    /// The HTTP method, upper case.
+    method: String,
+    /// The path below the base URL.
+    path: String,
+    /// The operation.
+    op: &'a OaOperation,
+}
+
+/// What every token operation is made of, whatever it serves.
+struct Parts {
+    params: Vec<Param>,
+    auth: Option<Auth>,
+    /// `Some(None)`: no body; `None`: an error was reported.
+    body: Option<Option<BodyParts>>,
+    responses: Vec<ResponseCase>,
+}
+
+impl Found<'_> {
+    /// The steps every token operation shares: its parameters (knowing where the refresh
+    /// token goes, for the refresh operation), its path, its client authentication, its body
+    /// and its responses.
+    fn parts(
+        &self,
+        spec: &Spec,
+        op_name: &str,
+        place: Option<&RefreshPlace>,
+        types: &mut TypeBuilder<'_>,
+        config: &mut Vec<ConfigField>,
+        errors: &mut SpecErrors,
+    ) -> Parts {
+        let params = params(spec, &self.pointer, self.op, place, types, config, errors);
+        check_path(spec, &self.pointer, &self.path, &params, errors);
+        let auth = auth(spec, &self.pointer, self.op, config, errors);
+        let in_body = matches!(place, Some(RefreshPlace::Body { .. }));
+        let body = request_body(
+            spec,
+            &self.pointer,
+            self.op,
+            op_name,
+            in_body,
+            types,
+            errors,
+        );
+        let responses = responses(spec, &self.pointer, self.op, op_name, types, errors);
+        Parts {
+            params,
+            auth,
+            body,
+            responses,
+        }
+    }
+
+    /// The mapping's context for this operation's extension (`key`).
+    fn map_ctx<'r>(&self, file: &'r str, key: &str, responses: &'r [ResponseCase]) -> MapCtx<'r> {
+        MapCtx {
+            file,
+            at: pointer::join(&self.pointer, key),
+            responses,
+            documented: documented(self.op),
+        }
+    }
+
+    /// The operation, once its body is known.
+    fn operation(
+        self,
+        id: String,
+        op_name: &str,
+        params: Vec<Param>,
+        body: Option<Body>,
+        responses: Vec<ResponseCase>,
+        types: &TypeBuilder<'_>,
+    ) -> Operation {
+        Operation {
+            id,
+            method: self.method,
+            path: self.path,
+            pointer: self.pointer,
+            summary: self.op.summary.clone(),
+            description: self.op.description.clone(),
+            params,
+            body,
+            accept: accept_of(&responses),
+            outcome: outcome_name(op_name, types.defs()),
+            responses,
+        }
+    }
+}
+
 /// The operations with `x-token-grant`, each modelled like the refresh operation: its
 /// parameters, client authentication, body, responses and the mapping of its answers.
 fn grant_operations(
@@ -662,17 +754,19 @@ fn grant_operations(
                 continue;
             };
             let op_name = crate::names::pascal(&id);
-            let params = params(spec, &op_pointer, op, None, types, config, errors);
-            check_path(spec, &op_pointer, path, &params, errors);
-            let auth = auth(spec, &op_pointer, op, config, errors);
-            let body = request_body(spec, &op_pointer, op, &op_name, false, types, errors);
-            let responses = responses(spec, &op_pointer, op, &op_name, types, errors);
-            let ctx = MapCtx {
-                file,
-                at: pointer::join(&op_pointer, extension::GRANT_KEY),
-                responses: &responses,
-                documented: documented(op),
+            let found = Found {
+                pointer: op_pointer,
+                method: method.to_ascii_uppercase(),
+                path: path.clone(),
+                op,
             };
+            let Parts {
+                params,
+                auth,
+                body,
+                responses,
+            } = found.parts(spec, &op_name, None, types, config, errors);
+            let ctx = found.map_ctx(file, extension::GRANT_KEY, &responses);
             let answers = ctx.answers(types, &ext.success, &ext.failures, errors);
             let Some(body) = body else { continue };
             let plan = grants::plan(
@@ -716,28 +810,17 @@ fn grant_operations(
                     errors,
                 );
             }
+            let body = Body {
+                media_type,
+                ty,
+                example,
+                schema_pointer,
+                wrap: plan.wrap.clone(),
+                struct_name: plan.struct_name.clone(),
+                fill: fill.clone(),
+            };
             out.push(TokenOperation {
-                operation: Operation {
-                    id,
-                    method: method.to_ascii_uppercase(),
-                    path: path.clone(),
-                    pointer: op_pointer,
-                    summary: op.summary.clone(),
-                    description: op.description.clone(),
-                    params,
-                    body: Some(Body {
-                        media_type,
-                        ty,
-                        example,
-                        schema_pointer,
-                        wrap: plan.wrap.clone(),
-                        struct_name: plan.struct_name.clone(),
-                        fill: fill.clone(),
-                    }),
-                    accept: accept_of(&responses),
-                    outcome: outcome_name(&op_name, types.defs()),
-                    responses,
-                },
+                operation: found.operation(id, &op_name, params, Some(body), responses, types),
                 auth,
                 success,
                 failures,
@@ -796,38 +879,30 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let place = mapping_spec
         .as_ref()
         .map(|m| RefreshPlace::from_spec(&m.request.refresh_token));
-    let params = params(
-        spec,
-        &op_pointer,
+    let found = Found {
+        pointer: op_pointer.clone(),
+        method,
+        path: path.clone(),
         op,
+    };
+    let Parts {
+        params,
+        auth,
+        body,
+        responses,
+    } = found.parts(
+        spec,
+        &op_name,
         place.as_ref(),
         &mut types,
         &mut config,
         &mut errors,
     );
-    check_path(spec, &op_pointer, &path, &params, &mut errors);
-    let auth = auth(spec, &op_pointer, op, &mut config, &mut errors);
-    let in_body = matches!(place, Some(RefreshPlace::Body { .. }));
-    let body = request_body(
-        spec,
-        &op_pointer,
-        op,
-        &op_name,
-        in_body,
-        &mut types,
-        &mut errors,
-    );
-    let responses = responses(spec, &op_pointer, op, &op_name, &mut types, &mut errors);
 
     let (Some(mapping_spec), Some(place), Some(body)) = (mapping_spec, place, body) else {
         return Err(errors);
     };
-    let ctx = MapCtx {
-        file,
-        at: pointer::join(&op_pointer, extension::KEY),
-        responses: &responses,
-        documented: documented(op),
-    };
+    let ctx = found.map_ctx(file, extension::KEY, &responses);
     let refresh_slot = match (&place, &body) {
         (RefreshPlace::Body { pointer }, Some(body)) => ctx.request_slot(
             &mut types,
@@ -855,8 +930,6 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         }
     };
     let mapping = ctx.mapping(&mut types, &mapping_spec, place, &mut errors);
-
-    let accept = accept_of(&responses);
 
     let (
         Some(mapping),
@@ -976,19 +1049,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         spec_version: info.version.clone(),
         servers,
         operations: std::iter::once(TokenOperation {
-            operation: Operation {
-                id,
-                method,
-                path,
-                pointer: op_pointer,
-                summary: op.summary.clone(),
-                description: op.description.clone(),
-                params,
-                body,
-                responses,
-                accept,
-                outcome: outcome_name(&op_name, types.defs()),
-            },
+            operation: found.operation(id, &op_name, params, body, responses, &types),
             auth,
             success: mapping.success,
             failures: mapping.failures,
