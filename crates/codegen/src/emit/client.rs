@@ -1,14 +1,14 @@
-//! Tokens for the client: constants, the outcome enum, the builder, the typed operation and the
-//! `RefreshClient` implementation.
+//! The client itself: the provider's constants, the `Client` and its builder (per-client
+//! values, endpoints), the refresh operation's typed method and request body, and the
+//! `RefreshClient` implementation. Each operation's own items come from `emit::operation`, the
+//! grants from `emit::grants`, the mapping from `emit::mapping`.
 
 use super::docs;
+use super::grants::*;
+use super::operation::*;
 use super::types::{enum_variant, field_ident, ty};
-use crate::extension::GrantKind;
 use crate::extension::Rotation;
-use crate::model::{
-    Auth, ConfigField, FillSource, GrantArg, Location, Operation, ParamValue, Provider,
-    RefreshPlace, StatusKey,
-};
+use crate::model::{ConfigField, FillSource, GrantArg, Provider, RefreshPlace};
 use crate::names::{ident, snake};
 use crate::types::Ty;
 use proc_macro2::{Ident, Literal, TokenStream};
@@ -45,7 +45,7 @@ pub fn example_literal(field: &ConfigField) -> TokenStream {
 }
 
 /// The argument type a builder takes for a per-client value.
-fn arg_ty(field: &ConfigField) -> TokenStream {
+pub(super) fn arg_ty(field: &ConfigField) -> TokenStream {
     match field.ty {
         Ty::String => quote!(impl Into<String>),
         Ty::Secret => quote!(impl Into<tokenkit::Secret>),
@@ -55,14 +55,14 @@ fn arg_ty(field: &ConfigField) -> TokenStream {
 
 /// How a builder stores an argument: `: name.into()` where it takes `impl Into`, nothing
 /// (shorthand initialisation) where it takes the type itself.
-fn arg_conversion(field: &ConfigField, name: &Ident) -> Option<TokenStream> {
+pub(super) fn arg_conversion(field: &ConfigField, name: &Ident) -> Option<TokenStream> {
     match field.ty {
         Ty::String | Ty::Secret => Some(quote!(: #name.into())),
         _ => None,
     }
 }
 
-fn stored_ty(field: &ConfigField) -> TokenStream {
+pub(super) fn stored_ty(field: &ConfigField) -> TokenStream {
     let inner = ty(&field.ty);
     if field.required {
         inner
@@ -73,7 +73,7 @@ fn stored_ty(field: &ConfigField) -> TokenStream {
 
 /// The form in which a per-client value goes to [`place`]: a `&str`, or for a secret the
 /// secret itself, which the endpoint keeps as one.
-fn as_text(field: &ConfigField, value: TokenStream) -> TokenStream {
+pub(super) fn as_text(field: &ConfigField, value: TokenStream) -> TokenStream {
     match field.ty {
         Ty::String => quote!(#value.as_str()),
         Ty::Secret => value,
@@ -421,244 +421,9 @@ pub fn client(
     (items, decode)
 }
 
-/// The statements that set up an endpoint (`endpoint` in scope) for `op` at build time: the
-/// `Accept` header, the parameters and the client authentication.
-fn endpoint_setup(
-    op: &Operation,
-    auth: Option<&Auth>,
-    config: &[ConfigField],
-    idents: &[Ident],
-) -> Vec<TokenStream> {
-    let accept = &op.accept;
-    let mut setup = vec![quote!(endpoint.header("Accept", #accept)?;)];
-    for param in &op.params {
-        let wire = param.name.as_str();
-        match &param.value {
-            ParamValue::Constant(value) => {
-                setup.push(place(param.location, wire, quote!(#value), false))
-            }
-            ParamValue::Config(index) => {
-                let field = &config[*index];
-                let i = &idents[*index];
-                let secret = field.ty == Ty::Secret;
-                setup.push(if field.required {
-                    place(
-                        param.location,
-                        wire,
-                        as_text(field, quote!(self.#i)),
-                        secret,
-                    )
-                } else {
-                    let inner = place(param.location, wire, as_text(field, quote!(value)), secret);
-                    quote!(if let Some(value) = &self.#i { #inner })
-                });
-            }
-            // Sent with each request, by the endpoint (`Operation::refresh_token`).
-            ParamValue::RefreshToken => {}
-        }
-    }
-    match auth {
-        Some(Auth::Basic { id, secret }) => {
-            let (id, secret) = (&idents[*id], &idents[*secret]);
-            setup.push(quote!(endpoint.basic_auth(self.#id.as_str(), &self.#secret)?;));
-        }
-        Some(Auth::ApiKey {
-            location,
-            name,
-            key,
-        }) => {
-            let i = &idents[*key];
-            setup.push(place(*location, name, quote!(self.#i), true));
-        }
-        None => {}
-    }
-    setup
-}
-
-/// An operation's outcome enum and its `decode` function.
-fn outcome_items(op: &Operation, outcome: &Ident) -> (TokenStream, TokenStream) {
-    let decode_arms = op.responses.iter().map(|case| {
-        let variant = ident(&case.variant);
-        let value = if case.body.is_some() {
-            quote!(response.json()?)
-        } else {
-            quote!(response.snippet())
-        };
-        match case.key {
-            StatusKey::Code(code) => {
-                let code = proc_macro2::Literal::u16_unsuffixed(code);
-                quote!(#code => Self::#variant(#value),)
-            }
-            StatusKey::Range(class) => {
-                let low = proc_macro2::Literal::u16_unsuffixed(class * 100);
-                let high = proc_macro2::Literal::u16_unsuffixed(class * 100 + 99);
-                quote!(status @ #low..=#high => Self::#variant { status, body: #value },)
-            }
-            StatusKey::Default => quote!(status => Self::#variant { status, body: #value },),
-        }
-    });
-    let has_default = op.responses.iter().any(|c| c.key == StatusKey::Default);
-    let undocumented_arm =
-        (!has_default).then(|| quote!(_ => Self::Undocumented(response.undocumented()),));
-    let outcome_variants = op.responses.iter().map(|case| {
-        let variant = ident(&case.variant);
-        let inner = match &case.body {
-            Some((_, t)) => ty(t),
-            None => quote!(tokenkit::Snippet),
-        };
-        let doc = docs(&format!(
-            "`{}`: {}",
-            case.key.spec_key(),
-            case.description.trim()
-        ));
-        match case.key {
-            StatusKey::Code(_) => quote! {
-                #doc
-                #variant(#inner),
-            },
-            _ => quote! {
-                #doc
-                #variant {
-                    /// The HTTP status.
-                    status: u16,
-                    /// The body.
-                    body: #inner,
-                },
-            },
-        }
-    });
-    let outcome_doc = docs(&format!(
-        "The outcome of `{}`: one variant per documented status, with its typed body (or a scrubbed \
-         snippet where the spec documents no body).",
-        op.id
-    ));
-    let enum_def = quote! {
-        #outcome_doc
-        #[derive(Clone, Debug, PartialEq)]
-        pub enum #outcome {
-            #(#outcome_variants)*
-            /// A status the spec does not document.
-            Undocumented(support::Undocumented),
-        }
-    };
-    let decode = quote! {
-        /// Reads a response into the variant of its status: the typed body where the spec
-        /// documents one, a scrubbed snippet where it does not.
-        pub fn decode(response: &support::Response) -> Result<Self, tokenkit::RefreshError> {
-            let outcome = match response.status() {
-                #(#decode_arms)*
-                #undocumented_arm
-            };
-            Ok(outcome)
-        }
-    };
-    (enum_def, decode)
-}
-
-/// What the grant operations add to the client.
-#[derive(Default)]
-struct GrantOps {
-    /// Operation constants, outcome enums with their mapping.
-    items: Vec<TokenStream>,
-    /// The endpoint fields of `Client`.
-    fields: Vec<TokenStream>,
-    /// The typed operations.
-    methods: Vec<TokenStream>,
-    /// Building each endpoint in `ClientBuilder::build`.
-    builds: Vec<TokenStream>,
-    /// Their `Client` initialisers.
-    inits: Vec<TokenStream>,
-}
-
-/// A grant operation's names: its endpoint field and its operation constant.
-fn grant_op_names(op: &Operation) -> (Ident, Ident) {
-    let snake_id = snake(&op.id);
-    (
-        ident(&format!("{snake_id}_endpoint")),
-        ident(&format!("{}_OPERATION", snake_id.to_ascii_uppercase())),
-    )
-}
-
-fn grant_operations(
-    provider: &Provider,
-    config: &[ConfigField],
-    idents: &[Ident],
-    scrubs: &[TokenStream],
-    sensitive: &[&str],
-    getters: &mut super::mapping::Getters,
-) -> GrantOps {
-    let mut out = GrantOps::default();
-    for (g, grant) in provider.grant_operations() {
-        let op = &g.operation;
-        let (field, constant) = grant_op_names(op);
-        let outcome = ident(&op.outcome);
-        let (enum_def, decode) = outcome_items(op, &outcome);
-        let mapping = super::mapping::mapping(&provider.file, g, &outcome, decode, getters);
-        let (method, path) = (op.method.as_str(), op.path.as_str());
-        let encoding = match &op.body {
-            Some(b) if crate::model::is_form(&b.media_type) => {
-                quote!(support::Encoding::Form)
-            }
-            _ => quote!(support::Encoding::Json),
-        };
-        let const_doc = docs(&format!(
-            "The `{}` operation's request ({} grant), as the spec describes it.",
-            op.id,
-            grant.kind.key()
-        ));
-        out.items.push(quote! {
-            #const_doc
-            const #constant: support::Operation = support::Operation {
-                method: #method,
-                path: #path,
-                encoding: #encoding,
-                refresh_token: support::TokenPlace::NotSent,
-                sensitive_fields: &[#(#sensitive),*],
-            };
-
-            #enum_def
-
-            #mapping
-        });
-        let field_doc = docs(&format!("The endpoint of `{} {}`.", op.method, op.path));
-        out.fields.push(quote! {
-            #field_doc
-            #field: support::Endpoint,
-        });
-        let setup = endpoint_setup(op, g.auth.as_ref(), config, idents);
-        out.builds.push(quote! {
-            let #field = {
-                let mut endpoint = support::Endpoint::new(self.connection.clone(), &#constant)?;
-                #(#setup)*
-                #(#scrubs)*
-                endpoint
-            };
-        });
-        out.inits.push(quote!(#field,));
-        if let Some(body) = &op.body {
-            let body_ty = ty(&body.ty);
-            let op_fn = ident(&operation_fn(&op.id));
-            let op_doc = docs(&format!(
-                "`{} {}`: the {} grant's own operation. Sends `body` as it is and returns the \
-                 documented outcome for the status that came back.",
-                op.method,
-                op.path,
-                grant.kind.key()
-            ));
-            out.methods.push(quote! {
-                #op_doc
-                pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
-                    #outcome::decode(&self.#field.send(body, None).await?)
-                }
-            });
-        }
-    }
-    out
-}
-
 /// The expression that builds a request body: the refresh's (`token` in scope) or a grant's
 /// (its arguments in scope).
-fn request_body(
+pub(super) fn request_body(
     wrap: Option<&(String, String)>,
     struct_name: &str,
     fill: &[crate::model::BodyFill],
@@ -717,282 +482,6 @@ fn request_body(
     expr
 }
 
-/// The per-client value the authorization URL names as `client_id`, when the spec has an
-/// authorization URL and a required text value of that name.
-fn authorization_client_id(provider: &Provider) -> Option<usize> {
-    provider.oauth.authorization_url.as_ref()?;
-    provider
-        .config
-        .iter()
-        .position(|c| c.name == "client_id" && c.required && c.ty == Ty::String)
-}
-
-/// A grant argument's parameter name and type.
-fn grant_param(arg: GrantArg, optional: bool) -> (Ident, TokenStream) {
-    let (name, ty) = match arg {
-        GrantArg::Code => ("code", quote!(&tokenkit::Secret)),
-        GrantArg::RedirectUri => ("redirect_uri", quote!(&str)),
-        GrantArg::CodeVerifier if optional => ("verifier", quote!(Option<&tokenkit::PkceVerifier>)),
-        GrantArg::CodeVerifier => ("verifier", quote!(&tokenkit::PkceVerifier)),
-        GrantArg::Username => ("username", quote!(&str)),
-        GrantArg::Password => ("password", quote!(&tokenkit::Secret)),
-    };
-    (ident(name), ty)
-}
-
-/// The grants' request builders and typed methods (inside `impl Client`), and the
-/// `GrantClient` implementation with the OAuth constants (beside it).
-fn grants(
-    provider: &Provider,
-    idents: &[Ident],
-    config: &[ConfigField],
-) -> (TokenStream, TokenStream) {
-    // Each grant with the endpoint that sends it, that operation's outcome and body type.
-    let served: Vec<(&crate::model::Grant, Ident, Ident, TokenStream)> = provider
-        .refresh
-        .grants
-        .iter()
-        .map(|g| {
-            (
-                g,
-                ident("endpoint"),
-                outcome_ident(provider),
-                &provider.refresh_operation().operation,
-            )
-        })
-        .chain(provider.grant_operations().map(|(g, grant)| {
-            (
-                grant,
-                grant_op_names(&g.operation).0,
-                ident(&g.operation.outcome),
-                &g.operation,
-            )
-        }))
-        .filter_map(|(g, endpoint, outcome, op)| {
-            op.body.as_ref().map(|b| (g, endpoint, outcome, ty(&b.ty)))
-        })
-        .collect();
-    if served.is_empty() {
-        return (quote!(), quote!());
-    }
-    let mut methods = Vec::new();
-    let mut trait_fns = Vec::new();
-    let mut kinds = Vec::new();
-    for (grant, endpoint, outcome, body_ty) in &served {
-        let args: Vec<(GrantArg, bool)> = grant
-            .fill
-            .iter()
-            .filter_map(|f| match f.source {
-                FillSource::Arg(a) => Some((a, f.optional)),
-                _ => None,
-            })
-            .collect();
-        let params: Vec<TokenStream> = args
-            .iter()
-            .map(|(a, optional)| {
-                let (name, t) = grant_param(*a, *optional && *a == GrantArg::CodeVerifier);
-                quote!(#name: #t)
-            })
-            .collect();
-        let names: Vec<Ident> = args.iter().map(|(a, _)| grant_param(*a, false).0).collect();
-        let secrets: Vec<TokenStream> = args
-            .iter()
-            .filter(|(a, _)| a.is_secret())
-            .map(|(a, optional)| match a {
-                GrantArg::CodeVerifier if *optional => quote!(verifier.map(|v| v.secret())),
-                GrantArg::CodeVerifier => quote!(Some(verifier.secret())),
-                GrantArg::Code => quote!(Some(code)),
-                _ => quote!(Some(password)),
-            })
-            .collect();
-        let expr = request_body(
-            grant.wrap.as_ref(),
-            &grant.struct_name,
-            &grant.fill,
-            idents,
-            config,
-            provider,
-        );
-        let (key, request_fn, grant_fn, what) = match grant.kind {
-            GrantKind::ClientCredentials => (
-                quote!(ClientCredentials),
-                "client_credentials_request",
-                "client_credentials_grant",
-                "the client-credentials grant (RFC 6749 §4.4): a token set for the client itself",
-            ),
-            GrantKind::AuthorizationCode => (
-                quote!(AuthorizationCode),
-                "authorization_code_request",
-                "authorization_code_grant",
-                "the authorization-code grant (RFC 6749 §4.1.3): a token set for the code the \
-                 redirect brought",
-            ),
-            GrantKind::Password => (
-                quote!(Password),
-                "password_request",
-                "password_grant",
-                "the password grant (RFC 6749 §4.3): a token set for a user's credentials",
-            ),
-        };
-        kinds.push(quote!(tokenkit::GrantType::#key));
-        let request_ident = ident(request_fn);
-        let grant_ident = ident(grant_fn);
-        let request_doc = docs(&format!("The request body of {what}."));
-        let grant_doc = docs(&format!(
-            "Sends {what}. The answer goes through the spec's success and failure mapping; an \
-             answer without a refresh token is a set without one. The arguments are scrubbed \
-             from errors."
-        ));
-        methods.push(quote! {
-            #request_doc
-            pub fn #request_ident(&self, #(#params),*) -> #body_ty {
-                #expr
-            }
-
-            #grant_doc
-            pub async fn #grant_ident(&self, #(#params),*) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-                let body = self.#request_ident(#(#names),*);
-                self.#endpoint
-                    .grant(&body, &[#(#secrets),*], #outcome::token_set)
-                    .await
-            }
-        });
-        trait_fns.push(match grant.kind {
-            GrantKind::ClientCredentials => quote! {
-                fn client_credentials(&self) -> Option<tokenkit::BoxFuture<'_, Result<tokenkit::TokenSet, tokenkit::RefreshError>>> {
-                    Some(Box::pin(self.#grant_ident()))
-                }
-            },
-            GrantKind::AuthorizationCode => {
-                let call_args = args.iter().map(|(a, optional)| match (a, optional) {
-                    (GrantArg::Code, _) => quote!(&exchange.code),
-                    (GrantArg::RedirectUri, _) => quote!(&exchange.redirect_uri),
-                    (GrantArg::CodeVerifier, true) => quote!(exchange.verifier.as_ref()),
-                    _ => quote!(verifier),
-                });
-                let needs_verifier = args
-                    .iter()
-                    .any(|(a, optional)| *a == GrantArg::CodeVerifier && !optional);
-                let check = needs_verifier.then(|| quote! {
-                    let Some(verifier) = &exchange.verifier else {
-                        return Some(Box::pin(async { Err(support::missing_verifier()) }));
-                    };
-                });
-                quote! {
-                    fn exchange_code<'a>(&'a self, exchange: &'a tokenkit::CodeExchange) -> Option<tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>>> {
-                        #check
-                        Some(Box::pin(self.#grant_ident(#(#call_args),*)))
-                    }
-                }
-            }
-            GrantKind::Password => {
-                let call_args = args.iter().map(|(a, _)| match a {
-                    GrantArg::Username => quote!(&login.username),
-                    _ => quote!(&login.password),
-                });
-                quote! {
-                    fn password<'a>(&'a self, login: &'a tokenkit::PasswordLogin) -> Option<tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>>> {
-                        Some(Box::pin(self.#grant_ident(#(#call_args),*)))
-                    }
-                }
-            }
-        });
-    }
-    let scopes = provider.oauth.scopes.iter().map(|(s, about)| {
-        let about = about.trim();
-        quote!((#s, #about),)
-    });
-    let client_id = authorization_client_id(provider).map(|i| &idents[i]);
-    let authorization = match (&provider.oauth.authorization_url, client_id) {
-        (Some(url), Some(id)) => {
-            // A PKCE challenge only where the code exchange can send its verifier: a provider
-            // that enforces PKCE would refuse a code whose verifier never comes.
-            let pkce = provider.all_grants().any(|g| {
-                g.fill
-                    .iter()
-                    .any(|f| matches!(f.source, FillSource::Arg(GrantArg::CodeVerifier)))
-            });
-            let (challenge_doc, challenge_param, challenge_arg) = if pkce {
-                (
-                    "and the PKCE challenge when given",
-                    quote!(challenge: Option<&tokenkit::PkceChallenge>,),
-                    quote!(challenge),
-                )
-            } else {
-                (
-                    "and no PKCE challenge: the spec's code exchange has nowhere to send a \
-                     verifier",
-                    quote!(),
-                    quote!(None),
-                )
-            };
-            let doc = docs(&format!(
-                "The URL to send a user to for consent: `{url}` (the spec's `authorizationUrl`) \
-                 with this client's id, `redirect_uri`, the `scopes`, the `state` to compare \
-                 with the redirect's, {challenge_doc}. Exchange the code the \
-                 redirect brings with [`Client::authorization_code_grant`], or seed a token \
-                 manager with `TokenManager::seed_from_code`."
-            ));
-            let const_doc =
-                docs("The authorization endpoint of the spec's authorization code flow.");
-            (
-                quote! {
-                    #doc
-                    pub fn authorization_url(
-                        &self,
-                        redirect_uri: &str,
-                        scopes: &[&str],
-                        state: &tokenkit::AuthorizationState,
-                        #challenge_param
-                    ) -> Result<String, tokenkit::BuildError> {
-                        tokenkit::authorization_url(AUTHORIZATION_URL, &self.#id, redirect_uri, scopes, state, #challenge_arg)
-                    }
-                },
-                quote! {
-                    #const_doc
-                    pub const AUTHORIZATION_URL: &str = #url;
-                },
-            )
-        }
-        (Some(url), None) => {
-            let const_doc = docs(
-                "The authorization endpoint of the spec's authorization code flow (build the URL with `tokenkit::authorization_url`).",
-            );
-            (
-                quote!(),
-                quote! {
-                    #const_doc
-                    pub const AUTHORIZATION_URL: &str = #url;
-                },
-            )
-        }
-        _ => (quote!(), quote!()),
-    };
-    let (auth_method, auth_const) = authorization;
-    let inherent = quote! {
-        #(#methods)*
-        #auth_method
-    };
-    let beside = quote! {
-        /// The grants the spec offers besides the refresh.
-        pub const GRANTS: &[tokenkit::GrantType] = &[#(#kinds),*];
-
-        /// The scopes the spec's OAuth 2 flows declare, with their descriptions.
-        pub const SCOPES: &[(&str, &str)] = &[#(#scopes)*];
-
-        #auth_const
-
-        impl tokenkit::GrantClient for Client {
-            fn grant_types(&self) -> &'static [tokenkit::GrantType] {
-                GRANTS
-            }
-
-            #(#trait_fns)*
-        }
-    };
-    (inherent, beside)
-}
-
 /// The typed operation's method name: the operationId in snake case, unless that is a name the
 /// client already has (`refresh` would hide `RefreshClient::refresh`).
 pub fn operation_fn(operation_id: &str) -> String {
@@ -1023,7 +512,7 @@ pub fn operation_fn(operation_id: &str) -> String {
 }
 
 /// Whether the body's fill puts the refresh token in it.
-fn body_uses_token(op: &crate::model::Operation) -> bool {
+pub(super) fn body_uses_token(op: &crate::model::Operation) -> bool {
     op.body.as_ref().is_some_and(|b| {
         b.fill
             .iter()
@@ -1032,7 +521,7 @@ fn body_uses_token(op: &crate::model::Operation) -> bool {
 }
 
 /// Whether values of `ty` are `Copy` (numbers, booleans, and the generated string enums).
-fn is_copy(ty: &Ty, provider: &Provider) -> bool {
+pub(super) fn is_copy(ty: &Ty, provider: &Provider) -> bool {
     match ty {
         Ty::Bool | Ty::I32 | Ty::I64 | Ty::F64 => true,
         Ty::Named(name) => matches!(
@@ -1043,20 +532,7 @@ fn is_copy(ty: &Ty, provider: &Provider) -> bool {
     }
 }
 
-/// The statement that puts a parameter's value in its place, at build time. A secret's value is
-/// the secret itself (a place expression), never its text.
-fn place(location: Location, wire: &str, value: TokenStream, secret: bool) -> TokenStream {
-    match (location, secret) {
-        (Location::Header, false) => quote!(endpoint.header(#wire, #value)?;),
-        (Location::Header, true) => quote!(endpoint.secret_header(#wire, &#value)?;),
-        (Location::Query, false) => quote!(endpoint.query(#wire, #value);),
-        (Location::Query, true) => quote!(endpoint.secret_query(#wire, &#value);),
-        (Location::Path, false) => quote!(endpoint.path_param(#wire, #value);),
-        (Location::Path, true) => quote!(endpoint.secret_path_param(#wire, &#value);),
-    }
-}
-
-fn first_line(doc: Option<&str>) -> String {
+pub(super) fn first_line(doc: Option<&str>) -> String {
     doc.and_then(|d| d.lines().map(str::trim).find(|l| !l.is_empty()))
         .unwrap_or("a per-client value.")
         .to_owned()

@@ -3,7 +3,9 @@
 //! `is_copy`, the authorization client id) that belong in the model.
 
 mod client;
+mod grants;
 mod mapping;
+mod operation;
 pub mod suite;
 mod types;
 

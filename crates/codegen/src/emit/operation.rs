@@ -1,0 +1,265 @@
+//! One token operation's part of a generated client: its `support::Operation` constant, its
+//! outcome enum and `decode`, the setup of its endpoint, and for a grant's own operation its
+//! endpoint field and typed method (the mapping methods come from `emit::mapping`).
+
+use super::client::*;
+use super::docs;
+use super::types::ty;
+use crate::model::{Auth, ConfigField, Location, Operation, ParamValue, Provider, StatusKey};
+use crate::names::{ident, snake};
+use crate::types::Ty;
+use proc_macro2::{Ident, TokenStream};
+use quote::quote;
+
+/// The statements that set up an endpoint (`endpoint` in scope) for `op` at build time: the
+/// `Accept` header, the parameters and the client authentication.
+pub(super) fn endpoint_setup(
+    op: &Operation,
+    auth: Option<&Auth>,
+    config: &[ConfigField],
+    idents: &[Ident],
+) -> Vec<TokenStream> {
+    let accept = &op.accept;
+    let mut setup = vec![quote!(endpoint.header("Accept", #accept)?;)];
+    for param in &op.params {
+        let wire = param.name.as_str();
+        match &param.value {
+            ParamValue::Constant(value) => {
+                setup.push(place(param.location, wire, quote!(#value), false))
+            }
+            ParamValue::Config(index) => {
+                let field = &config[*index];
+                let i = &idents[*index];
+                let secret = field.ty == Ty::Secret;
+                setup.push(if field.required {
+                    place(
+                        param.location,
+                        wire,
+                        as_text(field, quote!(self.#i)),
+                        secret,
+                    )
+                } else {
+                    let inner = place(param.location, wire, as_text(field, quote!(value)), secret);
+                    quote!(if let Some(value) = &self.#i { #inner })
+                });
+            }
+            // Sent with each request, by the endpoint (`Operation::refresh_token`).
+            ParamValue::RefreshToken => {}
+        }
+    }
+    match auth {
+        Some(Auth::Basic { id, secret }) => {
+            let (id, secret) = (&idents[*id], &idents[*secret]);
+            setup.push(quote!(endpoint.basic_auth(self.#id.as_str(), &self.#secret)?;));
+        }
+        Some(Auth::ApiKey {
+            location,
+            name,
+            key,
+        }) => {
+            let i = &idents[*key];
+            setup.push(place(*location, name, quote!(self.#i), true));
+        }
+        None => {}
+    }
+    setup
+}
+
+/// An operation's outcome enum and its `decode` function.
+pub(super) fn outcome_items(op: &Operation, outcome: &Ident) -> (TokenStream, TokenStream) {
+    let decode_arms = op.responses.iter().map(|case| {
+        let variant = ident(&case.variant);
+        let value = if case.body.is_some() {
+            quote!(response.json()?)
+        } else {
+            quote!(response.snippet())
+        };
+        match case.key {
+            StatusKey::Code(code) => {
+                let code = proc_macro2::Literal::u16_unsuffixed(code);
+                quote!(#code => Self::#variant(#value),)
+            }
+            StatusKey::Range(class) => {
+                let low = proc_macro2::Literal::u16_unsuffixed(class * 100);
+                let high = proc_macro2::Literal::u16_unsuffixed(class * 100 + 99);
+                quote!(status @ #low..=#high => Self::#variant { status, body: #value },)
+            }
+            StatusKey::Default => quote!(status => Self::#variant { status, body: #value },),
+        }
+    });
+    let has_default = op.responses.iter().any(|c| c.key == StatusKey::Default);
+    let undocumented_arm =
+        (!has_default).then(|| quote!(_ => Self::Undocumented(response.undocumented()),));
+    let outcome_variants = op.responses.iter().map(|case| {
+        let variant = ident(&case.variant);
+        let inner = match &case.body {
+            Some((_, t)) => ty(t),
+            None => quote!(tokenkit::Snippet),
+        };
+        let doc = docs(&format!(
+            "`{}`: {}",
+            case.key.spec_key(),
+            case.description.trim()
+        ));
+        match case.key {
+            StatusKey::Code(_) => quote! {
+                #doc
+                #variant(#inner),
+            },
+            _ => quote! {
+                #doc
+                #variant {
+                    /// The HTTP status.
+                    status: u16,
+                    /// The body.
+                    body: #inner,
+                },
+            },
+        }
+    });
+    let outcome_doc = docs(&format!(
+        "The outcome of `{}`: one variant per documented status, with its typed body (or a scrubbed \
+         snippet where the spec documents no body).",
+        op.id
+    ));
+    let enum_def = quote! {
+        #outcome_doc
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum #outcome {
+            #(#outcome_variants)*
+            /// A status the spec does not document.
+            Undocumented(support::Undocumented),
+        }
+    };
+    let decode = quote! {
+        /// Reads a response into the variant of its status: the typed body where the spec
+        /// documents one, a scrubbed snippet where it does not.
+        pub fn decode(response: &support::Response) -> Result<Self, tokenkit::RefreshError> {
+            let outcome = match response.status() {
+                #(#decode_arms)*
+                #undocumented_arm
+            };
+            Ok(outcome)
+        }
+    };
+    (enum_def, decode)
+}
+
+/// What the grant operations add to the client.
+#[derive(Default)]
+pub(super) struct GrantOps {
+    /// Operation constants, outcome enums with their mapping.
+    pub(super) items: Vec<TokenStream>,
+    /// The endpoint fields of `Client`.
+    pub(super) fields: Vec<TokenStream>,
+    /// The typed operations.
+    pub(super) methods: Vec<TokenStream>,
+    /// Building each endpoint in `ClientBuilder::build`.
+    pub(super) builds: Vec<TokenStream>,
+    /// Their `Client` initialisers.
+    pub(super) inits: Vec<TokenStream>,
+}
+
+/// A grant operation's names: its endpoint field and its operation constant.
+pub(super) fn grant_op_names(op: &Operation) -> (Ident, Ident) {
+    let snake_id = snake(&op.id);
+    (
+        ident(&format!("{snake_id}_endpoint")),
+        ident(&format!("{}_OPERATION", snake_id.to_ascii_uppercase())),
+    )
+}
+
+pub(super) fn grant_operations(
+    provider: &Provider,
+    config: &[ConfigField],
+    idents: &[Ident],
+    scrubs: &[TokenStream],
+    sensitive: &[&str],
+    getters: &mut super::mapping::Getters,
+) -> GrantOps {
+    let mut out = GrantOps::default();
+    for (g, grant) in provider.grant_operations() {
+        let op = &g.operation;
+        let (field, constant) = grant_op_names(op);
+        let outcome = ident(&op.outcome);
+        let (enum_def, decode) = outcome_items(op, &outcome);
+        let mapping = super::mapping::mapping(&provider.file, g, &outcome, decode, getters);
+        let (method, path) = (op.method.as_str(), op.path.as_str());
+        let encoding = match &op.body {
+            Some(b) if crate::model::is_form(&b.media_type) => {
+                quote!(support::Encoding::Form)
+            }
+            _ => quote!(support::Encoding::Json),
+        };
+        let const_doc = docs(&format!(
+            "The `{}` operation's request ({} grant), as the spec describes it.",
+            op.id,
+            grant.kind.key()
+        ));
+        out.items.push(quote! {
+            #const_doc
+            const #constant: support::Operation = support::Operation {
+                method: #method,
+                path: #path,
+                encoding: #encoding,
+                refresh_token: support::TokenPlace::NotSent,
+                sensitive_fields: &[#(#sensitive),*],
+            };
+
+            #enum_def
+
+            #mapping
+        });
+        let field_doc = docs(&format!("The endpoint of `{} {}`.", op.method, op.path));
+        out.fields.push(quote! {
+            #field_doc
+            #field: support::Endpoint,
+        });
+        let setup = endpoint_setup(op, g.auth.as_ref(), config, idents);
+        out.builds.push(quote! {
+            let #field = {
+                let mut endpoint = support::Endpoint::new(self.connection.clone(), &#constant)?;
+                #(#setup)*
+                #(#scrubs)*
+                endpoint
+            };
+        });
+        out.inits.push(quote!(#field,));
+        if let Some(body) = &op.body {
+            let body_ty = ty(&body.ty);
+            let op_fn = ident(&operation_fn(&op.id));
+            let op_doc = docs(&format!(
+                "`{} {}`: the {} grant's own operation. Sends `body` as it is and returns the \
+                 documented outcome for the status that came back.",
+                op.method,
+                op.path,
+                grant.kind.key()
+            ));
+            out.methods.push(quote! {
+                #op_doc
+                pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
+                    #outcome::decode(&self.#field.send(body, None).await?)
+                }
+            });
+        }
+    }
+    out
+}
+
+/// The statement that puts a parameter's value in its place, at build time. A secret's value is
+/// the secret itself (a place expression), never its text.
+pub(super) fn place(
+    location: Location,
+    wire: &str,
+    value: TokenStream,
+    secret: bool,
+) -> TokenStream {
+    match (location, secret) {
+        (Location::Header, false) => quote!(endpoint.header(#wire, #value)?;),
+        (Location::Header, true) => quote!(endpoint.secret_header(#wire, &#value)?;),
+        (Location::Query, false) => quote!(endpoint.query(#wire, #value);),
+        (Location::Query, true) => quote!(endpoint.secret_query(#wire, &#value);),
+        (Location::Path, false) => quote!(endpoint.path_param(#wire, #value);),
+        (Location::Path, true) => quote!(endpoint.secret_path_param(#wire, &#value);),
+    }
+}
