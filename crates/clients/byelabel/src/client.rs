@@ -126,6 +126,76 @@ pub const DEFAULT_BASE_URL: &str = "https://api.byelabel.com/v1";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Rotating;
 
+/// A client for Byelabel's refresh operation, `POST /refresh-token`. Build it with
+/// [`Client::builder`]; it is cheap to clone and safe to share.
+#[derive(Clone, Debug)]
+pub struct Client {
+    endpoint: support::Endpoint,
+    /// The endpoint of `POST /login`.
+    login_endpoint: support::Endpoint,
+    client_id: String,
+    client_secret: tokenkit::Secret,
+}
+
+/// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    connection: support::Connection,
+    workspace_id: String,
+    client_id: String,
+    client_secret: tokenkit::Secret,
+}
+
+impl Client {
+    /// Starts a builder with the per-client values the spec requires.
+    ///
+    /// - `workspace_id`: The workspace the credentials belong to; a per-client constant.
+    /// - `client_id`: The API client id.
+    /// - `client_secret`: The API client secret.
+    pub fn builder(
+        workspace_id: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<tokenkit::Secret>,
+    ) -> ClientBuilder {
+        ClientBuilder {
+            connection: support::Connection::new(DEFAULT_BASE_URL),
+            workspace_id: workspace_id.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        }
+    }
+}
+
+impl ClientBuilder {
+    tokenkit::connection_setters!();
+
+    /// Checks the configuration and builds the client.
+    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
+        let login_endpoint = {
+            let mut endpoint = support::Endpoint::new(
+                self.connection.clone(),
+                &LOGIN_OPERATION,
+            )?;
+            endpoint.header("Accept", "application/json")?;
+            endpoint.header("X-Workspace-Id", self.workspace_id.as_str())?;
+            endpoint.scrub(&self.client_secret);
+            endpoint
+        };
+        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
+        endpoint.header("Accept", "application/json")?;
+        endpoint.header("X-Workspace-Id", self.workspace_id.as_str())?;
+        endpoint.scrub(&self.client_secret);
+        Ok(Client {
+            endpoint,
+            login_endpoint,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+        })
+    }
+}
+
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshTokenResponse, grants);
+
 /// The refresh operation's request, as the spec describes it.
 const OPERATION: support::Operation = support::Operation {
     method: "POST",
@@ -149,6 +219,80 @@ pub enum RefreshTokenResponse {
     Undocumented(support::Undocumented),
 }
 
+impl Client {
+    /// `POST /refresh-token`: Exchange a refresh token for a new access token and refresh token.
+    /// Sends `body` as it is and returns the documented outcome for the status that came back.
+    /// Errors are what the runtime could not turn into an outcome: no response, a body over the
+    /// size cap, or a documented body that does not match its schema.
+    pub async fn refresh_token(
+        &self,
+        body: &RefreshRequest,
+    ) -> Result<RefreshTokenResponse, tokenkit::RefreshError> {
+        RefreshTokenResponse::decode(&self.endpoint.send(body, None).await?)
+    }
+
+    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
+    pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> RefreshRequest {
+        RefreshRequest {
+            token: token.into(),
+        }
+    }
+}
+
+impl RefreshTokenResponse {
+    /// Reads a response into the variant of its status: the typed body where the spec
+    /// documents one, a scrubbed snippet where it does not.
+    pub fn decode(response: &support::Response) -> Result<Self, tokenkit::RefreshError> {
+        let outcome = match response.status() {
+            200 => Self::Ok(response.json()?),
+            500 => Self::InternalServerError(response.snippet()),
+            _ => Self::Undocumented(response.undocumented()),
+        };
+        Ok(outcome)
+    }
+
+    /// Decodes a response and applies the mapping: how the client's requests end.
+    pub fn token_set(
+        response: &support::Response,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        Self::decode(response)?.into_token_set(received)
+    }
+
+    /// Applies the token mapping of `specs/byelabel.yaml`: the success body becomes a token set,
+    /// and every documented failure the error its mapping names. `refresh_token` is `None` when the
+    /// response carries none (the runtime then keeps the one sent, where the rotation policy allows
+    /// it); `received` is when the response arrived, the origin of a relative expiry.
+    pub fn into_token_set(
+        self,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        match self {
+            Self::Ok(body) => {
+                if support::mapping::Rule::Equals("false")
+                    .test(mapping::result_envelope_failure_rule(&body))
+                {
+                    return support::mapping::invalid_grant(
+                        200,
+                        mapping::result_envelope_code(&body),
+                        mapping::result_envelope_message(&body),
+                    );
+                }
+                support::mapping::Fields {
+                    access_token: mapping::access_token(&body),
+                    refresh_token: mapping::refresh_token(&body),
+                    expires_in: mapping::expires_in(&body),
+                    tokens: &["/payload/access/token", "/payload/refresh/token"],
+                    ..Default::default()
+                }
+                    .token_set(&body, 200, received)
+            }
+            Self::InternalServerError(_) => support::mapping::transient(500, None, None),
+            Self::Undocumented(answer) => Err(answer.into()),
+        }
+    }
+}
+
 /// The `login` operation's request (client-credentials grant), as the spec describes it.
 const LOGIN_OPERATION: support::Operation = support::Operation {
     method: "POST",
@@ -168,6 +312,17 @@ pub enum LoginResponse {
     InternalServerError(tokenkit::Snippet),
     /// A status the spec does not document.
     Undocumented(support::Undocumented),
+}
+
+impl Client {
+    /// `POST /login`: the client-credentials grant's own operation. Sends `body` as it is and
+    /// returns the documented outcome for the status that came back.
+    pub async fn login(
+        &self,
+        body: &LoginRequest,
+    ) -> Result<LoginResponse, tokenkit::RefreshError> {
+        LoginResponse::decode(&self.login_endpoint.send(body, None).await?)
+    }
 }
 
 impl LoginResponse {
@@ -225,72 +380,7 @@ impl LoginResponse {
     }
 }
 
-/// A client for Byelabel's refresh operation, `POST /refresh-token`. Build it with
-/// [`Client::builder`]; it is cheap to clone and safe to share.
-#[derive(Clone, Debug)]
-pub struct Client {
-    endpoint: support::Endpoint,
-    /// The endpoint of `POST /login`.
-    login_endpoint: support::Endpoint,
-    client_id: String,
-    client_secret: tokenkit::Secret,
-}
-
-/// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
-#[derive(Clone, Debug)]
-pub struct ClientBuilder {
-    connection: support::Connection,
-    workspace_id: String,
-    client_id: String,
-    client_secret: tokenkit::Secret,
-}
-
 impl Client {
-    /// Starts a builder with the per-client values the spec requires.
-    ///
-    /// - `workspace_id`: The workspace the credentials belong to; a per-client constant.
-    /// - `client_id`: The API client id.
-    /// - `client_secret`: The API client secret.
-    pub fn builder(
-        workspace_id: impl Into<String>,
-        client_id: impl Into<String>,
-        client_secret: impl Into<tokenkit::Secret>,
-    ) -> ClientBuilder {
-        ClientBuilder {
-            connection: support::Connection::new(DEFAULT_BASE_URL),
-            workspace_id: workspace_id.into(),
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-        }
-    }
-
-    /// `POST /refresh-token`: Exchange a refresh token for a new access token and refresh token.
-    /// Sends `body` as it is and returns the documented outcome for the status that came back.
-    /// Errors are what the runtime could not turn into an outcome: no response, a body over the
-    /// size cap, or a documented body that does not match its schema.
-    pub async fn refresh_token(
-        &self,
-        body: &RefreshRequest,
-    ) -> Result<RefreshTokenResponse, tokenkit::RefreshError> {
-        RefreshTokenResponse::decode(&self.endpoint.send(body, None).await?)
-    }
-
-    /// The request body [`tokenkit::RefreshClient::refresh`] sends for `token`.
-    pub fn refresh_request(&self, token: &tokenkit::RefreshToken) -> RefreshRequest {
-        RefreshRequest {
-            token: token.into(),
-        }
-    }
-
-    /// `POST /login`: the client-credentials grant's own operation. Sends `body` as it is and
-    /// returns the documented outcome for the status that came back.
-    pub async fn login(
-        &self,
-        body: &LoginRequest,
-    ) -> Result<LoginResponse, tokenkit::RefreshError> {
-        LoginResponse::decode(&self.login_endpoint.send(body, None).await?)
-    }
-
     /// The request body of the client-credentials grant (RFC 6749 §4.4): a token set for the client
     /// itself.
     pub fn client_credentials_request(&self) -> LoginRequest {
@@ -328,90 +418,6 @@ impl tokenkit::GrantClient for Client {
         tokenkit::BoxFuture<'_, Result<tokenkit::TokenSet, tokenkit::RefreshError>>,
     > {
         Some(Box::pin(self.client_credentials_grant()))
-    }
-}
-
-impl ClientBuilder {
-    tokenkit::connection_setters!();
-
-    /// Checks the configuration and builds the client.
-    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let login_endpoint = {
-            let mut endpoint = support::Endpoint::new(
-                self.connection.clone(),
-                &LOGIN_OPERATION,
-            )?;
-            endpoint.header("Accept", "application/json")?;
-            endpoint.header("X-Workspace-Id", self.workspace_id.as_str())?;
-            endpoint.scrub(&self.client_secret);
-            endpoint
-        };
-        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
-        endpoint.header("Accept", "application/json")?;
-        endpoint.header("X-Workspace-Id", self.workspace_id.as_str())?;
-        endpoint.scrub(&self.client_secret);
-        Ok(Client {
-            endpoint,
-            login_endpoint,
-            client_id: self.client_id,
-            client_secret: self.client_secret,
-        })
-    }
-}
-
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshTokenResponse, grants);
-
-impl RefreshTokenResponse {
-    /// Reads a response into the variant of its status: the typed body where the spec
-    /// documents one, a scrubbed snippet where it does not.
-    pub fn decode(response: &support::Response) -> Result<Self, tokenkit::RefreshError> {
-        let outcome = match response.status() {
-            200 => Self::Ok(response.json()?),
-            500 => Self::InternalServerError(response.snippet()),
-            _ => Self::Undocumented(response.undocumented()),
-        };
-        Ok(outcome)
-    }
-
-    /// Decodes a response and applies the mapping: how the client's requests end.
-    pub fn token_set(
-        response: &support::Response,
-        received: std::time::SystemTime,
-    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        Self::decode(response)?.into_token_set(received)
-    }
-
-    /// Applies the token mapping of `specs/byelabel.yaml`: the success body becomes a token set,
-    /// and every documented failure the error its mapping names. `refresh_token` is `None` when the
-    /// response carries none (the runtime then keeps the one sent, where the rotation policy allows
-    /// it); `received` is when the response arrived, the origin of a relative expiry.
-    pub fn into_token_set(
-        self,
-        received: std::time::SystemTime,
-    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        match self {
-            Self::Ok(body) => {
-                if support::mapping::Rule::Equals("false")
-                    .test(mapping::result_envelope_failure_rule(&body))
-                {
-                    return support::mapping::invalid_grant(
-                        200,
-                        mapping::result_envelope_code(&body),
-                        mapping::result_envelope_message(&body),
-                    );
-                }
-                support::mapping::Fields {
-                    access_token: mapping::access_token(&body),
-                    refresh_token: mapping::refresh_token(&body),
-                    expires_in: mapping::expires_in(&body),
-                    tokens: &["/payload/access/token", "/payload/refresh/token"],
-                    ..Default::default()
-                }
-                    .token_set(&body, 200, received)
-            }
-            Self::InternalServerError(_) => support::mapping::transient(500, None, None),
-            Self::Undocumented(answer) => Err(answer.into()),
-        }
     }
 }
 

@@ -172,34 +172,6 @@ pub const DEFAULT_BASE_URL: &str = "https://api.easyship.com";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::OneTime;
 
-/// The refresh operation's request, as the spec describes it.
-const OPERATION: support::Operation = support::Operation {
-    method: "POST",
-    path: "/oauth2/token",
-    encoding: support::Encoding::Json,
-    refresh_token: support::TokenPlace::Body,
-    sensitive_fields: &["access_token", "client_secret", "code", "refresh_token"],
-};
-
-/// The outcome of `createAccessToken`: one variant per documented status, with its typed body
-/// (or a scrubbed snippet where the spec documents no body).
-#[derive(Clone, Debug, PartialEq)]
-pub enum CreateAccessTokenResponse {
-    /// `200`: New tokens. Decided, robust to: the docs' example `expires_in` (1645539660) is an
-    /// epoch time, not seconds; a value larger than `created_at` is read as an absolute time
-    /// and the lifetime is `expires_in - created_at`.
-    Ok(TokenResponse),
-    /// `400`: An RFC 6749 §5.2 error (decided HTTP 400). Only `invalid_grant` (the refresh token
-    /// was already used, expired or revoked) means logging in again; every other code
-    /// (`invalid_request`, `invalid_client`, `invalid_scope`, `unauthorized_client`,
-    /// `unsupported_grant_type`) is a configuration fault, which a new login would not fix.
-    BadRequest(OAuthError),
-    /// `401`: The client id or secret is wrong (confirmed).
-    Unauthorized(OAuthError),
-    /// A status the spec does not document.
-    Undocumented(support::Undocumented),
-}
-
 /// A client for Easyship's refresh operation, `POST /oauth2/token`. Build it with
 /// [`Client::builder`]; it is cheap to clone and safe to share.
 #[derive(Clone, Debug)]
@@ -235,7 +207,63 @@ impl Client {
             scope: None,
         }
     }
+}
 
+impl ClientBuilder {
+    tokenkit::connection_setters!();
+
+    /// Sets `scope`: OAuth 2 scopes separated by spaces, such as `public.shipment:read
+    /// public.rate:read`.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Checks the configuration and builds the client.
+    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
+        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
+        endpoint.header("Accept", "application/json")?;
+        endpoint.scrub(&self.client_secret);
+        Ok(Client {
+            endpoint,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            scope: self.scope,
+        })
+    }
+}
+
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, CreateAccessTokenResponse, grants);
+
+/// The refresh operation's request, as the spec describes it.
+const OPERATION: support::Operation = support::Operation {
+    method: "POST",
+    path: "/oauth2/token",
+    encoding: support::Encoding::Json,
+    refresh_token: support::TokenPlace::Body,
+    sensitive_fields: &["access_token", "client_secret", "code", "refresh_token"],
+};
+
+/// The outcome of `createAccessToken`: one variant per documented status, with its typed body
+/// (or a scrubbed snippet where the spec documents no body).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CreateAccessTokenResponse {
+    /// `200`: New tokens. Decided, robust to: the docs' example `expires_in` (1645539660) is an
+    /// epoch time, not seconds; a value larger than `created_at` is read as an absolute time
+    /// and the lifetime is `expires_in - created_at`.
+    Ok(TokenResponse),
+    /// `400`: An RFC 6749 §5.2 error (decided HTTP 400). Only `invalid_grant` (the refresh token
+    /// was already used, expired or revoked) means logging in again; every other code
+    /// (`invalid_request`, `invalid_client`, `invalid_scope`, `unauthorized_client`,
+    /// `unsupported_grant_type`) is a configuration fault, which a new login would not fix.
+    BadRequest(OAuthError),
+    /// `401`: The client id or secret is wrong (confirmed).
+    Unauthorized(OAuthError),
+    /// A status the spec does not document.
+    Undocumented(support::Undocumented),
+}
+
+impl Client {
     /// `POST /oauth2/token`: Retrieve an OAuth 2 access token. Sends `body` as it is and returns
     /// the documented outcome for the status that came back. Errors are what the runtime could not
     /// turn into an outcome: no response, a body over the size cap, or a documented body that does
@@ -260,7 +288,76 @@ impl Client {
             scope: self.scope.clone(),
         })
     }
+}
 
+impl CreateAccessTokenResponse {
+    /// Reads a response into the variant of its status: the typed body where the spec
+    /// documents one, a scrubbed snippet where it does not.
+    pub fn decode(response: &support::Response) -> Result<Self, tokenkit::RefreshError> {
+        let outcome = match response.status() {
+            200 => Self::Ok(response.json()?),
+            400 => Self::BadRequest(response.json()?),
+            401 => Self::Unauthorized(response.json()?),
+            _ => Self::Undocumented(response.undocumented()),
+        };
+        Ok(outcome)
+    }
+
+    /// Decodes a response and applies the mapping: how the client's requests end.
+    pub fn token_set(
+        response: &support::Response,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        Self::decode(response)?.into_token_set(received)
+    }
+
+    /// Applies the token mapping of `specs/easyship.yaml`: the success body becomes a token set,
+    /// and every documented failure the error its mapping names. `refresh_token` is `None` when the
+    /// response carries none (the runtime then keeps the one sent, where the rotation policy allows
+    /// it); `received` is when the response arrived, the origin of a relative expiry.
+    pub fn into_token_set(
+        self,
+        received: std::time::SystemTime,
+    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+        match self {
+            Self::Ok(body) => {
+                support::mapping::Fields {
+                    access_token: mapping::access_token(&body),
+                    refresh_token: mapping::refresh_token(&body),
+                    expires_in: mapping::expires_in(&body),
+                    created_at: mapping::created_at(&body),
+                    token_type: mapping::token_type(&body),
+                    tokens: &["/access_token", "/refresh_token"],
+                    ..Default::default()
+                }
+                    .token_set(&body, 200, received)
+            }
+            Self::BadRequest(body) => {
+                let code = mapping::o_auth_error_code(&body);
+                let kind = match code.as_deref() {
+                    Some("invalid_grant") => tokenkit::ErrorKind::ReAuthenticate,
+                    _ => tokenkit::ErrorKind::Rejected,
+                };
+                support::mapping::failure(
+                    kind,
+                    400,
+                    code,
+                    mapping::o_auth_error_message(&body),
+                )
+            }
+            Self::Unauthorized(body) => {
+                support::mapping::rejected(
+                    401,
+                    mapping::o_auth_error_code(&body),
+                    mapping::o_auth_error_message(&body),
+                )
+            }
+            Self::Undocumented(answer) => Err(answer.into()),
+        }
+    }
+}
+
+impl Client {
     /// The request body of the client-credentials grant (RFC 6749 §4.4): a token set for the client
     /// itself.
     pub fn client_credentials_request(&self) -> CreateAccessTokenRequest {
@@ -420,99 +517,6 @@ impl tokenkit::GrantClient for Client {
                 self.authorization_code_grant(&exchange.code, &exchange.redirect_uri),
             ),
         )
-    }
-}
-
-impl ClientBuilder {
-    tokenkit::connection_setters!();
-
-    /// Sets `scope`: OAuth 2 scopes separated by spaces, such as `public.shipment:read
-    /// public.rate:read`.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-
-    /// Checks the configuration and builds the client.
-    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
-        endpoint.header("Accept", "application/json")?;
-        endpoint.scrub(&self.client_secret);
-        Ok(Client {
-            endpoint,
-            client_id: self.client_id,
-            client_secret: self.client_secret,
-            scope: self.scope,
-        })
-    }
-}
-
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, CreateAccessTokenResponse, grants);
-
-impl CreateAccessTokenResponse {
-    /// Reads a response into the variant of its status: the typed body where the spec
-    /// documents one, a scrubbed snippet where it does not.
-    pub fn decode(response: &support::Response) -> Result<Self, tokenkit::RefreshError> {
-        let outcome = match response.status() {
-            200 => Self::Ok(response.json()?),
-            400 => Self::BadRequest(response.json()?),
-            401 => Self::Unauthorized(response.json()?),
-            _ => Self::Undocumented(response.undocumented()),
-        };
-        Ok(outcome)
-    }
-
-    /// Decodes a response and applies the mapping: how the client's requests end.
-    pub fn token_set(
-        response: &support::Response,
-        received: std::time::SystemTime,
-    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        Self::decode(response)?.into_token_set(received)
-    }
-
-    /// Applies the token mapping of `specs/easyship.yaml`: the success body becomes a token set,
-    /// and every documented failure the error its mapping names. `refresh_token` is `None` when the
-    /// response carries none (the runtime then keeps the one sent, where the rotation policy allows
-    /// it); `received` is when the response arrived, the origin of a relative expiry.
-    pub fn into_token_set(
-        self,
-        received: std::time::SystemTime,
-    ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        match self {
-            Self::Ok(body) => {
-                support::mapping::Fields {
-                    access_token: mapping::access_token(&body),
-                    refresh_token: mapping::refresh_token(&body),
-                    expires_in: mapping::expires_in(&body),
-                    created_at: mapping::created_at(&body),
-                    token_type: mapping::token_type(&body),
-                    tokens: &["/access_token", "/refresh_token"],
-                    ..Default::default()
-                }
-                    .token_set(&body, 200, received)
-            }
-            Self::BadRequest(body) => {
-                let code = mapping::o_auth_error_code(&body);
-                let kind = match code.as_deref() {
-                    Some("invalid_grant") => tokenkit::ErrorKind::ReAuthenticate,
-                    _ => tokenkit::ErrorKind::Rejected,
-                };
-                support::mapping::failure(
-                    kind,
-                    400,
-                    code,
-                    mapping::o_auth_error_message(&body),
-                )
-            }
-            Self::Unauthorized(body) => {
-                support::mapping::rejected(
-                    401,
-                    mapping::o_auth_error_code(&body),
-                    mapping::o_auth_error_message(&body),
-                )
-            }
-            Self::Undocumented(answer) => Err(answer.into()),
-        }
     }
 }
 

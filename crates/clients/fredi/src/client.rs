@@ -54,6 +54,41 @@ pub const DEFAULT_BASE_URL: &str = "https://staging.beo-fredi.de";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::OneTime;
 
+/// A client for Fredi's refresh operation, `POST /api/login/refresh-token`. Build it with
+/// [`Client::builder`]; it is cheap to clone and safe to share.
+#[derive(Clone, Debug)]
+pub struct Client {
+    endpoint: support::Endpoint,
+}
+
+/// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    connection: support::Connection,
+}
+
+impl Client {
+    /// Starts a builder with the per-client values the spec requires.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            connection: support::Connection::new(DEFAULT_BASE_URL),
+        }
+    }
+}
+
+impl ClientBuilder {
+    tokenkit::connection_setters!();
+
+    /// Checks the configuration and builds the client.
+    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
+        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
+        endpoint.header("Accept", "application/json")?;
+        Ok(Client { endpoint })
+    }
+}
+
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshTokenResponse);
+
 /// The refresh operation's request, as the spec describes it.
 const OPERATION: support::Operation = support::Operation {
     method: "POST",
@@ -77,27 +112,7 @@ pub enum RefreshTokenResponse {
     Undocumented(support::Undocumented),
 }
 
-/// A client for Fredi's refresh operation, `POST /api/login/refresh-token`. Build it with
-/// [`Client::builder`]; it is cheap to clone and safe to share.
-#[derive(Clone, Debug)]
-pub struct Client {
-    endpoint: support::Endpoint,
-}
-
-/// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
-#[derive(Clone, Debug)]
-pub struct ClientBuilder {
-    connection: support::Connection,
-}
-
 impl Client {
-    /// Starts a builder with the per-client values the spec requires.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder {
-            connection: support::Connection::new(DEFAULT_BASE_URL),
-        }
-    }
-
     /// `POST /api/login/refresh-token`: Exchange a refresh token for a new access token and refresh
     /// token. Sends `body` as it is and returns the documented outcome for the status that came
     /// back. Errors are what the runtime could not turn into an outcome: no response, a body over
@@ -116,19 +131,6 @@ impl Client {
         }
     }
 }
-
-impl ClientBuilder {
-    tokenkit::connection_setters!();
-
-    /// Checks the configuration and builds the client.
-    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
-        endpoint.header("Accept", "application/json")?;
-        Ok(Client { endpoint })
-    }
-}
-
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshTokenResponse);
 
 impl RefreshTokenResponse {
     /// Reads a response into the variant of its status: the typed body where the spec

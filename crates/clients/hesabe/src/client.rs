@@ -90,6 +90,41 @@ pub const DEFAULT_BASE_URL: &str = "https://merchantapi.hesabe.com/api";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Rotating;
 
+/// A client for Hesabe's refresh operation, `POST /v1/token-refresh`. Build it with
+/// [`Client::builder`]; it is cheap to clone and safe to share.
+#[derive(Clone, Debug)]
+pub struct Client {
+    endpoint: support::Endpoint,
+}
+
+/// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    connection: support::Connection,
+}
+
+impl Client {
+    /// Starts a builder with the per-client values the spec requires.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            connection: support::Connection::new(DEFAULT_BASE_URL),
+        }
+    }
+}
+
+impl ClientBuilder {
+    tokenkit::connection_setters!();
+
+    /// Checks the configuration and builds the client.
+    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
+        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
+        endpoint.header("Accept", "application/json")?;
+        Ok(Client { endpoint })
+    }
+}
+
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, TokenRefreshResponse);
+
 /// The refresh operation's request, as the spec describes it.
 const OPERATION: support::Operation = support::Operation {
     method: "POST",
@@ -115,27 +150,7 @@ pub enum TokenRefreshResponse {
     Undocumented(support::Undocumented),
 }
 
-/// A client for Hesabe's refresh operation, `POST /v1/token-refresh`. Build it with
-/// [`Client::builder`]; it is cheap to clone and safe to share.
-#[derive(Clone, Debug)]
-pub struct Client {
-    endpoint: support::Endpoint,
-}
-
-/// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
-#[derive(Clone, Debug)]
-pub struct ClientBuilder {
-    connection: support::Connection,
-}
-
 impl Client {
-    /// Starts a builder with the per-client values the spec requires.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder {
-            connection: support::Connection::new(DEFAULT_BASE_URL),
-        }
-    }
-
     /// `POST /v1/token-refresh`: Exchange a refresh token for new tokens. Sends `body` as it is and
     /// returns the documented outcome for the status that came back. Errors are what the runtime
     /// could not turn into an outcome: no response, a body over the size cap, or a documented body
@@ -154,19 +169,6 @@ impl Client {
         }
     }
 }
-
-impl ClientBuilder {
-    tokenkit::connection_setters!();
-
-    /// Checks the configuration and builds the client.
-    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
-        endpoint.header("Accept", "application/json")?;
-        Ok(Client { endpoint })
-    }
-}
-
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, TokenRefreshResponse);
 
 impl TokenRefreshResponse {
     /// Reads a response into the variant of its status: the typed body where the spec

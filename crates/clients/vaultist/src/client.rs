@@ -67,6 +67,47 @@ pub const DEFAULT_BASE_URL: &str = "https://api.vault.ist";
 /// What the provider does with refresh tokens, as the spec's mapping declares.
 pub const ROTATION: tokenkit::Rotation = tokenkit::Rotation::Optional;
 
+/// A client for Vault.ist's refresh operation, `POST /v1/auth/token`. Build it with
+/// [`Client::builder`]; it is cheap to clone and safe to share.
+#[derive(Clone, Debug)]
+pub struct Client {
+    endpoint: support::Endpoint,
+}
+
+/// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    connection: support::Connection,
+    partner_id: i32,
+}
+
+impl Client {
+    /// Starts a builder with the per-client values the spec requires.
+    ///
+    /// - `partner_id`: The partner id; a per-client constant.
+    pub fn builder(partner_id: i32) -> ClientBuilder {
+        ClientBuilder {
+            connection: support::Connection::new(DEFAULT_BASE_URL),
+            partner_id,
+        }
+    }
+}
+
+impl ClientBuilder {
+    tokenkit::connection_setters!();
+
+    /// Checks the configuration and builds the client.
+    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
+        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
+        endpoint.header("Accept", "application/json")?;
+        endpoint.header("partnerId", self.partner_id.to_string().as_str())?;
+        endpoint.header("grantType", "refresh_token")?;
+        Ok(Client { endpoint })
+    }
+}
+
+tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshAccessTokenResponse);
+
 /// The refresh operation's request, as the spec describes it.
 const OPERATION: support::Operation = support::Operation {
     method: "POST",
@@ -95,31 +136,7 @@ pub enum RefreshAccessTokenResponse {
     Undocumented(support::Undocumented),
 }
 
-/// A client for Vault.ist's refresh operation, `POST /v1/auth/token`. Build it with
-/// [`Client::builder`]; it is cheap to clone and safe to share.
-#[derive(Clone, Debug)]
-pub struct Client {
-    endpoint: support::Endpoint,
-}
-
-/// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
-#[derive(Clone, Debug)]
-pub struct ClientBuilder {
-    connection: support::Connection,
-    partner_id: i32,
-}
-
 impl Client {
-    /// Starts a builder with the per-client values the spec requires.
-    ///
-    /// - `partner_id`: The partner id; a per-client constant.
-    pub fn builder(partner_id: i32) -> ClientBuilder {
-        ClientBuilder {
-            connection: support::Connection::new(DEFAULT_BASE_URL),
-            partner_id,
-        }
-    }
-
     /// `POST /v1/auth/token`: Refresh an access token with the refresh_token grant. Sends `body` as
     /// it is and returns the documented outcome for the status that came back. Errors are what the
     /// runtime could not turn into an outcome: no response, a body over the size cap, or a
@@ -138,21 +155,6 @@ impl Client {
         }
     }
 }
-
-impl ClientBuilder {
-    tokenkit::connection_setters!();
-
-    /// Checks the configuration and builds the client.
-    pub fn build(self) -> Result<Client, tokenkit::BuildError> {
-        let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
-        endpoint.header("Accept", "application/json")?;
-        endpoint.header("partnerId", self.partner_id.to_string().as_str())?;
-        endpoint.header("grantType", "refresh_token")?;
-        Ok(Client { endpoint })
-    }
-}
-
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshAccessTokenResponse);
 
 impl RefreshAccessTokenResponse {
     /// Reads a response into the variant of its status: the typed body where the spec

@@ -83,10 +83,9 @@ pub(super) fn as_text(field: &ConfigField, value: TokenStream) -> TokenStream {
 
 /// Everything but the types and the mapping, and the outcome's `decode` function (which
 /// [`super::mapping`] puts in the outcome's one `impl` block).
-pub fn client(
-    provider: &Provider,
-    getters: &mut super::mapping::Getters,
-) -> (TokenStream, TokenStream) {
+/// The client and, after it, one section per operation (its constant, outcome enum, typed
+/// method and mapping), then the grants.
+pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> TokenStream {
     let op = &provider.refresh_operation().operation;
     let outcome = outcome_ident(provider);
     let name = &provider.name;
@@ -326,7 +325,6 @@ pub fn client(
     let GrantOps {
         items: grant_op_items,
         fields: grant_op_fields,
-        methods: grant_op_methods,
         builds: grant_op_builds,
         inits: grant_op_inits,
     } = grant_ops;
@@ -335,7 +333,21 @@ pub fn client(
         let secs = proc_macro2::Literal::u64_unsuffixed(secs);
         quote!(, reuse_grace = #secs)
     });
-    let items = quote! {
+    let refresh_mapping = super::mapping::mapping(
+        &provider.file,
+        provider.refresh_operation(),
+        &outcome,
+        decode,
+        getters,
+    );
+    let grant_methods = (!grant_methods.is_empty()).then(|| {
+        quote! {
+            impl Client {
+                #grant_methods
+            }
+        }
+    });
+    quote! {
         /// The provider's name, as its spec file is named.
         pub const PROVIDER: &str = #name;
 
@@ -347,19 +359,6 @@ pub fn client(
 
         /// What the provider does with refresh tokens, as the spec's mapping declares.
         pub const ROTATION: tokenkit::Rotation = #rotation;
-
-        /// The refresh operation's request, as the spec describes it.
-        const OPERATION: support::Operation = support::Operation {
-            method: #method_text,
-            path: #path_template,
-            encoding: #encoding,
-            refresh_token: #refresh_place,
-            sensitive_fields: &[#(#sensitive),*],
-        };
-
-        #outcome_enum
-
-        #(#grant_op_items)*
 
         #client_doc
         #[derive(Clone, Debug)]
@@ -384,23 +383,7 @@ pub fn client(
                     #(#builder_init)*
                 }
             }
-
-            #op_doc
-            pub async fn #op_fn(&self, #op_args) -> Result<#outcome, tokenkit::RefreshError> {
-                #outcome::decode(&self.endpoint.send(#send_args).await?)
-            }
-
-            #request_doc
-            pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) #returns {
-                #body_expr
-            }
-
-            #(#grant_op_methods)*
-
-            #grant_methods
         }
-
-        #grant_items
 
         impl ClientBuilder {
             tokenkit::connection_setters!();
@@ -417,8 +400,38 @@ pub fn client(
         }
 
         tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #grants_arg);
-    };
-    (items, decode)
+
+        /// The refresh operation's request, as the spec describes it.
+        const OPERATION: support::Operation = support::Operation {
+            method: #method_text,
+            path: #path_template,
+            encoding: #encoding,
+            refresh_token: #refresh_place,
+            sensitive_fields: &[#(#sensitive),*],
+        };
+
+        #outcome_enum
+
+        impl Client {
+            #op_doc
+            pub async fn #op_fn(&self, #op_args) -> Result<#outcome, tokenkit::RefreshError> {
+                #outcome::decode(&self.endpoint.send(#send_args).await?)
+            }
+
+            #request_doc
+            pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) #returns {
+                #body_expr
+            }
+        }
+
+        #refresh_mapping
+
+        #(#grant_op_items)*
+
+        #grant_methods
+
+        #grant_items
+    }
 }
 
 /// The expression that builds a request body: the refresh's (`token` in scope) or a grant's

@@ -121,18 +121,10 @@ pub fn lib_rs(provider: &Provider) -> Result<String, String> {
 
 /// `src/client.rs` of a provider's client crate: the types, the client and the mapping.
 pub fn client_rs(provider: &Provider) -> Result<String, String> {
-    let outcome = client::outcome_ident(provider);
     let defs: Vec<&crate::types::TypeDef> = provider.types.values().collect();
     let types = types::definitions(&defs);
     let mut getters = mapping::Getters::default();
-    let (client, decode) = client::client(provider, &mut getters);
-    let refresh_mapping = mapping::mapping(
-        &provider.file,
-        provider.refresh_operation(),
-        &outcome,
-        decode,
-        &mut getters,
-    );
+    let client = client::client(provider, &mut getters);
     let mapping = getters.module();
     format_file(
         &provider.file,
@@ -141,7 +133,6 @@ pub fn client_rs(provider: &Provider) -> Result<String, String> {
             use tokenkit::support;
             #types
             #client
-            #refresh_mapping
             #mapping
         },
     )

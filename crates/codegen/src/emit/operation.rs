@@ -148,12 +148,10 @@ pub(super) fn outcome_items(op: &Operation, outcome: &Ident) -> (TokenStream, To
 /// What the grant operations add to the client.
 #[derive(Default)]
 pub(super) struct GrantOps {
-    /// Operation constants, outcome enums with their mapping.
+    /// One section per operation: its constant, outcome enum, typed method and mapping.
     pub(super) items: Vec<TokenStream>,
     /// The endpoint fields of `Client`.
     pub(super) fields: Vec<TokenStream>,
-    /// The typed operations.
-    pub(super) methods: Vec<TokenStream>,
     /// Building each endpoint in `ClientBuilder::build`.
     pub(super) builds: Vec<TokenStream>,
     /// Their `Client` initialisers.
@@ -207,8 +205,6 @@ pub(super) fn grant_operations(
             };
 
             #enum_def
-
-            #mapping
         });
         let field_doc = docs(&format!("The endpoint of `{} {}`.", op.method, op.path));
         out.fields.push(quote! {
@@ -235,13 +231,16 @@ pub(super) fn grant_operations(
                 op.path,
                 grant.kind.key()
             ));
-            out.methods.push(quote! {
-                #op_doc
-                pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
-                    #outcome::decode(&self.#field.send(body, None).await?)
+            out.items.push(quote! {
+                impl Client {
+                    #op_doc
+                    pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
+                        #outcome::decode(&self.#field.send(body, None).await?)
+                    }
                 }
             });
         }
+        out.items.push(mapping);
     }
     out
 }
