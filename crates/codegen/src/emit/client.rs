@@ -8,7 +8,7 @@ use super::grants::*;
 use super::operation::*;
 use super::types::{enum_variant, field_ident, ty};
 use crate::extension::Rotation;
-use crate::model::{ConfigField, FillSource, GrantArg, Provider, RefreshPlace};
+use crate::model::{ConfigField, FillSource, GrantArg, Provider};
 use crate::names::{ident, snake};
 use crate::types::Ty;
 use proc_macro2::{Ident, Literal, TokenStream};
@@ -200,7 +200,6 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         config,
         &idents,
     );
-    let path_template = &op.path;
 
     // Body values live in the client; header, query and path values are in the endpoint.
     let mut body_config: Vec<usize> = op
@@ -242,79 +241,6 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
     setup.extend(scrubs.iter().cloned());
     let grant_ops = grant_operations(provider, config, &idents, &scrubs, &sensitive, getters);
 
-    // The refresh request body, if the operation has one.
-    let (body_ty, body_expr, encoding) = match &op.body {
-        Some(body) => (
-            ty(&body.ty),
-            request_body(
-                body.wrap.as_ref(),
-                &body.struct_name,
-                &body.fill,
-                &idents,
-                config,
-                provider,
-            ),
-            if crate::model::is_form(&body.media_type) {
-                quote!(support::Encoding::Form)
-            } else {
-                quote!(support::Encoding::Json)
-            },
-        ),
-        None => (quote!(()), quote!(), quote!(support::Encoding::Empty)),
-    };
-    let returns = op.body.as_ref().map(|_| quote!(-> #body_ty));
-    let refresh_place = match &provider.refresh.place {
-        RefreshPlace::Body { .. } => quote!(support::TokenPlace::Body),
-        RefreshPlace::Query { name } => quote!(support::TokenPlace::Query(#name)),
-        RefreshPlace::Header { name, prefix } => {
-            quote!(support::TokenPlace::Header { name: #name, prefix: #prefix })
-        }
-    };
-    let token_in_body = matches!(provider.refresh.place, RefreshPlace::Body { .. });
-    // The typed operation takes what the request carries: the body, and the refresh token
-    // where it travels outside the body.
-    let (op_args, send_args) = match (&op.body, token_in_body) {
-        (Some(_), true) => (quote!(body: &#body_ty), quote!(body, None)),
-        (Some(_), false) => (
-            quote!(body: &#body_ty, refresh_token: &tokenkit::RefreshToken),
-            quote!(body, Some(refresh_token)),
-        ),
-        (None, _) => (
-            quote!(refresh_token: &tokenkit::RefreshToken),
-            quote!(&(), Some(refresh_token)),
-        ),
-    };
-    let token_param = if token_in_body || op.body.is_some() && body_uses_token(op) {
-        quote!(token)
-    } else {
-        quote!(_token)
-    };
-    let request_doc = docs(if op.body.is_none() {
-        "The request body [`tokenkit::RefreshClient::refresh`] sends: none, since the operation \
-         has no body (the refresh token travels in the query or a header)."
-    } else if token_in_body {
-        "The request body [`tokenkit::RefreshClient::refresh`] sends for `token`."
-    } else {
-        "The request body [`tokenkit::RefreshClient::refresh`] sends (the refresh token travels \
-         in the query or a header)."
-    });
-
-    // The typed operation.
-    let method_text = op.method.as_str();
-    let op_fn = ident(&operation_fn(&op.id));
-    let op_doc = docs(&format!(
-        "`{} {}`{} Sends `body` as it is and returns the documented outcome for the status that \
-         came back. Errors are what the runtime could not turn into an outcome: no response, a \
-         body over the size cap, or a documented body that does not match its schema.",
-        op.method,
-        op.path,
-        op.summary
-            .as_deref()
-            .map(|s| format!(": {}", s.trim().trim_end_matches('.')))
-            .unwrap_or_default()
-            + "."
-    ));
-    let (outcome_enum, decode) = outcome_items(op, &outcome);
     let client_doc = docs(&format!(
         "A client for {title}'s refresh operation, `{} {}`. Build it with [`Client::builder`]; \
          it is cheap to clone and safe to share.",
@@ -333,13 +259,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         let secs = proc_macro2::Literal::u64_unsuffixed(secs);
         quote!(, reuse_grace = #secs)
     });
-    let refresh_mapping = super::mapping::mapping(
-        &provider.file,
-        provider.refresh_operation(),
-        &outcome,
-        decode,
-        getters,
-    );
+    let refresh_section = refresh_section(provider, &idents, &sensitive, getters);
     let grant_methods = (!grant_methods.is_empty()).then(|| {
         quote! {
             impl Client {
@@ -401,30 +321,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
 
         tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #grants_arg);
 
-        /// The refresh operation's request, as the spec describes it.
-        const OPERATION: support::Operation = support::Operation {
-            method: #method_text,
-            path: #path_template,
-            encoding: #encoding,
-            refresh_token: #refresh_place,
-            sensitive_fields: &[#(#sensitive),*],
-        };
-
-        #outcome_enum
-
-        impl Client {
-            #op_doc
-            pub async fn #op_fn(&self, #op_args) -> Result<#outcome, tokenkit::RefreshError> {
-                #outcome::decode(&self.endpoint.send(#send_args).await?)
-            }
-
-            #request_doc
-            pub fn refresh_request(&self, #token_param: &tokenkit::RefreshToken) #returns {
-                #body_expr
-            }
-        }
-
-        #refresh_mapping
+        #refresh_section
 
         #(#grant_op_items)*
 
