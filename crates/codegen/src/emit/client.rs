@@ -119,19 +119,11 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         Rotation::Optional => quote!(tokenkit::Rotation::Optional),
     };
 
-    let mut sensitive: Vec<&str> = provider
-        .types
-        .values()
-        .filter_map(|t| match &t.def {
-            crate::types::Def::Struct { fields, .. } => Some(fields),
-            _ => None,
-        })
-        .flatten()
-        .filter(|f| f.ty == Ty::Secret)
-        .map(|f| f.json.as_str())
+    let sensitive: Vec<&str> = provider
+        .sensitive_fields
+        .iter()
+        .map(String::as_str)
         .collect();
-    sensitive.sort_unstable();
-    sensitive.dedup();
 
     // Per-client values: required ones are builder arguments, the others setters.
     let idents: Vec<Ident> = config.iter().map(|c| ident(&c.name)).collect();
@@ -201,21 +193,9 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         &idents,
     );
 
-    // Body values live in the client; header, query and path values are in the endpoint.
-    let mut body_config: Vec<usize> = op
-        .body
-        .iter()
-        .flat_map(|b| &b.fill)
-        .chain(provider.all_grants().flat_map(|g| &g.fill))
-        .filter_map(|f| match f.source {
-            FillSource::Config(i) => Some(i),
-            _ => None,
-        })
-        .collect();
-    // The authorization URL needs the client id, wherever else it goes (HTTP Basic, say).
-    body_config.extend(authorization_client_id(provider));
-    body_config.sort_unstable();
-    body_config.dedup();
+    // Body values (and the authorization URL's client id) live in the client; header, query
+    // and path values are in the endpoint.
+    let body_config: Vec<usize> = (0..config.len()).filter(|&i| config[i].kept).collect();
     let client_fields = body_config.iter().map(|&i| {
         let id = &idents[i];
         let t = stored_ty(&config[i]);
@@ -339,7 +319,6 @@ pub(super) fn request_body(
     fill: &[crate::model::BodyFill],
     idents: &[Ident],
     config: &[ConfigField],
-    provider: &Provider,
 ) -> TokenStream {
     let struct_ident = ident(struct_name);
     let fills = fill.iter().map(|f| {
@@ -369,7 +348,7 @@ pub(super) fn request_body(
             FillSource::Omit => return quote!(#field: None,),
             FillSource::Config(i) => {
                 let id = &idents[*i];
-                let value = if is_copy(&config[*i].ty, provider) {
+                let value = if config[*i].copy {
                     quote!(self.#id)
                 } else {
                     quote!(self.#id.clone())
@@ -428,18 +407,6 @@ pub(super) fn body_uses_token(op: &crate::model::Operation) -> bool {
             .iter()
             .any(|f| matches!(f.source, FillSource::RefreshToken))
     })
-}
-
-/// Whether values of `ty` are `Copy` (numbers, booleans, and the generated string enums).
-pub(super) fn is_copy(ty: &Ty, provider: &Provider) -> bool {
-    match ty {
-        Ty::Bool | Ty::I32 | Ty::I64 | Ty::F64 => true,
-        Ty::Named(name) => matches!(
-            provider.types.get(name).map(|t| &t.def),
-            Some(crate::types::Def::Enum { .. })
-        ),
-        _ => false,
-    }
 }
 
 pub(super) fn first_line(doc: Option<&str>) -> String {

@@ -8,19 +8,8 @@ use super::types::ty;
 use crate::extension::GrantKind;
 use crate::model::{ConfigField, FillSource, GrantArg, Provider};
 use crate::names::ident;
-use crate::types::Ty;
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
-
-/// The per-client value the authorization URL names as `client_id`, when the spec has an
-/// authorization URL and a required text value of that name.
-pub(super) fn authorization_client_id(provider: &Provider) -> Option<usize> {
-    provider.oauth.authorization_url.as_ref()?;
-    provider
-        .config
-        .iter()
-        .position(|c| c.name == "client_id" && c.required && c.ty == Ty::String)
-}
 
 /// A grant argument's parameter name and type.
 pub(super) fn grant_param(arg: GrantArg, optional: bool) -> (Ident, TokenStream) {
@@ -106,7 +95,6 @@ pub(super) fn grants(
             &grant.fill,
             idents,
             config,
-            provider,
         );
         let (key, request_fn, grant_fn, what) = match grant.kind {
             GrantKind::ClientCredentials => (
@@ -197,7 +185,7 @@ pub(super) fn grants(
         let about = about.trim();
         quote!((#s, #about),)
     });
-    let client_id = authorization_client_id(provider).map(|i| &idents[i]);
+    let client_id = provider.oauth.client_id.map(|i| &idents[i]);
     let authorization = match (&provider.oauth.authorization_url, client_id) {
         (Some(url), Some(id)) => {
             // A PKCE challenge only where the code exchange can send its verifier: a provider

@@ -1,6 +1,6 @@
-//! The printer: model → tokens → `syn::File` → prettyplease → text. It still makes a few
-//! decisions of its own (which fields are sensitive, which config values the client keeps,
-//! `is_copy`, the authorization client id) that belong in the model.
+//! The printer: model → tokens → `syn::File` → prettyplease → text. It makes no decision the
+//! model has not made (which fields are sensitive, which per-client values the client keeps
+//! or copies, the authorization URL's client id are all in `model`); it decides only layout.
 
 mod client;
 mod grants;

@@ -286,7 +286,6 @@ pub(super) fn refresh_section(
                 &body.fill,
                 idents,
                 config,
-                provider,
             ),
             if crate::model::is_form(&body.media_type) {
                 quote!(support::Encoding::Form)

@@ -58,6 +58,9 @@ pub struct Provider {
     pub oauth: OAuth,
     /// The whole spec as JSON: what the mock server and the lint check instances against.
     pub spec_json: Value,
+    /// Body fields whose values error snippets never show: every secret-typed field, by its
+    /// JSON name, sorted.
+    pub sensitive_fields: Vec<String>,
 }
 
 /// A server URL.
@@ -170,6 +173,11 @@ pub struct ConfigField {
     pub doc: Option<String>,
     /// A value for tests and examples: the spec's example, or one made up from the type.
     pub example: Value,
+    /// Whether the client keeps it: a body value, or the client id the authorization URL
+    /// names. Header, query and path values live only in the endpoints.
+    pub kept: bool,
+    /// Whether its values are `Copy` (numbers, booleans, the generated string enums).
+    pub copy: bool,
 }
 
 /// The request body.
@@ -329,6 +337,9 @@ pub struct OAuth {
     pub authorization_url: Option<String>,
     /// Every flow's scopes and their descriptions, first declaration first.
     pub scopes: Vec<(String, String)>,
+    /// The per-client value the authorization URL names as `client_id` (an index into
+    /// [`Provider::config`]): a required text value of that name, when there is a URL.
+    pub client_id: Option<usize>,
 }
 
 /// Where a body field's value comes from.
@@ -1041,7 +1052,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     });
     check_config_names(file, &op_pointer, &config, &mut errors);
     let info = &spec.api.info;
-    let provider = Provider {
+    let mut provider = Provider {
         name: spec.name.clone(),
         file: file.to_owned(),
         title: info.title.clone(),
@@ -1067,6 +1078,55 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         types: types.finish(),
         oauth,
         spec_json: spec.json.clone(),
+        sensitive_fields: Vec::new(),
     };
+    decide(&mut provider);
     errors.into_result(provider)
+}
+
+/// The decisions the printer would otherwise make: which fields are sensitive, which
+/// per-client values the client keeps and which are `Copy`, and the authorization URL's client
+/// id.
+fn decide(provider: &mut Provider) {
+    let mut sensitive: Vec<String> = provider
+        .types
+        .values()
+        .filter_map(|t| match &t.def {
+            Def::Struct { fields, .. } => Some(fields),
+            _ => None,
+        })
+        .flatten()
+        .filter(|f| f.ty == Ty::Secret)
+        .map(|f| f.json.clone())
+        .collect();
+    sensitive.sort_unstable();
+    sensitive.dedup();
+    provider.sensitive_fields = sensitive;
+    provider.oauth.client_id = provider.oauth.authorization_url.as_ref().and_then(|_| {
+        provider
+            .config
+            .iter()
+            .position(|c| c.name == "client_id" && c.required && c.ty == Ty::String)
+    });
+    let in_bodies: Vec<usize> = provider
+        .operations
+        .iter()
+        .filter_map(|op| op.operation.body.as_ref())
+        .flat_map(|b| &b.fill)
+        .chain(provider.all_grants().flat_map(|g| &g.fill))
+        .filter_map(|f| match f.source {
+            FillSource::Config(i) => Some(i),
+            _ => None,
+        })
+        .chain(provider.oauth.client_id)
+        .collect();
+    let types = &provider.types;
+    for (i, field) in provider.config.iter_mut().enumerate() {
+        field.kept = in_bodies.contains(&i);
+        field.copy = match &field.ty {
+            Ty::Bool | Ty::I32 | Ty::I64 | Ty::F64 => true,
+            Ty::Named(name) => matches!(types.get(name).map(|t| &t.def), Some(Def::Enum { .. })),
+            _ => false,
+        };
+    }
 }

@@ -224,6 +224,8 @@ pub(super) fn params(
             ConfigField {
                 name: snake(trimmed),
                 example: example.unwrap_or_else(|| made_up_example(&ty, trimmed)),
+                kept: false,
+                copy: false,
                 ty,
                 required: data.required,
                 doc: data.description.clone(),
@@ -487,6 +489,8 @@ pub(super) fn auth(
             ConfigField {
                 name: name.to_owned(),
                 example: made_up_example(&ty, name),
+                kept: false,
+                copy: false,
                 ty,
                 required: true,
                 doc: Some(doc.to_owned()),
@@ -620,6 +624,8 @@ pub(super) fn body_fill(
                         required: !field.optional,
                         doc: field.doc.clone(),
                         example,
+                        kept: false,
+                        copy: false,
                     });
                     config.len() - 1
                 }))
