@@ -306,14 +306,47 @@ pub struct When {
     pub present: Option<bool>,
 }
 
-/// A `kinds` entry: `code: kind`, or `kind: [codes]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+/// A `kinds` entry: `code: kind`, or `kind: [codes]`. Codes may be written as strings or as
+/// numbers (`transient: [503, 100]` for an integer `status` field); they compare as text.
+#[derive(Clone, Debug)]
 pub enum KindsEntry {
     /// The key is a code; this is its meaning.
     Kind(FailureKind),
     /// The key is a meaning; these are its codes.
     Codes(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for KindsEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let code = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        match Value::deserialize(de)? {
+            Value::String(kind) => serde_json::from_value(Value::String(kind.clone()))
+                .map(Self::Kind)
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{kind:?} is not a kind: write `invalid-grant`, `rejected` or `transient`"
+                    ))
+                }),
+            Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    code(v).ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "a code is a string or a number, found {v}"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Self::Codes),
+            other => Err(serde::de::Error::custom(format!(
+                "a `kinds` entry is `code: kind` or `kind: [code, code]`, found {other}"
+            ))),
+        }
+    }
 }
 
 /// What a failure means for the caller.

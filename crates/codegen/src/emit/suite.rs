@@ -41,7 +41,8 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
     );
 
     let lines = providers.iter().map(|(_, provider)| {
-        let name = quote::format_ident!("{}", provider.name.replace('-', "_"));
+        // Escaped: a provider may be named like a Rust keyword (`box.yaml`).
+        let name = crate::names::ident(&provider.name.replace('-', "_"));
         let krate = crate_ident(provider);
         let spec = &provider.file;
         let args = provider
@@ -125,4 +126,31 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
             contents: suite,
         },
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider named like a Rust keyword still gives a suite that parses.
+    #[test]
+    fn a_provider_named_like_a_keyword() {
+        let dir = std::env::temp_dir().join(format!("tokenkit-suite-kw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/fredi.yaml");
+        let mut providers = Vec::new();
+        for name in ["box", "type", "self", "fn-2"] {
+            let path = dir.join(format!("{name}.yaml"));
+            std::fs::copy(&spec, &path).unwrap();
+            let provider = crate::load_provider(&path, &format!("specs/{name}.yaml")).unwrap();
+            providers.push((crate::SOURCES[0], provider));
+        }
+        for file in files(&providers).unwrap() {
+            if file.path.extension().is_some_and(|e| e == "rs") {
+                syn::parse_file(&file.contents)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.path.display()));
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
