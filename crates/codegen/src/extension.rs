@@ -192,6 +192,9 @@ pub struct SuccessMapping {
     /// When the access token expires, as an absolute time (beside or instead of
     /// `expires-in`; it wins when both are present).
     pub expires_at: Option<InstantSpec>,
+    /// The access token's lifetime in seconds as the provider's docs state it, for answers that
+    /// carry no `expires-in` or `expires-at` ("tokens last 2 hours": `lifetime: 7200`).
+    pub lifetime: Option<u64>,
     /// The refresh token's own lifetime in seconds.
     pub refresh_expires_in: Option<String>,
     /// When the refresh token dies, as an absolute time.

@@ -187,6 +187,19 @@ pub async fn success(subject: &Subject) -> Outcome {
                     format!("example {name:?}: the expiry lies years away")
                 })?;
             }
+            // The documented lifetime, for an answer that gives none.
+            None if success.lifetime.is_some() => {
+                let lifetime = Duration::from_secs(success.lifetime.unwrap_or_default());
+                let fits = set
+                    .expires_at
+                    .is_some_and(|at| before + lifetime <= at && at <= after + lifetime);
+                ensure(fits, || {
+                    format!(
+                        "example {name:?}: expiry {:?} is not the documented lifetime {lifetime:?} from the response",
+                        set.expires_at
+                    )
+                })?
+            }
             None => ensure(set.expires_at.is_none(), || {
                 format!("example {name:?}: an expiry from nowhere")
             })?,

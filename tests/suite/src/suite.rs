@@ -156,6 +156,24 @@ mod headerbank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/lifetimebank.yaml`.
+mod lifetimebank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_lifetimebank::Client::builder()
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "lifetimebank", "tests/fixtures/specs/lifetimebank.yaml", build
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/nestbank.yaml`.
 mod nestbank {
     /// The client, pointed at the mock.

@@ -370,6 +370,10 @@ pub fn mapping(
         .collect();
     let success_status = success.status;
     let success_literal = proc_macro2::Literal::u16_unsuffixed(success_status);
+    let lifetime = success.lifetime.map(|secs| {
+        let secs = proc_macro2::Literal::u64_unsuffixed(secs);
+        quote!(Some(#secs))
+    });
 
     // With a `default` response the decoder never builds `Undocumented`; it is still matched,
     // since the variant exists in every outcome enum.
@@ -402,6 +406,7 @@ pub fn mapping(
                 ("expires_at", &expires_at),
                 ("refresh_expires_in", &refresh_expires_in),
                 ("refresh_expires_at", &refresh_expires_at),
+                ("lifetime", &lifetime),
             ];
             let rest = optional
                 .iter()

@@ -447,6 +447,17 @@ impl MapCtx<'_> {
         failure_specs: &[extension::FailureMapping],
         errors: &mut SpecErrors,
     ) -> Option<(Success, Vec<Failure>)> {
+        if let Some(lifetime) = s.lifetime
+            && (lifetime == 0 || lifetime > 10 * 365 * 24 * 3600)
+        {
+            errors.push(
+                self.error(
+                    "/success/lifetime",
+                    format!("a lifetime of {lifetime} seconds: it must be between 1 and ten years"),
+                )
+                .hint("give the access token's lifetime in seconds as the provider's docs state it (`lifetime: 7200` for two hours)"),
+            );
+        }
         let success_response = self.response("/success/status", &s.status, errors)?;
         if !matches!(success_response.key, StatusKey::Code(200..=299)) {
             errors.push(self.error(
@@ -642,6 +653,7 @@ impl MapCtx<'_> {
                 expires_at,
                 refresh_expires_in,
                 refresh_expires_at,
+                lifetime: s.lifetime,
             },
             failures,
         ))

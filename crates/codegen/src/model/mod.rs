@@ -521,6 +521,8 @@ pub struct Success {
     pub refresh_expires_in: Option<Mapped>,
     /// The refresh token's absolute expiry, and its format.
     pub refresh_expires_at: Option<(Mapped, Option<extension::TimeFormat>)>,
+    /// The documented lifetime, in seconds, of an access token whose answer gives none.
+    pub lifetime: Option<u64>,
 }
 
 /// A test on one value of a body.

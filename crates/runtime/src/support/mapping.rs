@@ -161,6 +161,9 @@ pub struct Fields {
     pub refresh_expires_in: Option<f64>,
     /// When the refresh token dies, when the body says so absolutely.
     pub refresh_expires_at: Option<SystemTime>,
+    /// The lifetime in seconds the provider's docs state, for an answer with no expiry of its
+    /// own (the spec's `lifetime`).
+    pub lifetime: Option<u64>,
     /// The mapping's access-token pointer, then the refresh token's if mapped: the fields
     /// [`TokenSet::extras`](crate::TokenSet::extras) leaves out.
     pub tokens: &'static [&'static str],
@@ -185,7 +188,11 @@ impl Fields {
             // An absolute expiry wins over a lifetime: it needs no clock agreement on receipt.
             expires_at: self
                 .expires_at
-                .or_else(|| expiry(self.expires_in, self.created_at, received)),
+                .or_else(|| expiry(self.expires_in, self.created_at, received))
+                .or_else(|| {
+                    let lifetime = std::time::Duration::from_secs(self.lifetime?);
+                    received.checked_add(lifetime)
+                }),
             token_type: self.token_type,
             refresh_expires_at: self
                 .refresh_expires_at
