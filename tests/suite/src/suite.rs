@@ -114,6 +114,24 @@ mod datebank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/envelopebank.yaml`.
+mod envelopebank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_envelopebank::Client::builder()
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "envelopebank", "tests/fixtures/specs/envelopebank.yaml", build
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/grantbank.yaml`.
 mod grantbank {
     /// The client, pointed at the mock.

@@ -396,15 +396,20 @@ impl MapCtx<'_> {
                 ),
                 // A response shared with grants may lack it (client credentials issue none);
                 // the runtime still refuses a refresh answer without one.
+                // With a success rule, the envelope may hold the tokens only in successes (every
+                // answer HTTP 200, `body` present only when `status` is 0): the rule tells the
+                // successes apart, and the runtime refuses a success without the token.
                 (Some(ptr), Some(mapped))
-                    if mapped.access.may_be_absent() && spec.grants.is_empty() =>
+                    if mapped.access.may_be_absent()
+                        && spec.grants.is_empty()
+                        && spec.success.when.is_none() =>
                 {
                     errors.push(
                     self.error(
                         "/success/refresh-token",
                         format!("rotation is `{rotation}`, but {ptr:?} may be absent or null in the success response: a response without it would leave only the token just spent"),
                     )
-                    .hint("make every property on the way `required` and not `nullable`, or say `rotation: optional`"),
+                    .hint("make every property on the way `required` and not `nullable`; or, where the answer holds the tokens only when it succeeds, give the success a rule (`when: {pointer: /status, equals: 0}`); or say `rotation: optional`"),
                     )
                 }
                 _ => {}
