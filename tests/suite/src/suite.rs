@@ -192,6 +192,24 @@ mod lifetimebank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/mixedbank.yaml`.
+mod mixedbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_mixedbank::Client::builder()
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "mixedbank", "tests/fixtures/specs/mixedbank.yaml", build
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/nestbank.yaml`.
 mod nestbank {
     /// The client, pointed at the mock.

@@ -256,7 +256,24 @@ impl RefreshTokenResponse {
         response: &support::Response,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        Self::decode(response)?.into_token_set(received)
+        let outcome = Self::decode(response)?;
+        let raw = support::mapping::received(response);
+        let status = response.status();
+        if status == 200
+            && support::mapping::Rule::Equals("false")
+                .test(support::mapping::at(raw.as_ref(), "/success"))
+        {
+            let code = support::mapping::at(raw.as_ref(), "/error/code")
+                .and_then(|v| support::mapping::text(&v));
+            return support::mapping::failure(
+                tokenkit::ErrorKind::ReAuthenticate,
+                status,
+                code,
+                support::mapping::at(raw.as_ref(), "/error/message")
+                    .and_then(|v| support::mapping::text(&v)),
+            );
+        }
+        outcome.into_token_set(received)
     }
 
     /// Applies the token mapping of `specs/byelabel.yaml`: the success body becomes a token set,
@@ -342,7 +359,24 @@ impl LoginResponse {
         response: &support::Response,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        Self::decode(response)?.into_token_set(received)
+        let outcome = Self::decode(response)?;
+        let raw = support::mapping::received(response);
+        let status = response.status();
+        if status == 200
+            && support::mapping::Rule::Equals("false")
+                .test(support::mapping::at(raw.as_ref(), "/success"))
+        {
+            let code = support::mapping::at(raw.as_ref(), "/error/code")
+                .and_then(|v| support::mapping::text(&v));
+            return support::mapping::failure(
+                tokenkit::ErrorKind::Rejected,
+                status,
+                code,
+                support::mapping::at(raw.as_ref(), "/error/message")
+                    .and_then(|v| support::mapping::text(&v)),
+            );
+        }
+        outcome.into_token_set(received)
     }
 
     /// Applies the token mapping of `specs/byelabel.yaml`: the success body becomes a token set,

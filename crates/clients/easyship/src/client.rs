@@ -308,7 +308,8 @@ impl CreateAccessTokenResponse {
         response: &support::Response,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        Self::decode(response)?.into_token_set(received)
+        let outcome = Self::decode(response)?;
+        outcome.into_token_set(received)
     }
 
     /// Applies the token mapping of `specs/easyship.yaml`: the success body becomes a token set,

@@ -188,7 +188,23 @@ impl TokenRefreshResponse {
         response: &support::Response,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        Self::decode(response)?.into_token_set(received)
+        let outcome = Self::decode(response)?;
+        let raw = support::mapping::received(response);
+        let status = response.status();
+        if status == 200
+            && support::mapping::Rule::Equals("false")
+                .test(support::mapping::at(raw.as_ref(), "/status"))
+        {
+            let code = None;
+            return support::mapping::failure(
+                tokenkit::ErrorKind::ReAuthenticate,
+                status,
+                code,
+                support::mapping::at(raw.as_ref(), "/message")
+                    .and_then(|v| support::mapping::text(&v)),
+            );
+        }
+        outcome.into_token_set(received)
     }
 
     /// Applies the token mapping of `specs/hesabe.yaml`: the success body becomes a token set, and

@@ -459,6 +459,60 @@ pub fn mapping(
         }
     });
 
+    // The failure rules again, judged on the body as received: a `oneOf` arm the body decodes
+    // to may have dropped the field a rule reads.
+    let raw_checks = failures.iter().filter_map(|failure| {
+        let when = failure.when.as_ref()?;
+        let status = match case_of(failure.status).key {
+            StatusKey::Code(code) => {
+                let code = proc_macro2::Literal::u16_unsuffixed(code);
+                quote!(status == #code)
+            }
+            StatusKey::Range(hundreds) => {
+                let hundreds = proc_macro2::Literal::u16_unsuffixed(hundreds);
+                quote!(status / 100 == #hundreds)
+            }
+            // A `default` failure covers what no other status does: the typed path decides.
+            StatusKey::Default => return None,
+        };
+        let pointer = &when.mapped.pointer;
+        let test = rule(&when.test);
+        let text_at = |mapped: Option<&Mapped>| match mapped {
+            Some(m) => {
+                let p = &m.pointer;
+                quote!(support::mapping::at(raw.as_ref(), #p).and_then(|v| support::mapping::text(&v)))
+            }
+            None => quote!(None),
+        };
+        let (code, message) = (text_at(failure.code.as_ref()), text_at(failure.message.as_ref()));
+        let unprocessed = failure
+            .unprocessed
+            .map(|value| quote!(.map_err(|e| e.with_unprocessed(#value))));
+        let default_kind = kind(failure.kind);
+        let kind = if failure.kinds.is_empty() {
+            default_kind
+        } else {
+            let arms = failure.kinds.iter().map(|(code, k)| {
+                let k = kind(*k);
+                quote!(Some(#code) => #k,)
+            });
+            quote!(match code.as_deref() { #(#arms)* _ => #default_kind })
+        };
+        Some(quote! {
+            if #status && #test.test(support::mapping::at(raw.as_ref(), #pointer)) {
+                let code = #code;
+                return support::mapping::failure(#kind, status, code, #message) #unprocessed;
+            }
+        })
+    });
+    let raw_checks: Vec<TokenStream> = raw_checks.collect();
+    let judged = (!raw_checks.is_empty()).then(|| {
+        quote! {
+            let raw = support::mapping::received(response);
+            let status = response.status();
+            #(#raw_checks)*
+        }
+    });
     let doc = super::docs(&format!(
         "Applies the token mapping of `{}`: the success body becomes a token set, and every \
          documented failure the error its mapping names. `refresh_token` is `None` when the \
@@ -475,7 +529,9 @@ pub fn mapping(
                 response: &support::Response,
                 received: std::time::SystemTime,
             ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-                Self::decode(response)?.into_token_set(received)
+                let outcome = Self::decode(response)?;
+                #judged
+                outcome.into_token_set(received)
             }
 
             #doc

@@ -38,6 +38,17 @@ pub fn text<T: Serialize + ?Sized>(value: &T) -> Option<String> {
     }
 }
 
+/// A response's body as received, as JSON: what failure rules are judged on, whichever `oneOf`
+/// arm the typed body decodes to (an arm drops the fields it does not declare).
+pub fn received(response: &crate::support::Response) -> Option<Value> {
+    serde_json::from_slice(response.body()).ok()
+}
+
+/// The value at `pointer` of a received body.
+pub fn at(body: Option<&Value>, pointer: &str) -> Option<Value> {
+    body?.pointer(pointer).cloned()
+}
+
 /// An absolute time from a mapped value (`expires-at`, `refresh-expires-at`).
 pub fn instant<T: Serialize + ?Sized>(value: &T, format: crate::TimeFormat) -> Option<SystemTime> {
     crate::token::instant_from(&serde_json::to_value(value).ok()?, format)
