@@ -308,8 +308,7 @@ impl CreateAccessTokenResponse {
         response: &support::Response,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        let outcome = Self::decode(response)?;
-        outcome.into_token_set(received)
+        Self::decode(response)?.into_token_set(received)
     }
 
     /// Applies the token mapping of `specs/easyship.yaml`: the success body becomes a token set,

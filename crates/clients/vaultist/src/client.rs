@@ -174,8 +174,7 @@ impl RefreshAccessTokenResponse {
         response: &support::Response,
         received: std::time::SystemTime,
     ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-        let outcome = Self::decode(response)?;
-        outcome.into_token_set(received)
+        Self::decode(response)?.into_token_set(received)
     }
 
     /// Applies the token mapping of `specs/vaultist.yaml`: the success body becomes a token set,

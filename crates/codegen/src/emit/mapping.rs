@@ -506,13 +506,17 @@ pub fn mapping(
         })
     });
     let raw_checks: Vec<TokenStream> = raw_checks.collect();
-    let judged = (!raw_checks.is_empty()).then(|| {
+    let finish = if raw_checks.is_empty() {
+        quote!(Self::decode(response)?.into_token_set(received))
+    } else {
         quote! {
+            let outcome = Self::decode(response)?;
             let raw = support::mapping::received(response);
             let status = response.status();
             #(#raw_checks)*
+            outcome.into_token_set(received)
         }
-    });
+    };
     let doc = super::docs(&format!(
         "Applies the token mapping of `{}`: the success body becomes a token set, and every \
          documented failure the error its mapping names. `refresh_token` is `None` when the \
@@ -529,9 +533,7 @@ pub fn mapping(
                 response: &support::Response,
                 received: std::time::SystemTime,
             ) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-                let outcome = Self::decode(response)?;
-                #judged
-                outcome.into_token_set(received)
+                #finish
             }
 
             #doc
