@@ -93,21 +93,21 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         lock: &StoreLock,
     ) -> Result<Saved, StoreError> {
         let seen = self.high_water.load(Ordering::Acquire);
-        let saved = if seen > expected.unwrap_or(0) {
-            Saved::Conflict(expected)
-        } else {
-            self.store
-                .save_fenced(&self.key, tokens, expected, lock)
-                .await?
-        };
         let newest = expected.unwrap_or(0).max(seen);
-        let behind = match saved {
-            Saved::Conflict(None) => newest > 0,
-            Saved::Conflict(Some(current)) => current < newest,
-            _ => false,
-        };
-        if !behind {
-            return Ok(saved);
+        // Where this process has seen nothing newer than what it expects, the ordinary write.
+        if seen <= expected.unwrap_or(0) {
+            let saved = self
+                .store
+                .save_fenced(&self.key, tokens, expected, lock)
+                .await?;
+            let behind = match saved {
+                Saved::Conflict(None) => newest > 0,
+                Saved::Conflict(Some(current)) => current < newest,
+                _ => false,
+            };
+            if !behind {
+                return Ok(saved);
+            }
         }
         tracing::error!(
             credential = %self.key,
