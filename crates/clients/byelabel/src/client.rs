@@ -263,12 +263,10 @@ impl RefreshTokenResponse {
             && support::mapping::Rule::Equals("false")
                 .test(support::mapping::at(raw.as_ref(), "/success"))
         {
-            let code = support::mapping::at(raw.as_ref(), "/error/code")
-                .and_then(|v| support::mapping::text(&v));
-            return support::mapping::failure(
-                tokenkit::ErrorKind::ReAuthenticate,
+            return support::mapping::invalid_grant(
                 status,
-                code,
+                support::mapping::at(raw.as_ref(), "/error/code")
+                    .and_then(|v| support::mapping::text(&v)),
                 support::mapping::at(raw.as_ref(), "/error/message")
                     .and_then(|v| support::mapping::text(&v)),
             );
@@ -366,12 +364,10 @@ impl LoginResponse {
             && support::mapping::Rule::Equals("false")
                 .test(support::mapping::at(raw.as_ref(), "/success"))
         {
-            let code = support::mapping::at(raw.as_ref(), "/error/code")
-                .and_then(|v| support::mapping::text(&v));
-            return support::mapping::failure(
-                tokenkit::ErrorKind::Rejected,
+            return support::mapping::rejected(
                 status,
-                code,
+                support::mapping::at(raw.as_ref(), "/error/code")
+                    .and_then(|v| support::mapping::text(&v)),
                 support::mapping::at(raw.as_ref(), "/error/message")
                     .and_then(|v| support::mapping::text(&v)),
             );

@@ -195,11 +195,9 @@ impl TokenRefreshResponse {
             && support::mapping::Rule::Equals("false")
                 .test(support::mapping::at(raw.as_ref(), "/status"))
         {
-            let code = None;
-            return support::mapping::failure(
-                tokenkit::ErrorKind::ReAuthenticate,
+            return support::mapping::invalid_grant(
                 status,
-                code,
+                None,
                 support::mapping::at(raw.as_ref(), "/message")
                     .and_then(|v| support::mapping::text(&v)),
             );

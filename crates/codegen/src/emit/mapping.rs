@@ -485,23 +485,10 @@ pub fn mapping(
             None => quote!(None),
         };
         let (code, message) = (text_at(failure.code.as_ref()), text_at(failure.message.as_ref()));
-        let unprocessed = failure
-            .unprocessed
-            .map(|value| quote!(.map_err(|e| e.with_unprocessed(#value))));
-        let default_kind = kind(failure.kind);
-        let kind = if failure.kinds.is_empty() {
-            default_kind
-        } else {
-            let arms = failure.kinds.iter().map(|(code, k)| {
-                let k = kind(*k);
-                quote!(Some(#code) => #k,)
-            });
-            quote!(match code.as_deref() { #(#arms)* _ => #default_kind })
-        };
+        let error = failure_result(failure, &quote!(status), &code, &message);
         Some(quote! {
             if #status && #test.test(support::mapping::at(raw.as_ref(), #pointer)) {
-                let code = #code;
-                return support::mapping::failure(#kind, status, code, #message) #unprocessed;
+                return #error;
             }
         })
     });
@@ -567,6 +554,16 @@ fn failure_error(failure: &Failure, case: &ResponseCase, getters: &mut Getters) 
         failure.message.as_ref(),
         Finish::Text,
     ));
+    failure_result(failure, &status, &code, &message)
+}
+
+/// The error of `failure` (an expression), given how to read its status, code and message.
+fn failure_result(
+    failure: &Failure,
+    status: &TokenStream,
+    code: &TokenStream,
+    message: &TokenStream,
+) -> TokenStream {
     // What the spec says the answer proves about the request, where it overrides the status.
     let unprocessed = failure
         .unprocessed
