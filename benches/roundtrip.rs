@@ -44,13 +44,11 @@ async fn subjects() -> Vec<Subject> {
     let mut out = Vec::new();
     for name in ["byelabel", "easyship", "fredi", "hesabe", "vaultist"] {
         let provider = tokenkit_mock::load(root.join(format!("specs/{name}.yaml"))).unwrap();
-        let access_pointer = provider
+        let refresh = provider
             .refresh_operation()
-            .success
-            .access_token
-            .pointer
-            .clone();
-        let path = provider.refresh_operation().operation.path.clone();
+            .expect("a spec with a refresh operation");
+        let access_pointer = refresh.success.access_token.pointer.clone();
+        let path = refresh.operation.path.clone();
         let mock = MockServer::start(provider).await.unwrap();
         mock.quiet();
         let base = mock.base_url();

@@ -81,7 +81,8 @@ async fn serve(
     reply: Option<Reply>,
     lenient: bool,
 ) -> Result<(), String> {
-    let refresh = &provider.refresh_operation().operation;
+    // The refresh operation, or a grant-only provider's first operation.
+    let refresh = &provider.operations[0].operation;
     let op = format!("{} {}", refresh.method, refresh.path);
     let statuses: Vec<String> = refresh
         .responses

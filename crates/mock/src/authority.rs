@@ -128,7 +128,8 @@ impl Authority {
             }) if !self.revoked.contains(&family)
                 && provider
                     .refresh
-                    .reuse_grace
+                    .as_ref()
+                    .and_then(|r| r.reuse_grace)
                     .is_some_and(|secs| at.elapsed() < Duration::from_secs(secs)) =>
             {
                 self.stats.grace_resends += 1;
@@ -194,7 +195,14 @@ impl Authority {
 
 /// The spec's first documented invalid-grant answer.
 fn dead(provider: &Provider) -> Reply {
-    let failure = provider.refresh_operation().failures.iter().find(|f| {
+    let Some(refresh) = provider.refresh_operation() else {
+        return Reply::Raw {
+            status: 400,
+            content_type: None,
+            body: Vec::new(),
+        };
+    };
+    let failure = refresh.failures.iter().find(|f| {
         f.kind == FailureKind::InvalidGrant
             || f.kinds.iter().any(|(_, k)| *k == FailureKind::InvalidGrant)
     });
@@ -205,8 +213,7 @@ fn dead(provider: &Provider) -> Reply {
             body: Vec::new(),
         };
     };
-    let mut body = provider
-        .refresh_operation()
+    let mut body = refresh
         .operation
         .responses
         .iter()

@@ -7,7 +7,8 @@ use tokenkit_codegen::model::{Auth, Location, ParamValue, Provider, TokenOperati
 use tokenkit_codegen::validate::validate;
 
 /// The operation a request is for: the one whose method and path template its method and path
-/// end with (a grant's own operation, say), else the refresh operation.
+/// end with (a grant's own operation, say), else the refresh operation (or, for a provider with
+/// grants only, its first operation; a built provider has at least one).
 pub fn operation_for<'a>(provider: &'a Provider, request: &Request) -> &'a TokenOperation {
     let path: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     provider
@@ -28,7 +29,7 @@ pub fn operation_for<'a>(provider: &'a Provider, request: &Request) -> &'a Token
                 )
                 .is_some()
         })
-        .unwrap_or_else(|| provider.refresh_operation())
+        .unwrap_or(&provider.operations[0])
 }
 
 /// Every way `request` breaks the operation it is for, as readable sentences. They quote no
@@ -86,7 +87,8 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
         }
     }
     check_auth(answering.auth.as_ref(), request, &mut out);
-    if let tokenkit_codegen::model::RefreshPlace::Header { name, prefix } = &provider.refresh.place
+    if let Some(tokenkit_codegen::model::RefreshPlace::Header { name, prefix }) =
+        provider.refresh.as_ref().map(|r| &r.place)
         && answering.is_refresh()
         && name.eq_ignore_ascii_case("authorization")
         && !request
@@ -130,7 +132,7 @@ pub fn presented_token(provider: &Provider, request: &Request) -> Option<String>
     if !operation_for(provider, request).is_refresh() {
         return None;
     }
-    provider.refresh.place.read(
+    provider.refresh.as_ref()?.place.read(
         body_json(provider, request).as_ref(),
         |name| query(request, name),
         |name| request.header(name).map(str::to_owned),

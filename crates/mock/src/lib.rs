@@ -285,9 +285,10 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The documented example `name` (or the first) of `status`, of the refresh operation.
+/// The documented example `name` (or the first) of `status`, of the refresh operation (or of
+/// the first grant operation, for a provider with grants only).
 pub fn example(provider: &Provider, status: u16, name: Option<&str>) -> Option<Value> {
-    example_of(&provider.refresh_operation().operation, status, name)
+    example_of(&provider.operations.first()?.operation, status, name)
 }
 
 /// The documented example `name` (or the first) of `status`, of `operation`.

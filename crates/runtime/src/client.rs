@@ -33,17 +33,39 @@ impl Rotation {
     }
 }
 
-/// Exchanges a refresh token for a new [`TokenSet`]. Every generated client implements it.
+/// What a provider's refresh request sends to get a new set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefreshWith {
+    /// The refresh token (RFC 6749 §6): the common case.
+    RefreshToken,
+    /// The current access token, while it is valid: providers that exchange a long-lived
+    /// access token for a new one and issue no refresh token.
+    AccessToken,
+}
+
+/// Gets a new [`TokenSet`] for a provider: by a refresh where its spec has a refresh operation,
+/// by its grants ([`RefreshClient::grants`]) otherwise. Every generated client implements it;
+/// it is what the token manager holds.
 pub trait RefreshClient: Send + Sync {
     /// The provider's name, as its spec file is named.
     fn provider(&self) -> &'static str;
 
-    /// The provider's rotation policy.
+    /// The provider's rotation policy. A provider that issues no refresh tokens answers
+    /// `Optional`: nothing it sends can be spent by sending it twice.
     fn rotation(&self) -> Rotation;
 
-    /// Sends one refresh request. A response without a new refresh token yields the one that
-    /// was sent where the rotation is `optional`, and is a bad response otherwise; no error or
-    /// log line contains either token.
+    /// What [`RefreshClient::refresh`] sends: the refresh token (the default), the current
+    /// access token, or nothing at all (`None`) for a provider whose spec has only grants, whose
+    /// `refresh` sends no request and fails; the token manager then gets each new set by the
+    /// client-credentials grant.
+    fn refresh_with(&self) -> Option<RefreshWith> {
+        Some(RefreshWith::RefreshToken)
+    }
+
+    /// Sends one refresh request with `refresh_token` (the access token, where
+    /// [`RefreshClient::refresh_with`] says so). A response without a new refresh token yields
+    /// the one that was sent where the rotation is `optional`, and is a bad response otherwise;
+    /// no error or log line contains either token.
     fn refresh<'a>(
         &'a self,
         refresh_token: &'a RefreshToken,
@@ -79,6 +101,10 @@ macro_rules! forward_refresh_client {
 
             fn rotation(&self) -> Rotation {
                 (**self).rotation()
+            }
+
+            fn refresh_with(&self) -> Option<RefreshWith> {
+                (**self).refresh_with()
             }
 
             fn refresh<'a>(

@@ -35,7 +35,8 @@ pub mod token;
 
 pub use authorization::{AuthorizationState, PkceChallenge, PkceVerifier, authorization_url};
 pub use client::{
-    BoxFuture, CodeExchange, GrantClient, GrantType, PasswordLogin, RefreshClient, Rotation,
+    BoxFuture, CodeExchange, GrantClient, GrantType, PasswordLogin, RefreshClient, RefreshWith,
+    Rotation,
 };
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
 pub use manager::{

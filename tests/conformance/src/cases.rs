@@ -91,7 +91,7 @@ pub async fn success(subject: &Subject) -> Outcome {
         "the spec documents no success example".into()
     })?;
     let success = &ctx.operation().success;
-    let keeps_sent = ctx.provider.refresh.rotation == Rotation::Optional;
+    let keeps_sent = ctx.rotation() == Some(Rotation::Optional);
     for (name, body) in examples {
         let new_refresh = success
             .refresh_token
@@ -276,7 +276,7 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
         return ensure(carried.as_deref() == Some(SENT), || {
             format!(
                 "the request does not carry the refresh token at {:?}",
-                ctx.provider.refresh.place
+                ctx.provider.refresh.as_ref().map(|r| &r.place)
             )
         });
     };
@@ -678,7 +678,10 @@ pub async fn timeout(subject: &Subject) -> Outcome {
     };
     let client = ctx.client(http)?;
     let started = Instant::now();
-    let err = expect_err(client.refresh(&sent()).await, "a silent server")?;
+    let result = call(client.as_ref(), ctx.call(), &sent())
+        .await
+        .ok_or("the client does not offer the grant")?;
+    let err = expect_err(result, "a silent server")?;
     let took = started.elapsed();
     ensure(
         matches!(
@@ -874,7 +877,7 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
     put_at(&mut nulled, &mapped.pointer, Value::Null);
     // The sent token is kept only where the schema lets it be absent and the rotation policy
     // says the old one stays valid; otherwise the answer is a bad response.
-    let keeps = may_be_absent(&mapped) && ctx.provider.refresh.rotation == Rotation::Optional;
+    let keeps = may_be_absent(&mapped) && ctx.rotation() == Some(Rotation::Optional);
     for (what, body) in [("absent", removed), ("null", nulled)] {
         let result = refresh_with(&ctx, Reply::Json { status, body }, &sent()).await;
         if keeps {
@@ -886,10 +889,7 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
         } else {
             let err = expect_err(
                 result,
-                &format!(
-                    "{what} refresh token ({:?} rotation)",
-                    ctx.provider.refresh.rotation
-                ),
+                &format!("{what} refresh token ({:?} rotation)", ctx.rotation()),
             )?;
             ensure(err.kind() == ErrorKind::BadResponse, || {
                 format!("{what} refresh token: {err:?}")
@@ -1087,19 +1087,50 @@ pub async fn client_is_shareable(subject: &Subject) -> Outcome {
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let client = Arc::clone(&client);
-            tokio::spawn(async move { client.refresh(&RefreshToken::new(format!("rt-{i}"))).await })
+            let asked = ctx.call();
+            tokio::spawn(async move {
+                let token = RefreshToken::new(format!("rt-{i}"));
+                call(client.as_ref(), asked, &token).await
+            })
         })
         .collect();
     for task in tasks {
         task.await
             .map_err(|e| e.to_string())?
+            .ok_or("the client does not offer the grant")?
             .map_err(|e| e.to_string())?;
     }
     let requests = ctx.mock.requests().len();
     ensure(requests == 8, || {
-        format!("{requests} requests for 8 refreshes")
+        format!("{requests} requests for 8 concurrent calls")
     })?;
     ensure(client.provider() == subject.name, || {
         format!("provider() is {:?}", client.provider())
     })
+}
+
+/// Case 19 (providers with grants only): the client says it has no refresh (`refresh_with` is
+/// `None`), and a refresh asked of it anyway sends nothing and fails for good, so a token
+/// manager gets new sets by the grant instead.
+pub async fn refresh_is_refused(subject: &Subject) -> Outcome {
+    let ctx = Ctx::start(subject).await?;
+    let client = ctx.client(quick_http())?;
+    ensure(client.refresh_with().is_none(), || {
+        format!("refresh_with() is {:?}", client.refresh_with())
+    })?;
+    let err = expect_err(
+        client.refresh(&sent()).await,
+        "a refresh of a grant-only client",
+    )?;
+    ensure(!err.is_retryable() && err.proves_unprocessed(), || {
+        format!("the refusal is retryable or may have been sent: {err:?}")
+    })?;
+    let requests = ctx.mock.requests().len();
+    ensure(requests == 0, || {
+        format!("{requests} requests for a refresh that has no operation")
+    })?;
+    ensure(
+        client.grants().is_some_and(|g| !g.grant_types().is_empty()),
+        || "the client offers no grant".into(),
+    )
 }

@@ -15,9 +15,46 @@ pub use support::{Call, GrantType, Subject};
 
 /// Declares one `#[tokio::test]` per case for a provider: its name, its spec (relative to the
 /// workspace root) and a function that builds its client; then, for each grant the spec maps
-/// (`grants: module = GrantType, …`), a module running the cases that apply to a grant.
+/// (`grants: module = GrantType, …`), a module running the cases that apply to a grant. For a
+/// provider with grants only (`only grants: …`), the first grant takes the refresh's place:
+/// every case runs on it, with `refresh_is_refused`.
 #[macro_export]
 macro_rules! suite {
+    ($name:literal, $spec:literal, $build:path; only grants: $first:ident = $first_kind:ident $(, $module:ident = $kind:ident)*) => {
+        fn subject() -> $crate::Subject {
+            $crate::Subject {
+                name: $name,
+                spec: $spec,
+                build: $build,
+                call: $crate::Call::Grant($crate::GrantType::$first_kind),
+            }
+        }
+
+        $crate::suite!(@grants $($module = $kind),*);
+
+        $crate::cases_for!(
+            subject;
+            success,
+            request_conforms,
+            documented_errors,
+            failure_inside_success_status,
+            every_rule_trips,
+            undocumented_status,
+            malformed_body,
+            empty_body,
+            truncated_body,
+            wrong_content_type,
+            oversized_declared_body,
+            oversized_streamed_body,
+            timeout,
+            connection_reset,
+            no_secret_in_output,
+            missing_refresh_token,
+            empty_token,
+            client_is_shareable,
+            refresh_is_refused
+        );
+    };
     ($name:literal, $spec:literal, $build:path $(; grants: $($module:ident = $kind:ident),*)?) => {
         fn subject() -> $crate::Subject {
             $crate::Subject {
@@ -28,7 +65,32 @@ macro_rules! suite {
             }
         }
 
-        $($(
+        $($crate::suite!(@grants $($module = $kind),*);)?
+
+        $crate::cases_for!(
+            subject;
+            success,
+            request_conforms,
+            documented_errors,
+            failure_inside_success_status,
+            every_rule_trips,
+            undocumented_status,
+            malformed_body,
+            empty_body,
+            truncated_body,
+            wrong_content_type,
+            oversized_declared_body,
+            oversized_streamed_body,
+            timeout,
+            connection_reset,
+            no_secret_in_output,
+            missing_refresh_token,
+            empty_token,
+            client_is_shareable
+        );
+    };
+    (@grants $($module:ident = $kind:ident),*) => {
+        $(
             /// The cases for this grant.
             mod $module {
                 fn subject() -> $crate::Subject {
@@ -54,29 +116,7 @@ macro_rules! suite {
                     empty_token
                 );
             }
-        )*)?
-
-        $crate::cases_for!(
-            subject;
-            success,
-            request_conforms,
-            documented_errors,
-            failure_inside_success_status,
-            every_rule_trips,
-            undocumented_status,
-            malformed_body,
-            empty_body,
-            truncated_body,
-            wrong_content_type,
-            oversized_declared_body,
-            oversized_streamed_body,
-            timeout,
-            connection_reset,
-            no_secret_in_output,
-            missing_refresh_token,
-            empty_token,
-            client_is_shareable
-        );
+        )*
     };
 }
 

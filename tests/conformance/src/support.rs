@@ -100,16 +100,23 @@ impl Ctx {
     }
 
     /// The operation the cases' request goes to, and the mapping of its answers: the refresh
-    /// operation, or the grant's (its own, or the refresh operation).
+    /// operation, or the grant's (its own, or the refresh operation). (A built provider has at
+    /// least one operation; the suite asks only for what its spec maps.)
     pub fn operation(&self) -> &TokenOperation {
-        match self.subject.call {
+        let found = match self.subject.call {
             Call::Refresh => self.provider.refresh_operation(),
             Call::Grant(kind) => self.provider.operation_for(match kind {
                 GrantType::ClientCredentials => GrantKind::ClientCredentials,
                 GrantType::AuthorizationCode => GrantKind::AuthorizationCode,
                 GrantType::Password => GrantKind::Password,
             }),
-        }
+        };
+        found.unwrap_or(&self.provider.operations[0])
+    }
+
+    /// The provider's rotation policy; `None` when it has no refresh operation.
+    pub fn rotation(&self) -> Option<tokenkit_codegen::extension::Rotation> {
+        self.provider.refresh.as_ref().map(|r| r.rotation)
     }
 
     /// The success status.

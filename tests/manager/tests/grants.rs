@@ -371,3 +371,81 @@ async fn the_application_can_let_client_credentials_replace_any_credential() {
     );
     assert_eq!(mock.authority_stats().grants, 1);
 }
+
+/// Machinebank (a fixture) issues tokens only by client credentials, sent in the query string;
+/// its mock mints a new access token per grant.
+async fn machine_provider(
+    lifetime_secs: i64,
+) -> (tokenkit_mock::MockServer, tokenkit_machinebank::Client) {
+    let spec = tokenkit_manager_tests::workspace().join("tests/fixtures/specs/machinebank.yaml");
+    let provider = tokenkit_mock::load(spec).expect("spec");
+    let mock = tokenkit_mock::MockServer::start(provider)
+        .await
+        .expect("mock");
+    mock.enforce_rotation(lifetime_secs, Duration::from_millis(5));
+    let client = tokenkit_machinebank::Client::builder("machine-client", "machine-secret")
+        .base_url(mock.base_url())
+        .build()
+        .expect("client");
+    (mock, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_with_grants_only_gets_one_grant_per_stale_token_across_two_managers() {
+    let (mock, client) = machine_provider(1).await;
+    let dir = tokenkit_manager_tests::scratch("grant-only");
+    let store = tokenkit::FileStore::new(&dir).unwrap();
+    let config = tokenkit_manager_tests::fast_config;
+    // Two managers over one file store: what two processes on one host share is the lock.
+    let a = TokenManager::with_config(client.clone(), store.clone(), "machine", config()).unwrap();
+    let b = TokenManager::with_config(client, store.clone(), "machine", config()).unwrap();
+
+    let (first_a, first_b) = tokio::join!(stampede(&a, 500), stampede(&b, 500));
+    let stats = mock.authority_stats();
+    assert_eq!(stats.grants, 1, "one grant for an empty store: {stats:?}");
+    assert!(first_a.iter().chain(&first_b).all(|t| *t == first_a[0]));
+    let stored = store.load("machine").await.unwrap().unwrap();
+    assert_eq!(
+        stored.tokens.access_token.expose(),
+        first_a[0],
+        "stored before served"
+    );
+    assert_eq!(stored.tokens.origin, Some(Origin::ClientCredentials));
+    assert!(stored.tokens.refresh_token.is_none());
+
+    // Served for half its second, then stale: one more grant, never a refresh.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (second_a, second_b) = tokio::join!(stampede(&a, 500), stampede(&b, 500));
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.grants, stats.refreshes, stats.rejected),
+        (2, 0, 0),
+        "one grant per stale token: {stats:?}"
+    );
+    assert_ne!(second_a[0], first_a[0]);
+    assert!(second_a.iter().chain(&second_b).all(|t| *t == second_a[0]));
+    let stored = store.load("machine").await.unwrap().unwrap();
+    assert_eq!(stored.tokens.access_token.expose(), second_a[0]);
+    assert_eq!(stored.version, 2);
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_provider_with_grants_only_leaves_a_set_the_application_gave_it() {
+    // A set the application seeded is not the client's own: with the default fallback, the
+    // grant does not replace it; the manager says to re-authenticate instead.
+    let (mock, client) = machine_provider(3600).await;
+    let manager = TokenManager::new(client, MemoryStore::new(), "k").unwrap();
+    let mut set = expired("unused");
+    set.refresh_token = None;
+    set.origin = Some(Origin::Application);
+    manager.seed(set).await.unwrap();
+    let err = manager.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::ReAuthenticate { .. }),
+        "{err:?}"
+    );
+    assert_eq!(mock.authority_stats().grants, 0);
+    assert!(mock.requests().is_empty(), "a refresh was attempted");
+}

@@ -192,6 +192,29 @@ mod lifetimebank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/machinebank.yaml`.
+mod machinebank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_machinebank::Client::builder(
+                "machine-client",
+                "machine-secret",
+            )
+            .scope("example-scope")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "machinebank", "tests/fixtures/specs/machinebank.yaml", build; only grants :
+        client_credentials = ClientCredentials
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/mixedbank.yaml`.
 mod mixedbank {
     /// The client, pointed at the mock.

@@ -431,7 +431,7 @@ impl Client {
     }
 }
 
-/// The grants the spec offers besides the refresh.
+/// The grants the spec maps.
 pub const GRANTS: &[tokenkit::GrantType] = &[tokenkit::GrantType::ClientCredentials];
 
 /// The scopes the spec's OAuth 2 flows declare, with their descriptions.

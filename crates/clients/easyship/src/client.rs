@@ -432,7 +432,7 @@ impl Client {
     }
 }
 
-/// The grants the spec offers besides the refresh.
+/// The grants the spec maps.
 pub const GRANTS: &[tokenkit::GrantType] = &[
     tokenkit::GrantType::ClientCredentials,
     tokenkit::GrantType::AuthorizationCode,

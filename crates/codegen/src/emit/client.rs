@@ -15,11 +15,6 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 use serde_json::Value;
 
-/// The outcome enum's name (see [`crate::model::Operation::outcome`]).
-pub fn outcome_ident(provider: &Provider) -> Ident {
-    ident(&provider.refresh_operation().operation.outcome)
-}
-
 /// A literal for an example value, as a builder argument.
 pub fn example_literal(field: &ConfigField) -> TokenStream {
     match (&field.ty, &field.example) {
@@ -86,8 +81,7 @@ pub(super) fn as_text(field: &ConfigField, value: TokenStream) -> TokenStream {
 /// The client and, after it, one section per operation (its constant, outcome enum, typed
 /// method and mapping), then the grants.
 pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> TokenStream {
-    let op = &provider.refresh_operation().operation;
-    let outcome = outcome_ident(provider);
+    let refresh = provider.refresh_operation().zip(provider.refresh.as_ref());
     let name = &provider.name;
     let title = &provider.title;
     let config = &provider.config;
@@ -113,11 +107,6 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             ))
             .unwrap_or_default()
     ));
-    let rotation = match provider.refresh.rotation {
-        Rotation::OneTime => quote!(tokenkit::Rotation::OneTime),
-        Rotation::Rotating => quote!(tokenkit::Rotation::Rotating),
-        Rotation::Optional => quote!(tokenkit::Rotation::Optional),
-    };
 
     let sensitive: Vec<&str> = provider
         .sensitive_fields
@@ -185,14 +174,6 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         }
     });
 
-    // Headers, query parameters and path segments are fixed when the client is built.
-    let mut setup = endpoint_setup(
-        op,
-        provider.refresh_operation().auth.as_ref(),
-        config,
-        &idents,
-    );
-
     // Body values (and the authorization URL's client id) live in the client; header, query
     // and path values are in the endpoint.
     let body_config: Vec<usize> = (0..config.len()).filter(|&i| config[i].kept).collect();
@@ -218,14 +199,21 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             }
         })
         .collect();
-    setup.extend(scrubs.iter().cloned());
     let grant_ops = grant_operations(provider, config, &idents, &scrubs, &sensitive, getters);
 
-    let client_doc = docs(&format!(
-        "A client for {title}'s refresh operation, `{} {}`. Build it with [`Client::builder`]; \
-         it is cheap to clone and safe to share.",
-        op.method, op.path
-    ));
+    let client_doc = docs(&match refresh {
+        Some((op, _)) => format!(
+            "A client for {title}'s refresh operation, `{} {}`. Build it with \
+             [`Client::builder`]; it is cheap to clone and safe to share.",
+            op.operation.method, op.operation.path
+        ),
+        None => format!(
+            "A client for {title}'s token operations. The provider issues tokens only by grants \
+             (no refresh token exists): a token manager gets a new set by the client-credentials \
+             grant when the current one is stale. Build it with [`Client::builder`]; it is \
+             cheap to clone and safe to share."
+        ),
+    });
 
     let (grant_methods, grant_items) = grants(provider, &idents, config);
     let GrantOps {
@@ -235,11 +223,58 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         inits: grant_op_inits,
     } = grant_ops;
     let grants_arg = provider.all_grants().next().map(|_| quote!(, grants));
-    let grace_arg = provider.refresh.reuse_grace.map(|secs| {
-        let secs = proc_macro2::Literal::u64_unsuffixed(secs);
-        quote!(, reuse_grace = #secs)
-    });
-    let refresh_section = refresh_section(provider, &idents, &sensitive, getters);
+    // The refresh operation's parts: its constant and section, its endpoint (built last, from
+    // the connection itself), `ROTATION` and the `RefreshClient` impl. Without one, the first
+    // grant operation's endpoint answers `base_url`.
+    let (rotation_const, refresh_items, refresh_field, refresh_build, refresh_init) = match refresh
+    {
+        Some((op, r)) => {
+            let rotation = match r.rotation {
+                Rotation::OneTime => quote!(tokenkit::Rotation::OneTime),
+                Rotation::Rotating => quote!(tokenkit::Rotation::Rotating),
+                Rotation::Optional => quote!(tokenkit::Rotation::Optional),
+            };
+            let grace_arg = r.reuse_grace.map(|secs| {
+                let secs = proc_macro2::Literal::u64_unsuffixed(secs);
+                quote!(, reuse_grace = #secs)
+            });
+            let outcome = ident(&op.operation.outcome);
+            let section = refresh_section(provider, (op, r), &idents, &sensitive, getters);
+            // Headers, query parameters and path segments are fixed when the client is built.
+            let setup = endpoint_setup(&op.operation, op.auth.as_ref(), config, &idents);
+            (
+                quote! {
+                    /// What the provider does with refresh tokens, as the spec's mapping declares.
+                    pub const ROTATION: tokenkit::Rotation = #rotation;
+                },
+                quote! {
+                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #grants_arg);
+
+                    #section
+                },
+                quote!(endpoint: support::Endpoint,),
+                quote! {
+                    let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
+                    #(#setup)*
+                    #(#scrubs)*
+                },
+                quote!(endpoint,),
+            )
+        }
+        None => {
+            let first = provider
+                .grant_operations()
+                .next()
+                .map(|(op, _)| grant_op_names(&op.operation).0);
+            (
+                quote!(),
+                quote!(tokenkit::grant_client!(Client, PROVIDER, #first);),
+                quote!(),
+                quote!(),
+                quote!(),
+            )
+        }
+    };
     let grant_methods = (!grant_methods.is_empty()).then(|| {
         quote! {
             impl Client {
@@ -257,13 +292,12 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         #default_doc
         pub const DEFAULT_BASE_URL: &str = #default_url;
 
-        /// What the provider does with refresh tokens, as the spec's mapping declares.
-        pub const ROTATION: tokenkit::Rotation = #rotation;
+        #rotation_const
 
         #client_doc
         #[derive(Clone, Debug)]
         pub struct Client {
-            endpoint: support::Endpoint,
+            #refresh_field
             #(#grant_op_fields)*
             #(#client_fields)*
         }
@@ -293,15 +327,12 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             /// Checks the configuration and builds the client.
             pub fn build(self) -> Result<Client, tokenkit::BuildError> {
                 #(#grant_op_builds)*
-                let mut endpoint = support::Endpoint::new(self.connection, &OPERATION)?;
-                #(#setup)*
-                Ok(Client { endpoint, #(#grant_op_inits)* #(#client_init)* })
+                #refresh_build
+                Ok(Client { #refresh_init #(#grant_op_inits)* #(#client_init)* })
             }
         }
 
-        tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #grants_arg);
-
-        #refresh_section
+        #refresh_items
 
         #(#grant_op_items)*
 

@@ -31,18 +31,20 @@ pub(super) fn grants(
     idents: &[Ident],
     config: &[ConfigField],
 ) -> (TokenStream, TokenStream) {
-    // Each grant with the endpoint that sends it, that operation's outcome and body type.
-    let served: Vec<(&crate::model::Grant, Ident, Ident, TokenStream)> = provider
-        .refresh
-        .grants
-        .iter()
-        .map(|g| {
-            (
-                g,
-                ident("endpoint"),
-                outcome_ident(provider),
-                &provider.refresh_operation().operation,
-            )
+    // Each grant with the endpoint that sends it, that operation's outcome and body type (`None`:
+    // the operation has no body; every value is in the query string or the headers).
+    let served: Vec<(&crate::model::Grant, Ident, Ident, Option<TokenStream>)> = provider
+        .refresh_operation()
+        .into_iter()
+        .flat_map(|op| {
+            provider.refresh_grants().iter().map(move |g| {
+                (
+                    g,
+                    ident("endpoint"),
+                    ident(&op.operation.outcome),
+                    &op.operation,
+                )
+            })
         })
         .chain(provider.grant_operations().map(|(g, grant)| {
             (
@@ -52,8 +54,8 @@ pub(super) fn grants(
                 &g.operation,
             )
         }))
-        .filter_map(|(g, endpoint, outcome, op)| {
-            op.body.as_ref().map(|b| (g, endpoint, outcome, ty(&b.ty)))
+        .map(|(g, endpoint, outcome, op)| {
+            (g, endpoint, outcome, op.body.as_ref().map(|b| ty(&b.ty)))
         })
         .collect();
     if served.is_empty() {
@@ -89,13 +91,6 @@ pub(super) fn grants(
                 _ => quote!(Some(password)),
             })
             .collect();
-        let expr = request_body(
-            grant.wrap.as_ref(),
-            &grant.struct_name,
-            &grant.fill,
-            idents,
-            config,
-        );
         let (key, request_fn, grant_fn, what) = match grant.kind {
             GrantKind::ClientCredentials => (
                 quote!(ClientCredentials),
@@ -126,19 +121,37 @@ pub(super) fn grants(
              answer without a refresh token is a set without one. The arguments are scrubbed \
              from errors."
         ));
-        methods.push(quote! {
-            #request_doc
-            pub fn #request_ident(&self, #(#params),*) -> #body_ty {
-                #expr
-            }
+        methods.push(match body_ty {
+            Some(body_ty) => {
+                let expr = request_body(
+                    grant.wrap.as_ref(),
+                    &grant.struct_name,
+                    &grant.fill,
+                    idents,
+                    config,
+                );
+                quote! {
+                #request_doc
+                pub fn #request_ident(&self, #(#params),*) -> #body_ty {
+                    #expr
+                }
 
-            #grant_doc
-            pub async fn #grant_ident(&self, #(#params),*) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
-                let body = self.#request_ident(#(#names),*);
-                self.#endpoint
-                    .grant(&body, &[#(#secrets),*], #outcome::token_set)
-                    .await
+                #grant_doc
+                pub async fn #grant_ident(&self, #(#params),*) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+                    let body = self.#request_ident(#(#names),*);
+                    self.#endpoint
+                        .grant(&body, &[#(#secrets),*], #outcome::token_set)
+                        .await
+                }
+                }
             }
+            // No body: every value is fixed when the client is built.
+            None => quote! {
+                #grant_doc
+                pub async fn #grant_ident(&self) -> Result<tokenkit::TokenSet, tokenkit::RefreshError> {
+                    self.#endpoint.grant(&(), &[], #outcome::token_set).await
+                }
+            },
         });
         trait_fns.push(match grant.kind {
             GrantKind::ClientCredentials => quote! {
@@ -257,7 +270,7 @@ pub(super) fn grants(
         #auth_method
     };
     let beside = quote! {
-        /// The grants the spec offers besides the refresh.
+        /// The grants the spec maps.
         pub const GRANTS: &[tokenkit::GrantType] = &[#(#kinds),*];
 
         /// The scopes the spec's OAuth 2 flows declare, with their descriptions.

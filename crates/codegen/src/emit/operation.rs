@@ -6,7 +6,8 @@ use super::client::*;
 use super::docs;
 use super::types::ty;
 use crate::model::{
-    Auth, ConfigField, Location, Operation, ParamValue, Provider, RefreshPlace, StatusKey,
+    Auth, ConfigField, Location, Operation, ParamValue, Provider, Refresh, RefreshPlace, StatusKey,
+    TokenOperation,
 };
 use crate::names::{ident, snake};
 use crate::types::Ty;
@@ -160,6 +161,15 @@ pub(super) struct GrantOps {
     pub(super) inits: Vec<TokenStream>,
 }
 
+/// How an operation's body is written.
+fn encoding(op: &Operation) -> TokenStream {
+    match &op.body {
+        Some(b) if crate::model::is_form(&b.media_type) => quote!(support::Encoding::Form),
+        Some(_) => quote!(support::Encoding::Json),
+        None => quote!(support::Encoding::Empty),
+    }
+}
+
 /// A grant operation's names: its endpoint field and its operation constant.
 pub(super) fn grant_op_names(op: &Operation) -> (Ident, Ident) {
     let snake_id = snake(&op.id);
@@ -185,12 +195,7 @@ pub(super) fn grant_operations(
         let (enum_def, decode) = outcome_items(op, &outcome);
         let mapping = super::mapping::mapping(&provider.file, g, &outcome, decode, getters);
         let (method, path) = (op.method.as_str(), op.path.as_str());
-        let encoding = match &op.body {
-            Some(b) if crate::model::is_form(&b.media_type) => {
-                quote!(support::Encoding::Form)
-            }
-            _ => quote!(support::Encoding::Json),
-        };
+        let encoding = encoding(op);
         let const_doc = docs(&format!(
             "The `{}` operation's request ({} grant), as the spec describes it.",
             op.id,
@@ -223,25 +228,33 @@ pub(super) fn grant_operations(
             };
         });
         out.inits.push(quote!(#field,));
-        if let Some(body) = &op.body {
-            let body_ty = ty(&body.ty);
-            let op_fn = ident(&operation_fn(&op.id));
-            let op_doc = docs(&format!(
-                "`{} {}`: the {} grant's own operation. Sends `body` as it is and returns the \
-                 documented outcome for the status that came back.",
-                op.method,
-                op.path,
-                grant.kind.key()
-            ));
-            out.items.push(quote! {
-                impl Client {
-                    #op_doc
-                    pub async fn #op_fn(&self, body: &#body_ty) -> Result<#outcome, tokenkit::RefreshError> {
-                        #outcome::decode(&self.#field.send(body, None).await?)
-                    }
+        let op_fn = ident(&operation_fn(&op.id));
+        let sends = match &op.body {
+            Some(_) => "Sends `body` as it is",
+            None => "Sends the request (every value was fixed when the client was built)",
+        };
+        let op_doc = docs(&format!(
+            "`{} {}`: the {} grant's own operation. {sends} and returns the documented outcome \
+             for the status that came back.",
+            op.method,
+            op.path,
+            grant.kind.key()
+        ));
+        let (args, body) = match &op.body {
+            Some(b) => {
+                let body_ty = ty(&b.ty);
+                (quote!(body: &#body_ty), quote!(body))
+            }
+            None => (quote!(), quote!(&())),
+        };
+        out.items.push(quote! {
+            impl Client {
+                #op_doc
+                pub async fn #op_fn(&self, #args) -> Result<#outcome, tokenkit::RefreshError> {
+                    #outcome::decode(&self.#field.send(#body, None).await?)
                 }
-            });
-        }
+            }
+        });
         out.items.push(mapping);
     }
     out
@@ -269,15 +282,17 @@ pub(super) fn place(
 /// body `RefreshClient::refresh` sends, and its mapping (whose functions go to `getters`).
 pub(super) fn refresh_section(
     provider: &Provider,
+    (refresh_op, refresh): (&TokenOperation, &Refresh),
     idents: &[Ident],
     sensitive: &[&str],
     getters: &mut super::mapping::Getters,
 ) -> TokenStream {
-    let op = &provider.refresh_operation().operation;
+    let op = &refresh_op.operation;
     let config = &provider.config;
-    let outcome = outcome_ident(provider);
+    let outcome = ident(&op.outcome);
+    let encoding = encoding(op);
     // The refresh request body, if the operation has one.
-    let (body_ty, body_expr, encoding) = match &op.body {
+    let (body_ty, body_expr) = match &op.body {
         Some(body) => (
             ty(&body.ty),
             request_body(
@@ -287,23 +302,18 @@ pub(super) fn refresh_section(
                 idents,
                 config,
             ),
-            if crate::model::is_form(&body.media_type) {
-                quote!(support::Encoding::Form)
-            } else {
-                quote!(support::Encoding::Json)
-            },
         ),
-        None => (quote!(()), quote!(), quote!(support::Encoding::Empty)),
+        None => (quote!(()), quote!()),
     };
     let returns = op.body.as_ref().map(|_| quote!(-> #body_ty));
-    let refresh_place = match &provider.refresh.place {
+    let refresh_place = match &refresh.place {
         RefreshPlace::Body { .. } => quote!(support::TokenPlace::Body),
         RefreshPlace::Query { name } => quote!(support::TokenPlace::Query(#name)),
         RefreshPlace::Header { name, prefix } => {
             quote!(support::TokenPlace::Header { name: #name, prefix: #prefix })
         }
     };
-    let token_in_body = matches!(provider.refresh.place, RefreshPlace::Body { .. });
+    let token_in_body = matches!(refresh.place, RefreshPlace::Body { .. });
     // The typed operation takes what the request carries: the body, and the refresh token
     // where it travels outside the body.
     let (op_args, send_args) = match (&op.body, token_in_body) {
@@ -348,13 +358,7 @@ pub(super) fn refresh_section(
             + "."
     ));
     let (outcome_enum, decode) = outcome_items(op, &outcome);
-    let mapping = super::mapping::mapping(
-        &provider.file,
-        provider.refresh_operation(),
-        &outcome,
-        decode,
-        getters,
-    );
+    let mapping = super::mapping::mapping(&provider.file, refresh_op, &outcome, decode, getters);
     let path_template = &op.path;
     quote! {
         /// The refresh operation's request, as the spec describes it.

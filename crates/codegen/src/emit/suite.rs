@@ -70,7 +70,11 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
             quote!(#module = #kind)
         });
         let grants: Vec<_> = grants.collect();
-        let grants = (!grants.is_empty()).then(|| quote!(; grants: #(#grants),*));
+        let grants = match (&provider.refresh, grants.is_empty()) {
+            (_, true) => None,
+            (Some(_), false) => Some(quote!(; grants: #(#grants),*)),
+            (None, false) => Some(quote!(; only grants: #(#grants),*)),
+        };
         quote! {
             #doc
             mod #name {

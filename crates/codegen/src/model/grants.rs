@@ -85,7 +85,8 @@ pub(super) fn fixed(
     errors: &mut SpecErrors,
 ) -> Vec<(String, FillSource)> {
     let mut out = Vec::new();
-    for (ptr, value) in set {
+    // A key without the leading `/` names a parameter (`model::request::Fixed`).
+    for (ptr, value) in set.iter().filter(|(k, _)| k.starts_with('/')) {
         let here = pointer::join(&pointer::join(at, "set"), ptr.trim_start_matches('/'));
         let field = match top_level(types, struct_name, ptr) {
             Ok(f) => f,
@@ -150,12 +151,53 @@ pub(super) fn plan(
     errors: &mut SpecErrors,
 ) -> Option<Plan> {
     let Some(body_ty) = body_ty else {
-        errors.push(SpecError::new(
-            file,
-            grant_at,
-            "a grant needs a request body",
-        ));
-        return None;
+        // Every value in the query string or headers: fixed (`set` on parameters) or the
+        // client's own, none per call.
+        let per_call = [
+            ("code", &mapping.code),
+            ("redirect-uri", &mapping.redirect_uri),
+            ("code-verifier", &mapping.code_verifier),
+            ("username", &mapping.username),
+            ("password", &mapping.password),
+        ];
+        let mut fine = true;
+        for (key, _) in per_call.iter().filter(|(_, p)| p.is_some()) {
+            fine = false;
+            errors.push(SpecError::new(
+                file,
+                &pointer::join(grant_at, key),
+                format!("the operation has no request body for the {key} to go in"),
+            ));
+        }
+        for key in mapping.set.keys().filter(|k| k.starts_with('/')) {
+            fine = false;
+            errors.push(SpecError::new(
+                file,
+                &pointer::join(&pointer::join(grant_at, "set"), key.trim_start_matches('/')),
+                "the operation has no request body; a parameter is fixed by its name, without the `/`",
+            ));
+        }
+        if kind != GrantKind::ClientCredentials {
+            fine = false;
+            errors.push(
+                SpecError::new(
+                    file,
+                    grant_at,
+                    format!(
+                        "the {} grant needs a request body for its per-call values",
+                        kind.key()
+                    ),
+                )
+                .hint("only the client-credentials grant can travel without a body"),
+            );
+        }
+        return fine.then(|| Plan {
+            kind: Some(kind),
+            wrap: None,
+            struct_name: String::new(),
+            own: Vec::new(),
+            at: grant_at.to_owned(),
+        });
     };
     let (wrap, struct_name) = match slot(types.defs(), body_ty, mapping.variant.as_deref()) {
         Ok(found) => found,
@@ -273,7 +315,7 @@ type Flow<'a> = (&'a str, Option<&'a str>, &'a IndexMap<String, String>);
 pub(super) fn flows(
     spec: &Spec,
     servers: &[Server],
-    refresh_path: &str,
+    refresh_path: Option<&str>,
     mapped: &[(GrantKind, &str, String)],
     errors: &mut SpecErrors,
 ) -> OAuth {
@@ -329,14 +371,24 @@ pub(super) fn flows(
             };
             let flow_at = pointer::join(&pointer::join(&scheme_at, "flows"), kind.flow());
             let served = mapped.iter().find(|(k, _, _)| *k == kind);
-            let grant_path = served.map_or(refresh_path, |(_, path, _)| *path);
+            let grant_path = served.map(|(_, path, _)| *path).or(refresh_path);
             for (key, url, path) in [
                 ("tokenUrl", Some(token_url), grant_path),
                 ("refreshUrl", refresh_url, refresh_path),
             ] {
-                if let Some(url) = url
-                    && !points_at(url, path)
-                {
+                let Some(url) = url else { continue };
+                let Some(path) = path else {
+                    errors.push(
+                        SpecError::new(
+                            file,
+                            &pointer::join(&flow_at, key),
+                            "the spec has no refresh operation (`x-token-refresh`) for this URL to name",
+                        )
+                        .hint("leave out `refreshUrl` for a provider that issues no refresh tokens"),
+                    );
+                    continue;
+                };
+                if !points_at(url, path) {
                     errors.push(
                         SpecError::new(
                             file,

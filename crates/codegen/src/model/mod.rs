@@ -47,8 +47,9 @@ pub struct Provider {
     /// served by operations of their own (`x-token-grant`), in the spec's order.
     pub operations: Vec<TokenOperation>,
     /// The refresh operation's own facts: rotation, where the token goes, the grants it also
-    /// serves.
-    pub refresh: Refresh,
+    /// serves. `None` for a provider that issues tokens only by grants (client credentials,
+    /// say): no refresh token exists.
+    pub refresh: Option<Refresh>,
     /// The per-client values a user supplies (headers, query and body fields that are not
     /// constants and not the refresh token).
     pub config: Vec<ConfigField>,
@@ -287,9 +288,9 @@ pub struct Refresh {
 }
 
 impl Provider {
-    /// The refresh operation (`build` puts it first).
-    pub fn refresh_operation(&self) -> &TokenOperation {
-        &self.operations[0]
+    /// The refresh operation (`build` puts it first), unless the provider only has grants.
+    pub fn refresh_operation(&self) -> Option<&TokenOperation> {
+        self.operations.first().filter(|op| op.is_refresh())
     }
 
     /// The grants served by operations of their own, with those operations.
@@ -299,17 +300,27 @@ impl Provider {
             .filter_map(|op| op.grant.as_ref().map(|g| (op, g)))
     }
 
-    /// The operation that serves `kind` (its own, or the refresh operation).
-    pub fn operation_for(&self, kind: crate::extension::GrantKind) -> &TokenOperation {
-        self.grant_operations()
-            .find(|(_, g)| g.kind == kind)
-            .map_or_else(|| self.refresh_operation(), |(op, _)| op)
+    /// The operation that serves `kind` (its own, or the refresh operation), if the spec
+    /// maps that grant.
+    pub fn operation_for(&self, kind: crate::extension::GrantKind) -> Option<&TokenOperation> {
+        match self.grant_operations().find(|(_, g)| g.kind == kind) {
+            Some((op, _)) => Some(op),
+            None => self
+                .refresh
+                .as_ref()
+                .filter(|r| r.grants.iter().any(|g| g.kind == kind))
+                .and(self.refresh_operation()),
+        }
+    }
+
+    /// The grants the refresh operation also serves (none without one).
+    pub fn refresh_grants(&self) -> &[Grant] {
+        self.refresh.as_ref().map_or(&[], |r| &r.grants)
     }
 
     /// Every grant, on the refresh operation or its own.
     pub fn all_grants(&self) -> impl Iterator<Item = &Grant> {
-        self.refresh
-            .grants
+        self.refresh_grants()
             .iter()
             .chain(self.operations.iter().filter_map(|op| op.grant.as_ref()))
     }
@@ -654,16 +665,31 @@ impl Found<'_> {
     /// The steps every token operation shares: its parameters (knowing where the refresh
     /// token goes, for the refresh operation), its path, its client authentication, its body
     /// and its responses.
+    #[allow(clippy::too_many_arguments)]
     fn parts(
         &self,
         spec: &Spec,
         op_name: &str,
         place: Option<&RefreshPlace>,
+        set: Option<&IndexMap<String, Value>>,
         types: &mut TypeBuilder<'_>,
         config: &mut Vec<ConfigField>,
         errors: &mut SpecErrors,
     ) -> Parts {
-        let params = params(spec, &self.pointer, self.op, place, types, config, errors);
+        let fixed = Fixed {
+            at: set.map(|_| self.mapping_set_at(place.is_some())),
+            values: set,
+        };
+        let params = params(
+            spec,
+            &self.pointer,
+            self.op,
+            place,
+            &fixed,
+            types,
+            config,
+            errors,
+        );
         check_path(spec, &self.pointer, &self.path, &params, errors);
         let auth = auth(spec, &self.pointer, self.op, config, errors);
         let in_body = matches!(place, Some(RefreshPlace::Body { .. }));
@@ -683,6 +709,19 @@ impl Found<'_> {
             body,
             responses,
         }
+    }
+
+    /// Where this operation's mapping writes `set` (for errors).
+    fn mapping_set_at(&self, refresh: bool) -> String {
+        let key = if refresh {
+            extension::KEY
+        } else {
+            extension::GRANT_KEY
+        };
+        pointer::join(
+            &pointer::join(&pointer::join(&self.pointer, key), "request"),
+            "set",
+        )
     }
 
     /// The mapping's context for this operation's extension (`key`).
@@ -778,7 +817,15 @@ fn grant_operations(
                 auth,
                 body,
                 responses,
-            } = found.parts(spec, &op_name, None, types, config, errors);
+            } = found.parts(
+                spec,
+                &op_name,
+                None,
+                Some(&ext.request.set),
+                types,
+                config,
+                errors,
+            );
             let ctx = found.map_ctx(file, extension::GRANT_KEY, &responses);
             let answers = ctx.answers(types, &ext.success, &ext.failures, errors);
             let Some(body) = body else { continue };
@@ -791,49 +838,50 @@ fn grant_operations(
                 &ext.request,
                 errors,
             );
-            let (
-                Some((success, failures)),
-                Some(plan),
-                Some(BodyParts {
+            let (Some((success, failures)), Some(plan)) = (answers, plan) else {
+                continue;
+            };
+            let fill = match &body {
+                Some(parts) => grants::fill_all(
+                    file,
+                    types.defs(),
+                    std::slice::from_ref(&plan),
+                    parts.example.as_ref(),
+                    config,
+                    errors,
+                )
+                .pop()
+                .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let body = body.map(|parts| {
+                let BodyParts {
                     ty,
                     media_type,
                     example,
                     schema_pointer,
-                }),
-            ) = (answers, plan, body)
-            else {
-                continue;
-            };
-            let fill = grants::fill_all(
-                file,
-                types.defs(),
-                std::slice::from_ref(&plan),
-                example.as_ref(),
-                config,
-                errors,
-            )
-            .pop()
-            .unwrap_or_default();
-            if is_form(&media_type) {
-                check_form_fields(
-                    file,
-                    &schema_pointer,
-                    types.defs(),
-                    &plan.struct_name,
-                    errors,
-                );
-            }
-            let body = Body {
-                media_type,
-                ty,
-                example,
-                schema_pointer,
-                wrap: plan.wrap.clone(),
-                struct_name: plan.struct_name.clone(),
-                fill: fill.clone(),
-            };
+                } = parts;
+                if is_form(&media_type) {
+                    check_form_fields(
+                        file,
+                        &schema_pointer,
+                        types.defs(),
+                        &plan.struct_name,
+                        errors,
+                    );
+                }
+                Body {
+                    media_type,
+                    ty,
+                    example,
+                    schema_pointer,
+                    wrap: plan.wrap.clone(),
+                    struct_name: plan.struct_name.clone(),
+                    fill: fill.clone(),
+                }
+            });
             out.push(TokenOperation {
-                operation: found.operation(id, &op_name, params, Some(body), responses, types),
+                operation: found.operation(id, &op_name, params, body, responses, types),
                 auth,
                 success,
                 failures,
@@ -849,18 +897,125 @@ fn grant_operations(
     out
 }
 
+/// The refresh operation, modelled: its token operation, what only it has, and where its
+/// mapping is.
+struct RefreshPart {
+    operation: TokenOperation,
+    refresh: Refresh,
+}
+
 /// Builds the model of a parsed spec, collecting every problem found.
 pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let mut errors = SpecErrors::default();
     let file = spec.file.as_str();
     let servers = servers(spec, &mut errors);
-    let (op_pointer, method, path, op) = match refresh_operation(spec) {
+    let found = match refresh_operation(spec) {
         Ok(found) => found,
         Err(e) => {
             errors.push(e);
             return Err(errors);
         }
     };
+    let components = spec.api.components.as_ref().map(|c| &c.schemas);
+    let mut types = TypeBuilder::new(file, components);
+    // The names the printer uses for its own items; schemas named so get another name.
+    types.reserve_names(&["Client", "ClientBuilder"]);
+    let mut config = Vec::new();
+    let refresh = match found {
+        Some(found) => Some(
+            refresh_part(spec, found, &mut types, &mut config, &mut errors)
+                .ok_or_else(|| std::mem::take(&mut errors))?,
+        ),
+        None => None,
+    };
+    let grant_operations = grant_operations(spec, &mut types, &mut config, &mut errors);
+    let mut served: Vec<(extension::GrantKind, &str, String)> = Vec::new();
+    if let Some(part) = &refresh {
+        let at = pointer::join(&part.operation.operation.pointer, extension::KEY);
+        for g in &part.refresh.grants {
+            let at = pointer::join(&pointer::join(&at, "grants"), g.kind.key());
+            served.push((g.kind, part.operation.operation.path.as_str(), at));
+        }
+    }
+    for (op, grant) in grant_operations
+        .iter()
+        .filter_map(|op| op.grant.as_ref().map(|g| (op, g)))
+    {
+        let at = pointer::join(&op.operation.pointer, extension::GRANT_KEY);
+        if served.iter().any(|(k, _, _)| *k == grant.kind) {
+            errors.push(SpecError::new(
+                file,
+                &at,
+                format!("the {} grant is mapped twice", grant.kind.key()),
+            ));
+        }
+        served.push((grant.kind, op.operation.path.as_str(), at));
+    }
+    if refresh.is_none() {
+        // Nothing could ever send a refresh token such a provider issued.
+        for op in grant_operations
+            .iter()
+            .filter(|op| op.success.refresh_token.is_some())
+        {
+            let at = pointer::join(&op.operation.pointer, extension::GRANT_KEY);
+            errors.push(
+                SpecError::new(
+                    file,
+                    &pointer::join(&pointer::join(&at, "success"), "refresh-token"),
+                    "the spec has no refresh operation, so a refresh token could never be used",
+                )
+                .hint("map the refresh operation with `x-token-refresh`, or leave `refresh-token` out"),
+            );
+        }
+    }
+    let refresh_path = refresh
+        .as_ref()
+        .map(|r| r.operation.operation.path.as_str());
+    let oauth = grants::flows(spec, &servers, refresh_path, &served, &mut errors);
+    let first_at = refresh
+        .as_ref()
+        .map(|r| r.operation.operation.pointer.clone())
+        .or_else(|| {
+            grant_operations
+                .first()
+                .map(|g| g.operation.pointer.clone())
+        })
+        .unwrap_or_else(|| "/paths".to_owned());
+    check_config_names(file, &first_at, &config, &mut errors);
+    let (refresh_op, refresh) = match refresh {
+        Some(RefreshPart { operation, refresh }) => (Some(operation), Some(refresh)),
+        None => (None, None),
+    };
+    let info = &spec.api.info;
+    let mut provider = Provider {
+        name: spec.name.clone(),
+        file: file.to_owned(),
+        title: info.title.clone(),
+        description: info.description.clone(),
+        spec_version: info.version.clone(),
+        servers,
+        operations: refresh_op.into_iter().chain(grant_operations).collect(),
+        refresh,
+        config,
+        types: types.finish(),
+        oauth,
+        spec_json: spec.json.clone(),
+        sensitive_fields: Vec::new(),
+    };
+    decide(&mut provider);
+    errors.into_result(provider)
+}
+
+/// The refresh operation (`x-token-refresh`) and the grants it also serves; `None` when an
+/// error was reported.
+fn refresh_part(
+    spec: &Spec,
+    (op_pointer, method, path, op): (String, String, String, &OaOperation),
+    types: &mut TypeBuilder<'_>,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Option<RefreshPart> {
+    let file = spec.file.as_str();
     let mapping_spec = match extension::read(file, &op_pointer, &op.extensions) {
         Ok(m) => Some(m),
         Err(e) => {
@@ -868,10 +1023,6 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             None
         }
     };
-    let components = spec.api.components.as_ref().map(|c| &c.schemas);
-    let mut types = TypeBuilder::new(file, components);
-    // The names the printer uses for its own items; schemas named so get another name.
-    types.reserve_names(&["Client", "ClientBuilder"]);
     let id = match &op.operation_id {
         Some(id) if !id.trim().is_empty() => id.clone(),
         _ => {
@@ -888,7 +1039,6 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     };
     let op_name = crate::names::pascal(&id);
 
-    let mut config = Vec::new();
     let place = mapping_spec
         .as_ref()
         .map(|m| RefreshPlace::from_spec(&m.request.refresh_token));
@@ -898,31 +1048,42 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         path: path.clone(),
         op,
     };
+    let set = mapping_spec.as_ref().map(|m| &m.request.set);
     let Parts {
         params,
         auth,
         body,
         responses,
-    } = found.parts(
-        spec,
-        &op_name,
-        place.as_ref(),
-        &mut types,
-        &mut config,
-        &mut errors,
-    );
+    } = found.parts(spec, &op_name, place.as_ref(), set, types, config, errors);
 
     let (Some(mapping_spec), Some(place), Some(body)) = (mapping_spec, place, body) else {
-        return Err(errors);
+        return None;
     };
     let ctx = found.map_ctx(file, extension::KEY, &responses);
+    if !mapping_spec.grants.is_empty() {
+        for key in mapping_spec
+            .request
+            .set
+            .keys()
+            .filter(|k| !k.starts_with('/'))
+        {
+            errors.push(
+                SpecError::new(
+                    file,
+                    &pointer::join(&pointer::join(&pointer::join(&ctx.at, "request"), "set"), key),
+                    format!("{key:?} is a parameter, fixed for every request of this operation, and it also serves grants"),
+                )
+                .hint("fix a parameter where one operation serves one request: give the grants operations of their own (`x-token-grant`), or use a body property"),
+            );
+        }
+    }
     let refresh_slot = match (&place, &body) {
         (RefreshPlace::Body { pointer }, Some(body)) => ctx.request_slot(
-            &mut types,
+            types,
             &body.ty,
             pointer,
             mapping_spec.request.variant.as_deref(),
-            &mut errors,
+            errors,
         ),
         (RefreshPlace::Body { .. }, None) => None,
         (_, body) => {
@@ -934,7 +1095,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
                     "with the refresh token outside the body, the body must be one object",
                 ));
             }
-            ctx.check_param_place(&place, &params, &mut errors)
+            ctx.check_param_place(&place, &params, errors)
                 .then(|| RequestSlot {
                     wrap: None,
                     struct_name,
@@ -942,7 +1103,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
                 })
         }
     };
-    let mapping = ctx.mapping(&mut types, &mapping_spec, place, &mut errors);
+    let mapping = ctx.mapping(types, &mapping_spec, place, errors);
 
     let (
         Some(mapping),
@@ -953,24 +1114,24 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         }),
     ) = (mapping, refresh_slot)
     else {
-        return Err(errors);
+        return None;
     };
     let grant_plans = grants::plans(
         file,
         &ctx.at,
-        &mut types,
+        types,
         body.as_ref().map(|b| &b.ty),
         &mapping_spec.grants,
-        &mut errors,
+        errors,
     );
     let mut refresh_own = vec![(refresh_json.clone(), FillSource::RefreshToken)];
     refresh_own.extend(grants::fixed(
         file,
         &pointer::join(&ctx.at, "request"),
-        &types,
+        types,
         &struct_name,
         &mapping_spec.request.set,
-        &mut errors,
+        errors,
     ));
     let mut plans = vec![grants::Plan {
         kind: None,
@@ -985,8 +1146,8 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         types.defs(),
         &plans,
         body.as_ref().and_then(|b| b.example.as_ref()),
-        &mut config,
-        &mut errors,
+        config,
+        errors,
     )
     .into_iter();
     let refresh_fill = fills.next().unwrap_or_default();
@@ -1003,29 +1164,6 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             })
         })
         .collect();
-    let grant_operations = grant_operations(spec, &mut types, &mut config, &mut errors);
-    let mut served: Vec<(extension::GrantKind, &str, String)> = grants
-        .iter()
-        .map(|g| {
-            let at = pointer::join(&pointer::join(&ctx.at, "grants"), g.kind.key());
-            (g.kind, path.as_str(), at)
-        })
-        .collect();
-    for (op, grant) in grant_operations
-        .iter()
-        .filter_map(|op| op.grant.as_ref().map(|g| (op, g)))
-    {
-        let at = pointer::join(&op.operation.pointer, extension::GRANT_KEY);
-        if served.iter().any(|(k, _, _)| *k == grant.kind) {
-            errors.push(SpecError::new(
-                file,
-                &at,
-                format!("the {} grant is mapped twice", grant.kind.key()),
-            ));
-        }
-        served.push((grant.kind, op.operation.path.as_str(), at));
-    }
-    let oauth = grants::flows(spec, &servers, &path, &served, &mut errors);
     let body = body.map(|parts| {
         let BodyParts {
             ty,
@@ -1039,7 +1177,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
                 .collect();
             structs.dedup();
             for name in structs {
-                check_form_fields(file, &schema_pointer, types.defs(), name, &mut errors);
+                check_form_fields(file, &schema_pointer, types.defs(), name, errors);
             }
         }
         Body {
@@ -1052,38 +1190,21 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
             fill: refresh_fill,
         }
     });
-    check_config_names(file, &op_pointer, &config, &mut errors);
-    let info = &spec.api.info;
-    let mut provider = Provider {
-        name: spec.name.clone(),
-        file: file.to_owned(),
-        title: info.title.clone(),
-        description: info.description.clone(),
-        spec_version: info.version.clone(),
-        servers,
-        operations: std::iter::once(TokenOperation {
-            operation: found.operation(id, &op_name, params, body, responses, &types),
+    Some(RefreshPart {
+        operation: TokenOperation {
+            operation: found.operation(id, &op_name, params, body, responses, types),
             auth,
             success: mapping.success,
             failures: mapping.failures,
             grant: None,
-        })
-        .chain(grant_operations)
-        .collect(),
+        },
         refresh: Refresh {
             rotation: mapping.rotation,
             reuse_grace: mapping.reuse_grace,
             place: mapping.refresh_place,
             grants,
         },
-        config,
-        types: types.finish(),
-        oauth,
-        spec_json: spec.json.clone(),
-        sensitive_fields: Vec::new(),
-    };
-    decide(&mut provider);
-    errors.into_result(provider)
+    })
 }
 
 /// The decisions the printer would otherwise make: which fields are sensitive, which

@@ -39,11 +39,13 @@ pub(super) fn servers(spec: &Spec, errors: &mut SpecErrors) -> Vec<Server> {
         .collect()
 }
 
-/// The one operation that carries the token mapping.
+/// The one operation that carries the refresh mapping, if any: a spec whose token operations are
+/// all grants (`x-token-grant`) has none.
 pub(super) fn refresh_operation(
     spec: &Spec,
-) -> Result<(String, String, String, &OaOperation), SpecError> {
+) -> Result<Option<(String, String, String, &OaOperation)>, SpecError> {
     let mut found = Vec::new();
+    let mut grants = 0;
     for (path, item) in &spec.api.paths.paths {
         let path_at = pointer::join("/paths", path);
         let ReferenceOr::Item(item) = item else {
@@ -54,6 +56,7 @@ pub(super) fn refresh_operation(
             ));
         };
         for (method, op) in item.iter() {
+            grants += usize::from(op.extensions.contains_key(extension::GRANT_KEY));
             if op.extensions.contains_key(extension::KEY) {
                 found.push((
                     pointer::join(&path_at, method),
@@ -65,13 +68,18 @@ pub(super) fn refresh_operation(
         }
     }
     match found.len() {
-        1 => Ok(found.remove(0)),
+        1 => Ok(Some(found.remove(0))),
+        0 if grants > 0 => Ok(None),
         0 => Err(SpecError::new(
             &spec.file,
             "/paths",
-            format!("no operation carries the `{}` mapping", extension::KEY),
+            format!(
+                "no operation carries a token mapping (`{}` or `{}`)",
+                extension::KEY,
+                extension::GRANT_KEY
+            ),
         )
-        .hint("add the token mapping to the refresh operation; see README.md")),
+        .hint("add `x-token-refresh` to the refresh operation, or `x-token-grant` to each operation that issues tokens by a grant; see README.md")),
         _ => Err(SpecError::new(
             &spec.file,
             &found[1].0,
@@ -81,16 +89,71 @@ pub(super) fn refresh_operation(
     }
 }
 
+/// A mapping's `set` values, of which those whose key is a name rather than a body pointer
+/// (`grant_type`, not `/grant_type`) fix a query, header or path parameter of the operation.
+pub(super) struct Fixed<'a> {
+    /// Where the `set` is, for errors.
+    pub(super) at: Option<String>,
+    /// The values, as written.
+    pub(super) values: Option<&'a IndexMap<String, Value>>,
+}
+
+impl Fixed<'_> {
+    /// The value `set` gives the parameter `name` at `location` (header names ignore case).
+    fn value(&self, location: Location, name: &str) -> Option<(&str, &Value)> {
+        self.values?.iter().find_map(|(key, value)| {
+            let same = match location {
+                Location::Header => key.eq_ignore_ascii_case(name),
+                _ => key == name,
+            };
+            same.then_some((key.as_str(), value))
+        })
+    }
+
+    /// Every key naming a parameter that is not one of those `declared`.
+    fn check_unmatched(
+        &self,
+        file: &str,
+        declared: &[(Location, String)],
+        errors: &mut SpecErrors,
+    ) {
+        let (Some(values), Some(at)) = (self.values, &self.at) else {
+            return;
+        };
+        for key in values.keys().filter(|k| !k.starts_with('/')) {
+            let found = declared.iter().any(|(location, name)| match location {
+                Location::Header => name.eq_ignore_ascii_case(key),
+                _ => name == key,
+            });
+            if !found {
+                errors.push(
+                    SpecError::new(
+                        file,
+                        &pointer::join(at, key),
+                        format!(
+                            "the operation declares no query, header or path parameter {key:?}"
+                        ),
+                    )
+                    .hint(format!("a body property is written as a pointer: `/{key}`")),
+                );
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) fn params(
     spec: &Spec,
     op_pointer: &str,
     op: &OaOperation,
     place: Option<&RefreshPlace>,
+    fixed: &Fixed<'_>,
     types: &mut TypeBuilder<'_>,
     config: &mut Vec<ConfigField>,
     errors: &mut SpecErrors,
 ) -> Vec<Param> {
     let mut out = Vec::new();
+    let mut declared = Vec::new();
     for (i, param) in op.parameters.iter().enumerate() {
         let at = format!("{op_pointer}/parameters/{i}");
         let ReferenceOr::Item(param) = param else {
@@ -118,6 +181,7 @@ pub(super) fn params(
                 continue;
             }
         };
+        declared.push((location, data.name.clone()));
         if location == Location::Header && !is_http_token(&data.name) {
             errors.push(SpecError::new(
                 &spec.file,
@@ -144,6 +208,40 @@ pub(super) fn params(
             );
             continue;
         };
+        if let Some((key, value)) = fixed.value(location, &data.name) {
+            let here = pointer::join(fixed.at.as_deref().unwrap_or(op_pointer), key);
+            let text = match value {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            let schema_json = spec
+                .json
+                .pointer(&pointer::join(&at, "schema"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let fits = text.is_some()
+                && crate::validate::validate(&spec.json, &schema_json, value).is_empty();
+            match text.filter(|_| fits) {
+                Some(text) => out.push(Param {
+                    location,
+                    name: data.name.clone(),
+                    required: data.required,
+                    schema_pointer: pointer::join(&at, "schema"),
+                    value: ParamValue::Constant(text),
+                }),
+                None => errors.push(SpecError::new(
+                    &spec.file,
+                    &here,
+                    format!(
+                        "{value} is not a value parameter {:?} can take; `set` fixes a parameter to a string, number or boolean its schema allows",
+                        data.name
+                    ),
+                )),
+            }
+            continue;
+        }
         if let ReferenceOr::Item(s) = schema
             && let SchemaKind::Type(Type::String(st)) = &s.schema_kind
             && let [Some(only)] = st.enumeration.as_slice()
@@ -239,6 +337,7 @@ pub(super) fn params(
             value: ParamValue::Config(index),
         });
     }
+    fixed.check_unmatched(&spec.file, &declared, errors);
     out
 }
 

@@ -4,8 +4,9 @@
 use super::config::{after, backoff};
 use super::persist::Held;
 use super::{Cached, Inner, ManagerError, locked};
-use crate::client::{BoxFuture, RefreshClient};
+use crate::client::{BoxFuture, RefreshClient, RefreshWith};
 use crate::error::{ErrorKind, RefreshError, TransportKind};
+use crate::secret::RefreshToken;
 use crate::store::{Saved, StoreLock, Stored, TokenStore};
 use crate::token::TokenSet;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::{Instant, SystemTime};
 /// Whether a stored refresh token may be sent.
 pub(super) enum Usable {
     /// Send it.
-    Yes(crate::secret::RefreshToken),
+    Yes(RefreshToken),
     /// Its request may still get an answer: retry shortly.
     InFlight,
     /// It is gone or may be spent: re-authenticate.
@@ -110,7 +111,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     // Without a new refresh token the old one stays valid only where the
                     // rotation says so; elsewhere the set is stored without one, and the
                     // next refresh re-authenticates instead of sending a spent token.
-                    if resend_safe {
+                    if resend_safe && self.client.refresh_with() == Some(RefreshWith::RefreshToken)
+                    {
                         tokens.refresh_token.get_or_insert(refresh_token);
                     }
                     return Ok(self.persist(tokens, Some(stored.version), lock).await);
@@ -173,16 +175,21 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     /// after it, the sender is taken for dead and the credential needs re-authenticating.
     pub(super) fn usable_token(&self, stored: &Stored, resend_safe: bool) -> Usable {
         let now = SystemTime::now();
-        let Some(token) = stored.tokens.refresh_token.clone() else {
-            return Usable::No;
+        let tokens = &stored.tokens;
+        let token = match self.client.refresh_with() {
+            Some(RefreshWith::RefreshToken) => match &tokens.refresh_token {
+                Some(token) if tokens.refresh_expires_at.is_none_or(|dies| dies > now) => {
+                    token.clone()
+                }
+                _ => return Usable::No,
+            },
+            // The access token itself, while the provider still takes it.
+            Some(RefreshWith::AccessToken) if tokens.expires_at.is_none_or(|at| at > now) => {
+                RefreshToken::new(tokens.access_token.expose())
+            }
+            // Expired, or a provider with grants only: a new set by a grant.
+            Some(RefreshWith::AccessToken) | None => return Usable::No,
         };
-        if stored
-            .tokens
-            .refresh_expires_at
-            .is_some_and(|dies| dies <= now)
-        {
-            return Usable::No;
-        }
         match stored.sending {
             Some(marked) if !resend_safe => {
                 let age = now.duration_since(marked).unwrap_or_default();

@@ -458,6 +458,61 @@ macro_rules! refresh_client {
     };
 }
 
+/// Implements [`RefreshClient`](crate::RefreshClient) and `base_url` for a generated client
+/// whose spec has only grants: `grant_client!(Client, PROVIDER, login_endpoint)`, where
+/// `login_endpoint` is the field of one of its endpoints. Its `refresh` sends nothing and fails
+/// ([`no_refresh_operation`]); `grants` answers the client's own
+/// [`GrantClient`](crate::GrantClient) implementation.
+#[macro_export]
+macro_rules! grant_client {
+    ($client:ty, $provider:expr, $endpoint:ident) => {
+        impl $client {
+            /// The base URL requests go to.
+            pub fn base_url(&self) -> &str {
+                self.$endpoint.base_url()
+            }
+        }
+
+        impl $crate::RefreshClient for $client {
+            fn provider(&self) -> &'static str {
+                $provider
+            }
+
+            fn rotation(&self) -> $crate::Rotation {
+                $crate::Rotation::Optional
+            }
+
+            fn refresh_with(&self) -> Option<$crate::RefreshWith> {
+                None
+            }
+
+            fn attempt_timeout(&self) -> Option<std::time::Duration> {
+                self.$endpoint.timeout()
+            }
+
+            fn grants(&self) -> Option<&dyn $crate::GrantClient> {
+                Some(self)
+            }
+
+            fn refresh<'a>(
+                &'a self,
+                _refresh_token: &'a $crate::RefreshToken,
+            ) -> $crate::BoxFuture<'a, Result<$crate::TokenSet, $crate::RefreshError>> {
+                Box::pin(async { Err($crate::support::no_refresh_operation()) })
+            }
+        }
+    };
+}
+
+/// The error of a refresh asked of a client whose spec has no refresh operation (it issues
+/// tokens only by grants): nothing was sent, and sending again will not help.
+pub fn no_refresh_operation() -> RefreshError {
+    RefreshError::Transport {
+        kind: crate::error::TransportKind::Request,
+        maybe_sent: false,
+    }
+}
+
 /// The error of an authorization-code exchange without the PKCE verifier its spec requires:
 /// nothing was sent.
 pub fn missing_verifier() -> RefreshError {

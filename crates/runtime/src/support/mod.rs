@@ -9,5 +9,7 @@ pub mod endpoint;
 pub mod http;
 pub mod mapping;
 
-pub use endpoint::{Encoding, Endpoint, Operation, TokenPlace, missing_verifier};
+pub use endpoint::{
+    Encoding, Endpoint, Operation, TokenPlace, missing_verifier, no_refresh_operation,
+};
 pub use http::{Connection, Response, Transport, Undocumented};
