@@ -119,12 +119,16 @@ pub enum Rotation {
     Optional,
 }
 
-/// The refresh token's place in the request.
+/// The refresh token's place in the request (or the access token's, for a provider that
+/// exchanges its access token for a new one).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RequestMapping {
     /// A pointer into the request body (`/refresh_token`), or a parameter.
-    pub refresh_token: TokenPlace,
+    pub refresh_token: Option<TokenPlace>,
+    /// Instead of `refresh-token`: where the current access token goes, for a provider that
+    /// refreshes by exchanging a still-valid access token and issues no refresh token.
+    pub access_token: Option<TokenPlace>,
     /// For a `oneOf` request body: the variant the refresh sends, by its schema's name (by
     /// default the one variant that has the refresh token's property).
     pub variant: Option<String>,
@@ -132,6 +136,27 @@ pub struct RequestMapping {
     /// refresh_token` where one schema serves several grants).
     #[serde(default)]
     pub set: indexmap::IndexMap<String, Value>,
+}
+
+impl RequestMapping {
+    /// Where the token the refresh sends goes (`read` checks there is exactly one).
+    pub fn place(&self) -> Option<&TokenPlace> {
+        self.refresh_token.as_ref().or(self.access_token.as_ref())
+    }
+
+    /// Whether the refresh sends the access token rather than a refresh token.
+    pub fn sends_access_token(&self) -> bool {
+        self.refresh_token.is_none() && self.access_token.is_some()
+    }
+
+    /// The key that says where the sent token goes, as written.
+    pub fn key(&self) -> &'static str {
+        if self.sends_access_token() {
+            "access-token"
+        } else {
+            "refresh-token"
+        }
+    }
 }
 
 /// Where the refresh token travels.
@@ -407,12 +432,22 @@ pub fn read(
         )
         .hint("add the token mapping extension; see README.md, \"The token mapping\"")
     })?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let mapping: TokenRefresh = serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = crate::spec::path_pointer(e.path());
         SpecError::new(
             file,
             &format!("{at}{inner}"),
             format!("invalid token mapping: {}", e.inner()),
         )
-    })
+    })?;
+    let request = &mapping.request;
+    if request.refresh_token.is_some() == request.access_token.is_some() {
+        return Err(SpecError::new(
+            file,
+            &crate::pointer::join(&at, "request"),
+            "the refresh request needs exactly one of `refresh-token` and `access-token`: where the token it sends goes",
+        )
+        .hint("`refresh-token: /refresh_token` for the usual refresh; `access-token: {in: query, name: access_token}` for a provider that exchanges its current access token"));
+    }
+    Ok(mapping)
 }

@@ -94,6 +94,12 @@ impl Authority {
                 .flatten(),
         };
         let issued = presented.as_ref().and_then(|t| self.tokens.get(t).copied());
+        // A provider that refreshes with the access token: each access token it issues is the
+        // next one-time token of its family.
+        let sends_access = provider
+            .refresh
+            .as_ref()
+            .is_some_and(|r| r.sends_access_token);
         let reply = match issued {
             _ if grant.is_some() => {
                 self.stats.grants += 1;
@@ -106,20 +112,20 @@ impl Authority {
                     .as_ref()
                     .is_none_or(|m| m.access.may_be_absent());
                 let family = match grant.map(|g| g.kind) {
-                    Some(GrantKind::ClientCredentials) if optional => None,
+                    Some(GrantKind::ClientCredentials) if optional && !sends_access => None,
                     _ => {
                         self.families += 1;
                         Some(self.families)
                     }
                 };
-                self.issue(answering, family)
+                self.issue(answering, family, sends_access)
             }
             Some(Issued { family, used: None }) if !self.revoked.contains(&family) => {
                 if let Some(t) = presented.as_ref().and_then(|t| self.tokens.get_mut(t)) {
                     t.used = Some(Instant::now());
                 }
                 self.stats.refreshes += 1;
-                self.issue(answering, Some(family))
+                self.issue(answering, Some(family), sends_access)
             }
             // The spec's reuse grace: a spent token still works for a while after its first use.
             Some(Issued {
@@ -133,7 +139,7 @@ impl Authority {
                     .is_some_and(|secs| at.elapsed() < Duration::from_secs(secs)) =>
             {
                 self.stats.grace_resends += 1;
-                self.issue(answering, Some(family))
+                self.issue(answering, Some(family), sends_access)
             }
             Some(Issued {
                 family,
@@ -155,11 +161,20 @@ impl Authority {
     }
 
     /// A success answer with a fresh access token and, for a family, its next refresh token.
-    fn issue(&mut self, answering: &TokenOperation, family: Option<u64>) -> Reply {
+    fn issue(
+        &mut self,
+        answering: &TokenOperation,
+        family: Option<u64>,
+        sends_access: bool,
+    ) -> Reply {
         let success = &answering.success;
         let mut body =
             example_of(&answering.operation, success.status, None).unwrap_or_else(|| json!({}));
         let access = self.mint("at");
+        if let (true, Some(family)) = (sends_access, family) {
+            self.tokens
+                .insert(access.clone(), Issued { family, used: None });
+        }
         set(&mut body, &success.access_token.pointer, json!(access));
         if let (Some(m), None) = (&success.refresh_token, family) {
             remove(&mut body, &m.pointer);

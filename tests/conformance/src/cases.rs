@@ -101,6 +101,8 @@ pub async fn success(subject: &Subject) -> Outcome {
         // sent where the rotation keeps it, or an error where it does not; for a grant, none.
         let refresh = match (ctx.call(), new_refresh) {
             (_, Some(new)) => Some(new),
+            // A provider that refreshes with the access token has no refresh token at all.
+            (Call::Refresh, None) if ctx.sends_access_token() => None,
             (Call::Refresh, None) if keeps_sent => Some(SENT.to_owned()),
             (Call::Refresh, None) => {
                 let result = refresh_with(
@@ -865,6 +867,11 @@ pub async fn missing_refresh_token(subject: &Subject) -> Outcome {
         )
         .await
         .map_err(|e| e.to_string())?;
+        if ctx.sends_access_token() {
+            return ensure(set.refresh_token.is_none(), || {
+                "the access token sent became the set's refresh token".into()
+            });
+        }
         return ensure(
             set.refresh_token.as_ref().map(RefreshToken::expose) == Some(SENT),
             || "the sent refresh token was not kept".into(),

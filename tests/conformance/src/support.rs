@@ -114,6 +114,14 @@ impl Ctx {
         found.unwrap_or(&self.provider.operations[0])
     }
 
+    /// Whether the refresh sends the access token (and no refresh token exists).
+    pub fn sends_access_token(&self) -> bool {
+        self.provider
+            .refresh
+            .as_ref()
+            .is_some_and(|r| r.sends_access_token)
+    }
+
     /// The provider's rotation policy; `None` when it has no refresh operation.
     pub fn rotation(&self) -> Option<tokenkit_codegen::extension::Rotation> {
         self.provider.refresh.as_ref().map(|r| r.rotation)

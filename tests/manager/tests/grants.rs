@@ -449,3 +449,86 @@ async fn a_provider_with_grants_only_leaves_a_set_the_application_gave_it() {
     assert_eq!(mock.authority_stats().grants, 0);
     assert!(mock.requests().is_empty(), "a refresh was attempted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_exchanges_its_access_token_sends_the_current_one_once_per_stale_token() {
+    // Exchangebank (a fixture) has no refresh token: a still-valid access token is exchanged
+    // for a new one. Its mock counts each access token it issued as a one-time token.
+    let spec = tokenkit_manager_tests::workspace().join("tests/fixtures/specs/exchangebank.yaml");
+    let mock = tokenkit_mock::MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    let first = mock.enforce_rotation(1, Duration::from_millis(5));
+    let client = tokenkit_exchangebank::Client::builder()
+        .base_url(mock.base_url())
+        .build()
+        .unwrap();
+    let store = MemoryStore::new();
+    let manager = TokenManager::with_config(
+        client,
+        store.clone(),
+        "k",
+        tokenkit_manager_tests::fast_config(),
+    )
+    .unwrap();
+    // Served for a few more milliseconds, so already due for a refresh.
+    let mut set = fresh(&first, None);
+    set.expires_at = Some(SystemTime::now() + Duration::from_millis(500));
+    manager.seed(set).await.unwrap();
+
+    let tokens = stampede(&manager, 1000).await;
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.refreshes, stats.reuses, stats.rejected),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    assert_ne!(tokens[0], first);
+    let requests = mock.requests();
+    let sent = tokenkit_mock::presented_token(mock.provider(), &requests[0].request);
+    assert_eq!(
+        sent.as_deref(),
+        Some(first.as_str()),
+        "the access token is what a refresh sends"
+    );
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.tokens.access_token.expose(), tokens[0]);
+    assert!(
+        stored.tokens.refresh_token.is_none(),
+        "no refresh token exists"
+    );
+
+    // The new token, once stale, is exchanged in turn (never the first one again).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = manager.access_token().await.unwrap();
+    let stats = mock.authority_stats();
+    assert_eq!((stats.refreshes, stats.reuses), (2, 0), "{stats:?}");
+    assert_ne!(again.expose(), tokens[0]);
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_never_sent_for_an_exchange() {
+    let spec = tokenkit_manager_tests::workspace().join("tests/fixtures/specs/exchangebank.yaml");
+    let mock = tokenkit_mock::MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    let client = tokenkit_exchangebank::Client::builder()
+        .base_url(mock.base_url())
+        .build()
+        .unwrap();
+    let manager = TokenManager::new(client, MemoryStore::new(), "k").unwrap();
+    let mut set = expired("unused");
+    set.refresh_token = None;
+    manager.seed(set).await.unwrap();
+    let err = manager.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::ReAuthenticate { .. }),
+        "{err:?}"
+    );
+    assert!(
+        mock.requests().is_empty(),
+        "an expired access token was sent"
+    );
+}

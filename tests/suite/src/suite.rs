@@ -132,6 +132,24 @@ mod envelopebank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/exchangebank.yaml`.
+mod exchangebank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_exchangebank::Client::builder()
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "exchangebank", "tests/fixtures/specs/exchangebank.yaml", build
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/grantbank.yaml`.
 mod grantbank {
     /// The client, pointed at the mock.

@@ -238,6 +238,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                 let secs = proc_macro2::Literal::u64_unsuffixed(secs);
                 quote!(, reuse_grace = #secs)
             });
+            let sends_arg = r.sends_access_token.then(|| quote!(, sends = AccessToken));
             let outcome = ident(&op.operation.outcome);
             let section = refresh_section(provider, (op, r), &idents, &sensitive, getters);
             // Headers, query parameters and path segments are fixed when the client is built.
@@ -248,7 +249,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                     pub const ROTATION: tokenkit::Rotation = #rotation;
                 },
                 quote! {
-                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #grants_arg);
+                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #sends_arg #grants_arg);
 
                     #section
                 },

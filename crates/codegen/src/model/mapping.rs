@@ -16,6 +16,9 @@ pub(super) struct MapCtx<'a> {
     pub(super) responses: &'a [ResponseCase],
     /// Every status key the spec documents, modelled or not.
     pub(super) documented: Vec<String>,
+    /// The request mapping's key for the token the refresh sends (`refresh-token`, or
+    /// `access-token`), for errors.
+    pub(super) token_key: &'static str,
 }
 
 /// What a mapped value may be.
@@ -42,7 +45,7 @@ impl MapCtx<'_> {
         variant: Option<&str>,
         errors: &mut SpecErrors,
     ) -> Option<RequestSlot> {
-        let at = "/request/refresh-token";
+        let at = &format!("/request/{}", self.token_key);
         let segments = match pointer::segments(ptr) {
             Some(s) if s.len() == 1 => s,
             Some(_) => {
@@ -137,7 +140,7 @@ impl MapCtx<'_> {
         params: &[Param],
         errors: &mut SpecErrors,
     ) -> bool {
-        let at = "/request/refresh-token/name";
+        let at = &format!("/request/{}/name", self.token_key);
         let (location, name) = match place {
             RefreshPlace::Body { .. } => return true,
             RefreshPlace::Query { name } => (Location::Query, name),
@@ -371,17 +374,27 @@ impl MapCtx<'_> {
         errors: &mut SpecErrors,
     ) -> Option<Mapping> {
         if let RefreshPlace::Query { .. } = &refresh_place
-            && let extension::TokenPlace::Param(p) = &spec.request.refresh_token
+            && let Some(extension::TokenPlace::Param(p)) = spec.request.place()
             && !p.prefix.is_empty()
         {
             errors.push(self.error(
-                "/request/refresh-token/prefix",
+                &format!("/request/{}/prefix", self.token_key),
                 "a prefix is for a refresh token in a header, not in the query",
             ));
         }
         let answers = self.answers(types, &spec.success, &spec.failures, errors);
         let mapped_refresh = answers.as_ref().and_then(|(s, _)| s.refresh_token.as_ref());
-        if spec.rotation != crate::extension::Rotation::Optional {
+        let sends_access = spec.request.sends_access_token();
+        if sends_access && spec.success.refresh_token.is_some() {
+            errors.push(
+                self.error(
+                    "/success/refresh-token",
+                    "the refresh sends the access token, so a refresh token in the answer would never be sent",
+                )
+                .hint("leave `refresh-token` out; the new access token is what the next refresh sends"),
+            );
+        }
+        if spec.rotation != crate::extension::Rotation::Optional && !sends_access {
             let rotation = match spec.rotation {
                 crate::extension::Rotation::OneTime => "one-time",
                 _ => "rotating",
@@ -436,6 +449,7 @@ impl MapCtx<'_> {
         }
         let (success, failures) = answers?;
         Some(Mapping {
+            sends_access_token: sends_access,
             rotation: spec.rotation,
             reuse_grace: spec.reuse_grace,
             refresh_place,

@@ -277,6 +277,9 @@ impl TokenOperation {
 /// What only the refresh operation has.
 #[derive(Clone, Debug)]
 pub struct Refresh {
+    /// What the refresh sends: the refresh token, or (`request: {access-token: …}`) the
+    /// current access token, for a provider that exchanges it and issues no refresh token.
+    pub sends_access_token: bool,
     /// The rotation policy.
     pub rotation: Rotation,
     /// How long the provider still accepts a rotated refresh token (`reuse-grace`).
@@ -429,6 +432,8 @@ pub struct ResponseCase {
 /// The refresh operation's token mapping, checked against the schemas.
 #[derive(Clone, Debug)]
 pub(crate) struct Mapping {
+    /// Whether the refresh sends the access token (`request: {access-token: …}`).
+    pub sends_access_token: bool,
     /// The rotation policy.
     pub rotation: Rotation,
     /// How long the provider still accepts a rotated refresh token (`reuse-grace`).
@@ -731,6 +736,7 @@ impl Found<'_> {
             at: pointer::join(&self.pointer, key),
             responses,
             documented: documented(self.op),
+            token_key: "refresh-token",
         }
     }
 
@@ -1041,7 +1047,7 @@ fn refresh_part(
 
     let place = mapping_spec
         .as_ref()
-        .map(|m| RefreshPlace::from_spec(&m.request.refresh_token));
+        .and_then(|m| m.request.place().map(RefreshPlace::from_spec));
     let found = Found {
         pointer: op_pointer.clone(),
         method,
@@ -1059,7 +1065,8 @@ fn refresh_part(
     let (Some(mapping_spec), Some(place), Some(body)) = (mapping_spec, place, body) else {
         return None;
     };
-    let ctx = found.map_ctx(file, extension::KEY, &responses);
+    let mut ctx = found.map_ctx(file, extension::KEY, &responses);
+    ctx.token_key = mapping_spec.request.key();
     if !mapping_spec.grants.is_empty() {
         for key in mapping_spec
             .request
@@ -1199,6 +1206,7 @@ fn refresh_part(
             grant: None,
         },
         refresh: Refresh {
+            sends_access_token: mapping.sends_access_token,
             rotation: mapping.rotation,
             reuse_grace: mapping.reuse_grace,
             place: mapping.refresh_place,

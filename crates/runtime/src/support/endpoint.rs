@@ -2,7 +2,7 @@
 //! fixed when the client is built (method, path, headers, query, encoding). Generated code only
 //! says what its spec says; how values are placed, kept secret and scrubbed is written here once.
 
-use crate::client::Rotation;
+use crate::client::{RefreshWith, Rotation};
 use crate::error::{BuildError, RefreshError};
 use crate::secret::{RefreshToken, Secret};
 use crate::snippet::Snippet;
@@ -237,13 +237,15 @@ impl Endpoint {
     /// `map` (the generated decoder and mapping), then applies what every provider shares:
     /// - an empty access token, or an empty new refresh token, is a bad response;
     /// - a response without a new refresh token keeps `sent` where `rotation` allows that,
-    ///   and is a bad response where it does not (the token just sent is spent);
+    ///   and is a bad response where it does not (the token just sent is spent); where `sent`
+    ///   is the access token (`sends`), no refresh token exists and none is kept;
     /// - the response's `Retry-After` reaches a retryable error;
     /// - `sent` and every secret of the endpoint are scrubbed from errors.
     pub async fn refresh<B, F>(
         &self,
         body: &B,
         sent: &RefreshToken,
+        sends: RefreshWith,
         rotation: Rotation,
         map: F,
     ) -> Result<TokenSet, RefreshError>
@@ -251,8 +253,9 @@ impl Endpoint {
         B: Serialize + ?Sized,
         F: FnOnce(&Response, SystemTime) -> Result<TokenSet, RefreshError>,
     {
-        self.exchange(body, Some(sent), &[], map, |tokens, response| {
-            complete(tokens, response, sent, rotation)
+        self.exchange(body, Some(sent), &[], map, |tokens, response| match sends {
+            RefreshWith::RefreshToken => complete(tokens, response, sent, rotation),
+            RefreshWith::AccessToken => check_tokens(tokens, response),
         })
         .await
     }
@@ -400,21 +403,29 @@ macro_rules! connection_setters {
 /// Implements [`RefreshClient`](crate::RefreshClient) and `base_url` for a generated client:
 /// `refresh_client!(Client, PROVIDER, ROTATION, Outcome)` for a struct with an
 /// `endpoint: tokenkit::Endpoint` field and a `refresh_request` method, whose outcome enum has
-/// `token_set` (decode, then apply the mapping). A fifth argument, `grants`, makes `RefreshClient::grants`
-/// answer the client's own [`GrantClient`](crate::GrantClient) implementation.
+/// `token_set` (decode, then apply the mapping). Optional, in this order: `reuse_grace = 30`
+/// (seconds), `sends = AccessToken` (a provider that exchanges its access token), and `grants`,
+/// which makes `RefreshClient::grants` answer the client's own
+/// [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! refresh_client {
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)?, grants) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?],
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)?, grants) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?],
             fn grants(&self) -> Option<&dyn $crate::GrantClient> {
                 Some(self)
             }
         );
     };
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)?) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?],);
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)?) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?],);
     };
-    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], $($grants:item)?) => {
+    (@sends) => {
+        $crate::RefreshWith::RefreshToken
+    };
+    (@sends AccessToken) => {
+        $crate::RefreshWith::AccessToken
+    };
+    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], [$($sends:ident)?], $($grants:item)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -443,14 +454,19 @@ macro_rules! refresh_client {
 
             $($grants)?
 
+            fn refresh_with(&self) -> Option<$crate::RefreshWith> {
+                Some($crate::refresh_client!(@sends $($sends)?))
+            }
+
             fn refresh<'a>(
                 &'a self,
                 refresh_token: &'a $crate::RefreshToken,
             ) -> $crate::BoxFuture<'a, Result<$crate::TokenSet, $crate::RefreshError>> {
                 Box::pin(async move {
                     let body = self.refresh_request(refresh_token);
+                    let sends = $crate::refresh_client!(@sends $($sends)?);
                     self.endpoint
-                        .refresh(&body, refresh_token, $rotation, <$outcome>::token_set)
+                        .refresh(&body, refresh_token, sends, $rotation, <$outcome>::token_set)
                         .await
                 })
             }
