@@ -157,11 +157,17 @@ impl MockServer {
     pub async fn bind(provider: Provider, port: u16) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let base_path = provider
+        let mut base_path = provider
             .servers
             .first()
             .map(|s| base_path(&s.url))
             .unwrap_or_default();
+        // A server variable in the path (`/{region}`) takes its default: the mock is one tenant.
+        for variable in &provider.server_variables {
+            if let Some(value) = provider.config[variable.field].example.as_str() {
+                base_path = base_path.replace(&format!("{{{}}}", variable.name), value);
+            }
+        }
         let provider = Arc::new(provider);
         let state = Arc::new(Mutex::new(State::default()));
         let accept = tokio::spawn(accept_loop(

@@ -343,3 +343,27 @@ mod statusbank {
         "statusbank", "tests/fixtures/specs/statusbank.yaml", build
     );
 }
+
+/// The conformance cases for `tests/fixtures/specs/tenantbank.yaml`.
+mod tenantbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_tenantbank::Client::builder(
+                "example",
+                "tenant-client",
+                "tenant-secret",
+            )
+            .region(tokenkit_tenantbank::Region::Eu)
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "tenantbank", "tests/fixtures/specs/tenantbank.yaml", build; grants :
+        authorization_code = AuthorizationCode
+    );
+}

@@ -54,6 +54,21 @@ pub enum ClientCredentialsGrantGrantType {
     ClientCredentials,
 }
 
+impl ClientCredentialsGrantGrantType {
+    /// The value as the spec writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+impl std::fmt::Display for ClientCredentialsGrantGrantType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// OAuth 2 authorization code request.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +102,21 @@ pub enum AuthorizationCodeGrantGrantType {
     /// `authorization_code`.
     #[serde(rename = "authorization_code")]
     AuthorizationCode,
+}
+
+impl AuthorizationCodeGrantGrantType {
+    /// The value as the spec writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthorizationCodeGrantGrantType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// OAuth 2 refresh token request.
@@ -125,6 +155,21 @@ pub enum RefreshTokenGrantGrantType {
     /// `refresh_token`.
     #[serde(rename = "refresh_token")]
     RefreshToken,
+}
+
+impl RefreshTokenGrantGrantType {
+    /// The value as the spec writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+impl std::fmt::Display for RefreshTokenGrantGrantType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The issued tokens, for every grant. `refresh_token` is `string | null` as the docs

@@ -15,9 +15,15 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 use serde_json::Value;
 
-/// A literal for an example value, as a builder argument.
-pub fn example_literal(field: &ConfigField) -> TokenStream {
+/// A literal for an example value, as a builder argument; a generated enum's value is named
+/// through `krate` (the generated crate, as the caller sees it).
+pub fn example_literal(field: &ConfigField, krate: &TokenStream) -> TokenStream {
     match (&field.ty, &field.example) {
+        (Ty::Named(name), Value::String(s)) if field.copy => {
+            let e = ident(name);
+            let v = enum_variant(s);
+            quote!(#krate::#e::#v)
+        }
         (Ty::I32 | Ty::I64, Value::Number(n)) if n.is_i64() => {
             let v = n.as_i64().unwrap_or_default();
             let lit = match field.ty {
@@ -95,8 +101,13 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         .first()
         .map(|s| s.url.as_str())
         .unwrap_or_default();
+    let template = if provider.server_variables.is_empty() {
+        ""
+    } else {
+        ", a template whose placeholders the builder fills from the server variables"
+    };
     let default_doc = docs(&format!(
-        "The default base URL: the spec's first server{}.",
+        "The default base URL: the spec's first server{}{template}.",
         provider
             .servers
             .first()
@@ -160,10 +171,18 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             Some(_) => quote!(#i.into()),
             None => quote!(#i),
         };
+        let default = provider
+            .server_variables
+            .iter()
+            .find(|v| provider.config[v.field].name == c.name)
+            .and_then(|v| v.default.as_deref())
+            .map(|d| format!(" (default `{d}`)"))
+            .unwrap_or_default();
+        let line = first_line(c.doc.as_deref());
         let doc = docs(&format!(
-            "Sets `{}`: {}",
+            "Sets `{}`: {}{default}.",
             c.name,
-            first_line(c.doc.as_deref())
+            line.trim_end_matches('.')
         ));
         quote! {
             #doc
@@ -223,6 +242,23 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         inits: grant_op_inits,
     } = grant_ops;
     let grants_arg = provider.all_grants().next().map(|_| quote!(, grants));
+    // The server variables fill the base URL's placeholders before any endpoint is built.
+    let (build_self, fill_variables, build_doc) = match variable_values(provider, &idents) {
+        Some(values) => (
+            quote!(mut self),
+            quote!(self.connection.fill_server_variables(#values)?;),
+            docs(
+                "Checks the configuration, fills the server variables into the base URL (a \
+                 value that could change the URL's host or path is refused) and builds the \
+                 client.",
+            ),
+        ),
+        None => (
+            quote!(self),
+            quote!(),
+            docs("Checks the configuration and builds the client."),
+        ),
+    };
     // The refresh operation's parts: its constant and section, its endpoint (built last, from
     // the connection itself), `ROTATION` and the `RefreshClient` impl. Without one, the first
     // grant operation's endpoint answers `base_url`.
@@ -325,8 +361,9 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
 
             #(#setters)*
 
-            /// Checks the configuration and builds the client.
-            pub fn build(self) -> Result<Client, tokenkit::BuildError> {
+            #build_doc
+            pub fn build(#build_self) -> Result<Client, tokenkit::BuildError> {
+                #fill_variables
                 #(#grant_op_builds)*
                 #refresh_build
                 Ok(Client { #refresh_init #(#grant_op_inits)* #(#client_init)* })
@@ -341,6 +378,28 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
 
         #grant_items
     }
+}
+
+/// The server variables' values as `&[(name, String)]`, read from `self` (the builder, or a
+/// client that keeps them); `None` when the spec's server has none.
+pub(super) fn variable_values(provider: &Provider, idents: &[Ident]) -> Option<TokenStream> {
+    if provider.server_variables.is_empty() {
+        return None;
+    }
+    let pairs = provider.server_variables.iter().map(|v| {
+        let field = &provider.config[v.field];
+        let id = &idents[v.field];
+        let name = v.name.as_str();
+        let value = match (&v.default, &field.ty) {
+            (None, Ty::String) => quote!(self.#id.clone()),
+            (None, _) => quote!(self.#id.to_string()),
+            (Some(default), _) => {
+                quote!(self.#id.as_ref().map_or_else(|| #default.to_owned(), ToString::to_string))
+            }
+        };
+        quote!((#name, #value))
+    });
+    Some(quote!(&[#(#pairs),*]))
 }
 
 /// The expression that builds a request body: the refresh's (`token` in scope) or a grant's

@@ -222,6 +222,14 @@ pub(super) fn grants(
                     quote!(None),
                 )
             };
+            // A tenant's authorization URL: the client's server variables fill it.
+            let authorization_base =
+                match variable_values(provider, idents).filter(|_| url.contains('{')) {
+                    Some(values) => {
+                        quote!(&support::fill_server_variables(AUTHORIZATION_URL, #values)?)
+                    }
+                    None => quote!(AUTHORIZATION_URL),
+                };
             let doc = docs(&format!(
                 "The URL to send a user to for consent: `{url}` (the spec's `authorizationUrl`) \
                  with this client's id, `redirect_uri`, the `scopes`, the `state` to compare \
@@ -241,7 +249,7 @@ pub(super) fn grants(
                         state: &tokenkit::AuthorizationState,
                         #challenge_param
                     ) -> Result<String, tokenkit::BuildError> {
-                        tokenkit::authorization_url(AUTHORIZATION_URL, &self.#id, redirect_uri, scopes, state, #challenge_arg)
+                        tokenkit::authorization_url(#authorization_base, &self.#id, redirect_uri, scopes, state, #challenge_arg)
                     }
                 },
                 quote! {

@@ -197,7 +197,7 @@ fn crate_docs(provider: &Provider) -> TokenStream {
         .config
         .iter()
         .filter(|c| c.required)
-        .map(|c| example_literal(c).to_string())
+        .map(|c| example_literal(c, &quote::quote!(#krate)).to_string())
         .collect::<Vec<_>>()
         .join(", ");
     let servers: Vec<String> = provider

@@ -49,10 +49,10 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
             .config
             .iter()
             .filter(|c| c.required)
-            .map(example_literal);
+            .map(|c| example_literal(c, &quote!(#krate)));
         let setters = provider.config.iter().filter(|c| !c.required).map(|c| {
             let setter = crate::names::ident(&c.name);
-            let value = example_literal(c);
+            let value = example_literal(c, &quote!(#krate));
             quote!(.#setter(#value))
         });
         let doc = super::docs(&format!("The conformance cases for `{spec}`."));

@@ -109,6 +109,10 @@ fn definition(def: &TypeDef) -> TokenStream {
                     #variant,
                 }
             });
+            let arms = values.iter().map(|v| {
+                let variant = enum_variant(v);
+                quote!(Self::#variant => #v,)
+            });
             // A single-value enum is a constant: its one value is also its default.
             let single = values.len() == 1;
             let default = single.then(|| quote!(Default,));
@@ -122,6 +126,21 @@ fn definition(def: &TypeDef) -> TokenStream {
                 pub enum #name {
                     #first
                     #(#rest)*
+                }
+
+                impl #name {
+                    /// The value as the spec writes it.
+                    pub fn as_str(self) -> &'static str {
+                        match self {
+                            #(#arms)*
+                        }
+                    }
+                }
+
+                impl std::fmt::Display for #name {
+                    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(self.as_str())
+                    }
                 }
             }
         }

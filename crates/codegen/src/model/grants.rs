@@ -426,7 +426,21 @@ pub(super) fn flows(
                 &pointer::join(&pointer::join(&scheme_at, "flows"), "authorizationCode"),
                 "authorizationUrl",
             );
-            if url.starts_with("https://") || loopback_http(url) {
+            let declared = spec.api.servers.first().and_then(|s| s.variables.as_ref());
+            let unknown: Vec<&str> = super::placeholders(url)
+                .into_iter()
+                .filter(|name| !declared.is_some_and(|v| v.contains_key(*name)))
+                .collect();
+            if !unknown.is_empty() {
+                errors.push(
+                    SpecError::new(
+                        file,
+                        &at,
+                        format!("{url:?} has placeholders no variable of the first server declares: {unknown:?}"),
+                    )
+                    .hint("the authorization URL may use the first server's variables, such as a tenant's host"),
+                );
+            } else if url.starts_with("https://") || loopback_http(url) {
                 oauth.authorization_url = Some(url.clone());
             } else if url.starts_with("http://") {
                 errors.push(

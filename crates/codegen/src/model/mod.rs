@@ -24,7 +24,7 @@ mod responses;
 
 use mapping::{MapCtx, RequestSlot};
 use request::*;
-pub use request::{FORM, is_form};
+pub use request::{FORM, USABLE_DEFAULT, is_form, placeholders, safe_variable_value};
 pub use responses::status_variant;
 use responses::*;
 
@@ -41,8 +41,11 @@ pub struct Provider {
     pub description: Option<String>,
     /// `info.version`.
     pub spec_version: String,
-    /// `servers`, in order; the first is the default base URL.
+    /// `servers`, in order; the first is the default base URL. A URL may be a template with
+    /// `{name}` placeholders.
     pub servers: Vec<Server>,
+    /// The first server's variables, each a per-client value that fills its placeholder.
+    pub server_variables: Vec<ServerVariable>,
     /// Every operation that answers with tokens: the refresh operation first, then the grants
     /// served by operations of their own (`x-token-grant`), in the spec's order.
     pub operations: Vec<TokenOperation>,
@@ -71,6 +74,19 @@ pub struct Server {
     pub url: String,
     /// What it is (production, sandbox …).
     pub description: Option<String>,
+}
+
+/// A variable of the first server's URL (`https://{subdomain}.example.com`).
+#[derive(Clone, Debug)]
+pub struct ServerVariable {
+    /// The placeholder's name, as the URL writes it.
+    pub name: String,
+    /// Its per-client value: an index into [`Provider::config`].
+    pub field: usize,
+    /// The value used when the user gives none: the default of an `enum` variable, or one the
+    /// spec marks usable (`x-usable-default`). `None`: the user must give one (a tenant's
+    /// host, whose default is only a placeholder).
+    pub default: Option<String>,
 }
 
 /// The refresh operation.
@@ -914,7 +930,6 @@ struct RefreshPart {
 pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let mut errors = SpecErrors::default();
     let file = spec.file.as_str();
-    let servers = servers(spec, &mut errors);
     let found = match refresh_operation(spec) {
         Ok(found) => found,
         Err(e) => {
@@ -927,6 +942,8 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     // The names the printer uses for its own items; schemas named so get another name.
     types.reserve_names(&["Client", "ClientBuilder"]);
     let mut config = Vec::new();
+    let servers = servers(spec, &mut errors);
+    let server_variables = server_variables(spec, &mut types, &mut config, &mut errors);
     let refresh = match found {
         Some(found) => Some(
             refresh_part(spec, found, &mut types, &mut config, &mut errors)
@@ -1000,6 +1017,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         description: info.description.clone(),
         spec_version: info.version.clone(),
         servers,
+        server_variables,
         operations: refresh_op.into_iter().chain(grant_operations).collect(),
         refresh,
         config,
@@ -1250,6 +1268,20 @@ fn decide(provider: &mut Provider) {
             _ => None,
         })
         .chain(provider.oauth.client_id)
+        // The authorization URL fills its placeholders from the client's values.
+        .chain(
+            provider
+                .server_variables
+                .iter()
+                .filter(|_| {
+                    provider
+                        .oauth
+                        .authorization_url
+                        .as_deref()
+                        .is_some_and(|url| url.contains('{'))
+                })
+                .map(|v| v.field),
+        )
         .collect();
     let types = &provider.types;
     for (i, field) in provider.config.iter_mut().enumerate() {

@@ -3,6 +3,162 @@
 
 use super::*;
 
+/// The extension on a server variable that says its `default` is a real value a client may use
+/// as it is (OpenAPI requires a default even where only a placeholder can be written).
+pub const USABLE_DEFAULT: &str = "x-usable-default";
+
+/// Whether `value` may fill a server variable: RFC 3986 unreserved characters only, and not a
+/// dot segment, so that no value can change the URL's structure (its host, user, port, path,
+/// query or fragment). The runtime applies the same rule (`support::fill_server_variables`).
+pub fn safe_variable_value(value: &str) -> bool {
+    !value.is_empty()
+        && value != "."
+        && value != ".."
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// The `{name}` placeholders of a URL template, in order.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect()
+}
+
+/// The first server's variables: each becomes a per-client value (a builder argument unless the
+/// spec marks its default as usable: an `enum` whose default is one of its values, or
+/// `x-usable-default: true`).
+pub(super) fn server_variables(
+    spec: &Spec,
+    types: &mut TypeBuilder<'_>,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Vec<ServerVariable> {
+    let file = spec.file.as_str();
+    let Some(server) = spec.api.servers.first() else {
+        return Vec::new();
+    };
+    let variables = server.variables.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for name in placeholders(&server.url) {
+        if !variables.contains_key(name) {
+            errors.push(
+                SpecError::new(
+                    file,
+                    "/servers/0/url",
+                    format!("the URL's placeholder {{{name}}} has no variable"),
+                )
+                .hint(format!(
+                    "declare it under `variables: {{{name}: {{default: …, description: …}}}}`"
+                )),
+            );
+        }
+    }
+    for (name, variable) in &variables {
+        let at = pointer::join("/servers/0/variables", name);
+        if !placeholders(&server.url).contains(&name.as_str()) {
+            errors.push(SpecError::new(
+                file,
+                &at,
+                format!("the variable {name:?} is not in the URL"),
+            ));
+            continue;
+        }
+        let usable_flag = match variable.extensions.get(USABLE_DEFAULT) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                errors.push(SpecError::new(
+                    file,
+                    &pointer::join(&at, USABLE_DEFAULT),
+                    format!("`{USABLE_DEFAULT}` is true or false"),
+                ));
+                false
+            }
+        };
+        let mut bad = false;
+        for (i, value) in std::iter::once(&variable.default)
+            .chain(&variable.enumeration)
+            .enumerate()
+        {
+            if !safe_variable_value(value) {
+                bad = true;
+                let here = if i == 0 {
+                    pointer::join(&at, "default")
+                } else {
+                    pointer::join(&pointer::join(&at, "enum"), &(i - 1).to_string())
+                };
+                errors.push(
+                    SpecError::new(file, &here, format!("{value:?} cannot fill a URL: a value is letters, digits, `-`, `.`, `_` and `~`"))
+                        .hint("a variable fills one host label or path segment; it cannot carry `/`, `@`, `:`, `?` or `#`"),
+                );
+            }
+        }
+        let is_enum = !variable.enumeration.is_empty();
+        if is_enum && !variable.enumeration.contains(&variable.default) {
+            bad = true;
+            errors.push(SpecError::new(
+                file,
+                &pointer::join(&at, "default"),
+                format!(
+                    "the default {:?} is not one of the variable's `enum` values",
+                    variable.default
+                ),
+            ));
+        }
+        if bad {
+            continue;
+        }
+        let ty = if is_enum {
+            let schema = openapiv3::Schema {
+                schema_data: openapiv3::SchemaData {
+                    description: variable.description.clone(),
+                    ..Default::default()
+                },
+                schema_kind: SchemaKind::Type(Type::String(openapiv3::StringType {
+                    enumeration: variable.enumeration.iter().cloned().map(Some).collect(),
+                    ..Default::default()
+                })),
+            };
+            match types.resolve(
+                crate::types::SchemaRef::Inline(&schema),
+                &at,
+                &crate::names::pascal(name),
+            ) {
+                Ok(r) => r.ty,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            }
+        } else {
+            Ty::String
+        };
+        let default = (is_enum || usable_flag).then(|| variable.default.clone());
+        let field = push_config(
+            config,
+            ConfigField {
+                name: snake(name),
+                example: Value::String(variable.default.clone()),
+                kept: false,
+                copy: false,
+                ty,
+                required: default.is_none(),
+                doc: variable.description.clone(),
+            },
+        );
+        out.push(ServerVariable {
+            name: name.clone(),
+            field,
+            default,
+        });
+    }
+    out
+}
+
 pub(super) fn servers(spec: &Spec, errors: &mut SpecErrors) -> Vec<Server> {
     if spec.api.servers.is_empty() {
         errors.push(
@@ -16,13 +172,6 @@ pub(super) fn servers(spec: &Spec, errors: &mut SpecErrors) -> Vec<Server> {
         .enumerate()
         .filter_map(|(i, s)| {
             let at = format!("/servers/{i}");
-            if s.variables.as_ref().is_some_and(|v| !v.is_empty()) || s.url.contains('{') {
-                errors.push(
-                    SpecError::new(&spec.file, &at, "server variables are not supported")
-                        .hint("write the URL out; users override it with the builder's base_url"),
-                );
-                return None;
-            }
             if !(s.url.starts_with("https://") || s.url.starts_with("http://")) {
                 errors.push(SpecError::new(
                     &spec.file,

@@ -36,6 +36,46 @@ impl Default for HttpConfig {
     }
 }
 
+/// A URL template with its `{name}` placeholders filled from `values`. A value must be RFC 3986
+/// unreserved characters (letters, digits, `-`, `.`, `_`, `~`) and not `.` or `..`: it fills one
+/// host label or path segment and cannot change the URL's structure (no `/`, `@`, `:`, `?`, `#`
+/// or percent-escape smuggled in). A placeholder that no value fills is an error too: the
+/// request would go to a host nobody named.
+pub fn fill_server_variables(
+    template: &str,
+    values: &[(&str, String)],
+) -> Result<String, BuildError> {
+    let mut url = template.to_owned();
+    for (name, value) in values {
+        let placeholder = format!("{{{name}}}");
+        if !url.contains(&placeholder) {
+            continue;
+        }
+        let safe = !value.is_empty()
+            && value != "."
+            && value != ".."
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        if !safe {
+            return Err(BuildError {
+                reason: format!(
+                    "{value:?} cannot fill the server variable {name:?}: use letters, digits, `-`, `.`, `_` and `~` only"
+                ),
+            });
+        }
+        url = url.replace(&placeholder, value);
+    }
+    if let Some(start) = url.find('{') {
+        let rest = &url[start..];
+        let name = rest.split('}').next().unwrap_or(rest);
+        return Err(BuildError {
+            reason: format!("the URL {template:?} has a placeholder {name}}} that no value fills"),
+        });
+    }
+    Ok(url)
+}
+
 /// Where and how a generated client connects, as its builder's `base_url`, `http_config` and
 /// `http_client` set it.
 #[derive(Clone, Debug)]
@@ -72,6 +112,14 @@ impl Connection {
                 reason: "the application's HTTP client could not be built".into(),
             });
         self.http_client = Some(built);
+    }
+
+    /// Fills the base URL's `{name}` placeholders (the spec's server variables) with `values`;
+    /// a base URL the application set without placeholders is left as it is. See
+    /// [`fill_server_variables`].
+    pub fn fill_server_variables(&mut self, values: &[(&str, String)]) -> Result<(), BuildError> {
+        self.base_url = fill_server_variables(&self.base_url, values)?;
+        Ok(())
     }
 
     /// The transport, with `sensitive_keys` as [`Transport::with_sensitive_keys`].
@@ -623,5 +671,56 @@ mod tests {
             let shown = format!("{err} {err:?}");
             assert!(!shown.contains("SNTL"), "{shown}");
         }
+    }
+}
+
+#[cfg(test)]
+mod server_variable_tests {
+    use super::fill_server_variables;
+
+    fn fill(template: &str, value: &str) -> Result<String, String> {
+        fill_server_variables(template, &[("tenant", value.to_owned())]).map_err(|e| e.reason)
+    }
+
+    #[test]
+    fn a_value_fills_its_placeholders() {
+        assert_eq!(
+            fill("https://{tenant}.example.com/t/{tenant}/token", "acme-1").unwrap(),
+            "https://acme-1.example.com/t/acme-1/token"
+        );
+        assert_eq!(
+            fill("https://fixed.example.com", "acme").unwrap(),
+            "https://fixed.example.com"
+        );
+    }
+
+    #[test]
+    fn no_value_changes_the_url_s_structure() {
+        for smuggled in [
+            "evil.com/",
+            "evil.com#",
+            "evil.com?",
+            "user@evil.com",
+            "evil.com:444",
+            "..",
+            ".",
+            "",
+            "a b",
+            "a%2fb",
+            "a\\b",
+            "ev\u{0}il",
+            "ünï",
+        ] {
+            assert!(
+                fill("https://{tenant}.example.com", smuggled).is_err(),
+                "{smuggled:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_placeholder_left_unfilled_is_an_error() {
+        let err = fill_server_variables("https://{tenant}.example.com", &[]).unwrap_err();
+        assert!(err.reason.contains("{tenant}"), "{}", err.reason);
     }
 }

@@ -12,4 +12,4 @@ pub mod mapping;
 pub use endpoint::{
     Encoding, Endpoint, Operation, TokenPlace, missing_verifier, no_refresh_operation,
 };
-pub use http::{Connection, Response, Transport, Undocumented};
+pub use http::{Connection, Response, Transport, Undocumented, fill_server_variables};
