@@ -101,6 +101,10 @@ pub struct GrantMapping {
     pub redirect_uri: Option<String>,
     /// Where the PKCE verifier goes (authorization code).
     pub code_verifier: Option<String>,
+    /// Values made fresh for every request: by body pointer (`/nonce: uuid`) or by the name of
+    /// a query or header parameter (`X-Request-Id: uuid`).
+    #[serde(default)]
+    pub generate: indexmap::IndexMap<String, GenerateKind>,
     /// Where the user name goes (password).
     pub username: Option<String>,
     /// Where the password goes (password).
@@ -136,6 +140,50 @@ pub struct RequestMapping {
     /// refresh_token` where one schema serves several grants).
     #[serde(default)]
     pub set: indexmap::IndexMap<String, Value>,
+    /// Values made fresh for every request, as under a grant.
+    #[serde(default)]
+    pub generate: indexmap::IndexMap<String, GenerateKind>,
+}
+
+/// A value made fresh for every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GenerateKind {
+    /// A random version 4 UUID (a text field).
+    Uuid,
+    /// 16 random bytes, base64url (a text field).
+    Nonce,
+    /// Unix seconds (an integer, or a text field).
+    UnixSeconds,
+    /// Unix milliseconds (a 64-bit integer, or a text field).
+    UnixMilliseconds,
+    /// RFC 3339 in UTC (a text field).
+    DateTime,
+}
+
+impl GenerateKind {
+    /// As the extension writes it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Uuid => "uuid",
+            Self::Nonce => "nonce",
+            Self::UnixSeconds => "unix-seconds",
+            Self::UnixMilliseconds => "unix-milliseconds",
+            Self::DateTime => "date-time",
+        }
+    }
+
+    /// Whether a field of this type can hold it, and whether it is then written as text.
+    pub fn fits(self, ty: &crate::types::Ty) -> Option<bool> {
+        use crate::types::Ty;
+        match (self, ty) {
+            (_, Ty::String) => Some(true),
+            (Self::UnixSeconds, Ty::I32 | Ty::I64) | (Self::UnixMilliseconds, Ty::I64) => {
+                Some(false)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl RequestMapping {

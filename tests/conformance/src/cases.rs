@@ -1141,3 +1141,102 @@ pub async fn refresh_is_refused(subject: &Subject) -> Outcome {
         || "the client offers no grant".into(),
     )
 }
+
+/// Case 20: Values the spec says are made fresh for each request (`generate`: a request id, a
+/// nonce, a timestamp) are in every request, well formed, current, and never the same twice.
+pub async fn fresh_values(subject: &Subject) -> Outcome {
+    use tokenkit_codegen::extension::GenerateKind;
+    use tokenkit_codegen::model::{FillSource, Location, ParamValue};
+    let ctx = Ctx::start(subject).await?;
+    let op = ctx.operation();
+    let fill = match ctx.call() {
+        Call::Refresh => op.operation.body.as_ref().map(|b| b.fill.as_slice()),
+        Call::Grant(kind) => ctx
+            .provider
+            .all_grants()
+            .find(|g| grant_type(g.kind) == kind)
+            .map(|g| g.fill.as_slice()),
+    };
+    // Where each fresh value is: a header, a query parameter, or a body field.
+    let mut wanted: Vec<(Option<Location>, String, GenerateKind)> = op
+        .operation
+        .params
+        .iter()
+        .filter_map(|p| match p.value {
+            ParamValue::Generated(kind) => Some((Some(p.location), p.name.clone(), kind)),
+            _ => None,
+        })
+        .collect();
+    wanted.extend(
+        fill.unwrap_or_default()
+            .iter()
+            .filter_map(|f| match f.source {
+                FillSource::Generated { kind, .. } => Some((None, f.json.clone(), kind)),
+                _ => None,
+            }),
+    );
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let body = ctx.success_example()?;
+    for _ in 0..2 {
+        let reply = Reply::Json {
+            status: ctx.success_status(),
+            body: body.clone(),
+        };
+        refresh_with(&ctx, reply, &sent())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let requests = ctx.mock.requests();
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    for (location, name, kind) in wanted {
+        let mut seen = Vec::new();
+        for recorded in &requests {
+            let request = &recorded.request;
+            let value = match location {
+                Some(Location::Header) => request.header(&name).map(str::to_owned),
+                Some(_) => request
+                    .query
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone()),
+                None => tokenkit_mock::body_json(&ctx.provider, request)
+                    .and_then(|b| b.get(&name).cloned())
+                    .map(|v| match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    }),
+            };
+            let value = value.ok_or_else(|| format!("a request has no fresh {name:?}"))?;
+            let near = |secs: u64| secs.abs_diff(now.as_secs()) <= 300;
+            let well_formed = match kind {
+                GenerateKind::Uuid => {
+                    value.len() == 36
+                        && value.as_bytes()[14] == b'4'
+                        && value.matches('-').count() == 4
+                }
+                GenerateKind::Nonce => value.len() >= 16,
+                GenerateKind::UnixSeconds => value.parse::<u64>().is_ok_and(near),
+                GenerateKind::UnixMilliseconds => {
+                    value.parse::<u64>().is_ok_and(|ms| near(ms / 1000))
+                }
+                GenerateKind::DateTime => tokenkit::token::parse_rfc3339(&value)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .is_some_and(|d| near(d.as_secs())),
+            };
+            ensure(well_formed, || {
+                format!("{name:?} is not a current {}: {value:?}", kind.key())
+            })?;
+            seen.push(value);
+        }
+        if matches!(kind, GenerateKind::Uuid | GenerateKind::Nonce) {
+            ensure(seen.windows(2).all(|w| w[0] != w[1]), || {
+                format!("{name:?} was the same in two requests")
+            })?;
+        }
+    }
+    Ok(())
+}

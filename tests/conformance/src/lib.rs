@@ -52,6 +52,7 @@ macro_rules! suite {
             missing_refresh_token,
             empty_token,
             client_is_shareable,
+            fresh_values,
             refresh_is_refused
         );
     };
@@ -86,7 +87,8 @@ macro_rules! suite {
             no_secret_in_output,
             missing_refresh_token,
             empty_token,
-            client_is_shareable
+            client_is_shareable,
+            fresh_values
         );
     };
     (@grants $($module:ident = $kind:ident),*) => {
@@ -113,7 +115,8 @@ macro_rules! suite {
                     connection_reset,
                     no_secret_in_output,
                     missing_refresh_token,
-                    empty_token
+                    empty_token,
+                    fresh_values
                 );
             }
         )*

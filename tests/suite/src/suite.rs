@@ -270,6 +270,25 @@ mod nestbank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/noncebank.yaml`.
+mod noncebank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_noncebank::Client::builder("example-api-key")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "noncebank", "tests/fixtures/specs/noncebank.yaml", build; grants :
+        client_credentials = ClientCredentials
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/querybank.yaml`.
 mod querybank {
     /// The client, pointed at the mock.

@@ -278,7 +278,13 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             let outcome = ident(&op.operation.outcome);
             let section = refresh_section(provider, (op, r), &idents, &sensitive, getters);
             // Headers, query parameters and path segments are fixed when the client is built.
-            let setup = endpoint_setup(&op.operation, op.auth.as_ref(), config, &idents);
+            let setup = endpoint_setup(
+                &op.operation,
+                op.auth.as_ref(),
+                provider.refresh_grants(),
+                config,
+                &idents,
+            );
             (
                 quote! {
                     /// What the provider does with refresh tokens, as the spec's mapping declares.
@@ -437,6 +443,9 @@ pub(super) fn request_body(
                 }
             }
             FillSource::Omit => return quote!(#field: None,),
+            // A placeholder: the endpoint writes a fresh value over it when it sends.
+            FillSource::Generated { as_text: true, .. } => quote!(String::new()),
+            FillSource::Generated { as_text: false, .. } => quote!(0),
             FillSource::Config(i) => {
                 let id = &idents[*i];
                 let value = if config[*i].copy {

@@ -5,25 +5,54 @@
 use super::client::*;
 use super::docs;
 use super::types::ty;
+use crate::extension::GenerateKind;
 use crate::model::{
-    Auth, ConfigField, Location, Operation, ParamValue, Provider, Refresh, RefreshPlace, StatusKey,
-    TokenOperation,
+    Auth, ConfigField, FillSource, Grant, Location, Operation, ParamValue, Provider, Refresh,
+    RefreshPlace, StatusKey, TokenOperation,
 };
 use crate::names::{ident, snake};
 use crate::types::Ty;
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
+/// The `support::Generate` variant of a kind.
+fn generate_kind(kind: GenerateKind) -> TokenStream {
+    match kind {
+        GenerateKind::Uuid => quote!(support::Generate::Uuid),
+        GenerateKind::Nonce => quote!(support::Generate::Nonce),
+        GenerateKind::UnixSeconds => quote!(support::Generate::UnixSeconds),
+        GenerateKind::UnixMilliseconds => quote!(support::Generate::UnixMilliseconds),
+        GenerateKind::DateTime => quote!(support::Generate::DateTime),
+    }
+}
+
 /// The statements that set up an endpoint (`endpoint` in scope) for `op` at build time: the
-/// `Accept` header, the parameters and the client authentication.
+/// `Accept` header, the parameters, the values made fresh for each request (its own and those
+/// of the `grants` it also serves) and the client authentication.
 pub(super) fn endpoint_setup(
     op: &Operation,
     auth: Option<&Auth>,
+    grants: &[Grant],
     config: &[ConfigField],
     idents: &[Ident],
 ) -> Vec<TokenStream> {
     let accept = &op.accept;
     let mut setup = vec![quote!(endpoint.header("Accept", #accept)?;)];
+    let fills = op
+        .body
+        .iter()
+        .flat_map(|b| &b.fill)
+        .chain(grants.iter().flat_map(|g| &g.fill));
+    let mut fresh: Vec<&str> = Vec::new();
+    for fill in fills {
+        if let FillSource::Generated { kind, as_text } = fill.source
+            && !fresh.contains(&fill.json.as_str())
+        {
+            fresh.push(&fill.json);
+            let (json, kind) = (fill.json.as_str(), generate_kind(kind));
+            setup.push(quote!(endpoint.generated_body(#json, #kind, #as_text);));
+        }
+    }
     for param in &op.params {
         let wire = param.name.as_str();
         match &param.value {
@@ -48,6 +77,13 @@ pub(super) fn endpoint_setup(
             }
             // Sent with each request, by the endpoint (`Operation::refresh_token`).
             ParamValue::RefreshToken => {}
+            ParamValue::Generated(kind) => {
+                let kind = generate_kind(*kind);
+                setup.push(match param.location {
+                    Location::Header => quote!(endpoint.generated_header(#wire, #kind)?;),
+                    _ => quote!(endpoint.generated_query(#wire, #kind);),
+                });
+            }
         }
     }
     match auth {
@@ -218,7 +254,7 @@ pub(super) fn grant_operations(
             #field_doc
             #field: support::Endpoint,
         });
-        let setup = endpoint_setup(op, g.auth.as_ref(), config, idents);
+        let setup = endpoint_setup(op, g.auth.as_ref(), &[], config, idents);
         out.builds.push(quote! {
             let #field = {
                 let mut endpoint = support::Endpoint::new(self.connection.clone(), &#constant)?;

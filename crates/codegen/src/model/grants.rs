@@ -122,6 +122,50 @@ pub(super) fn fixed(
     out
 }
 
+/// What each `generate` kind needs of its field.
+pub(super) const GENERATE_HINT: &str = "uuid, nonce and date-time go in a string; unix-seconds in an integer or a string; unix-milliseconds in a 64-bit integer (`format: int64`) or a string";
+
+/// Values made fresh for every request (`generate`) of one request's body: a placeholder the
+/// endpoint writes over. Keys without the leading `/` name parameters (`model::request::Fixed`).
+pub(super) fn generated(
+    file: &str,
+    at: &str,
+    types: &TypeBuilder<'_>,
+    struct_name: &str,
+    generate: &IndexMap<String, crate::extension::GenerateKind>,
+    errors: &mut SpecErrors,
+) -> Vec<(String, FillSource)> {
+    let mut out = Vec::new();
+    for (ptr, kind) in generate.iter().filter(|(k, _)| k.starts_with('/')) {
+        let here = pointer::join(&pointer::join(at, "generate"), ptr.trim_start_matches('/'));
+        match top_level(types, struct_name, ptr) {
+            Ok(field) => match kind.fits(&field.ty) {
+                Some(as_text) => out.push((
+                    field.json,
+                    FillSource::Generated {
+                        kind: *kind,
+                        as_text,
+                    },
+                )),
+                None => errors.push(
+                    SpecError::new(
+                        file,
+                        &here,
+                        format!(
+                            "{ptr:?} is {}, which cannot hold a {}",
+                            field.ty.describe(),
+                            kind.key()
+                        ),
+                    )
+                    .hint(GENERATE_HINT),
+                ),
+            },
+            Err(reason) => errors.push(SpecError::new(file, &here, reason)),
+        }
+    }
+    out
+}
+
 /// The plan of each grant the mapping lists.
 pub(super) fn plans(
     file: &str,
@@ -169,12 +213,14 @@ pub(super) fn plan(
                 format!("the operation has no request body for the {key} to go in"),
             ));
         }
-        for key in mapping.set.keys().filter(|k| k.starts_with('/')) {
+        let body_keys = (mapping.set.keys().map(|k| ("set", k)))
+            .chain(mapping.generate.keys().map(|k| ("generate", k)));
+        for (map, key) in body_keys.filter(|(_, k)| k.starts_with('/')) {
             fine = false;
             errors.push(SpecError::new(
                 file,
-                &pointer::join(&pointer::join(grant_at, "set"), key.trim_start_matches('/')),
-                "the operation has no request body; a parameter is fixed by its name, without the `/`",
+                &pointer::join(&pointer::join(grant_at, map), key.trim_start_matches('/')),
+                "the operation has no request body; a parameter is named without the `/`",
             ));
         }
         if kind != GrantKind::ClientCredentials {
@@ -218,6 +264,14 @@ pub(super) fn plan(
         ("password", &mapping.password, GrantArg::Password),
     ];
     let mut own = fixed(file, grant_at, types, &struct_name, &mapping.set, errors);
+    own.extend(generated(
+        file,
+        grant_at,
+        types,
+        &struct_name,
+        &mapping.generate,
+        errors,
+    ));
     for (key, ptr, arg) in args {
         let here = pointer::join(grant_at, key);
         let Some(ptr) = ptr else {

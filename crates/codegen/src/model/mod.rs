@@ -175,6 +175,8 @@ pub enum ParamValue {
     Config(usize),
     /// The refresh token being exchanged (see [`Refresh::place`]).
     RefreshToken,
+    /// A value made fresh for every request.
+    Generated(extension::GenerateKind),
 }
 
 /// A value the user gives when building the client.
@@ -390,6 +392,13 @@ pub enum FillSource {
     Literal(String),
     /// A value the grant's call supplies.
     Arg(GrantArg),
+    /// A value made fresh for every request (the endpoint writes it over a placeholder).
+    Generated {
+        /// What to make.
+        kind: extension::GenerateKind,
+        /// Whether the field holds it as text.
+        as_text: bool,
+    },
     /// Nothing: a field another request fills (`None`).
     Omit,
 }
@@ -673,6 +682,12 @@ struct Found<'a> {
     op: &'a OaOperation,
 }
 
+/// A mapping's `set` and `generate`: some of their keys name the operation's parameters.
+type RequestValues<'a> = (
+    &'a IndexMap<String, Value>,
+    &'a IndexMap<String, extension::GenerateKind>,
+);
+
 /// What every token operation is made of, whatever it serves.
 struct Parts {
     params: Vec<Param>,
@@ -692,14 +707,15 @@ impl Found<'_> {
         spec: &Spec,
         op_name: &str,
         place: Option<&RefreshPlace>,
-        set: Option<&IndexMap<String, Value>>,
+        set: Option<RequestValues<'_>>,
         types: &mut TypeBuilder<'_>,
         config: &mut Vec<ConfigField>,
         errors: &mut SpecErrors,
     ) -> Parts {
         let fixed = Fixed {
-            at: set.map(|_| self.mapping_set_at(place.is_some())),
-            values: set,
+            at: set.map(|_| self.mapping_request_at(place.is_some())),
+            values: set.map(|(set, _)| set),
+            generate: set.map(|(_, generate)| generate),
         };
         let params = params(
             spec,
@@ -732,17 +748,14 @@ impl Found<'_> {
         }
     }
 
-    /// Where this operation's mapping writes `set` (for errors).
-    fn mapping_set_at(&self, refresh: bool) -> String {
+    /// Where this operation's mapping writes its `request` (for errors).
+    fn mapping_request_at(&self, refresh: bool) -> String {
         let key = if refresh {
             extension::KEY
         } else {
             extension::GRANT_KEY
         };
-        pointer::join(
-            &pointer::join(&pointer::join(&self.pointer, key), "request"),
-            "set",
-        )
+        pointer::join(&pointer::join(&self.pointer, key), "request")
     }
 
     /// The mapping's context for this operation's extension (`key`).
@@ -843,7 +856,7 @@ fn grant_operations(
                 spec,
                 &op_name,
                 None,
-                Some(&ext.request.set),
+                Some((&ext.request.set, &ext.request.generate)),
                 types,
                 config,
                 errors,
@@ -1072,7 +1085,9 @@ fn refresh_part(
         path: path.clone(),
         op,
     };
-    let set = mapping_spec.as_ref().map(|m| &m.request.set);
+    let set = mapping_spec
+        .as_ref()
+        .map(|m| (&m.request.set, &m.request.generate));
     let Parts {
         params,
         auth,
@@ -1086,16 +1101,14 @@ fn refresh_part(
     let mut ctx = found.map_ctx(file, extension::KEY, &responses);
     ctx.token_key = mapping_spec.request.key();
     if !mapping_spec.grants.is_empty() {
-        for key in mapping_spec
-            .request
-            .set
-            .keys()
-            .filter(|k| !k.starts_with('/'))
-        {
+        let request = &mapping_spec.request;
+        let params = (request.set.keys().map(|k| ("set", k)))
+            .chain(request.generate.keys().map(|k| ("generate", k)));
+        for (map, key) in params.filter(|(_, k)| !k.starts_with('/')) {
             errors.push(
                 SpecError::new(
                     file,
-                    &pointer::join(&pointer::join(&pointer::join(&ctx.at, "request"), "set"), key),
+                    &pointer::join(&pointer::join(&pointer::join(&ctx.at, "request"), map), key),
                     format!("{key:?} is a parameter, fixed for every request of this operation, and it also serves grants"),
                 )
                 .hint("fix a parameter where one operation serves one request: give the grants operations of their own (`x-token-grant`), or use a body property"),
@@ -1156,6 +1169,14 @@ fn refresh_part(
         types,
         &struct_name,
         &mapping_spec.request.set,
+        errors,
+    ));
+    refresh_own.extend(grants::generated(
+        file,
+        &pointer::join(&ctx.at, "request"),
+        types,
+        &struct_name,
+        &mapping_spec.request.generate,
         errors,
     ));
     let mut plans = vec![grants::Plan {

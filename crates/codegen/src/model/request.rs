@@ -241,13 +241,30 @@ pub(super) fn refresh_operation(
 /// A mapping's `set` values, of which those whose key is a name rather than a body pointer
 /// (`grant_type`, not `/grant_type`) fix a query, header or path parameter of the operation.
 pub(super) struct Fixed<'a> {
-    /// Where the `set` is, for errors.
+    /// Where the mapping's `request` is, for errors.
     pub(super) at: Option<String>,
-    /// The values, as written.
+    /// The `set` values, as written.
     pub(super) values: Option<&'a IndexMap<String, Value>>,
+    /// The `generate` entries, as written.
+    pub(super) generate: Option<&'a IndexMap<String, crate::extension::GenerateKind>>,
 }
 
 impl Fixed<'_> {
+    /// What `generate` makes fresh for the parameter `name` at `location`.
+    fn generated(
+        &self,
+        location: Location,
+        name: &str,
+    ) -> Option<(&str, crate::extension::GenerateKind)> {
+        self.generate?.iter().find_map(|(key, kind)| {
+            let same = match location {
+                Location::Header => key.eq_ignore_ascii_case(name),
+                _ => key == name,
+            };
+            same.then_some((key.as_str(), *kind))
+        })
+    }
+
     /// The value `set` gives the parameter `name` at `location` (header names ignore case).
     fn value(&self, location: Location, name: &str) -> Option<(&str, &Value)> {
         self.values?.iter().find_map(|(key, value)| {
@@ -266,10 +283,21 @@ impl Fixed<'_> {
         declared: &[(Location, String)],
         errors: &mut SpecErrors,
     ) {
-        let (Some(values), Some(at)) = (self.values, &self.at) else {
+        let Some(at) = &self.at else {
             return;
         };
-        for key in values.keys().filter(|k| !k.starts_with('/')) {
+        let keys = (self
+            .values
+            .into_iter()
+            .flat_map(|v| v.keys())
+            .map(|k| ("set", k)))
+        .chain(
+            self.generate
+                .into_iter()
+                .flat_map(|g| g.keys())
+                .map(|k| ("generate", k)),
+        );
+        for (map, key) in keys.filter(|(_, k)| !k.starts_with('/')) {
             let found = declared.iter().any(|(location, name)| match location {
                 Location::Header => name.eq_ignore_ascii_case(key),
                 _ => name == key,
@@ -278,7 +306,7 @@ impl Fixed<'_> {
                 errors.push(
                     SpecError::new(
                         file,
-                        &pointer::join(at, key),
+                        &pointer::join(&pointer::join(at, map), key),
                         format!(
                             "the operation declares no query, header or path parameter {key:?}"
                         ),
@@ -357,8 +385,52 @@ pub(super) fn params(
             );
             continue;
         };
+        if let Some((key, kind)) = fixed.generated(location, &data.name) {
+            let here = pointer::join(
+                &pointer::join(fixed.at.as_deref().unwrap_or(op_pointer), "generate"),
+                key,
+            );
+            let schema_at = pointer::join(&at, "schema");
+            let ty = types
+                .resolve(schema.into(), &schema_at, &data.name)
+                .map(|r| r.ty);
+            match ty {
+                Ok(ty) if location != Location::Path && kind.fits(&ty).is_some() => {
+                    out.push(Param {
+                        location,
+                        name: data.name.clone(),
+                        required: data.required,
+                        schema_pointer: schema_at,
+                        value: ParamValue::Generated(kind),
+                    })
+                }
+                Ok(ty) => errors.push(
+                    SpecError::new(
+                        &spec.file,
+                        &here,
+                        format!(
+                            "parameter {:?} ({}, in the {}) cannot carry a fresh {}",
+                            data.name,
+                            ty.describe(),
+                            if location == Location::Path {
+                                "path"
+                            } else {
+                                "request"
+                            },
+                            kind.key()
+                        ),
+                    )
+                    .hint(super::grants::GENERATE_HINT),
+                ),
+                Err(e) => errors.push(e),
+            }
+            continue;
+        }
         if let Some((key, value)) = fixed.value(location, &data.name) {
-            let here = pointer::join(fixed.at.as_deref().unwrap_or(op_pointer), key);
+            let here = pointer::join(
+                &pointer::join(fixed.at.as_deref().unwrap_or(op_pointer), "set"),
+                key,
+            );
             let text = match value {
                 Value::String(s) => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),

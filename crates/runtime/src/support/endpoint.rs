@@ -6,6 +6,7 @@ use crate::client::{RefreshWith, Rotation};
 use crate::error::{BuildError, RefreshError};
 use crate::secret::{RefreshToken, Secret};
 use crate::snippet::Snippet;
+use crate::support::generate::Generate;
 use crate::support::http::{
     Connection, Response, Transport, basic_auth, header_value, path_segment, sensitive_header_value,
 };
@@ -75,6 +76,11 @@ pub struct Endpoint {
     headers: HeaderMap,
     query: Vec<(&'static str, Secret)>,
     secrets: Vec<Secret>,
+    /// Headers and query parameters made fresh for each request (`true`: a header).
+    generated_params: Vec<(bool, &'static str, Generate)>,
+    /// Body fields made fresh for each request, where the body carries them: the field, what
+    /// to make, and whether it is written as text.
+    generated_body: Vec<(&'static str, Generate, bool)>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -108,6 +114,8 @@ impl Endpoint {
             headers: HeaderMap::new(),
             query: Vec::new(),
             secrets: Vec::new(),
+            generated_params: Vec::new(),
+            generated_body: Vec::new(),
         })
     }
 
@@ -178,6 +186,29 @@ impl Endpoint {
         self.scrub(value);
     }
 
+    /// Sends the header `name` with a fresh value of `kind` on every request.
+    pub fn generated_header(
+        &mut self,
+        name: &'static str,
+        kind: Generate,
+    ) -> Result<(), BuildError> {
+        header_name(name)?;
+        self.generated_params.push((true, name, kind));
+        Ok(())
+    }
+
+    /// Adds `name` to the query string with a fresh value of `kind` on every request.
+    pub fn generated_query(&mut self, name: &'static str, kind: Generate) {
+        self.generated_params.push((false, name, kind));
+    }
+
+    /// Writes a fresh value of `kind` into the body's top-level `field` on every request that
+    /// carries the field (the generated request bodies fill it with a placeholder; a request
+    /// that leaves it out gets none): as text where `as_text`, else a number for the Unix times.
+    pub fn generated_body(&mut self, field: &'static str, kind: Generate, as_text: bool) {
+        self.generated_body.push((field, kind, as_text));
+    }
+
     /// Scrubs `secret` from every error this endpoint returns (a client secret sent in the
     /// body, say). The refresh token sent is always scrubbed.
     pub fn scrub(&mut self, secret: &Secret) {
@@ -193,20 +224,39 @@ impl Endpoint {
         body: &B,
         refresh_token: Option<&RefreshToken>,
     ) -> Result<Response, RefreshError> {
+        // Nothing was sent when any of this fails.
+        fn unsendable<E>(_: E) -> RefreshError {
+            RefreshError::Transport {
+                kind: crate::error::TransportKind::Request,
+                maybe_sent: false,
+            }
+        }
         let mut headers = self.headers.clone();
+        let mut fresh_query = Vec::new();
+        for (is_header, name, kind) in &self.generated_params {
+            let value = kind.text()?;
+            if *is_header {
+                let name = header_name(name).map_err(unsendable)?;
+                let value = header_value(name.as_str(), &value).map_err(unsendable)?;
+                headers.insert(name, value);
+            } else {
+                fresh_query.push((*name, value));
+            }
+        }
         let mut query: Vec<(&str, &str)> = self
             .query
             .iter()
             .map(|(name, value)| (*name, value.expose()))
+            .chain(
+                fresh_query
+                    .iter()
+                    .map(|(name, value)| (*name, value.as_str())),
+            )
             .collect();
         match (self.refresh_token, refresh_token) {
             (TokenPlace::Query(name), Some(token)) => query.push((name, token.expose())),
             (TokenPlace::Header { name, prefix }, Some(token)) => {
                 // Checked by the generator; a failure here sent nothing.
-                let unsendable = |_| RefreshError::Transport {
-                    kind: crate::error::TransportKind::Request,
-                    maybe_sent: false,
-                };
                 let name = header_name(name).map_err(unsendable)?;
                 let value =
                     sensitive_header_value(name.as_str(), &format!("{prefix}{}", token.expose()))
@@ -222,10 +272,24 @@ impl Endpoint {
         if !query.is_empty() {
             request = request.query(&query);
         }
-        request = match self.encoding {
-            Encoding::Json => request.json(body),
-            Encoding::Form => request.form(body),
-            Encoding::Empty => request,
+        request = match (self.encoding, self.generated_body.is_empty()) {
+            (Encoding::Empty, _) => request,
+            (Encoding::Json, true) => request.json(body),
+            (Encoding::Form, true) => request.form(body),
+            (encoding, false) => {
+                let mut value = serde_json::to_value(body).map_err(unsendable)?;
+                if let serde_json::Value::Object(fields) = &mut value {
+                    for (field, kind, as_text) in &self.generated_body {
+                        if let Some(slot) = fields.get_mut(*field) {
+                            *slot = kind.value(*as_text)?;
+                        }
+                    }
+                }
+                match encoding {
+                    Encoding::Form => request.form(&value),
+                    _ => request.json(&value),
+                }
+            }
         };
         self.transport
             .send(request)

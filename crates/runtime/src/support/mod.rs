@@ -6,10 +6,12 @@
 //! rules every refresh meets) lives here once, so the generated code stays thin.
 
 pub mod endpoint;
+pub mod generate;
 pub mod http;
 pub mod mapping;
 
 pub use endpoint::{
     Encoding, Endpoint, Operation, TokenPlace, missing_verifier, no_refresh_operation,
 };
+pub use generate::Generate;
 pub use http::{Connection, Response, Transport, Undocumented, fill_server_variables};
