@@ -20,6 +20,9 @@ pub const GRANT_KEY: &str = "x-token-grant";
 pub struct TokenGrant {
     /// Which grant.
     pub grant: GrantKind,
+    /// `private_key_jwt` client authentication (RFC 7523 §2.2): the body property that carries
+    /// the signed client assertion.
+    pub client_assertion: Option<String>,
     /// Where its request's values go, as a `grants` entry says it.
     #[serde(default)]
     pub request: GrantMapping,
@@ -51,6 +54,9 @@ pub struct TokenRefresh {
     /// Seconds for which the provider still accepts a rotated refresh token, as its docs
     /// promise, so that an answer lost on the way can be retried (one-time and rotating only).
     pub reuse_grace: Option<u64>,
+    /// `private_key_jwt` client authentication (RFC 7523 §2.2): the body property that carries
+    /// the signed client assertion, in every request of the operation.
+    pub client_assertion: Option<String>,
 }
 
 /// A grant besides the refresh.
@@ -63,6 +69,8 @@ pub enum GrantKind {
     AuthorizationCode,
     /// RFC 6749 §4.3, or a provider's login with a user's credentials; OpenAPI flow `password`.
     Password,
+    /// RFC 7523 §2.1: a signed JWT as the grant; OpenAPI has no flow for it.
+    JwtBearer,
 }
 
 impl GrantKind {
@@ -72,15 +80,17 @@ impl GrantKind {
             Self::ClientCredentials => "client-credentials",
             Self::AuthorizationCode => "authorization-code",
             Self::Password => "password",
+            Self::JwtBearer => "jwt-bearer",
         }
     }
 
-    /// The OpenAPI flow's name.
-    pub fn flow(self) -> &'static str {
+    /// The OpenAPI flow's name (none for the JWT-bearer grant).
+    pub fn flow(self) -> Option<&'static str> {
         match self {
-            Self::ClientCredentials => "clientCredentials",
-            Self::AuthorizationCode => "authorizationCode",
-            Self::Password => "password",
+            Self::ClientCredentials => Some("clientCredentials"),
+            Self::AuthorizationCode => Some("authorizationCode"),
+            Self::Password => Some("password"),
+            Self::JwtBearer => None,
         }
     }
 }
@@ -109,6 +119,8 @@ pub struct GrantMapping {
     pub username: Option<String>,
     /// Where the password goes (password).
     pub password: Option<String>,
+    /// Where the signed assertion goes (JWT bearer).
+    pub assertion: Option<String>,
 }
 
 /// The rotation policy.

@@ -121,6 +121,9 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
                     out.push(format!("body {violation}"));
                 }
             }
+            if let Some(Auth::PrivateKeyJwt { field, .. }) = &answering.auth {
+                check_assertion(body.get(field).and_then(Value::as_str), &mut out);
+            }
         }
     }
     out
@@ -183,6 +186,8 @@ fn check_auth(auth: Option<&Auth>, request: &Request, out: &mut Vec<String>) {
                 }
             }
         }
+        // In the body, checked with it (`check_assertion`).
+        Some(Auth::PrivateKeyJwt { .. }) => {}
         Some(Auth::ApiKey { location, name, .. }) => {
             let present = match location {
                 Location::Header => request.header(name).is_some(),
@@ -192,6 +197,44 @@ fn check_auth(auth: Option<&Auth>, request: &Request, out: &mut Vec<String>) {
                 out.push(format!("the API key {name} is missing"));
             }
         }
+    }
+}
+
+/// A `private_key_jwt` assertion's shape (RFC 7523 §3): a compact JWS whose header names an
+/// asymmetric algorithm and whose claims have `iss` = `sub`, `aud`, `exp` within five minutes of
+/// `iat`, and a `jti`. The mock cannot check the signature: it does not hold the public key.
+fn check_assertion(assertion: Option<&str>, out: &mut Vec<String>) {
+    let Some(assertion) = assertion else {
+        out.push("the client assertion is missing".to_owned());
+        return;
+    };
+    let part = |i: usize| -> Option<Value> {
+        let text = assertion.split('.').nth(i)?;
+        let padded = format!("{text}{}", "=".repeat((4 - text.len() % 4) % 4));
+        let bytes = decode_base64(&padded.replace('-', "+").replace('_', "/"))?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let (Some(header), Some(claims), 3) = (part(0), part(1), assertion.split('.').count()) else {
+        out.push("the client assertion is not a compact JWS".to_owned());
+        return;
+    };
+    let alg = header["alg"].as_str().unwrap_or_default();
+    if !["RS256", "PS256", "ES256", "ES384", "EdDSA"].contains(&alg) {
+        out.push(format!(
+            "the client assertion's alg {alg:?} is not an asymmetric algorithm"
+        ));
+    }
+    let (iat, exp) = (claims["iat"].as_u64(), claims["exp"].as_u64());
+    let fine = claims["iss"].is_string()
+        && claims["iss"] == claims["sub"]
+        && claims["aud"].is_string()
+        && claims["jti"].is_string()
+        && matches!((iat, exp), (Some(iat), Some(exp)) if exp > iat && exp - iat <= 300);
+    if !fine {
+        out.push(
+            "the client assertion's claims are not iss = sub, aud, a short exp and a jti"
+                .to_owned(),
+        );
     }
 }
 

@@ -140,6 +140,8 @@ pub enum GrantType {
     AuthorizationCode,
     /// A user's name and password (RFC 6749 §4.3), or a provider's login call.
     Password,
+    /// A signed JWT as the grant (RFC 7523 §2.1): service accounts, token exchange.
+    JwtBearer,
 }
 
 /// What an authorization-code exchange sends besides the client's own values.
@@ -191,6 +193,16 @@ pub trait GrantClient: Send + Sync {
         login: &'a PasswordLogin,
     ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
         let _ = login;
+        None
+    }
+
+    /// A token set for a signed assertion (the JWT-bearer grant; sign one with
+    /// [`AssertionClaims::sign`](crate::AssertionClaims::sign)).
+    fn jwt_bearer<'a>(
+        &'a self,
+        assertion: &'a Secret,
+    ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
+        let _ = assertion;
         None
     }
 }

@@ -22,6 +22,7 @@
 //! | several processes on one host | [`FileStore`] on a directory they share |
 //! | several hosts or replicas | `RedisStore` (cargo feature `redis`) |
 
+pub mod assertion;
 pub mod authorization;
 pub mod client;
 mod clock;
@@ -33,6 +34,7 @@ pub mod store;
 pub mod support;
 pub mod token;
 
+pub use assertion::{AssertionClaims, SigningAlgorithm, SigningKey};
 pub use authorization::{AuthorizationState, PkceChallenge, PkceVerifier, authorization_url};
 pub use client::{
     BoxFuture, CodeExchange, GrantClient, GrantType, PasswordLogin, RefreshClient, RefreshWith,

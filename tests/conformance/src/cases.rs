@@ -71,6 +71,7 @@ async fn call(
             };
             Some(grants.password(&login)?.await)
         }
+        GrantType::JwtBearer => Some(grants.jwt_bearer(&secret.into())?.await),
     }
 }
 
@@ -317,7 +318,7 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
             .and_then(|b| b.get(&fill.json))
             .and_then(Value::as_str);
         let expected = match arg {
-            GrantArg::Code | GrantArg::Password => SENT.to_owned(),
+            GrantArg::Code | GrantArg::Password | GrantArg::Assertion => SENT.to_owned(),
             GrantArg::RedirectUri => REDIRECT_URI.to_owned(),
             GrantArg::CodeVerifier => format!("{SENT}-{}", "v".repeat(43)),
             GrantArg::Username => "user@example.com".to_owned(),
@@ -339,6 +340,7 @@ fn grant_type(kind: tokenkit_codegen::extension::GrantKind) -> GrantType {
         GrantKind::ClientCredentials => GrantType::ClientCredentials,
         GrantKind::AuthorizationCode => GrantType::AuthorizationCode,
         GrantKind::Password => GrantType::Password,
+        GrantKind::JwtBearer => GrantType::JwtBearer,
     }
 }
 
@@ -1239,4 +1241,102 @@ pub async fn fresh_values(subject: &Subject) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// Case 21 (`private_key_jwt`): every request carries, where the spec says, an assertion signed
+/// with the application's key (verified with its public key) whose issuer and subject are the
+/// client id, whose audience is the token endpoint's URL, that lives a minute, and whose `jti`
+/// is never reused; the assertion never appears in an error.
+pub async fn client_assertion(subject: &Subject) -> Outcome {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use tokenkit_codegen::model::Auth;
+    let ctx = Ctx::start(subject).await?;
+    let Some(Auth::PrivateKeyJwt { field, client_id }) = ctx.operation().auth.clone() else {
+        return Ok(());
+    };
+    let expected_id = ctx.provider.config[client_id]
+        .example
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let body = ctx.success_example()?;
+    for _ in 0..2 {
+        let reply = Reply::Json {
+            status: ctx.success_status(),
+            body: body.clone(),
+        };
+        refresh_with(&ctx, reply, &sent())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let audience = format!("{}{}", ctx.mock.base_url(), ctx.operation().operation.path);
+    let (_, public) = crate::support::signing_pair();
+    let mut ids = Vec::new();
+    for recorded in ctx.mock.requests() {
+        let body = tokenkit_mock::body_json(&ctx.provider, &recorded.request)
+            .ok_or("the request has no body")?;
+        let jwt = body
+            .get(&field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("no assertion in {field:?}"))?;
+        let parts: Vec<&str> = jwt.split('.').collect();
+        ensure(parts.len() == 3, || {
+            "the assertion is not a compact JWS".into()
+        })?;
+        let decode = |part: &str| -> Result<Value, String> {
+            let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|e| e.to_string())?;
+            serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+        };
+        let (header, claims) = (decode(parts[0])?, decode(parts[1])?);
+        let signature = URL_SAFE_NO_PAD
+            .decode(parts[2])
+            .map_err(|e| e.to_string())?;
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            public,
+        )
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+        .map_err(|_| "the assertion's signature does not verify with the key".to_owned())?;
+        ensure(
+            header["alg"] == "ES256" && header["kid"] == "conformance-key",
+            || format!("header {header}"),
+        )?;
+        ensure(
+            claims["iss"] == expected_id.as_str() && claims["sub"] == expected_id.as_str(),
+            || format!("iss/sub are not the client id {expected_id:?}: {claims}"),
+        )?;
+        ensure(claims["aud"] == audience.as_str(), || {
+            format!(
+                "aud is not the token endpoint {audience:?}: {}",
+                claims["aud"]
+            )
+        })?;
+        let lifetime = claims["exp"].as_u64().zip(claims["iat"].as_u64());
+        ensure(lifetime.is_some_and(|(exp, iat)| exp - iat == 60), || {
+            format!("the assertion does not live a minute: {claims}")
+        })?;
+        ids.push(claims["jti"].clone());
+    }
+    ensure(
+        ids.len() == 2 && ids[0] != ids[1] && ids[0].is_string(),
+        || format!("jti {ids:?}"),
+    )?;
+    // An error echoing the request never shows the assertion.
+    let echo = Reply::Raw {
+        status: 500,
+        content_type: Some("application/json".into()),
+        body: serde_json::to_vec(
+            &ctx.mock
+                .requests()
+                .last()
+                .and_then(|r| tokenkit_mock::body_json(&ctx.provider, &r.request)),
+        )
+        .unwrap_or_default(),
+    };
+    let err = expect_err(refresh_with(&ctx, echo, &sent()).await, "an echoed request")?;
+    let jwt_prefix = "eyJ";
+    ensure(!format!("{err} {err:?}").contains(jwt_prefix), || {
+        format!("an error shows a JWT: {err:?}")
+    })
 }

@@ -11,7 +11,7 @@
 pub mod cases;
 pub mod support;
 
-pub use support::{Call, GrantType, Subject};
+pub use support::{Call, GrantType, Subject, signing_key};
 
 /// Declares one `#[tokio::test]` per case for a provider: its name, its spec (relative to the
 /// workspace root) and a function that builds its client; then, for each grant the spec maps
@@ -53,6 +53,7 @@ macro_rules! suite {
             empty_token,
             client_is_shareable,
             fresh_values,
+            client_assertion,
             refresh_is_refused
         );
     };
@@ -88,7 +89,8 @@ macro_rules! suite {
             missing_refresh_token,
             empty_token,
             client_is_shareable,
-            fresh_values
+            fresh_values,
+            client_assertion
         );
     };
     (@grants $($module:ident = $kind:ident),*) => {
@@ -116,7 +118,8 @@ macro_rules! suite {
                     no_secret_in_output,
                     missing_refresh_token,
                     empty_token,
-                    fresh_values
+                    fresh_values,
+                    client_assertion
                 );
             }
         )*

@@ -109,6 +109,7 @@ impl Ctx {
                 GrantType::ClientCredentials => GrantKind::ClientCredentials,
                 GrantType::AuthorizationCode => GrantKind::AuthorizationCode,
                 GrantType::Password => GrantKind::Password,
+                GrantType::JwtBearer => GrantKind::JwtBearer,
             }),
         };
         found.unwrap_or(&self.provider.operations[0])
@@ -244,4 +245,31 @@ pub fn may_be_absent(mapped: &Mapped) -> bool {
         }
     }
     walk(&mapped.access)
+}
+
+/// The signing key every generated suite builds `private_key_jwt` clients with: one ES256 key
+/// per test process, made fresh (never a key written down anywhere).
+pub fn signing_key() -> tokenkit::SigningKey {
+    signing_pair().0.clone()
+}
+
+/// The suite's signing key and its public key (an uncompressed P-256 point), to verify what
+/// the clients signed.
+pub fn signing_pair() -> &'static (tokenkit::SigningKey, Vec<u8>) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    static PAIR: std::sync::OnceLock<(tokenkit::SigningKey, Vec<u8>)> = std::sync::OnceLock::new();
+    PAIR.get_or_init(|| {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("a P-256 key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .expect("the key just made");
+        let key = tokenkit::SigningKey::from_pkcs8_der(
+            tokenkit::SigningAlgorithm::Es256,
+            pkcs8.as_ref(),
+            Some("conformance-key".into()),
+        )
+        .expect("an ES256 signing key");
+        (key, pair.public_key().as_ref().to_vec())
+    })
 }

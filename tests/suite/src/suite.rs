@@ -96,6 +96,29 @@ mod vaultist {
     tokenkit_conformance::suite!("vaultist", "specs/vaultist.yaml", build);
 }
 
+/// The conformance cases for `tests/fixtures/specs/assertionbank.yaml`.
+mod assertionbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_assertionbank::Client::builder(
+                "assertion-client",
+                tokenkit_conformance::signing_key(),
+            )
+            .scope("example-scope")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "assertionbank", "tests/fixtures/specs/assertionbank.yaml", build; grants :
+        client_credentials = ClientCredentials, jwt_bearer = JwtBearer
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/datebank.yaml`.
 mod datebank {
     /// The client, pointed at the mock.

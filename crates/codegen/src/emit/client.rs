@@ -137,14 +137,23 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         .zip(&idents)
         .filter(|(c, _)| !c.required)
         .collect();
+    // With private_key_jwt, the application's signing key is one more builder argument; the
+    // endpoints take it when the client is built.
+    let signs = provider.signs_assertions();
+    let key_field = signs.then(|| quote!(signing_key: tokenkit::SigningKey,));
+    let key_arg = signs.then(|| quote!(signing_key: tokenkit::SigningKey));
+    let key_init = signs.then(|| quote!(signing_key,));
     let builder_fields = config.iter().zip(&idents).map(|(c, i)| {
         let t = stored_ty(c);
         quote!(#i: #t,)
     });
-    let builder_args = required.iter().map(|(c, i)| {
-        let t = arg_ty(c);
-        quote!(#i: #t)
-    });
+    let builder_args = required
+        .iter()
+        .map(|(c, i)| {
+            let t = arg_ty(c);
+            quote!(#i: #t)
+        })
+        .chain(key_arg);
     let builder_init = config.iter().zip(&idents).map(|(c, i)| {
         if c.required {
             let v = arg_conversion(c, i);
@@ -153,12 +162,17 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             quote!(#i: None,)
         }
     });
-    let args_doc = if required.is_empty() {
+    let args_doc = if required.is_empty() && !signs {
         String::new()
     } else {
         let lines: Vec<String> = required
             .iter()
             .map(|(c, _)| format!("- `{}`: {}", c.name, first_line(c.doc.as_deref())))
+            .chain(signs.then(|| {
+                "- `signing_key`: The application's private key, which signs a client \
+                 assertion for every request (private_key_jwt, RFC 7523)."
+                    .to_owned()
+            }))
             .collect();
         format!("\n\n{}", lines.join("\n"))
     };
@@ -349,6 +363,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         #[derive(Clone, Debug)]
         pub struct ClientBuilder {
             connection: support::Connection,
+            #key_field
             #(#builder_fields)*
         }
 
@@ -357,6 +372,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             pub fn builder(#(#builder_args),*) -> ClientBuilder {
                 ClientBuilder {
                     connection: support::Connection::new(DEFAULT_BASE_URL),
+                    #key_init
                     #(#builder_init)*
                 }
             }
@@ -444,7 +460,9 @@ pub(super) fn request_body(
             }
             FillSource::Omit => return quote!(#field: None,),
             // A placeholder: the endpoint writes a fresh value over it when it sends.
-            FillSource::Generated { as_text: true, .. } => quote!(String::new()),
+            FillSource::Generated { as_text: true, .. } | FillSource::ClientAssertion => {
+                quote!("".into())
+            }
             FillSource::Generated { as_text: false, .. } => quote!(0),
             FillSource::Config(i) => {
                 let id = &idents[*i];
@@ -489,6 +507,8 @@ pub fn operation_fn(operation_id: &str) -> String {
         "authorization_code_grant",
         "password_request",
         "password_grant",
+        "jwt_bearer_request",
+        "jwt_bearer_grant",
         "authorization_url",
         "grants",
         "grant_types",

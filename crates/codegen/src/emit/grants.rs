@@ -20,6 +20,7 @@ pub(super) fn grant_param(arg: GrantArg, optional: bool) -> (Ident, TokenStream)
         GrantArg::CodeVerifier => ("verifier", quote!(&tokenkit::PkceVerifier)),
         GrantArg::Username => ("username", quote!(&str)),
         GrantArg::Password => ("password", quote!(&tokenkit::Secret)),
+        GrantArg::Assertion => ("assertion", quote!(&tokenkit::Secret)),
     };
     (ident(name), ty)
 }
@@ -88,10 +89,18 @@ pub(super) fn grants(
                 GrantArg::CodeVerifier if *optional => quote!(verifier.map(|v| v.secret())),
                 GrantArg::CodeVerifier => quote!(Some(verifier.secret())),
                 GrantArg::Code => quote!(Some(code)),
+                GrantArg::Assertion => quote!(Some(assertion)),
                 _ => quote!(Some(password)),
             })
             .collect();
         let (key, request_fn, grant_fn, what) = match grant.kind {
+            GrantKind::JwtBearer => (
+                quote!(JwtBearer),
+                "jwt_bearer_request",
+                "jwt_bearer_grant",
+                "the JWT-bearer grant (RFC 7523 §2.1): a token set for a signed assertion (sign one \
+                 with `tokenkit::AssertionClaims::sign`)",
+            ),
             GrantKind::ClientCredentials => (
                 quote!(ClientCredentials),
                 "client_credentials_request",
@@ -154,6 +163,11 @@ pub(super) fn grants(
             },
         });
         trait_fns.push(match grant.kind {
+            GrantKind::JwtBearer => quote! {
+                fn jwt_bearer<'a>(&'a self, assertion: &'a tokenkit::Secret) -> Option<tokenkit::BoxFuture<'a, Result<tokenkit::TokenSet, tokenkit::RefreshError>>> {
+                    Some(Box::pin(self.jwt_bearer_grant(assertion)))
+                }
+            },
             GrantKind::ClientCredentials => quote! {
                 fn client_credentials(&self) -> Option<tokenkit::BoxFuture<'_, Result<tokenkit::TokenSet, tokenkit::RefreshError>>> {
                     Some(Box::pin(self.#grant_ident()))

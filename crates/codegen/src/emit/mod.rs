@@ -198,8 +198,34 @@ fn crate_docs(provider: &Provider) -> TokenStream {
         .iter()
         .filter(|c| c.required)
         .map(|c| example_literal(c, &quote::quote!(#krate)).to_string())
+        .chain(
+            provider
+                .signs_assertions()
+                .then(|| "signing_key".to_owned()),
+        )
         .collect::<Vec<_>>()
         .join(", ");
+    let key = if provider.signs_assertions() {
+        "let pem = tokenkit::Secret::new(std::env::var(\"SIGNING_KEY_PEM\")?);\n\
+         let signing_key = tokenkit::SigningKey::from_pem(tokenkit::SigningAlgorithm::Es256, &pem, Some(\"key-1\".into()))?;\n"
+    } else {
+        ""
+    };
+    let has_client_credentials = provider
+        .all_grants()
+        .any(|g| g.kind == crate::extension::GrantKind::ClientCredentials);
+    let call = match (&provider.refresh, has_client_credentials) {
+        (Some(_), _) => {
+            "let tokens = client.refresh(&tokenkit::RefreshToken::new(\"stored refresh token\")).await?;\n\
+             // Store tokens.refresh_token before using tokens.access_token.\n"
+        }
+        (None, true) => {
+            "// The provider issues tokens only by grants.\n\
+             let tokens = client.client_credentials_grant().await?;\n\
+             # let _ = tokens;\n"
+        }
+        (None, false) => "# let _ = client;\n",
+    };
     let servers: Vec<String> = provider
         .servers
         .iter()
@@ -216,9 +242,9 @@ fn crate_docs(provider: &Provider) -> TokenStream {
          ```no_run\n\
          use tokenkit::RefreshClient as _;\n\
          # async fn demo() -> Result<(), Box<dyn std::error::Error>> {{\n\
+         {key}\
          let client = {krate}::Client::builder({args}).build()?;\n\
-         let tokens = client.refresh(&tokenkit::RefreshToken::new(\"stored refresh token\")).await?;\n\
-         // Store tokens.refresh_token before using tokens.access_token.\n\
+         {call}\
          # Ok(())\n\
          # }}\n\
          ```",

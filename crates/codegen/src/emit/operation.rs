@@ -91,6 +91,12 @@ pub(super) fn endpoint_setup(
             let (id, secret) = (&idents[*id], &idents[*secret]);
             setup.push(quote!(endpoint.basic_auth(self.#id.as_str(), &self.#secret)?;));
         }
+        Some(Auth::PrivateKeyJwt { field, client_id }) => {
+            let id = &idents[*client_id];
+            setup.push(
+                quote!(endpoint.client_assertion(#field, &self.signing_key, self.#id.as_str());),
+            );
+        }
         Some(Auth::ApiKey {
             location,
             name,

@@ -49,7 +49,12 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
             .config
             .iter()
             .filter(|c| c.required)
-            .map(|c| example_literal(c, &quote!(#krate)));
+            .map(|c| example_literal(c, &quote!(#krate)))
+            .chain(
+                provider
+                    .signs_assertions()
+                    .then(|| quote!(tokenkit_conformance::signing_key())),
+            );
         let setters = provider.config.iter().filter(|c| !c.required).map(|c| {
             let setter = crate::names::ident(&c.name);
             let value = example_literal(c, &quote!(#krate));
@@ -66,6 +71,7 @@ pub fn files(providers: &[(Source, Provider)]) -> Result<Vec<OutputFile>, String
                     (quote!(authorization_code), quote!(AuthorizationCode))
                 }
                 crate::extension::GrantKind::Password => (quote!(password), quote!(Password)),
+                crate::extension::GrantKind::JwtBearer => (quote!(jwt_bearer), quote!(JwtBearer)),
             };
             quote!(#module = #kind)
         });

@@ -166,6 +166,56 @@ pub(super) fn generated(
     out
 }
 
+/// `private_key_jwt`: the body property `ptr` that carries the signed client assertion (a
+/// secret), filled by every request of `plans` whose struct has it, the first's at least.
+pub(super) fn client_assertion(
+    file: &str,
+    at: &str,
+    types: &mut TypeBuilder<'_>,
+    plans: &mut [Plan],
+    ptr: &str,
+    errors: &mut SpecErrors,
+) -> Option<String> {
+    let first = plans.first()?;
+    if first.struct_name.is_empty() {
+        errors.push(SpecError::new(
+            file,
+            at,
+            "a client assertion travels in the request body, and the operation has none",
+        ));
+        return None;
+    }
+    let field = match top_level(types, &first.struct_name, ptr) {
+        Ok(field) if matches!(field.ty, Ty::String | Ty::Secret) => field,
+        Ok(field) => {
+            errors.push(SpecError::new(
+                file,
+                at,
+                format!("{ptr:?} must be a string, not {}", field.ty.describe()),
+            ));
+            return None;
+        }
+        Err(reason) => {
+            errors.push(SpecError::new(file, at, reason));
+            return None;
+        }
+    };
+    for plan in plans.iter_mut() {
+        if struct_fields(types.defs(), &plan.struct_name)
+            .iter()
+            .any(|f| f.json == field.json)
+        {
+            types.mark_secret(
+                &Ty::Named(plan.struct_name.clone()),
+                std::slice::from_ref(&field.json),
+            );
+            plan.own
+                .push((field.json.clone(), FillSource::ClientAssertion));
+        }
+    }
+    Some(field.json)
+}
+
 /// The plan of each grant the mapping lists.
 pub(super) fn plans(
     file: &str,
@@ -203,6 +253,7 @@ pub(super) fn plan(
             ("code-verifier", &mapping.code_verifier),
             ("username", &mapping.username),
             ("password", &mapping.password),
+            ("assertion", &mapping.assertion),
         ];
         let mut fine = true;
         for (key, _) in per_call.iter().filter(|(_, p)| p.is_some()) {
@@ -262,6 +313,7 @@ pub(super) fn plan(
         ),
         ("username", &mapping.username, GrantArg::Username),
         ("password", &mapping.password, GrantArg::Password),
+        ("assertion", &mapping.assertion, GrantArg::Assertion),
     ];
     let mut own = fixed(file, grant_at, types, &struct_name, &mapping.set, errors);
     own.extend(generated(
@@ -420,10 +472,11 @@ pub(super) fn flows(
             ),
         ];
         for (kind, flow) in flows {
-            let Some((token_url, refresh_url, scopes)) = flow else {
+            let (Some((token_url, refresh_url, scopes)), Some(flow_name)) = (flow, kind.flow())
+            else {
                 continue;
             };
-            let flow_at = pointer::join(&pointer::join(&scheme_at, "flows"), kind.flow());
+            let flow_at = pointer::join(&pointer::join(&scheme_at, "flows"), flow_name);
             let served = mapped.iter().find(|(k, _, _)| *k == kind);
             let grant_path = served.map(|(_, path, _)| *path).or(refresh_path);
             for (key, url, path) in [
@@ -460,7 +513,7 @@ pub(super) fn flows(
                         &flow_at,
                         format!(
                             "the {} flow is declared, but the token mapping has no `grants: {{{}: …}}` for it",
-                            kind.flow(),
+                            flow_name,
                             kind.key()
                         ),
                     )
@@ -515,15 +568,17 @@ pub(super) fn flows(
         }
     }
     if !declared.is_empty() {
-        for (kind, _, at) in mapped.iter().filter(|(k, _, _)| !declared.contains(k)) {
+        // The JWT-bearer grant has no OpenAPI flow to declare.
+        let undeclared = mapped
+            .iter()
+            .filter(|(k, _, _)| !declared.contains(k))
+            .filter_map(|(k, _, at)| Some((k.flow()?, at)));
+        for (flow, at) in undeclared {
             errors.push(
                 SpecError::new(
                     file,
                     at,
-                    format!(
-                        "the spec's OAuth 2 flows declare no {} flow for this grant",
-                        kind.flow()
-                    ),
+                    format!("the spec's OAuth 2 flows declare no {flow} flow for this grant"),
                 )
                 .hint("add it under the oauth2 security scheme's `flows`"),
             );
@@ -539,6 +594,7 @@ impl GrantArg {
             (kind, self),
             (GrantKind::AuthorizationCode, GrantArg::Code)
                 | (GrantKind::Password, GrantArg::Username | GrantArg::Password)
+                | (GrantKind::JwtBearer, GrantArg::Assertion)
         )
     }
 
@@ -551,6 +607,7 @@ impl GrantArg {
                 GrantArg::Code | GrantArg::RedirectUri | GrantArg::CodeVerifier
             ),
             GrantKind::Password => matches!(self, GrantArg::Username | GrantArg::Password),
+            GrantKind::JwtBearer => self == GrantArg::Assertion,
         }
     }
 
@@ -558,7 +615,7 @@ impl GrantArg {
     pub fn is_secret(self) -> bool {
         matches!(
             self,
-            GrantArg::Code | GrantArg::CodeVerifier | GrantArg::Password
+            GrantArg::Code | GrantArg::CodeVerifier | GrantArg::Password | GrantArg::Assertion
         )
     }
 }

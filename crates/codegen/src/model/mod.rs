@@ -129,6 +129,14 @@ pub enum Auth {
         /// The client secret's config field.
         secret: usize,
     },
+    /// `private_key_jwt` (RFC 7523 §2.2): a fresh assertion, signed with the application's key,
+    /// in a body property of every request.
+    PrivateKeyJwt {
+        /// The body property.
+        field: String,
+        /// The client id (issuer and subject): an index into [`Provider::config`].
+        client_id: usize,
+    },
     /// An API key in a header or query parameter.
     ApiKey {
         /// Header or query.
@@ -314,6 +322,14 @@ impl Provider {
         self.operations.first().filter(|op| op.is_refresh())
     }
 
+    /// Whether an operation authenticates the client with `private_key_jwt`: the client is then
+    /// built with the application's signing key.
+    pub fn signs_assertions(&self) -> bool {
+        self.operations
+            .iter()
+            .any(|op| matches!(op.auth, Some(Auth::PrivateKeyJwt { .. })))
+    }
+
     /// The grants served by operations of their own, with those operations.
     pub fn grant_operations(&self) -> impl Iterator<Item = (&TokenOperation, &Grant)> {
         self.operations
@@ -360,6 +376,8 @@ pub enum GrantArg {
     Username,
     /// The user's password.
     Password,
+    /// A signed JWT (the JWT-bearer grant).
+    Assertion,
 }
 
 /// What the spec's OAuth 2 security schemes declare.
@@ -401,6 +419,9 @@ pub enum FillSource {
     },
     /// Nothing: a field another request fills (`None`).
     Omit,
+    /// The signed client assertion (`private_key_jwt`), written by the endpoint over a
+    /// placeholder.
+    ClientAssertion,
 }
 
 /// Which statuses a documented response covers.
@@ -873,9 +894,20 @@ fn grant_operations(
                 &ext.request,
                 errors,
             );
-            let (Some((success, failures)), Some(plan)) = (answers, plan) else {
+            let (Some((success, failures)), Some(mut plan)) = (answers, plan) else {
                 continue;
             };
+            let assertion = ext.client_assertion.as_deref().and_then(|ptr| {
+                let at = pointer::join(&ctx.at, "client-assertion");
+                grants::client_assertion(
+                    file,
+                    &at,
+                    types,
+                    std::slice::from_mut(&mut plan),
+                    ptr,
+                    errors,
+                )
+            });
             let fill = match &body {
                 Some(parts) => grants::fill_all(
                     file,
@@ -915,6 +947,7 @@ fn grant_operations(
                     fill: fill.clone(),
                 }
             });
+            let auth = with_assertion(file, &found.pointer, auth, assertion, config, errors);
             out.push(TokenOperation {
                 operation: found.operation(id, &op_name, params, body, responses, types),
                 auth,
@@ -1187,6 +1220,10 @@ fn refresh_part(
         at: pointer::join(&ctx.at, "request"),
     }];
     plans.extend(grant_plans);
+    let assertion = mapping_spec.client_assertion.as_deref().and_then(|ptr| {
+        let at = pointer::join(&ctx.at, "client-assertion");
+        grants::client_assertion(file, &at, types, &mut plans, ptr, errors)
+    });
     let mut fills = grants::fill_all(
         file,
         types.defs(),
@@ -1236,6 +1273,7 @@ fn refresh_part(
             fill: refresh_fill,
         }
     });
+    let auth = with_assertion(file, &op_pointer, auth, assertion, config, errors);
     Some(RefreshPart {
         operation: TokenOperation {
             operation: found.operation(id, &op_name, params, body, responses, types),
@@ -1252,6 +1290,53 @@ fn refresh_part(
             grants,
         },
     })
+}
+
+/// An operation's client authentication once its mapping is read: `private_key_jwt` when it
+/// names a `client-assertion` property (then the spec declares no other), with the client id it
+/// signs as (the `client_id` per-client value, or a new one).
+fn with_assertion(
+    file: &str,
+    op_pointer: &str,
+    auth: Option<Auth>,
+    assertion: Option<String>,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Option<Auth> {
+    let Some(field) = assertion else {
+        return auth;
+    };
+    if auth.is_some() {
+        errors.push(
+            SpecError::new(
+                file,
+                op_pointer,
+                "the operation declares a security requirement and a `client-assertion`: one client authentication per operation",
+            )
+            .hint("with private_key_jwt, drop the operation's `security` (or write `security: []`)"),
+        );
+    }
+    let client_id = config
+        .iter()
+        .position(|c| c.name == "client_id" && c.required && c.ty == Ty::String)
+        .unwrap_or_else(|| {
+            push_config(
+                config,
+                ConfigField {
+                    name: "client_id".to_owned(),
+                    ty: Ty::String,
+                    required: true,
+                    doc: Some(
+                        "The client id: the issuer and subject of the signed client assertions."
+                            .to_owned(),
+                    ),
+                    example: Value::String("client-id".to_owned()),
+                    kept: false,
+                    copy: false,
+                },
+            )
+        });
+    Some(Auth::PrivateKeyJwt { field, client_id })
 }
 
 /// The decisions the printer would otherwise make: which fields are sensitive, which

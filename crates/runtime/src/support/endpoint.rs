@@ -2,6 +2,7 @@
 //! fixed when the client is built (method, path, headers, query, encoding). Generated code only
 //! says what its spec says; how values are placed, kept secret and scrubbed is written here once.
 
+use crate::assertion::{AssertionClaims, SigningKey};
 use crate::client::{RefreshWith, Rotation};
 use crate::error::{BuildError, RefreshError};
 use crate::secret::{RefreshToken, Secret};
@@ -81,6 +82,9 @@ pub struct Endpoint {
     /// Body fields made fresh for each request, where the body carries them: the field, what
     /// to make, and whether it is written as text.
     generated_body: Vec<(&'static str, Generate, bool)>,
+    /// `private_key_jwt` (RFC 7523 §2.2): the body field that carries a fresh signed assertion,
+    /// the key, and the client id it names as issuer and subject.
+    client_assertion: Option<(&'static str, SigningKey, String)>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -116,6 +120,7 @@ impl Endpoint {
             secrets: Vec::new(),
             generated_params: Vec::new(),
             generated_body: Vec::new(),
+            client_assertion: None,
         })
     }
 
@@ -209,6 +214,19 @@ impl Endpoint {
         self.generated_body.push((field, kind, as_text));
     }
 
+    /// Authenticates the client with `private_key_jwt` (RFC 7523 §2.2): every request carries,
+    /// in the body's `field`, an assertion signed with `key` whose issuer and subject are
+    /// `client_id`, whose audience is this endpoint's URL, valid for 60 seconds, with a fresh
+    /// `jti`.
+    pub fn client_assertion(&mut self, field: &'static str, key: &SigningKey, client_id: &str) {
+        self.client_assertion = Some((field, key.clone(), client_id.to_owned()));
+    }
+
+    /// The URL requests go to (what an assertion names as its audience).
+    pub fn url(&self) -> String {
+        format!("{}{}", self.transport.base_url(), self.path.expose())
+    }
+
     /// Scrubs `secret` from every error this endpoint returns (a client secret sent in the
     /// body, say). The refresh token sent is always scrubbed.
     pub fn scrub(&mut self, secret: &Secret) {
@@ -272,7 +290,8 @@ impl Endpoint {
         if !query.is_empty() {
             request = request.query(&query);
         }
-        request = match (self.encoding, self.generated_body.is_empty()) {
+        let writes_body = !self.generated_body.is_empty() || self.client_assertion.is_some();
+        request = match (self.encoding, !writes_body) {
             (Encoding::Empty, _) => request,
             (Encoding::Json, true) => request.json(body),
             (Encoding::Form, true) => request.form(body),
@@ -283,6 +302,11 @@ impl Endpoint {
                         if let Some(slot) = fields.get_mut(*field) {
                             *slot = kind.value(*as_text)?;
                         }
+                    }
+                    if let Some((field, key, client_id)) = &self.client_assertion {
+                        let claims = AssertionClaims::new(client_id, client_id, self.url());
+                        let signed = claims.sign(key).map_err(unsendable)?;
+                        fields.insert((*field).to_owned(), signed.expose().into());
                     }
                 }
                 match encoding {
