@@ -15,13 +15,24 @@ fn client(tenant: &str) -> Client {
 fn the_tenant_is_a_required_value_and_the_region_has_its_default() {
     assert_eq!(
         client("acme").base_url(),
-        "https://acme.auth.tenantbank.example/eu"
+        "https://acme.auth.tenantbank.example/eu/v2"
     );
     let us = Client::builder("acme-2", "tenant-client", "tenant-secret")
         .region(Region::Us)
+        .version("v3")
         .build()
         .unwrap();
-    assert_eq!(us.base_url(), "https://acme-2.auth.tenantbank.example/us");
+    assert_eq!(
+        us.base_url(),
+        "https://acme-2.auth.tenantbank.example/us/v3"
+    );
+    let smuggled = Client::builder("acme", "tenant-client", "tenant-secret")
+        .version("v2/../../admin")
+        .build();
+    assert!(
+        smuggled.is_err(),
+        "a free variable is checked like the tenant"
+    );
 }
 
 #[test]

@@ -399,6 +399,7 @@ mod tenantbank {
                 "tenant-secret",
             )
             .region(tokenkit_tenantbank::Region::Eu)
+            .version("v2")
             .base_url(base_url)
             .http_config(http)
             .build()?;
