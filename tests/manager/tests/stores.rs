@@ -5,7 +5,55 @@ use std::time::{Duration, SystemTime};
 use tokenkit::{
     EncryptedStore, EncryptionKey, FileStore, MemoryStore, RedisStore, Saved, Stored, TokenStore,
 };
-use tokenkit_manager_tests::{Redis, expired, scratch};
+use tokenkit_manager_tests::{Redis, RedisCluster, expired, scratch};
+
+/// Lists what `store` holds under a prefix: every key, however odd its characters, and only
+/// those under the prefix.
+async fn lists(store: impl TokenStore, what: &str) {
+    let mut wanted = Vec::new();
+    for i in 0..300 {
+        let key = format!("conn/{i}");
+        store.save(&key, &expired("rt"), None).await.unwrap();
+        wanted.push(key);
+    }
+    // Characters a file name, a key's hash tag or a SCAN pattern would take for syntax.
+    for odd in ["conn/{a}", "conn/*", "conn/%41 b", "conn/ü?[x]\\"] {
+        store.save(odd, &expired("rt"), None).await.unwrap();
+        wanted.push(odd.to_owned());
+    }
+    store.save("other/1", &expired("rt"), None).await.unwrap();
+    store.save("conn", &expired("rt"), None).await.unwrap();
+    let mut listed = store.list("conn/").await.unwrap().expect("{what} lists");
+    listed.sort();
+    wanted.sort();
+    assert_eq!(listed, wanted, "{what}");
+    let all = store.list("").await.unwrap().unwrap();
+    assert_eq!(all.len(), wanted.len() + 2, "{what}");
+}
+
+#[tokio::test]
+async fn every_store_lists_its_keys() {
+    lists(MemoryStore::new(), "memory").await;
+    let dir = scratch("stores-list");
+    lists(FileStore::new(&dir).unwrap(), "files").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    let redis = Redis::start();
+    let store = RedisStore::connect(&redis.url, "list{x}*").await.unwrap();
+    lists(store, "redis").await;
+    lists(
+        EncryptedStore::new(MemoryStore::new(), key("k1", 7)),
+        "encrypted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_lists_the_keys_of_every_master() {
+    let cluster = RedisCluster::start();
+    let nodes: Vec<&str> = cluster.urls.iter().map(String::as_str).collect();
+    let store = RedisStore::connect_cluster(&nodes, "list").await.unwrap();
+    lists(store, "redis cluster").await;
+}
 
 async fn restore_and_delete(store: impl TokenStore, what: &str) {
     assert_eq!(

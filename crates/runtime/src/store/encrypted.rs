@@ -212,6 +212,14 @@ fn aad(key: &str) -> String {
 }
 
 impl<S: TokenStore> TokenStore for EncryptedStore<S> {
+    /// The inner store's keys: keys are not encrypted, only the sets.
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
+        self.inner.list(prefix)
+    }
+
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         Box::pin(async move {
             match self.inner.load(key).await? {

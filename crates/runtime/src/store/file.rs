@@ -190,7 +190,54 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| StoreError::new("a file operation was cancelled"))?
 }
 
+/// The key a file name stands for (the inverse of [`file_name`]); `None` for a name no key has.
+fn key_of(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 impl TokenStore for FileStore {
+    /// The keys of the directory's `<key>.json` files (a directory listing: it reads no set).
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
+        let dir = self.dir.clone();
+        let prefix = prefix.to_owned();
+        Box::pin(blocking(move || {
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| io_error("cannot list the store directory", &dir, &e))?;
+            let mut keys = Vec::new();
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| io_error("cannot list the store directory", &dir, &e))?;
+                let name = entry.file_name();
+                let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                    continue;
+                };
+                if let Some(key) = key_of(stem).filter(|k| k.starts_with(&prefix)) {
+                    keys.push(key);
+                }
+            }
+            Ok(Some(keys))
+        }))
+    }
+
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         let path = self.path_of(key);
         Box::pin(blocking(move || read(&path)))

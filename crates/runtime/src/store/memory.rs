@@ -53,6 +53,20 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl TokenStore for MemoryStore {
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
+        let keys = self
+            .inner()
+            .sets
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(Some(keys)) })
+    }
+
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         let found = self.inner().sets.get(key).cloned();
         Box::pin(async move { Ok(found) })

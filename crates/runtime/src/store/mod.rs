@@ -240,6 +240,16 @@ pub trait TokenStore: Send + Sync + 'static {
         key: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>>;
+
+    /// Every key that holds a set and starts with `prefix`, in no particular order; `None`
+    /// when this store cannot list its keys (the default).
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
+        let _ = prefix;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
@@ -307,5 +317,12 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
         (**self).try_lock(key, ttl)
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
+        (**self).list(prefix)
     }
 }

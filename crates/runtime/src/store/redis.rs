@@ -208,6 +208,103 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Every key matching `pattern`, by `SCAN` (never `KEYS`, which blocks the server): on the
+    /// one server, or on every master of a cluster.
+    async fn scan(&mut self, pattern: &str) -> redis::RedisResult<Vec<String>> {
+        let mut found = Vec::new();
+        match self {
+            Self::Single(c) => {
+                scan_node(pattern, &mut found, |cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<Value>(&mut c).await }
+                })
+                .await?
+            }
+            Self::Cluster(c) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let nodes: String = redis::from_redis_value(
+                    c.route_command(
+                        redis::cmd("CLUSTER").arg("NODES").to_owned(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                    )
+                    .await?,
+                )?;
+                for (host, port) in masters(&nodes) {
+                    scan_node(pattern, &mut found, |cmd| {
+                        let mut c = c.clone();
+                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        });
+                        async move { c.route_command(cmd, route).await }
+                    })
+                    .await?;
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+}
+
+/// Runs a `SCAN` to its end through `send`, adding the keys matching `pattern` to `found`.
+async fn scan_node<F, Fut>(
+    pattern: &str,
+    found: &mut Vec<String>,
+    send: F,
+) -> redis::RedisResult<()>
+where
+    F: Fn(Cmd) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<Value>>,
+{
+    let mut cursor = 0u64;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, keys): (u64, Vec<String>) = redis::from_redis_value(send(cmd).await?)?;
+        found.extend(keys);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// The addresses of the live masters in `CLUSTER NODES` output.
+fn masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            let address = fields.get(1)?.split(['@', ',']).next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `text` with the glob characters of a `SCAN MATCH` pattern escaped.
+fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
@@ -554,6 +651,35 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             self.mark(key, version, lock, false).await?;
             Ok(())
+        })
+    }
+
+    /// The keys of the `<prefix>:{<key>}:set` hashes, by `SCAN` on the server or on every
+    /// master of a cluster.
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
+        Box::pin(async move {
+            let head = format!("{}:{{", escape(&self.prefix));
+            let pattern = format!(
+                "{}{}*}}:set",
+                glob_literal(&head),
+                glob_literal(&escape(prefix))
+            );
+            let mut connection = self.connection.clone();
+            let found = connection
+                .scan(&pattern)
+                .await
+                .map_err(|e| redis_error("cannot list the stored sets", &e))?;
+            let keys = found
+                .iter()
+                .filter_map(|k| k.strip_prefix(&head)?.strip_suffix("}:set"))
+                .filter_map(|k| percent_encoding::percent_decode_str(k).decode_utf8().ok())
+                .map(|k| k.into_owned())
+                .filter(|k| k.starts_with(prefix))
+                .collect();
+            Ok(Some(keys))
         })
     }
 
