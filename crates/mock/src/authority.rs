@@ -75,6 +75,17 @@ impl Authority {
         token
     }
 
+    /// Revokes the family of `token`; `false` when no family issued it.
+    pub(crate) fn revoke_family_of(&mut self, token: &str) -> bool {
+        match self.tokens.get(token) {
+            Some(issued) => {
+                self.revoked.push(issued.family);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Revokes every family issued so far: their refresh tokens answer invalid-grant.
     pub(crate) fn revoke_all(&mut self) {
         self.revoked.extend(1..=self.families);

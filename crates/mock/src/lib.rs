@@ -255,6 +255,26 @@ impl MockServer {
         first
     }
 
+    /// Starts another token family (a user's connection) on the rotation-enforcing provider
+    /// and returns its first refresh token; `None` when rotation is not enforced. Families are
+    /// independent: spending, reusing or revoking one leaves the others alone.
+    pub fn new_family(&self) -> Option<String> {
+        self.state()
+            .authority
+            .as_mut()
+            .map(authority::Authority::mint_family)
+    }
+
+    /// Revokes the family `token` belongs to (a user who disconnected the application at the
+    /// provider): its refresh tokens answer invalid-grant from now on. `false` for a token the
+    /// provider never issued.
+    pub fn revoke_family_of(&self, token: &str) -> bool {
+        self.state()
+            .authority
+            .as_mut()
+            .is_some_and(|a| a.revoke_family_of(token))
+    }
+
     /// Revokes every token family the rotation-enforcing provider issued (an administrator
     /// revoking the application's tokens, say): each of their refresh tokens answers the spec's
     /// invalid-grant failure from now on.

@@ -27,7 +27,9 @@ pub mod authorization;
 pub mod client;
 mod clock;
 pub mod error;
+pub mod events;
 pub mod manager;
+pub mod pool;
 pub mod secret;
 pub mod snippet;
 pub mod store;
@@ -41,9 +43,11 @@ pub use client::{
     Rotation,
 };
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
+pub use events::TokenEvent;
 pub use manager::{
     ClientCredentialsFallback, ManagerConfig, ManagerError, ReAuthenticate, TokenManager,
 };
+pub use pool::{PoolConfig, TokenPool};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};
 pub use snippet::Snippet;
 pub use store::{

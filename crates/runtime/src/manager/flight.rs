@@ -4,6 +4,7 @@
 use super::error::outcome_name;
 use super::{Cached, Inner, ManagerError, TokenManager, locked};
 use crate::client::RefreshClient;
+use crate::events::TokenEvent;
 use crate::store::TokenStore;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -133,6 +134,80 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             Ok(_) => tracing::info!(outcome, duration_ms, "token refresh"),
             Err(e) => tracing::warn!(outcome, duration_ms, error = %e, "token refresh failed"),
         });
+        #[cfg(feature = "metrics")]
+        {
+            let provider = self.client.provider();
+            metrics::counter!("tokenkit_refreshes_total", "provider" => provider, "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("tokenkit_refresh_duration_seconds", "provider" => provider)
+                .record(started.elapsed().as_secs_f64());
+        }
+        self.note(&result);
         result
+    }
+
+    /// The events a refresh's end sends: a failure (counted), a recovery, or that the user must
+    /// authenticate again. (A new set stored is sent where it is stored.)
+    fn note(&self, result: &Result<Arc<Cached>, ManagerError>) {
+        let Some(sink) = self.events.get() else {
+            match result {
+                Ok(_) => self.failures.store(0, Ordering::Relaxed),
+                Err(_) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        };
+        let provider = self.client.provider();
+        let connection = Arc::clone(&sink.connection);
+        match result {
+            Ok(_) => {
+                let before = self.failures.swap(0, Ordering::Relaxed);
+                if before > 0 {
+                    sink.send(TokenEvent::Recovered {
+                        provider,
+                        connection,
+                        after_attempts: before,
+                    });
+                }
+            }
+            Err(ManagerError::ReAuthenticate { cause }) => {
+                self.failures.store(0, Ordering::Relaxed);
+                sink.send(TokenEvent::ReauthenticationRequired {
+                    provider,
+                    connection,
+                    cause: cause.clone(),
+                });
+            }
+            Err(e) => {
+                let attempts = self
+                    .failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
+                let kind = match e {
+                    ManagerError::Refresh(r) => Some(r.kind()),
+                    _ => None,
+                };
+                sink.send(TokenEvent::Failing {
+                    provider,
+                    connection,
+                    kind,
+                    attempts,
+                    next_try: None,
+                });
+            }
+        }
+    }
+
+    /// Sends `Refreshed` for a set this process stored.
+    pub(super) fn note_stored(&self, cached: &Cached) {
+        if let Some(sink) = self.events.get() {
+            sink.send(TokenEvent::Refreshed {
+                provider: self.client.provider(),
+                connection: Arc::clone(&sink.connection),
+                version: cached.version,
+                origin: cached.tokens.origin,
+            });
+        }
     }
 }

@@ -60,6 +60,7 @@ pub use error::ManagerError;
 use crate::client::CodeExchange;
 use crate::client::{BoxFuture, RefreshClient};
 use crate::error::RefreshError;
+use crate::events::{EventSink, TokenEvent};
 use crate::secret::AccessToken;
 use crate::store::{Saved, Stored, TokenStore};
 use crate::token::{Origin, TokenSet};
@@ -67,7 +68,7 @@ use arc_swap::ArcSwapOption;
 use flight::Flight;
 use persist::Unsaved;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -103,6 +104,10 @@ struct Inner<C, S> {
     /// After `Rejected` answers: until when to answer the same error without asking again,
     /// and how many came in a row.
     rejected: Mutex<Option<(Instant, u32, RefreshError)>>,
+    /// Where events go: set by a pool for its connections, or made on the first subscription.
+    events: std::sync::OnceLock<EventSink>,
+    /// Failed refreshes in a row, for events.
+    failures: AtomicU32,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,8 +213,41 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                 high_water: AtomicU64::new(0),
                 last_sent: Mutex::new(None),
                 rejected: Mutex::new(None),
+                events: std::sync::OnceLock::new(),
+                failures: AtomicU32::new(0),
             }),
         })
+    }
+
+    /// Sends this manager's events to `tx` under the connection name `connection` (a pool's
+    /// connections share one channel).
+    pub(crate) fn with_events(
+        self,
+        tx: tokio::sync::broadcast::Sender<TokenEvent>,
+        connection: Arc<str>,
+    ) -> Self {
+        let _ = self.inner.events.set(EventSink { tx, connection });
+        self
+    }
+
+    /// The credential's events from now on (see [`TokenEvent`]): each subscriber gets every
+    /// event sent after it subscribed; one that falls more than 64 events behind loses the
+    /// oldest (`RecvError::Lagged`). Clones of the manager share the channel.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TokenEvent> {
+        self.inner
+            .events
+            .get_or_init(|| EventSink {
+                tx: EventSink::channel(64),
+                connection: Arc::from(self.inner.key.as_str()),
+            })
+            .tx
+            .subscribe()
+    }
+
+    /// Whether a refresh is in flight or a write is being retried: a pool keeps such a
+    /// manager however long it has been idle.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.inner.unsaved_pending.load(Ordering::Acquire) || locked(&self.inner.flight).is_some()
     }
 
     /// Calls `hook` for a new token set when no refresh token is usable (instead of the

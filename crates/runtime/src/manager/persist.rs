@@ -55,7 +55,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             ))
         };
         match self.write(&tokens, expected, lock).await {
-            Ok(Saved::Written(version)) => Held::Done(Ok(cached(version))),
+            Ok(Saved::Written(version)) => {
+                let cached = cached(version);
+                self.note_stored(&cached);
+                Held::Done(Ok(cached))
+            }
             Ok(Saved::Conflict(_)) => {
                 // Someone wrote despite the lock. Theirs is newer than what this refresh
                 // started from; serve theirs, never overwrite it.

@@ -1,0 +1,293 @@
+//! Many connections over one client and one store: one OAuth application, one credential per
+//! customer account, thousands of them, in one process or several.
+//!
+//! Each connection is a [`TokenManager`] made on first use and dropped from memory when idle
+//! (its set stays in the store), so memory follows the connections in use, not the ones
+//! stored. Every guarantee of the manager holds per connection unchanged: one refresh in
+//! flight, the store's lock and fencing, sending marks, persist before publish.
+
+use crate::client::{CodeExchange, RefreshClient};
+use crate::events::TokenEvent;
+use crate::manager::{ManagerConfig, ManagerError, TokenManager};
+use crate::secret::AccessToken;
+use crate::store::TokenStore;
+use crate::token::TokenSet;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::sync::broadcast;
+
+/// How a pool keeps its connections.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Every connection's manager settings.
+    pub manager: ManagerConfig,
+    /// Put before a connection's name to make its store key, so that one store can hold
+    /// several pools (or other credentials) apart. Default `conn:`.
+    pub key_prefix: String,
+    /// A connection unused this long leaves memory (not the store). Default 5 minutes.
+    pub idle_after: Duration,
+    /// How many events a slow subscriber may fall behind before it loses the oldest.
+    /// Default 1024.
+    pub event_capacity: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            manager: ManagerConfig::default(),
+            key_prefix: "conn:".to_owned(),
+            idle_after: Duration::from_secs(300),
+            event_capacity: 1024,
+        }
+    }
+}
+
+/// Shards of the map of live connections: lookups of different connections rarely meet.
+const SHARDS: usize = 16;
+
+type Manager<C, S> = TokenManager<Arc<C>, Arc<S>>;
+
+/// One shard of the live connections, by name.
+type Shard<C, S> = RwLock<HashMap<Arc<str>, Live<C, S>>>;
+
+/// A connection in memory, and when it was last used (coarse milliseconds since the epoch).
+struct Live<C, S> {
+    manager: Manager<C, S>,
+    used: AtomicU64,
+}
+
+struct Inner<C, S> {
+    client: Arc<C>,
+    store: Arc<S>,
+    config: PoolConfig,
+    shards: Vec<Shard<C, S>>,
+    events: broadcast::Sender<TokenEvent>,
+    /// When the idle connections were last dropped (coarse milliseconds).
+    swept: AtomicU64,
+}
+
+/// Token sets for many connections of one provider (see the module docs). Cheap to clone;
+/// clones share everything.
+pub struct TokenPool<C, S> {
+    inner: Arc<Inner<C, S>>,
+}
+
+impl<C, S> Clone for TokenPool<C, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C, S> fmt::Debug for TokenPool<C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPool")
+            .field("key_prefix", &self.inner.config.key_prefix)
+            .field("active", &self.active_connections())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_millis() -> u64 {
+    crate::clock::coarse_now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn shard_of(connection: &str) -> usize {
+    use std::hash::BuildHasher;
+    // A fixed hasher: which shard a name lands in needs no secrecy, only spread.
+    let hash =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(connection);
+    usize::try_from(hash % SHARDS as u64).unwrap_or(0)
+}
+
+impl<C, S> TokenPool<C, S> {
+    /// How many connections are in memory now.
+    pub fn active_connections(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
+    /// A pool of `client`'s connections in `store`. Fails when `config.manager` is refused (see
+    /// [`ManagerConfig::validate`]).
+    pub fn new(client: C, store: S, config: PoolConfig) -> Result<Self, ManagerError> {
+        config.manager.validate(client.attempt_timeout())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: Arc::new(client),
+                store: Arc::new(store),
+                events: crate::events::EventSink::channel(config.event_capacity),
+                config,
+                shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+                swept: AtomicU64::new(now_millis()),
+            }),
+        })
+    }
+
+    /// The store key of `connection`.
+    pub fn key_of(&self, connection: &str) -> String {
+        format!("{}{connection}", self.inner.config.key_prefix)
+    }
+
+    /// The manager of `connection`, made if it is not in memory.
+    fn manager(&self, connection: &str) -> Result<Manager<C, S>, ManagerError> {
+        self.sweep_if_due();
+        let now = now_millis();
+        let shard = &self.inner.shards[shard_of(connection)];
+        {
+            let live = shard.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = live.get(connection) {
+                entry.used.store(now, Ordering::Relaxed);
+                return Ok(entry.manager.clone());
+            }
+        }
+        let mut live = shard.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = live.get(connection) {
+            entry.used.store(now, Ordering::Relaxed);
+            return Ok(entry.manager.clone());
+        }
+        let name: Arc<str> = Arc::from(connection);
+        let manager = TokenManager::with_config(
+            Arc::clone(&self.inner.client),
+            Arc::clone(&self.inner.store),
+            self.key_of(connection),
+            self.inner.config.manager.clone(),
+        )?
+        .with_events(self.inner.events.clone(), Arc::clone(&name));
+        live.insert(
+            name,
+            Live {
+                manager: manager.clone(),
+                used: AtomicU64::new(now),
+            },
+        );
+        drop(live);
+        self.record_active();
+        Ok(manager)
+    }
+
+    /// A valid access token for `connection`: from memory without a lock when it is fresh,
+    /// else from the store or a refresh, as [`TokenManager::access_token`].
+    pub async fn access_token(&self, connection: &str) -> Result<AccessToken, ManagerError> {
+        let manager = self.manager(connection)?;
+        if let Some(token) = manager.cached_access_token() {
+            return Ok(token);
+        }
+        manager.access_token().await
+    }
+
+    /// The whole current set of `connection` (refreshed first if stale).
+    pub async fn token_set(&self, connection: &str) -> Result<TokenSet, ManagerError> {
+        self.manager(connection)?.token_set().await
+    }
+
+    /// Refreshes `connection` now (an API rejected its token), as
+    /// [`TokenManager::force_refresh`].
+    pub async fn force_refresh(&self, connection: &str) -> Result<AccessToken, ManagerError> {
+        self.manager(connection)?.force_refresh().await
+    }
+
+    /// Stores a first set for `connection` unless one is stored; see [`TokenManager::seed`].
+    pub async fn seed(&self, connection: &str, tokens: TokenSet) -> Result<bool, ManagerError> {
+        self.manager(connection)?.seed(tokens).await
+    }
+
+    /// Puts `tokens` in place of `connection`'s set (the customer consented again); see
+    /// [`TokenManager::replace`].
+    pub async fn replace(&self, connection: &str, tokens: TokenSet) -> Result<(), ManagerError> {
+        self.manager(connection)?.replace(tokens).await
+    }
+
+    /// Exchanges an authorization code for `connection`'s first (or new) set; see
+    /// [`TokenManager::seed_from_code`].
+    pub async fn seed_from_code(
+        &self,
+        connection: &str,
+        exchange: &CodeExchange,
+    ) -> Result<TokenSet, ManagerError> {
+        self.manager(connection)?.seed_from_code(exchange).await
+    }
+
+    /// Deletes `connection` from the store (under its lock) and from memory.
+    pub async fn remove(&self, connection: &str) -> Result<(), ManagerError> {
+        self.manager(connection)?.remove().await?;
+        let shard = &self.inner.shards[shard_of(connection)];
+        shard
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection);
+        self.record_active();
+        Ok(())
+    }
+
+    /// The connections the store holds for this pool (by its key prefix), or `None` when the
+    /// store cannot list its keys.
+    pub async fn connections(&self) -> Result<Option<Vec<String>>, ManagerError> {
+        let prefix = &self.inner.config.key_prefix;
+        let keys = self.inner.store.list(prefix).await?;
+        Ok(keys.map(|keys| {
+            keys.into_iter()
+                .filter_map(|k| k.strip_prefix(prefix.as_str()).map(str::to_owned))
+                .collect()
+        }))
+    }
+
+    /// Every connection's events from now on (see [`TokenEvent`] and
+    /// [`TokenManager::subscribe`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<TokenEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Drops from memory every connection unused for `idle_after` that has no refresh in
+    /// flight and no write being retried. Runs by itself every quarter of `idle_after`.
+    pub fn sweep(&self) {
+        let now = now_millis();
+        self.inner.swept.store(now, Ordering::Relaxed);
+        let idle = u64::try_from(self.inner.config.idle_after.as_millis()).unwrap_or(u64::MAX);
+        for shard in &self.inner.shards {
+            let mut live = shard.write().unwrap_or_else(|p| p.into_inner());
+            live.retain(|_, entry| {
+                now.saturating_sub(entry.used.load(Ordering::Relaxed)) < idle
+                    || entry.manager.is_busy()
+            });
+        }
+        self.record_active();
+    }
+
+    /// Sweeps when a quarter of `idle_after` has passed since the last sweep (one caller does).
+    fn sweep_if_due(&self) {
+        let now = now_millis();
+        let last = self.inner.swept.load(Ordering::Relaxed);
+        let every = u64::try_from(self.inner.config.idle_after.as_millis() / 4).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) >= every
+            && self
+                .inner
+                .swept
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep();
+        }
+    }
+
+    fn record_active(&self) {
+        #[cfg(feature = "metrics")]
+        metrics::gauge!(
+            "tokenkit_connections",
+            "provider" => self.inner.client.provider(),
+            "state" => "active"
+        )
+        .set(self.active_connections() as f64);
+    }
+}
