@@ -57,6 +57,10 @@ pub struct TokenRefresh {
     /// `private_key_jwt` client authentication (RFC 7523 §2.2): the body property that carries
     /// the signed client assertion, in every request of the operation.
     pub client_assertion: Option<String>,
+    /// Seconds after which a refresh token nobody used dies, as the provider's docs state it
+    /// (refresh tokens that expire when idle): the runtime keeps each set's
+    /// `refresh_expires_at` no later than its receipt plus this, so a keeper refreshes in time.
+    pub refresh_idle_lifetime: Option<u64>,
 }
 
 /// A grant besides the refresh.

@@ -24,6 +24,9 @@ pub struct AuthorityStats {
     /// Refresh tokens presented again within the spec's `reuse-grace` and accepted (a
     /// resend the provider's docs allow, not a reuse).
     pub grace_resends: u64,
+    /// Refresh tokens presented after the spec's `refresh-idle-lifetime` (dead: answered
+    /// invalid-grant): connections lost because nobody refreshed them in time.
+    pub expired: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -31,6 +34,8 @@ struct Issued {
     family: u64,
     /// When it was first accepted.
     used: Option<Instant>,
+    /// When it was issued.
+    issued: Instant,
 }
 
 pub(crate) struct Authority {
@@ -70,6 +75,7 @@ impl Authority {
             Issued {
                 family: self.families,
                 used: None,
+                issued: Instant::now(),
             },
         );
         token
@@ -105,6 +111,13 @@ impl Authority {
                 .flatten(),
         };
         let issued = presented.as_ref().and_then(|t| self.tokens.get(t).copied());
+        // A refresh token unused for the spec's idle lifetime is dead.
+        let idle = provider
+            .refresh
+            .as_ref()
+            .and_then(|r| r.idle_lifetime)
+            .map(Duration::from_secs);
+        let died = issued.is_some_and(|i| idle.is_some_and(|idle| i.issued.elapsed() > idle));
         // A provider that refreshes with the access token: each access token it issues is the
         // next one-time token of its family.
         let sends_access = provider
@@ -131,7 +144,13 @@ impl Authority {
                 };
                 self.issue(answering, family, sends_access)
             }
-            Some(Issued { family, used: None }) if !self.revoked.contains(&family) => {
+            Some(_) if died => {
+                self.stats.expired += 1;
+                dead(provider)
+            }
+            Some(Issued {
+                family, used: None, ..
+            }) if !self.revoked.contains(&family) => {
                 if let Some(t) = presented.as_ref().and_then(|t| self.tokens.get_mut(t)) {
                     t.used = Some(Instant::now());
                 }
@@ -142,6 +161,7 @@ impl Authority {
             Some(Issued {
                 family,
                 used: Some(at),
+                ..
             }) if !self.revoked.contains(&family)
                 && provider
                     .refresh
@@ -155,6 +175,7 @@ impl Authority {
             Some(Issued {
                 family,
                 used: Some(_),
+                ..
             }) => {
                 self.stats.reuses += 1;
                 self.revoked.push(family);
@@ -183,8 +204,14 @@ impl Authority {
             example_of(&answering.operation, success.status, None).unwrap_or_else(|| json!({}));
         let access = self.mint("at");
         if let (true, Some(family)) = (sends_access, family) {
-            self.tokens
-                .insert(access.clone(), Issued { family, used: None });
+            self.tokens.insert(
+                access.clone(),
+                Issued {
+                    family,
+                    used: None,
+                    issued: Instant::now(),
+                },
+            );
         }
         set(&mut body, &success.access_token.pointer, json!(access));
         if let (Some(m), None) = (&success.refresh_token, family) {
@@ -192,8 +219,14 @@ impl Authority {
         }
         if let (Some(m), Some(family)) = (&success.refresh_token, family) {
             let next = self.mint("rt");
-            self.tokens
-                .insert(next.clone(), Issued { family, used: None });
+            self.tokens.insert(
+                next.clone(),
+                Issued {
+                    family,
+                    used: None,
+                    issued: Instant::now(),
+                },
+            );
             set(&mut body, &m.pointer, json!(next));
         }
         let now = SystemTime::now()

@@ -212,14 +212,30 @@ pub async fn success(subject: &Subject) -> Outcome {
             .refresh_expires_in
             .as_ref()
             .and_then(|m| seconds_at(&body, &m.pointer));
-        let fits = match (refresh_at, refresh_in) {
-            (Some(at), _) => set.refresh_expires_at == Some(at),
+        // The range the stated expiry may fall in (a relative one depends on receipt), then
+        // no later than receipt plus the spec's idle lifetime.
+        let stated = match (refresh_at, refresh_in) {
+            (Some(at), _) => Some((at, at)),
             (None, Some(e)) => {
-                let lo = tokenkit::expiry_from(e, None, before);
-                let hi = tokenkit::expiry_from(e, None, after);
-                matches!((set.refresh_expires_at, lo, hi), (Some(at), Some(lo), Some(hi)) if lo <= at && at <= hi)
+                tokenkit::expiry_from(e, None, before).zip(tokenkit::expiry_from(e, None, after))
             }
-            (None, None) => set.refresh_expires_at.is_none(),
+            (None, None) => None,
+        };
+        let idle = success.refresh_idle_lifetime.map(|secs| {
+            (
+                before + Duration::from_secs(secs),
+                after + Duration::from_secs(secs),
+            )
+        });
+        let range = match (stated, idle) {
+            (Some((lo, hi)), Some((ilo, ihi))) => Some((lo.min(ilo), hi.min(ihi))),
+            (a, b) => a.or(b),
+        };
+        let fits = match range {
+            Some((lo, hi)) => set
+                .refresh_expires_at
+                .is_some_and(|at| lo <= at && at <= hi),
+            None => set.refresh_expires_at.is_none(),
         };
         ensure(fits, || {
             format!(

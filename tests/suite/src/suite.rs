@@ -215,6 +215,24 @@ mod headerbank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/idlebank.yaml`.
+mod idlebank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "idlebank", "tests/fixtures/specs/idlebank.yaml", build
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/lifetimebank.yaml`.
 mod lifetimebank {
     /// The client, pointed at the mock.

@@ -374,6 +374,10 @@ pub fn mapping(
         let secs = proc_macro2::Literal::u64_unsuffixed(secs);
         quote!(Some(#secs))
     });
+    let refresh_idle_lifetime = success.refresh_idle_lifetime.map(|secs| {
+        let secs = proc_macro2::Literal::u64_unsuffixed(secs);
+        quote!(Some(#secs))
+    });
 
     // With a `default` response the decoder never builds `Undocumented`; it is still matched,
     // since the variant exists in every outcome enum.
@@ -407,6 +411,7 @@ pub fn mapping(
                 ("refresh_expires_in", &refresh_expires_in),
                 ("refresh_expires_at", &refresh_expires_at),
                 ("lifetime", &lifetime),
+                ("refresh_idle_lifetime", &refresh_idle_lifetime),
             ];
             let rest = optional
                 .iter()

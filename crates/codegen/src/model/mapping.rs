@@ -428,6 +428,23 @@ impl MapCtx<'_> {
                 _ => {}
             }
         }
+        if let Some(idle) = spec.refresh_idle_lifetime
+            && (idle == 0 || idle > 10 * 365 * 24 * 3600)
+        {
+            errors.push(
+                self.error(
+                    "/refresh-idle-lifetime",
+                    format!("an idle lifetime of {idle} seconds: it must be between 1 and ten years"),
+                )
+                .hint("give the seconds after which the provider's docs say an unused refresh token dies (`refresh-idle-lifetime: 2592000` for 30 days)"),
+            );
+        }
+        if spec.refresh_idle_lifetime.is_some() && spec.request.sends_access_token() {
+            errors.push(self.error(
+                "/refresh-idle-lifetime",
+                "the refresh sends the access token; there is no refresh token to die when idle",
+            ));
+        }
         if let Some(grace) = spec.reuse_grace {
             if spec.rotation == crate::extension::Rotation::Optional {
                 errors.push(
@@ -673,6 +690,7 @@ impl MapCtx<'_> {
                 refresh_expires_in,
                 refresh_expires_at,
                 lifetime: s.lifetime,
+                refresh_idle_lifetime: None,
             },
             failures,
         ))

@@ -310,6 +310,8 @@ pub struct Refresh {
     pub rotation: Rotation,
     /// How long the provider still accepts a rotated refresh token (`reuse-grace`).
     pub reuse_grace: Option<u64>,
+    /// After how long unused a refresh token dies (`refresh-idle-lifetime`), in seconds.
+    pub idle_lifetime: Option<u64>,
     /// Where the refresh token travels in the request.
     pub place: RefreshPlace,
     /// The grants the refresh operation also serves, in the mapping's order.
@@ -585,6 +587,9 @@ pub struct Success {
     pub refresh_expires_at: Option<(Mapped, Option<extension::TimeFormat>)>,
     /// The documented lifetime, in seconds, of an access token whose answer gives none.
     pub lifetime: Option<u64>,
+    /// The provider's idle lifetime of refresh tokens, in seconds (`refresh-idle-lifetime`),
+    /// for every answer of the provider.
+    pub refresh_idle_lifetime: Option<u64>,
 }
 
 /// A test on one value of a body.
@@ -1055,6 +1060,13 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         Some(RefreshPart { operation, refresh }) => (Some(operation), Some(refresh)),
         None => (None, None),
     };
+    // Every answer of the provider carries the idle lifetime of the refresh tokens it issues.
+    let idle = refresh.as_ref().and_then(|r| r.idle_lifetime);
+    let mut grant_operations = grant_operations;
+    let mut refresh_op = refresh_op;
+    for op in refresh_op.iter_mut().chain(grant_operations.iter_mut()) {
+        op.success.refresh_idle_lifetime = idle;
+    }
     let info = &spec.api.info;
     let mut provider = Provider {
         name: spec.name.clone(),
@@ -1286,6 +1298,7 @@ fn refresh_part(
             sends_access_token: mapping.sends_access_token,
             rotation: mapping.rotation,
             reuse_grace: mapping.reuse_grace,
+            idle_lifetime: mapping_spec.refresh_idle_lifetime,
             place: mapping.refresh_place,
             grants,
         },

@@ -175,6 +175,9 @@ pub struct Fields {
     /// The lifetime in seconds the provider's docs state, for an answer with no expiry of its
     /// own (the spec's `lifetime`).
     pub lifetime: Option<u64>,
+    /// Seconds after which an unused refresh token dies (the spec's `refresh-idle-lifetime`):
+    /// the refresh token's expiry is no later than receipt plus this.
+    pub refresh_idle_lifetime: Option<u64>,
     /// The mapping's access-token pointer, then the refresh token's if mapped: the fields
     /// [`TokenSet::extras`](crate::TokenSet::extras) leaves out.
     pub tokens: &'static [&'static str],
@@ -205,9 +208,18 @@ impl Fields {
                     received.checked_add(lifetime)
                 }),
             token_type: self.token_type,
-            refresh_expires_at: self
-                .refresh_expires_at
-                .or_else(|| expiry(self.refresh_expires_in, None, received)),
+            refresh_expires_at: {
+                let stated = self
+                    .refresh_expires_at
+                    .or_else(|| expiry(self.refresh_expires_in, None, received));
+                let idle = self
+                    .refresh_idle_lifetime
+                    .and_then(|secs| received.checked_add(std::time::Duration::from_secs(secs)));
+                match (stated, idle) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            },
             extras: extras(body, self.tokens),
             origin: None,
         })
