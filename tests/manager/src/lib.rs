@@ -109,6 +109,7 @@ pub fn expired(refresh_token: &str) -> TokenSet {
 pub fn fast_config() -> ManagerConfig {
     ManagerConfig {
         skew: Duration::from_millis(950),
+        refresh_token_margin: Duration::from_millis(950),
         backoff: Duration::from_millis(10),
         lock_poll: Duration::from_millis(5),
         client_credentials_fallback: tokenkit::ClientCredentialsFallback::Always,

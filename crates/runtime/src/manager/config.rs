@@ -8,6 +8,11 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct ManagerConfig {
     /// Refresh this long before the access token expires.
     pub skew: Duration,
+    /// Refresh this long before the refresh token dies (its stated or idle lifetime), so that
+    /// a connection is renewed while it still can be; a pool's keeper visits connections by
+    /// the same rule. A refresh token received with a shorter remaining life is refreshed
+    /// halfway through it.
+    pub refresh_token_margin: Duration,
     /// The lifetime assumed for an access token whose provider gave no expiry; it is stored
     /// as the set's expiry, so every process sharing the store agrees on it.
     pub unknown_expiry: Duration,
@@ -59,6 +64,7 @@ impl ManagerConfig {
         let bad = |why: String| Err(ManagerError::Config(why));
         let settings = [
             ("skew", self.skew),
+            ("refresh_token_margin", self.refresh_token_margin),
             ("unknown_expiry", self.unknown_expiry),
             ("backoff", self.backoff),
             ("max_backoff", self.max_backoff),
@@ -112,6 +118,7 @@ impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
             skew: Duration::from_secs(60),
+            refresh_token_margin: Duration::from_secs(60),
             unknown_expiry: Duration::from_secs(300),
             max_attempts: 4,
             backoff: Duration::from_millis(200),

@@ -163,10 +163,17 @@ impl Cached {
             // Stored without an expiry: unknown age, so refresh on first use.
             (None, None) => SystemTime::UNIX_EPOCH,
         };
-        // Refresh before the refresh token itself dies, not only before the access token.
-        let fresh_until = match tokens.refresh_expires_at {
-            Some(dies) => fresh_until.min(dies.checked_sub(config.skew).unwrap_or(dies)),
-            None => fresh_until,
+        // Refresh before the refresh token itself dies, not only before the access token; one
+        // received with less than twice the margin to live is refreshed halfway.
+        let fresh_until = match (tokens.refresh_expires_at, received) {
+            (Some(dies), Some(received)) => {
+                let life = dies.duration_since(received).unwrap_or_default();
+                fresh_until.min(received + life.saturating_sub(config.refresh_token_margin).max(life / 2))
+            }
+            (Some(dies), None) => {
+                fresh_until.min(dies.checked_sub(config.refresh_token_margin).unwrap_or(dies))
+            }
+            (None, _) => fresh_until,
         };
         Self {
             tokens,
