@@ -314,3 +314,66 @@ async fn a_manager_over_an_encrypted_store_refreshes_and_leaves_nothing_readable
     assert_eq!((stats.refreshes, stats.reuses), (2, 0), "{stats:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What a keeper asks of a store: the keys whose refresh token dies by a time, earliest first.
+async fn indexes_due_times(store: impl TokenStore, what: &str) {
+    let now = SystemTime::now();
+    let dying = |secs: u64| {
+        let mut set = expired("rt");
+        set.refresh_expires_at = Some(now + Duration::from_secs(secs));
+        set
+    };
+    store.save("due/late", &dying(100), None).await.unwrap();
+    store.save("due/b", &dying(5), None).await.unwrap();
+    store.save("due/a", &dying(1), None).await.unwrap();
+    store.save("due/never", &expired("rt"), None).await.unwrap();
+    store.save("other/a", &dying(1), None).await.unwrap();
+    let until = now + Duration::from_secs(10);
+    let keys = |due: Vec<(String, SystemTime)>| due.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let due = store.due("due/", until, 100).await.unwrap().expect(what);
+    assert_eq!(keys(due), ["due/a", "due/b"], "{what}");
+    // Renewed: its new time counts. Removed: gone.
+    store.save("due/a", &dying(200), Some(1)).await.unwrap();
+    let lock = store
+        .try_lock("due/b", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    store.delete("due/b", &lock).await.unwrap();
+    lock.release().await;
+    assert!(
+        keys(store.due("due/", until, 100).await.unwrap().unwrap()).is_empty(),
+        "{what}"
+    );
+    let all = store
+        .due("due/", now + Duration::from_secs(1000), 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        keys(all),
+        ["due/late"],
+        "{what}: the earliest first, at most the limit"
+    );
+}
+
+#[tokio::test]
+async fn stores_index_when_refresh_tokens_die() {
+    indexes_due_times(MemoryStore::new(), "memory").await;
+    let redis = Redis::start();
+    let store = RedisStore::connect(&redis.url, "due").await.unwrap();
+    indexes_due_times(store, "redis").await;
+    let store = RedisStore::connect(&redis.url, "due-sealed").await.unwrap();
+    indexes_due_times(EncryptedStore::new(store, key("k1", 9)), "encrypted redis").await;
+    let dir = scratch("stores-due");
+    let files = FileStore::new(&dir).unwrap();
+    assert!(
+        files
+            .due("", SystemTime::now(), 10)
+            .await
+            .unwrap()
+            .is_none(),
+        "a directory keeps no index: the keeper reads the sets"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

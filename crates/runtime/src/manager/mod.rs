@@ -168,11 +168,17 @@ impl Cached {
         let fresh_until = match (tokens.refresh_expires_at, received) {
             (Some(dies), Some(received)) => {
                 let life = dies.duration_since(received).unwrap_or_default();
-                fresh_until.min(received + life.saturating_sub(config.refresh_token_margin).max(life / 2))
+                fresh_until.min(
+                    received
+                        + life
+                            .saturating_sub(config.refresh_token_margin)
+                            .max(life / 2),
+                )
             }
-            (Some(dies), None) => {
-                fresh_until.min(dies.checked_sub(config.refresh_token_margin).unwrap_or(dies))
-            }
+            (Some(dies), None) => fresh_until.min(
+                dies.checked_sub(config.refresh_token_margin)
+                    .unwrap_or(dies),
+            ),
             (None, _) => fresh_until,
         };
         Self {

@@ -127,7 +127,9 @@ impl<S> EncryptedStore<S> {
         &self.inner
     }
 
-    /// The set sealed for `key`: one opaque text in place of the access token, nothing else.
+    /// The set sealed for `key`: one opaque text in place of the access token, and the refresh
+    /// token's expiry in the clear (a time, no secret), so that the store underneath can index
+    /// it for a keeper.
     fn seal(&self, key: &str, tokens: &TokenSet) -> Result<TokenSet, StoreError> {
         let mut sealed = super::record::encode(0, tokens);
         let mut nonce = [0u8; NONCE_LEN];
@@ -153,7 +155,7 @@ impl<S> EncryptedStore<S> {
             refresh_token: None,
             expires_at: None,
             token_type: None,
-            refresh_expires_at: None,
+            refresh_expires_at: tokens.refresh_expires_at,
             extras: Default::default(),
             origin: None,
         })
@@ -212,6 +214,16 @@ fn aad(key: &str) -> String {
 }
 
 impl<S: TokenStore> TokenStore for EncryptedStore<S> {
+    /// The inner store's index of refresh-token expiries (kept in the clear).
+    fn due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+        self.inner.due(prefix, until, limit)
+    }
+
     /// The inner store's keys: keys are not encrypted, only the sets.
     fn list<'a>(
         &'a self,

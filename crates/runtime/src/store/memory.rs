@@ -53,6 +53,28 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl TokenStore for MemoryStore {
+    /// Read off the sets themselves (memory is its own index).
+    fn due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+        let mut due: Vec<(String, std::time::SystemTime)> = self
+            .inner()
+            .sets
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, s)| {
+                let dies = s.tokens.refresh_expires_at?;
+                (dies <= until).then(|| (k.clone(), dies))
+            })
+            .collect();
+        due.sort_by_key(|(_, at)| *at);
+        due.truncate(limit);
+        Box::pin(async move { Ok(Some(due)) })
+    }
+
     fn list<'a>(
         &'a self,
         prefix: &'a str,

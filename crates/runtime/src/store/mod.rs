@@ -241,6 +241,21 @@ pub trait TokenStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>>;
 
+    /// The keys under `prefix` whose refresh token dies at or before `until`, with when, the
+    /// earliest first, at most `limit`: what a pool's keeper must refresh. Stores that keep an
+    /// index of these times answer from it; `None` (the default) means the store keeps none,
+    /// and the keeper reads every listed set instead. An index may name a key whose set has
+    /// since been renewed or removed (it was written just before the set); the keeper looks.
+    fn due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+        let _ = (prefix, until, limit);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Every key that holds a set and starts with `prefix`, in no particular order; `None`
     /// when this store cannot list its keys (the default).
     fn list<'a>(
@@ -324,5 +339,14 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
         (**self).list(prefix)
+    }
+
+    fn due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+        (**self).due(prefix, until, limit)
     }
 }

@@ -605,8 +605,13 @@ impl TokenStore for RedisStore {
                         .map(|at| to_millis(at).to_string())
                         .unwrap_or_default(),
                 );
-            self.write(key, invocation, "cannot restore the token set", set.version)
-                .await
+            let saved = self
+                .write(key, invocation, "cannot restore the token set", set.version)
+                .await?;
+            if matches!(saved, Saved::Written(_)) {
+                self.index(key, Some(&set.tokens)).await;
+            }
+            Ok(saved)
         })
     }
 
@@ -622,8 +627,56 @@ impl TokenStore for RedisStore {
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
                 .arg(lock.fence().unwrap_or_default());
-            self.write(key, invocation, "cannot delete the token set", 0)
-                .await
+            let saved = self
+                .write(key, invocation, "cannot delete the token set", 0)
+                .await?;
+            if matches!(saved, Saved::Written(_)) {
+                self.index(key, None).await;
+            }
+            Ok(saved)
+        })
+    }
+
+    /// From the `<prefix>:due` sorted set the writes keep.
+    fn due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+        Box::pin(async move {
+            // One index for the whole store: page through it until `limit` keys of `prefix`.
+            let page = limit.clamp(1, 1000);
+            let mut out = Vec::new();
+            let mut offset = 0;
+            let mut connection = self.connection.clone();
+            while out.len() < limit {
+                let mut cmd = redis::cmd("ZRANGEBYSCORE");
+                cmd.arg(self.due_key())
+                    .arg("-inf")
+                    .arg(to_millis(until))
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(offset)
+                    .arg(page);
+                let found: Vec<(String, u64)> = cmd
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|e| redis_error("cannot read the keeper's index", &e))?;
+                let exhausted = found.len() < page;
+                offset += found.len();
+                out.extend(
+                    found
+                        .into_iter()
+                        .filter(|(k, _)| k.starts_with(prefix))
+                        .map(|(k, ms)| (k, from_millis(ms))),
+                );
+                if exhausted {
+                    break;
+                }
+            }
+            out.truncate(limit);
+            Ok(Some(out))
         })
     }
 
@@ -770,8 +823,42 @@ impl RedisStore {
             .arg(expected.map(|v| v.to_string()).unwrap_or_default())
             .arg(version)
             .arg(encode(version, tokens));
-        self.write(key, invocation, "cannot write the token set", version)
-            .await
+        let saved = self
+            .write(key, invocation, "cannot write the token set", version)
+            .await?;
+        if matches!(saved, Saved::Written(_)) {
+            self.index(key, Some(tokens)).await;
+        }
+        Ok(saved)
+    }
+
+    /// The sorted set of every credential's refresh-token death, in milliseconds.
+    fn due_key(&self) -> String {
+        format!("{}:due", escape(&self.prefix))
+    }
+
+    /// Records when `key`'s refresh token dies (or that it has none to keep alive), after its
+    /// set was written. A separate command (the index is one key, in a cluster on another
+    /// slot): a crash between the two leaves the older, earlier time, which only makes the
+    /// keeper look sooner.
+    async fn index(&self, key: &str, tokens: Option<&TokenSet>) {
+        let dies = tokens.and_then(|t| t.refresh_expires_at);
+        let cmd = match dies {
+            Some(at) => {
+                let mut c = redis::cmd("ZADD");
+                c.arg(self.due_key()).arg(to_millis(at)).arg(key);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("ZREM");
+                c.arg(self.due_key()).arg(key);
+                c
+            }
+        };
+        let mut connection = self.connection.clone();
+        if let Err(e) = cmd.query_async::<Value>(&mut connection).await {
+            tracing::warn!(error = %redis_error("cannot index the refresh token's expiry", &e), "the keeper may find this credential late");
+        }
     }
 }
 
