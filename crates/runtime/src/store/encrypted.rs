@@ -7,6 +7,7 @@
 //! key's id travels with the set, so older keys still open the sets they sealed (rotation):
 //! sets are re-sealed under the current key at their next write.
 
+use super::Due;
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::error::BuildError;
@@ -220,7 +221,7 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         prefix: &'a str,
         until: std::time::SystemTime,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         self.inner.due(prefix, until, limit)
     }
 

@@ -1,5 +1,6 @@
 //! Token sets in process memory.
 
+use super::Due;
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::token::TokenSet;
@@ -59,7 +60,7 @@ impl TokenStore for MemoryStore {
         prefix: &'a str,
         until: std::time::SystemTime,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         let mut due: Vec<(String, std::time::SystemTime)> = self
             .inner()
             .sets

@@ -164,6 +164,9 @@ impl fmt::Debug for StoreLock {
     }
 }
 
+/// Keys and when their refresh tokens die, earliest first ([`TokenStore::due`]).
+pub type Due = Vec<(String, std::time::SystemTime)>;
+
 /// Persistence for token sets, keyed by credential.
 pub trait TokenStore: Send + Sync + 'static {
     /// The stored token set of `key`, if any.
@@ -251,7 +254,7 @@ pub trait TokenStore: Send + Sync + 'static {
         prefix: &'a str,
         until: std::time::SystemTime,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         let _ = (prefix, until, limit);
         Box::pin(async { Ok(None) })
     }
@@ -346,7 +349,7 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         prefix: &'a str,
         until: std::time::SystemTime,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         (**self).due(prefix, until, limit)
     }
 }

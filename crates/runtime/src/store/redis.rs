@@ -5,6 +5,7 @@
 //! Redis restart, a failover or a dropped idle connection costs the calls made while Redis is
 //! away (they fail with a retryable [`StoreError`]) and nothing after.
 
+use super::Due;
 use super::record::{decode, encode, from_millis, to_millis};
 use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
@@ -643,7 +644,7 @@ impl TokenStore for RedisStore {
         prefix: &'a str,
         until: std::time::SystemTime,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Option<Vec<(String, std::time::SystemTime)>>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         Box::pin(async move {
             // One index for the whole store: page through it until `limit` keys of `prefix`.
             let page = limit.clamp(1, 1000);
