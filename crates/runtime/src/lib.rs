@@ -28,6 +28,7 @@ pub mod client;
 mod clock;
 pub mod error;
 pub mod events;
+pub mod keeper;
 pub mod manager;
 pub mod pool;
 pub mod secret;
@@ -44,6 +45,7 @@ pub use client::{
 };
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
 pub use events::TokenEvent;
+pub use keeper::{Keeper, KeeperConfig, KeeperStats};
 pub use manager::{
     ClientCredentialsFallback, ManagerConfig, ManagerError, ReAuthenticate, TokenManager,
 };

@@ -108,6 +108,28 @@ fn shard_of(connection: &str) -> usize {
 }
 
 impl<C, S> TokenPool<C, S> {
+    /// The prefix of the store keys of this pool's connections.
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.config.key_prefix
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The connections' manager settings.
+    pub(crate) fn manager_config(&self) -> &ManagerConfig {
+        &self.inner.config.manager
+    }
+
+    /// Sends `event` to the pool's subscribers.
+    pub(crate) fn send_event(&self, event: TokenEvent) {
+        if self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(event);
+        }
+    }
+
     /// How many connections are in memory now.
     pub fn active_connections(&self) -> usize {
         self.inner
@@ -119,6 +141,11 @@ impl<C, S> TokenPool<C, S> {
 }
 
 impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
+    /// The provider's name.
+    pub fn provider(&self) -> &'static str {
+        self.inner.client.provider()
+    }
+
     /// A pool of `client`'s connections in `store`. Fails when `config.manager` is refused (see
     /// [`ManagerConfig::validate`]).
     pub fn new(client: C, store: S, config: PoolConfig) -> Result<Self, ManagerError> {
@@ -185,6 +212,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             return Ok(token);
         }
         manager.access_token().await
+    }
+
+    /// Renews `connection` if it is due (what the keeper does); a failed refresh is an error.
+    pub(crate) async fn renew(&self, connection: &str) -> Result<(), ManagerError> {
+        self.manager(connection)?.renew().await
     }
 
     /// The whole current set of `connection` (refreshed first if stale).

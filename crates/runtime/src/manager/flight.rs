@@ -60,6 +60,17 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         force: bool,
         read: impl Fn(&Cached) -> T,
     ) -> Result<T, ManagerError> {
+        self.current_or_unexpired(force, true, read).await
+    }
+
+    /// Like `current`; a failed refresh is an error even while the cached access token has
+    /// not expired unless `fallback`.
+    pub(super) async fn current_or_unexpired<T>(
+        &self,
+        force: bool,
+        fallback: bool,
+        read: impl Fn(&Cached) -> T,
+    ) -> Result<T, ManagerError> {
         let fresh = |now| {
             let cache = self.inner.cache.load();
             cache.as_ref().filter(|c| c.is_fresh(now)).map(|c| read(c))
@@ -99,7 +110,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                     Err(e) => {
                         let cache = self.inner.cache.load();
                         match cache.as_ref() {
-                            Some(c) if !force && c.is_unexpired(SystemTime::now()) => Ok(read(c)),
+                            Some(c) if fallback && !force && c.is_unexpired(SystemTime::now()) => {
+                                Ok(read(c))
+                            }
                             _ => Err(e.clone()),
                         }
                     }

@@ -257,6 +257,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
             .subscribe()
     }
 
+    /// Makes sure the stored set is fresh by the manager's rules (both margins), refreshing if
+    /// not: what a keeper asks. Unlike [`TokenManager::token_set`], a failed refresh is an
+    /// error even while the old access token still works.
+    pub(crate) async fn renew(&self) -> Result<(), ManagerError> {
+        Box::pin(self.current_or_unexpired(false, false, |_| ())).await
+    }
+
     /// Whether a refresh is in flight or a write is being retried: a pool keeps such a
     /// manager however long it has been idle.
     pub(crate) fn is_busy(&self) -> bool {

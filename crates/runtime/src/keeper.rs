@@ -1,0 +1,255 @@
+//! The keeper: a pool's background task that refreshes each connection before its refresh
+//! token dies, used or not, so that connections nobody touches for weeks stay alive.
+//!
+//! Each look asks the store which connections are due ([`TokenStore::due`], or every listed set
+//! where the store keeps no index) and refreshes them through the pool, under the same lock,
+//! marks and versions as any refresh: where several replicas run keepers, the first to take a
+//! connection's lock refreshes it and the others find the new set stored. Looks are spaced
+//! with jitter, refreshes bounded in number and rate, and a connection that keeps failing is
+//! reported ([`TokenEvent::RefreshTokenExpiring`](crate::TokenEvent)) and left alone until its
+//! set changes, never retried forever.
+
+use crate::client::RefreshClient;
+use crate::events::TokenEvent;
+use crate::manager::ManagerError;
+use crate::pool::TokenPool;
+use crate::store::TokenStore;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+
+/// How a keeper works.
+#[derive(Clone, Debug)]
+pub struct KeeperConfig {
+    /// How often to look for due connections. Default 1 s.
+    pub interval: Duration,
+    /// Each look waits up to this much longer, at random, so that replicas started together
+    /// (or after an outage) spread out. Default 500 ms.
+    pub jitter: Duration,
+    /// At most this many refreshes at once, in this process. Default 32.
+    pub concurrency: usize,
+    /// At most this many refreshes started per second, in this process (the provider's rate
+    /// limit, shared by the replicas). Default 50.
+    pub per_second: u32,
+    /// After this many failed refreshes in a row a connection is reported and left alone
+    /// until its set changes. Default 5.
+    pub max_failures: u32,
+    /// How many due connections one look takes at most. Default 1000.
+    pub batch: usize,
+}
+
+impl Default for KeeperConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            jitter: Duration::from_millis(500),
+            concurrency: 32,
+            per_second: 50,
+            max_failures: 5,
+            batch: 1000,
+        }
+    }
+}
+
+/// What a keeper has done so far, in this process.
+#[derive(Debug, Default)]
+pub struct KeeperStats {
+    /// Looks at the store.
+    pub looks: AtomicU64,
+    /// Connections it visited because they were due.
+    pub visits: AtomicU64,
+    /// Visits that ended with a live set (refreshed here, or found refreshed elsewhere).
+    pub kept: AtomicU64,
+    /// Visits that failed.
+    pub failed: AtomicU64,
+    /// Connections given up on (dead refresh token, or too many failures).
+    pub given_up: AtomicU64,
+}
+
+/// A running keeper; dropping it (or [`Keeper::stop`]) stops it.
+#[derive(Debug)]
+pub struct Keeper {
+    task: tokio::task::JoinHandle<()>,
+    stats: Arc<KeeperStats>,
+}
+
+impl Keeper {
+    /// What it has done so far.
+    pub fn stats(&self) -> &KeeperStats {
+        &self.stats
+    }
+
+    /// Stops it (refreshes in flight finish on their own).
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A connection that failed: when to try again, and after how many failures.
+#[derive(Clone, Copy)]
+struct Failing {
+    attempts: u32,
+    next: Instant,
+    /// Given up on while its refresh token was to die at this time: left alone while the
+    /// index still says so (a new set has a new time).
+    given_up: Option<SystemTime>,
+}
+
+/// A random duration up to `max` (from the clock's nanoseconds: spread, not secrecy).
+fn up_to(max: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    max.mul_f64(f64::from(nanos % 10_000) / 10_000.0)
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
+    /// Starts a keeper for this pool on the current Tokio runtime (see the `keeper` module).
+    /// Its refresh margin is the pool's `manager.refresh_token_margin`. Must be called inside
+    /// a runtime.
+    pub fn keep(&self, config: KeeperConfig) -> Keeper {
+        let stats = Arc::new(KeeperStats::default());
+        let task = tokio::spawn(run(self.clone(), config, Arc::clone(&stats)));
+        Keeper { task, stats }
+    }
+
+    /// The keys of this pool's connections whose refresh token dies by `until`: from the
+    /// store's index, or by reading every listed set.
+    async fn due(
+        &self,
+        until: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<(String, SystemTime)>, ManagerError> {
+        let prefix = self.key_prefix();
+        if let Some(due) = self.store().due(prefix, until, limit).await? {
+            return Ok(due);
+        }
+        let mut due = Vec::new();
+        for key in self.store().list(prefix).await?.unwrap_or_default() {
+            if let Some(stored) = self.store().load(&key).await?
+                && let Some(dies) = stored.tokens.refresh_expires_at
+                && dies <= until
+            {
+                due.push((key, dies));
+            }
+        }
+        due.sort_by_key(|(_, at)| *at);
+        due.truncate(limit);
+        Ok(due)
+    }
+}
+
+async fn run<C: RefreshClient + 'static, S: TokenStore>(
+    pool: TokenPool<C, S>,
+    config: KeeperConfig,
+    stats: Arc<KeeperStats>,
+) {
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let failing: Arc<Mutex<HashMap<String, Failing>>> = Arc::default();
+    let busy: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let gap = Duration::from_secs(1) / config.per_second.max(1);
+    let margin = pool.manager_config().refresh_token_margin;
+    let mut next_start = Instant::now();
+    loop {
+        tokio::time::sleep(config.interval + up_to(config.jitter)).await;
+        stats.looks.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now();
+        let due = match pool.due(now + margin, config.batch).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "the keeper cannot read which connections are due");
+                continue;
+            }
+        };
+        for (key, dies) in due {
+            let Some(connection) = key.strip_prefix(pool.key_prefix()).map(str::to_owned) else {
+                continue;
+            };
+            {
+                let failing = failing.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(f) = failing.get(&key)
+                    && (f.given_up == Some(dies) || Instant::now() < f.next)
+                {
+                    continue;
+                }
+            }
+            if !busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone())
+            {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                return;
+            };
+            // The rate bound: starts spaced `gap` apart.
+            tokio::time::sleep_until(next_start.into()).await;
+            next_start = next_start.max(Instant::now()) + gap;
+            stats.visits.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            {
+                let due_at = dies.checked_sub(margin).unwrap_or(dies);
+                let lag = SystemTime::now().duration_since(due_at).unwrap_or_default();
+                metrics::histogram!("tokenkit_keeper_lag_seconds", "provider" => pool.provider())
+                    .record(lag.as_secs_f64());
+            }
+            let (pool, stats, failing, busy) = (
+                pool.clone(),
+                Arc::clone(&stats),
+                Arc::clone(&failing),
+                Arc::clone(&busy),
+            );
+            let max_failures = config.max_failures;
+            tokio::spawn(async move {
+                let result = pool.renew(&connection).await;
+                let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(_) => {
+                        stats.kept.fetch_add(1, Ordering::Relaxed);
+                        failing.remove(&key);
+                    }
+                    Err(e) => {
+                        stats.failed.fetch_add(1, Ordering::Relaxed);
+                        let entry = failing.entry(key.clone()).or_insert(Failing {
+                            attempts: 0,
+                            next: Instant::now(),
+                            given_up: None,
+                        });
+                        entry.attempts += 1;
+                        let dead = matches!(e, ManagerError::ReAuthenticate { .. });
+                        if dead || entry.attempts >= max_failures {
+                            // Reported once; left alone until its set changes.
+                            entry.given_up = Some(dies);
+                            stats.given_up.fetch_add(1, Ordering::Relaxed);
+                            if !dead {
+                                pool.send_event(TokenEvent::RefreshTokenExpiring {
+                                    provider: pool.provider(),
+                                    connection: Arc::from(connection.as_str()),
+                                    at: dies,
+                                });
+                            }
+                        } else {
+                            let wait = Duration::from_millis(250)
+                                .saturating_mul(1 << entry.attempts.min(10))
+                                .min(Duration::from_secs(300));
+                            entry.next = Instant::now() + wait;
+                        }
+                    }
+                }
+                drop(failing);
+                busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                drop(permit);
+            });
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The keeper keeps connections alive that nobody uses: Idlebank's one-time refresh tokens die
+//! 6 s after they were issued unless used, and no test here asks for a token.
+
+use std::time::{Duration, SystemTime};
+use tokenkit::{
+    FileStore, KeeperConfig, ManagerConfig, MemoryStore, Origin, PoolConfig, TokenEvent, TokenPool,
+    TokenStore,
+};
+use tokenkit_manager_tests::{expired, scratch, workspace};
+use tokenkit_mock::MockServer;
+
+async fn idle_provider() -> (MockServer, tokenkit_idlebank::Client) {
+    let spec = workspace().join("tests/fixtures/specs/idlebank.yaml");
+    let mock = MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    mock.enforce_rotation(3600, Duration::from_millis(2));
+    mock.quiet();
+    let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
+        .base_url(mock.base_url())
+        .build()
+        .unwrap();
+    (mock, client)
+}
+
+fn pool_config() -> PoolConfig {
+    PoolConfig {
+        manager: ManagerConfig {
+            refresh_token_margin: Duration::from_secs(3),
+            lock_poll: Duration::from_millis(5),
+            ..ManagerConfig::default()
+        },
+        ..PoolConfig::default()
+    }
+}
+
+fn keeper_config() -> KeeperConfig {
+    KeeperConfig {
+        interval: Duration::from_millis(100),
+        jitter: Duration::from_millis(100),
+        concurrency: 64,
+        per_second: 2000,
+        ..KeeperConfig::default()
+    }
+}
+
+/// A user's connection whose refresh token dies 6 s from now (as the provider issued it).
+fn connection(token: &str) -> tokenkit::TokenSet {
+    let mut set = expired(token);
+    set.expires_at = Some(SystemTime::now() + Duration::from_secs(3600));
+    set.refresh_expires_at = Some(SystemTime::now() + Duration::from_secs(6));
+    set.origin = Some(Origin::Application);
+    set
+}
+
+async fn keeps_alive<S: TokenStore + Clone>(store: S, connections: usize, what: &str) {
+    let (mock, client) = idle_provider().await;
+    let pool = TokenPool::new(client, store.clone(), pool_config()).unwrap();
+    let mut names = Vec::new();
+    for i in 0..connections {
+        let name = format!("c{i}");
+        pool.seed(&name, connection(&mock.new_family().unwrap()))
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    let keeper = pool.keep(keeper_config());
+    // Three idle lifetimes with nobody asking for a token.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.expired, stats.reuses, stats.rejected),
+        (0, 0, 0),
+        "{what}: {stats:?}"
+    );
+    // Each refresh renews a 6 s token with a 3 s margin: at least one every ~3-4 s.
+    assert!(
+        stats.refreshes >= 3 * connections as u64,
+        "{what}: {} refreshes for {connections} connections",
+        stats.refreshes
+    );
+    for name in &names {
+        let stored = store.load(&format!("conn:{name}")).await.unwrap().unwrap();
+        assert!(
+            stored.tokens.refresh_expires_at.unwrap() > SystemTime::now(),
+            "{what}: {name}"
+        );
+    }
+    // A revoked connection is reported once and left alone.
+    let mut events = pool.subscribe();
+    let revoked = &names[0];
+    let token = store
+        .load(&format!("conn:{revoked}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(mock.revoke_family_of(token.tokens.refresh_token.unwrap().expose()));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stats = mock.authority_stats();
+    assert_eq!(
+        stats.rejected, 1,
+        "{what}: the dead token was sent once: {stats:?}"
+    );
+    assert_eq!(
+        keeper
+            .stats()
+            .given_up
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let mut reauth = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let TokenEvent::ReauthenticationRequired { connection, .. } = event {
+            reauth.push(connection.to_string());
+        }
+    }
+    assert_eq!(reauth, std::slice::from_ref(revoked), "{what}");
+    assert!(
+        mock.violations().is_empty(),
+        "{what}: {:?}",
+        mock.violations()
+    );
+    keeper.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keeper_keeps_idle_connections_alive_in_memory() {
+    keeps_alive(MemoryStore::new(), 300, "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keeper_keeps_idle_connections_alive_in_files() {
+    let dir = scratch("keeper-files");
+    keeps_alive(FileStore::new(&dir).unwrap(), 100, "files").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
