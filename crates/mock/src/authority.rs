@@ -39,6 +39,8 @@ struct Issued {
 }
 
 pub(crate) struct Authority {
+    /// Refreshes answered, by family.
+    pub(crate) by_family: HashMap<u64, u64>,
     lifetime_secs: i64,
     delay: Duration,
     tokens: HashMap<String, Issued>,
@@ -51,6 +53,7 @@ pub(crate) struct Authority {
 impl Authority {
     pub(crate) fn new(lifetime_secs: i64, delay: Duration) -> Self {
         Self {
+            by_family: HashMap::new(),
             lifetime_secs,
             delay,
             tokens: HashMap::new(),
@@ -155,6 +158,7 @@ impl Authority {
                     t.used = Some(Instant::now());
                 }
                 self.stats.refreshes += 1;
+                *self.by_family.entry(family).or_default() += 1;
                 self.issue(answering, Some(family), sends_access)
             }
             // The spec's reuse grace: a spent token still works for a while after its first use.

@@ -284,6 +284,16 @@ impl MockServer {
         }
     }
 
+    /// How many refreshes the rotation-enforcing provider answered for each token family (each
+    /// user's connection); empty when it is off.
+    pub fn refreshes_by_family(&self) -> Vec<u64> {
+        self.state()
+            .authority
+            .as_ref()
+            .map(|a| a.by_family.values().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// What the rotation-enforcing provider has seen; zeros when it is off.
     pub fn authority_stats(&self) -> AuthorityStats {
         self.state()

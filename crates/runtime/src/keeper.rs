@@ -36,7 +36,9 @@ pub struct KeeperConfig {
     /// After this many failed refreshes in a row a connection is reported and left alone
     /// until its set changes. Default 5.
     pub max_failures: u32,
-    /// How many due connections one look takes at most. Default 1000.
+    /// How many due connections one look takes at most; a full batch is followed by another
+    /// look at once. Small batches keep replicas from visiting what another just renewed.
+    /// Default 256.
     pub batch: usize,
 }
 
@@ -48,7 +50,7 @@ impl Default for KeeperConfig {
             concurrency: 32,
             per_second: 50,
             max_failures: 5,
-            batch: 1000,
+            batch: 256,
         }
     }
 }
@@ -159,17 +161,28 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
     let gap = Duration::from_secs(1) / config.per_second.max(1);
     let margin = pool.manager_config().refresh_token_margin;
     let mut next_start = Instant::now();
+    let mut full = false;
     loop {
-        tokio::time::sleep(config.interval + up_to(config.jitter)).await;
+        // A full batch means more are due: look again at once (the index has moved on).
+        if !full {
+            tokio::time::sleep(config.interval + up_to(config.jitter)).await;
+        }
         stats.looks.fetch_add(1, Ordering::Relaxed);
         let now = SystemTime::now();
-        let due = match pool.due(now + margin, config.batch).await {
+        let mut due = match pool.due(now + margin, config.batch).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "the keeper cannot read which connections are due");
                 continue;
             }
         };
+        full = due.len() >= config.batch;
+        // Replicas read the same index: each starts at its own random place in it, so that
+        // they spread over the due connections instead of queueing on the same locks.
+        if !due.is_empty() {
+            let start = up_to(Duration::from_secs(1)).subsec_nanos() as usize % due.len();
+            due.rotate_left(start);
+        }
         for (key, dies) in due {
             let Some(connection) = key.strip_prefix(pool.key_prefix()).map(str::to_owned) else {
                 continue;
@@ -211,6 +224,22 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
             );
             let max_failures = config.max_failures;
             tokio::spawn(async move {
+                // Another replica on it: its lock says so; leave it to that one (a look later
+                // finds the connection renewed, or still due).
+                let lock_ttl = pool.manager_config().lock_ttl;
+                let free = match pool.store().try_lock(&key, lock_ttl).await {
+                    Ok(Some(lock)) => {
+                        lock.release().await;
+                        true
+                    }
+                    Ok(None) => false,
+                    Err(_) => true,
+                };
+                if !free {
+                    busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                    drop(permit);
+                    return;
+                }
                 let result = pool.renew(&connection).await;
                 let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
                 match result {

@@ -173,6 +173,24 @@ mod exchangebank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/fleetbank.yaml`.
+mod fleetbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_fleetbank::Client::builder("fleet-client", "fleet-secret")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "fleetbank", "tests/fixtures/specs/fleetbank.yaml", build
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/grantbank.yaml`.
 mod grantbank {
     /// The client, pointed at the mock.
