@@ -63,6 +63,25 @@ fn cached(c: &mut Criterion) {
         std::mem::forget(mock);
         manager
     });
+    // The same call through a pool: one connection, and one of 10,000 in memory.
+    let (pool, names) = runtime.block_on(async {
+        let mock = mock().await;
+        let pool = tokenkit::TokenPool::new(
+            easyship(&mock.base_url()),
+            MemoryStore::new(),
+            tokenkit::PoolConfig::default(),
+        )
+        .unwrap();
+        let names: Vec<String> = (0..10_000).map(|i| format!("customer-{i:05}")).collect();
+        for name in &names {
+            pool.seed(name, tokens("rt", Duration::from_secs(3600)))
+                .await
+                .unwrap();
+            pool.access_token(name).await.unwrap();
+        }
+        std::mem::forget(mock);
+        (pool, names)
+    });
     let held = AccessToken::new("at-cached-0123456789abcdef0123456789");
     let calls = |manager: &TokenManager<_, _>, n: u64| {
         for _ in 0..n {
@@ -76,6 +95,16 @@ fn cached(c: &mut Criterion) {
     });
     group.bench_function("one_thread", |b| {
         b.iter(|| black_box(poll_once(manager.access_token()).unwrap()))
+    });
+    group.bench_function("pool_one_connection", |b| {
+        b.iter(|| black_box(poll_once(pool.access_token(&names[0])).unwrap()))
+    });
+    let mut next = 0;
+    group.bench_function("pool_of_10000", |b| {
+        b.iter(|| {
+            next = (next + 7919) % names.len();
+            black_box(poll_once(pool.access_token(&names[next])).unwrap())
+        })
     });
     // Two threads each make `iters` calls; the time reported is per call of the pair, so
     // one_thread / two_threads is the throughput gain.

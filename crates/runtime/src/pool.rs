@@ -98,12 +98,12 @@ fn now_millis() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Which shard holds `connection`: FNV-1a over its bytes, cheap on the hot path (the map inside
+/// the shard keeps std's keyed hash, so no name can be chosen to crowd one bucket).
 fn shard_of(connection: &str) -> usize {
-    use std::hash::BuildHasher;
-    // A fixed hasher: which shard a name lands in needs no secrecy, only spread.
-    let hash =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(connection);
+    let hash = connection.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     usize::try_from(hash % SHARDS as u64).unwrap_or(0)
 }
 
@@ -169,8 +169,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
 
     /// The manager of `connection`, made if it is not in memory.
     fn manager(&self, connection: &str) -> Result<Manager<C, S>, ManagerError> {
-        self.sweep_if_due();
         let now = now_millis();
+        self.sweep_if_due(now);
         let shard = &self.inner.shards[shard_of(connection)];
         {
             let live = shard.read().unwrap_or_else(|p| p.into_inner());
@@ -204,14 +204,23 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         Ok(manager)
     }
 
-    /// A valid access token for `connection`: from memory without a lock when it is fresh,
-    /// else from the store or a refresh, as [`TokenManager::access_token`].
+    /// A valid access token for `connection`: from memory under a shard's read lock when it
+    /// is fresh, else from the store or a refresh, as [`TokenManager::access_token`].
     pub async fn access_token(&self, connection: &str) -> Result<AccessToken, ManagerError> {
-        let manager = self.manager(connection)?;
-        if let Some(token) = manager.cached_access_token() {
-            return Ok(token);
+        let now = now_millis();
+        self.sweep_if_due(now);
+        {
+            let live = self.inner.shards[shard_of(connection)]
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = live.get(connection) {
+                entry.used.store(now, Ordering::Relaxed);
+                if let Some(token) = entry.manager.settled_access_token() {
+                    return Ok(token);
+                }
+            }
         }
-        manager.access_token().await
+        self.manager(connection)?.access_token().await
     }
 
     /// Renews `connection` if it is due (what the keeper does); a failed refresh is an error.
@@ -284,22 +293,31 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// Drops from memory every connection unused for `idle_after` that has no refresh in
     /// flight and no write being retried. Runs by itself every quarter of `idle_after`.
     pub fn sweep(&self) {
+        self.sweep_unused_for(self.inner.config.idle_after);
+    }
+
+    /// Like [`TokenPool::sweep`], for connections unused for `idle` (zero: every connection
+    /// not busy).
+    pub fn sweep_unused_for(&self, idle: Duration) {
         let now = now_millis();
         self.inner.swept.store(now, Ordering::Relaxed);
-        let idle = u64::try_from(self.inner.config.idle_after.as_millis()).unwrap_or(u64::MAX);
+        let idle = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         for shard in &self.inner.shards {
             let mut live = shard.write().unwrap_or_else(|p| p.into_inner());
             live.retain(|_, entry| {
                 now.saturating_sub(entry.used.load(Ordering::Relaxed)) < idle
                     || entry.manager.is_busy()
             });
+            // Give back a map's room once most of it stands empty.
+            if live.capacity() > 64 && live.len() < live.capacity() / 4 {
+                live.shrink_to_fit();
+            }
         }
         self.record_active();
     }
 
     /// Sweeps when a quarter of `idle_after` has passed since the last sweep (one caller does).
-    fn sweep_if_due(&self) {
-        let now = now_millis();
+    fn sweep_if_due(&self, now: u64) {
         let last = self.inner.swept.load(Ordering::Relaxed);
         let every = u64::try_from(self.inner.config.idle_after.as_millis() / 4).unwrap_or(u64::MAX);
         if now.saturating_sub(last) >= every

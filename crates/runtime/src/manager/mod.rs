@@ -342,6 +342,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
             .then(|| cached.tokens.access_token.clone())
     }
 
+    /// The cached access token if it is fresh and no write is pending: the pool's fast path.
+    pub(crate) fn settled_access_token(&self) -> Option<AccessToken> {
+        if self.inner.unsaved_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        self.cached_access_token()
+    }
+
     /// The whole current token set (refreshed first if stale).
     pub async fn token_set(&self) -> Result<TokenSet, ManagerError> {
         Box::pin(self.current(false, |c| c.tokens.clone())).await

@@ -1,0 +1,181 @@
+//! Many connections: memory per connection (idle and active) at 1,000 / 10,000 / 100,000, and
+//! the keeper refreshing due connections against a plain client making the same requests at
+//! the same concurrency, in the same run. A bench binary of its own (no criterion: these are
+//! one-shot measurements), printing a table; `cargo test --bench connections` runs it small.
+//!
+//! Memory is counted by an instrumented global allocator (`stats_alloc`) that keeps the bytes
+//! in use: exact, and free of the allocator's and the OS's rounding.
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use std::alloc::System;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokenkit::{
+    KeeperConfig, ManagerConfig, MemoryStore, PoolConfig, RefreshClient, RefreshToken, TokenPool,
+    TokenSet,
+};
+use tokenkit_mock::MockServer;
+
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes in use now: allocated, less freed, plus what reallocations added.
+fn in_use() -> isize {
+    let s = ALLOCATOR.stats();
+    s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated
+}
+
+fn set(refresh: &str, dies_in: Duration) -> TokenSet {
+    TokenSet {
+        access_token: "at-bench-0123456789abcdef0123456789".into(),
+        refresh_token: Some(RefreshToken::new(refresh)),
+        expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+        token_type: Some("Bearer".into()),
+        refresh_expires_at: Some(SystemTime::now() + dies_in),
+        extras: Default::default(),
+        origin: Some(tokenkit::Origin::Application),
+    }
+}
+
+async fn mock() -> MockServer {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/easyship.yaml");
+    let mock = MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    mock.enforce_rotation(3600, Duration::ZERO);
+    mock.quiet();
+    mock
+}
+
+fn easyship(base_url: &str) -> tokenkit_easyship::Client {
+    tokenkit_easyship::Client::builder("cid", "secret")
+        .base_url(base_url)
+        .build()
+        .unwrap()
+}
+
+/// Bytes per connection: in memory while active (beyond the store), and once swept idle.
+async fn memory(n: usize) -> (f64, f64, f64) {
+    let mock = mock().await;
+    let store = MemoryStore::new();
+    let config = PoolConfig {
+        idle_after: Duration::from_secs(3600),
+        ..PoolConfig::default()
+    };
+    let pool = TokenPool::new(easyship(&mock.base_url()), store.clone(), config).unwrap();
+    let names: Vec<String> = (0..n).map(|i| format!("customer-{i:06}")).collect();
+    for name in &names {
+        pool.seed(name, set("rt-bench", Duration::from_secs(86_400)))
+            .await
+            .unwrap();
+    }
+    pool.sweep_unused_for(Duration::ZERO);
+    let seeded = in_use();
+    for name in &names {
+        pool.access_token(name).await.unwrap();
+    }
+    let active = in_use();
+    // The part of that which is the connection's own copy of its token set.
+    let one = set("rt-bench", Duration::from_secs(86_400));
+    let before = in_use();
+    let copy = one.clone();
+    let token_set = in_use() - before;
+    drop(copy);
+    pool.sweep_unused_for(Duration::ZERO);
+    let idle = in_use();
+    let per = |bytes: isize| bytes as f64 / n as f64;
+    (
+        per(active - seeded),
+        per(token_set * n as isize),
+        per(idle - seeded),
+    )
+}
+
+/// Refreshes per second: the keeper renewing `n` due connections, and a plain client sending
+/// the same number of refreshes, both `concurrency` at a time.
+async fn throughput(n: usize, concurrency: usize) -> (f64, f64) {
+    let mock = mock().await;
+    let client = easyship(&mock.base_url());
+    // Plain: n refreshes, each with a refresh token of its own family.
+    let tokens: Vec<String> = (0..n).map(|_| mock.new_family().unwrap()).collect();
+    let client = Arc::new(client);
+    let started = Instant::now();
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for token in tokens {
+        let (client, permit) = (
+            Arc::clone(&client),
+            Arc::clone(&permits).acquire_owned().await.unwrap(),
+        );
+        tasks.spawn(async move {
+            client.refresh(&RefreshToken::new(token)).await.unwrap();
+            drop(permit);
+        });
+    }
+    tasks.join_all().await;
+    let plain = n as f64 / started.elapsed().as_secs_f64();
+
+    // The keeper: n connections whose refresh tokens die within its margin.
+    let config = PoolConfig {
+        manager: ManagerConfig {
+            refresh_token_margin: Duration::from_secs(600),
+            ..ManagerConfig::default()
+        },
+        ..PoolConfig::default()
+    };
+    let pool = TokenPool::new(easyship(&mock.base_url()), MemoryStore::new(), config).unwrap();
+    for i in 0..n {
+        let family = mock.new_family().unwrap();
+        pool.seed(&format!("c{i}"), set(&family, Duration::from_secs(300)))
+            .await
+            .unwrap();
+    }
+    let before = mock.authority_stats().refreshes;
+    let started = Instant::now();
+    let keeper = pool.keep(KeeperConfig {
+        interval: Duration::from_millis(1),
+        jitter: Duration::ZERO,
+        concurrency,
+        per_second: 1_000_000,
+        batch: 1024,
+        ..KeeperConfig::default()
+    });
+    while mock.authority_stats().refreshes - before < n as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let kept = n as f64 / started.elapsed().as_secs_f64();
+    keeper.stop();
+    assert_eq!(mock.authority_stats().reuses, 0);
+    (plain, kept)
+}
+
+fn main() {
+    // `cargo test --bench connections` (CI) passes no `--bench`: run it small.
+    let full = std::env::args().any(|a| a == "--bench");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sizes: &[usize] = if full {
+        &[1_000, 10_000, 100_000]
+    } else {
+        &[200]
+    };
+    println!("memory per connection (bytes beyond the store)");
+    println!(
+        "{:>9} {:>10} {:>14} {:>8}",
+        "n", "active", "of it, the set", "idle"
+    );
+    for &n in sizes {
+        let (active, set, idle) = runtime.block_on(memory(n));
+        println!("{n:>9} {active:>10.0} {set:>14.0} {idle:>8.1}");
+    }
+    let n = if full { 20_000 } else { 300 };
+    let (plain, kept) = runtime.block_on(throughput(n, 64));
+    println!(
+        "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (memory store) {kept:.0}: {:.2}x",
+        kept / plain
+    );
+}
