@@ -36,6 +36,9 @@ pub struct KeeperConfig {
     /// After this many failed refreshes in a row a connection is reported and left alone
     /// until its set changes. Default 5.
     pub max_failures: u32,
+    /// Also renew the connections in memory (in use lately) whose access token is due, so
+    /// that their callers never wait for a refresh. Default false: they refresh on demand.
+    pub proactive: bool,
     /// How many due connections one look takes at most; a full batch is followed by another
     /// look at once. Small batches keep replicas from visiting what another just renewed.
     /// Default 256.
@@ -50,6 +53,7 @@ impl Default for KeeperConfig {
             concurrency: 32,
             per_second: 50,
             max_failures: 5,
+            proactive: false,
             batch: 256,
         }
     }
@@ -94,6 +98,10 @@ impl Drop for Keeper {
         self.task.abort();
     }
 }
+
+/// The "dies at" of a connection visited because it is in use and its access token is due
+/// (proactive mode), not because its refresh token dies.
+const IN_USE: SystemTime = SystemTime::UNIX_EPOCH;
 
 /// How far the rate bound lets starts run ahead of it.
 const BURST: Duration = Duration::from_millis(100);
@@ -180,6 +188,18 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
             }
         };
         full = due.len() >= config.batch;
+        if config.proactive {
+            // Connections in use whose access token is due; the renewal's own rules decide.
+            let known: std::collections::HashSet<&str> =
+                due.iter().map(|(k, _)| k.as_str()).collect();
+            let extra: Vec<(String, SystemTime)> = pool
+                .stale_connections()
+                .into_iter()
+                .map(|name| (format!("{}{name}", pool.key_prefix()), IN_USE))
+                .filter(|(key, _)| !known.contains(key.as_str()))
+                .collect();
+            due.extend(extra);
+        }
         // Replicas read the same index: each starts at its own random place in it, so that
         // they spread over the due connections instead of queueing on the same locks.
         if !due.is_empty() {
@@ -193,7 +213,9 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
             {
                 let failing = failing.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(f) = failing.get(&key)
-                    && (f.given_up == Some(dies) || Instant::now() < f.next)
+                    && (f.given_up == Some(dies)
+                        || (dies == IN_USE && f.given_up.is_some())
+                        || Instant::now() < f.next)
                 {
                     continue;
                 }
@@ -218,7 +240,7 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
             next_start = next_start.max(now.checked_sub(BURST).unwrap_or(now)) + gap;
             stats.visits.fetch_add(1, Ordering::Relaxed);
             #[cfg(feature = "metrics")]
-            {
+            if dies != IN_USE {
                 let due_at = dies.checked_sub(margin).unwrap_or(dies);
                 let lag = SystemTime::now().duration_since(due_at).unwrap_or_default();
                 metrics::histogram!("tokenkit_keeper_lag_seconds", "provider" => pool.provider())
@@ -268,7 +290,7 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
                             // Reported once; left alone until its set changes.
                             entry.given_up = Some(dies);
                             stats.given_up.fetch_add(1, Ordering::Relaxed);
-                            if !dead {
+                            if !dead && dies != IN_USE {
                                 pool.send_event(TokenEvent::RefreshTokenExpiring {
                                     provider: pool.provider(),
                                     connection: Arc::from(connection.as_str()),

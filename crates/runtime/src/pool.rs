@@ -341,3 +341,20 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         .set(self.active_connections() as f64);
     }
 }
+
+impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
+    /// The connections in memory whose cached access token is no longer fresh (the keeper's
+    /// proactive mode renews them before anyone waits).
+    pub(crate) fn stale_connections(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for shard in &self.inner.shards {
+            let live = shard.read().unwrap_or_else(|p| p.into_inner());
+            out.extend(
+                live.iter()
+                    .filter(|(_, e)| e.manager.cached_access_token().is_none())
+                    .map(|(name, _)| name.to_string()),
+            );
+        }
+        out
+    }
+}

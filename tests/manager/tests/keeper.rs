@@ -134,3 +134,53 @@ async fn the_keeper_keeps_idle_connections_alive_in_files() {
     keeps_alive(FileStore::new(&dir).unwrap(), 100, "files").await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proactive_keeper_renews_connections_in_use_before_their_access_token_expires() {
+    let spec = workspace().join("tests/fixtures/specs/idlebank.yaml");
+    let mock = MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    // Access tokens that live 2 s; refreshed 1 s before they expire.
+    mock.enforce_rotation(2, Duration::from_millis(2));
+    let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
+        .base_url(mock.base_url())
+        .build()
+        .unwrap();
+    let config = PoolConfig {
+        manager: ManagerConfig {
+            skew: Duration::from_secs(1),
+            refresh_token_margin: Duration::from_secs(1),
+            ..ManagerConfig::default()
+        },
+        ..PoolConfig::default()
+    };
+    let pool = TokenPool::new(client, MemoryStore::new(), config).unwrap();
+    let mut set = connection(&mock.new_family().unwrap());
+    set.expires_at = Some(SystemTime::now() + Duration::from_secs(2));
+    pool.seed("in-use", set).await.unwrap();
+    pool.access_token("in-use").await.unwrap();
+    let after_first = mock.authority_stats().refreshes;
+    let keeper = pool.keep(KeeperConfig {
+        proactive: true,
+        ..keeper_config()
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let renewed = mock.authority_stats().refreshes - after_first;
+    assert!(
+        renewed >= 3,
+        "{renewed} renewals of a 2 s access token in 5 s"
+    );
+    // A caller now finds a fresh token without waiting: the cached path answers.
+    let started = std::time::Instant::now();
+    pool.access_token("in-use").await.unwrap();
+    assert_eq!(
+        mock.authority_stats().refreshes - after_first,
+        renewed,
+        "the call refreshed"
+    );
+    assert!(started.elapsed() < Duration::from_millis(50));
+    let stats = mock.authority_stats();
+    assert_eq!((stats.reuses, stats.expired), (0, 0), "{stats:?}");
+    keeper.stop();
+}
