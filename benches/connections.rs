@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokenkit::{
-    KeeperConfig, ManagerConfig, MemoryStore, PoolConfig, RefreshClient, RefreshToken, TokenPool,
-    TokenSet,
+    FileStore, KeeperConfig, ManagerConfig, MemoryStore, PoolConfig, RedisStore, RefreshClient,
+    RefreshToken, TokenPool, TokenSet, TokenStore,
 };
 use tokenkit_mock::MockServer;
 
@@ -92,31 +92,32 @@ async fn memory(n: usize) -> (f64, f64, f64) {
     )
 }
 
-/// Refreshes per second: the keeper renewing `n` due connections, and a plain client sending
-/// the same number of refreshes, both `concurrency` at a time.
-async fn throughput(n: usize, concurrency: usize) -> (f64, f64) {
-    let mock = mock().await;
-    let client = easyship(&mock.base_url());
-    // Plain: n refreshes, each with a refresh token of its own family.
+/// Refreshes per second of a plain client sending `n` refreshes, `concurrency` at a time.
+async fn plain_rate(mock: &MockServer, n: usize, concurrency: usize) -> f64 {
+    let client = Arc::new(easyship(&mock.base_url()));
     let tokens: Vec<String> = (0..n).map(|_| mock.new_family().unwrap()).collect();
-    let client = Arc::new(client);
     let started = Instant::now();
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for token in tokens {
-        let (client, permit) = (
-            Arc::clone(&client),
-            Arc::clone(&permits).acquire_owned().await.unwrap(),
-        );
+        let client = Arc::clone(&client);
+        let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
         tasks.spawn(async move {
             client.refresh(&RefreshToken::new(token)).await.unwrap();
             drop(permit);
         });
     }
     tasks.join_all().await;
-    let plain = n as f64 / started.elapsed().as_secs_f64();
+    n as f64 / started.elapsed().as_secs_f64()
+}
 
-    // The keeper: n connections whose refresh tokens die within its margin.
+/// Renewals per second of a keeper over `store` with `n` due connections.
+async fn keeper_rate<S: TokenStore>(
+    mock: &MockServer,
+    store: S,
+    n: usize,
+    concurrency: usize,
+) -> f64 {
     let config = PoolConfig {
         manager: ManagerConfig {
             refresh_token_margin: Duration::from_secs(600),
@@ -124,7 +125,7 @@ async fn throughput(n: usize, concurrency: usize) -> (f64, f64) {
         },
         ..PoolConfig::default()
     };
-    let pool = TokenPool::new(easyship(&mock.base_url()), MemoryStore::new(), config).unwrap();
+    let pool = TokenPool::new(easyship(&mock.base_url()), store, config).unwrap();
     for i in 0..n {
         let family = mock.new_family().unwrap();
         pool.seed(&format!("c{i}"), set(&family, Duration::from_secs(300)))
@@ -144,9 +145,89 @@ async fn throughput(n: usize, concurrency: usize) -> (f64, f64) {
     while mock.authority_stats().refreshes - before < n as u64 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let kept = n as f64 / started.elapsed().as_secs_f64();
+    let rate = n as f64 / started.elapsed().as_secs_f64();
     keeper.stop();
     assert_eq!(mock.authority_stats().reuses, 0);
+    rate
+}
+
+/// A redis-server on a free port of 127.0.0.1, when one is installed.
+fn redis_server() -> Option<(std::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((child, format!("redis://127.0.0.1:{port}/")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The commands Redis has run so far (`INFO commandstats`).
+fn redis_commands(port_url: &str) -> u64 {
+    let port = port_url
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", port, "INFO", "commandstats"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    output
+        .lines()
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// What the disk allows: writes of a small file made durable the way the FileStore does one
+/// (write, fsync, rename, fsync of the directory), one after another, for a second.
+fn durable_writes_per_second(dir: &Path) -> f64 {
+    use std::io::Write;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        let temp = dir.join(format!("probe.tmp.{n}"));
+        let mut file = std::fs::File::create(&temp).unwrap();
+        file.write_all(&[b'x'; 300]).unwrap();
+        file.sync_all().unwrap();
+        std::fs::rename(&temp, dir.join("probe.json")).unwrap();
+        std::fs::File::open(dir).unwrap().sync_all().unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Refreshes per second: the keeper renewing `n` due connections, and a plain client sending
+/// the same number of refreshes, both `concurrency` at a time.
+async fn throughput(n: usize, concurrency: usize) -> (f64, f64) {
+    let mock = mock().await;
+    let plain = plain_rate(&mock, n, concurrency).await;
+    let kept = keeper_rate(&mock, MemoryStore::new(), n, concurrency).await;
     (plain, kept)
 }
 
@@ -178,4 +259,42 @@ fn main() {
         "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (memory store) {kept:.0}: {:.2}x",
         kept / plain
     );
+    if !full {
+        return;
+    }
+    // Redis: the same, and the commands each renewal costs.
+    if let Some((mut server, url)) = redis_server() {
+        let n = 5_000;
+        let (plain, kept, per) = runtime.block_on(async {
+            let mock = mock().await;
+            let plain = plain_rate(&mock, n, 64).await;
+            let store = RedisStore::connect(&url, "bench").await.unwrap();
+            let before = redis_commands(&url);
+            let kept = keeper_rate(&mock, store, n, 64).await;
+            let per = (redis_commands(&url) - before) as f64 / n as f64;
+            (plain, kept, per)
+        });
+        println!(
+            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (redis) {kept:.0}: {:.2}x; {per:.1} Redis commands per renewal (seeding included)",
+            kept / plain
+        );
+        let _ = server.kill();
+    }
+    // Files: the keeper against what the disk's durable writes allow.
+    let dir = std::env::temp_dir().join(format!("tokenkit-bench-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = FileStore::new(&dir).unwrap();
+    let disk = durable_writes_per_second(&dir);
+    let n = 1_000;
+    let kept = runtime.block_on(async {
+        let mock = mock().await;
+        keeper_rate(&mock, store, n, 64).await
+    });
+    // A renewal makes two sets durable (the sending mark, the new set), two fsyncs each.
+    println!(
+        "files: the disk makes {disk:.0} writes durable per second one after another; a renewal needs 2, so {:.0}/s if serialized; the keeper renewed {kept:.0}/s ({:.2}x of that)",
+        disk / 2.0,
+        kept / (disk / 2.0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
