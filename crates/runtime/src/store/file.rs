@@ -8,13 +8,13 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Token sets in a directory, shared by every process that opens the same directory.
 ///
-/// - `<key>.json` holds the set; writes go to a temporary file (mode 0600) that is flushed to
-///   disk and renamed over it, so a crash leaves the old set or the new one, never a torn file.
+/// - `<key>.json` holds the set; writes go to `<key>.json.tmp` (mode 0600), flushed to disk and
+///   renamed over it, so a crash leaves the old set or the new one, never a torn file (and the
+///   next write replaces the temporary file it left).
 /// - `<key>.lock` carries the refresh lock: an OS file lock, which dies with its process, so a
 ///   crashed refresher never blocks the others.
 /// - `<key>.write.lock` serializes the compare-and-set of writers.
@@ -127,39 +127,21 @@ fn with_write_lock<T>(
     work(&path, current)
 }
 
-/// The prefix of `path`'s temporary files: `<key>.tmp.`.
-fn temp_prefix(path: &Path) -> String {
-    path.with_extension("tmp.")
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Removes temporary files a crash left between write and rename: they hold tokens. Called by
-/// a writer holding the key's write lock, so no other write of that key is in progress.
-fn remove_leftovers(path: &Path) {
-    let (Some(dir), prefix) = (path.parent(), temp_prefix(path)) else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+/// The temporary file a write of `path` goes through: `<name>.tmp` beside it. One per file:
+/// every writer of a key holds the key's write lock, so no two writes share it, and a file a
+/// crash left between write and rename is simply replaced by the next write (no directory
+/// scan: a scan per write made every write cost as much as the directory is large).
+fn temp_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 fn replace(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    static SERIAL: AtomicU64 = AtomicU64::new(0);
-    remove_leftovers(path);
-    let temp = path.with_extension(format!(
-        "tmp.{}.{}",
-        std::process::id(),
-        SERIAL.fetch_add(1, Ordering::Relaxed)
-    ));
+    let temp = temp_of(path);
+    // What a crash left (it holds tokens): gone before the new one is made, with its mode.
+    let _ = std::fs::remove_file(&temp);
     let written = (|| {
         let mut file = OpenOptions::new()
             .create_new(true)
@@ -452,8 +434,8 @@ mod tests {
         let dir = scratch("leftovers");
         let store = FileStore::new(&dir).unwrap();
         // What a kill -9 between write and rename leaves, for this key and another one.
-        let mine = dir.join("k.tmp.999999.0");
-        let theirs = dir.join("other.tmp.999999.0");
+        let mine = dir.join("k.json.tmp");
+        let theirs = dir.join("other.json.tmp");
         std::fs::write(&mine, "SNTL").unwrap();
         std::fs::write(&theirs, "SNTL").unwrap();
         store.save("k", &tokens("1"), None).await.unwrap();
