@@ -239,6 +239,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         self.manager(connection)?.force_refresh().await
     }
 
+    /// A token for `connection` other than `rejected`, which an API refused; see
+    /// [`TokenManager::refresh_rejected`].
+    pub async fn refresh_rejected(
+        &self,
+        connection: &str,
+        rejected: &AccessToken,
+    ) -> Result<AccessToken, ManagerError> {
+        self.manager(connection)?.refresh_rejected(rejected).await
+    }
+
     /// Stores a first set for `connection` unless one is stored; see [`TokenManager::seed`].
     pub async fn seed(&self, connection: &str, tokens: TokenSet) -> Result<bool, ManagerError> {
         self.manager(connection)?.seed(tokens).await

@@ -34,6 +34,11 @@ pub struct ManagerConfig {
     /// Which credentials the client-credentials grant may replace when their refresh token is
     /// unusable (where the spec offers the grant and no re-authentication hook is set).
     pub client_credentials_fallback: ClientCredentialsFallback,
+    /// At most one refresh forced by a rejected access token
+    /// ([`TokenManager::refresh_rejected`](crate::TokenManager::refresh_rejected)) per this
+    /// interval: an API that rejects every token gets its rejections passed through, not a
+    /// refresh per request.
+    pub rejection_interval: Duration,
 }
 
 /// Which credentials the token manager may replace by the client-credentials grant. That grant
@@ -72,6 +77,7 @@ impl ManagerConfig {
             ("lock_wait", self.lock_wait),
             ("lock_poll", self.lock_poll),
             ("min_refresh_interval", self.min_refresh_interval),
+            ("rejection_interval", self.rejection_interval),
         ];
         for (name, value) in settings {
             if value > MAX_SETTING {
@@ -128,6 +134,7 @@ impl Default for ManagerConfig {
             lock_poll: Duration::from_millis(25),
             min_refresh_interval: Duration::from_secs(1),
             client_credentials_fallback: ClientCredentialsFallback::OwnCredentials,
+            rejection_interval: Duration::from_secs(5),
         }
     }
 }

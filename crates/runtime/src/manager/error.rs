@@ -33,6 +33,11 @@ pub enum ManagerError {
     /// answer is not stored yet; the token is not sent again. Try again shortly: the sender
     /// stores the new set, or after a grace the credential needs re-authenticating.
     InFlight,
+    /// The API rejected the access token, and no other one can be had now: a forced refresh
+    /// for this credential ran less than `rejection_interval` ago (an API that rejects every
+    /// token must not turn each request into a refresh), or the refresh brought the same token.
+    /// Pass the API's answer on.
+    TokenRejected,
 }
 
 impl ManagerError {
@@ -44,7 +49,8 @@ impl ManagerError {
             | Self::LockTimeout
             | Self::Interrupted
             | Self::LockLost
-            | Self::InFlight => true,
+            | Self::InFlight
+            | Self::TokenRejected => true,
             Self::ReAuthenticate { .. } | Self::Config(_) => false,
         }
     }
@@ -65,6 +71,9 @@ impl fmt::Display for ManagerError {
             Self::Config(why) => write!(f, "invalid token manager configuration: {why}"),
             Self::InFlight => f.write_str(
                 "a refresh with the stored refresh token is in flight and its answer not stored yet",
+            ),
+            Self::TokenRejected => f.write_str(
+                "the API rejected the access token and no other one can be had now (a forced refresh ran moments ago, or brought the same token)",
             ),
         }
     }
@@ -95,5 +104,6 @@ pub(super) fn outcome_name(result: &Result<Arc<Cached>, ManagerError>) -> &'stat
         Err(ManagerError::LockLost) => "lock_lost",
         Err(ManagerError::Config(_)) => "config",
         Err(ManagerError::InFlight) => "in_flight",
+        Err(ManagerError::TokenRejected) => "token_rejected",
     }
 }

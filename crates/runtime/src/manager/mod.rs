@@ -108,6 +108,10 @@ struct Inner<C, S> {
     events: std::sync::OnceLock<EventSink>,
     /// Failed refreshes in a row, for events.
     failures: AtomicU32,
+    /// The last refresh forced by a rejected token: when, the token it replaced and the one it
+    /// brought. Held while such a refresh runs, so every caller rejected with the same token
+    /// waits for that one refresh.
+    rejected_refresh: tokio::sync::Mutex<Option<(Instant, AccessToken, AccessToken)>>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -228,6 +232,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                 rejected: Mutex::new(None),
                 events: std::sync::OnceLock::new(),
                 failures: AtomicU32::new(0),
+                rejected_refresh: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -355,9 +360,52 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         Box::pin(self.current(false, |c| c.tokens.clone())).await
     }
 
-    /// Refreshes now, whatever the expiry says: for when an API rejected the access token.
-    /// Concurrent callers still share one refresh.
+    /// Refreshes now, whatever the expiry says. Concurrent callers share one refresh; a call
+    /// that joined a refresh already in flight and got back the token it held before starts
+    /// one more. For a token an API rejected, [`TokenManager::refresh_rejected`] is better:
+    /// it refreshes once per rejected token and is throttled.
     pub async fn force_refresh(&self) -> Result<AccessToken, ManagerError> {
-        Box::pin(self.current(true, |c| c.tokens.access_token.clone())).await
+        let before = self.cached_access_token();
+        let token = Box::pin(self.current(true, |c| c.tokens.access_token.clone())).await?;
+        if before.as_ref() == Some(&token) {
+            return Box::pin(self.current(true, |c| c.tokens.access_token.clone())).await;
+        }
+        Ok(token)
+    }
+
+    /// A token other than `rejected`, which an API just refused (401): the current one when
+    /// it is already newer, else from one forced refresh shared by every caller rejected with
+    /// the same token. At most one such refresh per
+    /// [`ManagerConfig::rejection_interval`]; a rejection within it (the new token refused
+    /// too) is [`ManagerError::TokenRejected`], as is a refresh that brought the same token.
+    pub async fn refresh_rejected(
+        &self,
+        rejected: &AccessToken,
+    ) -> Result<AccessToken, ManagerError> {
+        // Already replaced (by another caller, process or refresh): no refresh needed.
+        if let Some(current) = self.cached_access_token()
+            && current != *rejected
+        {
+            return Ok(current);
+        }
+        let mut last = self.inner.rejected_refresh.lock().await;
+        if let Some((at, replaced, brought)) = last.as_ref() {
+            if replaced == rejected {
+                // The refresh this rejection asked for has run: its token, or a newer one.
+                return Ok(self
+                    .cached_access_token()
+                    .filter(|t| t != rejected)
+                    .unwrap_or_else(|| brought.clone()));
+            }
+            if at.elapsed() < self.inner.config.rejection_interval {
+                return Err(ManagerError::TokenRejected);
+            }
+        }
+        let token = Box::pin(self.current(true, |c| c.tokens.access_token.clone())).await?;
+        *last = Some((Instant::now(), rejected.clone(), token.clone()));
+        if token == *rejected {
+            return Err(ManagerError::TokenRejected);
+        }
+        Ok(token)
     }
 }
