@@ -25,7 +25,7 @@ mod layer;
 mod middleware;
 
 #[cfg(feature = "tower")]
-pub use layer::{AuthLayer, AuthService, ReplayBody};
+pub use layer::{AuthLayer, AuthService, Error, ReplayBody};
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::AuthMiddleware;
 
