@@ -144,6 +144,43 @@ fn request_layer(c: &mut Criterion) {
             }
         })
     });
+    // The layer's own cost, without the network: an inner service that answers at once.
+    let instant = tower::service_fn(|request: Request<Full<Bytes>>| async move {
+        let status = if request.headers().contains_key("authorization") {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        Ok::<_, Infallible>(http::Response::builder().status(status).body(()).unwrap())
+    });
+    let instant_layered = ServiceBuilder::new()
+        .layer(AuthLayer::new(manager.clone()))
+        .service(instant);
+    group.bench_function("no_network_header_by_hand", |b| {
+        b.to_async(&runtime).iter(|| {
+            let (service, by_hand) = (instant, by_hand.clone());
+            async move {
+                let request = Request::get("http://api.example/")
+                    .header("authorization", by_hand)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let response = service.oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+        })
+    });
+    group.bench_function("no_network_through_the_layer", |b| {
+        b.to_async(&runtime).iter(|| {
+            let service = instant_layered.clone();
+            async move {
+                let request = Request::get("http://api.example/")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let response = service.oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+        })
+    });
     group.finish();
 }
 
