@@ -172,8 +172,12 @@ async fn a_thousand_requests_with_a_revoked_token_all_succeed_after_one_refresh(
 async fn an_api_that_refuses_everything_gets_its_401s_back_and_few_refreshes() {
     let (addr, api) = api().await;
     let mock = provider().await;
+    let config = ManagerConfig {
+        rejection_interval: Duration::from_secs(1),
+        ..config()
+    };
     let manager =
-        TokenManager::with_config(easyship(&mock), MemoryStore::new(), "k", config()).unwrap();
+        TokenManager::with_config(easyship(&mock), MemoryStore::new(), "k", config).unwrap();
     manager
         .seed(user_set(&mock.new_family().unwrap()))
         .await
@@ -184,7 +188,7 @@ async fn an_api_that_refuses_everything_gets_its_401s_back_and_few_refreshes() {
         .layer(AuthLayer::new(manager.clone()))
         .service(client);
     api.refuse_all.store(true, Ordering::Relaxed);
-    let storm = Duration::from_millis(2500);
+    let storm = Duration::from_secs(5);
     let started = std::time::Instant::now();
     let mut requests = 0;
     while started.elapsed() < storm {
@@ -203,9 +207,10 @@ async fn an_api_that_refuses_everything_gets_its_401s_back_and_few_refreshes() {
         requests += 1;
     }
     let refreshes = mock.authority_stats().refreshes - 1;
-    // One per 500 ms interval at most: 2.5 s allows 6.
+    eprintln!("{requests} refused requests in 5 s, {refreshes} refreshes");
+    // One per 1 s interval at most: 5 s allows 6; the first refusal is healed once.
     assert!(
-        refreshes <= 6,
+        (1..=6).contains(&refreshes),
         "{refreshes} refreshes for {requests} refused requests"
     );
     assert!(requests > 20, "{requests}");
