@@ -119,6 +119,24 @@ fn config() -> ManagerConfig {
     }
 }
 
+/// A manager signed in at `mock` (its first refresh done), and the token it holds.
+async fn signed_in(
+    mock: &MockServer,
+    config: ManagerConfig,
+) -> (
+    TokenManager<tokenkit_easyship::Client, MemoryStore>,
+    tokenkit::AccessToken,
+) {
+    let manager =
+        TokenManager::with_config(easyship(mock), MemoryStore::new(), "k", config).unwrap();
+    manager
+        .seed(user_set(&mock.new_family().unwrap()))
+        .await
+        .unwrap();
+    let token = manager.access_token().await.unwrap();
+    (manager, token)
+}
+
 fn get(addr: SocketAddr) -> Request<Full<Bytes>> {
     Request::get(format!("http://{addr}/v1/shipments"))
         .body(Full::new(Bytes::new()))
@@ -129,13 +147,7 @@ fn get(addr: SocketAddr) -> Request<Full<Bytes>> {
 async fn a_thousand_requests_with_a_revoked_token_all_succeed_after_one_refresh() {
     let (addr, api) = api().await;
     let mock = provider().await;
-    let manager =
-        TokenManager::with_config(easyship(&mock), MemoryStore::new(), "k", config()).unwrap();
-    manager
-        .seed(user_set(&mock.new_family().unwrap()))
-        .await
-        .unwrap();
-    let first = manager.access_token().await.unwrap();
+    let (manager, first) = signed_in(&mock, config()).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let service = ServiceBuilder::new()
         .layer(AuthLayer::new(manager.clone()))
@@ -176,13 +188,7 @@ async fn an_api_that_refuses_everything_gets_its_401s_back_and_few_refreshes() {
         rejection_interval: Duration::from_secs(1),
         ..config()
     };
-    let manager =
-        TokenManager::with_config(easyship(&mock), MemoryStore::new(), "k", config).unwrap();
-    manager
-        .seed(user_set(&mock.new_family().unwrap()))
-        .await
-        .unwrap();
-    manager.access_token().await.unwrap();
+    let (manager, _) = signed_in(&mock, config).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut service = ServiceBuilder::new()
         .layer(AuthLayer::new(manager.clone()))
@@ -220,13 +226,7 @@ async fn an_api_that_refuses_everything_gets_its_401s_back_and_few_refreshes() {
 async fn a_streaming_body_is_not_replayed_and_the_401_comes_back() {
     let (addr, api) = api().await;
     let mock = provider().await;
-    let manager =
-        TokenManager::with_config(easyship(&mock), MemoryStore::new(), "k", config()).unwrap();
-    manager
-        .seed(user_set(&mock.new_family().unwrap()))
-        .await
-        .unwrap();
-    let first = manager.access_token().await.unwrap();
+    let (manager, first) = signed_in(&mock, config()).await;
     api.revoked
         .lock()
         .unwrap()
@@ -299,13 +299,7 @@ async fn through_the_pool_only_the_revoked_connection_refreshes() {
 #[tokio::test]
 async fn no_token_in_errors_or_debug_output() {
     let mock = provider().await;
-    let manager =
-        TokenManager::with_config(easyship(&mock), MemoryStore::new(), "k", config()).unwrap();
-    manager
-        .seed(user_set(&mock.new_family().unwrap()))
-        .await
-        .unwrap();
-    let token = manager.access_token().await.unwrap();
+    let (manager, token) = signed_in(&mock, config()).await;
     let layer = AuthLayer::new(manager.clone());
     let config = tokenkit_http::AuthConfig::default();
     let value = config.value(&token, Some("bearer")).unwrap();
@@ -330,13 +324,7 @@ async fn the_reqwest_middleware_heals_a_revoked_token_with_one_refresh() {
     use tokenkit_http::AuthMiddleware;
     let (addr, api) = api().await;
     let mock = provider().await;
-    let manager =
-        TokenManager::with_config(easyship(&mock), MemoryStore::new(), "k", config()).unwrap();
-    manager
-        .seed(user_set(&mock.new_family().unwrap()))
-        .await
-        .unwrap();
-    let first = manager.access_token().await.unwrap();
+    let (manager, first) = signed_in(&mock, config()).await;
     api.revoked
         .lock()
         .unwrap()

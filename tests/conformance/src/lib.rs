@@ -20,54 +20,15 @@ pub use support::{Call, GrantType, Subject, signing_key};
 /// every case runs on it, with `refresh_is_refused`.
 #[macro_export]
 macro_rules! suite {
-    ($name:literal, $spec:literal, $build:path; only grants: $first:ident = $first_kind:ident $(, $module:ident = $kind:ident)*) => {
+    (@main $name:literal, $spec:literal, $build:path, $call:expr; $($extra:ident),*) => {
         fn subject() -> $crate::Subject {
             $crate::Subject {
                 name: $name,
                 spec: $spec,
                 build: $build,
-                call: $crate::Call::Grant($crate::GrantType::$first_kind),
+                call: $call,
             }
         }
-
-        $crate::suite!(@grants $($module = $kind),*);
-
-        $crate::cases_for!(
-            subject;
-            success,
-            request_conforms,
-            documented_errors,
-            failure_inside_success_status,
-            every_rule_trips,
-            undocumented_status,
-            malformed_body,
-            empty_body,
-            truncated_body,
-            wrong_content_type,
-            oversized_declared_body,
-            oversized_streamed_body,
-            timeout,
-            connection_reset,
-            no_secret_in_output,
-            missing_refresh_token,
-            empty_token,
-            client_is_shareable,
-            fresh_values,
-            client_assertion,
-            refresh_is_refused
-        );
-    };
-    ($name:literal, $spec:literal, $build:path $(; grants: $($module:ident = $kind:ident),*)?) => {
-        fn subject() -> $crate::Subject {
-            $crate::Subject {
-                name: $name,
-                spec: $spec,
-                build: $build,
-                call: $crate::Call::Refresh,
-            }
-        }
-
-        $($crate::suite!(@grants $($module = $kind),*);)?
 
         $crate::cases_for!(
             subject;
@@ -91,7 +52,19 @@ macro_rules! suite {
             client_is_shareable,
             fresh_values,
             client_assertion
+            $(, $extra)*
         );
+    };
+    ($name:literal, $spec:literal, $build:path; only grants: $first:ident = $first_kind:ident $(, $module:ident = $kind:ident)*) => {
+        $crate::suite!(@grants $($module = $kind),*);
+        $crate::suite!(
+            @main $name, $spec, $build, $crate::Call::Grant($crate::GrantType::$first_kind);
+            refresh_is_refused
+        );
+    };
+    ($name:literal, $spec:literal, $build:path $(; grants: $($module:ident = $kind:ident),*)?) => {
+        $($crate::suite!(@grants $($module = $kind),*);)?
+        $crate::suite!(@main $name, $spec, $build, $crate::Call::Refresh;);
     };
     (@grants $($module:ident = $kind:ident),*) => {
         $(

@@ -927,30 +927,8 @@ fn grant_operations(
                 None => Vec::new(),
             };
             let body = body.map(|parts| {
-                let BodyParts {
-                    ty,
-                    media_type,
-                    example,
-                    schema_pointer,
-                } = parts;
-                if is_form(&media_type) {
-                    check_form_fields(
-                        file,
-                        &schema_pointer,
-                        types.defs(),
-                        &plan.struct_name,
-                        errors,
-                    );
-                }
-                Body {
-                    media_type,
-                    ty,
-                    example,
-                    schema_pointer,
-                    wrap: plan.wrap.clone(),
-                    struct_name: plan.struct_name.clone(),
-                    fill: fill.clone(),
-                }
+                let slot = (plan.wrap.clone(), plan.struct_name.clone(), fill.clone());
+                parts.into_body(file, types, &[plan.struct_name.as_str()], slot, errors)
             });
             let auth = with_assertion(file, &found.pointer, auth, assertion, config, errors);
             out.push(TokenOperation {
@@ -1260,30 +1238,12 @@ fn refresh_part(
         })
         .collect();
     let body = body.map(|parts| {
-        let BodyParts {
-            ty,
-            media_type,
-            example,
-            schema_pointer,
-        } = parts;
-        if is_form(&media_type) {
-            let mut structs: Vec<&str> = std::iter::once(struct_name.as_str())
-                .chain(grants.iter().map(|g| g.struct_name.as_str()))
-                .collect();
-            structs.dedup();
-            for name in structs {
-                check_form_fields(file, &schema_pointer, types.defs(), name, errors);
-            }
-        }
-        Body {
-            media_type,
-            ty,
-            example,
-            schema_pointer,
-            wrap: wrap.clone(),
-            struct_name: struct_name.clone(),
-            fill: refresh_fill,
-        }
+        let mut structs: Vec<&str> = std::iter::once(struct_name.as_str())
+            .chain(grants.iter().map(|g| g.struct_name.as_str()))
+            .collect();
+        structs.dedup();
+        let slot = (wrap.clone(), struct_name.clone(), refresh_fill);
+        parts.into_body(file, types, &structs, slot, errors)
     });
     let auth = with_assertion(file, &op_pointer, auth, assertion, config, errors);
     Some(RefreshPart {

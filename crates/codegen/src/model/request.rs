@@ -644,6 +644,35 @@ pub(super) struct BodyParts {
     pub(super) schema_pointer: String,
 }
 
+impl BodyParts {
+    /// The body, once the requests it carries are known: `slot` is the `oneOf` wrapper, the
+    /// struct and the fill of the operation's own request; a form body's fields are checked
+    /// in every struct of `structs` (its own and the grants' that share the operation).
+    pub(super) fn into_body(
+        self,
+        file: &str,
+        types: &TypeBuilder<'_>,
+        structs: &[&str],
+        (wrap, struct_name, fill): (Option<(String, String)>, String, Vec<BodyFill>),
+        errors: &mut SpecErrors,
+    ) -> Body {
+        if is_form(&self.media_type) {
+            for name in structs {
+                check_form_fields(file, &self.schema_pointer, types.defs(), name, errors);
+            }
+        }
+        Body {
+            media_type: self.media_type,
+            ty: self.ty,
+            example: self.example,
+            schema_pointer: self.schema_pointer,
+            wrap,
+            struct_name,
+            fill,
+        }
+    }
+}
+
 /// The request body's type, media type, example and schema pointer: `Some(None)` for an
 /// operation without a body (allowed when the refresh token travels elsewhere), `None` after
 /// an error.
