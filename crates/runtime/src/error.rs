@@ -134,6 +134,15 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
+    /// The request could not be built (an unusable value, no random bytes, no such
+    /// operation): nothing was sent, and sending again will not help.
+    pub fn not_sent() -> Self {
+        Self::Transport {
+            kind: TransportKind::Request,
+            maybe_sent: false,
+        }
+    }
+
     /// What the caller should do.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -97,10 +97,15 @@ impl EventSink {
         broadcast::channel(capacity.max(1)).0
     }
 
-    /// Sends `event` to the subscribers, if any (nobody listening is not an error).
+    /// Sends `event` to the subscribers, if any.
     pub(crate) fn send(&self, event: TokenEvent) {
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(event);
-        }
+        send(&self.tx, event);
+    }
+}
+
+/// Sends `event` on `tx` to its subscribers, if any (nobody listening is not an error).
+pub(crate) fn send(tx: &broadcast::Sender<TokenEvent>, event: TokenEvent) {
+    if tx.receiver_count() > 0 {
+        let _ = tx.send(event);
     }
 }

@@ -125,9 +125,7 @@ impl<C, S> TokenPool<C, S> {
 
     /// Sends `event` to the pool's subscribers.
     pub(crate) fn send_event(&self, event: TokenEvent) {
-        if self.inner.events.receiver_count() > 0 {
-            let _ = self.inner.events.send(event);
-        }
+        crate::events::send(&self.inner.events, event);
     }
 
     /// How many connections are in memory now.

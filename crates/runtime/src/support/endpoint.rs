@@ -244,10 +244,7 @@ impl Endpoint {
     ) -> Result<Response, RefreshError> {
         // Nothing was sent when any of this fails.
         fn unsendable<E>(_: E) -> RefreshError {
-            RefreshError::Transport {
-                kind: crate::error::TransportKind::Request,
-                maybe_sent: false,
-            }
+            RefreshError::not_sent()
         }
         let mut headers = self.headers.clone();
         let mut fresh_query = Vec::new();
@@ -611,19 +608,13 @@ macro_rules! grant_client {
 /// The error of a refresh asked of a client whose spec has no refresh operation (it issues
 /// tokens only by grants): nothing was sent, and sending again will not help.
 pub fn no_refresh_operation() -> RefreshError {
-    RefreshError::Transport {
-        kind: crate::error::TransportKind::Request,
-        maybe_sent: false,
-    }
+    RefreshError::not_sent()
 }
 
 /// The error of an authorization-code exchange without the PKCE verifier its spec requires:
 /// nothing was sent.
 pub fn missing_verifier() -> RefreshError {
-    RefreshError::Transport {
-        kind: crate::error::TransportKind::Request,
-        maybe_sent: false,
-    }
+    RefreshError::not_sent()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Values some providers require fresh on every token request (a request id, a nonce, a
 //! timestamp), made when the request is sent, never baked into a client.
 
-use crate::error::{RefreshError, TransportKind};
+use crate::error::RefreshError;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
@@ -57,10 +57,7 @@ impl Generate {
 
 fn random<const N: usize>() -> Result<[u8; N], RefreshError> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|_| RefreshError::Transport {
-        kind: TransportKind::Request,
-        maybe_sent: false,
-    })?;
+    getrandom::fill(&mut bytes).map_err(|_| RefreshError::not_sent())?;
     Ok(bytes)
 }
 
