@@ -79,6 +79,9 @@ pub struct KeeperStats {
 pub struct Keeper {
     task: tokio::task::JoinHandle<()>,
     stats: Arc<KeeperStats>,
+    /// One permit per refresh it may run at once; all free when none runs.
+    permits: Arc<Semaphore>,
+    concurrency: u32,
 }
 
 impl Keeper {
@@ -90,6 +93,14 @@ impl Keeper {
     /// Stops it (refreshes in flight finish on their own).
     pub fn stop(self) {
         self.task.abort();
+    }
+
+    /// Stops it and waits for its refreshes in flight to end (their sets stored): for a
+    /// service that shuts down.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        // Every running refresh holds a permit until it ends.
+        let _ = self.permits.acquire_many(self.concurrency).await;
     }
 }
 
@@ -131,8 +142,20 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// a runtime.
     pub fn keep(&self, config: KeeperConfig) -> Keeper {
         let stats = Arc::new(KeeperStats::default());
-        let task = tokio::spawn(run(self.clone(), config, Arc::clone(&stats)));
-        Keeper { task, stats }
+        let concurrency = u32::try_from(config.concurrency.clamp(1, 1 << 20)).unwrap_or(1);
+        let permits = Arc::new(Semaphore::new(concurrency as usize));
+        let task = tokio::spawn(run(
+            self.clone(),
+            config,
+            Arc::clone(&stats),
+            Arc::clone(&permits),
+        ));
+        Keeper {
+            task,
+            stats,
+            permits,
+            concurrency,
+        }
     }
 
     /// The keys of this pool's connections whose refresh token dies by `until`: from the
@@ -149,6 +172,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         let mut due = Vec::new();
         for key in self.store().list(prefix).await?.unwrap_or_default() {
             if let Some(stored) = self.store().load(&key).await?
+                && stored.dead.is_none()
                 && let Some(dies) = stored.tokens.refresh_expires_at
                 && dies <= until
             {
@@ -165,8 +189,8 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
     pool: TokenPool<C, S>,
     config: KeeperConfig,
     stats: Arc<KeeperStats>,
+    permits: Arc<Semaphore>,
 ) {
-    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let failing: Arc<Mutex<HashMap<String, Failing>>> = Arc::default();
     let busy: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let gap = Duration::from_secs(1) / config.per_second.max(1);

@@ -531,6 +531,15 @@ impl tokenkit::TokenStore for FailingWrites {
         self.inner.clear_sending(key, version, lock)
     }
 
+    fn mark_dead<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a tokenkit::StoreLock,
+    ) -> BoxFuture<'a, Result<bool, tokenkit::StoreError>> {
+        self.inner.mark_dead(key, version, lock)
+    }
+
     fn try_lock<'a>(
         &'a self,
         key: &'a str,

@@ -120,7 +120,7 @@ async fn keeps_alive<S: TokenStore + Clone>(store: S, connections: usize, what: 
         "{what}: {:?}",
         mock.violations()
     );
-    keeper.stop();
+    keeper.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,5 +182,5 @@ async fn a_proactive_keeper_renews_connections_in_use_before_their_access_token_
     assert!(started.elapsed() < Duration::from_millis(50));
     let stats = mock.authority_stats();
     assert_eq!((stats.reuses, stats.expired), (0, 0), "{stats:?}");
-    keeper.stop();
+    keeper.shutdown().await;
 }

@@ -188,3 +188,69 @@ async fn events_name_the_connection_and_carry_no_token() {
         );
     }
 }
+
+/// Two pools on one store stand for two replicas: a revoked connection, asked for by both many
+/// times, is sent to the provider once, reported once, and stays dead (marked, never resent)
+/// until the customer's new consent replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_connection_is_reported_once_by_replicas_sharing_a_store() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    // Without the fallback to the application's own client credentials: a dead connection.
+    let config = || PoolConfig {
+        manager: tokenkit::ManagerConfig {
+            client_credentials_fallback: tokenkit::ClientCredentialsFallback::Never,
+            ..tokenkit_manager_tests::fast_config()
+        },
+        ..PoolConfig::default()
+    };
+    let replicas: Vec<_> = (0..2)
+        .map(|_| TokenPool::new(client(&mock.base_url()), store.clone(), config()).unwrap())
+        .collect();
+    let mut events: Vec<_> = replicas.iter().map(TokenPool::subscribe).collect();
+    let revoked = mock.new_family().unwrap();
+    let mut set = expired(&revoked);
+    set.origin = Some(tokenkit::Origin::Application);
+    replicas[0].seed("gone", set).await.unwrap();
+    assert!(mock.revoke_family_of(&revoked));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..50 {
+        let pool = replicas[round % 2].clone();
+        tasks.spawn(async move { pool.access_token("gone").await });
+    }
+    for result in tasks.join_all().await {
+        assert!(
+            matches!(result, Err(ManagerError::ReAuthenticate { .. })),
+            "{result:?}"
+        );
+    }
+    let stored = store.load("conn:gone").await.unwrap().unwrap();
+    assert!(stored.dead.is_some(), "the set is marked dead: {stored:?}");
+    assert_eq!(
+        stored.tokens.refresh_token.as_ref().map(|t| t.expose()),
+        Some(revoked.as_str()),
+        "kept for inspection"
+    );
+    let mut reports = 0;
+    for receiver in &mut events {
+        while let Ok(event) = receiver.try_recv() {
+            reports += usize::from(matches!(event, TokenEvent::ReauthenticationRequired { .. }));
+        }
+    }
+    assert_eq!(reports, 1, "one report across the replicas");
+    assert_eq!(
+        mock.authority_stats().rejected,
+        1,
+        "the dead token was sent once"
+    );
+
+    // The customer consents again: the new set clears the mark and works everywhere.
+    let again = mock.new_family().unwrap();
+    replicas[1].replace("gone", expired(&again)).await.unwrap();
+    for pool in &replicas {
+        pool.access_token("gone").await.unwrap();
+    }
+    assert_eq!(store.load("conn:gone").await.unwrap().unwrap().dead, None);
+    assert_eq!(mock.authority_stats().refreshes, 1);
+}

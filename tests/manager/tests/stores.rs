@@ -86,6 +86,7 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
         version,
         tokens: expired(token),
         sending,
+        dead: None,
     };
     // Never over the same version or a newer one.
     assert_eq!(
@@ -119,8 +120,10 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
         "{what}"
     );
     // A normal write after it clears the mark.
+    let mut dying = expired("rt-6");
+    dying.refresh_expires_at = Some(SystemTime::now() + Duration::from_secs(60));
     assert_eq!(
-        store.save("k", &expired("rt-6"), Some(5)).await.unwrap(),
+        store.save("k", &dying, Some(5)).await.unwrap(),
         Saved::Written(6)
     );
     assert_eq!(
@@ -128,6 +131,42 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
         None,
         "{what}"
     );
+    // The dead mark: for the current version only, recorded once (the one caller that gets
+    // `true` reports it), beside the sending mark; the keeper's index leaves it out from then.
+    let hour = SystemTime::now() + Duration::from_secs(3600);
+    let indexed = |due: Option<tokenkit::Due>| due.map(|d| d.iter().any(|(k, _)| k == "k"));
+    assert_ne!(indexed(store.due("", hour, 10).await.unwrap()), Some(false));
+    assert!(store.mark_sending("k", 6, &lock).await.unwrap(), "{what}");
+    assert!(
+        !store.mark_dead("k", 5, &lock).await.unwrap(),
+        "{what}: an old version"
+    );
+    assert!(store.mark_dead("k", 6, &lock).await.unwrap(), "{what}");
+    assert!(
+        !store.mark_dead("k", 6, &lock).await.unwrap(),
+        "{what}: twice"
+    );
+    let dead = store.load("k").await.unwrap().unwrap();
+    assert!(
+        dead.dead.is_some() && dead.sending.is_some(),
+        "{what}: {dead:?}"
+    );
+    assert_ne!(indexed(store.due("", hour, 10).await.unwrap()), Some(true));
+    // Restored as it is, marks and all; a new version clears it.
+    let mut back = dead.clone();
+    back.version = 9;
+    assert_eq!(
+        store.restore("k", &back, &lock).await.unwrap(),
+        Saved::Written(9)
+    );
+    let restored = store.load("k").await.unwrap().unwrap();
+    assert_eq!((restored.dead, restored.sending), (dead.dead, dead.sending));
+    assert_eq!(
+        store.save("k", &dying, Some(9)).await.unwrap(),
+        Saved::Written(10)
+    );
+    let renewed = store.load("k").await.unwrap().unwrap();
+    assert_eq!((renewed.dead, renewed.sending), (None, None), "{what}");
     // Deleted: nothing stored; a restore writes into the empty key.
     assert!(matches!(
         store.delete("k", &lock).await.unwrap(),
@@ -178,6 +217,7 @@ async fn redis() {
         version: 1,
         tokens: expired("rt"),
         sending: None,
+        dead: None,
     };
     assert_eq!(
         store.restore("fenced", &set, &lock).await.unwrap(),

@@ -9,8 +9,11 @@ use std::sync::Arc;
 /// Why no access token could be had. Never contains a token.
 #[derive(Clone, PartialEq, Eq)]
 pub enum ManagerError {
-    /// The refresh token is dead and no re-authentication hook could replace it. The store is
-    /// left as it was, for inspection.
+    /// The refresh token is dead (or may be spent) and nothing could replace the set. The
+    /// stored set stays, for inspection, marked dead ([`Stored::dead`](crate::Stored)): no
+    /// process sends its refresh token again, and one process reports it
+    /// ([`TokenEvent::ReauthenticationRequired`](crate::TokenEvent)). Store a new set
+    /// (`seed`, `replace`) once the user has signed in again.
     ReAuthenticate {
         /// The provider's answer, when a refresh was tried.
         cause: Option<RefreshError>,
@@ -92,10 +95,12 @@ impl From<StoreError> for ManagerError {
         Self::Store(e)
     }
 }
-/// What a finished refresh was, for the tracing span.
+/// What a finished refresh was, for the tracing span and the metrics.
 pub(super) fn outcome_name(result: &Result<Arc<Cached>, ManagerError>) -> &'static str {
     match result {
-        Ok(_) => "ok",
+        Ok(cached) if cached.obtained => "ok",
+        // Another process (or call) had stored a fresh set: nothing was sent.
+        Ok(_) => "found",
         Err(ManagerError::ReAuthenticate { .. }) => "reauthenticate",
         Err(ManagerError::Refresh(_)) => "refresh_error",
         Err(ManagerError::Store(_)) => "store_error",

@@ -159,8 +159,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         result
     }
 
-    /// The events a refresh's end sends: a failure (counted), a recovery, or that the user must
-    /// authenticate again. (A new set stored is sent where it is stored.)
+    /// The events a refresh's end sends: a failure (counted) or a recovery. (A new set stored
+    /// is sent where it is stored, a set that needs re-authentication where it is marked.)
     fn note(&self, result: &Result<Arc<Cached>, ManagerError>) {
         let Some(sink) = self.events.get() else {
             match result {
@@ -184,13 +184,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     });
                 }
             }
-            Err(ManagerError::ReAuthenticate { cause }) => {
+            // Reported where the set is marked dead, once fleet-wide (`report_dead`).
+            Err(ManagerError::ReAuthenticate { .. }) => {
                 self.failures.store(0, Ordering::Relaxed);
-                sink.send(TokenEvent::ReauthenticationRequired {
-                    provider,
-                    connection,
-                    cause: cause.clone(),
-                });
             }
             Err(e) => {
                 let attempts = self

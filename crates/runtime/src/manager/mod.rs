@@ -80,6 +80,8 @@ struct Cached {
     tokens: TokenSet,
     version: u64,
     fresh_until: SystemTime,
+    /// Got by this process (refreshed, granted, given), not read from the store.
+    obtained: bool,
 }
 
 struct Inner<C, S> {
@@ -189,6 +191,7 @@ impl Cached {
             tokens,
             version,
             fresh_until,
+            obtained: received.is_some(),
         }
     }
 

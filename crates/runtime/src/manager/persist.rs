@@ -49,6 +49,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     version,
                     tokens: tokens.clone(),
                     sending: None,
+                    dead: None,
                 },
                 &self.config,
                 Some(received),
@@ -121,6 +122,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             version: newest + 1,
             tokens: tokens.clone(),
             sending: None,
+            dead: None,
         };
         self.store.restore(&self.key, &set, lock).await
     }
@@ -195,6 +197,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                             tokens: unsaved.cached.tokens.clone(),
                             version,
                             fresh_until: unsaved.cached.fresh_until,
+                            obtained: true,
                         }));
                     }
                     tracing::info!(credential = %self.key, attempt, "stored the refreshed set after a failed write");

@@ -205,6 +205,7 @@ impl<S> EncryptedStore<S> {
             version: stored.version,
             tokens: inner.tokens,
             sending: stored.sending,
+            dead: stored.dead,
         })
     }
 }
@@ -278,6 +279,7 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
                 version: set.version,
                 tokens: self.seal(key, &set.tokens)?,
                 sending: set.sending,
+                dead: set.dead,
             };
             self.inner.restore(key, &sealed, lock).await
         })
@@ -307,6 +309,15 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner.clear_sending(key, version, lock)
+    }
+
+    fn mark_dead<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.mark_dead(key, version, lock)
     }
 
     fn try_lock<'a>(

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Token sets in a directory, shared by every process that opens the same directory.
 ///
@@ -19,7 +19,8 @@ use std::time::Duration;
 ///   crashed refresher never blocks the others.
 /// - `<key>.write.lock` serializes the compare-and-set of writers.
 /// - `<key>.sending` holds the version whose refresh token a request may have spent and when
-///   it was marked ([`TokenStore::mark_sending`]); a write of a new version removes it.
+///   it was marked ([`TokenStore::mark_sending`]), `<key>.dead` the version found to need
+///   re-authentication ([`TokenStore::mark_dead`]); a write of a new version removes both.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
@@ -96,20 +97,45 @@ fn read(path: &Path) -> Result<Option<Stored>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("cannot read the token set", path, &e)),
     };
-    let marker = path.with_extension("sending");
-    // `<version> <milliseconds since the epoch>`.
-    stored.sending = match std::fs::read_to_string(&marker) {
+    stored.sending = read_mark(path, SENDING, stored.version)?;
+    stored.dead = read_mark(path, DEAD, stored.version)?;
+    Ok(Some(stored))
+}
+
+/// The mark of a refresh in flight ([`TokenStore::mark_sending`]).
+const SENDING: &str = "sending";
+/// The mark of a set that needs re-authentication ([`TokenStore::mark_dead`]).
+const DEAD: &str = "dead";
+
+/// When `version` got the mark `kind`: a file beside the set holding `<version> <milliseconds
+/// since the epoch>`. A mark of another version belongs to a set since replaced: none.
+fn read_mark(path: &Path, kind: &str, version: u64) -> Result<Option<SystemTime>, StoreError> {
+    let marker = path.with_extension(kind);
+    match std::fs::read_to_string(&marker) {
         Ok(text) => {
             let mut parts = text.split_whitespace().map(str::parse::<u64>);
-            match (parts.next(), parts.next()) {
-                (Some(Ok(v)), Some(Ok(ms))) if v == stored.version => Some(from_millis(ms)),
+            Ok(match (parts.next(), parts.next()) {
+                (Some(Ok(v)), Some(Ok(ms))) if v == version => Some(from_millis(ms)),
                 _ => None,
-            }
+            })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_error("cannot read the sending mark", &marker, &e)),
-    };
-    Ok(Some(stored))
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("cannot read a mark of the token set", &marker, &e)),
+    }
+}
+
+/// Gives `version` the mark `kind`, made at `at`.
+fn write_mark(path: &Path, kind: &str, version: u64, at: SystemTime) -> Result<(), StoreError> {
+    let mark = format!("{version} {}", to_millis(at));
+    replace(&path.with_extension(kind), mark.as_bytes())
+}
+
+/// Removes the marks of whatever version is stored (best effort: a mark left behind names a
+/// version no longer stored, and reads as none).
+fn remove_marks(path: &Path) {
+    for kind in [SENDING, DEAD] {
+        let _ = std::fs::remove_file(path.with_extension(kind));
+    }
 }
 
 /// Runs `work` holding `key`'s write lock, with the current version.
@@ -240,8 +266,8 @@ impl TokenStore for FileStore {
                 }
                 let version = current.unwrap_or(0) + 1;
                 replace(path, &encode(version, &tokens))?;
-                // The mark belonged to the version just replaced.
-                let _ = std::fs::remove_file(path.with_extension("sending"));
+                // The marks belonged to the version just replaced.
+                remove_marks(path);
                 Ok(Saved::Written(version))
             })
         }))
@@ -260,12 +286,12 @@ impl TokenStore for FileStore {
                 if let Some(current) = current.filter(|c| *c >= set.version) {
                     return Ok(Saved::Conflict(Some(current)));
                 }
-                let marker = path.with_extension("sending");
-                let _ = std::fs::remove_file(&marker);
+                remove_marks(path);
                 replace(path, &encode(set.version, &set.tokens))?;
-                if let Some(at) = set.sending {
-                    let mark = format!("{} {}", set.version, to_millis(at));
-                    replace(&marker, mark.as_bytes())?;
+                for (kind, at) in [(SENDING, set.sending), (DEAD, set.dead)] {
+                    if let Some(at) = at {
+                        write_mark(path, kind, set.version, at)?;
+                    }
                 }
                 Ok(Saved::Written(set.version))
             })
@@ -280,7 +306,11 @@ impl TokenStore for FileStore {
         let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
             with_write_lock(&store, &key, |path, _| {
-                for file in [path.to_path_buf(), path.with_extension("sending")] {
+                for file in [
+                    path.to_path_buf(),
+                    path.with_extension(SENDING),
+                    path.with_extension(DEAD),
+                ] {
                     match std::fs::remove_file(&file) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                             return Err(io_error("cannot delete the token set", &file, &e));
@@ -314,8 +344,25 @@ impl TokenStore for FileStore {
                 if read(path)?.is_some_and(|s| s.sending.is_some()) {
                     return Ok(true);
                 }
-                let mark = format!("{version} {}", to_millis(std::time::SystemTime::now()));
-                replace(&path.with_extension("sending"), mark.as_bytes())?;
+                write_mark(path, SENDING, version, SystemTime::now())?;
+                Ok(true)
+            })
+        }))
+    }
+
+    fn mark_dead<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let (store, key) = (self.clone(), key.to_owned());
+        Box::pin(blocking(move || {
+            with_write_lock(&store, &key, |path, current| {
+                if current != Some(version) || read_mark(path, DEAD, version)?.is_some() {
+                    return Ok(false);
+                }
+                write_mark(path, DEAD, version, SystemTime::now())?;
                 Ok(true)
             })
         }))
@@ -330,7 +377,7 @@ impl TokenStore for FileStore {
         let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
             with_write_lock(&store, &key, |path, current| {
-                let marker = path.with_extension("sending");
+                let marker = path.with_extension(SENDING);
                 if current == Some(version) {
                     match std::fs::remove_file(&marker) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -66,6 +66,7 @@ impl TokenStore for MemoryStore {
             .sets
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, s)| s.dead.is_none())
             .filter_map(|(k, s)| {
                 let dies = s.tokens.refresh_expires_at?;
                 (dies <= until).then(|| (k.clone(), dies))
@@ -112,6 +113,7 @@ impl TokenStore for MemoryStore {
                         version,
                         tokens: tokens.clone(),
                         sending: None,
+                        dead: None,
                     },
                 );
                 Saved::Written(version)
@@ -157,6 +159,22 @@ impl TokenStore for MemoryStore {
         _lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let marked = self.inner().mark(key, version, Some(SystemTime::now()));
+        Box::pin(async move { Ok(marked) })
+    }
+
+    fn mark_dead<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        _lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let marked = match self.inner().sets.get_mut(key) {
+            Some(stored) if stored.version == version && stored.dead.is_none() => {
+                stored.dead = Some(SystemTime::now());
+                true
+            }
+            _ => false,
+        };
         Box::pin(async move { Ok(marked) })
     }
 

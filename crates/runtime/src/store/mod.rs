@@ -41,6 +41,11 @@ pub struct Stored {
     /// When a refresh request with this set's refresh token was marked as sent
     /// ([`TokenStore::mark_sending`]) with no answer stored since: the token may be spent.
     pub sending: Option<SystemTime>,
+    /// When this version was found to need re-authentication ([`TokenStore::mark_dead`]): its
+    /// refresh token is dead or may be spent, and nothing could replace the set. No process
+    /// sends its refresh token again, the keeper skips it, and one process reported it. The
+    /// set stays, for inspection, until the application replaces or removes it.
+    pub dead: Option<SystemTime>,
 }
 
 /// The outcome of a compare-and-set write.
@@ -208,7 +213,7 @@ pub trait TokenStore: Send + Sync + 'static {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Writes `set` as it is (its version, and its sending mark if any), while `lock` is held,
+    /// Writes `set` as it is (its version, and its marks if any), while `lock` is held,
     /// if nothing is stored or the stored version is older: how a lock holder puts back the
     /// newest set it knows after the store went backwards (restarted empty, restored from an
     /// older snapshot, flushed). `Conflict` with the stored version otherwise; `LockLost` as
@@ -228,6 +233,17 @@ pub trait TokenStore: Send + Sync + 'static {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>>;
 
+    /// Records, while `lock` is held, that the set of `version` needs re-authentication
+    /// ([`Stored::dead`]; the sending mark stays). `true` only for the call that recorded it: the
+    /// one process that reports it. `false`: already recorded, the version changed, or the lock
+    /// is lost. A write of a new version clears it.
+    fn mark_dead<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
     /// Clears the mark of `version` after an answer proved its refresh token unspent.
     fn clear_sending<'a>(
         &'a self,
@@ -245,7 +261,8 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>>;
 
     /// The keys under `prefix` whose refresh token dies at or before `until`, with when, the
-    /// earliest first, at most `limit`: what a pool's keeper must refresh. Stores that keep an
+    /// earliest first, at most `limit`: what a pool's keeper must refresh (never a set marked
+    /// dead, where the index knows; the keeper skips any it finds). Stores that keep an
     /// index of these times answer from it; `None` (the default) means the store keeps none,
     /// and the keeper reads every listed set instead. An index may name a key whose set has
     /// since been renewed or removed (it was written just before the set); the keeper looks.
@@ -310,6 +327,15 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).clear_sending(key, version, lock)
+    }
+
+    fn mark_dead<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).mark_dead(key, version, lock)
     }
 
     fn restore<'a>(

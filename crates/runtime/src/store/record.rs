@@ -64,6 +64,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
     })?;
     Ok(Stored {
         sending: None,
+        dead: None,
         version: record.version,
         tokens: TokenSet {
             access_token: record.access_token,

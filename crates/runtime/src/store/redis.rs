@@ -34,12 +34,12 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
 ";
 
 /// Writes `data` as version `new` only if the stored version is still `expected` ('' for
-/// none); a new version has no sending mark.
+/// none); a new version has no marks.
 const COMPARE_AND_SET: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 if (current == false and ARGV[2] == '') or current == ARGV[2] then
   redis.call('HSET', KEYS[1], 'version', ARGV[3], 'data', ARGV[4])
-  redis.call('HDEL', KEYS[1], 'sending', 'sending_at')
+  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at')
   return -1
 end
 if current == false then return 0 end
@@ -47,15 +47,17 @@ return tonumber(current)
 ";
 
 /// Writes `data` (ARGV[3]) as version ARGV[2] if no version is stored or an older one, with a
-/// sending mark at ARGV[4] (ms) unless it is ''.
+/// sending mark at ARGV[4] (ms) and a dead mark at ARGV[5], each unless it is ''.
 const RESTORE: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 if current == false or tonumber(current) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'version', ARGV[2], 'data', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at')
   if ARGV[4] ~= '' then
     redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', ARGV[4])
-  else
-    redis.call('HDEL', KEYS[1], 'sending', 'sending_at')
+  end
+  if ARGV[5] ~= '' then
+    redis.call('HSET', KEYS[1], 'dead', ARGV[2], 'dead_at', ARGV[5])
   end
   return -1
 end
@@ -80,6 +82,15 @@ if ARGV[3] ~= '' then
 elseif redis.call('HGET', KEYS[1], 'sending') == ARGV[2] then
   redis.call('HDEL', KEYS[1], 'sending', 'sending_at')
 end
+return 1
+";
+
+/// Marks version ARGV[2] dead at ARGV[3] (ms) if it is current and not marked yet: 1 for the
+/// one call that marks it.
+const MARK_DEAD: &str = r"
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[1], 'dead') == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'dead', ARGV[2], 'dead_at', ARGV[3])
 return 1
 ";
 
@@ -336,8 +347,9 @@ impl ConnectionLike for Connection {
 
 /// Token sets in Redis. Each credential has two keys that share one hash tag, so they live in
 /// one cluster slot and one Lua script can touch both:
-/// - `<prefix>:{<key>}:set`, a hash of `version`, `data`, and `sending`/`sending_at` (the
-///   mark of a refresh in flight);
+/// - `<prefix>:{<key>}:set`, a hash of `version`, `data`, `sending`/`sending_at` (the mark of
+///   a refresh in flight) and `dead`/`dead_at` (the mark of a set that needs
+///   re-authentication), each mark naming the version it belongs to;
 /// - `<prefix>:{<key>}:lock`, the refresh lock (`SET NX PX`, renewed while held).
 ///
 /// `{`, `}` and `%` in the prefix and key are percent-encoded, so no credential's keys can be
@@ -531,6 +543,11 @@ impl RedisStore {
     }
 }
 
+/// A mark's time as a script argument: milliseconds, or '' for none.
+fn millis_or_empty(at: Option<SystemTime>) -> String {
+    at.map(|at| to_millis(at).to_string()).unwrap_or_default()
+}
+
 /// A value no other holder has: process, time and a counter.
 fn lock_token() -> String {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
@@ -549,20 +566,28 @@ impl TokenStore for RedisStore {
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            type Fields = (Option<Vec<u8>>, Option<u64>, Option<u64>);
-            let (data, sending, sending_at): Fields = redis::cmd("HMGET")
+            type Fields = (
+                Option<Vec<u8>>,
+                Option<u64>,
+                Option<u64>,
+                Option<u64>,
+                Option<u64>,
+            );
+            let (data, sending, sending_at, dead, dead_at): Fields = redis::cmd("HMGET")
                 .arg(self.set_key(key))
-                .arg("data")
-                .arg("sending")
-                .arg("sending_at")
+                .arg(&["data", "sending", "sending_at", "dead", "dead_at"][..])
                 .query_async(&mut connection)
                 .await
                 .map_err(|e| redis_error("cannot read the token set", &e))?;
             let Some(bytes) = data else { return Ok(None) };
             let mut stored = decode(&bytes)?;
-            stored.sending = sending_at
-                .filter(|_| sending == Some(stored.version))
-                .map(from_millis);
+            // A mark names its version: one of another version is stale.
+            let of_this = |version: Option<u64>, at: Option<u64>| {
+                at.filter(|_| version == Some(stored.version))
+                    .map(from_millis)
+            };
+            stored.sending = of_this(sending, sending_at);
+            stored.dead = of_this(dead, dead_at);
             Ok(Some(stored))
         })
     }
@@ -601,16 +626,14 @@ impl TokenStore for RedisStore {
                 .arg(lock.fence().unwrap_or_default())
                 .arg(set.version)
                 .arg(encode(set.version, &set.tokens))
-                .arg(
-                    set.sending
-                        .map(|at| to_millis(at).to_string())
-                        .unwrap_or_default(),
-                );
+                .arg(millis_or_empty(set.sending))
+                .arg(millis_or_empty(set.dead));
             let saved = self
                 .write(key, invocation, "cannot restore the token set", set.version)
                 .await?;
             if matches!(saved, Saved::Written(_)) {
-                self.index(key, Some(&set.tokens)).await;
+                self.index(key, Some(&set.tokens).filter(|_| set.dead.is_none()))
+                    .await;
             }
             Ok(saved)
         })
@@ -693,6 +716,35 @@ impl TokenStore for RedisStore {
                 self.replicated(key).await?;
             }
             Ok(marked)
+        })
+    }
+
+    /// Also takes the key out of the keeper's index: nobody is to renew it.
+    fn mark_dead<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let marked: i64 = redis::Script::new(&format!("{FENCE}{MARK_DEAD}"))
+                .key(self.set_key(key))
+                .key(self.lock_key(key))
+                .arg(lock.fence().unwrap_or_default())
+                .arg(version)
+                .arg(to_millis(SystemTime::now()))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| {
+                    redis_error("cannot mark the token set as needing re-authentication", &e)
+                })?;
+            if marked != 1 {
+                return Ok(false);
+            }
+            self.index(key, None).await;
+            self.replicated(key).await?;
+            Ok(true)
         })
     }
 
