@@ -4,6 +4,7 @@
 //! asks for a token: only the keepers keep the connections alive. One replica is killed with
 //! SIGKILL mid-run.
 
+use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 use tokenkit::{FileStore, Origin, RedisStore, TokenStore};
@@ -25,13 +26,40 @@ fn worker(base_url: &str, store: &str, seconds: u64) -> Child {
         .expect("keeper-worker")
 }
 
-/// `key=value` counts of a worker's last line.
-fn counts(output: &str) -> std::collections::HashMap<String, u64> {
-    output
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
-        .collect()
+/// What one replica printed: each event as it happened, and the counts and metrics of its
+/// last lines (none for the replica killed mid-run).
+struct Replica {
+    events: Vec<(String, String)>,
+    counts: HashMap<String, u64>,
+}
+
+impl Replica {
+    fn of(stdout: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(stdout);
+        let mut events = Vec::new();
+        let mut counts = HashMap::new();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some((kind, connection)) if !line.contains('=') => {
+                    events.push((kind.to_owned(), connection.to_owned()));
+                }
+                _ => counts.extend(
+                    line.split_whitespace()
+                        .filter_map(|kv| kv.split_once('='))
+                        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?))),
+                ),
+            }
+        }
+        Self { events, counts }
+    }
+
+    /// The connections of its events of `kind`.
+    fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.events
+            .iter()
+            .filter(move |(k, _)| k == kind)
+            .map(|(_, c)| c.as_str())
+    }
 }
 
 async fn fleetbank() -> MockServer {
@@ -44,24 +72,31 @@ async fn fleetbank() -> MockServer {
     mock
 }
 
-/// Seeds `n` connections, each its own family, whose refresh tokens die 20 s from now.
+/// Seeds connection `c<i>` for each of `n`, each its own family, whose refresh tokens die 20 s
+/// from now, and `REVOKED` more (`r<i>`) that die 15 s from now (due first, well before the
+/// kill) and whose families the provider has revoked (customers who disconnected the app).
 async fn seed(store: &(impl TokenStore + Clone), mock: &MockServer, n: usize) {
-    let dies = SystemTime::now() + Duration::from_secs(20);
+    let now = SystemTime::now();
+    let names = (0..n)
+        .map(|i| (format!("c{i}"), now + Duration::from_secs(20)))
+        .chain((0..REVOKED).map(|i| (format!("r{i}"), now + Duration::from_secs(15))));
+    let mut sets = Vec::new();
+    for (name, dies) in names {
+        let family = mock.new_family().unwrap();
+        if name.starts_with('r') {
+            assert!(mock.revoke_family_of(&family));
+        }
+        let mut set = expired(&family);
+        set.expires_at = Some(now + Duration::from_secs(3600));
+        set.refresh_expires_at = Some(dies);
+        set.origin = Some(Origin::Application);
+        sets.push((format!("conn:{name}"), set));
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let sets: Vec<(String, tokenkit::TokenSet)> = chunk
-            .iter()
-            .map(|i| {
-                let mut set = expired(&mock.new_family().unwrap());
-                set.expires_at = Some(SystemTime::now() + Duration::from_secs(3600));
-                set.refresh_expires_at = Some(dies);
-                set.origin = Some(Origin::Application);
-                (format!("conn:c{i}"), set)
-            })
-            .collect();
-        let store = store.clone();
+    for chunk in sets.chunks(500) {
+        let (store, chunk) = (store.clone(), chunk.to_vec());
         tasks.spawn(async move {
-            for (key, set) in sets {
+            for (key, set) in chunk {
                 store.save(&key, &set, None).await.unwrap();
             }
         });
@@ -69,36 +104,46 @@ async fn seed(store: &(impl TokenStore + Clone), mock: &MockServer, n: usize) {
     tasks.join_all().await;
 }
 
-/// Runs three replicas for `seconds`, killing the first after `kill_after`; returns the
-/// survivors' counts and when the kill happened.
+/// Revoked connections among the seeded ones.
+const REVOKED: usize = 20;
+
+/// Runs three replicas for `seconds`, killing the first after `kill_after`; returns what each
+/// printed (the killed one first) and when the kill happened.
 async fn fleet(
     base_url: &str,
     store: &str,
     seconds: u64,
     kill_after: Duration,
-) -> (Vec<std::collections::HashMap<String, u64>>, Instant) {
+) -> (Vec<Replica>, Instant) {
     let started = Instant::now();
     let mut workers: Vec<Child> = (0..3).map(|_| worker(base_url, store, seconds)).collect();
     tokio::time::sleep(kill_after).await;
     workers[0].kill().expect("SIGKILL");
     let killed = Instant::now();
-    let _ = workers[0].wait();
-    let mut survivors = Vec::new();
-    for worker in workers.into_iter().skip(1) {
+    let mut replicas = Vec::new();
+    for (i, worker) in workers.into_iter().enumerate() {
         let output = worker.wait_with_output().expect("worker output");
-        assert!(output.status.success(), "a replica failed");
-        survivors.push(counts(&String::from_utf8_lossy(&output.stdout)));
+        assert!(i == 0 || output.status.success(), "a replica failed");
+        replicas.push(Replica::of(&output.stdout));
     }
     eprintln!("fleet ran {:?}", started.elapsed());
-    (survivors, killed)
+    (replicas, killed)
 }
 
 /// What every fleet run must show: nothing lost to an expired refresh token, no token sent
-/// twice, each connection refreshed about once per 10 s period (never twice in one), and every
-/// stored refresh token alive at the end, except connections whose refresh the kill cut off.
-async fn check(store: &impl TokenStore, mock: &MockServer, n: usize, seconds: u64, reauth: u64) {
+/// twice (a revoked one included), each connection refreshed about once per 10 s period
+/// (never twice in one), every stored refresh token alive at the end except connections whose
+/// refresh the kill cut off; each dead connection reported once fleet-wide, no live one ever;
+/// and each replica's events and metrics agree with what the provider counted.
+async fn check(
+    store: &impl TokenStore,
+    mock: &MockServer,
+    n: usize,
+    seconds: u64,
+    replicas: &[Replica],
+) {
     let stats = mock.authority_stats();
-    eprintln!("{n} connections over {seconds} s: {stats:?}, re-authentication required {reauth}");
+    eprintln!("{n} connections over {seconds} s: {stats:?}");
     assert_eq!(
         stats.expired, 0,
         "connections lost to an expired refresh token: {stats:?}"
@@ -107,6 +152,10 @@ async fn check(store: &impl TokenStore, mock: &MockServer, n: usize, seconds: u6
         stats.reuses, 0,
         "a one-time refresh token sent twice: {stats:?}"
     );
+    assert_eq!(
+        stats.rejected, REVOKED as u64,
+        "each revoked connection's token sent once, fleet-wide: {stats:?}"
+    );
     let by_family = mock.refreshes_by_family();
     let most = by_family.iter().max().copied().unwrap_or_default();
     // A period is ~10 s (20 s tokens, 10 s margin): never more than one refresh per period.
@@ -114,27 +163,104 @@ async fn check(store: &impl TokenStore, mock: &MockServer, n: usize, seconds: u6
         most <= seconds / 10 + 1,
         "a connection refreshed {most} times in {seconds} s"
     );
-    let alive = {
-        let now = SystemTime::now();
-        let mut alive = 0;
-        for i in 0..n {
-            let stored = store.load(&format!("conn:c{i}")).await.unwrap().unwrap();
-            if stored.tokens.refresh_expires_at.is_some_and(|at| at > now) {
-                alive += 1;
-            }
+    let mut lost = HashSet::new();
+    let now = SystemTime::now();
+    for i in 0..n {
+        let stored = store.load(&format!("conn:c{i}")).await.unwrap().unwrap();
+        if stored.tokens.refresh_expires_at.is_none_or(|at| at <= now) {
+            lost.insert(format!("c{i}"));
         }
-        alive
-    };
+    }
     // The replica killed mid-refresh may have had the provider rotate a token whose answer it
     // never stored: those connections must be re-authenticated (their one-time token may be
-    // spent), and no more than it had refreshes in flight (64).
-    let lost = n - alive;
-    assert!(
-        lost as u64 <= reauth.max(64),
-        "{lost} connections not alive, {reauth} reported"
+    // spent), no more than it had refreshes in flight (64).
+    eprintln!(
+        "alive at the end: {} of {n}; lost to the kill: {}",
+        n - lost.len(),
+        lost.len()
     );
-    assert!(lost <= 64, "{lost} connections lost to the kill");
-    eprintln!("alive at the end: {alive} of {n}; lost to the kill: {lost}");
+    assert!(
+        lost.len() <= 64,
+        "{} connections lost to the kill",
+        lost.len()
+    );
+
+    let mut reported: HashMap<&str, usize> = HashMap::new();
+    for replica in replicas {
+        assert_eq!(
+            replica.of_kind("lagged").count(),
+            0,
+            "a replica missed events"
+        );
+        for connection in replica.of_kind("reauth") {
+            *reported.entry(connection).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = reported.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "reported by more than one replica: {twice:?}"
+    );
+    for i in 0..REVOKED {
+        assert!(
+            reported.contains_key(format!("r{i}").as_str()),
+            "revoked r{i} never reported"
+        );
+    }
+    let unexpected: Vec<_> = reported
+        .keys()
+        .filter(|c| !c.starts_with('r') && !lost.contains(**c))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "live connections reported dead: {unexpected:?}"
+    );
+    let dead_reported = reported.len() - REVOKED;
+    eprintln!(
+        "re-authentication required: {} reported once each ({REVOKED} revoked, {dead_reported} of the {} the kill cut off; the rest not due again before the end)",
+        reported.len(),
+        lost.len()
+    );
+
+    // Every set a replica stored was announced: the provider's count less the answers the
+    // killed replica never stored.
+    let refreshed: usize = replicas
+        .iter()
+        .map(|r| r.of_kind("refreshed").count())
+        .sum();
+    let unannounced = stats.refreshes.checked_sub(refreshed as u64);
+    assert!(
+        unannounced.is_some_and(|u| u <= 64),
+        "{refreshed} Refreshed events for {} refreshes",
+        stats.refreshes
+    );
+    // Each survivor's metrics agree with its own events.
+    for survivor in &replicas[1..] {
+        let metric = |outcome: &str| {
+            survivor
+                .counts
+                .get(&format!("metric:tokenkit_refreshes_total:{outcome}"))
+                .copied()
+                .unwrap_or_default()
+        };
+        let mine = survivor.of_kind("refreshed").count() as u64;
+        assert_eq!(
+            metric("ok"),
+            mine,
+            "refreshes counted 'ok' against sets stored"
+        );
+        let reports = survivor.of_kind("reauth").count() as u64;
+        assert!(
+            metric("reauthenticate") >= reports,
+            "{} 'reauthenticate' outcomes, {reports} reports",
+            metric("reauthenticate")
+        );
+        eprintln!(
+            "survivor: {mine} refreshes stored, {} found renewed by another replica, {reports} reported dead; counts {:?}",
+            metric("found"),
+            survivor.counts
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,19 +275,15 @@ async fn three_replicas_keep_ten_thousand_connections_alive_in_redis() {
     let mock = fleetbank().await;
     let store = RedisStore::connect(&redis.url, "fleet").await.unwrap();
     seed(&store, &mock, n).await;
-    let (survivors, killed) = fleet(
+    let (replicas, killed) = fleet(
         &mock.base_url(),
         &format!("redis:{}", redis.url),
         seconds,
         Duration::from_secs(12),
     )
     .await;
-    let reauth: u64 = survivors.iter().map(|c| c["reauth"]).sum();
-    eprintln!(
-        "survivors: {survivors:?}; killed at +12 s, {:?} ago",
-        killed.elapsed()
-    );
-    check(&store, &mock, n, seconds, reauth).await;
+    eprintln!("killed at +12 s, {:?} ago", killed.elapsed());
+    check(&store, &mock, n, seconds, &replicas).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,14 +298,13 @@ async fn three_replicas_keep_connections_alive_in_one_directory() {
     let mock = fleetbank().await;
     let store = FileStore::new(&dir).unwrap();
     seed(&store, &mock, n).await;
-    let (survivors, _) = fleet(
+    let (replicas, _) = fleet(
         &mock.base_url(),
         &format!("file:{}", dir.display()),
         seconds,
         Duration::from_secs(12),
     )
     .await;
-    let reauth: u64 = survivors.iter().map(|c| c["reauth"]).sum();
-    check(&store, &mock, n, seconds, reauth).await;
+    check(&store, &mock, n, seconds, &replicas).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

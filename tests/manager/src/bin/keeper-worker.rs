@@ -1,8 +1,12 @@
 //! A replica of an application that keeps Fleetbank connections alive with a pool's keeper,
 //! for the fleet tests: `keeper-worker <base-url> <file:DIR | redis:URL> <seconds> <margin-ms>`.
-//! Prints `kept=N failed=N given_up=N reauth=N` when the time is up (a process killed before
-//! prints nothing).
+//!
+//! Prints a line per event as it happens (`refreshed <connection>`, `reauth <connection>`,
+//! `expiring <connection>`), so that a replica killed mid-run leaves what it reported; then,
+//! when the time is up, `kept=N failed=N given_up=N active=N` and the counters its metrics
+//! recorder holds (`metric:<name>:<outcome>=N`).
 
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use std::time::Duration;
 use tokenkit::{
     FileStore, KeeperConfig, ManagerConfig, PoolConfig, RedisStore, TokenEvent, TokenPool,
@@ -11,6 +15,9 @@ use tokenkit::{
 
 #[tokio::main]
 async fn main() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().expect("the process's only recorder");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [base_url, store, seconds, margin_ms] = args.as_slice() else {
         eprintln!("usage: keeper-worker <base-url> <file:DIR|redis:URL> <seconds> <margin-ms>");
@@ -19,13 +26,8 @@ async fn main() {
     let seconds: f64 = seconds.parse().expect("seconds");
     let margin = Duration::from_millis(margin_ms.parse().expect("margin"));
     if let Some(dir) = store.strip_prefix("file:") {
-        run(
-            base_url,
-            FileStore::new(dir).expect("file store"),
-            seconds,
-            margin,
-        )
-        .await;
+        let store = FileStore::new(dir).expect("file store");
+        run(base_url, store, seconds, margin).await;
     } else if let Some(url) = store.strip_prefix("redis:") {
         let store = RedisStore::connect(url, "fleet")
             .await
@@ -35,6 +37,7 @@ async fn main() {
         eprintln!("unknown store {store}");
         std::process::exit(2);
     }
+    println!("{}", counters(&snapshotter));
 }
 
 async fn run(base_url: &str, store: impl TokenStore, seconds: f64, margin: Duration) {
@@ -57,6 +60,8 @@ async fn run(base_url: &str, store: impl TokenStore, seconds: f64, margin: Durat
             ..ManagerConfig::default()
         },
         idle_after: Duration::from_secs(2),
+        // Room for every event of a run: a lagging receiver would miss some.
+        event_capacity: 1 << 16,
         ..PoolConfig::default()
     };
     let pool = TokenPool::new(client, store, config).expect("pool");
@@ -69,14 +74,23 @@ async fn run(base_url: &str, store: impl TokenStore, seconds: f64, margin: Durat
         batch: 256,
         ..KeeperConfig::default()
     });
-    let reauth = tokio::spawn(async move {
-        let mut count = 0u64;
+    let printer = tokio::spawn(async move {
         loop {
-            match events.recv().await {
-                Ok(TokenEvent::ReauthenticationRequired { .. }) => count += 1,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return count,
-            }
+            let line = match events.recv().await {
+                Ok(TokenEvent::Refreshed { connection, .. }) => format!("refreshed {connection}"),
+                Ok(TokenEvent::ReauthenticationRequired { connection, .. }) => {
+                    format!("reauth {connection}")
+                }
+                Ok(TokenEvent::RefreshTokenExpiring { connection, .. }) => {
+                    format!("expiring {connection}")
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => format!("lagged {n}"),
+                Err(_) => return,
+            };
+            // A line at a time (stdout is line-buffered): a kill loses at most the one being
+            // written.
+            println!("{line}");
         }
     });
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
@@ -89,12 +103,25 @@ async fn run(base_url: &str, store: impl TokenStore, seconds: f64, margin: Durat
         load(&stats.given_up),
         pool.active_connections()
     );
-    keeper.stop();
+    keeper.shutdown().await;
     drop(pool);
-    let reauth = tokio::time::timeout(Duration::from_secs(1), reauth)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    println!("{line} reauth={reauth}");
+    let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
+    println!("{line}");
+}
+
+/// The recorder's counters, as `metric:<name>:<outcome>=N` (labels other than the outcome are
+/// the provider's, the same for all).
+fn counters(snapshotter: &Snapshotter) -> String {
+    let mut out = Vec::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if let DebugValue::Counter(n) = value {
+            let (_, key) = key.into_parts();
+            let outcome = key
+                .labels()
+                .find(|l| l.key() == "outcome")
+                .map_or("", |l| l.value());
+            out.push(format!("metric:{}:{outcome}={n}", key.name()));
+        }
+    }
+    out.join(" ")
 }
