@@ -28,7 +28,8 @@ pub enum TokenEvent {
         origin: Option<Origin>,
     },
     /// No usable refresh token and no way to get a new set: the user must sign in or consent
-    /// again. `cause` is the provider's answer when a refresh was tried.
+    /// again. `cause` is the provider's answer when a refresh was tried. Sent once per stored
+    /// set across replicas (by the process that marked it dead in the store).
     ReauthenticationRequired {
         /// The provider.
         provider: &'static str,
@@ -60,7 +61,8 @@ pub enum TokenEvent {
         after_attempts: u32,
     },
     /// The refresh token dies at `at` and nothing can renew it first (the keeper could not
-    /// refresh it in time): the user must consent again before then.
+    /// refresh it in time): the user must consent again before then. Sent once per stored set
+    /// across replicas (the first keeper to give up marks it in the store).
     RefreshTokenExpiring {
         /// The provider.
         provider: &'static str,

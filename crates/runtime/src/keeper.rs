@@ -6,11 +6,10 @@
 //! marks and versions as any refresh: where several replicas run keepers, the first to take a
 //! connection's lock refreshes it and the others find the new set stored. Looks are spaced
 //! with jitter, refreshes bounded in number and rate, and a connection that keeps failing is
-//! reported ([`TokenEvent::RefreshTokenExpiring`](crate::TokenEvent)) and left alone until its
-//! set changes, never retried forever.
+//! reported ([`TokenEvent::RefreshTokenExpiring`](crate::TokenEvent), once across replicas) and
+//! left alone until its set changes, never retried forever.
 
 use crate::client::RefreshClient;
-use crate::events::TokenEvent;
 use crate::manager::ManagerError;
 use crate::pool::TokenPool;
 use crate::store::TokenStore;
@@ -295,41 +294,42 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
                     return;
                 }
                 let result = pool.renew(&connection).await;
-                let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
-                match result {
-                    Ok(_) => {
-                        stats.kept.fetch_add(1, Ordering::Relaxed);
-                        failing.remove(&key);
-                    }
-                    Err(e) => {
-                        stats.failed.fetch_add(1, Ordering::Relaxed);
-                        let entry = failing.entry(key.clone()).or_insert(Failing {
-                            attempts: 0,
-                            next: Instant::now(),
-                            given_up: None,
-                        });
-                        entry.attempts += 1;
-                        let dead = matches!(e, ManagerError::ReAuthenticate { .. });
-                        if dead || entry.attempts >= max_failures {
-                            // Reported once; left alone until its set changes.
-                            entry.given_up = Some(dies);
-                            stats.given_up.fetch_add(1, Ordering::Relaxed);
-                            if !dead && dies != IN_USE {
-                                pool.send_event(TokenEvent::RefreshTokenExpiring {
-                                    provider: pool.provider(),
-                                    connection: Arc::from(connection.as_str()),
-                                    at: dies,
-                                });
+                let expiring = {
+                    let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
+                    match result {
+                        Ok(()) => {
+                            stats.kept.fetch_add(1, Ordering::Relaxed);
+                            failing.remove(&key);
+                            false
+                        }
+                        Err(e) => {
+                            stats.failed.fetch_add(1, Ordering::Relaxed);
+                            let entry = failing.entry(key.clone()).or_insert(Failing {
+                                attempts: 0,
+                                next: Instant::now(),
+                                given_up: None,
+                            });
+                            entry.attempts += 1;
+                            // A dead one was reported where it was marked dead.
+                            let dead = matches!(e, ManagerError::ReAuthenticate { .. });
+                            if dead || entry.attempts >= max_failures {
+                                // Left alone until its set changes.
+                                entry.given_up = Some(dies);
+                                stats.given_up.fetch_add(1, Ordering::Relaxed);
+                                !dead && dies != IN_USE
+                            } else {
+                                let wait = Duration::from_millis(250)
+                                    .saturating_mul(1 << entry.attempts.min(10))
+                                    .min(Duration::from_secs(300));
+                                entry.next = Instant::now() + wait;
+                                false
                             }
-                        } else {
-                            let wait = Duration::from_millis(250)
-                                .saturating_mul(1 << entry.attempts.min(10))
-                                .min(Duration::from_secs(300));
-                            entry.next = Instant::now() + wait;
                         }
                     }
+                };
+                if expiring {
+                    pool.report_expiring(&connection, dies).await;
                 }
-                drop(failing);
                 busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 drop(permit);
             });

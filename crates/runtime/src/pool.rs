@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 /// How a pool keeps its connections.
@@ -123,11 +123,6 @@ impl<C, S> TokenPool<C, S> {
         &self.inner.config.manager
     }
 
-    /// Sends `event` to the pool's subscribers.
-    pub(crate) fn send_event(&self, event: TokenEvent) {
-        crate::events::send(&self.inner.events, event);
-    }
-
     /// How many connections are in memory now.
     pub fn active_connections(&self) -> usize {
         self.inner
@@ -224,6 +219,15 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// Renews `connection` if it is due (what the keeper does); a failed refresh is an error.
     pub(crate) async fn renew(&self, connection: &str) -> Result<(), ManagerError> {
         self.manager(connection)?.renew().await
+    }
+
+    /// Reports, once fleet-wide, that the keeper could not renew `connection`, whose refresh
+    /// token dies at `dies`.
+    pub(crate) async fn report_expiring(&self, connection: &str, dies: SystemTime) {
+        match self.manager(connection) {
+            Ok(manager) => manager.report_expiring(dies).await,
+            Err(e) => tracing::warn!(error = %e, "cannot report an expiring connection"),
+        }
     }
 
     /// The whole current set of `connection` (refreshed first if stale).

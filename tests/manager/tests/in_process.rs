@@ -531,13 +531,14 @@ impl tokenkit::TokenStore for FailingWrites {
         self.inner.clear_sending(key, version, lock)
     }
 
-    fn mark_dead<'a>(
+    fn mark_reported<'a>(
         &'a self,
         key: &'a str,
         version: u64,
+        what: tokenkit::Reported,
         lock: &'a tokenkit::StoreLock,
     ) -> BoxFuture<'a, Result<bool, tokenkit::StoreError>> {
-        self.inner.mark_dead(key, version, lock)
+        self.inner.mark_reported(key, version, what, lock)
     }
 
     fn try_lock<'a>(

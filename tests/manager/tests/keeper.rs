@@ -184,3 +184,77 @@ async fn a_proactive_keeper_renews_connections_in_use_before_their_access_token_
     assert_eq!((stats.reuses, stats.expired), (0, 0), "{stats:?}");
     keeper.shutdown().await;
 }
+
+/// Two replicas' keepers on one store while the provider cannot be reached: each gives up on
+/// every connection after `max_failures`, and each connection's `RefreshTokenExpiring` comes
+/// once, from whichever replica marked it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_no_keeper_can_renew_is_reported_once_by_the_replicas() {
+    // Nothing listens on the port a bound-then-dropped listener had.
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let store = MemoryStore::new();
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
+                .base_url(&unreachable)
+                .build()
+                .unwrap();
+            // Due at once: the refresh tokens (6 s to live) are within the margin.
+            // Quick failures: one attempt per renewal, none paced.
+            let mut config = pool_config();
+            config.manager.refresh_token_margin = Duration::from_secs(10);
+            config.manager.max_attempts = 1;
+            config.manager.min_refresh_interval = Duration::ZERO;
+            TokenPool::new(client, store.clone(), config).unwrap()
+        })
+        .collect();
+    let mut events: Vec<_> = replicas.iter().map(TokenPool::subscribe).collect();
+    for i in 0..20 {
+        replicas[0]
+            .seed(&format!("c{i}"), connection(&format!("rt-{i}")))
+            .await
+            .unwrap();
+    }
+    let keepers: Vec<_> = replicas
+        .iter()
+        .map(|pool| {
+            pool.keep(KeeperConfig {
+                max_failures: 2,
+                ..keeper_config()
+            })
+        })
+        .collect();
+    // Two failures 500 ms apart, in each replica.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for keeper in keepers {
+        assert_eq!(
+            keeper
+                .stats()
+                .given_up
+                .load(std::sync::atomic::Ordering::Relaxed),
+            20,
+            "each replica gave up on every connection"
+        );
+        keeper.shutdown().await;
+    }
+    let mut reported = std::collections::HashMap::<String, usize>::new();
+    for receiver in &mut events {
+        while let Ok(event) = receiver.try_recv() {
+            if let TokenEvent::RefreshTokenExpiring { connection, .. } = event {
+                *reported.entry(connection.to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(reported.len(), 20, "{reported:?}");
+    assert!(reported.values().all(|n| *n == 1), "{reported:?}");
+    for i in 0..20 {
+        let stored = store.load(&format!("conn:c{i}")).await.unwrap().unwrap();
+        assert!(
+            stored.expiring.is_some() && stored.dead.is_none(),
+            "{stored:?}"
+        );
+    }
+}

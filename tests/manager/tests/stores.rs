@@ -3,7 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 use tokenkit::{
-    EncryptedStore, EncryptionKey, FileStore, MemoryStore, RedisStore, Saved, Stored, TokenStore,
+    EncryptedStore, EncryptionKey, FileStore, MemoryStore, RedisStore, Reported, Saved, Stored,
+    TokenStore,
 };
 use tokenkit_manager_tests::{Redis, RedisCluster, expired, scratch};
 
@@ -83,10 +84,8 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
         .unwrap()
         .expect("free");
     let set = |version, token: &str, sending| Stored {
-        version,
-        tokens: expired(token),
         sending,
-        dead: None,
+        ..Stored::unmarked(version, expired(token))
     };
     // Never over the same version or a newer one.
     assert_eq!(
@@ -131,24 +130,24 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
         None,
         "{what}"
     );
-    // The dead mark: for the current version only, recorded once (the one caller that gets
-    // `true` reports it), beside the sending mark; the keeper's index leaves it out from then.
+    // What was reported: for the current version only, recorded once (the one caller that
+    // gets `true` reports it), beside the sending mark; a dead set leaves the keeper's index.
     let hour = SystemTime::now() + Duration::from_secs(3600);
     let indexed = |due: Option<tokenkit::Due>| due.map(|d| d.iter().any(|(k, _)| k == "k"));
-    assert_ne!(indexed(store.due("", hour, 10).await.unwrap()), Some(false));
     assert!(store.mark_sending("k", 6, &lock).await.unwrap(), "{what}");
-    assert!(
-        !store.mark_dead("k", 5, &lock).await.unwrap(),
-        "{what}: an old version"
-    );
-    assert!(store.mark_dead("k", 6, &lock).await.unwrap(), "{what}");
-    assert!(
-        !store.mark_dead("k", 6, &lock).await.unwrap(),
-        "{what}: twice"
-    );
+    for report in [Reported::Expiring, Reported::Dead] {
+        assert_ne!(indexed(store.due("", hour, 10).await.unwrap()), Some(false));
+        let mark = |report| store.mark_reported("k", 6, report, &lock);
+        assert!(
+            !store.mark_reported("k", 5, report, &lock).await.unwrap(),
+            "{what}: old"
+        );
+        assert!(mark(report).await.unwrap(), "{what}: {report:?}");
+        assert!(!mark(report).await.unwrap(), "{what}: {report:?} twice");
+    }
     let dead = store.load("k").await.unwrap().unwrap();
     assert!(
-        dead.dead.is_some() && dead.sending.is_some(),
+        dead.dead.is_some() && dead.expiring.is_some() && dead.sending.is_some(),
         "{what}: {dead:?}"
     );
     assert_ne!(indexed(store.due("", hour, 10).await.unwrap()), Some(true));
@@ -160,13 +159,20 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
         Saved::Written(9)
     );
     let restored = store.load("k").await.unwrap().unwrap();
-    assert_eq!((restored.dead, restored.sending), (dead.dead, dead.sending));
+    assert_eq!(
+        (restored.dead, restored.expiring, restored.sending),
+        (dead.dead, dead.expiring, dead.sending)
+    );
     assert_eq!(
         store.save("k", &dying, Some(9)).await.unwrap(),
         Saved::Written(10)
     );
     let renewed = store.load("k").await.unwrap().unwrap();
-    assert_eq!((renewed.dead, renewed.sending), (None, None), "{what}");
+    assert_eq!(
+        (renewed.dead, renewed.expiring, renewed.sending),
+        (None, None, None),
+        "{what}"
+    );
     // Deleted: nothing stored; a restore writes into the empty key.
     assert!(matches!(
         store.delete("k", &lock).await.unwrap(),
@@ -213,12 +219,7 @@ async fn redis() {
         .unwrap()
         .unwrap();
     redis.cli(&["DEL", "stores:{fenced}:lock"]);
-    let set = Stored {
-        version: 1,
-        tokens: expired("rt"),
-        sending: None,
-        dead: None,
-    };
+    let set = Stored::unmarked(1, expired("rt"));
     assert_eq!(
         store.restore("fenced", &set, &lock).await.unwrap(),
         Saved::LockLost

@@ -269,10 +269,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             return Ok(stored);
         };
         let set = Stored {
-            version: newest.version,
-            tokens: newest.tokens.clone(),
             sending: Some(SystemTime::now()),
-            dead: None,
+            ..Stored::unmarked(newest.version, newest.tokens.clone())
         };
         if !lock.confirm().await {
             return Err(ManagerError::LockLost);

@@ -210,13 +210,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
 
     /// Sends `Refreshed` for a set this process stored.
     pub(super) fn note_stored(&self, cached: &Cached) {
-        if let Some(sink) = self.events.get() {
-            sink.send(TokenEvent::Refreshed {
-                provider: self.client.provider(),
-                connection: Arc::clone(&sink.connection),
-                version: cached.version,
-                origin: cached.tokens.origin,
-            });
-        }
+        self.send(|provider, connection| TokenEvent::Refreshed {
+            provider,
+            connection,
+            version: cached.version,
+            origin: cached.tokens.origin,
+        });
     }
 }

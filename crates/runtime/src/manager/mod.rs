@@ -53,6 +53,7 @@ mod flight;
 mod lock;
 mod persist;
 mod reauth;
+mod report;
 
 pub use config::{ClientCredentialsFallback, ManagerConfig};
 pub use error::ManagerError;

@@ -45,12 +45,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             .get_or_insert(received + self.config.unknown_expiry);
         let cached = |version| {
             Arc::new(Cached::new(
-                Stored {
-                    version,
-                    tokens: tokens.clone(),
-                    sending: None,
-                    dead: None,
-                },
+                Stored::unmarked(version, tokens.clone()),
                 &self.config,
                 Some(received),
             ))
@@ -118,12 +113,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             credential = %self.key,
             "the store went backwards (it holds an older token set than this process has seen, or none): writing the new set back"
         );
-        let set = Stored {
-            version: newest + 1,
-            tokens: tokens.clone(),
-            sending: None,
-            dead: None,
-        };
+        let set = Stored::unmarked(newest + 1, tokens.clone());
         self.store.restore(&self.key, &set, lock).await
     }
 

@@ -8,7 +8,6 @@ use super::{Cached, Inner, ManagerError, locked};
 use crate::client::{BoxFuture, RefreshClient};
 use crate::client::{CodeExchange, GrantType};
 use crate::error::{ErrorKind, RefreshError};
-use crate::events::TokenEvent;
 use crate::store::{Saved, StoreLock, Stored, TokenStore};
 use crate::token::{Origin, TokenSet};
 use std::sync::Arc;
@@ -32,35 +31,6 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             self.report_dead(current, cause.as_ref(), lock).await;
         }
         held
-    }
-
-    /// Marks `current` dead in the store and sends `ReauthenticationRequired`, once fleet-wide:
-    /// only the process whose mark lands reports it (every process when nothing is stored, or
-    /// when the store could not take the mark: better twice than never).
-    async fn report_dead(
-        &self,
-        current: Option<&Stored>,
-        cause: Option<&RefreshError>,
-        lock: &StoreLock,
-    ) {
-        let first = match current {
-            Some(stored) if stored.dead.is_some() => false,
-            Some(stored) => match self.store.mark_dead(&self.key, stored.version, lock).await {
-                Ok(marked) => marked,
-                Err(e) => {
-                    tracing::warn!(credential = %self.key, error = %e, "could not mark the token set as needing re-authentication");
-                    true
-                }
-            },
-            None => true,
-        };
-        if first && let Some(sink) = self.events.get() {
-            sink.send(TokenEvent::ReauthenticationRequired {
-                provider: self.client.provider(),
-                connection: Arc::clone(&sink.connection),
-                cause: cause.cloned(),
-            });
-        }
     }
 
     /// A new set by the hook or the client-credentials grant, stored; see `reauthenticate`.

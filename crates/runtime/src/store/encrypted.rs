@@ -8,7 +8,7 @@
 //! sets are re-sealed under the current key at their next write.
 
 use super::Due;
-use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
+use super::{Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::error::BuildError;
 use crate::token::TokenSet;
@@ -206,6 +206,7 @@ impl<S> EncryptedStore<S> {
             tokens: inner.tokens,
             sending: stored.sending,
             dead: stored.dead,
+            expiring: stored.expiring,
         })
     }
 }
@@ -280,6 +281,7 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
                 tokens: self.seal(key, &set.tokens)?,
                 sending: set.sending,
                 dead: set.dead,
+                expiring: set.expiring,
             };
             self.inner.restore(key, &sealed, lock).await
         })
@@ -311,13 +313,14 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         self.inner.clear_sending(key, version, lock)
     }
 
-    fn mark_dead<'a>(
+    fn mark_reported<'a>(
         &'a self,
         key: &'a str,
         version: u64,
+        what: Reported,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.mark_dead(key, version, lock)
+        self.inner.mark_reported(key, version, what, lock)
     }
 
     fn try_lock<'a>(

@@ -1,7 +1,7 @@
 //! Token sets in files: one JSON file per credential, replaced atomically.
 
 use super::record::{decode, encode, from_millis, to_millis};
-use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
+use super::{Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::token::TokenSet;
 use std::fs::{File, OpenOptions};
@@ -19,8 +19,9 @@ use std::time::{Duration, SystemTime};
 ///   crashed refresher never blocks the others.
 /// - `<key>.write.lock` serializes the compare-and-set of writers.
 /// - `<key>.sending` holds the version whose refresh token a request may have spent and when
-///   it was marked ([`TokenStore::mark_sending`]), `<key>.dead` the version found to need
-///   re-authentication ([`TokenStore::mark_dead`]); a write of a new version removes both.
+///   it was marked ([`TokenStore::mark_sending`]); `<key>.dead` and `<key>.expiring` the
+///   version something was reported about ([`TokenStore::mark_reported`]); a write of a new
+///   version removes them all.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
@@ -98,14 +99,15 @@ fn read(path: &Path) -> Result<Option<Stored>, StoreError> {
         Err(e) => return Err(io_error("cannot read the token set", path, &e)),
     };
     stored.sending = read_mark(path, SENDING, stored.version)?;
-    stored.dead = read_mark(path, DEAD, stored.version)?;
+    stored.dead = read_mark(path, Reported::Dead.as_str(), stored.version)?;
+    stored.expiring = read_mark(path, Reported::Expiring.as_str(), stored.version)?;
     Ok(Some(stored))
 }
 
 /// The mark of a refresh in flight ([`TokenStore::mark_sending`]).
 const SENDING: &str = "sending";
-/// The mark of a set that needs re-authentication ([`TokenStore::mark_dead`]).
-const DEAD: &str = "dead";
+/// Every mark's file extension.
+const MARKS: [&str; 3] = [SENDING, "dead", "expiring"];
 
 /// When `version` got the mark `kind`: a file beside the set holding `<version> <milliseconds
 /// since the epoch>`. A mark of another version belongs to a set since replaced: none.
@@ -133,7 +135,7 @@ fn write_mark(path: &Path, kind: &str, version: u64, at: SystemTime) -> Result<(
 /// Removes the marks of whatever version is stored (best effort: a mark left behind names a
 /// version no longer stored, and reads as none).
 fn remove_marks(path: &Path) {
-    for kind in [SENDING, DEAD] {
+    for kind in MARKS {
         let _ = std::fs::remove_file(path.with_extension(kind));
     }
 }
@@ -288,7 +290,12 @@ impl TokenStore for FileStore {
                 }
                 remove_marks(path);
                 replace(path, &encode(set.version, &set.tokens))?;
-                for (kind, at) in [(SENDING, set.sending), (DEAD, set.dead)] {
+                let marks = [
+                    (SENDING, set.sending),
+                    (Reported::Dead.as_str(), set.dead),
+                    (Reported::Expiring.as_str(), set.expiring),
+                ];
+                for (kind, at) in marks {
                     if let Some(at) = at {
                         write_mark(path, kind, set.version, at)?;
                     }
@@ -306,11 +313,8 @@ impl TokenStore for FileStore {
         let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
             with_write_lock(&store, &key, |path, _| {
-                for file in [
-                    path.to_path_buf(),
-                    path.with_extension(SENDING),
-                    path.with_extension(DEAD),
-                ] {
+                let marks = MARKS.iter().map(|kind| path.with_extension(kind));
+                for file in std::iter::once(path.to_path_buf()).chain(marks) {
                     match std::fs::remove_file(&file) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                             return Err(io_error("cannot delete the token set", &file, &e));
@@ -350,19 +354,21 @@ impl TokenStore for FileStore {
         }))
     }
 
-    fn mark_dead<'a>(
+    fn mark_reported<'a>(
         &'a self,
         key: &'a str,
         version: u64,
+        what: Reported,
         _lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
             with_write_lock(&store, &key, |path, current| {
-                if current != Some(version) || read_mark(path, DEAD, version)?.is_some() {
+                let kind = what.as_str();
+                if current != Some(version) || read_mark(path, kind, version)?.is_some() {
                     return Ok(false);
                 }
-                write_mark(path, DEAD, version, SystemTime::now())?;
+                write_mark(path, kind, version, SystemTime::now())?;
                 Ok(true)
             })
         }))

@@ -1,7 +1,7 @@
 //! Token sets in process memory.
 
 use super::Due;
-use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
+use super::{Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::token::TokenSet;
 use std::collections::{HashMap, HashSet};
@@ -107,15 +107,9 @@ impl TokenStore for MemoryStore {
             let current = inner.sets.get(key).map(|s| s.version);
             if current == expected {
                 let version = current.unwrap_or(0) + 1;
-                inner.sets.insert(
-                    key.to_owned(),
-                    Stored {
-                        version,
-                        tokens: tokens.clone(),
-                        sending: None,
-                        dead: None,
-                    },
-                );
+                inner
+                    .sets
+                    .insert(key.to_owned(), Stored::unmarked(version, tokens.clone()));
                 Saved::Written(version)
             } else {
                 Saved::Conflict(current)
@@ -162,16 +156,20 @@ impl TokenStore for MemoryStore {
         Box::pin(async move { Ok(marked) })
     }
 
-    fn mark_dead<'a>(
+    fn mark_reported<'a>(
         &'a self,
         key: &'a str,
         version: u64,
+        what: Reported,
         _lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let marked = match self.inner().sets.get_mut(key) {
-            Some(stored) if stored.version == version && stored.dead.is_none() => {
-                stored.dead = Some(SystemTime::now());
-                true
+            Some(stored) if stored.version == version => {
+                let mark = match what {
+                    Reported::Dead => &mut stored.dead,
+                    Reported::Expiring => &mut stored.expiring,
+                };
+                mark.is_none() && mark.replace(SystemTime::now()).is_none()
             }
             _ => false,
         };

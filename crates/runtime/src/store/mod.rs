@@ -41,11 +41,47 @@ pub struct Stored {
     /// When a refresh request with this set's refresh token was marked as sent
     /// ([`TokenStore::mark_sending`]) with no answer stored since: the token may be spent.
     pub sending: Option<SystemTime>,
-    /// When this version was found to need re-authentication ([`TokenStore::mark_dead`]): its
+    /// When this version was found to need re-authentication ([`Reported::Dead`]): its
     /// refresh token is dead or may be spent, and nothing could replace the set. No process
     /// sends its refresh token again, the keeper skips it, and one process reported it. The
     /// set stays, for inspection, until the application replaces or removes it.
     pub dead: Option<SystemTime>,
+    /// When a keeper gave up renewing this version before its refresh token dies, and
+    /// reported it ([`Reported::Expiring`]).
+    pub expiring: Option<SystemTime>,
+}
+
+impl Stored {
+    /// `tokens` stored as `version`, with no marks.
+    pub fn unmarked(version: u64, tokens: TokenSet) -> Self {
+        Self {
+            version,
+            tokens,
+            sending: None,
+            dead: None,
+            expiring: None,
+        }
+    }
+}
+
+/// What a process found about a stored version and reports, recorded in the store
+/// ([`TokenStore::mark_reported`]) so that a fleet reports it once, not once per replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reported {
+    /// It needs re-authentication ([`Stored::dead`]); nobody sends its refresh token again.
+    Dead,
+    /// Its refresh token dies soon and a keeper could not renew it ([`Stored::expiring`]).
+    Expiring,
+}
+
+impl Reported {
+    /// Its name in a store (a file's extension, a Redis hash field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dead => "dead",
+            Self::Expiring => "expiring",
+        }
+    }
 }
 
 /// The outcome of a compare-and-set write.
@@ -233,14 +269,15 @@ pub trait TokenStore: Send + Sync + 'static {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>>;
 
-    /// Records, while `lock` is held, that the set of `version` needs re-authentication
-    /// ([`Stored::dead`]; the sending mark stays). `true` only for the call that recorded it: the
-    /// one process that reports it. `false`: already recorded, the version changed, or the lock
-    /// is lost. A write of a new version clears it.
-    fn mark_dead<'a>(
+    /// Records, while `lock` is held, that `what` was found about the set of `version` (the
+    /// other marks stay). `true` only for the call that recorded it: the one process that
+    /// reports it. `false`: already recorded, the version changed, or the lock is lost. A
+    /// write of a new version clears it.
+    fn mark_reported<'a>(
         &'a self,
         key: &'a str,
         version: u64,
+        what: Reported,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
@@ -329,13 +366,14 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         (**self).clear_sending(key, version, lock)
     }
 
-    fn mark_dead<'a>(
+    fn mark_reported<'a>(
         &'a self,
         key: &'a str,
         version: u64,
+        what: Reported,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        (**self).mark_dead(key, version, lock)
+        (**self).mark_reported(key, version, what, lock)
     }
 
     fn restore<'a>(

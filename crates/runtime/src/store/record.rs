@@ -62,11 +62,9 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
             e.column()
         ))
     })?;
-    Ok(Stored {
-        sending: None,
-        dead: None,
-        version: record.version,
-        tokens: TokenSet {
+    Ok(Stored::unmarked(
+        record.version,
+        TokenSet {
             access_token: record.access_token,
             refresh_token: record.refresh_token,
             expires_at: record
@@ -77,7 +75,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
             extras: record.extras,
             origin: record.origin,
         },
-    })
+    ))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use super::Due;
 use super::record::{decode, encode, from_millis, to_millis};
-use super::{Saved, StoreError, StoreLock, Stored, TokenStore};
+use super::{Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::secret::Secret;
 use crate::token::TokenSet;
@@ -39,7 +39,7 @@ const COMPARE_AND_SET: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 if (current == false and ARGV[2] == '') or current == ARGV[2] then
   redis.call('HSET', KEYS[1], 'version', ARGV[3], 'data', ARGV[4])
-  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at')
+  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at')
   return -1
 end
 if current == false then return 0 end
@@ -47,17 +47,21 @@ return tonumber(current)
 ";
 
 /// Writes `data` (ARGV[3]) as version ARGV[2] if no version is stored or an older one, with a
-/// sending mark at ARGV[4] (ms) and a dead mark at ARGV[5], each unless it is ''.
+/// sending mark at ARGV[4] (ms), a dead mark at ARGV[5] and an expiring one at ARGV[6], each
+/// unless it is ''.
 const RESTORE: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 if current == false or tonumber(current) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'version', ARGV[2], 'data', ARGV[3])
-  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at')
+  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at')
   if ARGV[4] ~= '' then
     redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', ARGV[4])
   end
   if ARGV[5] ~= '' then
     redis.call('HSET', KEYS[1], 'dead', ARGV[2], 'dead_at', ARGV[5])
+  end
+  if ARGV[6] ~= '' then
+    redis.call('HSET', KEYS[1], 'expiring', ARGV[2], 'expiring_at', ARGV[6])
   end
   return -1
 end
@@ -85,12 +89,12 @@ end
 return 1
 ";
 
-/// Marks version ARGV[2] dead at ARGV[3] (ms) if it is current and not marked yet: 1 for the
-/// one call that marks it.
-const MARK_DEAD: &str = r"
+/// Gives version ARGV[2] the mark named ARGV[4] (`dead`, `expiring`), made at ARGV[3] (ms), if
+/// it is current and not marked so yet: 1 for the one call that marks it.
+const MARK_REPORTED: &str = r"
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
-if redis.call('HGET', KEYS[1], 'dead') == ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'dead', ARGV[2], 'dead_at', ARGV[3])
+if redis.call('HGET', KEYS[1], ARGV[4]) == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[2], ARGV[4] .. '_at', ARGV[3])
 return 1
 ";
 
@@ -348,8 +352,8 @@ impl ConnectionLike for Connection {
 /// Token sets in Redis. Each credential has two keys that share one hash tag, so they live in
 /// one cluster slot and one Lua script can touch both:
 /// - `<prefix>:{<key>}:set`, a hash of `version`, `data`, `sending`/`sending_at` (the mark of
-///   a refresh in flight) and `dead`/`dead_at` (the mark of a set that needs
-///   re-authentication), each mark naming the version it belongs to;
+///   a refresh in flight), `dead`/`dead_at` and `expiring`/`expiring_at` (what was reported
+///   of it), each mark naming the version it belongs to;
 /// - `<prefix>:{<key>}:lock`, the refresh lock (`SET NX PX`, renewed while held).
 ///
 /// `{`, `}` and `%` in the prefix and key are percent-encoded, so no credential's keys can be
@@ -566,28 +570,34 @@ impl TokenStore for RedisStore {
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            type Fields = (
-                Option<Vec<u8>>,
-                Option<u64>,
-                Option<u64>,
-                Option<u64>,
-                Option<u64>,
-            );
-            let (data, sending, sending_at, dead, dead_at): Fields = redis::cmd("HMGET")
-                .arg(self.set_key(key))
-                .arg(&["data", "sending", "sending_at", "dead", "dead_at"][..])
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| redis_error("cannot read the token set", &e))?;
+            type Mark = Option<u64>;
+            type Fields = (Option<Vec<u8>>, Mark, Mark, Mark, Mark, Mark, Mark);
+            let fields = [
+                "data",
+                "sending",
+                "sending_at",
+                "dead",
+                "dead_at",
+                "expiring",
+                "expiring_at",
+            ];
+            let (data, sending, sending_at, dead, dead_at, expiring, expiring_at): Fields =
+                redis::cmd("HMGET")
+                    .arg(self.set_key(key))
+                    .arg(&fields[..])
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|e| redis_error("cannot read the token set", &e))?;
             let Some(bytes) = data else { return Ok(None) };
             let mut stored = decode(&bytes)?;
             // A mark names its version: one of another version is stale.
-            let of_this = |version: Option<u64>, at: Option<u64>| {
+            let of_this = |version: Mark, at: Mark| {
                 at.filter(|_| version == Some(stored.version))
                     .map(from_millis)
             };
             stored.sending = of_this(sending, sending_at);
             stored.dead = of_this(dead, dead_at);
+            stored.expiring = of_this(expiring, expiring_at);
             Ok(Some(stored))
         })
     }
@@ -627,7 +637,8 @@ impl TokenStore for RedisStore {
                 .arg(set.version)
                 .arg(encode(set.version, &set.tokens))
                 .arg(millis_or_empty(set.sending))
-                .arg(millis_or_empty(set.dead));
+                .arg(millis_or_empty(set.dead))
+                .arg(millis_or_empty(set.expiring));
             let saved = self
                 .write(key, invocation, "cannot restore the token set", set.version)
                 .await?;
@@ -719,30 +730,32 @@ impl TokenStore for RedisStore {
         })
     }
 
-    /// Also takes the key out of the keeper's index: nobody is to renew it.
-    fn mark_dead<'a>(
+    /// A dead set also leaves the keeper's index: nobody is to renew it.
+    fn mark_reported<'a>(
         &'a self,
         key: &'a str,
         version: u64,
+        what: Reported,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let marked: i64 = redis::Script::new(&format!("{FENCE}{MARK_DEAD}"))
+            let marked: i64 = redis::Script::new(&format!("{FENCE}{MARK_REPORTED}"))
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
                 .arg(lock.fence().unwrap_or_default())
                 .arg(version)
                 .arg(to_millis(SystemTime::now()))
+                .arg(what.as_str())
                 .invoke_async(&mut connection)
                 .await
-                .map_err(|e| {
-                    redis_error("cannot mark the token set as needing re-authentication", &e)
-                })?;
+                .map_err(|e| redis_error("cannot mark what was reported of the token set", &e))?;
             if marked != 1 {
                 return Ok(false);
             }
-            self.index(key, None).await;
+            if what == Reported::Dead {
+                self.index(key, None).await;
+            }
             self.replicated(key).await?;
             Ok(true)
         })
