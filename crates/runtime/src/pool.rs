@@ -51,7 +51,7 @@ const SHARDS: usize = 16;
 type Manager<C, S> = TokenManager<Arc<C>, Arc<S>>;
 
 /// One shard of the live connections, by name.
-type Shard<C, S> = RwLock<HashMap<Arc<str>, Live<C, S>>>;
+type Shard<C, S> = RwLock<HashMap<Arc<str>, Live<C, S>, foldhash::fast::RandomState>>;
 
 /// A connection in memory, and when it was last used (coarse milliseconds since the epoch).
 struct Live<C, S> {
@@ -99,7 +99,7 @@ fn now_millis() -> u64 {
 }
 
 /// Which shard holds `connection`: FNV-1a over its bytes, cheap on the hot path (the map inside
-/// the shard keeps std's keyed hash, so no name can be chosen to crowd one bucket).
+/// the shard keeps a randomly seeded hash, so no name can be chosen to crowd one bucket).
 fn shard_of(connection: &str) -> usize {
     let hash = connection.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -149,7 +149,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
                 store: Arc::new(store),
                 events: crate::events::EventSink::channel(config.event_capacity),
                 config,
-                shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+                shards: (0..SHARDS)
+                    .map(|_| RwLock::new(HashMap::default()))
+                    .collect(),
                 swept: AtomicU64::new(now_millis()),
             }),
         })
