@@ -75,26 +75,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pool.active_connections()
     );
 
-    // A customer disconnects the application at the provider. (A subscriber gets the events
-    // sent after it subscribed; one that falls 1,024 behind loses the oldest.)
+    // A customer disconnects the application at the provider. An application listens to the
+    // events as they come (a receiver that falls `event_capacity` behind loses the oldest).
     let mut events = pool.subscribe();
+    let listener = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(TokenEvent::ReauthenticationRequired {
+                    connection, cause, ..
+                }) => {
+                    let why = cause.map(|c| c.to_string()).unwrap_or_default();
+                    println!("{connection} must connect again ({why})");
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
     let stored = pool.token_set("customer-3").await?;
     if let Some(refresh_token) = &stored.refresh_token {
         mock.revoke_family_of(refresh_token.expose());
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    loop {
-        match events.try_recv() {
-            Ok(TokenEvent::ReauthenticationRequired {
-                connection, cause, ..
-            }) => {
-                let why = cause.map(|c| c.to_string()).unwrap_or_default();
-                println!("{connection} must connect again ({why})");
-            }
-            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
-            Err(_) => break,
-        }
-    }
+    listener.abort();
     keeper.stop();
     Ok(())
 }
