@@ -289,6 +289,7 @@ async fn the_keeper_keeps_connections_alive_across_a_redis_restart() {
     redis.start_again();
     let back = mock.authority_stats().refreshes;
     tokio::time::sleep(Duration::from_secs(10)).await;
+    eprintln!("keeper: {:?}", keeper.stats());
     keeper.shutdown().await;
 
     let stats = mock.authority_stats();

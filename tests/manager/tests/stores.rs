@@ -431,3 +431,30 @@ async fn stores_index_when_refresh_tokens_die() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A lock released while Redis is down (crashed, restarting) is released once it is back,
+/// though the server kept it in its append-only file: held for the rest of its ttl instead, it
+/// would shut out every refresh of that credential, past a short-lived refresh token's death.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_released_while_redis_is_down_is_free_once_it_is_back() {
+    let mut redis = Redis::start_persistent();
+    let store = RedisStore::connect(&redis.url, "release").await.unwrap();
+    let ttl = Duration::from_secs(30);
+    let lock = store.try_lock("k", ttl).await.unwrap().expect("free");
+    redis.kill();
+    lock.release().await;
+    redis.start_again();
+    let back = std::time::Instant::now();
+    let freed = loop {
+        if let Ok(Some(again)) = store.try_lock("k", ttl).await {
+            again.release().await;
+            break back.elapsed();
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "the lock is still held 5 s after Redis came back (its ttl is {ttl:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("the lock was free {freed:?} after Redis came back");
+}

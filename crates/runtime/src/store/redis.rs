@@ -22,6 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The longest `WAIT` allowed: it must answer before the command times out.
 const MAX_WAIT: Duration = Duration::from_millis(800);
+/// How often a release Redis did not answer is tried again.
+const RELEASE_RETRY: Duration = Duration::from_millis(100);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The longest pause between reconnection attempts: Redis back means the store back within
@@ -982,14 +984,35 @@ impl Lease {
         }
     }
 
+    /// Releases the lock. When Redis does not answer (down, restarting), a task keeps trying
+    /// until the lock would have expired by itself: a server that comes back on its
+    /// append-only file must find the lock free, not held for the rest of its ttl (a
+    /// connection whose refresh token dies sooner would die waiting). Only this holder's own
+    /// lock is ever deleted, however late.
     async fn release(self) {
+        if self.try_release().await {
+            return;
+        }
+        let expires = Instant::now() + Duration::from_millis(self.millis);
+        tokio::spawn(async move {
+            while Instant::now() < expires {
+                tokio::time::sleep(RELEASE_RETRY).await;
+                if self.try_release().await {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// One attempt to release the lock; `false` when Redis did not answer.
+    async fn try_release(&self) -> bool {
         let mut connection = self.connection.clone();
-        // If this fails the lock expires by itself after its ttl.
-        let _: Result<i64, _> = redis::Script::new(RELEASE)
+        let released: Result<i64, _> = redis::Script::new(RELEASE)
             .key(&self.lock_key)
             .arg(&self.token)
             .invoke_async(&mut connection)
             .await;
+        released.is_ok()
     }
 }
 
