@@ -169,8 +169,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     }
 
     /// Whether the stored refresh token may be sent: not when there is none, when the provider
-    /// said it is dead by now, when the set is marked dead, or when a request with it may have reached the provider (marked
-    /// by this process or another; a one-time or rotating token is never sent twice). Within
+    /// said it is dead by now, when the set is marked dead, or when a request with it may have
+    /// reached the provider (marked by this process or another; a one-time or rotating token is
+    /// never sent twice). Within
     /// the grace, a marked token's sender may still store the answer (a write being retried);
     /// after it, the sender is taken for dead and the credential needs re-authenticating.
     pub(super) fn usable_token(&self, stored: &Stored, resend_safe: bool) -> Usable {
