@@ -33,7 +33,8 @@ pub struct KeeperConfig {
     /// limit, shared by the replicas). Default 50.
     pub per_second: u32,
     /// After this many failed refreshes in a row a connection is reported and left alone
-    /// until its set changes. Default 5.
+    /// until its set changes. Between tries it waits 500 ms, doubling, but never more than a
+    /// quarter of what is left of its refresh token's life. Default 5.
     pub max_failures: u32,
     /// Also renew the connections in memory (in use lately) whose access token is due, so
     /// that their callers never wait for a refresh. Default false: they refresh on demand.
@@ -133,6 +134,20 @@ fn up_to(max: Duration) -> Duration {
         .unwrap_or_default()
         .subsec_nanos();
     max.mul_f64(f64::from(nanos % 10_000) / 10_000.0)
+}
+
+/// How long a connection that failed `attempts` times in a row waits before the next try:
+/// doubling from 500 ms up to 5 minutes, but never past a quarter of what is left of its
+/// refresh token's life, so tries come closer together as its death nears instead of one
+/// landing after it.
+fn retry_after(attempts: u32, dies: SystemTime) -> Duration {
+    let backoff = Duration::from_millis(250)
+        .saturating_mul(1 << attempts.min(10))
+        .min(Duration::from_secs(300));
+    match dies.duration_since(SystemTime::now()) {
+        Ok(left) if dies != IN_USE => backoff.min(left / 4),
+        _ => backoff,
+    }
 }
 
 impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
@@ -318,10 +333,7 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
                                 stats.given_up.fetch_add(1, Ordering::Relaxed);
                                 !dead && dies != IN_USE
                             } else {
-                                let wait = Duration::from_millis(250)
-                                    .saturating_mul(1 << entry.attempts.min(10))
-                                    .min(Duration::from_secs(300));
-                                entry.next = Instant::now() + wait;
+                                entry.next = Instant::now() + retry_after(entry.attempts, dies);
                                 false
                             }
                         }

@@ -315,3 +315,50 @@ async fn the_keeper_keeps_connections_alive_across_a_redis_restart() {
         );
     }
 }
+
+/// The provider fails the first four renewals of connections whose refresh tokens die 5 s from
+/// now. The keeper's backoff (0.5, 1, 2, 4 s) would put the fifth try after their death; its
+/// tries come closer together as death nears, and the fifth saves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_connection_is_tried_more_often_as_its_refresh_token_nears_death() {
+    let (mock, _) = idle_provider().await;
+    let proxy = tokenkit_manager_tests::FaultyProxy::start(&mock).await;
+    let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
+        .base_url(proxy.base_url())
+        .build()
+        .unwrap();
+    // Due at once (the tokens have 5 s, the margin is 10 s); one request per renewal.
+    let mut config = pool_config();
+    config.manager.refresh_token_margin = Duration::from_secs(10);
+    config.manager.max_attempts = 1;
+    config.manager.min_refresh_interval = Duration::ZERO;
+    let store = MemoryStore::new();
+    let pool = TokenPool::new(client, store.clone(), config).unwrap();
+    let mut set = connection(&mock.new_family().unwrap());
+    set.refresh_expires_at = Some(SystemTime::now() + Duration::from_secs(5));
+    pool.seed("c", set).await.unwrap();
+    for _ in 0..4 {
+        proxy.enqueue(tokenkit_manager_tests::ProxyFault::BeforeForwarding(503));
+    }
+    let keeper = pool.keep(keeper_config());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stats = keeper.stats();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let (failed, given_up) = (load(&stats.failed), load(&stats.given_up));
+    keeper.shutdown().await;
+    let authority = mock.authority_stats();
+    assert_eq!((failed, given_up), (4, 0), "{authority:?}");
+    assert_eq!(
+        (authority.refreshes, authority.expired),
+        (1, 0),
+        "{authority:?}"
+    );
+    let stored = store.load("conn:c").await.unwrap().unwrap();
+    assert!(
+        stored
+            .tokens
+            .refresh_expires_at
+            .is_some_and(|at| at > SystemTime::now()),
+        "{stored:?}"
+    );
+}
