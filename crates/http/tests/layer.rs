@@ -30,6 +30,16 @@ struct Api {
     seen: Mutex<Vec<String>>,
 }
 
+impl Api {
+    /// Refuses `token` from now on (it was revoked, or another system rotated it).
+    fn revoke(&self, token: &tokenkit::AccessToken) {
+        self.revoked
+            .lock()
+            .unwrap()
+            .insert(token.expose().to_owned());
+    }
+}
+
 async fn api() -> (SocketAddr, Arc<Api>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -152,10 +162,7 @@ async fn a_thousand_requests_with_a_revoked_token_all_succeed_after_one_refresh(
     let service = ServiceBuilder::new()
         .layer(AuthLayer::new(manager.clone()))
         .service(client);
-    api.revoked
-        .lock()
-        .unwrap()
-        .insert(first.expose().to_owned());
+    api.revoke(&first);
 
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -227,10 +234,7 @@ async fn a_streaming_body_is_not_replayed_and_the_401_comes_back() {
     let (addr, api) = api().await;
     let mock = provider().await;
     let (manager, first) = signed_in(&mock, config()).await;
-    api.revoked
-        .lock()
-        .unwrap()
-        .insert(first.expose().to_owned());
+    api.revoke(&first);
     let client = Client::builder(TokioExecutor::new()).build_http::<BoxBody<Bytes, Infallible>>();
     let service = ServiceBuilder::new()
         .layer(AuthLayer::new(manager.clone()))
@@ -269,10 +273,7 @@ async fn through_the_pool_only_the_revoked_connection_refreshes() {
     }
     let alice = pool.access_token("alice").await.unwrap();
     let bob = pool.access_token("bob").await.unwrap();
-    api.revoked
-        .lock()
-        .unwrap()
-        .insert(alice.expose().to_owned());
+    api.revoke(&alice);
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let service = ServiceBuilder::new()
         .layer(AuthLayer::new(pool.clone()))
@@ -325,10 +326,7 @@ async fn the_reqwest_middleware_heals_a_revoked_token_with_one_refresh() {
     let (addr, api) = api().await;
     let mock = provider().await;
     let (manager, first) = signed_in(&mock, config()).await;
-    api.revoked
-        .lock()
-        .unwrap()
-        .insert(first.expose().to_owned());
+    api.revoke(&first);
     let client = reqwest_middleware::ClientBuilder::new(tokenkit::reqwest::Client::new())
         .with(AuthMiddleware::new(manager.clone()))
         .build();

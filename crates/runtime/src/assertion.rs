@@ -72,14 +72,7 @@ impl SigningKey {
         .map_err(|_| BuildError {
             reason: format!("the signing key is not a PEM private key for {algorithm:?}"),
         })?;
-        let signing = Self {
-            algorithm,
-            key_id,
-            key,
-        };
-        // A key of the wrong curve or kind fails here, when the client is built, not later.
-        signing.sign(&Map::new())?;
-        Ok(signing)
+        Self::checked(algorithm, key, key_id)
     }
 
     /// A key from PKCS#8 DER bytes (an ECDSA or RSA key of `algorithm`).
@@ -93,6 +86,16 @@ impl SigningKey {
             SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => EncodingKey::from_ec_der(der),
             SigningAlgorithm::EdDsa => EncodingKey::from_ed_der(der),
         };
+        Self::checked(algorithm, key, key_id)
+    }
+
+    /// `key` for `algorithm`, once it has signed: a key of the wrong curve or kind fails here,
+    /// when the client is built, not at its first request.
+    fn checked(
+        algorithm: SigningAlgorithm,
+        key: EncodingKey,
+        key_id: Option<String>,
+    ) -> Result<Self, BuildError> {
         let signing = Self {
             algorithm,
             key_id,

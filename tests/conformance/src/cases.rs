@@ -42,6 +42,22 @@ async fn refresh_with(
         .unwrap_or(Err(unbuilt))
 }
 
+/// Makes the case's request twice, answered with the success example each time (what a case
+/// compares across requests: values made fresh per request).
+async fn twice(ctx: &Ctx) -> Result<(), String> {
+    let body = ctx.success_example()?;
+    for _ in 0..2 {
+        let reply = Reply::Json {
+            status: ctx.success_status(),
+            body: body.clone(),
+        };
+        refresh_with(ctx, reply, &sent())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// The case's request on `client`; `None` when the client does not offer the grant.
 async fn call(
     client: &dyn RefreshClient,
@@ -1196,16 +1212,7 @@ pub async fn fresh_values(subject: &Subject) -> Outcome {
     if wanted.is_empty() {
         return Ok(());
     }
-    let body = ctx.success_example()?;
-    for _ in 0..2 {
-        let reply = Reply::Json {
-            status: ctx.success_status(),
-            body: body.clone(),
-        };
-        refresh_with(&ctx, reply, &sent())
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    twice(&ctx).await?;
     let requests = ctx.mock.requests();
     let now = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1276,16 +1283,7 @@ pub async fn client_assertion(subject: &Subject) -> Outcome {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let body = ctx.success_example()?;
-    for _ in 0..2 {
-        let reply = Reply::Json {
-            status: ctx.success_status(),
-            body: body.clone(),
-        };
-        refresh_with(&ctx, reply, &sent())
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    twice(&ctx).await?;
     let audience = format!("{}{}", ctx.mock.base_url(), ctx.operation().operation.path);
     let (_, public) = crate::support::signing_pair();
     let mut ids = Vec::new();

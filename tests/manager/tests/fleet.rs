@@ -263,48 +263,39 @@ async fn check(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_keep_ten_thousand_connections_alive_in_redis() {
-    let n: usize = std::env::var("FLEET_CONNECTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+/// Seeds `n` connections in `store`, runs the three replicas on it (`arg`: how a worker opens
+/// it) for 25 s with one killed at +12 s, and checks what every fleet run must show.
+async fn run(store: &(impl TokenStore + Clone), arg: &str, n: usize) {
     let _one = ONE_FLEET.lock().await;
     let seconds = 25;
-    let redis = Redis::start();
     let mock = fleetbank().await;
-    let store = RedisStore::connect(&redis.url, "fleet").await.unwrap();
-    seed(&store, &mock, n).await;
-    let (replicas, killed) = fleet(
-        &mock.base_url(),
-        &format!("redis:{}", redis.url),
-        seconds,
-        Duration::from_secs(12),
-    )
-    .await;
+    seed(store, &mock, n).await;
+    let (replicas, killed) = fleet(&mock.base_url(), arg, seconds, Duration::from_secs(12)).await;
     eprintln!("killed at +12 s, {:?} ago", killed.elapsed());
-    check(&store, &mock, n, seconds, &replicas).await;
+    check(store, &mock, n, seconds, &replicas).await;
+}
+
+/// How many connections: the environment's `var`, else `default`.
+fn connections(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keep_ten_thousand_connections_alive_in_redis() {
+    let redis = Redis::start();
+    let store = RedisStore::connect(&redis.url, "fleet").await.unwrap();
+    let n = connections("FLEET_CONNECTIONS", 10_000);
+    run(&store, &format!("redis:{}", redis.url), n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_keep_connections_alive_in_one_directory() {
-    let n: usize = std::env::var("FLEET_FILE_CONNECTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
-    let _one = ONE_FLEET.lock().await;
-    let seconds = 25;
     let dir = scratch("fleet-files");
-    let mock = fleetbank().await;
     let store = FileStore::new(&dir).unwrap();
-    seed(&store, &mock, n).await;
-    let (replicas, _) = fleet(
-        &mock.base_url(),
-        &format!("file:{}", dir.display()),
-        seconds,
-        Duration::from_secs(12),
-    )
-    .await;
-    check(&store, &mock, n, seconds, &replicas).await;
+    let n = connections("FLEET_FILE_CONNECTIONS", 1_000);
+    run(&store, &format!("file:{}", dir.display()), n).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

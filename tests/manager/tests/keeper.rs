@@ -16,11 +16,30 @@ async fn idle_provider() -> (MockServer, tokenkit_idlebank::Client) {
         .unwrap();
     mock.enforce_rotation(3600, Duration::from_millis(2));
     mock.quiet();
-    let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
-        .base_url(mock.base_url())
-        .build()
-        .unwrap();
+    let client = idlebank(&mock.base_url());
     (mock, client)
+}
+
+/// An Idlebank client sending to `base_url`.
+fn idlebank(base_url: &str) -> tokenkit_idlebank::Client {
+    tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
+        .base_url(base_url)
+        .build()
+        .unwrap()
+}
+
+/// A pool for the failure tests: connections whose refresh tokens have a few seconds left are
+/// due at once (a 10 s margin), and each renewal is one request, unpaced, so failures come
+/// quickly.
+fn failing_pool(
+    base_url: &str,
+    store: MemoryStore,
+) -> TokenPool<tokenkit_idlebank::Client, MemoryStore> {
+    let mut config = pool_config();
+    config.manager.refresh_token_margin = Duration::from_secs(10);
+    config.manager.max_attempts = 1;
+    config.manager.min_refresh_interval = Duration::ZERO;
+    TokenPool::new(idlebank(base_url), store, config).unwrap()
 }
 
 fn pool_config() -> PoolConfig {
@@ -197,19 +216,7 @@ async fn a_connection_no_keeper_can_renew_is_reported_once_by_the_replicas() {
     };
     let store = MemoryStore::new();
     let replicas: Vec<_> = (0..2)
-        .map(|_| {
-            let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
-                .base_url(&unreachable)
-                .build()
-                .unwrap();
-            // Due at once: the refresh tokens (6 s to live) are within the margin.
-            // Quick failures: one attempt per renewal, none paced.
-            let mut config = pool_config();
-            config.manager.refresh_token_margin = Duration::from_secs(10);
-            config.manager.max_attempts = 1;
-            config.manager.min_refresh_interval = Duration::ZERO;
-            TokenPool::new(client, store.clone(), config).unwrap()
-        })
+        .map(|_| failing_pool(&unreachable, store.clone()))
         .collect();
     let mut events: Vec<_> = replicas.iter().map(TokenPool::subscribe).collect();
     for i in 0..20 {
@@ -323,17 +330,8 @@ async fn the_keeper_keeps_connections_alive_across_a_redis_restart() {
 async fn a_failing_connection_is_tried_more_often_as_its_refresh_token_nears_death() {
     let (mock, _) = idle_provider().await;
     let proxy = tokenkit_manager_tests::FaultyProxy::start(&mock).await;
-    let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
-        .base_url(proxy.base_url())
-        .build()
-        .unwrap();
-    // Due at once (the tokens have 5 s, the margin is 10 s); one request per renewal.
-    let mut config = pool_config();
-    config.manager.refresh_token_margin = Duration::from_secs(10);
-    config.manager.max_attempts = 1;
-    config.manager.min_refresh_interval = Duration::ZERO;
     let store = MemoryStore::new();
-    let pool = TokenPool::new(client, store.clone(), config).unwrap();
+    let pool = failing_pool(&proxy.base_url(), store.clone());
     let mut set = connection(&mock.new_family().unwrap());
     set.refresh_expires_at = Some(SystemTime::now() + Duration::from_secs(5));
     pool.seed("c", set).await.unwrap();
