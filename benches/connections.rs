@@ -37,6 +37,7 @@ fn set(refresh: &str, dies_in: Duration) -> TokenSet {
         refresh_expires_at: Some(SystemTime::now() + dies_in),
         extras: Default::default(),
         origin: Some(tokenkit::Origin::Application),
+        issuer: None,
     }
 }
 
@@ -136,14 +137,16 @@ async fn keeper_rate<S: TokenStore>(
     }
     let before = mock.authority_stats().refreshes;
     let started = Instant::now();
-    let keeper = pool.keep(KeeperConfig {
-        interval: Duration::from_millis(1),
-        jitter: Duration::ZERO,
-        concurrency,
-        per_second: 1_000_000,
-        batch: 1024,
-        ..KeeperConfig::default()
-    });
+    let keeper = pool
+        .keep(KeeperConfig {
+            interval: Duration::from_millis(1),
+            jitter: Duration::ZERO,
+            concurrency,
+            per_second: 1_000_000,
+            batch: 1024,
+            ..KeeperConfig::default()
+        })
+        .expect("keeper");
     while mock.authority_stats().refreshes - before < n as u64 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -75,6 +75,7 @@ fn request_layer(c: &mut Criterion) {
                 refresh_expires_at: None,
                 extras: Default::default(),
                 origin: None,
+                issuer: None,
             })
             .await
             .unwrap();

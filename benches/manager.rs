@@ -32,6 +32,7 @@ fn tokens(refresh: &str, expires_in: Duration) -> TokenSet {
         refresh_expires_at: None,
         extras: Default::default(),
         origin: None,
+        issuer: None,
     }
 }
 

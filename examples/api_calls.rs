@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             refresh_expires_at: None,
             extras: Default::default(),
             origin: Some(Origin::Application),
+            issuer: None,
         })
         .await?;
 

@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 refresh_expires_at: Some(SystemTime::now() + Duration::from_secs(6)),
                 extras: Default::default(),
                 origin: Some(Origin::Application),
+                issuer: None,
             },
         )
         .await?;
@@ -62,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         interval: Duration::from_millis(200),
         per_second: 1000,
         ..KeeperConfig::default()
-    });
+    })?;
     let token = pool.access_token("customer-7").await?;
     println!("customer-7 is served a token ({token:?}); the others are left alone");
 

@@ -42,6 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             refresh_expires_at: None,
             extras: Default::default(),
             origin: None,
+            issuer: None,
         })
         .await?;
 

@@ -118,6 +118,7 @@ fn user_set(refresh_token: &str) -> TokenSet {
         refresh_expires_at: None,
         extras: Default::default(),
         origin: Some(Origin::Application),
+        issuer: None,
     }
 }
 

@@ -90,6 +90,15 @@ pub trait RefreshClient: Send + Sync {
     fn reuse_grace(&self) -> Option<Duration> {
         None
     }
+
+    /// Who issues this client's tokens: its provider and, for generated clients, the origin
+    /// (scheme, host and port) of its base URL, where its refresh tokens are sent. The token
+    /// manager records it with each stored set and never sends a stored refresh token (nor
+    /// serves an access token) that another issuer made: one store can hold many providers
+    /// and many tenant hosts without a token crossing between them.
+    fn issuer(&self) -> String {
+        self.provider().to_owned()
+    }
 }
 
 macro_rules! forward_refresh_client {
@@ -124,6 +133,10 @@ macro_rules! forward_refresh_client {
 
             fn reuse_grace(&self) -> Option<Duration> {
                 (**self).reuse_grace()
+            }
+
+            fn issuer(&self) -> String {
+                (**self).issuer()
             }
         }
     )*};

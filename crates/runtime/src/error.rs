@@ -288,10 +288,13 @@ fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 425 | 429 | 500..=599)
 }
 
-/// Statuses whose meaning (RFC 9110 §15.5.9, §15.6.4; RFC 8470 §5.2; RFC 6585 §4) is that the
-/// server did not process the request.
+/// Statuses whose meaning (RFC 9110 §15.5.9; RFC 8470 §5.2; RFC 6585 §4) is that the server
+/// did not process the request. Not 503: RFC 9110 lets an origin answer it, but proxies in
+/// front of most providers (Envoy, Istio, cloud load balancers) answer 503 after they
+/// forwarded the request ("upstream reset before headers"), when the origin may have rotated
+/// the token; a spec says `unprocessed: true` where its provider's 503 is proof.
 fn status_says_unprocessed(status: u16) -> bool {
-    matches!(status, 408 | 425 | 429 | 503)
+    matches!(status, 408 | 425 | 429)
 }
 
 impl fmt::Display for RefreshError {
@@ -409,19 +412,21 @@ mod tests {
             body: Snippet::new(b""),
             retry_after: None,
         };
-        for status in [408, 425, 429, 503] {
+        for status in [408, 425, 429] {
             assert!(undocumented(status).proves_unprocessed(), "{status}");
         }
-        for status in [500, 501, 502, 504, 400, 404, 418] {
+        for status in [500, 501, 502, 503, 504, 400, 404, 418] {
             assert!(!undocumented(status).proves_unprocessed(), "{status}");
         }
         let documented = |status| {
             RefreshError::documented(ErrorKind::RetryLater, status, Default::default(), None)
         };
-        assert!(documented(503).proves_unprocessed());
+        assert!(!documented(503).proves_unprocessed());
+        assert!(documented(503).with_unprocessed(true).proves_unprocessed());
         assert!(!documented(500).proves_unprocessed());
         assert!(documented(500).with_unprocessed(true).proves_unprocessed());
-        assert!(!documented(503).with_unprocessed(false).proves_unprocessed());
+        assert!(documented(429).proves_unprocessed());
+        assert!(!documented(429).with_unprocessed(false).proves_unprocessed());
         let refused = RefreshError::documented(ErrorKind::Rejected, 401, Default::default(), None);
         assert!(refused.proves_unprocessed());
         assert!(refused.with_unprocessed(false).proves_unprocessed());

@@ -12,7 +12,7 @@
 use crate::client::RefreshClient;
 use crate::manager::ManagerError;
 use crate::pool::TokenPool;
-use crate::store::TokenStore;
+use crate::store::{Due, DueAfter, TokenStore, due_after};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +56,26 @@ impl Default for KeeperConfig {
             proactive: false,
             batch: 256,
         }
+    }
+}
+
+impl KeeperConfig {
+    /// Checks the settings: every count at least 1, the interval positive, and the interval
+    /// and the jitter at most a day (a keeper that looks less often cannot keep refresh
+    /// tokens alive, and clock arithmetic on larger values would overflow).
+    pub fn validate(&self) -> Result<(), ManagerError> {
+        let bad = |why: &str| Err(ManagerError::Config(format!("keeper: {why}")));
+        let day = Duration::from_secs(24 * 3600);
+        if self.interval.is_zero() || self.interval > day || self.jitter > day {
+            return bad("interval must be positive, and interval and jitter at most a day");
+        }
+        if self.batch == 0 || self.concurrency == 0 || self.per_second == 0 {
+            return bad("batch, concurrency and per_second must be at least 1");
+        }
+        if self.max_failures == 0 {
+            return bad("max_failures must be at least 1");
+        }
+        Ok(())
     }
 }
 
@@ -153,8 +173,9 @@ fn retry_after(attempts: u32, dies: SystemTime) -> Duration {
 impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// Starts a keeper for this pool on the current Tokio runtime (see the `keeper` module).
     /// Its refresh margin is the pool's `manager.refresh_token_margin`. Must be called inside
-    /// a runtime.
-    pub fn keep(&self, config: KeeperConfig) -> Keeper {
+    /// a runtime; fails when `config` is refused ([`KeeperConfig::validate`]).
+    pub fn keep(&self, config: KeeperConfig) -> Result<Keeper, ManagerError> {
+        config.validate()?;
         let stats = Arc::new(KeeperStats::default());
         let concurrency = u32::try_from(config.concurrency.clamp(1, 1 << 20)).unwrap_or(1);
         let permits = Arc::new(Semaphore::new(concurrency as usize));
@@ -164,38 +185,44 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             Arc::clone(&stats),
             Arc::clone(&permits),
         ));
-        Keeper {
+        Ok(Keeper {
             task,
             stats,
             permits,
             concurrency,
-        }
+        })
     }
 
-    /// The keys of this pool's connections whose refresh token dies by `until`: from the
-    /// store's index, or by reading every listed set.
+    /// A page of this pool's connections whose refresh token dies by `until`, after `after`
+    /// in the order of (time, key), and whether more may follow: from the store's index, or
+    /// (where it keeps none) all of them at once, by reading every listed set. Keys of other
+    /// pools that share the prefix's start are left out.
     async fn due(
         &self,
         until: SystemTime,
+        after: DueAfter<'_>,
         limit: usize,
-    ) -> Result<Vec<(String, SystemTime)>, ManagerError> {
+    ) -> Result<(Due, bool), ManagerError> {
         let prefix = self.key_prefix();
-        if let Some(due) = self.store().due(prefix, until, limit).await? {
-            return Ok(due);
+        if let Some(mut due) = self.store().due(prefix, until, after, limit).await? {
+            let more = due.len() >= limit;
+            due.retain(|(key, _)| self.connection_of(key).is_some());
+            return Ok((due, more));
         }
         let mut due = Vec::new();
         for key in self.store().list(prefix).await?.unwrap_or_default() {
-            if let Some(stored) = self.store().load(&key).await?
+            if self.connection_of(&key).is_some()
+                && let Some(stored) = self.store().load(&key).await?
                 && stored.dead.is_none()
                 && let Some(dies) = stored.tokens.refresh_expires_at
                 && dies <= until
+                && due_after(after, dies, &key)
             {
                 due.push((key, dies));
             }
         }
-        due.sort_by_key(|(_, at)| *at);
-        due.truncate(limit);
-        Ok(due)
+        due.sort_unstable_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
+        Ok((due, false))
     }
 }
 
@@ -210,42 +237,62 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
     let gap = Duration::from_secs(1) / config.per_second.max(1);
     let margin = pool.manager_config().refresh_token_margin;
     let mut next_start = Instant::now();
-    let mut full = false;
+    let mut cursor: Option<(SystemTime, String)> = None;
+    let mut until = SystemTime::now();
+    // The connections seen in the walk so far: what the failure map keeps after it.
+    let mut walked: std::collections::HashSet<String> = Default::default();
     loop {
-        // A full batch means more are due: look again at once (the index has moved on).
-        if !full {
+        // Each look walks the whole due set, page by page (each after the last page's end),
+        // so that entries skipped (backing off, given up, locked elsewhere) never hold the
+        // rest back; then it waits for the next look.
+        let first_page = cursor.is_none();
+        if first_page {
+            // The last walk is over: forget the failures of connections it no longer saw.
+            if !walked.is_empty() {
+                let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
+                failing.retain(|key, _| walked.contains(key));
+                walked.clear();
+            }
             tokio::time::sleep(config.interval + up_to(config.jitter)).await;
+            stats.looks.fetch_add(1, Ordering::Relaxed);
+            until = SystemTime::now() + margin;
+        } else {
+            tokio::task::yield_now().await;
         }
-        stats.looks.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now();
-        let mut due = match pool.due(now + margin, config.batch).await {
-            Ok(due) => due,
+        let after = cursor.as_ref().map(|(at, key)| (*at, key.as_str()));
+        let (mut due, more) = match pool.due(until, after, config.batch).await {
+            Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "the keeper cannot read which connections are due");
+                cursor = None;
                 continue;
             }
         };
-        full = due.len() >= config.batch;
-        if config.proactive {
+        cursor = due
+            .last()
+            .filter(|_| more)
+            .map(|(key, at)| (*at, key.clone()));
+        if config.proactive && first_page {
             // Connections in use whose access token is due; the renewal's own rules decide.
             let known: std::collections::HashSet<&str> =
                 due.iter().map(|(k, _)| k.as_str()).collect();
             let extra: Vec<(String, SystemTime)> = pool
                 .stale_connections()
                 .into_iter()
-                .map(|name| (format!("{}{name}", pool.key_prefix()), IN_USE))
+                .map(|name| (pool.key_of(&name), IN_USE))
                 .filter(|(key, _)| !known.contains(key.as_str()))
                 .collect();
             due.extend(extra);
         }
-        // Replicas read the same index: each starts at its own random place in it, so that
-        // they spread over the due connections instead of queueing on the same locks.
+        walked.extend(due.iter().map(|(key, _)| key.clone()));
+        // Replicas read the same index: each starts at its own random place in the page, so
+        // that they spread over the due connections instead of queueing on the same locks.
         if !due.is_empty() {
             let start = up_to(Duration::from_secs(1)).subsec_nanos() as usize % due.len();
             due.rotate_left(start);
         }
         for (key, dies) in due {
-            let Some(connection) = key.strip_prefix(pool.key_prefix()).map(str::to_owned) else {
+            let Some(connection) = pool.connection_of(&key) else {
                 continue;
             };
             {

@@ -53,8 +53,8 @@ pub use pool::{PoolConfig, TokenPool};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};
 pub use snippet::Snippet;
 pub use store::{
-    Due, EncryptedStore, EncryptionKey, FileStore, MemoryStore, Reported, Saved, StoreError,
-    StoreLock, Stored, TokenStore,
+    Due, DueAfter, EncryptedStore, EncryptionKey, FileStore, MemoryStore, Reported, Saved,
+    StoreError, StoreLock, Stored, TokenStore,
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisOptions, RedisStore, WaitForReplicas};

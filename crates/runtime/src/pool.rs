@@ -25,8 +25,18 @@ pub struct PoolConfig {
     /// Every connection's manager settings.
     pub manager: ManagerConfig,
     /// Put before a connection's name to make its store key, so that one store can hold
-    /// several pools (or other credentials) apart. Default `conn:`.
-    pub key_prefix: String,
+    /// several pools (or other credentials) apart. Must end with `:`; a name's own `:` and
+    /// `%` are percent-encoded in the key, so no pool sees another's keys however their
+    /// prefixes overlap (`conn:` never lists `conn:x:`'s). Default (`None`):
+    /// `conn:<provider>:`, so that pools of different providers never share a key.
+    pub key_prefix: Option<String>,
+    /// Whether the client-credentials grant may fill this pool's connections (an unknown
+    /// connection, or one whose refresh token is unusable, as `manager`'s
+    /// `client_credentials_fallback` says): only for a pool whose connections are all the
+    /// application's own credentials. Default `false`: a connection holds only what the
+    /// application stored for it, and one with nothing stored is
+    /// [`ManagerError::NotConnected`].
+    pub grant_fills_connections: bool,
     /// A connection unused this long leaves memory (not the store). Default 5 minutes.
     pub idle_after: Duration,
     /// How many events a slow subscriber may fall behind before it loses the oldest.
@@ -38,12 +48,16 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             manager: ManagerConfig::default(),
-            key_prefix: "conn:".to_owned(),
+            key_prefix: None,
+            grant_fills_connections: false,
             idle_after: Duration::from_secs(300),
             event_capacity: 1024,
         }
     }
 }
+
+/// Percent-encoded in a connection's part of a store key: `:` (which ends prefixes) and `%`.
+const NAME: &percent_encoding::AsciiSet = &percent_encoding::AsciiSet::EMPTY.add(b':').add(b'%');
 
 /// Shards of the map of live connections: lookups of different connections rarely meet.
 const SHARDS: usize = 16;
@@ -63,7 +77,12 @@ struct Inner<C, S> {
     client: Arc<C>,
     store: Arc<S>,
     config: PoolConfig,
+    /// The key prefix in force (the configured one, or `conn:<provider>:`).
+    prefix: String,
     shards: Vec<Shard<C, S>>,
+    /// The newest version each swept connection had seen, so that a connection made again
+    /// still knows a store gone backwards (sharded like the live connections).
+    seen: Vec<RwLock<HashMap<Arc<str>, u64, foldhash::fast::RandomState>>>,
     events: broadcast::Sender<TokenEvent>,
     /// When the idle connections were last dropped (coarse milliseconds).
     swept: AtomicU64,
@@ -86,7 +105,7 @@ impl<C, S> Clone for TokenPool<C, S> {
 impl<C, S> fmt::Debug for TokenPool<C, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenPool")
-            .field("key_prefix", &self.inner.config.key_prefix)
+            .field("key_prefix", &self.inner.prefix)
             .field("active", &self.active_connections())
             .finish_non_exhaustive()
     }
@@ -110,7 +129,20 @@ fn shard_of(connection: &str) -> usize {
 impl<C, S> TokenPool<C, S> {
     /// The prefix of the store keys of this pool's connections.
     pub fn key_prefix(&self) -> &str {
-        &self.inner.config.key_prefix
+        &self.inner.prefix
+    }
+
+    /// The connection a store key of this pool stands for; `None` for a key of another pool
+    /// (another prefix, or a longer one that starts with this one).
+    pub fn connection_of(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(self.inner.prefix.as_str())?;
+        if rest.contains(':') {
+            return None;
+        }
+        percent_encoding::percent_decode_str(rest)
+            .decode_utf8()
+            .ok()
+            .map(|name| name.into_owned())
     }
 
     /// The store.
@@ -143,13 +175,31 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// [`ManagerConfig::validate`]).
     pub fn new(client: C, store: S, config: PoolConfig) -> Result<Self, ManagerError> {
         config.manager.validate(client.attempt_timeout())?;
+        let prefix = config
+            .key_prefix
+            .clone()
+            .unwrap_or_else(|| format!("conn:{}:", client.provider()));
+        if !prefix.ends_with(':') {
+            return Err(ManagerError::Config(format!(
+                "the pool's key_prefix {prefix:?} must end with ':' (so that no other pool's keys start with it)"
+            )));
+        }
+        if config.idle_after.is_zero() {
+            return Err(ManagerError::Config(
+                "the pool's idle_after must be positive".into(),
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 client: Arc::new(client),
                 store: Arc::new(store),
                 events: crate::events::EventSink::channel(config.event_capacity),
                 config,
+                prefix,
                 shards: (0..SHARDS)
+                    .map(|_| RwLock::new(HashMap::default()))
+                    .collect(),
+                seen: (0..SHARDS)
                     .map(|_| RwLock::new(HashMap::default()))
                     .collect(),
                 swept: AtomicU64::new(now_millis()),
@@ -159,7 +209,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
 
     /// The store key of `connection`.
     pub fn key_of(&self, connection: &str) -> String {
-        format!("{}{connection}", self.inner.config.key_prefix)
+        let name = percent_encoding::utf8_percent_encode(connection, NAME);
+        format!("{}{name}", self.inner.prefix)
     }
 
     /// The manager of `connection`, made if it is not in memory.
@@ -180,13 +231,26 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             return Ok(entry.manager.clone());
         }
         let name: Arc<str> = Arc::from(connection);
+        let kind = if self.inner.config.grant_fills_connections {
+            crate::manager::Connection::GrantFills
+        } else {
+            crate::manager::Connection::Customer
+        };
+        let seen = self.inner.seen[shard_of(connection)]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection);
         let manager = TokenManager::with_config(
             Arc::clone(&self.inner.client),
             Arc::clone(&self.inner.store),
             self.key_of(connection),
             self.inner.config.manager.clone(),
         )?
+        .into_connection(kind)
         .with_events(self.inner.events.clone(), Arc::clone(&name));
+        if let Some(version) = seen {
+            manager.saw(version);
+        }
         live.insert(
             name,
             Live {
@@ -277,8 +341,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// Deletes `connection` from the store (under its lock) and from memory.
     pub async fn remove(&self, connection: &str) -> Result<(), ManagerError> {
         self.manager(connection)?.remove().await?;
-        let shard = &self.inner.shards[shard_of(connection)];
-        shard
+        let shard = shard_of(connection);
+        self.inner.shards[shard]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection);
+        self.inner.seen[shard]
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(connection);
@@ -289,13 +357,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// The connections the store holds for this pool (by its key prefix), or `None` when the
     /// store cannot list its keys.
     pub async fn connections(&self) -> Result<Option<Vec<String>>, ManagerError> {
-        let prefix = &self.inner.config.key_prefix;
-        let keys = self.inner.store.list(prefix).await?;
-        Ok(keys.map(|keys| {
-            keys.into_iter()
-                .filter_map(|k| k.strip_prefix(prefix.as_str()).map(str::to_owned))
-                .collect()
-        }))
+        let keys = self.inner.store.list(&self.inner.prefix).await?;
+        Ok(keys.map(|keys| keys.iter().filter_map(|k| self.connection_of(k)).collect()))
     }
 
     /// Every connection's events from now on (see [`TokenEvent`] and
@@ -316,12 +379,22 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         let now = now_millis();
         self.inner.swept.store(now, Ordering::Relaxed);
         let idle = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-        for shard in &self.inner.shards {
+        for (shard, seen) in self.inner.shards.iter().zip(&self.inner.seen) {
             let mut live = shard.write().unwrap_or_else(|p| p.into_inner());
-            live.retain(|_, entry| {
-                now.saturating_sub(entry.used.load(Ordering::Relaxed)) < idle
-                    || entry.manager.is_busy()
+            let mut swept = Vec::new();
+            live.retain(|name, entry| {
+                let keep = now.saturating_sub(entry.used.load(Ordering::Relaxed)) < idle
+                    || entry.manager.is_busy();
+                if !keep && let Some(version) = entry.manager.seen_version() {
+                    swept.push((Arc::clone(name), version));
+                }
+                keep
             });
+            if !swept.is_empty() {
+                seen.write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(swept);
+            }
             // Give back a map's room once most of it stands empty.
             if live.capacity() > 64 && live.len() < live.capacity() / 4 {
                 live.shrink_to_fit();

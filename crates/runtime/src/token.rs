@@ -28,6 +28,12 @@ pub struct TokenSet {
     /// credential that grant created. `None` from a client (the manager fills it in) and in
     /// sets stored before origins were recorded.
     pub origin: Option<Origin>,
+    /// Who issued the set: the provider and the origin its token endpoint has
+    /// ([`RefreshClient::issuer`](crate::RefreshClient::issuer)). The token manager records it
+    /// with every set it stores and refuses a stored set another issuer made: a refresh token
+    /// is never sent to a provider or host other than the one that issued it. `None` from a
+    /// client (the manager fills it in) and in sets stored before issuers were recorded.
+    pub issuer: Option<String>,
 }
 
 /// How a credential was first obtained.
@@ -71,6 +77,7 @@ impl fmt::Debug for TokenSet {
             .field("refresh_expires_at", &self.refresh_expires_at)
             .field("extras", &self.extras.keys().collect::<Vec<_>>())
             .field("origin", &self.origin)
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -324,6 +331,7 @@ mod tests {
             refresh_expires_at: None,
             extras: Default::default(),
             origin: None,
+            issuer: None,
         };
         assert_eq!(set.remaining(at(200)), Some(Duration::ZERO));
         assert!(set.expires_within(Duration::from_secs(30), at(80)));

@@ -386,14 +386,14 @@ fn kind_of(kind: FailureKind) -> ErrorKind {
 
 /// Whether an error of `kind` from `failure` proves the request unprocessed: a refusal always,
 /// a dead token never, a transient failure as the spec's `unprocessed` says, else by its status
-/// (RFC 9110: 408, 425, 429, 503).
+/// (RFC 9110: 408, 425, 429; not 503, which proxies answer after forwarding).
 fn expected_unprocessed(failure: &tokenkit_codegen::model::Failure, kind: FailureKind) -> bool {
     match kind {
         FailureKind::Rejected => true,
         FailureKind::InvalidGrant => false,
         FailureKind::Transient => failure
             .unprocessed
-            .unwrap_or(matches!(failure.status, 408 | 425 | 429 | 503)),
+            .unwrap_or(matches!(failure.status, 408 | 425 | 429)),
     }
 }
 

@@ -90,6 +90,7 @@ impl RefreshClient for IgnoresErrors {
                 refresh_expires_at: None,
                 extras: Default::default(),
                 origin: None,
+                issuer: None,
             })
         })
     }

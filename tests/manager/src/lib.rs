@@ -67,6 +67,10 @@ impl<C: tokenkit::RefreshClient> tokenkit::RefreshClient for RefreshOnly<C> {
     fn reuse_grace(&self) -> Option<Duration> {
         self.0.reuse_grace()
     }
+
+    fn issuer(&self) -> String {
+        self.0.issuer()
+    }
 }
 
 /// A token set good for an hour, holding `refresh_token` if given.
@@ -79,6 +83,7 @@ pub fn fresh(access: &str, refresh: Option<&str>) -> TokenSet {
         refresh_expires_at: None,
         extras: Default::default(),
         origin: None,
+        issuer: None,
     }
 }
 
@@ -99,6 +104,7 @@ pub fn expired(refresh_token: &str) -> TokenSet {
         refresh_expires_at: None,
         extras: Default::default(),
         origin: None,
+        issuer: None,
     }
 }
 

@@ -90,7 +90,7 @@ async fn seed(store: &(impl TokenStore + Clone), mock: &MockServer, n: usize) {
         set.expires_at = Some(now + Duration::from_secs(3600));
         set.refresh_expires_at = Some(dies);
         set.origin = Some(Origin::Application);
-        sets.push((format!("conn:{name}"), set));
+        sets.push((format!("conn:fleetbank:{name}"), set));
     }
     let mut tasks = tokio::task::JoinSet::new();
     for chunk in sets.chunks(500) {
@@ -166,7 +166,11 @@ async fn check(
     let mut lost = HashSet::new();
     let now = SystemTime::now();
     for i in 0..n {
-        let stored = store.load(&format!("conn:c{i}")).await.unwrap().unwrap();
+        let stored = store
+            .load(&format!("conn:fleetbank:c{i}"))
+            .await
+            .unwrap()
+            .unwrap();
         if stored.tokens.refresh_expires_at.is_none_or(|at| at <= now) {
             lost.insert(format!("c{i}"));
         }

@@ -191,6 +191,7 @@ async fn the_reauthentication_hook_replaces_a_dead_token() {
                 refresh_expires_at: None,
                 extras: Default::default(),
                 origin: None,
+                issuer: None,
             })
         })
     });
@@ -335,7 +336,7 @@ async fn an_ambiguous_failure_resends_where_the_spec_allows() {
 
 #[tokio::test]
 async fn transient_failures_are_retried_with_backoff_then_reported() {
-    let later = || RefreshError::documented(ErrorKind::RetryLater, 503, Default::default(), None);
+    let later = || RefreshError::documented(ErrorKind::RetryLater, 429, Default::default(), None);
     let scripted = Arc::new(Scripted::new(
         Rotation::OneTime,
         vec![Err(later()), Err(later()), Ok(fresh("at-2", Some("rt-2")))],
@@ -591,6 +592,56 @@ async fn issued_tokens_survive_failed_writes() {
     let other = TokenManager::new(client(&mock.base_url()), memory, "k").unwrap();
     other.force_refresh().await.unwrap();
     assert_eq!(mock.authority_stats().reuses, 0);
+}
+
+/// A removal, or a replacement, while the write of a refreshed set is being retried: the
+/// writer holds the lock, yet the removal goes through at once (it cancels the retry), and
+/// the removed set never comes back once the store takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_or_replacement_cancels_the_write_being_retried() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let memory = MemoryStore::new();
+    let store = FailingWrites {
+        inner: memory.clone(),
+        failures: Arc::new(AtomicUsize::new(0)),
+    };
+    // A waiter that outwaits a writer holding the lock would fail with LockTimeout.
+    let config = ManagerConfig {
+        lock_wait: Duration::from_millis(500),
+        ..quick()
+    };
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", config).unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    store.failures.store(usize::MAX, Ordering::SeqCst);
+    let refreshed = manager.access_token().await.unwrap();
+    assert_ne!(refreshed.expose(), "at-expired");
+    manager.remove().await.unwrap();
+    store.failures.store(0, Ordering::SeqCst);
+    assert_eq!(memory.load("k").await.unwrap(), None);
+    // The customer connects again; the set is theirs, whatever the old writer had.
+    let second = mock.new_family().unwrap();
+    assert!(manager.seed(expired(&second)).await.unwrap());
+    let token = manager.access_token().await.unwrap();
+    assert_ne!(token, refreshed);
+    // Numbered after the removed version 1; the refresh made it 3.
+    assert_eq!(memory.load("k").await.unwrap().unwrap().version, 3);
+
+    // The same for a replacement: a refreshed set whose write fails, then the customer's new
+    // consent is put in place and stays.
+    store.failures.store(usize::MAX, Ordering::SeqCst);
+    manager.force_refresh().await.unwrap();
+    let third = mock.new_family().unwrap();
+    store.failures.store(0, Ordering::SeqCst);
+    manager.replace(expired(&third)).await.unwrap();
+    let stored = memory.load("k").await.unwrap().unwrap();
+    assert_eq!(
+        stored.tokens.refresh_token.as_ref().map(|t| t.expose()),
+        Some(third.as_str())
+    );
+    manager.access_token().await.unwrap();
+    let stats = mock.authority_stats();
+    assert_eq!((stats.reuses, stats.rejected), (0, 0), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -973,12 +1024,7 @@ async fn a_store_that_lost_the_set_gets_the_newest_one_written_back() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The provider has the request; the store forgets everything.
-    let wipe = store
-        .try_lock("wipe", Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
-    store.delete("k", &wipe).await.unwrap();
+    store.clear();
     let token = refreshing.await.unwrap().unwrap();
     let stored = store.load("k").await.unwrap().expect("written back");
     assert_eq!(stored.tokens.access_token.expose(), token.expose());
@@ -1027,7 +1073,7 @@ async fn an_older_stored_set_than_one_seen_is_never_refreshed_with() {
         .await
         .unwrap()
         .unwrap();
-    store.delete("k", &lock).await.unwrap();
+    store.clear();
     store.restore("k", &snapshot, &lock).await.unwrap();
     lock.release().await;
 
@@ -1067,14 +1113,22 @@ async fn after_re_authentication_a_new_login_replaces_the_set_and_remove_forgets
     mock.revoke_families();
     let err = manager.access_token().await.unwrap_err();
     assert!(matches!(err, ManagerError::ReAuthenticate { .. }), "{err}");
-    // The user logs in again: seeding keeps the dead set; replacing puts the new one in place.
+    // The user logs in again: a seed replaces the dead set (as `replace` would), and a seed
+    // over a live set keeps it.
     let login = fresh("at-login", Some("rt-login"));
-    assert!(!manager.seed(login.clone()).await.unwrap());
-    manager.replace(login).await.unwrap();
+    assert!(manager.seed(login.clone()).await.unwrap());
+    assert!(
+        !manager
+            .seed(fresh("at-other", Some("rt-other")))
+            .await
+            .unwrap()
+    );
     assert_eq!(manager.access_token().await.unwrap().expose(), "at-login");
     let stored = store.load("k").await.unwrap().unwrap();
     assert_eq!(stored.tokens.access_token.expose(), "at-login");
     assert_eq!(stored.version, 2);
+    manager.replace(login).await.unwrap();
+    assert_eq!(store.load("k").await.unwrap().unwrap().version, 3);
     // Removed: gone from the store and from this process.
     manager.remove().await.unwrap();
     assert_eq!(store.load("k").await.unwrap(), None);

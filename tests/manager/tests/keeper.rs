@@ -83,7 +83,7 @@ async fn keeps_alive<S: TokenStore + Clone>(store: S, connections: usize, what: 
             .unwrap();
         names.push(name);
     }
-    let keeper = pool.keep(keeper_config());
+    let keeper = pool.keep(keeper_config()).unwrap();
     // Three idle lifetimes with nobody asking for a token.
     tokio::time::sleep(Duration::from_secs(16)).await;
     let stats = mock.authority_stats();
@@ -99,7 +99,11 @@ async fn keeps_alive<S: TokenStore + Clone>(store: S, connections: usize, what: 
         stats.refreshes
     );
     for name in &names {
-        let stored = store.load(&format!("conn:{name}")).await.unwrap().unwrap();
+        let stored = store
+            .load(&format!("conn:idlebank:{name}"))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             stored.tokens.refresh_expires_at.unwrap() > SystemTime::now(),
             "{what}: {name}"
@@ -109,7 +113,7 @@ async fn keeps_alive<S: TokenStore + Clone>(store: S, connections: usize, what: 
     let mut events = pool.subscribe();
     let revoked = &names[0];
     let token = store
-        .load(&format!("conn:{revoked}"))
+        .load(&format!("conn:idlebank:{revoked}"))
         .await
         .unwrap()
         .unwrap();
@@ -180,10 +184,12 @@ async fn a_proactive_keeper_renews_connections_in_use_before_their_access_token_
     pool.seed("in-use", set).await.unwrap();
     pool.access_token("in-use").await.unwrap();
     let after_first = mock.authority_stats().refreshes;
-    let keeper = pool.keep(KeeperConfig {
-        proactive: true,
-        ..keeper_config()
-    });
+    let keeper = pool
+        .keep(KeeperConfig {
+            proactive: true,
+            ..keeper_config()
+        })
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let renewed = mock.authority_stats().refreshes - after_first;
     assert!(
@@ -232,6 +238,7 @@ async fn a_connection_no_keeper_can_renew_is_reported_once_by_the_replicas() {
                 max_failures: 2,
                 ..keeper_config()
             })
+            .unwrap()
         })
         .collect();
     // Two failures 500 ms apart, in each replica.
@@ -258,7 +265,11 @@ async fn a_connection_no_keeper_can_renew_is_reported_once_by_the_replicas() {
     assert_eq!(reported.len(), 20, "{reported:?}");
     assert!(reported.values().all(|n| *n == 1), "{reported:?}");
     for i in 0..20 {
-        let stored = store.load(&format!("conn:c{i}")).await.unwrap().unwrap();
+        let stored = store
+            .load(&format!("conn:idlebank:c{i}"))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             stored.expiring.is_some() && stored.dead.is_none(),
             "{stored:?}"
@@ -285,17 +296,31 @@ async fn the_keeper_keeps_connections_alive_across_a_redis_restart() {
             .unwrap();
     }
     // 500 renewals a second: the first wave, from +3 s (6 s tokens, 3 s margin), takes 2 s.
-    let keeper = pool.keep(KeeperConfig {
-        per_second: 500,
-        ..keeper_config()
-    });
-    tokio::time::sleep(Duration::from_millis(3800)).await;
-    let before = mock.authority_stats().refreshes;
+    let keeper = pool
+        .keep(KeeperConfig {
+            per_second: 500,
+            ..keeper_config()
+        })
+        .unwrap();
+    // The kill comes amid the first wave, when a third of it is renewed (a count, not a
+    // time: on a loaded machine the wave starts late and runs slow).
+    let refreshes = || mock.authority_stats().refreshes;
+    wait_for("a third of the first wave", Duration::from_secs(30), || {
+        refreshes() >= n / 3
+    })
+    .await;
+    let before = refreshes();
     redis.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
     redis.start_again();
-    let back = mock.authority_stats().refreshes;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let back = refreshes();
+    // Two whole waves after the restart: every connection renewed again twice over.
+    wait_for(
+        "two waves after the restart",
+        Duration::from_secs(60),
+        || refreshes() >= back + 2 * n,
+    )
+    .await;
     eprintln!("keeper: {:?}", keeper.stats());
     keeper.shutdown().await;
 
@@ -315,11 +340,27 @@ async fn the_keeper_keeps_connections_alive_across_a_redis_restart() {
     assert!(stats.refreshes > back, "nothing renewed after the restart");
     let now = SystemTime::now();
     for i in 0..n {
-        let stored = store.load(&format!("conn:c{i}")).await.unwrap().unwrap();
+        let stored = store
+            .load(&format!("conn:idlebank:c{i}"))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             stored.tokens.refresh_expires_at.is_some_and(|at| at > now) && stored.dead.is_none(),
             "c{i} is not alive: {stored:?}"
         );
+    }
+}
+
+/// Waits until `done` holds, looking every 20 ms; fails the test after `limit`.
+async fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -336,9 +377,9 @@ async fn a_failing_connection_is_tried_more_often_as_its_refresh_token_nears_dea
     set.refresh_expires_at = Some(SystemTime::now() + Duration::from_secs(5));
     pool.seed("c", set).await.unwrap();
     for _ in 0..4 {
-        proxy.enqueue(tokenkit_manager_tests::ProxyFault::BeforeForwarding(503));
+        proxy.enqueue(tokenkit_manager_tests::ProxyFault::BeforeForwarding(429));
     }
-    let keeper = pool.keep(keeper_config());
+    let keeper = pool.keep(keeper_config()).unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
     let stats = keeper.stats();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -351,7 +392,7 @@ async fn a_failing_connection_is_tried_more_often_as_its_refresh_token_nears_dea
         (1, 0),
         "{authority:?}"
     );
-    let stored = store.load("conn:c").await.unwrap().unwrap();
+    let stored = store.load("conn:idlebank:c").await.unwrap().unwrap();
     assert!(
         stored
             .tokens

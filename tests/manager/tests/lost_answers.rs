@@ -1,6 +1,7 @@
 //! Answers that do not prove a one-time refresh token unspent: a forwarding proxy in front of
-//! the rotation-enforcing mock lets a refresh through and then fails the client (502, 504,
-//! 500), or fails it before forwarding (429, 503). Counts what the provider saw.
+//! the rotation-enforcing mock lets a refresh through and then fails the client (502, 503,
+//! 504, 500: Envoy and Istio answer 503 "upstream reset before headers" after forwarding), or
+//! fails it before forwarding (429). Counts what the provider saw.
 
 use std::time::Duration;
 use tokenkit::{FileStore, ManagerConfig, ManagerError, RefreshClient, TokenManager, TokenStore};
@@ -35,7 +36,7 @@ fn easyship(base_url: &str) -> tokenkit_easyship::Client {
 
 #[tokio::test]
 async fn a_refresh_lost_behind_a_failing_gateway_is_never_resent() {
-    for status in [502, 504, 500] {
+    for status in [502, 503, 504, 500] {
         let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
         let proxy = FaultyProxy::start(&mock).await;
         proxy.enqueue(ProxyFault::AfterForwarding(status));
@@ -106,11 +107,11 @@ async fn a_timeout_after_the_provider_answered_is_never_resent() {
 }
 
 #[tokio::test]
-async fn a_rate_limiter_or_maintenance_page_before_the_provider_is_retried() {
+async fn a_rate_limiter_before_the_provider_is_retried() {
     let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
     let proxy = FaultyProxy::start(&mock).await;
     proxy.enqueue(ProxyFault::BeforeForwarding(429));
-    proxy.enqueue(ProxyFault::BeforeForwarding(503));
+    proxy.enqueue(ProxyFault::BeforeForwarding(429));
     let manager = TokenManager::with_config(
         easyship(&proxy.base_url()),
         tokenkit::MemoryStore::new(),

@@ -225,7 +225,11 @@ async fn a_dead_connection_is_reported_once_by_replicas_sharing_a_store() {
             "{result:?}"
         );
     }
-    let stored = store.load("conn:gone").await.unwrap().unwrap();
+    let stored = store
+        .load(&replicas[0].key_of("gone"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(stored.dead.is_some(), "the set is marked dead: {stored:?}");
     assert_eq!(
         stored.tokens.refresh_token.as_ref().map(|t| t.expose()),
@@ -251,6 +255,14 @@ async fn a_dead_connection_is_reported_once_by_replicas_sharing_a_store() {
     for pool in &replicas {
         pool.access_token("gone").await.unwrap();
     }
-    assert_eq!(store.load("conn:gone").await.unwrap().unwrap().dead, None);
+    assert_eq!(
+        store
+            .load(&replicas[0].key_of("gone"))
+            .await
+            .unwrap()
+            .unwrap()
+            .dead,
+        None
+    );
     assert_eq!(mock.authority_stats().refreshes, 1);
 }

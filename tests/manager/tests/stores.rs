@@ -136,7 +136,10 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
     let indexed = |due: Option<tokenkit::Due>| due.map(|d| d.iter().any(|(k, _)| k == "k"));
     assert!(store.mark_sending("k", 6, &lock).await.unwrap(), "{what}");
     for report in [Reported::Expiring, Reported::Dead] {
-        assert_ne!(indexed(store.due("", hour, 10).await.unwrap()), Some(false));
+        assert_ne!(
+            indexed(store.due("", hour, None, 10).await.unwrap()),
+            Some(false)
+        );
         let mark = |report| store.mark_reported("k", 6, report, &lock);
         assert!(
             !store.mark_reported("k", 5, report, &lock).await.unwrap(),
@@ -150,7 +153,10 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
         dead.dead.is_some() && dead.expiring.is_some() && dead.sending.is_some(),
         "{what}: {dead:?}"
     );
-    assert_ne!(indexed(store.due("", hour, 10).await.unwrap()), Some(true));
+    assert_ne!(
+        indexed(store.due("", hour, None, 10).await.unwrap()),
+        Some(true)
+    );
     // Restored as it is, marks and all; a new version clears it.
     let mut back = dead.clone();
     back.version = 9;
@@ -173,25 +179,64 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
         (None, None, None),
         "{what}"
     );
-    // Deleted: nothing stored; a restore writes into the empty key.
+    // Deleted: nothing stored, and the removal stays: nothing is put back over it, whatever
+    // its version, and the next set is numbered after the removed one (versions never repeat
+    // for a key, so a process that saw version 10 never takes the new set for a store gone
+    // backwards).
     assert!(matches!(
         store.delete("k", &lock).await.unwrap(),
         Saved::Written(_)
     ));
     assert_eq!(store.load("k").await.unwrap(), None, "{what}");
+    for version in [3, 10, 11, 99] {
+        assert_eq!(
+            store
+                .restore("k", &set(version, "rt-removed", None), &lock)
+                .await
+                .unwrap(),
+            Saved::Conflict(Some(10)),
+            "{what}: a removed set was put back as version {version}"
+        );
+    }
+    assert_eq!(store.load("k").await.unwrap(), None, "{what}");
+    assert_eq!(
+        store.save("k", &expired("rt-new"), Some(10)).await.unwrap(),
+        Saved::Conflict(None),
+        "{what}: a removed version is not current"
+    );
+    assert_eq!(
+        store.save("k", &expired("rt-new"), None).await.unwrap(),
+        Saved::Written(11),
+        "{what}: a new set after a removal repeats a version"
+    );
+    assert_eq!(store.load("k").await.unwrap().unwrap().version, 11);
+    // Deleted again, then re-seeded: still counting up.
+    store.delete("k", &lock).await.unwrap();
+    assert_eq!(
+        store.save("k", &expired("rt-newer"), None).await.unwrap(),
+        Saved::Written(12),
+        "{what}"
+    );
+    // A key that never held a set takes a put-back (a store restarted empty).
+    let fresh = store
+        .try_lock("fresh", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("free");
     assert_eq!(
         store
-            .restore("k", &set(3, "rt-3", None), &lock)
+            .restore("fresh", &set(3, "rt-3", None), &fresh)
             .await
             .unwrap(),
         Saved::Written(3),
         "{what}"
     );
     assert_eq!(
-        store.load("k").await.unwrap().unwrap().sending,
+        store.load("fresh").await.unwrap().unwrap().sending,
         None,
         "{what}"
     );
+    fresh.release().await;
     lock.release().await;
 }
 
@@ -384,7 +429,11 @@ async fn indexes_due_times(store: impl TokenStore, what: &str) {
     store.save("other/a", &dying(1), None).await.unwrap();
     let until = now + Duration::from_secs(10);
     let keys = |due: Vec<(String, SystemTime)>| due.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-    let due = store.due("due/", until, 100).await.unwrap().expect(what);
+    let due = store
+        .due("due/", until, None, 100)
+        .await
+        .unwrap()
+        .expect(what);
     assert_eq!(keys(due), ["due/a", "due/b"], "{what}");
     // Renewed: its new time counts. Removed: gone.
     store.save("due/a", &dying(200), Some(1)).await.unwrap();
@@ -396,11 +445,11 @@ async fn indexes_due_times(store: impl TokenStore, what: &str) {
     store.delete("due/b", &lock).await.unwrap();
     lock.release().await;
     assert!(
-        keys(store.due("due/", until, 100).await.unwrap().unwrap()).is_empty(),
+        keys(store.due("due/", until, None, 100).await.unwrap().unwrap()).is_empty(),
         "{what}"
     );
     let all = store
-        .due("due/", now + Duration::from_secs(1000), 1)
+        .due("due/", now + Duration::from_secs(1000), None, 1)
         .await
         .unwrap()
         .unwrap();
@@ -423,7 +472,7 @@ async fn stores_index_when_refresh_tokens_die() {
     let files = FileStore::new(&dir).unwrap();
     assert!(
         files
-            .due("", SystemTime::now(), 10)
+            .due("", SystemTime::now(), None, 10)
             .await
             .unwrap()
             .is_none(),

@@ -42,7 +42,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         seen: Option<u64>,
         lock: &StoreLock,
     ) -> Result<Held, ManagerError> {
-        let mut current = self.store.load(&self.key).await?;
+        let mut current = self.load().await?;
         let mut attempt = 0;
         let mut rereads = 0;
         let resend_safe = self.client.rotation().resend_is_safe();
@@ -87,7 +87,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                     Ok(false) if rereads < 3 => {
                         // The set changed under us, or the lock is gone: look again.
                         rereads += 1;
-                        current = self.store.load(&self.key).await?;
+                        current = self.load().await?;
                         continue;
                     }
                     Ok(false) => return Err(ManagerError::LockLost),
@@ -139,7 +139,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             if dead || !may_resend {
                 // Another process may have rotated the token since it was read: only a newer
                 // stored set may be tried, never the same token again.
-                let latest = self.store.load(&self.key).await?;
+                let latest = self.load().await?;
                 let changed = latest.as_ref().map(|s| s.version) != Some(stored.version);
                 if changed && rereads < 3 {
                     rereads += 1;
@@ -164,7 +164,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             attempt += 1;
             tracing::debug!(attempt, ?delay, error = %error, "retrying the refresh");
             tokio::time::sleep(delay).await;
-            current = self.store.load(&self.key).await?;
+            current = self.load().await?;
         }
     }
 
@@ -269,8 +269,17 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         let Some(newest) = self.cache.load_full() else {
             return Ok(stored);
         };
+        // Marked as sent a reuse grace ago: the mark keeps everyone from sending the token
+        // while its holder's answer may still land, but never opens the provider's reuse
+        // grace (this token may have been spent long before).
+        let now = SystemTime::now();
+        let marked = self
+            .client
+            .reuse_grace()
+            .and_then(|grace| now.checked_sub(grace))
+            .unwrap_or(now);
         let set = Stored {
-            sending: Some(SystemTime::now()),
+            sending: Some(marked),
             ..Stored::unmarked(newest.version, newest.tokens.clone())
         };
         if !lock.confirm().await {
@@ -278,7 +287,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         }
         match self.store.restore(&self.key, &set, lock).await? {
             Saved::LockLost => Err(ManagerError::LockLost),
-            _ => Ok(self.store.load(&self.key).await?),
+            _ => Ok(self.load().await?),
         }
     }
 

@@ -11,7 +11,9 @@ pub struct ManagerConfig {
     /// Refresh this long before the refresh token dies (its stated or idle lifetime), so that
     /// a connection is renewed while it still can be; a pool's keeper visits connections by
     /// the same rule. A refresh token received with a shorter remaining life is refreshed
-    /// halfway through it.
+    /// halfway through it. Default 5 minutes: room for a replica that died holding the lock
+    /// (its lease lasts `lock_ttl`), the waiters' `lock_wait` and a few attempts. Where the
+    /// store's lock is a lease (Redis), keep it above `lock_ttl` plus an attempt.
     pub refresh_token_margin: Duration,
     /// The lifetime assumed for an access token whose provider gave no expiry; it is stored
     /// as the set's expiry, so every process sharing the store agrees on it.
@@ -93,6 +95,14 @@ impl ManagerConfig {
         if self.backoff > self.max_backoff {
             return bad("backoff must not exceed max_backoff".into());
         }
+        if self.refresh_token_margin.is_zero() {
+            return bad(
+                "refresh_token_margin must be positive: a refresh token renewed only when it dies is never renewed".into(),
+            );
+        }
+        if self.lock_wait < self.lock_poll {
+            return bad("lock_wait must be at least lock_poll".into());
+        }
         let attempt = self.attempt_limit();
         if let Some(timeout) = attempt_timeout
             && timeout > attempt
@@ -124,7 +134,7 @@ impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
             skew: Duration::from_secs(60),
-            refresh_token_margin: Duration::from_secs(60),
+            refresh_token_margin: Duration::from_secs(300),
             unknown_expiry: Duration::from_secs(300),
             max_attempts: 4,
             backoff: Duration::from_millis(200),

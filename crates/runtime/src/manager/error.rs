@@ -41,6 +41,19 @@ pub enum ManagerError {
     /// token must not turn each request into a refresh), or the refresh brought the same token.
     /// Pass the API's answer on.
     TokenRejected,
+    /// A pool's connection that holds no set: never connected, or removed. A pool fills a
+    /// connection only with what the application stores for it (`seed`, `replace`,
+    /// `seed_from_code`), never with the application's own client-credentials token unless
+    /// [`PoolConfig::grant_fills_connections`](crate::PoolConfig) says so.
+    NotConnected,
+    /// The stored set was issued by another provider or host (its
+    /// [`TokenSet::issuer`](crate::TokenSet) is not this client's): it is neither sent nor
+    /// served, nor changed. Two pools or managers share a key: give each provider its own
+    /// key prefix.
+    OtherIssuer {
+        /// The issuer the stored set names (a provider and a host, never a secret).
+        stored: String,
+    },
 }
 
 impl ManagerError {
@@ -54,7 +67,10 @@ impl ManagerError {
             | Self::LockLost
             | Self::InFlight
             | Self::TokenRejected => true,
-            Self::ReAuthenticate { .. } | Self::Config(_) => false,
+            Self::ReAuthenticate { .. }
+            | Self::Config(_)
+            | Self::NotConnected
+            | Self::OtherIssuer { .. } => false,
         }
     }
 }
@@ -77,6 +93,13 @@ impl fmt::Display for ManagerError {
             ),
             Self::TokenRejected => f.write_str(
                 "the API rejected the access token and no other one can be had now (a forced refresh ran moments ago, or brought the same token)",
+            ),
+            Self::NotConnected => f.write_str(
+                "not connected: no token set is stored for this connection (never connected, or removed); connect it first",
+            ),
+            Self::OtherIssuer { stored } => write!(
+                f,
+                "the stored token set was issued by {stored:?}, not by this client's provider and host; it is never sent or served here (give each provider its own key prefix)"
             ),
         }
     }
@@ -110,5 +133,7 @@ pub(super) fn outcome_name(result: &Result<Arc<Cached>, ManagerError>) -> &'stat
         Err(ManagerError::Config(_)) => "config",
         Err(ManagerError::InFlight) => "in_flight",
         Err(ManagerError::TokenRejected) => "token_rejected",
+        Err(ManagerError::NotConnected) => "not_connected",
+        Err(ManagerError::OtherIssuer { .. }) => "other_issuer",
     }
 }

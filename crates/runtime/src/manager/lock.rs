@@ -62,7 +62,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         let deadline = after(Instant::now(), self.config.lock_wait);
         loop {
             if let Some(accept) = accept
-                && let Some(stored) = self.store.load(&self.key).await?
+                && let Some(stored) = self.load().await?
                 && accept(&stored)
             {
                 return Ok(Acquired::Found(stored));

@@ -89,6 +89,11 @@ struct Inner<C, S> {
     client: C,
     store: S,
     key: String,
+    /// The client's issuer, recorded with every set stored and checked on every set loaded.
+    issuer: String,
+    /// A pool's connection (a customer's credential): nothing stored is `NotConnected`, and
+    /// the client-credentials grant fills it only where the pool says so.
+    connection: Option<Connection>,
     config: ManagerConfig,
     reauthenticate: Mutex<Option<ReAuthenticate>>,
     cache: ArcSwapOption<Cached>,
@@ -115,6 +120,32 @@ struct Inner<C, S> {
     /// brought. Held while such a refresh runs, so every caller rejected with the same token
     /// waits for that one refresh.
     rejected_refresh: tokio::sync::Mutex<Option<(Instant, AccessToken, AccessToken)>>,
+}
+
+/// Runs `work` as a task of its own and waits for it: a caller that gives up (a dropped
+/// future, a closed browser) never abandons a code exchange whose answer is the only copy of
+/// a set, nor a removal half done (`replace`, `remove` and `seed_from_code` run so, like the
+/// refresh).
+async fn spawned<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ManagerError>> + Send + 'static,
+) -> Result<T, ManagerError> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Err(ManagerError::Interrupted);
+    };
+    runtime
+        .spawn(work)
+        .await
+        .unwrap_or(Err(ManagerError::Interrupted))
+}
+
+/// How a pool's connection may be filled when nothing usable is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Connection {
+    /// Only by what the application stores: the customer's own credential.
+    Customer,
+    /// Also by the client-credentials grant, as the manager's configuration says (the pool
+    /// holds the application's own credentials).
+    GrantFills,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -222,6 +253,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         config.validate(client.attempt_timeout())?;
         Ok(Self {
             inner: Arc::new(Inner {
+                issuer: client.issuer(),
+                connection: None,
                 client,
                 store,
                 key: key.into(),
@@ -239,6 +272,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                 rejected_refresh: tokio::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// Makes this manager a pool's connection (see [`Connection`]); before it is shared.
+    pub(crate) fn into_connection(mut self, kind: Connection) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.connection = Some(kind);
+        }
+        self
     }
 
     /// Sends this manager's events to `tx` under the connection name `connection` (a pool's
@@ -273,6 +314,17 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         Box::pin(self.current_or_unexpired(false, false, |_| ())).await
     }
 
+    /// The newest version this manager has seen, if any (a pool keeps it when it drops the
+    /// manager from memory).
+    pub(crate) fn seen_version(&self) -> Option<u64> {
+        Some(self.inner.high_water.load(Ordering::Acquire)).filter(|v| *v > 0)
+    }
+
+    /// Remembers `version` as seen: a store that holds an older one went backwards.
+    pub(crate) fn saw(&self, version: u64) {
+        self.inner.high_water.fetch_max(version, Ordering::AcqRel);
+    }
+
     /// Whether a refresh is in flight or a write is being retried: a pool keeps such a
     /// manager however long it has been idle.
     pub(crate) fn is_busy(&self) -> bool {
@@ -295,10 +347,22 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     pub async fn seed(&self, mut tokens: TokenSet) -> Result<bool, ManagerError> {
         let inner = &self.inner;
         tokens.origin.get_or_insert(Origin::Application);
-        Ok(matches!(
-            inner.store.save(&inner.key, &tokens, None).await?,
-            Saved::Written(_)
-        ))
+        tokens.issuer = Some(inner.issuer.clone());
+        match inner.store.save(&inner.key, &tokens, None).await? {
+            Saved::Written(_) => Ok(true),
+            _ => {
+                // What is stored may be no one's to keep: a set the client-credentials grant
+                // made (the application's own token where a user's belongs) or one marked
+                // dead. The seed replaces those, under the lock.
+                let replaceable = inner.load().await?.is_some_and(|stored| {
+                    stored.dead.is_some() || stored.tokens.origin == Some(Origin::ClientCredentials)
+                });
+                if replaceable {
+                    self.replace(tokens).await?;
+                }
+                Ok(replaceable)
+            }
+        }
     }
 
     /// Stores `tokens` in place of whatever is stored (a new login after
@@ -306,15 +370,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     /// on. Runs under the store's lock, after any refresh in flight; the set is stored before
     /// it is served, and a failed write keeps it in memory and retries, as for a refresh.
     pub async fn replace(&self, tokens: TokenSet) -> Result<(), ManagerError> {
-        Arc::clone(&self.inner).replace(tokens).await?;
-        Ok(())
+        let inner = Arc::clone(&self.inner);
+        spawned(async move { inner.replace(tokens).await.map(drop) }).await
     }
 
     /// Deletes the credential's set from the store (under its lock, after any refresh in
     /// flight) and forgets it here: the next call finds nothing stored and takes the
     /// re-authentication path.
     pub async fn remove(&self) -> Result<(), ManagerError> {
-        Arc::clone(&self.inner).remove().await
+        let inner = Arc::clone(&self.inner);
+        spawned(inner.remove()).await
     }
 
     /// Exchanges an authorization code (from the redirect after a user's consent) and stores
@@ -323,7 +388,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     /// before it is served. Fails with [`ManagerError::Config`] when the provider's spec offers
     /// no authorization-code grant.
     pub async fn seed_from_code(&self, exchange: &CodeExchange) -> Result<TokenSet, ManagerError> {
-        let cached = Arc::clone(&self.inner).seed_from_code(exchange).await?;
+        let inner = Arc::clone(&self.inner);
+        let exchange = exchange.clone();
+        let cached = spawned(async move { inner.seed_from_code(&exchange).await }).await?;
         Ok(cached.tokens.clone())
     }
 
@@ -395,11 +462,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         let mut last = self.inner.rejected_refresh.lock().await;
         if let Some((at, replaced, brought)) = last.as_ref() {
             if replaced == rejected {
-                // The refresh this rejection asked for has run: its token, or a newer one.
-                return Ok(self
+                // The refresh this rejection asked for has run: its token, or a newer one,
+                // never the refused one (a refresh may bring the same token back).
+                return self
                     .cached_access_token()
                     .filter(|t| t != rejected)
-                    .unwrap_or_else(|| brought.clone()));
+                    .or_else(|| Some(brought.clone()).filter(|t| t != rejected))
+                    .ok_or(ManagerError::TokenRejected);
             }
             if at.elapsed() < self.inner.config.rejection_interval {
                 return Err(ManagerError::TokenRejected);
@@ -411,5 +480,23 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
             return Err(ManagerError::TokenRejected);
         }
         Ok(token)
+    }
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
+    /// The stored set, refused when another issuer made it (never sent, served or changed).
+    pub(super) async fn load(&self) -> Result<Option<Stored>, ManagerError> {
+        let stored = self.store.load(&self.key).await?;
+        if let Some(other) = stored
+            .as_ref()
+            .and_then(|s| s.tokens.issuer.as_deref())
+            .filter(|issuer| *issuer != self.issuer)
+        {
+            tracing::error!(credential = %self.key, stored = other, expected = %self.issuer, "the stored token set was issued by another provider or host; refusing it");
+            return Err(ManagerError::OtherIssuer {
+                stored: other.to_owned(),
+            });
+        }
+        Ok(stored)
     }
 }

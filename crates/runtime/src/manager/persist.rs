@@ -20,6 +20,9 @@ pub(super) struct Unsaved {
     /// The retrying task; finished without clearing the slot means it died (a panic, or its
     /// runtime shut down), and the next call takes the write over.
     writer: tokio::task::AbortHandle,
+    /// Tells the writer to give up: the application replaced or removed the set, so this
+    /// one must never land over what it put in place.
+    cancel: Arc<tokio::sync::Notify>,
 }
 
 /// How one refresh under the lock ended.
@@ -43,6 +46,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         tokens
             .expires_at
             .get_or_insert(received + self.config.unknown_expiry);
+        tokens.issuer = Some(self.issuer.clone());
         let cached = |version| {
             Arc::new(Cached::new(
                 Stored::unmarked(version, tokens.clone()),
@@ -62,12 +66,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 tracing::warn!(
                     "the stored token set changed during a refresh; keeping the newer one"
                 );
-                Held::Done(match self.store.load(&self.key).await {
+                Held::Done(match self.load().await {
                     Ok(Some(s)) => Ok(Arc::new(Cached::new(s, &self.config, None))),
                     Ok(None) => Err(ManagerError::Store(StoreError::new(
                         "the token set vanished during a refresh",
                     ))),
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 })
             }
             // The store was away, or the lease expired under a live holder: these tokens are
@@ -133,15 +137,19 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 let mut slot = locked(&self.unsaved);
                 let writer = Arc::clone(self);
                 let retried = tokens.clone();
-                let handle =
-                    tokio::spawn(
-                        async move { writer.retry_write(Some(lock), retried, expected).await },
-                    );
+                let cancel = Arc::new(tokio::sync::Notify::new());
+                let cancelled = Arc::clone(&cancel);
+                let handle = tokio::spawn(async move {
+                    writer
+                        .retry_write(Some(lock), retried, expected, cancelled)
+                        .await
+                });
                 *slot = Some(Unsaved {
                     cached: Arc::clone(&cached),
                     tokens,
                     expected,
                     writer: handle.abort_handle(),
+                    cancel,
                 });
                 self.unsaved_pending.store(true, Ordering::Release);
                 Ok(cached)
@@ -159,10 +167,17 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         mut lock: Option<StoreLock>,
         tokens: TokenSet,
         expected: Option<u64>,
+        cancel: Arc<tokio::sync::Notify>,
     ) {
         let mut attempt = 0;
         loop {
-            tokio::time::sleep(backoff(&self.config, attempt)).await;
+            tokio::select! {
+                () = tokio::time::sleep(backoff(&self.config, attempt)) => {}
+                () = cancel.notified() => {
+                    tracing::info!(credential = %self.key, "the set whose write was retried was replaced or removed; dropping it");
+                    break;
+                }
+            }
             attempt = attempt.saturating_add(1);
             let held = match &lock {
                 Some(held) => held.confirm().await,
@@ -183,19 +198,30 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             match self.write(&tokens, expected, held).await {
                 Ok(Saved::Written(version)) => {
                     if let Some(unsaved) = self.take_unsaved() {
-                        self.publish(Arc::new(Cached {
+                        let cached = Arc::new(Cached {
                             tokens: unsaved.cached.tokens.clone(),
                             version,
                             fresh_until: unsaved.cached.fresh_until,
                             obtained: true,
-                        }));
+                        });
+                        self.note_stored(&cached);
+                        self.publish(cached);
                     }
                     tracing::info!(credential = %self.key, attempt, "stored the refreshed set after a failed write");
                     break;
                 }
                 Ok(Saved::Conflict(_)) => {
-                    tracing::error!(credential = %self.key, "the store holds a newer set than the one whose write failed; keeping the stored one");
-                    self.take_unsaved();
+                    tracing::error!(credential = %self.key, "the store holds a newer set than the one whose write failed, or the credential was removed; keeping the store's");
+                    // Served no longer: the next call reads the store.
+                    if let Some(unsaved) = self.take_unsaved() {
+                        let cache = self.cache.load();
+                        if cache
+                            .as_ref()
+                            .is_some_and(|c| Arc::ptr_eq(c, &unsaved.cached))
+                        {
+                            self.cache.compare_and_swap(&cache, None);
+                        }
+                    }
                     break;
                 }
                 Ok(Saved::LockLost) => {}
@@ -206,6 +232,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         }
         if let Some(lock) = lock {
             lock.release().await;
+        }
+    }
+
+    /// Stops retrying the write of an unsaved set (the application puts another set in place,
+    /// or removes the credential): its writer releases the lock and the set is never written.
+    pub(super) fn cancel_unsaved(&self) {
+        if let Some(unsaved) = self.take_unsaved() {
+            unsaved.cancel.notify_one();
         }
     }
 
@@ -227,8 +261,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             tracing::warn!(credential = %self.key, "the writer of an unsaved set died; taking the write over");
             let writer = Arc::clone(self);
             let (tokens, expected) = (unsaved.tokens.clone(), unsaved.expected);
+            let cancel = Arc::clone(&unsaved.cancel);
             unsaved.writer = runtime
-                .spawn(async move { writer.retry_write(None, tokens, expected).await })
+                .spawn(async move { writer.retry_write(None, tokens, expected, cancel).await })
                 .abort_handle();
         }
         Some(Arc::clone(&unsaved.cached))

@@ -53,6 +53,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 Ok(fetched) => (fetched, Origin::ClientCredentials),
                 Err(e) => return Held::Done(Err(e)),
             }
+        } else if current.is_none() && self.connection.is_some() {
+            // A pool's connection nobody connected (or one removed): nothing to report.
+            return Held::Done(Err(ManagerError::NotConnected));
         } else {
             return Held::Done(Err(ManagerError::ReAuthenticate { cause }));
         };
@@ -69,6 +72,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     /// Whether the client-credentials grant may replace `current` (nothing stored, or a set of
     /// that origin, unless the configuration says otherwise).
     pub(super) fn may_grant_client_credentials(&self, current: Option<&TokenSet>) -> bool {
+        if self.connection == Some(super::Connection::Customer) {
+            // A customer's connection never becomes the application's own token.
+            return false;
+        }
         let Some(current) = current else {
             return self.config.client_credentials_fallback != ClientCredentialsFallback::Never;
         };
@@ -118,13 +125,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         mut tokens: TokenSet,
     ) -> Result<Arc<Cached>, ManagerError> {
         tokens.origin.get_or_insert(Origin::Application);
+        self.cancel_unsaved();
         let lock = self.wait_for_lock().await?;
-        let held = match self.store.load(&self.key).await {
+        let held = match self.load().await {
             Ok(stored) => {
                 *locked(&self.rejected) = None;
                 self.persist(tokens, stored.map(|s| s.version), &lock).await
             }
-            Err(e) => Held::Done(Err(e.into())),
+            Err(e) => Held::Done(Err(e)),
         };
         let cached = self.settle(lock, held).await?;
         self.publish(Arc::clone(&cached));
@@ -133,7 +141,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
 
     /// Deletes the stored set under the lock and forgets what this process knew of it.
     pub(super) async fn remove(self: Arc<Self>) -> Result<(), ManagerError> {
+        self.cancel_unsaved();
         let lock = self.wait_for_lock().await?;
+        // Another issuer's set is not this client's to remove.
+        if let Err(e) = self.load().await {
+            lock.release().await;
+            return Err(e);
+        }
         let deleted = self.store.delete(&self.key, &lock).await;
         lock.release().await;
         if deleted? == Saved::LockLost {
@@ -164,9 +178,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         if !offered {
             return Err(unoffered());
         }
+        self.cancel_unsaved();
         let lock = self.wait_for_lock().await?;
         let held = async {
-            let expected = self.store.load(&self.key).await?.map(|s| s.version);
+            let expected = self.load().await?.map(|s| s.version);
             let grant = self
                 .client
                 .grants()

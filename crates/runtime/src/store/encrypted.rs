@@ -159,6 +159,7 @@ impl<S> EncryptedStore<S> {
             refresh_expires_at: tokens.refresh_expires_at,
             extras: Default::default(),
             origin: None,
+            issuer: None,
         })
     }
 
@@ -222,9 +223,10 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         &'a self,
         prefix: &'a str,
         until: std::time::SystemTime,
+        after: super::DueAfter<'a>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
-        self.inner.due(prefix, until, limit)
+        self.inner.due(prefix, until, after, limit)
     }
 
     /// The inner store's keys: keys are not encrypted, only the sets.
@@ -362,6 +364,7 @@ mod tests {
             refresh_expires_at: None,
             extras: Default::default(),
             origin: None,
+            issuer: None,
         };
         store.save("alice", &tokens, None).await.unwrap();
         let sealed = memory.load("alice").await.unwrap().unwrap();

@@ -22,6 +22,8 @@ use std::time::{Duration, SystemTime};
 ///   it was marked ([`TokenStore::mark_sending`]); `<key>.dead` and `<key>.expiring` the
 ///   version something was reported about ([`TokenStore::mark_reported`]); a write of a new
 ///   version removes them all.
+/// - `<key>.removed` holds the last version of a deleted set (a tombstone): the next set of
+///   the key is numbered after it, and nothing is put back over the removal.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
@@ -130,6 +132,23 @@ fn read_mark(path: &Path, kind: &str, version: u64) -> Result<Option<SystemTime>
 fn write_mark(path: &Path, kind: &str, version: u64, at: SystemTime) -> Result<(), StoreError> {
     let mark = format!("{version} {}", to_millis(at));
     replace(&path.with_extension(kind), mark.as_bytes())
+}
+
+/// The tombstone of a deleted set: `<key>.removed`, holding its last version.
+const REMOVED: &str = "removed";
+
+/// The last version of `path`'s deleted set, if it was deleted (and nothing stored since).
+fn removed_version(path: &Path) -> Result<Option<u64>, StoreError> {
+    let tomb = path.with_extension(REMOVED);
+    match std::fs::read_to_string(&tomb) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(
+            "cannot read the removal of the token set",
+            &tomb,
+            &e,
+        )),
+    }
 }
 
 /// Removes the marks of whatever version is stored (best effort: a mark left behind names a
@@ -266,10 +285,16 @@ impl TokenStore for FileStore {
                 if current != expected {
                     return Ok(Saved::Conflict(current));
                 }
-                let version = current.unwrap_or(0) + 1;
+                let base = match current {
+                    Some(current) => Some(current),
+                    None => removed_version(path)?,
+                };
+                let version = base.unwrap_or(0) + 1;
                 replace(path, &encode(version, &tokens))?;
-                // The marks belonged to the version just replaced.
+                // The marks belonged to the version just replaced; the tombstone is now
+                // outnumbered by the set (a crash before this leaves both: the set wins).
                 remove_marks(path);
+                let _ = std::fs::remove_file(path.with_extension(REMOVED));
                 Ok(Saved::Written(version))
             })
         }))
@@ -287,6 +312,12 @@ impl TokenStore for FileStore {
             with_write_lock(&store, &key, |path, current| {
                 if let Some(current) = current.filter(|c| *c >= set.version) {
                     return Ok(Saved::Conflict(Some(current)));
+                }
+                // A removal is never undone by a put-back, whatever its version.
+                if current.is_none()
+                    && let Some(removed) = removed_version(path)?
+                {
+                    return Ok(Saved::Conflict(Some(removed)));
                 }
                 remove_marks(path);
                 replace(path, &encode(set.version, &set.tokens))?;
@@ -312,7 +343,13 @@ impl TokenStore for FileStore {
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
-            with_write_lock(&store, &key, |path, _| {
+            with_write_lock(&store, &key, |path, current| {
+                // The tombstone first: once the set is gone, its version must already be
+                // recorded, or a new set could repeat it.
+                let last = current.max(removed_version(path)?);
+                if let Some(last) = last {
+                    replace(&path.with_extension(REMOVED), last.to_string().as_bytes())?;
+                }
                 let marks = MARKS.iter().map(|kind| path.with_extension(kind));
                 for file in std::iter::once(path.to_path_buf()).chain(marks) {
                     match std::fs::remove_file(&file) {
@@ -436,6 +473,7 @@ mod tests {
             refresh_expires_at: None,
             extras: Default::default(),
             origin: None,
+            issuer: None,
         }
     }
 

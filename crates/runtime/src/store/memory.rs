@@ -11,6 +11,9 @@ use std::time::{Duration, SystemTime};
 #[derive(Default)]
 struct Inner {
     sets: HashMap<String, Stored>,
+    /// The last version of each deleted key (a tombstone): the next set of that key is
+    /// numbered after it, and nothing older is put back over the removal.
+    removed: HashMap<String, u64>,
     locked: HashSet<String>,
 }
 
@@ -40,6 +43,14 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Forgets every set and every removal (locks held stay held), as a restart would: what
+    /// tests use to stand for a store that lost its data.
+    pub fn clear(&self) {
+        let mut inner = self.inner();
+        inner.sets.clear();
+        inner.removed.clear();
+    }
+
     fn inner(&self) -> MutexGuard<'_, Inner> {
         // The data stays consistent under a panic: every write is a single insert.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -59,6 +70,7 @@ impl TokenStore for MemoryStore {
         &'a self,
         prefix: &'a str,
         until: std::time::SystemTime,
+        after: super::DueAfter<'a>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         let mut due: Vec<(String, std::time::SystemTime)> = self
@@ -69,10 +81,10 @@ impl TokenStore for MemoryStore {
             .filter(|(_, s)| s.dead.is_none())
             .filter_map(|(k, s)| {
                 let dies = s.tokens.refresh_expires_at?;
-                (dies <= until).then(|| (k.clone(), dies))
+                (dies <= until && super::due_after(after, dies, k)).then(|| (k.clone(), dies))
             })
             .collect();
-        due.sort_by_key(|(_, at)| *at);
+        due.sort_unstable_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
         due.truncate(limit);
         Box::pin(async move { Ok(Some(due)) })
     }
@@ -106,7 +118,8 @@ impl TokenStore for MemoryStore {
             let mut inner = self.inner();
             let current = inner.sets.get(key).map(|s| s.version);
             if current == expected {
-                let version = current.unwrap_or(0) + 1;
+                let base = current.or_else(|| inner.removed.remove(key));
+                let version = base.unwrap_or(0) + 1;
                 inner
                     .sets
                     .insert(key.to_owned(), Stored::unmarked(version, tokens.clone()));
@@ -126,7 +139,10 @@ impl TokenStore for MemoryStore {
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         let saved = {
             let mut inner = self.inner();
-            match inner.sets.get(key).map(|s| s.version) {
+            let current = inner.sets.get(key).map(|s| s.version);
+            match current.or_else(|| inner.removed.get(key).copied()) {
+                // A removal is never undone by a put-back, whatever its version.
+                Some(removed) if current.is_none() => Saved::Conflict(Some(removed)),
                 Some(current) if current >= set.version => Saved::Conflict(Some(current)),
                 _ => {
                     inner.sets.insert(key.to_owned(), set.clone());
@@ -142,7 +158,12 @@ impl TokenStore for MemoryStore {
         key: &'a str,
         _lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        self.inner().sets.remove(key);
+        let mut inner = self.inner();
+        if let Some(gone) = inner.sets.remove(key) {
+            let last = inner.removed.entry(key.to_owned()).or_default();
+            *last = (*last).max(gone.version);
+        }
+        drop(inner);
         Box::pin(async move { Ok(Saved::Written(0)) })
     }
 

@@ -208,6 +208,14 @@ impl fmt::Debug for StoreLock {
 /// Keys and when their refresh tokens die, earliest first ([`TokenStore::due`]).
 pub type Due = Vec<(String, std::time::SystemTime)>;
 
+/// Where a page of [`TokenStore::due`] starts: after this entry, in the order of (time, key).
+pub type DueAfter<'a> = Option<(std::time::SystemTime, &'a str)>;
+
+/// Whether `(at, key)` comes after `after` in the order of the keeper's index.
+pub fn due_after(after: DueAfter<'_>, at: SystemTime, key: &str) -> bool {
+    after.is_none_or(|(t, k)| (at, key) > (t, k))
+}
+
 /// Persistence for token sets, keyed by credential.
 pub trait TokenStore: Send + Sync + 'static {
     /// The stored token set of `key`, if any.
@@ -297,19 +305,21 @@ pub trait TokenStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>>;
 
-    /// The keys under `prefix` whose refresh token dies at or before `until`, with when, the
-    /// earliest first, at most `limit`: what a pool's keeper must refresh (never a set marked
-    /// dead, where the index knows; the keeper skips any it finds). Stores that keep an
-    /// index of these times answer from it; `None` (the default) means the store keeps none,
-    /// and the keeper reads every listed set instead. An index may name a key whose set has
-    /// since been renewed or removed (it was written just before the set); the keeper looks.
+    /// The keys under `prefix` whose refresh token dies at or before `until`, with when, in
+    /// the order of (time, key), starting after `after` (a page's last entry), at most
+    /// `limit`: what a pool's keeper must refresh (never a set marked dead, where the index
+    /// knows; the keeper skips any it finds), page by page. Stores that keep an index of
+    /// these times answer from it; `None` (the default) means the store keeps none, and the
+    /// keeper reads every listed set instead. An index may name a key whose set has since
+    /// been renewed or removed (it was written just before the set); the keeper looks.
     fn due<'a>(
         &'a self,
         prefix: &'a str,
         until: std::time::SystemTime,
+        after: DueAfter<'a>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
-        let _ = (prefix, until, limit);
+        let _ = (prefix, until, after, limit);
         Box::pin(async { Ok(None) })
     }
 
@@ -412,8 +422,9 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         &'a self,
         prefix: &'a str,
         until: std::time::SystemTime,
+        after: DueAfter<'a>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
-        (**self).due(prefix, until, limit)
+        (**self).due(prefix, until, after, limit)
     }
 }

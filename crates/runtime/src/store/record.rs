@@ -22,6 +22,9 @@ struct Record {
     /// Absent in sets stored before origins were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     origin: Option<Origin>,
+    /// Absent in sets stored before issuers were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
 }
 
 /// The JSON of `tokens` as `version`.
@@ -35,6 +38,7 @@ pub fn encode(version: u64, tokens: &TokenSet) -> Vec<u8> {
         token_type: tokens.token_type.clone(),
         extras: tokens.extras.clone(),
         origin: tokens.origin,
+        issuer: tokens.issuer.clone(),
     };
     // A struct of strings, numbers and JSON values always serializes.
     serde_json::to_vec_pretty(&record).unwrap_or_default()
@@ -74,6 +78,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
             refresh_expires_at: record.refresh_expires_at_ms.map(from_millis),
             extras: record.extras,
             origin: record.origin,
+            issuer: record.issuer,
         },
     ))
 }
@@ -95,6 +100,7 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
             origin: Some(Origin::AuthorizationCode),
+            issuer: Some("vaultist https://api.vault.ist".into()),
         };
         let stored = decode(&encode(7, &tokens)).unwrap();
         assert_eq!(stored.version, 7);

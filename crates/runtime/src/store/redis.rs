@@ -35,11 +35,17 @@ const FENCE: &str = r"
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
 ";
 
-/// Writes `data` as version `new` only if the stored version is still `expected` ('' for
-/// none); a new version has no marks.
+/// Writes `data` as version ARGV[3] only if the stored version is still ARGV[2] ('' for
+/// none); a new version has no marks. Over a removal (the tombstone KEYS[3]) the version must
+/// be past the removed one: -3 asks the writer to number it so.
 const COMPARE_AND_SET: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 if (current == false and ARGV[2] == '') or current == ARGV[2] then
+  if current == false then
+    local gone = redis.call('GET', KEYS[3])
+    if gone and tonumber(gone) >= tonumber(ARGV[3]) then return -3 end
+    redis.call('DEL', KEYS[3])
+  end
   redis.call('HSET', KEYS[1], 'version', ARGV[3], 'data', ARGV[4])
   redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at')
   return -1
@@ -50,9 +56,11 @@ return tonumber(current)
 
 /// Writes `data` (ARGV[3]) as version ARGV[2] if no version is stored or an older one, with a
 /// sending mark at ARGV[4] (ms), a dead mark at ARGV[5] and an expiring one at ARGV[6], each
-/// unless it is ''.
+/// unless it is ''. Never over a removal (the tombstone KEYS[3]): that answers its version.
 const RESTORE: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
+local gone = redis.call('GET', KEYS[3])
+if current == false and gone then return tonumber(gone) end
 if current == false or tonumber(current) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'version', ARGV[2], 'data', ARGV[3])
   redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at')
@@ -70,8 +78,16 @@ end
 return tonumber(current)
 ";
 
-/// Deletes the set.
+/// Deletes the set, leaving its last version as a tombstone (KEYS[3]) so that versions never
+/// repeat for the key.
 const DELETE: &str = r"
+local version = redis.call('HGET', KEYS[1], 'version')
+if version then
+  local gone = redis.call('GET', KEYS[3])
+  if gone == false or tonumber(gone) < tonumber(version) then
+    redis.call('SET', KEYS[3], version)
+  end
+end
 redis.call('DEL', KEYS[1])
 return -1
 ";
@@ -525,6 +541,11 @@ impl RedisStore {
         format!("{}:{{{}}}:lock", escape(&self.prefix), escape(key))
     }
 
+    /// The tombstone of `key`'s deleted set: its last version.
+    fn gone_key(&self, key: &str) -> String {
+        format!("{}:{{{}}}:gone", escape(&self.prefix), escape(key))
+    }
+
     async fn mark(
         &self,
         key: &str,
@@ -546,6 +567,17 @@ impl RedisStore {
             .invoke_async(&mut connection)
             .await
             .map_err(|e| redis_error("cannot record the refresh in flight", &e))
+    }
+}
+
+/// What a write script's code says: -1 written as `version`, -2 lock lost, 0 nothing
+/// stored, else the stored version that won.
+fn saved_of(code: i64, version: u64) -> Saved {
+    match code {
+        -1 => Saved::Written(version),
+        -2 => Saved::LockLost,
+        0 => Saved::Conflict(None),
+        current => Saved::Conflict(u64::try_from(current).ok()),
     }
 }
 
@@ -635,6 +667,7 @@ impl TokenStore for RedisStore {
             invocation
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
+                .key(self.gone_key(key))
                 .arg(lock.fence().unwrap_or_default())
                 .arg(set.version)
                 .arg(encode(set.version, &set.tokens))
@@ -663,6 +696,7 @@ impl TokenStore for RedisStore {
             invocation
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
+                .key(self.gone_key(key))
                 .arg(lock.fence().unwrap_or_default());
             let saved = self
                 .write(key, invocation, "cannot delete the token set", 0)
@@ -674,23 +708,28 @@ impl TokenStore for RedisStore {
         })
     }
 
-    /// From the `<prefix>:due` sorted set the writes keep.
+    /// From the `<prefix>:due` sorted set the writes keep (its members of one score are in
+    /// byte order, as keys compare).
     fn due<'a>(
         &'a self,
         prefix: &'a str,
         until: std::time::SystemTime,
+        after: super::DueAfter<'a>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         Box::pin(async move {
-            // One index for the whole store: page through it until `limit` keys of `prefix`.
+            // One index for the whole store: page through it from the cursor's time until
+            // `limit` keys of `prefix` after the cursor.
             let page = limit.clamp(1, 1000);
+            let after = after.map(|(at, key)| (to_millis(at), key));
+            let min = after.map_or_else(|| "-inf".to_owned(), |(ms, _)| ms.to_string());
             let mut out = Vec::new();
             let mut offset = 0;
             let mut connection = self.connection.clone();
             while out.len() < limit {
                 let mut cmd = redis::cmd("ZRANGEBYSCORE");
                 cmd.arg(self.due_key())
-                    .arg("-inf")
+                    .arg(&min)
                     .arg(to_millis(until))
                     .arg("WITHSCORES")
                     .arg("LIMIT")
@@ -705,7 +744,10 @@ impl TokenStore for RedisStore {
                 out.extend(
                     found
                         .into_iter()
-                        .filter(|(k, _)| k.starts_with(prefix))
+                        .filter(|(k, ms)| {
+                            k.starts_with(prefix)
+                                && after.is_none_or(|(t, key)| (*ms, k.as_str()) > (t, key))
+                        })
                         .map(|(k, ms)| (k, from_millis(ms))),
                 );
                 if exhausted {
@@ -814,24 +856,34 @@ impl TokenStore for RedisStore {
             let lock_key = self.lock_key(key);
             let token = lock_token();
             let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-            let taken: Option<String> = redis::cmd("SET")
+            let taken: Result<Option<String>, _> = redis::cmd("SET")
                 .arg(&lock_key)
                 .arg(&token)
                 .arg("NX")
                 .arg("PX")
                 .arg(millis)
                 .query_async(&mut connection)
-                .await
-                .map_err(|e| redis_error("cannot take the refresh lock", &e))?;
-            if taken.is_none() {
-                return Ok(None);
-            }
+                .await;
             let lease = Lease {
                 connection,
                 lock_key,
                 token: token.clone(),
                 millis,
             };
+            let taken = match taken {
+                Ok(taken) => taken,
+                Err(e) => {
+                    // The answer was lost, not necessarily the command: Redis may have taken
+                    // the lock for us (and kept it in its append-only file across a crash),
+                    // and nobody would release it for its whole ttl. This token is ours
+                    // alone, so releasing it (until it lands) frees only such a lock.
+                    tokio::spawn(lease.release());
+                    return Err(redis_error("cannot take the refresh lock", &e));
+                }
+            };
+            if taken.is_none() {
+                return Ok(None);
+            }
             let lost = Arc::new(AtomicBool::new(false));
             // Renewed every third of its ttl while held, so a long refresh keeps it; a holder
             // that dies stops renewing and the lock expires.
@@ -860,18 +912,21 @@ impl RedisStore {
         what: &str,
         version: u64,
     ) -> Result<Saved, StoreError> {
+        let outcome = self.run_write(invocation, what).await?;
+        self.durable(key, saved_of(outcome, version)).await
+    }
+
+    /// Runs a write script and returns its code.
+    async fn run_write(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+        what: &str,
+    ) -> Result<i64, StoreError> {
         let mut connection = self.connection.clone();
-        let outcome: i64 = invocation
+        invocation
             .invoke_async(&mut connection)
             .await
-            .map_err(|e| redis_error(what, &e))?;
-        let saved = match outcome {
-            -1 => Saved::Written(version),
-            -2 => Saved::LockLost,
-            0 => Saved::Conflict(None),
-            current => Saved::Conflict(u64::try_from(current).ok()),
-        };
-        self.durable(key, saved).await
+            .map_err(|e| redis_error(what, &e))
     }
 
     async fn save_with_fence(
@@ -881,19 +936,35 @@ impl RedisStore {
         expected: Option<u64>,
         fence: Option<&str>,
     ) -> Result<Saved, StoreError> {
-        let version = expected.unwrap_or(0) + 1;
+        let mut version = expected.unwrap_or(0) + 1;
         let script = redis::Script::new(&format!("{FENCE}{COMPARE_AND_SET}"));
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.set_key(key))
-            .key(self.lock_key(key))
-            .arg(fence.unwrap_or_default())
-            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
-            .arg(version)
-            .arg(encode(version, tokens));
-        let saved = self
-            .write(key, invocation, "cannot write the token set", version)
-            .await?;
+        let saved = loop {
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.set_key(key))
+                .key(self.lock_key(key))
+                .key(self.gone_key(key))
+                .arg(fence.unwrap_or_default())
+                .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+                .arg(version)
+                .arg(encode(version, tokens));
+            match self
+                .run_write(invocation, "cannot write the token set")
+                .await?
+            {
+                // A first set over a removal: numbered after the removed one.
+                -3 => {
+                    let mut connection = self.connection.clone();
+                    let gone: Option<u64> = redis::cmd("GET")
+                        .arg(self.gone_key(key))
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(|e| redis_error("cannot read the removal of the token set", &e))?;
+                    version = version.max(gone.unwrap_or(0) + 1);
+                }
+                code => break self.durable(key, saved_of(code, version)).await?,
+            }
+        };
         if matches!(saved, Saved::Written(_)) {
             self.index(key, Some(tokens)).await;
         }

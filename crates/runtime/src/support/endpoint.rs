@@ -531,6 +531,10 @@ macro_rules! refresh_client {
                 self.endpoint.timeout()
             }
 
+            fn issuer(&self) -> String {
+                $crate::support::issuer($provider, self.endpoint.base_url())
+            }
+
             $(
                 fn reuse_grace(&self) -> Option<std::time::Duration> {
                     Some(std::time::Duration::from_secs($grace))
@@ -591,6 +595,10 @@ macro_rules! grant_client {
                 self.$endpoint.timeout()
             }
 
+            fn issuer(&self) -> String {
+                $crate::support::issuer($provider, self.$endpoint.base_url())
+            }
+
             fn grants(&self) -> Option<&dyn $crate::GrantClient> {
                 Some(self)
             }
@@ -603,6 +611,16 @@ macro_rules! grant_client {
             }
         }
     };
+}
+
+/// A generated client's issuer ([`RefreshClient::issuer`](crate::RefreshClient::issuer)):
+/// `<provider> <scheme>://<host>[:<port>]` of `base_url` (the path left out: one host's
+/// endpoints issue the same tokens).
+pub fn issuer(provider: &str, base_url: &str) -> String {
+    match reqwest::Url::parse(base_url) {
+        Ok(url) => format!("{provider} {}", url.origin().ascii_serialization()),
+        Err(_) => format!("{provider} {base_url}"),
+    }
 }
 
 /// The error of a refresh asked of a client whose spec has no refresh operation (it issues
@@ -630,6 +648,7 @@ mod tests {
             refresh_expires_at: None,
             extras: Default::default(),
             origin: None,
+            issuer: None,
         }
     }
 

@@ -222,6 +222,7 @@ impl Fields {
             },
             extras: extras(body, self.tokens),
             origin: None,
+            issuer: None,
         })
     }
 }

@@ -11,7 +11,7 @@ pub mod http;
 pub mod mapping;
 
 pub use endpoint::{
-    Encoding, Endpoint, Operation, TokenPlace, missing_verifier, no_refresh_operation,
+    Encoding, Endpoint, Operation, TokenPlace, issuer, missing_verifier, no_refresh_operation,
 };
 pub use generate::Generate;
 pub use http::{Connection, Response, Transport, Undocumented, fill_server_variables};

@@ -66,14 +66,16 @@ async fn run(base_url: &str, store: impl TokenStore, seconds: f64, margin: Durat
     };
     let pool = TokenPool::new(client, store, config).expect("pool");
     let mut events = pool.subscribe();
-    let keeper = pool.keep(KeeperConfig {
-        interval: Duration::from_millis(200),
-        jitter: Duration::from_millis(200),
-        concurrency: 64,
-        per_second: 5000,
-        batch: 256,
-        ..KeeperConfig::default()
-    });
+    let keeper = pool
+        .keep(KeeperConfig {
+            interval: Duration::from_millis(200),
+            jitter: Duration::from_millis(200),
+            concurrency: 64,
+            per_second: 5000,
+            batch: 256,
+            ..KeeperConfig::default()
+        })
+        .expect("keeper");
     let printer = tokio::spawn(async move {
         loop {
             let line = match events.recv().await {

@@ -1,0 +1,340 @@
+//! No token crosses a boundary: not from the application's own grant into a customer's
+//! connection, not between two providers' (or two tenant hosts') pools on one store, not
+//! between pools whose key prefixes overlap, and not from a removed credential into what the
+//! customer connects next. Each boundary is tried with two pools or two managers on one store
+//! (two processes' worth) against rotation-enforcing mocks, which count every token they see.
+
+use std::time::{Duration, SystemTime};
+use tokenkit::{
+    FileStore, ManagerError, MemoryStore, Origin, PoolConfig, RedisStore, TokenManager, TokenPool,
+    TokenStore,
+};
+use tokenkit_manager_tests::{
+    Redis, client, expired, fast_config, one_time_provider, scratch, workspace,
+};
+use tokenkit_mock::MockServer;
+
+/// Idlebank (another provider) served by a rotation-enforcing mock; its client.
+async fn idlebank() -> (MockServer, tokenkit_idlebank::Client) {
+    let spec = workspace().join("tests/fixtures/specs/idlebank.yaml");
+    let mock = MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    mock.enforce_rotation(3600, Duration::ZERO);
+    let client = tokenkit_idlebank::Client::builder("idle-client", "idle-secret")
+        .base_url(mock.base_url())
+        .build()
+        .unwrap();
+    (mock, client)
+}
+
+fn pool_config() -> PoolConfig {
+    PoolConfig {
+        manager: fast_config(),
+        ..PoolConfig::default()
+    }
+}
+
+/// A customer's set (as a consent brought it) with an expired access token.
+fn consented(refresh_token: &str) -> tokenkit::TokenSet {
+    let mut set = expired(refresh_token);
+    set.origin = Some(Origin::AuthorizationCode);
+    set
+}
+
+#[tokio::test]
+async fn a_connection_nobody_connected_gets_no_token_not_even_the_applications_own() {
+    // Easyship offers client credentials, and `fast_config` even says `Always`: a pool's
+    // connections are customers' all the same unless the pool says otherwise.
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let replicas: Vec<_> = (0..2)
+        .map(|_| TokenPool::new(client(&mock.base_url()), store.clone(), pool_config()).unwrap())
+        .collect();
+    // A name from request data, never connected: a clear error, nothing sent, nothing stored.
+    for hostile in [
+        "customer-never-connected",
+        "../../etc",
+        "conn:x:y",
+        "",
+        "%3A",
+    ] {
+        assert_eq!(
+            replicas[0].access_token(hostile).await,
+            Err(ManagerError::NotConnected),
+            "{hostile:?}"
+        );
+        assert_eq!(
+            store.load(&replicas[0].key_of(hostile)).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(mock.authority_stats().grants, 0, "the application's token");
+    // The customer connects: the seed is stored and used.
+    let family = mock.new_family().unwrap();
+    assert!(replicas[0].seed("acme", consented(&family)).await.unwrap());
+    let token = replicas[1].access_token("acme").await.unwrap();
+    assert_ne!(token.expose(), "at-expired");
+    // Removed on one replica: the other has nothing to refresh from, and grants nothing.
+    replicas[0].remove("acme").await.unwrap();
+    assert_eq!(
+        replicas[1].force_refresh("acme").await,
+        Err(ManagerError::NotConnected)
+    );
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.grants, stats.refreshes, stats.reuses),
+        (0, 1, 0),
+        "{stats:?}"
+    );
+
+    // Only a pool that says so fills its connections with the grant.
+    let own = TokenPool::new(
+        client(&mock.base_url()),
+        store.clone(),
+        PoolConfig {
+            key_prefix: Some("app:".into()),
+            grant_fills_connections: true,
+            ..pool_config()
+        },
+    )
+    .unwrap();
+    own.access_token("service").await.unwrap();
+    assert_eq!(mock.authority_stats().grants, 1);
+    let granted = store.load(&own.key_of("service")).await.unwrap().unwrap();
+    assert_eq!(granted.tokens.origin, Some(Origin::ClientCredentials));
+    // A customer's seed over a set the grant made replaces it (and so over a dead one).
+    let family = mock.new_family().unwrap();
+    assert!(own.seed("service", consented(&family)).await.unwrap());
+    let stored = store.load(&own.key_of("service")).await.unwrap().unwrap();
+    assert_eq!(stored.tokens.origin, Some(Origin::AuthorizationCode));
+    assert_eq!(
+        stored.tokens.refresh_token.as_ref().map(|t| t.expose()),
+        Some(family.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_seed_over_a_dead_connection_replaces_it() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let pool = TokenPool::new(client(&mock.base_url()), store.clone(), pool_config()).unwrap();
+    let revoked = mock.new_family().unwrap();
+    assert!(pool.seed("c", consented(&revoked)).await.unwrap());
+    assert!(mock.revoke_family_of(&revoked));
+    assert!(matches!(
+        pool.access_token("c").await,
+        Err(ManagerError::ReAuthenticate { .. })
+    ));
+    assert!(
+        store
+            .load(&pool.key_of("c"))
+            .await
+            .unwrap()
+            .unwrap()
+            .dead
+            .is_some()
+    );
+    // A set that is alive is kept; a dead one is replaced.
+    let again = mock.new_family().unwrap();
+    assert!(pool.seed("c", consented(&again)).await.unwrap());
+    assert!(!pool.seed("c", consented("rt-third")).await.unwrap());
+    let stored = store.load(&pool.key_of("c")).await.unwrap().unwrap();
+    assert_eq!(stored.dead, None);
+    assert_eq!(
+        stored.tokens.refresh_token.as_ref().map(|t| t.expose()),
+        Some(again.as_str())
+    );
+    pool.access_token("c").await.unwrap();
+    assert_eq!(mock.authority_stats().reuses, 0);
+}
+
+#[tokio::test]
+async fn two_providers_pools_on_one_store_never_see_each_others_sets() {
+    let (easy_mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let (idle_mock, idle) = idlebank().await;
+    let store = MemoryStore::new();
+    // The defaults scope keys by provider: one customer name, two connections.
+    let easy = TokenPool::new(client(&easy_mock.base_url()), store.clone(), pool_config()).unwrap();
+    let idle_pool = TokenPool::new(idle.clone(), store.clone(), pool_config()).unwrap();
+    assert_ne!(easy.key_of("acme"), idle_pool.key_of("acme"));
+    let idle_family = idle_mock.new_family().unwrap();
+    idle_pool
+        .seed("acme", consented(&idle_family))
+        .await
+        .unwrap();
+    assert_eq!(
+        easy.access_token("acme").await,
+        Err(ManagerError::NotConnected)
+    );
+    assert_eq!(
+        easy.connections().await.unwrap().unwrap(),
+        Vec::<String>::new()
+    );
+
+    // A hostile configuration: both pools under one prefix. The set records its issuer, and
+    // Easyship's pool refuses Idlebank's: nothing sent to Easyship, nothing marked or changed.
+    let shared = || PoolConfig {
+        key_prefix: Some("conn:".into()),
+        ..pool_config()
+    };
+    let easy = TokenPool::new(client(&easy_mock.base_url()), store.clone(), shared()).unwrap();
+    let idle_pool = TokenPool::new(idle, store.clone(), shared()).unwrap();
+    idle_pool
+        .seed("acme", consented(&idle_family))
+        .await
+        .unwrap();
+    let before = store.load("conn:acme").await.unwrap().unwrap();
+    for attempt in [
+        easy.access_token("acme").await.map(drop),
+        easy.force_refresh("acme").await.map(drop),
+        easy.replace("acme", consented("rt-easy")).await,
+        easy.remove("acme").await,
+    ] {
+        assert!(
+            matches!(&attempt, Err(ManagerError::OtherIssuer { stored }) if stored.starts_with("idlebank ")),
+            "{attempt:?}"
+        );
+    }
+    let stats = easy_mock.authority_stats();
+    assert_eq!(
+        (stats.refreshes, stats.rejected, stats.grants),
+        (0, 0, 0),
+        "Idlebank's token went to Easyship: {stats:?}"
+    );
+    assert_eq!(store.load("conn:acme").await.unwrap(), Some(before));
+    // Idlebank's own pool still uses it.
+    idle_pool.access_token("acme").await.unwrap();
+    assert_eq!(idle_mock.authority_stats().refreshes, 1);
+}
+
+#[tokio::test]
+async fn two_tenant_hosts_of_one_provider_never_see_each_others_sets() {
+    // Two Easyship hosts (a tenant each) writing the same key.
+    let (first, _) = one_time_provider(3600, Duration::ZERO).await;
+    let (second, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let a = TokenManager::with_config(client(&first.base_url()), store.clone(), "k", fast_config())
+        .unwrap();
+    let b = TokenManager::with_config(
+        client(&second.base_url()),
+        store.clone(),
+        "k",
+        fast_config(),
+    )
+    .unwrap();
+    a.seed(consented(&first.new_family().unwrap()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.access_token().await,
+        Err(ManagerError::OtherIssuer { .. })
+    ));
+    let stats = second.authority_stats();
+    assert_eq!((stats.refreshes, stats.rejected, stats.grants), (0, 0, 0));
+    a.access_token().await.unwrap();
+}
+
+#[tokio::test]
+async fn pools_whose_prefixes_overlap_list_and_keep_only_their_own() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let pool = |prefix: &str| {
+        TokenPool::new(
+            client(&mock.base_url()),
+            store.clone(),
+            PoolConfig {
+                key_prefix: Some(prefix.into()),
+                ..pool_config()
+            },
+        )
+        .unwrap()
+    };
+    let (outer, inner) = (pool("conn:"), pool("conn:x:"));
+    let dies = SystemTime::now() + Duration::from_secs(30);
+    for (p, names) in [(&outer, ["x:y", "a", "x"]), (&inner, ["y", "b", "x:y"])] {
+        for name in names {
+            let mut set = consented(&format!("rt-{name}"));
+            set.refresh_expires_at = Some(dies);
+            assert!(p.seed(name, set).await.unwrap(), "{name}");
+        }
+    }
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(outer.connections().await.unwrap().unwrap()),
+        ["a", "x", "x:y"]
+    );
+    assert_eq!(
+        sorted(inner.connections().await.unwrap().unwrap()),
+        ["b", "x:y", "y"]
+    );
+    // Six keys, none shared.
+    assert_eq!(store.list("conn:").await.unwrap().unwrap().len(), 6);
+    // A prefix another pool's could start with is refused.
+    assert!(matches!(
+        TokenPool::new(
+            client(&mock.base_url()),
+            store.clone(),
+            PoolConfig {
+                key_prefix: Some("conn".into()),
+                ..pool_config()
+            }
+        ),
+        Err(ManagerError::Config(_))
+    ));
+}
+
+/// Two managers (two processes) on `store`: one removes the credential and the customer
+/// connects again; the other, which had seen a later version of the removed set, never puts
+/// the removed set back and never serves it after its cache.
+async fn a_removed_credential_stays_removed(store: impl TokenStore + Clone, what: &str) {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let manager = || {
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", fast_config())
+            .unwrap()
+    };
+    let (one, other) = (manager(), manager());
+    one.seed(consented(&mock.new_family().unwrap()))
+        .await
+        .unwrap();
+    // Both see version 2 of the first consent; the other makes version 3.
+    one.force_refresh().await.unwrap();
+    other.access_token().await.unwrap();
+    let old = other.force_refresh().await.unwrap();
+    assert_eq!(store.load("k").await.unwrap().unwrap().version, 3, "{what}");
+    one.remove().await.unwrap();
+    let second = mock.new_family().unwrap();
+    assert!(one.seed(consented(&second)).await.unwrap(), "{what}");
+    let seeded = store.load("k").await.unwrap().unwrap();
+    assert!(
+        seeded.version > 3,
+        "{what}: version {} repeats",
+        seeded.version
+    );
+    // The other process refreshes: from the new consent, not by restoring the removed set.
+    let token = other.force_refresh().await.unwrap();
+    assert_ne!(token, old, "{what}");
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.version, seeded.version + 1, "{what}");
+    assert_eq!(one.access_token().await.unwrap(), token, "{what}");
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.refreshes, stats.reuses, stats.rejected),
+        (3, 0, 0),
+        "{what}: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_credential_stays_removed_in_every_store() {
+    a_removed_credential_stays_removed(MemoryStore::new(), "memory").await;
+    let dir = scratch("boundaries-removed");
+    a_removed_credential_stays_removed(FileStore::new(&dir).unwrap(), "files").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    let redis = Redis::start();
+    let store = RedisStore::connect(&redis.url, "removed").await.unwrap();
+    a_removed_credential_stays_removed(store, "redis").await;
+}
