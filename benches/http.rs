@@ -88,7 +88,7 @@ fn request_layer(c: &mut Criterion) {
 
     let hyper = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let layered = ServiceBuilder::new()
-        .layer(AuthLayer::new(manager.clone()))
+        .layer(AuthLayer::new(manager.clone(), [addr.to_string()]))
         .service(hyper.clone());
     let mut group = c.benchmark_group("request_layer");
     group.bench_function("tower_header_by_hand", |b| {
@@ -118,7 +118,7 @@ fn request_layer(c: &mut Criterion) {
     });
     let reqwest = tokenkit::reqwest::Client::new();
     let middleware = reqwest_middleware::ClientBuilder::new(reqwest.clone())
-        .with(AuthMiddleware::new(manager.clone()))
+        .with(AuthMiddleware::new(manager.clone(), [addr.to_string()]))
         .build();
     group.bench_function("reqwest_header_by_hand", |b| {
         b.to_async(&runtime).iter(|| {
@@ -155,7 +155,7 @@ fn request_layer(c: &mut Criterion) {
         Ok::<_, Infallible>(http::Response::builder().status(status).body(()).unwrap())
     });
     let instant_layered = ServiceBuilder::new()
-        .layer(AuthLayer::new(manager.clone()))
+        .layer(AuthLayer::new(manager.clone(), [addr.to_string()]))
         .service(instant);
     group.bench_function("no_network_header_by_hand", |b| {
         b.to_async(&runtime).iter(|| {

@@ -84,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Every request through the layer: the header is set, a refused token healed once.
     let service = ServiceBuilder::new()
-        .layer(AuthLayer::new(manager.clone()))
+        .layer(AuthLayer::new(manager.clone(), [addr.to_string()]))
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
     let call = |n: usize| {
         let service = service.clone();

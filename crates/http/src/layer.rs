@@ -68,9 +68,10 @@ pub struct AuthLayer<T> {
 
 impl<T: TokenSource> AuthLayer<T> {
     /// A layer taking tokens from `source` (a `TokenManager`, a `TokenPool`, or an `Arc` of
-    /// one), with the default [`AuthConfig`].
-    pub fn new(source: T) -> Self {
-        Self::with_config(source, AuthConfig::default())
+    /// one) for requests to `hosts` (see [`AllowedHosts`](crate::AllowedHosts)), with the
+    /// default [`AuthConfig`] otherwise.
+    pub fn new(source: T, hosts: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        Self::with_config(source, AuthConfig::for_hosts(hosts))
     }
 
     /// Like [`AuthLayer::new`], configured.
@@ -128,6 +129,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (source, config) = (Arc::clone(&self.source), Arc::clone(&self.config));
         Box::pin(async move {
+            let uri = request.uri();
+            config.check(uri.scheme_str(), uri.host(), uri.port_u16())?;
             let connection = request.extensions().get::<Connection>().cloned();
             let credential = source.credential(connection.as_ref()).await?;
             let value = config.value(&credential.token, credential.token_type.as_deref())?;
@@ -141,8 +144,8 @@ where
                 .rejected(connection.as_ref(), &credential.token)
                 .await
             {
-                Ok(token) => {
-                    let value = config.value(&token, credential.token_type.as_deref())?;
+                Ok(renewed) => {
+                    let value = config.value(&renewed.token, renewed.token_type.as_deref())?;
                     replay.headers_mut().insert(config.header.clone(), value);
                     // Ready again before the second call, as tower asks.
                     std::future::poll_fn(|cx| inner.poll_ready(cx))

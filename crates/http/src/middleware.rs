@@ -17,9 +17,10 @@ pub struct AuthMiddleware<T> {
 }
 
 impl<T: TokenSource> AuthMiddleware<T> {
-    /// A middleware taking tokens from `source`, with the default [`AuthConfig`].
-    pub fn new(source: T) -> Self {
-        Self::with_config(source, AuthConfig::default())
+    /// A middleware taking tokens from `source` for requests to `hosts` (see
+    /// [`AllowedHosts`](crate::AllowedHosts)), with the default [`AuthConfig`] otherwise.
+    pub fn new(source: T, hosts: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        Self::with_config(source, AuthConfig::for_hosts(hosts))
     }
 
     /// Like [`AuthMiddleware::new`], configured.
@@ -39,6 +40,10 @@ impl<T: TokenSource> Middleware for AuthMiddleware<T> {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> Result<Response> {
+        let url = request.url();
+        self.config
+            .check(Some(url.scheme()), url.host_str(), url.port())
+            .map_err(Error::middleware)?;
         let connection = extensions.get::<Connection>().cloned();
         let credential = self
             .source
@@ -63,10 +68,10 @@ impl<T: TokenSource> Middleware for AuthMiddleware<T> {
             .rejected(connection.as_ref(), &credential.token)
             .await
         {
-            Ok(token) => {
+            Ok(renewed) => {
                 let value = self
                     .config
-                    .value(&token, credential.token_type.as_deref())
+                    .value(&renewed.token, renewed.token_type.as_deref())
                     .map_err(Error::middleware)?;
                 replay
                     .headers_mut()

@@ -161,7 +161,7 @@ async fn a_thousand_requests_with_a_revoked_token_all_succeed_after_one_refresh(
     let (manager, first) = signed_in(&mock, config()).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let service = ServiceBuilder::new()
-        .layer(AuthLayer::new(manager.clone()))
+        .layer(AuthLayer::new(manager.clone(), [addr.to_string()]))
         .service(client);
     api.revoke(&first);
 
@@ -199,7 +199,7 @@ async fn an_api_that_refuses_everything_gets_its_401s_back_and_few_refreshes() {
     let (manager, _) = signed_in(&mock, config).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut service = ServiceBuilder::new()
-        .layer(AuthLayer::new(manager.clone()))
+        .layer(AuthLayer::new(manager.clone(), [addr.to_string()]))
         .service(client);
     api.refuse_all.store(true, Ordering::Relaxed);
     let storm = Duration::from_secs(5);
@@ -238,7 +238,7 @@ async fn a_streaming_body_is_not_replayed_and_the_401_comes_back() {
     api.revoke(&first);
     let client = Client::builder(TokioExecutor::new()).build_http::<BoxBody<Bytes, Infallible>>();
     let service = ServiceBuilder::new()
-        .layer(AuthLayer::new(manager.clone()))
+        .layer(AuthLayer::new(manager.clone(), [addr.to_string()]))
         .service(client);
     let body = BoxBody::new(Full::new(Bytes::from_static(b"streamed")));
     let request = Request::post(format!("http://{addr}/v1/shipments"))
@@ -277,7 +277,7 @@ async fn through_the_pool_only_the_revoked_connection_refreshes() {
     api.revoke(&alice);
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let service = ServiceBuilder::new()
-        .layer(AuthLayer::new(pool.clone()))
+        .layer(AuthLayer::new(pool.clone(), [addr.to_string()]))
         .service(client);
     for name in ["alice", "bob", "alice", "bob"] {
         let mut request = get(addr);
@@ -302,7 +302,7 @@ async fn through_the_pool_only_the_revoked_connection_refreshes() {
 async fn no_token_in_errors_or_debug_output() {
     let mock = provider().await;
     let (manager, token) = signed_in(&mock, config()).await;
-    let layer = AuthLayer::new(manager.clone());
+    let layer = AuthLayer::new(manager.clone(), ["api.example.com"]);
     let config = tokenkit_http::AuthConfig::default();
     let value = config.value(&token, Some("bearer")).unwrap();
     assert!(value.is_sensitive());
@@ -312,7 +312,7 @@ async fn no_token_in_errors_or_debug_output() {
     let pool = TokenPool::new(easyship(&mock), MemoryStore::new(), PoolConfig::default()).unwrap();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let service = ServiceBuilder::new()
-        .layer(AuthLayer::new(pool))
+        .layer(AuthLayer::new(pool, ["127.0.0.1:9"]))
         .service(client);
     let err = service
         .oneshot(get("127.0.0.1:9".parse().unwrap()))
@@ -329,7 +329,7 @@ async fn the_reqwest_middleware_heals_a_revoked_token_with_one_refresh() {
     let (manager, first) = signed_in(&mock, config()).await;
     api.revoke(&first);
     let client = reqwest_middleware::ClientBuilder::new(tokenkit::reqwest::Client::new())
-        .with(AuthMiddleware::new(manager.clone()))
+        .with(AuthMiddleware::new(manager.clone(), [addr.to_string()]))
         .build();
     let tasks: Vec<_> = (0..200)
         .map(|_| {
@@ -361,4 +361,76 @@ async fn the_reqwest_middleware_heals_a_revoked_token_with_one_refresh() {
         .unwrap()
         .status();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// The token goes only to the hosts the application named: a request to any other host, over
+/// plain HTTP to a host that is not this machine, or without a host fails before anything is
+/// sent, through the tower layer and the reqwest middleware alike.
+#[tokio::test]
+async fn the_token_goes_only_to_the_hosts_named() {
+    let mock = provider().await;
+    let (addr, api) = api().await;
+    let (manager, _) = signed_in(&mock, config()).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let service = ServiceBuilder::new()
+        .layer(AuthLayer::new(manager.clone(), ["api.example.com"]))
+        .service(client);
+    for uri in [
+        format!("http://{addr}/v1/shipments"),
+        "/v1/shipments".to_owned(),
+        "http://api.example.com/v1".to_owned(),
+    ] {
+        let request = Request::get(uri.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let err = service.clone().oneshot(request).await.unwrap_err();
+        assert!(err.is::<tokenkit_http::HostNotAllowed>(), "{uri}: {err}");
+    }
+    let reqwest = reqwest_middleware::ClientBuilder::new(tokenkit::reqwest::Client::new())
+        .with(tokenkit_http::AuthMiddleware::new(
+            manager.clone(),
+            ["api.example.com"],
+        ))
+        .build();
+    let err = reqwest
+        .get(format!("http://{addr}/v1/shipments"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("refusing to send"), "{err}");
+    assert_eq!(
+        api.answered.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a request reached the API"
+    );
+
+    // The rule itself: names, ports, wildcards, schemes.
+    let config = tokenkit_http::AuthConfig::for_hosts([
+        "api.example.com",
+        "*.eu.example.com",
+        "127.0.0.1:8080",
+    ]);
+    let allowed = |scheme: &str, host: &str, port: Option<u16>| {
+        config.check(Some(scheme), Some(host), port).is_ok()
+    };
+    assert!(allowed("https", "api.example.com", None));
+    assert!(allowed("https", "API.Example.com", Some(443)));
+    assert!(!allowed("https", "api.example.com", Some(8443)));
+    assert!(
+        !allowed("http", "api.example.com", None),
+        "plain HTTP off loopback"
+    );
+    assert!(!allowed("https", "api.example.com.evil.test", None));
+    assert!(!allowed("https", "evilapi.example.com", None));
+    assert!(allowed("https", "a.b.eu.example.com", None));
+    assert!(!allowed("https", "eu.example.com", None));
+    assert!(!allowed("https", "x.eu.example.com.evil.test", None));
+    assert!(allowed("http", "127.0.0.1", Some(8080)));
+    assert!(!allowed("http", "127.0.0.1", Some(8081)));
+    assert!(!allowed("ftp", "api.example.com", None));
+    assert!(
+        tokenkit_http::AuthConfig::default()
+            .check(Some("https"), Some("api.example.com"), None)
+            .is_err()
+    );
 }

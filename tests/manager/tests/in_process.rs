@@ -1145,3 +1145,27 @@ async fn after_re_authentication_a_new_login_replaces_the_set_and_remove_forgets
     assert!(other.token_set().await.is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A provider whose refresh brings the same access token back (some do): an API that refused
+/// it gets `TokenRejected` every time, never the refused token handed back as a new one.
+#[tokio::test]
+async fn a_refused_token_is_never_handed_back_as_a_new_one() {
+    let scripted = Arc::new(Scripted::new(
+        Rotation::Optional,
+        vec![
+            Ok(fresh("at-same", Some("rt-1"))),
+            Ok(fresh("at-same", Some("rt-1"))),
+        ],
+    ));
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), MemoryStore::new(), "k", quick()).unwrap();
+    manager.seed(fresh("at-same", Some("rt-1"))).await.unwrap();
+    let refused = manager.access_token().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            manager.refresh_rejected(&refused).await,
+            Err(ManagerError::TokenRejected)
+        );
+    }
+    assert_eq!(scripted.sent().len(), 1, "one refresh per refused token");
+}

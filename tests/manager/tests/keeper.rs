@@ -401,3 +401,102 @@ async fn a_failing_connection_is_tried_more_often_as_its_refresh_token_nears_dea
         "{stored:?}"
     );
 }
+
+/// Two connections at the head of the due list that the keeper must skip (another replica
+/// holds their locks) and a batch of two: the keeper walks past them to the third, instead of
+/// fetching the same full batch again and again (it once spun on it without yielding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keeper_walks_past_connections_it_skips() {
+    let (mock, _) = idle_provider().await;
+    let store = MemoryStore::new();
+    let pool = TokenPool::new(idlebank(&mock.base_url()), store.clone(), pool_config()).unwrap();
+    let now = SystemTime::now();
+    let mut held = Vec::new();
+    for (name, dies) in [("a", 4), ("b", 4), ("healthy", 5)] {
+        let mut set = connection(&mock.new_family().unwrap());
+        set.refresh_expires_at = Some(now + Duration::from_secs(dies));
+        pool.seed(name, set).await.unwrap();
+        if name != "healthy" {
+            let lock = store
+                .try_lock(&pool.key_of(name), Duration::from_secs(60))
+                .await
+                .unwrap()
+                .unwrap();
+            held.push(lock);
+        }
+    }
+    let keeper = pool
+        .keep(KeeperConfig {
+            batch: 2,
+            ..keeper_config()
+        })
+        .unwrap();
+    let key = pool.key_of("healthy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.load(&key).await.unwrap().unwrap().version < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the healthy connection was never renewed: {:?}",
+            keeper.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One look per interval (100-200 ms), not a look per skipped batch.
+    let looks = keeper
+        .stats()
+        .looks
+        .load(std::sync::atomic::Ordering::Relaxed);
+    keeper.shutdown().await;
+    assert!(looks < 200, "{looks} looks");
+    for lock in held {
+        lock.release().await;
+    }
+    assert_eq!(mock.authority_stats().reuses, 0);
+}
+
+#[test]
+fn a_keeper_config_that_cannot_work_is_refused() {
+    for config in [
+        KeeperConfig {
+            batch: 0,
+            ..KeeperConfig::default()
+        },
+        KeeperConfig {
+            interval: Duration::MAX,
+            ..KeeperConfig::default()
+        },
+        KeeperConfig {
+            interval: Duration::ZERO,
+            ..KeeperConfig::default()
+        },
+        KeeperConfig {
+            jitter: Duration::MAX,
+            ..KeeperConfig::default()
+        },
+        KeeperConfig {
+            per_second: 0,
+            ..KeeperConfig::default()
+        },
+        KeeperConfig {
+            max_failures: 0,
+            ..KeeperConfig::default()
+        },
+    ] {
+        assert!(
+            matches!(config.validate(), Err(tokenkit::ManagerError::Config(_))),
+            "{config:?}"
+        );
+    }
+    KeeperConfig::default().validate().unwrap();
+    assert!(matches!(
+        TokenPool::new(
+            idlebank("http://127.0.0.1:9"),
+            MemoryStore::new(),
+            PoolConfig {
+                idle_after: Duration::ZERO,
+                ..pool_config()
+            }
+        ),
+        Err(tokenkit::ManagerError::Config(_))
+    ));
+}

@@ -266,3 +266,36 @@ async fn a_dead_connection_is_reported_once_by_replicas_sharing_a_store() {
     );
     assert_eq!(mock.authority_stats().refreshes, 1);
 }
+
+/// A connection swept from memory still knows the newest version it saw: when the store goes
+/// back to an older set (restored from a snapshot), its spent refresh token is never sent.
+#[tokio::test]
+async fn a_swept_connection_still_knows_a_store_gone_backwards() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let pool = TokenPool::new(client(&mock.base_url()), store.clone(), config()).unwrap();
+    let family = mock.new_family().unwrap();
+    pool.seed("c", expired(&family)).await.unwrap();
+    let key = pool.key_of("c");
+    let snapshot = store.load(&key).await.unwrap().unwrap();
+    pool.access_token("c").await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version, 2);
+    pool.sweep_unused_for(Duration::ZERO);
+    assert_eq!(pool.active_connections(), 0);
+    // Back to version 1, whose refresh token was spent.
+    store.clear();
+    let lock = store
+        .try_lock(&key, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    store.restore(&key, &snapshot, &lock).await.unwrap();
+    lock.release().await;
+    let _ = pool.force_refresh("c").await;
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.reuses, stats.rejected),
+        (0, 0),
+        "the spent token was sent: {stats:?}"
+    );
+}

@@ -221,8 +221,9 @@ pub trait TokenStore: Send + Sync + 'static {
     /// The stored token set of `key`, if any.
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>>;
 
-    /// Writes `tokens` if the stored version is still `expected` (`None`: nothing stored yet).
-    /// The write is atomic: a reader sees the old set or the new one, never a mix.
+    /// Writes `tokens` if the stored version is still `expected` (`None`: nothing stored yet;
+    /// the set is numbered after a removed one). The write is atomic: a reader sees the old
+    /// set or the new one, never a mix.
     fn save<'a>(
         &'a self,
         key: &'a str,
@@ -258,7 +259,8 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Writes `set` as it is (its version, and its marks if any), while `lock` is held,
-    /// if nothing is stored or the stored version is older: how a lock holder puts back the
+    /// if nothing is stored (and nothing was removed: a tombstone answers `Conflict` with the
+    /// removed version) or the stored version is older: how a lock holder puts back the
     /// newest set it knows after the store went backwards (restarted empty, restored from an
     /// older snapshot, flushed). `Conflict` with the stored version otherwise; `LockLost` as
     /// for [`TokenStore::save_fenced`].
@@ -269,8 +271,12 @@ pub trait TokenStore: Send + Sync + 'static {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>>;
 
-    /// Deletes the set of `key` and its sending mark, while `lock` is held (a credential the
-    /// application removes); `LockLost` as for [`TokenStore::save_fenced`], else `Written(0)`.
+    /// Deletes the set of `key` and its marks, while `lock` is held (a credential the
+    /// application removes), keeping its last version as a tombstone: versions never repeat
+    /// for a key (the next [`TokenStore::save`] over nothing is numbered after it) and
+    /// [`TokenStore::restore`] never writes over a removal, so a process that saw the removed
+    /// set cannot take a new one for a store gone backwards nor put the removed one back.
+    /// `LockLost` as for [`TokenStore::save_fenced`], else `Written(0)`.
     fn delete<'a>(
         &'a self,
         key: &'a str,
