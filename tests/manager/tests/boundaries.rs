@@ -338,3 +338,47 @@ async fn a_removed_credential_stays_removed_in_every_store() {
     let store = RedisStore::connect(&redis.url, "removed").await.unwrap();
     a_removed_credential_stays_removed(store, "redis").await;
 }
+
+/// A server whose variable is the whole host (`https://{domain}/…`) is generated only with the
+/// hosts it may name (`x-host-pattern`), and the builder refuses any other: the refresh token
+/// and the client secret never go where a tenant's value points.
+#[test]
+fn a_tenant_value_that_is_the_whole_host_stays_within_the_declared_hosts() {
+    let build = |domain: &str| {
+        tokenkit_domainbank::Client::builder(domain, "client", "secret")
+            .build()
+            .map(|c| c.base_url().to_owned())
+    };
+    assert_eq!(
+        build("acme.domainbank.example").unwrap(),
+        "https://acme.domainbank.example/eu/v2"
+    );
+    assert_eq!(
+        build("eu.acme.DOMAINBANK.example").unwrap(),
+        "https://eu.acme.DOMAINBANK.example/eu/v2"
+    );
+    build("login.domainbank.example").unwrap();
+    for hostile in [
+        "evil.example",
+        "domainbank.example",
+        "domainbank.example.evil.example",
+        "evildomainbank.example",
+        "login.domainbank.example.evil.example",
+        "127.0.0.1",
+    ] {
+        let err = build(hostile).unwrap_err();
+        assert!(
+            err.to_string().contains("does not allow"),
+            "{hostile}: {err}"
+        );
+    }
+    // Characters that would change the URL's shape are refused before the host is looked at.
+    for hostile in [
+        "evil.example/x",
+        "evil.example#",
+        "a@evil.example",
+        "evil.example:1",
+    ] {
+        assert!(build(hostile).is_err(), "{hostile}");
+    }
+}

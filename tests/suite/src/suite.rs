@@ -137,6 +137,31 @@ mod datebank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/domainbank.yaml`.
+mod domainbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_domainbank::Client::builder(
+                "example.domainbank.example",
+                "tenant-client",
+                "tenant-secret",
+            )
+            .region(tokenkit_domainbank::Region::Eu)
+            .version("v2")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "domainbank", "tests/fixtures/specs/domainbank.yaml", build; grants :
+        authorization_code = AuthorizationCode
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/envelopebank.yaml`.
 mod envelopebank {
     /// The client, pointed at the mock.

@@ -258,6 +258,18 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
     let grants_arg = provider.all_grants().next().map(|_| quote!(, grants));
     // The server variables fill the base URL's placeholders before any endpoint is built.
     let (build_self, fill_variables, build_doc) = match variable_values(provider, &idents) {
+        Some(values) if !provider.host_patterns.is_empty() => {
+            let hosts = provider.host_patterns.iter().map(String::as_str);
+            (
+                quote!(mut self),
+                quote!(self.connection.fill_server_variables_within(#values, DEFAULT_BASE_URL, &[#(#hosts),*])?;),
+                docs(
+                    "Checks the configuration, fills the server variables into the base URL (a \
+                     value that could change the URL's path, or make the host one the spec does \
+                     not allow, is refused) and builds the client.",
+                ),
+            )
+        }
         Some(values) => (
             quote!(mut self),
             quote!(self.connection.fill_server_variables(#values)?;),

@@ -46,6 +46,10 @@ pub struct Provider {
     pub servers: Vec<Server>,
     /// The first server's variables, each a per-client value that fills its placeholder.
     pub server_variables: Vec<ServerVariable>,
+    /// The hosts the first server's URL may name once its variables are filled
+    /// (`x-host-pattern`: `*.okta.com`, `login.example.com`), checked by the builder. Empty
+    /// where the spec declares none (its variables then cannot make up the host).
+    pub host_patterns: Vec<String>,
     /// Every operation that answers with tokens: the refresh operation first, then the grants
     /// served by operations of their own (`x-token-grant`), in the spec's order.
     pub operations: Vec<TokenOperation>,
@@ -973,6 +977,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let mut config = Vec::new();
     let servers = servers(spec, &mut errors);
     let server_variables = server_variables(spec, &mut types, &mut config, &mut errors);
+    let host_patterns = host_patterns(spec, &server_variables, &mut errors);
     let refresh = match found {
         Some(found) => Some(
             refresh_part(spec, found, &mut types, &mut config, &mut errors)
@@ -1054,6 +1059,7 @@ pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
         spec_version: info.version.clone(),
         servers,
         server_variables,
+        host_patterns,
         operations: refresh_op.into_iter().chain(grant_operations).collect(),
         refresh,
         config,

@@ -7,6 +7,115 @@ use super::*;
 /// as it is (OpenAPI requires a default even where only a placeholder can be written).
 pub const USABLE_DEFAULT: &str = "x-usable-default";
 
+/// The extension on a server that names the hosts its URL may have once its variables are
+/// filled: one pattern or a list (`*.okta.com`: any subdomain; `login.example.com`: that host).
+pub const HOST_PATTERN: &str = "x-host-pattern";
+
+/// The host part of a URL template (`{tenant}.example.com` of `https://{tenant}.example.com:8443/v1`).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains('}') || host.ends_with('}') => host,
+        _ => authority,
+    }
+}
+
+/// Whether `suffix` (what follows the last placeholder of a host, or a pattern's fixed part)
+/// names a domain: a dot, then at least two non-empty labels (`.okta.com`), so that no value
+/// before it can pick the registrable domain.
+fn names_a_domain(suffix: &str) -> bool {
+    suffix.strip_prefix('.').is_some_and(|rest| {
+        let labels: Vec<&str> = rest.split('.').collect();
+        labels.len() >= 2
+            && labels
+                .iter()
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    })
+}
+
+/// The first server's `x-host-pattern`s, checked; and, where it declares none, a refusal of a
+/// host its variables make up: a value filling `https://{domain}/` (or `{sub}.{domain}`, or
+/// `{tenant}.com`) could send the refresh token and the client secret to any host. A host is
+/// safe when every variable in it is an `enum`, or when a fixed domain of two labels or more
+/// follows the last one (`{tenant}.okta.com`).
+pub(super) fn host_patterns(
+    spec: &Spec,
+    variables: &[ServerVariable],
+    errors: &mut SpecErrors,
+) -> Vec<String> {
+    let file = spec.file.as_str();
+    let Some(server) = spec.api.servers.first() else {
+        return Vec::new();
+    };
+    let at = pointer::join("/servers/0", HOST_PATTERN);
+    let declared: Vec<String> = match server.extensions.get(HOST_PATTERN) {
+        None => Vec::new(),
+        Some(Value::String(p)) => vec![p.clone()],
+        Some(Value::Array(list)) if !list.is_empty() && list.iter().all(Value::is_string) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(_) => {
+            errors.push(SpecError::new(
+                file,
+                &at,
+                format!("`{HOST_PATTERN}` is a host pattern or a list of them"),
+            ));
+            return Vec::new();
+        }
+    };
+    for (i, pattern) in declared.iter().enumerate() {
+        let fixed = pattern
+            .strip_prefix('*')
+            .map_or_else(|| format!(".{pattern}"), str::to_owned);
+        if !names_a_domain(&fixed.to_ascii_lowercase()) {
+            errors.push(
+                SpecError::new(
+                    file,
+                    &pointer::join(&at, &i.to_string()),
+                    format!("{pattern:?} is not a host pattern"),
+                )
+                .hint("write a host (`login.example.com`) or `*.` and a domain of two labels or more (`*.okta.com`)"),
+            );
+        }
+    }
+    let host = host_of(&server.url);
+    let in_host = placeholders(host);
+    let Some(last) = host.rfind('}').filter(|_| declared.is_empty()) else {
+        return declared;
+    };
+    // A variable that made it into the model with an `enum` takes only the spec's values.
+    let all_enum = in_host.iter().all(|name| {
+        variables.iter().any(|v| v.name == *name)
+            && server
+                .variables
+                .as_ref()
+                .and_then(|vars| vars.get(*name))
+                .is_some_and(|var| !var.enumeration.is_empty())
+    });
+    if !all_enum && !names_a_domain(&host[last + 1..].to_ascii_lowercase()) {
+        errors.push(
+            SpecError::new(
+                file,
+                "/servers/0/url",
+                format!(
+                    "the variables {} make up the host of {:?}: a value could send the refresh token and the client secret to any host",
+                    in_host.iter().map(|n| format!("{{{n}}}")).collect::<Vec<_>>().join(", "),
+                    server.url
+                ),
+            )
+            .hint(format!(
+                "give the variable an `enum` of the hosts it may be, or declare them on the server: `{HOST_PATTERN}: '*.okta.com'`"
+            )),
+        );
+    }
+    declared
+}
+
 /// Whether `value` may fill a server variable: RFC 3986 unreserved characters only, and not a
 /// dot segment, so that no value can change the URL's structure (its host, user, port, path,
 /// query or fragment). The runtime applies the same rule (`support::fill_server_variables`).

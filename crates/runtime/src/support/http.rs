@@ -76,6 +76,26 @@ pub fn fill_server_variables(
     Ok(url)
 }
 
+/// Whether the host of `url` matches one of `patterns`: `*.example.com` (a subdomain of it,
+/// at any depth) or `login.example.com` (that host), ignoring case.
+pub fn host_matches(url: &str, patterns: &[&str]) -> bool {
+    let Some(host) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    else {
+        return false;
+    };
+    patterns.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix('*') {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|rest| !rest.is_empty() && suffix.starts_with('.')),
+            None => host == pattern,
+        }
+    })
+}
+
 /// Where and how a generated client connects, as its builder's `base_url`, `http_config` and
 /// `http_client` set it.
 #[derive(Clone, Debug)]
@@ -119,6 +139,29 @@ impl Connection {
     /// [`fill_server_variables`].
     pub fn fill_server_variables(&mut self, values: &[(&str, String)]) -> Result<(), BuildError> {
         self.base_url = fill_server_variables(&self.base_url, values)?;
+        Ok(())
+    }
+
+    /// Like [`Connection::fill_server_variables`], for a spec whose variables may make up
+    /// the host (`x-host-pattern`): where the base URL is still the spec's `template`, the
+    /// filled host must match one of `hosts` (`*.okta.com`, `login.example.com`), or the
+    /// client is not built. A base URL the application set is its own choice.
+    pub fn fill_server_variables_within(
+        &mut self,
+        values: &[(&str, String)],
+        template: &str,
+        hosts: &[&str],
+    ) -> Result<(), BuildError> {
+        let from_template = self.base_url == template;
+        self.fill_server_variables(values)?;
+        if from_template && !host_matches(&self.base_url, hosts) {
+            return Err(BuildError {
+                reason: format!(
+                    "the server variables make the host one the spec does not allow (it allows {}); refusing to send tokens there",
+                    hosts.join(", ")
+                ),
+            });
+        }
         Ok(())
     }
 
