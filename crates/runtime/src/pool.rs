@@ -361,6 +361,32 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         Ok(keys.map(|keys| keys.iter().filter_map(|k| self.connection_of(k)).collect()))
     }
 
+    /// The connections marked dead in the store (`ReauthenticationRequired` was reported, or
+    /// is to be, by a process with a listener): what a subscriber that fell behind
+    /// (`RecvError::Lagged`) or started late reads to catch up. `None` when the store cannot
+    /// list its keys. The mark stays until the connection is replaced or removed.
+    pub async fn dead_connections(&self) -> Result<Option<Vec<String>>, ManagerError> {
+        let Some(keys) = self.inner.store.list(&self.inner.prefix).await? else {
+            return Ok(None);
+        };
+        let mut dead = Vec::new();
+        for key in keys {
+            let Some(name) = self.connection_of(&key) else {
+                continue;
+            };
+            if self
+                .inner
+                .store
+                .load(&key)
+                .await?
+                .is_some_and(|stored| stored.dead.is_some())
+            {
+                dead.push(name);
+            }
+        }
+        Ok(Some(dead))
+    }
+
     /// Every connection's events from now on (see [`TokenEvent`] and
     /// [`TokenManager::subscribe`]).
     pub fn subscribe(&self) -> broadcast::Receiver<TokenEvent> {

@@ -119,6 +119,8 @@ async fn a_seed_over_a_dead_connection_replaces_it() {
     let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
     let store = MemoryStore::new();
     let pool = TokenPool::new(client(&mock.base_url()), store.clone(), pool_config()).unwrap();
+    // A listener: the process that can report it marks the set dead.
+    let _events = pool.subscribe();
     let revoked = mock.new_family().unwrap();
     assert!(pool.seed("c", consented(&revoked)).await.unwrap());
     assert!(mock.revoke_family_of(&revoked));
@@ -381,4 +383,47 @@ fn a_tenant_value_that_is_the_whole_host_stays_within_the_declared_hosts() {
     ] {
         assert!(build(hostile).is_err(), "{hostile}");
     }
+}
+
+/// A dead connection is claimed for reporting only where someone listens: a replica without a
+/// subscriber finds it dead first and marks it so, but leaves the report; the replica with one
+/// reports it, once, and
+/// `dead_connections` lists it for a subscriber that fell behind. A name with nothing stored
+/// is never reported.
+#[tokio::test]
+async fn a_report_reaches_a_listener_even_when_a_deaf_replica_finds_it_first() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let deaf = TokenPool::new(client(&mock.base_url()), store.clone(), pool_config()).unwrap();
+    let listening = TokenPool::new(client(&mock.base_url()), store.clone(), pool_config()).unwrap();
+    let mut events = listening.subscribe();
+    let revoked = mock.new_family().unwrap();
+    deaf.seed("c", consented(&revoked)).await.unwrap();
+    assert!(mock.revoke_family_of(&revoked));
+    assert!(matches!(
+        deaf.access_token("c").await,
+        Err(ManagerError::ReAuthenticate { .. })
+    ));
+    // Marked dead (nobody sends it again), not announced: nobody heard it there.
+    let marked = store.load(&deaf.key_of("c")).await.unwrap().unwrap();
+    assert!(
+        marked.dead.is_some() && marked.announced.is_none(),
+        "{marked:?}"
+    );
+    for _ in 0..3 {
+        assert!(matches!(
+            listening.access_token("c").await,
+            Err(ManagerError::ReAuthenticate { .. })
+        ));
+        let _ = listening.access_token("never-connected").await;
+    }
+    let mut reports = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let tokenkit::TokenEvent::ReauthenticationRequired { connection, .. } = event {
+            reports.push(connection.to_string());
+        }
+    }
+    assert_eq!(reports, ["c"], "one report, for the stored connection only");
+    assert_eq!(listening.dead_connections().await.unwrap().unwrap(), ["c"]);
+    assert_eq!(mock.authority_stats().reuses, 0);
 }

@@ -135,7 +135,7 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
     let hour = SystemTime::now() + Duration::from_secs(3600);
     let indexed = |due: Option<tokenkit::Due>| due.map(|d| d.iter().any(|(k, _)| k == "k"));
     assert!(store.mark_sending("k", 6, &lock).await.unwrap(), "{what}");
-    for report in [Reported::Expiring, Reported::Dead] {
+    for report in [Reported::Announced, Reported::Expiring, Reported::Dead] {
         assert_ne!(
             indexed(store.due("", hour, None, 10).await.unwrap()),
             Some(false)
@@ -150,7 +150,10 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
     }
     let dead = store.load("k").await.unwrap().unwrap();
     assert!(
-        dead.dead.is_some() && dead.expiring.is_some() && dead.sending.is_some(),
+        dead.dead.is_some()
+            && dead.expiring.is_some()
+            && dead.sending.is_some()
+            && dead.announced.is_some(),
         "{what}: {dead:?}"
     );
     assert_ne!(
@@ -166,8 +169,13 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
     );
     let restored = store.load("k").await.unwrap().unwrap();
     assert_eq!(
-        (restored.dead, restored.expiring, restored.sending),
-        (dead.dead, dead.expiring, dead.sending)
+        (
+            restored.dead,
+            restored.expiring,
+            restored.sending,
+            restored.announced
+        ),
+        (dead.dead, dead.expiring, dead.sending, dead.announced)
     );
     assert_eq!(
         store.save("k", &dying, Some(9)).await.unwrap(),
@@ -175,8 +183,13 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
     );
     let renewed = store.load("k").await.unwrap().unwrap();
     assert_eq!(
-        (renewed.dead, renewed.expiring, renewed.sending),
-        (None, None, None),
+        (
+            renewed.dead,
+            renewed.expiring,
+            renewed.sending,
+            renewed.announced
+        ),
+        (None, None, None, None),
         "{what}"
     );
     // Deleted: nothing stored, and the removal stays: nothing is put back over it, whatever

@@ -179,7 +179,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             // Found dead before (here or by another process), and reported then.
             return Usable::No;
         }
-        let now = SystemTime::now();
+        // The store's clock where it has one: marks are stamped by it, so a replica whose own
+        // clock runs fast never takes a mark for older than it is (nor a live refresh token,
+        // whose death the store's clock judges, for dead). Without one, a mark another host
+        // made is given `clock_skew` more before it counts as past the in-flight grace.
+        let (now, skew) = match stored.read_at {
+            Some(store_now) => (store_now, std::time::Duration::ZERO),
+            None => (SystemTime::now(), self.config.clock_skew),
+        };
         let tokens = &stored.tokens;
         let token = match self.client.refresh_with() {
             Some(RefreshWith::RefreshToken) => match &tokens.refresh_token {
@@ -198,10 +205,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         match stored.sending {
             Some(marked) if !resend_safe => {
                 let age = now.duration_since(marked).unwrap_or_default();
-                if self.within_reuse_grace(marked) {
+                if self.within_reuse_grace_at(marked, now) {
                     // The provider still accepts it (its documented reuse grace).
                     Usable::Yes(token)
-                } else if age < self.config.in_flight_grace() {
+                } else if age < self.config.in_flight_grace().saturating_add(skew) {
                     Usable::InFlight
                 } else {
                     Usable::No
@@ -215,11 +222,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     /// within the reuse grace the provider's spec declares (measured from our mark, which is
     /// before the provider could have rotated it), never where it declares none.
     pub(super) fn within_reuse_grace(&self, first_sent: SystemTime) -> bool {
-        self.client.reuse_grace().is_some_and(|grace| {
-            SystemTime::now()
-                .duration_since(first_sent)
-                .is_ok_and(|age| age < grace)
-        })
+        self.within_reuse_grace_at(first_sent, SystemTime::now())
+    }
+
+    /// `within_reuse_grace`, judged at `now` (the store's clock, where the mark is its).
+    fn within_reuse_grace_at(&self, first_sent: SystemTime, now: SystemTime) -> bool {
+        self.client
+            .reuse_grace()
+            .is_some_and(|grace| now.duration_since(first_sent).is_ok_and(|age| age < grace))
     }
 
     /// Waits until `min_refresh_interval` has passed since this process last sent a refresh.

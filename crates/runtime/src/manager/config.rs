@@ -36,6 +36,13 @@ pub struct ManagerConfig {
     /// Which credentials the client-credentials grant may replace when their refresh token is
     /// unusable (where the spec offers the grant and no re-authentication hook is set).
     pub client_credentials_fallback: ClientCredentialsFallback,
+    /// How far the clocks of hosts sharing a store that has no clock of its own may differ: a
+    /// sending mark another host made counts as past the in-flight grace only this much later
+    /// (the safe side: waiting, never resending). Redis stamps and judges marks by its own
+    /// clock, so a replica whose clock runs minutes fast never takes a live connection for
+    /// dead there; memory and files are one host's. Default zero: set it for a store of your
+    /// own that hosts share and that reports no clock ([`Stored::read_at`](crate::Stored)).
+    pub clock_skew: Duration,
     /// At most one refresh forced by a rejected access token
     /// ([`TokenManager::refresh_rejected`](crate::TokenManager::refresh_rejected)) per this
     /// interval: an API that rejects every token gets its rejections passed through, not a
@@ -80,6 +87,7 @@ impl ManagerConfig {
             ("lock_poll", self.lock_poll),
             ("min_refresh_interval", self.min_refresh_interval),
             ("rejection_interval", self.rejection_interval),
+            ("clock_skew", self.clock_skew),
         ];
         for (name, value) in settings {
             if value > MAX_SETTING {
@@ -145,6 +153,7 @@ impl Default for ManagerConfig {
             min_refresh_interval: Duration::from_secs(1),
             client_credentials_fallback: ClientCredentialsFallback::OwnCredentials,
             rejection_interval: Duration::from_secs(5),
+            clock_skew: Duration::ZERO,
         }
     }
 }

@@ -13,7 +13,7 @@ pub(super) enum Acquired {
     /// The lock is held.
     Lock(StoreLock),
     /// Another process stored a set the caller accepts.
-    Found(Stored),
+    Found(Box<Stored>),
 }
 
 impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
@@ -45,7 +45,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 && (!force || newer)
         };
         match self.acquire(Some(&acceptable)).await? {
-            Acquired::Found(stored) => Ok(Arc::new(Cached::new(stored, &self.config, None))),
+            Acquired::Found(stored) => Ok(Arc::new(Cached::new(*stored, &self.config, None))),
             Acquired::Lock(lock) => {
                 let held = self.refresh_holding_lock(force, seen, &lock).await;
                 self.settle(lock, held).await
@@ -65,7 +65,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 && let Some(stored) = self.load().await?
                 && accept(&stored)
             {
-                return Ok(Acquired::Found(stored));
+                return Ok(Acquired::Found(Box::new(stored)));
             }
             if let Some(lock) = self.store.try_lock(&self.key, self.config.lock_ttl).await? {
                 return Ok(Acquired::Lock(lock));

@@ -11,19 +11,27 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
-    /// Marks `current` dead and sends `ReauthenticationRequired`, once fleet-wide. With nothing
-    /// stored, or a store that could not take the mark, this process reports it anyway (better
-    /// twice than never).
+    /// Marks `current` dead (every process then skips it) and sends
+    /// `ReauthenticationRequired`, once fleet-wide: the report is claimed with its own mark
+    /// ([`Reported::Announced`]), and only where someone listens, so a replica without a
+    /// subscriber leaves the report to one that has (its caller has the error). A store that
+    /// could not take the claim gets it reported here anyway (better twice than never).
+    /// Nothing stored is no report: the caller's error says so, and a name asked for again
+    /// and again is not news.
     pub(super) async fn report_dead(
         &self,
         current: Option<&Stored>,
         cause: Option<&RefreshError>,
         lock: &StoreLock,
     ) {
-        let first = match current {
-            Some(stored) => self.mark_first(stored, Reported::Dead, lock).await,
-            None => true,
-        };
+        let Some(stored) = current else { return };
+        if stored.dead.is_none() {
+            let _ = self.mark_first(stored, Reported::Dead, lock).await;
+        }
+        if !self.listened() {
+            return;
+        }
+        let first = self.mark_first(stored, Reported::Announced, lock).await;
         if first {
             self.send(
                 |provider, connection| TokenEvent::ReauthenticationRequired {
@@ -38,6 +46,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     /// After a keeper gave up renewing the set whose refresh token dies at `dies`: marks it and
     /// sends `RefreshTokenExpiring`, once fleet-wide; nothing when the set was renewed since.
     async fn report_expiring(&self, dies: SystemTime) {
+        if !self.listened() {
+            // Left to a process that can deliver it (see `report_dead`).
+            return;
+        }
         let first = match self.wait_for_lock().await {
             Ok(lock) => {
                 let first = match self.load().await {
@@ -69,6 +81,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         let marked = match what {
             Reported::Dead => stored.dead,
             Reported::Expiring => stored.expiring,
+            Reported::Announced => stored.announced,
         };
         if marked.is_some() {
             return false;
@@ -84,6 +97,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 true
             }
         }
+    }
+
+    /// Whether anyone subscribed to this credential's events here: where a report can be
+    /// delivered.
+    fn listened(&self) -> bool {
+        self.events
+            .get()
+            .is_some_and(|sink| sink.tx.receiver_count() > 0)
     }
 
     /// Sends the event `make` builds for this credential, when anyone listens.

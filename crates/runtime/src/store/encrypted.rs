@@ -208,6 +208,8 @@ impl<S> EncryptedStore<S> {
             sending: stored.sending,
             dead: stored.dead,
             expiring: stored.expiring,
+            announced: stored.announced,
+            read_at: stored.read_at,
         })
     }
 }
@@ -284,6 +286,8 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
                 sending: set.sending,
                 dead: set.dead,
                 expiring: set.expiring,
+                announced: set.announced,
+                read_at: None,
             };
             self.inner.restore(key, &sealed, lock).await
         })

@@ -103,13 +103,14 @@ fn read(path: &Path) -> Result<Option<Stored>, StoreError> {
     stored.sending = read_mark(path, SENDING, stored.version)?;
     stored.dead = read_mark(path, Reported::Dead.as_str(), stored.version)?;
     stored.expiring = read_mark(path, Reported::Expiring.as_str(), stored.version)?;
+    stored.announced = read_mark(path, Reported::Announced.as_str(), stored.version)?;
     Ok(Some(stored))
 }
 
 /// The mark of a refresh in flight ([`TokenStore::mark_sending`]).
 const SENDING: &str = "sending";
 /// Every mark's file extension.
-const MARKS: [&str; 3] = [SENDING, "dead", "expiring"];
+const MARKS: [&str; 4] = [SENDING, "dead", "expiring", "announced"];
 
 /// When `version` got the mark `kind`: a file beside the set holding `<version> <milliseconds
 /// since the epoch>`. A mark of another version belongs to a set since replaced: none.
@@ -325,6 +326,7 @@ impl TokenStore for FileStore {
                     (SENDING, set.sending),
                     (Reported::Dead.as_str(), set.dead),
                     (Reported::Expiring.as_str(), set.expiring),
+                    (Reported::Announced.as_str(), set.announced),
                 ];
                 for (kind, at) in marks {
                     if let Some(at) = at {

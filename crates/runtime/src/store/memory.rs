@@ -189,6 +189,7 @@ impl TokenStore for MemoryStore {
                 let mark = match what {
                     Reported::Dead => &mut stored.dead,
                     Reported::Expiring => &mut stored.expiring,
+                    Reported::Announced => &mut stored.announced,
                 };
                 mark.is_none() && mark.replace(SystemTime::now()).is_none()
             }

@@ -49,6 +49,15 @@ pub struct Stored {
     /// When a keeper gave up renewing this version before its refresh token dies, and
     /// reported it ([`Reported::Expiring`]).
     pub expiring: Option<SystemTime>,
+    /// When a process with a listener sent `ReauthenticationRequired` for this version
+    /// ([`Reported::Announced`]): the report is claimed only where it can be delivered, so a
+    /// replica nobody listens to marks the set dead but leaves the report to one that has a
+    /// listener.
+    pub announced: Option<SystemTime>,
+    /// The store's own clock when this was read, where the store has one (Redis `TIME`):
+    /// marks are stamped by the same clock, so a process whose clock is off judges their age
+    /// by the store's, never by its own. `None`: the reader's clock (one host).
+    pub read_at: Option<SystemTime>,
 }
 
 impl Stored {
@@ -60,6 +69,8 @@ impl Stored {
             sending: None,
             dead: None,
             expiring: None,
+            announced: None,
+            read_at: None,
         }
     }
 }
@@ -72,6 +83,8 @@ pub enum Reported {
     Dead,
     /// Its refresh token dies soon and a keeper could not renew it ([`Stored::expiring`]).
     Expiring,
+    /// Its re-authentication was reported to a listener ([`Stored::announced`]).
+    Announced,
 }
 
 impl Reported {
@@ -80,6 +93,7 @@ impl Reported {
         match self {
             Self::Dead => "dead",
             Self::Expiring => "expiring",
+            Self::Announced => "announced",
         }
     }
 }

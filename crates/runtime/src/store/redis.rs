@@ -47,7 +47,7 @@ if (current == false and ARGV[2] == '') or current == ARGV[2] then
     redis.call('DEL', KEYS[3])
   end
   redis.call('HSET', KEYS[1], 'version', ARGV[3], 'data', ARGV[4])
-  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at')
+  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at', 'announced', 'announced_at')
   return -1
 end
 if current == false then return 0 end
@@ -55,15 +55,15 @@ return tonumber(current)
 ";
 
 /// Writes `data` (ARGV[3]) as version ARGV[2] if no version is stored or an older one, with a
-/// sending mark at ARGV[4] (ms), a dead mark at ARGV[5] and an expiring one at ARGV[6], each
-/// unless it is ''. Never over a removal (the tombstone KEYS[3]): that answers its version.
+/// sending mark at ARGV[4] (ms), a dead mark at ARGV[5], an expiring one at ARGV[6] and an
+/// announced one at ARGV[7], each unless it is ''. Never over a removal (the tombstone KEYS[3]): that answers its version.
 const RESTORE: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 local gone = redis.call('GET', KEYS[3])
 if current == false and gone then return tonumber(gone) end
 if current == false or tonumber(current) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'version', ARGV[2], 'data', ARGV[3])
-  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at')
+  redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at', 'announced', 'announced_at')
   if ARGV[4] ~= '' then
     redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', ARGV[4])
   end
@@ -72,6 +72,9 @@ if current == false or tonumber(current) < tonumber(ARGV[2]) then
   end
   if ARGV[6] ~= '' then
     redis.call('HSET', KEYS[1], 'expiring', ARGV[2], 'expiring_at', ARGV[6])
+  end
+  if ARGV[7] ~= '' then
+    redis.call('HSET', KEYS[1], 'announced', ARGV[2], 'announced_at', ARGV[7])
   end
   return -1
 end
@@ -92,14 +95,28 @@ redis.call('DEL', KEYS[1])
 return -1
 ";
 
-/// Marks (ARGV[3]: the time, in ms) or clears (ARGV[3] = '') the sending mark of version
-/// ARGV[2], if it is current. An existing mark of that version keeps its time: when the token
-/// was first sent.
+/// Redis's own clock, in milliseconds: marks are stamped with it, and loads read it, so that
+/// no replica's clock decides how old a mark is.
+const NOW_MS: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+";
+
+/// The set's fields and Redis's clock (ms), in one call.
+const LOAD: &str = r"
+return {redis.call('HMGET', KEYS[1], 'data', 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at', 'announced', 'announced_at'), now_ms()}
+";
+
+/// Marks (ARGV[3] = '1', at Redis's time) or clears (ARGV[3] = '') the sending mark of
+/// version ARGV[2], if it is current. An existing mark of that version keeps its time: when
+/// the token was first sent.
 const MARK: &str = r"
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
 if ARGV[3] ~= '' then
   if redis.call('HGET', KEYS[1], 'sending') ~= ARGV[2] then
-    redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', ARGV[3])
+    redis.call('HSET', KEYS[1], 'sending', ARGV[2], 'sending_at', now_ms())
   end
 elseif redis.call('HGET', KEYS[1], 'sending') == ARGV[2] then
   redis.call('HDEL', KEYS[1], 'sending', 'sending_at')
@@ -107,12 +124,12 @@ end
 return 1
 ";
 
-/// Gives version ARGV[2] the mark named ARGV[4] (`dead`, `expiring`), made at ARGV[3] (ms), if
-/// it is current and not marked so yet: 1 for the one call that marks it.
+/// Gives version ARGV[2] the mark named ARGV[4] (`dead`, `expiring`), made now (Redis's
+/// clock), if it is current and not marked so yet: 1 for the one call that marks it.
 const MARK_REPORTED: &str = r"
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
 if redis.call('HGET', KEYS[1], ARGV[4]) == ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[4], ARGV[2], ARGV[4] .. '_at', ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[2], ARGV[4] .. '_at', now_ms())
 return 1
 ";
 
@@ -554,16 +571,12 @@ impl RedisStore {
         sending: bool,
     ) -> Result<i64, StoreError> {
         let mut connection = self.connection.clone();
-        redis::Script::new(&format!("{FENCE}{MARK}"))
+        redis::Script::new(&format!("{NOW_MS}{FENCE}{MARK}"))
             .key(self.set_key(key))
             .key(self.lock_key(key))
             .arg(lock.fence().unwrap_or_default())
             .arg(version)
-            .arg(if sending {
-                to_millis(SystemTime::now()).to_string()
-            } else {
-                String::new()
-            })
+            .arg(if sending { "1" } else { "" })
             .invoke_async(&mut connection)
             .await
             .map_err(|e| redis_error("cannot record the refresh in flight", &e))
@@ -605,23 +618,35 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             type Mark = Option<u64>;
-            type Fields = (Option<Vec<u8>>, Mark, Mark, Mark, Mark, Mark, Mark);
-            let fields = [
-                "data",
-                "sending",
-                "sending_at",
-                "dead",
-                "dead_at",
-                "expiring",
-                "expiring_at",
-            ];
-            let (data, sending, sending_at, dead, dead_at, expiring, expiring_at): Fields =
-                redis::cmd("HMGET")
-                    .arg(self.set_key(key))
-                    .arg(&fields[..])
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(|e| redis_error("cannot read the token set", &e))?;
+            type Fields = (
+                Option<Vec<u8>>,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+            );
+            let (
+                (
+                    data,
+                    sending,
+                    sending_at,
+                    dead,
+                    dead_at,
+                    expiring,
+                    expiring_at,
+                    announced,
+                    announced_at,
+                ),
+                now,
+            ): (Fields, u64) = redis::Script::new(&format!("{NOW_MS}{LOAD}"))
+                .key(self.set_key(key))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| redis_error("cannot read the token set", &e))?;
             let Some(bytes) = data else { return Ok(None) };
             let mut stored = decode(&bytes)?;
             // A mark names its version: one of another version is stale.
@@ -632,6 +657,8 @@ impl TokenStore for RedisStore {
             stored.sending = of_this(sending, sending_at);
             stored.dead = of_this(dead, dead_at);
             stored.expiring = of_this(expiring, expiring_at);
+            stored.announced = of_this(announced, announced_at);
+            stored.read_at = Some(from_millis(now));
             Ok(Some(stored))
         })
     }
@@ -673,7 +700,8 @@ impl TokenStore for RedisStore {
                 .arg(encode(set.version, &set.tokens))
                 .arg(millis_or_empty(set.sending))
                 .arg(millis_or_empty(set.dead))
-                .arg(millis_or_empty(set.expiring));
+                .arg(millis_or_empty(set.expiring))
+                .arg(millis_or_empty(set.announced));
             let saved = self
                 .write(key, invocation, "cannot restore the token set", set.version)
                 .await?;
@@ -784,7 +812,7 @@ impl TokenStore for RedisStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let marked: i64 = redis::Script::new(&format!("{FENCE}{MARK_REPORTED}"))
+            let marked: i64 = redis::Script::new(&format!("{NOW_MS}{FENCE}{MARK_REPORTED}"))
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
                 .arg(lock.fence().unwrap_or_default())
