@@ -75,14 +75,18 @@ impl SigningKey {
         Self::checked(algorithm, key, key_id)
     }
 
-    /// A key from PKCS#8 DER bytes (an ECDSA or RSA key of `algorithm`).
+    /// A key from PKCS#8 DER bytes (an ECDSA, RSA or Ed25519 key of `algorithm`; an RSA key
+    /// may also be PKCS#1 `RSAPrivateKey` DER).
     pub fn from_pkcs8_der(
         algorithm: SigningAlgorithm,
         der: &[u8],
         key_id: Option<String>,
     ) -> Result<Self, BuildError> {
         let key = match algorithm {
-            SigningAlgorithm::Rs256 | SigningAlgorithm::Ps256 => EncodingKey::from_rsa_der(der),
+            // The signer takes PKCS#1: the RSA key inside a PKCS#8 envelope.
+            SigningAlgorithm::Rs256 | SigningAlgorithm::Ps256 => {
+                EncodingKey::from_rsa_der(rsa_key_of_pkcs8(der).unwrap_or(der))
+            }
             SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => EncodingKey::from_ec_der(der),
             SigningAlgorithm::EdDsa => EncodingKey::from_ed_der(der),
         };
@@ -128,6 +132,49 @@ impl SigningKey {
                 ),
             })
     }
+}
+
+/// The `rsaEncryption` algorithm's object identifier (1.2.840.113549.1.1.1), DER-encoded.
+const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (RFC 5208 §5: a sequence of
+/// the version, the algorithm and the key as an octet string), when `der` is one for RSA.
+fn rsa_key_of_pkcs8(der: &[u8]) -> Option<&[u8]> {
+    let (0x30, info, _) = der_item(der)? else {
+        return None;
+    };
+    let (0x02, _, rest) = der_item(info)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = der_item(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = der_item(algorithm)? else {
+        return None;
+    };
+    let (0x04, key, _) = der_item(rest)? else {
+        return None;
+    };
+    (oid == RSA_ENCRYPTION).then_some(key)
+}
+
+/// One DER item of `input`: its tag, its contents and what follows it.
+fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at_checked(count)?;
+        let len = bytes.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
+        (len, rest)
+    };
+    let (contents, rest) = rest.split_at_checked(len)?;
+    Some((tag, contents, rest))
 }
 
 /// The claims of an assertion (RFC 7523 §3). `iat`, `exp` (from the lifetime) and a unique
@@ -273,6 +320,26 @@ mod tests {
         )
         .unwrap();
         assert!(SigningKey::from_pkcs8_der(SigningAlgorithm::Rs256, pkcs8.as_ref(), None).is_err());
+        assert!(
+            rsa_key_of_pkcs8(pkcs8.as_ref()).is_none(),
+            "an EC key is no RSA key"
+        );
+        assert!(rsa_key_of_pkcs8(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
         assert!(SigningKey::from_pkcs8_der(SigningAlgorithm::Es384, pkcs8.as_ref(), None).is_err());
+    }
+
+    #[test]
+    fn an_rsa_key_signs_from_pkcs8_and_from_pkcs1() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).unwrap();
+        for algorithm in [SigningAlgorithm::Rs256, SigningAlgorithm::Ps256] {
+            let key = SigningKey::from_pkcs8_der(algorithm, pkcs8.as_ref(), None)
+                .unwrap_or_else(|e| panic!("{algorithm:?}: {e}"));
+            assert!(key.sign(&Map::new()).unwrap().expose().split('.').count() == 3);
+            let pkcs1 = rsa_key_of_pkcs8(pkcs8.as_ref()).unwrap();
+            SigningKey::from_pkcs8_der(algorithm, pkcs1, None).unwrap();
+        }
     }
 }

@@ -95,13 +95,22 @@ pub struct KeeperStats {
 }
 
 /// A running keeper; dropping it (or [`Keeper::stop`]) stops it.
-#[derive(Debug)]
 pub struct Keeper {
     task: tokio::task::JoinHandle<()>,
     stats: Arc<KeeperStats>,
     /// One permit per refresh it may run at once; all free when none runs.
     permits: Arc<Semaphore>,
     concurrency: u32,
+    /// Whether no connection of the pool has a write being retried.
+    settled: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keeper {
@@ -115,12 +124,17 @@ impl Keeper {
         self.task.abort();
     }
 
-    /// Stops it and waits for its refreshes in flight to end (their sets stored): for a
-    /// service that shuts down.
+    /// Stops it and waits for its refreshes in flight to end and for every set whose write
+    /// is being retried to be stored (a process that exits first loses the newest set, whose
+    /// predecessor's refresh token is spent): for a service that shuts down. A store that
+    /// stays away keeps it waiting; bound it with `tokio::time::timeout` where that matters.
     pub async fn shutdown(self) {
         self.task.abort();
         // Every running refresh holds a permit until it ends.
         let _ = self.permits.acquire_many(self.concurrency).await;
+        while !(self.settled)() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -185,11 +199,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             Arc::clone(&stats),
             Arc::clone(&permits),
         ));
+        let pool = self.clone();
         Ok(Keeper {
             task,
             stats,
             permits,
             concurrency,
+            settled: Box::new(move || pool.unsaved_connections() == 0),
         })
     }
 

@@ -456,6 +456,18 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
 }
 
 impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
+    /// How many connections in memory have a set whose write is being retried.
+    pub(crate) fn unsaved_connections(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| {
+                let live = shard.read().unwrap_or_else(|p| p.into_inner());
+                live.values().filter(|e| e.manager.has_unsaved()).count()
+            })
+            .sum()
+    }
+
     /// The connections in memory whose cached access token is no longer fresh (the keeper's
     /// proactive mode renews them before anyone waits).
     pub(crate) fn stale_connections(&self) -> Vec<String> {

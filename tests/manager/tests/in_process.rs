@@ -9,8 +9,8 @@ use tokenkit::{
     RefreshError, RefreshToken, Rotation, TokenManager, TokenSet, TokenStore, TransportKind,
 };
 use tokenkit_manager_tests::{
-    RefreshOnly, client, client_with_timeout, expired, fast_config, fresh, one_time_provider, own,
-    scratch,
+    FailingWrites, RefreshOnly, client, client_with_timeout, expired, fast_config, fresh,
+    one_time_provider, own, scratch,
 };
 use tokenkit_mock::Reply;
 
@@ -456,99 +456,6 @@ async fn an_unknown_expiry_is_stored_so_every_process_agrees() {
     let other = TokenManager::with_config(Arc::clone(&scripted), store, "k", quick()).unwrap();
     assert_eq!(other.access_token().await.unwrap().expose(), "at-2");
     assert_eq!(scripted.sent(), vec!["rt-1"]);
-}
-
-/// A store whose next `failures` writes fail, as a full disk or an unreachable Redis would.
-#[derive(Clone)]
-struct FailingWrites {
-    inner: MemoryStore,
-    failures: Arc<AtomicUsize>,
-}
-
-impl FailingWrites {
-    /// Whether this write fails (counting it down).
-    fn fails(&self) -> bool {
-        self.failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-}
-
-impl tokenkit::TokenStore for FailingWrites {
-    fn load<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<tokenkit::Stored>, tokenkit::StoreError>> {
-        self.inner.load(key)
-    }
-
-    fn save<'a>(
-        &'a self,
-        key: &'a str,
-        tokens: &'a TokenSet,
-        expected: Option<u64>,
-    ) -> BoxFuture<'a, Result<tokenkit::Saved, tokenkit::StoreError>> {
-        if self.fails() {
-            return Box::pin(async { Err(tokenkit::StoreError::new("disk full")) });
-        }
-        self.inner.save(key, tokens, expected)
-    }
-
-    fn restore<'a>(
-        &'a self,
-        key: &'a str,
-        set: &'a tokenkit::Stored,
-        lock: &'a tokenkit::StoreLock,
-    ) -> BoxFuture<'a, Result<tokenkit::Saved, tokenkit::StoreError>> {
-        if self.fails() {
-            return Box::pin(async { Err(tokenkit::StoreError::new("disk full")) });
-        }
-        self.inner.restore(key, set, lock)
-    }
-
-    fn delete<'a>(
-        &'a self,
-        key: &'a str,
-        lock: &'a tokenkit::StoreLock,
-    ) -> BoxFuture<'a, Result<tokenkit::Saved, tokenkit::StoreError>> {
-        self.inner.delete(key, lock)
-    }
-
-    fn mark_sending<'a>(
-        &'a self,
-        key: &'a str,
-        version: u64,
-        lock: &'a tokenkit::StoreLock,
-    ) -> BoxFuture<'a, Result<bool, tokenkit::StoreError>> {
-        self.inner.mark_sending(key, version, lock)
-    }
-
-    fn clear_sending<'a>(
-        &'a self,
-        key: &'a str,
-        version: u64,
-        lock: &'a tokenkit::StoreLock,
-    ) -> BoxFuture<'a, Result<(), tokenkit::StoreError>> {
-        self.inner.clear_sending(key, version, lock)
-    }
-
-    fn mark_reported<'a>(
-        &'a self,
-        key: &'a str,
-        version: u64,
-        what: tokenkit::Reported,
-        lock: &'a tokenkit::StoreLock,
-    ) -> BoxFuture<'a, Result<bool, tokenkit::StoreError>> {
-        self.inner.mark_reported(key, version, what, lock)
-    }
-
-    fn try_lock<'a>(
-        &'a self,
-        key: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<Option<tokenkit::StoreLock>, tokenkit::StoreError>> {
-        self.inner.try_lock(key, ttl)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -325,6 +325,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         self.inner.high_water.fetch_max(version, Ordering::AcqRel);
     }
 
+    /// Whether a set's write is being retried.
+    pub(crate) fn has_unsaved(&self) -> bool {
+        self.inner.unsaved_pending.load(Ordering::Acquire)
+    }
+
     /// Whether a refresh is in flight or a write is being retried: a pool keeps such a
     /// manager however long it has been idle.
     pub(crate) fn is_busy(&self) -> bool {

@@ -35,8 +35,8 @@ const FENCE: &str = r"
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
 ";
 
-/// Writes `data` as version ARGV[3] only if the stored version is still ARGV[2] ('' for
-/// none); a new version has no marks. Over a removal (the tombstone KEYS[3]) the version must
+/// Writes `data` (ARGV[4]) as version ARGV[3] only if the stored version is still ARGV[2] (''
+/// for none); a new version has no marks; the index gets ARGV[5] for ARGV[6]. Over a removal (the tombstone KEYS[3]) the version must
 /// be past the removed one: -3 asks the writer to number it so.
 const COMPARE_AND_SET: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
@@ -48,6 +48,7 @@ if (current == false and ARGV[2] == '') or current == ARGV[2] then
   end
   redis.call('HSET', KEYS[1], 'version', ARGV[3], 'data', ARGV[4])
   redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at', 'announced', 'announced_at')
+  index(KEYS[4], ARGV[5], ARGV[6])
   return -1
 end
 if current == false then return 0 end
@@ -76,6 +77,7 @@ if current == false or tonumber(current) < tonumber(ARGV[2]) then
   if ARGV[7] ~= '' then
     redis.call('HSET', KEYS[1], 'announced', ARGV[2], 'announced_at', ARGV[7])
   end
+  index(KEYS[4], ARGV[8], ARGV[9])
   return -1
 end
 return tonumber(current)
@@ -92,7 +94,22 @@ if version then
   end
 end
 redis.call('DEL', KEYS[1])
+index(KEYS[4], '', ARGV[2])
 return -1
+";
+
+/// Keeps the keeper's index in the same script as the write, on a single server (a cluster
+/// keeps the index on another slot, so there `due` is nil and the write is a command of its
+/// own): `dies` in ms, or '' to leave the index.
+const INDEX: &str = r"
+local function index(due, dies, member)
+  if due == nil then return end
+  if dies == '' then
+    redis.call('ZREM', due, member)
+  else
+    redis.call('ZADD', due, dies, member)
+  end
+end
 ";
 
 /// Redis's own clock, in milliseconds: marks are stamped with it, and loads read it, so that
@@ -130,6 +147,7 @@ const MARK_REPORTED: &str = r"
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
 if redis.call('HGET', KEYS[1], ARGV[4]) == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[4], ARGV[2], ARGV[4] .. '_at', now_ms())
+if ARGV[4] == 'dead' then index(KEYS[3], '', ARGV[5]) end
 return 1
 ";
 
@@ -689,8 +707,9 @@ impl TokenStore for RedisStore {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         Box::pin(async move {
-            let script = redis::Script::new(&format!("{FENCE}{RESTORE}"));
+            let script = redis::Script::new(&format!("{INDEX}{FENCE}{RESTORE}"));
             let mut invocation = script.prepare_invoke();
+            let indexed = Some(&set.tokens).filter(|_| set.dead.is_none());
             invocation
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
@@ -701,13 +720,15 @@ impl TokenStore for RedisStore {
                 .arg(millis_or_empty(set.sending))
                 .arg(millis_or_empty(set.dead))
                 .arg(millis_or_empty(set.expiring))
-                .arg(millis_or_empty(set.announced));
+                .arg(millis_or_empty(set.announced))
+                .arg(millis_or_empty(indexed.and_then(|t| t.refresh_expires_at)))
+                .arg(key);
+            self.due_in_script(&mut invocation);
             let saved = self
                 .write(key, invocation, "cannot restore the token set", set.version)
                 .await?;
             if matches!(saved, Saved::Written(_)) {
-                self.index(key, Some(&set.tokens).filter(|_| set.dead.is_none()))
-                    .await;
+                self.index(key, indexed).await;
             }
             Ok(saved)
         })
@@ -719,13 +740,15 @@ impl TokenStore for RedisStore {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         Box::pin(async move {
-            let script = redis::Script::new(&format!("{FENCE}{DELETE}"));
+            let script = redis::Script::new(&format!("{INDEX}{FENCE}{DELETE}"));
             let mut invocation = script.prepare_invoke();
             invocation
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
                 .key(self.gone_key(key))
-                .arg(lock.fence().unwrap_or_default());
+                .arg(lock.fence().unwrap_or_default())
+                .arg(key);
+            self.due_in_script(&mut invocation);
             let saved = self
                 .write(key, invocation, "cannot delete the token set", 0)
                 .await?;
@@ -812,13 +835,18 @@ impl TokenStore for RedisStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let marked: i64 = redis::Script::new(&format!("{NOW_MS}{FENCE}{MARK_REPORTED}"))
+            let script = redis::Script::new(&format!("{INDEX}{NOW_MS}{FENCE}{MARK_REPORTED}"));
+            let mut invocation = script.prepare_invoke();
+            invocation
                 .key(self.set_key(key))
                 .key(self.lock_key(key))
                 .arg(lock.fence().unwrap_or_default())
                 .arg(version)
                 .arg(to_millis(SystemTime::now()))
                 .arg(what.as_str())
+                .arg(key);
+            self.due_in_script(&mut invocation);
+            let marked: i64 = invocation
                 .invoke_async(&mut connection)
                 .await
                 .map_err(|e| redis_error("cannot mark what was reported of the token set", &e))?;
@@ -965,7 +993,7 @@ impl RedisStore {
         fence: Option<&str>,
     ) -> Result<Saved, StoreError> {
         let mut version = expected.unwrap_or(0) + 1;
-        let script = redis::Script::new(&format!("{FENCE}{COMPARE_AND_SET}"));
+        let script = redis::Script::new(&format!("{INDEX}{FENCE}{COMPARE_AND_SET}"));
         let saved = loop {
             let mut invocation = script.prepare_invoke();
             invocation
@@ -975,7 +1003,10 @@ impl RedisStore {
                 .arg(fence.unwrap_or_default())
                 .arg(expected.map(|v| v.to_string()).unwrap_or_default())
                 .arg(version)
-                .arg(encode(version, tokens));
+                .arg(encode(version, tokens))
+                .arg(millis_or_empty(tokens.refresh_expires_at))
+                .arg(key);
+            self.due_in_script(&mut invocation);
             match self
                 .run_write(invocation, "cannot write the token set")
                 .await?
@@ -1004,11 +1035,23 @@ impl RedisStore {
         format!("{}:due", escape(&self.prefix))
     }
 
-    /// Records when `key`'s refresh token dies (or that it has none to keep alive), after its
-    /// set was written. A separate command (the index is one key, in a cluster on another
-    /// slot): a crash between the two leaves the older, earlier time, which only makes the
-    /// keeper look sooner.
+    /// On a single server the write scripts keep the index themselves: the due key goes last.
+    fn due_in_script(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        if matches!(self.connection, Connection::Single(_)) {
+            invocation.key(self.due_key());
+        }
+    }
+
+    /// In a cluster (where the index is on another slot than the set), records when `key`'s
+    /// refresh token dies (or that it has none to keep alive) after its set was written, as a
+    /// command of its own; an entry Redis does not take is retried in the background for a
+    /// minute (a first set whose entry never landed would be invisible to the keeper). A crash
+    /// between the two leaves the older, earlier time, which only makes the keeper look
+    /// sooner. On a single server the write's own script did it.
     async fn index(&self, key: &str, tokens: Option<&TokenSet>) {
+        if matches!(self.connection, Connection::Single(_)) {
+            return;
+        }
         let dies = tokens.and_then(|t| t.refresh_expires_at);
         let cmd = match dies {
             Some(at) => {
@@ -1025,6 +1068,22 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         if let Err(e) = cmd.query_async::<Value>(&mut connection).await {
             tracing::warn!(error = %redis_error("cannot index the refresh token's expiry", &e), "the keeper may find this credential late");
+            // Only an entry is retried: a late removal could take a newer set's entry away,
+            // while a stale entry costs the keeper one look.
+            if dies.is_none() {
+                return;
+            }
+            tokio::spawn(async move {
+                for _ in 0..600 {
+                    tokio::time::sleep(RELEASE_RETRY).await;
+                    if cmd.query_async::<Value>(&mut connection).await.is_ok() {
+                        return;
+                    }
+                }
+                tracing::error!(
+                    "the keeper's index never took this credential's expiry; it is found by its next write"
+                );
+            });
         }
     }
 }
