@@ -3,7 +3,9 @@
 //!
 //! Every set is sealed with AES-256-GCM (aws-lc-rs, the crypto rustls already brings) under the
 //! application's current key, with a fresh random 96-bit nonce, and bound to its credential's
-//! key (the associated data), so a sealed set moved to another credential does not open. The
+//! key and its version (the associated data), so a sealed set moved to another credential, or
+//! put back under a later version by someone with write access to the store (a rollback to a
+//! spent refresh token that no process would take for one), does not open. The
 //! key's id travels with the set, so older keys still open the sets they sealed (rotation):
 //! sets are re-sealed under the current key at their next write.
 
@@ -18,8 +20,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::fmt;
 use std::time::Duration;
 
-/// What a sealed set's text starts with: the format, then `<key id>.<nonce and ciphertext>`.
-const PREFIX: &str = "tokenkit-sealed-v1.";
+/// What a sealed set's text starts with: the format, then `<key id>.<version>.<nonce and
+/// ciphertext>`.
+const PREFIX: &str = "tokenkit-sealed-v2.";
+
+/// The format before versions were bound (`<key id>.<nonce and ciphertext>`, bound to the
+/// credential only): still opened, and sealed anew at the set's next write.
+const PREFIX_V1: &str = "tokenkit-sealed-v1.";
 
 /// One AES-256 key and its id. `Debug` shows the id only.
 #[derive(Clone)]
@@ -131,7 +138,7 @@ impl<S> EncryptedStore<S> {
     /// The set sealed for `key`: one opaque text in place of the access token, and the refresh
     /// token's expiry in the clear (a time, no secret), so that the store underneath can index
     /// it for a keeper.
-    fn seal(&self, key: &str, tokens: &TokenSet) -> Result<TokenSet, StoreError> {
+    fn seal(&self, key: &str, version: u64, tokens: &TokenSet) -> Result<TokenSet, StoreError> {
         let mut sealed = super::record::encode(0, tokens);
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
@@ -140,14 +147,14 @@ impl<S> EncryptedStore<S> {
             .key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(key).as_bytes()),
+                Aad::from(aad(key, Some(version)).as_bytes()),
                 &mut sealed,
             )
             .map_err(|_| StoreError::new("cannot encrypt the token set"))?;
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&sealed);
         let text = format!(
-            "{PREFIX}{}.{}",
+            "{PREFIX}{}.{version}.{}",
             self.current.id,
             URL_SAFE_NO_PAD.encode(blob)
         );
@@ -166,7 +173,11 @@ impl<S> EncryptedStore<S> {
     /// The set a sealed one holds; errors name the credential and the key id, never a value.
     fn open(&self, key: &str, stored: Stored) -> Result<Stored, StoreError> {
         let text = stored.tokens.access_token.expose();
-        let Some(rest) = text.strip_prefix(PREFIX) else {
+        let (rest, bound) = if let Some(rest) = text.strip_prefix(PREFIX) {
+            (rest, true)
+        } else if let Some(rest) = text.strip_prefix(PREFIX_V1) {
+            (rest, false)
+        } else {
             if self.read_plaintext {
                 return Ok(stored);
             }
@@ -175,6 +186,19 @@ impl<S> EncryptedStore<S> {
             )));
         };
         let (id, blob) = rest.split_once('.').unwrap_or((rest, ""));
+        let (sealed_version, blob) = if bound {
+            let (version, blob) = blob.split_once('.').unwrap_or(("", blob));
+            (version.parse::<u64>().ok(), blob)
+        } else {
+            (None, blob)
+        };
+        if bound && sealed_version != Some(stored.version) {
+            return Err(StoreError::new(format!(
+                "the token set of {key:?} was sealed as version {} but is stored as version {}: put back or moved by someone with access to the store; nothing was changed",
+                sealed_version.map_or_else(|| "?".to_owned(), |v| v.to_string()),
+                stored.version
+            )));
+        }
         let Some(found) = std::iter::once(&self.current)
             .chain(&self.previous)
             .find(|k| k.id == id)
@@ -193,7 +217,11 @@ impl<S> EncryptedStore<S> {
                 let mut sealed = sealed.to_vec();
                 let plain = found
                     .key
-                    .open_in_place(nonce, Aad::from(aad(key).as_bytes()), &mut sealed)
+                    .open_in_place(
+                        nonce,
+                        Aad::from(aad(key, sealed_version).as_bytes()),
+                        &mut sealed,
+                    )
                     .ok()?;
                 super::record::decode(plain).ok()
             });
@@ -214,9 +242,40 @@ impl<S> EncryptedStore<S> {
     }
 }
 
-/// The associated data: a sealed set opens only as the set of the credential it was sealed for.
-fn aad(key: &str) -> String {
-    format!("tokenkit token set {key}")
+impl<S: TokenStore> EncryptedStore<S> {
+    /// Seals `tokens` as the version the write makes (`expected` + 1) and writes it. A store
+    /// that numbers it otherwise (the first set after a removal comes after the removed one)
+    /// gets it sealed and written once more as the version after that.
+    async fn save_sealed(
+        &self,
+        key: &str,
+        tokens: &TokenSet,
+        expected: Option<u64>,
+        lock: Option<&StoreLock>,
+    ) -> Result<Saved, StoreError> {
+        let write = |sealed: TokenSet, expected: Option<u64>| async move {
+            match lock {
+                Some(lock) => self.inner.save_fenced(key, &sealed, expected, lock).await,
+                None => self.inner.save(key, &sealed, expected).await,
+            }
+        };
+        let version = expected.unwrap_or(0) + 1;
+        match write(self.seal(key, version, tokens)?, expected).await? {
+            Saved::Written(written) if written != version => {
+                write(self.seal(key, written + 1, tokens)?, Some(written)).await
+            }
+            saved => Ok(saved),
+        }
+    }
+}
+
+/// The associated data: a sealed set opens only as the set of the credential (and, since the
+/// v2 format, the version) it was sealed for.
+fn aad(key: &str, version: Option<u64>) -> String {
+    match version {
+        Some(version) => format!("tokenkit token set {key} version {version}"),
+        None => format!("tokenkit token set {key}"),
+    }
 }
 
 impl<S: TokenStore> TokenStore for EncryptedStore<S> {
@@ -254,10 +313,7 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         tokens: &'a TokenSet,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(async move {
-            let sealed = self.seal(key, tokens)?;
-            self.inner.save(key, &sealed, expected).await
-        })
+        Box::pin(self.save_sealed(key, tokens, expected, None))
     }
 
     fn save_fenced<'a>(
@@ -267,10 +323,7 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         expected: Option<u64>,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(async move {
-            let sealed = self.seal(key, tokens)?;
-            self.inner.save_fenced(key, &sealed, expected, lock).await
-        })
+        Box::pin(self.save_sealed(key, tokens, expected, Some(lock)))
     }
 
     fn restore<'a>(
@@ -282,7 +335,7 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         Box::pin(async move {
             let sealed = Stored {
                 version: set.version,
-                tokens: self.seal(key, &set.tokens)?,
+                tokens: self.seal(key, set.version, &set.tokens)?,
                 sending: set.sending,
                 dead: set.dead,
                 expiring: set.expiring,
@@ -354,6 +407,46 @@ mod tests {
         assert!(EncryptionKey::new("a.b", &[0; 32]).is_err());
         let k = EncryptionKey::new("k-1", &[7; 32]).unwrap();
         assert_eq!(format!("{k:?}"), "EncryptionKey(k-1, [redacted])");
+    }
+
+    #[tokio::test]
+    async fn a_set_put_back_under_a_later_version_does_not_open() {
+        let memory = MemoryStore::new();
+        let store = EncryptedStore::new(memory.clone(), key("a", 1));
+        let set = |rt: &str| TokenSet {
+            access_token: format!("at-{rt}").into(),
+            refresh_token: Some(rt.into()),
+            expires_at: None,
+            token_type: None,
+            refresh_expires_at: None,
+            extras: Default::default(),
+            origin: None,
+            issuer: None,
+        };
+        assert_eq!(
+            store.save("k", &set("rt-1"), None).await.unwrap(),
+            Saved::Written(1)
+        );
+        let spent = memory.load("k").await.unwrap().unwrap();
+        store.save("k", &set("rt-2"), Some(1)).await.unwrap();
+        // Someone with write access puts version 1's sealed set back as the current version.
+        memory.save("k", &spent.tokens, Some(2)).await.unwrap();
+        let err = store.load("k").await.unwrap_err();
+        assert!(err.message.contains("sealed as version 1"), "{err}");
+        assert!(!err.message.contains("rt-1"), "{err}");
+        // After a removal the store numbers the next set after the removed one: it is sealed
+        // as that version and opens.
+        let lock = memory
+            .try_lock("k", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        store.delete("k", &lock).await.unwrap();
+        lock.release().await;
+        let saved = store.save("k", &set("rt-new"), None).await.unwrap();
+        assert!(matches!(saved, Saved::Written(v) if v > 3), "{saved:?}");
+        let opened = store.load("k").await.unwrap().unwrap();
+        assert_eq!(opened.tokens.refresh_token.unwrap().expose(), "rt-new");
     }
 
     #[tokio::test]
