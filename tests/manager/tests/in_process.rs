@@ -218,6 +218,8 @@ struct Scripted {
     sent: std::sync::Mutex<Vec<String>>,
     /// Runs before answering: lets a test play "another process".
     before: Box<dyn Fn(usize) + Send + Sync>,
+    /// The provider's reuse grace (the spec's `reuse-grace`), if any.
+    grace: Option<Duration>,
 }
 
 impl Scripted {
@@ -228,6 +230,7 @@ impl Scripted {
             answers: answers.into(),
             sent: Vec::new().into(),
             before: Box::new(|_| {}),
+            grace: None,
         }
     }
 
@@ -243,6 +246,10 @@ impl RefreshClient for Scripted {
 
     fn rotation(&self) -> Rotation {
         self.rotation
+    }
+
+    fn reuse_grace(&self) -> Option<Duration> {
+        self.grace
     }
 
     fn refresh<'a>(
@@ -620,11 +627,33 @@ fn configurations_that_could_overflow_or_outlive_the_lock_are_refused() {
             lock_poll: Duration::ZERO,
             ..ManagerConfig::default()
         },
+        ManagerConfig {
+            refresh_token_margin: Duration::ZERO,
+            ..ManagerConfig::default()
+        },
+        ManagerConfig {
+            lock_wait: Duration::from_millis(1),
+            lock_poll: Duration::from_millis(25),
+            ..ManagerConfig::default()
+        },
+        ManagerConfig {
+            clock_skew: Duration::MAX,
+            ..ManagerConfig::default()
+        },
     ] {
         let err =
             TokenManager::with_config(scripted(), MemoryStore::new(), "k", config).unwrap_err();
         assert!(matches!(err, ManagerError::Config(_)), "{err:?}");
     }
+    // The defaults leave room for a replica that died holding the lock when a connection fell
+    // due: its lease expires, a waiter takes over and renews, all before the refresh token
+    // dies (they did not: the margin was the lock's ttl, 60 s, and waiters waited 90 s).
+    let defaults = ManagerConfig::default();
+    assert!(
+        defaults.refresh_token_margin
+            > defaults.lock_ttl + defaults.lock_wait + defaults.max_backoff * 2,
+        "{defaults:?}"
+    );
     // The generated client's 30 s HTTP timeout against a 10 s lock: one attempt could
     // outlive the lock.
     let err = TokenManager::with_config(
@@ -1075,4 +1104,45 @@ async fn a_refused_token_is_never_handed_back_as_a_new_one() {
         );
     }
     assert_eq!(scripted.sent().len(), 1, "one refresh per refused token");
+}
+
+/// A set put back after the store went backwards is marked as maybe sent, and that mark never
+/// opens the provider's reuse grace: the put-back token may have been spent long before (by a
+/// holder whose lock the store forgot), so it waits (`InFlight`), then re-authenticates; it is
+/// never sent again within the grace as if its first sending were just now.
+#[tokio::test]
+async fn a_put_back_set_never_opens_the_reuse_grace() {
+    let mut scripted = Scripted::new(
+        Rotation::OneTime,
+        vec![
+            Ok(fresh("at-2", Some("rt-2"))),
+            Ok(fresh("at-3", Some("rt-3"))),
+        ],
+    );
+    scripted.grace = Some(Duration::from_secs(30));
+    let scripted = Arc::new(scripted);
+    let store = MemoryStore::new();
+    let manager =
+        TokenManager::with_config(Arc::clone(&scripted), store.clone(), "k", quick()).unwrap();
+    manager.seed(expired("rt-1")).await.unwrap();
+    let snapshot = store.load("k").await.unwrap().unwrap();
+    assert_eq!(manager.access_token().await.unwrap().expose(), "at-2");
+    // The store goes back to version 1 (a restore from an older snapshot).
+    store.clear();
+    let lock = store
+        .try_lock("k", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    store.restore("k", &snapshot, &lock).await.unwrap();
+    lock.release().await;
+    assert_eq!(manager.force_refresh().await, Err(ManagerError::InFlight));
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert_eq!(stored.version, 2, "the newest set known here was put back");
+    assert!(stored.sending.is_some());
+    assert_eq!(
+        scripted.sent(),
+        vec!["rt-1"],
+        "a put-back token was sent again"
+    );
 }
