@@ -427,3 +427,41 @@ async fn a_report_reaches_a_listener_even_when_a_deaf_replica_finds_it_first() {
     assert_eq!(listening.dead_connections().await.unwrap().unwrap(), ["c"]);
     assert_eq!(mock.authority_stats().reuses, 0);
 }
+
+/// Two OAuth applications of one provider and host writing one key: the issuer names the
+/// client id the client keeps, so the second application neither sends nor serves the first
+/// one's set.
+#[tokio::test]
+async fn two_applications_of_one_provider_never_see_each_others_sets() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let other_app = tokenkit_easyship::Client::builder("another-application", "its-secret")
+        .base_url(mock.base_url())
+        .build()
+        .unwrap();
+    let first =
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", fast_config())
+            .unwrap();
+    let second = TokenManager::with_config(other_app, store.clone(), "k", fast_config()).unwrap();
+    first
+        .seed(consented(&mock.new_family().unwrap()))
+        .await
+        .unwrap();
+    let stored = store.load("k").await.unwrap().unwrap();
+    assert!(
+        stored
+            .tokens
+            .issuer
+            .as_deref()
+            .is_some_and(|i| i.ends_with(" client cid_easyship_example")),
+        "{:?}",
+        stored.tokens.issuer
+    );
+    assert!(matches!(
+        second.access_token().await,
+        Err(ManagerError::OtherIssuer { .. })
+    ));
+    let stats = mock.authority_stats();
+    assert_eq!((stats.refreshes, stats.rejected, stats.grants), (0, 0, 0));
+    first.access_token().await.unwrap();
+}

@@ -194,8 +194,9 @@ impl ClientBuilder {
     }
 }
 
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, RefreshTokenResponse, grants);
-
+tokenkit::refresh_client!(
+    Client, PROVIDER, ROTATION, RefreshTokenResponse, client = client_id, grants
+);
 /// The refresh operation's request, as the spec describes it.
 const OPERATION: support::Operation = support::Operation {
     method: "POST",

@@ -278,8 +278,9 @@ impl ClientBuilder {
     }
 }
 
-tokenkit::refresh_client!(Client, PROVIDER, ROTATION, CreateAccessTokenResponse, grants);
-
+tokenkit::refresh_client!(
+    Client, PROVIDER, ROTATION, CreateAccessTokenResponse, client = client_id, grants
+);
 /// The refresh operation's request, as the spec describes it.
 const OPERATION: support::Operation = support::Operation {
     method: "POST",

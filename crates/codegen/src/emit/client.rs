@@ -288,6 +288,13 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
     // The refresh operation's parts: its constant and section, its endpoint (built last, from
     // the connection itself), `ROTATION` and the `RefreshClient` impl. Without one, the first
     // grant operation's endpoint answers `base_url`.
+    // The client id the client keeps, if the spec has one: part of its issuer, so that two
+    // OAuth applications of one provider never take each other's stored sets.
+    let client_arg = config
+        .iter()
+        .zip(&idents)
+        .find(|(f, _)| f.name == "client_id" && f.kept && f.ty == Ty::String)
+        .map(|(_, id)| quote!(, client = #id));
     let (rotation_const, refresh_items, refresh_field, refresh_build, refresh_init) = match refresh
     {
         Some((op, r)) => {
@@ -317,7 +324,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                     pub const ROTATION: tokenkit::Rotation = #rotation;
                 },
                 quote! {
-                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #sends_arg #grants_arg);
+                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #sends_arg #client_arg #grants_arg);
 
                     #section
                 },
@@ -337,7 +344,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                 .map(|(op, _)| grant_op_names(&op.operation).0);
             (
                 quote!(),
-                quote!(tokenkit::grant_client!(Client, PROVIDER, #first);),
+                quote!(tokenkit::grant_client!(Client, PROVIDER, #first #client_arg);),
                 quote!(),
                 quote!(),
                 quote!(),

@@ -489,20 +489,27 @@ macro_rules! connection_setters {
 /// `refresh_client!(Client, PROVIDER, ROTATION, Outcome)` for a struct with an
 /// `endpoint: tokenkit::Endpoint` field and a `refresh_request` method, whose outcome enum has
 /// `token_set` (decode, then apply the mapping). Optional, in this order: `reuse_grace = 30`
-/// (seconds), `sends = AccessToken` (a provider that exchanges its access token), and `grants`,
+/// (seconds), `sends = AccessToken` (a provider that exchanges its access token), `client =
+/// client_id` (the field holding the client id, part of the client's issuer), and `grants`,
 /// which makes `RefreshClient::grants` answer the client's own
 /// [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! refresh_client {
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)?, grants) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?],
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)?, grants) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?],
             fn grants(&self) -> Option<&dyn $crate::GrantClient> {
                 Some(self)
             }
         );
     };
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)?) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?],);
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)?) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?],);
+    };
+    (@client $self:ident) => {
+        None
+    };
+    (@client $self:ident $id:ident) => {
+        Some($self.$id.as_str())
     };
     (@sends) => {
         $crate::RefreshWith::RefreshToken
@@ -510,7 +517,7 @@ macro_rules! refresh_client {
     (@sends AccessToken) => {
         $crate::RefreshWith::AccessToken
     };
-    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], [$($sends:ident)?], $($grants:item)?) => {
+    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], [$($sends:ident)?], [$($id:ident)?], $($grants:item)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -532,7 +539,11 @@ macro_rules! refresh_client {
             }
 
             fn issuer(&self) -> String {
-                $crate::support::issuer($provider, self.endpoint.base_url())
+                $crate::support::issuer(
+                    $provider,
+                    self.endpoint.base_url(),
+                    $crate::refresh_client!(@client self $($id)?),
+                )
             }
 
             $(
@@ -570,7 +581,7 @@ macro_rules! refresh_client {
 /// [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! grant_client {
-    ($client:ty, $provider:expr, $endpoint:ident) => {
+    ($client:ty, $provider:expr, $endpoint:ident $(, client = $id:ident)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -596,7 +607,11 @@ macro_rules! grant_client {
             }
 
             fn issuer(&self) -> String {
-                $crate::support::issuer($provider, self.$endpoint.base_url())
+                $crate::support::issuer(
+                    $provider,
+                    self.$endpoint.base_url(),
+                    $crate::refresh_client!(@client self $($id)?),
+                )
             }
 
             fn grants(&self) -> Option<&dyn $crate::GrantClient> {
@@ -615,11 +630,16 @@ macro_rules! grant_client {
 
 /// A generated client's issuer ([`RefreshClient::issuer`](crate::RefreshClient::issuer)):
 /// `<provider> <scheme>://<host>[:<port>]` of `base_url` (the path left out: one host's
-/// endpoints issue the same tokens).
-pub fn issuer(provider: &str, base_url: &str) -> String {
-    match reqwest::Url::parse(base_url) {
-        Ok(url) => format!("{provider} {}", url.origin().ascii_serialization()),
-        Err(_) => format!("{provider} {base_url}"),
+/// endpoints issue the same tokens), then ` client <id>` where the client keeps its client id
+/// (two OAuth applications of one provider are two issuers).
+pub fn issuer(provider: &str, base_url: &str, client_id: Option<&str>) -> String {
+    let origin = match reqwest::Url::parse(base_url) {
+        Ok(url) => url.origin().ascii_serialization(),
+        Err(_) => base_url.to_owned(),
+    };
+    match client_id {
+        Some(id) => format!("{provider} {origin} client {id}"),
+        None => format!("{provider} {origin}"),
     }
 }
 
