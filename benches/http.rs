@@ -155,13 +155,13 @@ fn request_layer(c: &mut Criterion) {
         Ok::<_, Infallible>(http::Response::builder().status(status).body(()).unwrap())
     });
     let instant_layered = ServiceBuilder::new()
-        .layer(AuthLayer::new(manager.clone(), [addr.to_string()]))
+        .layer(AuthLayer::new(manager.clone(), ["api.example"]))
         .service(instant);
     group.bench_function("no_network_header_by_hand", |b| {
         b.to_async(&runtime).iter(|| {
             let (service, by_hand) = (instant, by_hand.clone());
             async move {
-                let request = Request::get("http://api.example/")
+                let request = Request::get("https://api.example/")
                     .header("authorization", by_hand)
                     .body(Full::new(Bytes::new()))
                     .unwrap();
@@ -174,7 +174,7 @@ fn request_layer(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| {
             let service = instant_layered.clone();
             async move {
-                let request = Request::get("http://api.example/")
+                let request = Request::get("https://api.example/")
                     .body(Full::new(Bytes::new()))
                     .unwrap();
                 let response = service.oneshot(request).await.unwrap();

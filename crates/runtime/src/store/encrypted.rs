@@ -396,6 +396,20 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
+    /// A set holding `refresh`, its access token `at-<refresh>`.
+    fn tokens(refresh: &str) -> TokenSet {
+        TokenSet {
+            access_token: format!("at-{refresh}").into(),
+            refresh_token: Some(refresh.into()),
+            expires_at: None,
+            token_type: None,
+            refresh_expires_at: None,
+            extras: Default::default(),
+            origin: None,
+            issuer: None,
+        }
+    }
+
     fn key(id: &str, byte: u8) -> EncryptionKey {
         EncryptionKey::new(id, &[byte; 32]).unwrap()
     }
@@ -413,16 +427,7 @@ mod tests {
     async fn a_set_put_back_under_a_later_version_does_not_open() {
         let memory = MemoryStore::new();
         let store = EncryptedStore::new(memory.clone(), key("a", 1));
-        let set = |rt: &str| TokenSet {
-            access_token: format!("at-{rt}").into(),
-            refresh_token: Some(rt.into()),
-            expires_at: None,
-            token_type: None,
-            refresh_expires_at: None,
-            extras: Default::default(),
-            origin: None,
-            issuer: None,
-        };
+        let set = tokens;
         assert_eq!(
             store.save("k", &set("rt-1"), None).await.unwrap(),
             Saved::Written(1)
@@ -453,16 +458,7 @@ mod tests {
     async fn a_set_moved_to_another_credential_does_not_open() {
         let memory = MemoryStore::new();
         let store = EncryptedStore::new(memory.clone(), key("a", 1));
-        let tokens = TokenSet {
-            access_token: "at-SENTINEL".into(),
-            refresh_token: Some("rt-SENTINEL".into()),
-            expires_at: None,
-            token_type: None,
-            refresh_expires_at: None,
-            extras: Default::default(),
-            origin: None,
-            issuer: None,
-        };
+        let tokens = tokens("rt-SENTINEL");
         store.save("alice", &tokens, None).await.unwrap();
         let sealed = memory.load("alice").await.unwrap().unwrap();
         memory.save("bob", &sealed.tokens, None).await.unwrap();
