@@ -51,7 +51,7 @@ pub enum ManagerError {
     /// served, nor changed. Two pools or managers share a key: give each provider its own
     /// key prefix.
     OtherIssuer {
-        /// The issuer the stored set names (a provider and a host, never a secret).
+        /// The issuer the stored set names (a provider, a host and a client id: no secret).
         stored: String,
     },
 }
@@ -99,7 +99,7 @@ impl fmt::Display for ManagerError {
             ),
             Self::OtherIssuer { stored } => write!(
                 f,
-                "the stored token set was issued by {stored:?}, not by this client's provider and host; it is never sent or served here (give each provider its own key prefix)"
+                "the stored token set was issued by {stored:?}, not by this client (its provider, host and client id); it is never sent or served here (give each provider and application its own key prefix)"
             ),
         }
     }
