@@ -17,6 +17,9 @@ pub struct Spec {
     pub json: Value,
     /// The typed OpenAPI document.
     pub api: OpenAPI,
+    /// Where `api.servers` was declared: `/servers`, or (once the model has put the token
+    /// operations' own servers in its place) an operation's or a path's `servers`.
+    pub servers_at: String,
 }
 
 /// Reads and parses one spec file.
@@ -66,6 +69,7 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<Spec, SpecError> {
         file: file.to_owned(),
         json,
         api,
+        servers_at: "/servers".to_owned(),
     })
 }
 

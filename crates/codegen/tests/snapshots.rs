@@ -142,6 +142,23 @@ fn minimal_spec_generates() {
     assert!(emit::client_rs(&minimal).is_ok());
 }
 
+/// A token operation's own `servers` (or its path's) are where it is sent, not the document's
+/// first server: the generated client's default base URL and its server variables are theirs.
+#[test]
+fn operation_and_path_servers_win_over_the_document_s() {
+    let op = provider("crates/codegen/tests/fixtures/operation-servers.yaml");
+    assert_eq!(op.servers[0].url, "https://auth.example.com");
+    let source = emit::client_rs(&op).unwrap();
+    assert!(
+        source.contains(r#"pub const DEFAULT_BASE_URL: &str = "https://auth.example.com";"#),
+        "{source}"
+    );
+    let path = provider("crates/codegen/tests/fixtures/path-servers.yaml");
+    assert_eq!(path.servers[0].url, "https://auth.example.com/{region}");
+    assert_eq!(path.server_variables.len(), 1);
+    assert_eq!(path.server_variables[0].default.as_deref(), Some("eu"));
+}
+
 #[test]
 fn broken_specs_are_errors_naming_file_and_pointer() {
     insta::glob!("broken/*.yaml", |path| {

@@ -962,6 +962,14 @@ struct RefreshPart {
 /// Builds the model of a parsed spec, collecting every problem found.
 pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let mut errors = SpecErrors::default();
+    // The token operations' own servers, where they declare them, stand for the document's.
+    let spec = &match token_servers(spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            errors.push(e);
+            return Err(errors);
+        }
+    };
     let file = spec.file.as_str();
     let found = match refresh_operation(spec) {
         Ok(found) => found,

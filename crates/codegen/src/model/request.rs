@@ -51,7 +51,7 @@ pub(super) fn host_patterns(
     let Some(server) = spec.api.servers.first() else {
         return Vec::new();
     };
-    let at = pointer::join("/servers/0", HOST_PATTERN);
+    let at = pointer::join(&pointer::join(&spec.servers_at, "0"), HOST_PATTERN);
     let declared: Vec<String> = match server.extensions.get(HOST_PATTERN) {
         None => Vec::new(),
         Some(Value::String(p)) => vec![p.clone()],
@@ -101,7 +101,7 @@ pub(super) fn host_patterns(
         errors.push(
             SpecError::new(
                 file,
-                "/servers/0/url",
+                &format!("{}/0/url", spec.servers_at),
                 format!(
                     "the variables {} make up the host of {:?}: a value could send the refresh token and the client secret to any host",
                     in_host.iter().map(|n| format!("{{{n}}}")).collect::<Vec<_>>().join(", "),
@@ -157,7 +157,7 @@ pub(super) fn server_variables(
             errors.push(
                 SpecError::new(
                     file,
-                    "/servers/0/url",
+                    &format!("{}/0/url", spec.servers_at),
                     format!("the URL's placeholder {{{name}}} has no variable"),
                 )
                 .hint(format!(
@@ -167,7 +167,7 @@ pub(super) fn server_variables(
         }
     }
     for (name, variable) in &variables {
-        let at = pointer::join("/servers/0/variables", name);
+        let at = pointer::join(&format!("{}/0/variables", spec.servers_at), name);
         if !placeholders(&server.url).contains(&name.as_str()) {
             errors.push(SpecError::new(
                 file,
@@ -271,7 +271,7 @@ pub(super) fn server_variables(
 pub(super) fn servers(spec: &Spec, errors: &mut SpecErrors) -> Vec<Server> {
     if spec.api.servers.is_empty() {
         errors.push(
-            SpecError::new(&spec.file, "/servers", "the spec lists no server")
+            SpecError::new(&spec.file, &spec.servers_at, "the spec lists no server")
                 .hint("add `servers: [{url: https://api.example.com}]`; the first is the client's default base URL"),
         );
     }
@@ -280,7 +280,7 @@ pub(super) fn servers(spec: &Spec, errors: &mut SpecErrors) -> Vec<Server> {
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let at = format!("/servers/{i}");
+            let at = pointer::join(&spec.servers_at, &i.to_string());
             if !(s.url.starts_with("https://") || s.url.starts_with("http://")) {
                 errors.push(SpecError::new(
                     &spec.file,
@@ -295,6 +295,63 @@ pub(super) fn servers(spec: &Spec, errors: &mut SpecErrors) -> Vec<Server> {
             })
         })
         .collect()
+}
+
+/// `spec` with the token operations' own servers in place of the document's: an
+/// operation's `servers`, else its path's, else the document's (OpenAPI 3.0 §4.7.10: the
+/// nearest declaration wins), with `servers_at` naming where they were declared. One client
+/// has one base URL, so token operations on different servers are an error.
+pub(super) fn token_servers(spec: &Spec) -> Result<Spec, SpecError> {
+    // The first token operation's servers: where they were declared, the operation, the list.
+    let mut chosen: Option<(String, String, Vec<openapiv3::Server>)> = None;
+    let urls = |list: &[openapiv3::Server]| -> Vec<String> {
+        list.iter()
+            .map(|s| s.url.trim_end_matches('/').to_owned())
+            .collect()
+    };
+    for (path, item) in &spec.api.paths.paths {
+        let ReferenceOr::Item(item) = item else {
+            continue;
+        };
+        let path_at = pointer::join("/paths", path);
+        for (method, op) in item.iter() {
+            let token_op = op.extensions.contains_key(extension::KEY)
+                || op.extensions.contains_key(extension::GRANT_KEY);
+            if !token_op {
+                continue;
+            }
+            let op_at = pointer::join(&path_at, method);
+            let (at, servers) = if !op.servers.is_empty() {
+                (pointer::join(&op_at, "servers"), &op.servers)
+            } else if !item.servers.is_empty() {
+                (pointer::join(&path_at, "servers"), &item.servers)
+            } else {
+                ("/servers".to_owned(), &spec.api.servers)
+            };
+            match &chosen {
+                None => chosen = Some((at, op_at, servers.clone())),
+                Some((first_at, first_op, first)) if urls(first) != urls(servers) => {
+                    return Err(SpecError::new(
+                        &spec.file,
+                        &op_at,
+                        format!(
+                            "this token operation is sent to {} (the servers at {at}), the one at {first_op} to {} (at {first_at}): one client has one base URL",
+                            urls(servers).join(", "),
+                            urls(first).join(", ")
+                        ),
+                    )
+                    .hint("give the token operations the same `servers`, or put them in specs of their own"));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let mut resolved = spec.clone();
+    if let Some((at, _, servers)) = chosen {
+        resolved.api.servers = servers;
+        resolved.servers_at = at;
+    }
+    Ok(resolved)
 }
 
 /// The one operation that carries the refresh mapping, if any: a spec whose token operations are
