@@ -465,3 +465,50 @@ async fn two_applications_of_one_provider_never_see_each_others_sets() {
     assert_eq!((stats.refreshes, stats.rejected, stats.grants), (0, 0, 0));
     first.access_token().await.unwrap();
 }
+
+/// A caller that gives up (a browser closed mid-callback) after the provider has the code
+/// loses nothing: the exchange runs in a task of its own, and the set it brings is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchange_whose_caller_gives_up_still_stores_its_set() {
+    let (mock, _) = one_time_provider(3600, Duration::from_millis(400)).await;
+    let store = MemoryStore::new();
+    let pool = TokenPool::new(client(&mock.base_url()), store.clone(), pool_config()).unwrap();
+    let exchange = tokenkit::CodeExchange {
+        code: "code-from-the-redirect".into(),
+        redirect_uri: "https://app.example/callback".into(),
+        verifier: None,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    tokio::select! {
+        answer = pool.seed_from_code("c", &exchange) => {
+            panic!("answered before the provider had the code: {answer:?}")
+        }
+        () = async {
+            // The provider has the code (it answers 400 ms later).
+            while mock.authority_stats().grants == 0 {
+                assert!(std::time::Instant::now() < deadline, "the code never arrived");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } => {}
+    }
+    // The caller's future is gone; the exchange goes on and stores what it brings.
+    let key = pool.key_of("c");
+    let stored = loop {
+        if let Some(stored) = store.load(&key).await.unwrap() {
+            break stored;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the code's set was lost with its caller"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored.tokens.origin, Some(Origin::AuthorizationCode));
+    pool.access_token("c").await.unwrap();
+    let stats = mock.authority_stats();
+    assert_eq!(
+        (stats.grants, stats.reuses, stats.rejected),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+}
