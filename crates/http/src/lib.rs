@@ -84,13 +84,17 @@ impl AllowedHosts {
     /// Whether a request to `host` (on `port`, or the scheme's default where `None`) may carry
     /// the token.
     pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        // Compared without allocating: this runs on every request. Patterns are lower case.
+        let host = host.trim_end_matches('.').as_bytes();
         self.patterns.iter().any(|(pattern, want)| {
             let name_ok = match pattern.strip_prefix("*.") {
-                Some(suffix) => host
-                    .strip_suffix(suffix)
-                    .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
-                None => host == *pattern,
+                Some(suffix) => {
+                    let suffix = suffix.as_bytes();
+                    host.len() > suffix.len() + 1
+                        && host[host.len() - suffix.len() - 1] == b'.'
+                        && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                }
+                None => host.eq_ignore_ascii_case(pattern.as_bytes()),
             };
             name_ok && *want == port
         })
