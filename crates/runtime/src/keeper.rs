@@ -210,20 +210,25 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     }
 
     /// A page of this pool's connections whose refresh token dies by `until`, after `after`
-    /// in the order of (time, key), and whether more may follow: from the store's index, or
-    /// (where it keeps none) all of them at once, by reading every listed set. Keys of other
-    /// pools that share the prefix's start are left out.
+    /// in the order of (time, key), and where the next page starts (`None`: the walk is
+    /// over): from the store's index, or (where it keeps none) all of them at once, by
+    /// reading every listed set. Keys of other pools that share the prefix's start are left
+    /// out, after the next page's start is taken from the whole page (a page of only their
+    /// keys must not end the walk).
     async fn due(
         &self,
         until: SystemTime,
         after: DueAfter<'_>,
         limit: usize,
-    ) -> Result<(Due, bool), ManagerError> {
+    ) -> Result<(Due, Option<(SystemTime, String)>), ManagerError> {
         let prefix = self.key_prefix();
         if let Some(mut due) = self.store().due(prefix, until, after, limit).await? {
-            let more = due.len() >= limit;
+            let next = due
+                .last()
+                .filter(|_| due.len() >= limit)
+                .map(|(key, at)| (*at, key.clone()));
             due.retain(|(key, _)| self.connection_of(key).is_some());
-            return Ok((due, more));
+            return Ok((due, next));
         }
         let mut due = Vec::new();
         for key in self.store().list(prefix).await?.unwrap_or_default() {
@@ -238,7 +243,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             }
         }
         due.sort_unstable_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
-        Ok((due, false))
+        Ok((due, None))
     }
 }
 
@@ -276,7 +281,7 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
             tokio::task::yield_now().await;
         }
         let after = cursor.as_ref().map(|(at, key)| (*at, key.as_str()));
-        let (mut due, more) = match pool.due(until, after, config.batch).await {
+        let (mut due, next) = match pool.due(until, after, config.batch).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "the keeper cannot read which connections are due");
@@ -284,10 +289,7 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
                 continue;
             }
         };
-        cursor = due
-            .last()
-            .filter(|_| more)
-            .map(|(key, at)| (*at, key.clone()));
+        cursor = next;
         if config.proactive && first_page {
             // Connections in use whose access token is due; the renewal's own rules decide.
             let known: std::collections::HashSet<&str> =

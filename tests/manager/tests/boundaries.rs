@@ -512,3 +512,56 @@ async fn a_code_exchange_whose_caller_gives_up_still_stores_its_set() {
         "{stats:?}"
     );
 }
+
+/// A keeper whose prefix another pool's starts with (`conn:` under `conn:x:`) walks past the
+/// other pool's due entries, even a whole page of them, to its own; and renews none of theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keeper_walks_past_another_pools_keys_under_its_prefix() {
+    let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
+    let store = MemoryStore::new();
+    let pool = |prefix: &str| {
+        let mut config = PoolConfig {
+            key_prefix: Some(prefix.into()),
+            ..pool_config()
+        };
+        config.manager.refresh_token_margin = Duration::from_secs(30);
+        TokenPool::new(client(&mock.base_url()), store.clone(), config).unwrap()
+    };
+    let (outer, inner) = (pool("conn:"), pool("conn:x:"));
+    let now = SystemTime::now();
+    let seed = |dies: u64| {
+        let mut set = consented(&mock.new_family().unwrap());
+        set.refresh_expires_at = Some(now + Duration::from_secs(dies));
+        set
+    };
+    for i in 0..6 {
+        inner.seed(&format!("c{i}"), seed(10)).await.unwrap();
+    }
+    outer.seed("mine", seed(20)).await.unwrap();
+    let keeper = outer
+        .keep(tokenkit::KeeperConfig {
+            interval: Duration::from_millis(100),
+            jitter: Duration::from_millis(50),
+            batch: 2,
+            ..tokenkit::KeeperConfig::default()
+        })
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.load("conn:mine").await.unwrap().unwrap().version < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the keeper never reached its own connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    keeper.shutdown().await;
+    for i in 0..6 {
+        let theirs = store
+            .load(&inner.key_of(&format!("c{i}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(theirs.version, 1, "another pool's connection was renewed");
+    }
+    assert_eq!(mock.authority_stats().refreshes, 1);
+}
