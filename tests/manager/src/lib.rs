@@ -659,3 +659,16 @@ impl tokenkit::TokenStore for FailingWrites {
         self.inner.try_lock(key, ttl)
     }
 }
+
+/// Waits until `done` holds, looking every 20 ms; fails the test after `limit`: what a test
+/// waits for is the event itself, never a fixed time (a busy machine is slow, not wrong).
+pub async fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

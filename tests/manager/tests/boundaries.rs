@@ -10,7 +10,7 @@ use tokenkit::{
     TokenStore,
 };
 use tokenkit_manager_tests::{
-    Redis, client, expired, fast_config, one_time_provider, scratch, workspace,
+    Redis, client, expired, fast_config, one_time_provider, scratch, wait_for, workspace,
 };
 use tokenkit_mock::MockServer;
 
@@ -483,13 +483,10 @@ async fn a_code_exchange_whose_caller_gives_up_still_stores_its_set() {
         answer = pool.seed_from_code("c", &exchange) => {
             panic!("answered before the provider had the code: {answer:?}")
         }
-        () = async {
-            // The provider has the code (it answers 400 ms later).
-            while mock.authority_stats().grants == 0 {
-                assert!(std::time::Instant::now() < deadline, "the code never arrived");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        } => {}
+        // The provider has the code (it answers 400 ms later).
+        () = wait_for("the code to arrive", Duration::from_secs(20), || {
+            mock.authority_stats().grants > 0
+        }) => {}
     }
     // The caller's future is gone; the exchange goes on and stores what it brings.
     let key = pool.key_of("c");

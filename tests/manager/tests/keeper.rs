@@ -6,7 +6,7 @@ use tokenkit::{
     FileStore, KeeperConfig, ManagerConfig, MemoryStore, Origin, PoolConfig, TokenEvent, TokenPool,
     TokenStore,
 };
-use tokenkit_manager_tests::{expired, scratch, workspace};
+use tokenkit_manager_tests::{expired, scratch, wait_for, workspace};
 use tokenkit_mock::MockServer;
 
 async fn idle_provider() -> (MockServer, tokenkit_idlebank::Client) {
@@ -354,18 +354,6 @@ async fn the_keeper_keeps_connections_alive_across_a_redis_restart() {
             stored.tokens.refresh_expires_at.is_some_and(|at| at > now) && stored.dead.is_none(),
             "c{i} is not alive: {stored:?}"
         );
-    }
-}
-
-/// Waits until `done` holds, looking every 20 ms; fails the test after `limit`.
-async fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited {limit:?} for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -25,9 +25,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         lock: &StoreLock,
     ) {
         let Some(stored) = current else { return };
-        if stored.dead.is_none() {
-            let _ = self.mark_first(stored, Reported::Dead, lock).await;
-        }
+        // Marked already (here or elsewhere): `mark_first` leaves it.
+        let _ = self.mark_first(stored, Reported::Dead, lock).await;
         if !self.listened() {
             return;
         }
