@@ -3,7 +3,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::path::Path;
-use tokenkit_codegen::{emit, model, spec};
+use tokenkit_codegen::{emit, model, read};
 
 fn spec_texts() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs");
@@ -19,7 +19,7 @@ fn spec_texts() -> Vec<(String, String)> {
 
 /// Everything `gen` does per spec but writing: parse, model, lint, emit, format.
 fn generate_one(name: &str, text: &str) -> usize {
-    let spec = spec::parse(name, name, text).unwrap();
+    let spec = read::parse(name, name, text).unwrap();
     let provider = model::build(&spec).unwrap();
     assert!(tokenkit_codegen::lint::lint(&provider).is_empty());
     emit::client_rs(&provider).unwrap().len() + emit::lib_rs(&provider).unwrap().len()

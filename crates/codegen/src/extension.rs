@@ -14,6 +14,17 @@ pub const KEY: &str = "x-token-refresh";
 /// provider's separate login endpoint, say).
 pub const GRANT_KEY: &str = "x-token-grant";
 
+/// The extension on a server variable that says its `default` is a real value a client may use
+/// as it is (OpenAPI requires a default even where only a placeholder can be written).
+pub const USABLE_DEFAULT: &str = "x-usable-default";
+
+/// The extension on a server that names the hosts its URL may have once its variables are
+/// filled: one pattern or a list (`*.okta.com`: any subdomain; `login.example.com`: that host).
+pub const HOST_PATTERN: &str = "x-host-pattern";
+
+/// What each `generate` kind needs of its field.
+pub const GENERATE_HINT: &str = "uuid, nonce and date-time go in a string; unix-seconds in an integer or a string; unix-milliseconds in a 64-bit integer (`format: int64`) or a string";
+
 /// `x-token-grant`: an operation of its own that serves one grant.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -472,7 +483,7 @@ pub fn read_grant(
     let at = crate::pointer::join(operation_pointer, GRANT_KEY);
     let value = extensions.get(GRANT_KEY).unwrap_or(&Value::Null);
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = crate::spec::path_pointer(e.path());
+        let inner = crate::read::path_pointer(e.path());
         SpecError::new(
             file,
             &format!("{at}{inner}"),
@@ -497,7 +508,7 @@ pub fn read(
         .hint("add the token mapping extension; see README.md, \"The token mapping\"")
     })?;
     let mapping: TokenRefresh = serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = crate::spec::path_pointer(e.path());
+        let inner = crate::read::path_pointer(e.path());
         SpecError::new(
             file,
             &format!("{at}{inner}"),

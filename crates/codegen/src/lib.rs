@@ -1,19 +1,24 @@
-//! Turns hand-written OpenAPI 3.0 specs of token-refresh endpoints into typed Rust clients.
+//! Turns hand-written OpenAPI specs of token endpoints into typed Rust clients.
 //!
-//! Data flows one way: [`spec::load`] (YAML → `openapiv3`) → [`model::build`] (a small resolved
-//! model, checked for everything generation needs) → [`lint`] (the examples) → [`emit`] (tokens → `syn::File` → prettyplease → text).
-//! Nothing here panics on a bad spec: every problem is a [`SpecError`] with the file and the
-//! JSON pointer.
+//! Data flows one way: [`read`] (YAML → `openapiv3`) → [`model::build`], the pipeline of
+//! stages (normalize → locate → resolve → map → plan) that makes a small resolved model, checked
+//! for everything generation needs → [`lint`] (the examples) → [`emit`] (tokens → `syn::File` →
+//! prettyplease → text). Nothing here panics on a bad spec: every problem is a [`SpecError`]
+//! with the file and the JSON pointer.
 
 pub mod emit;
 pub mod error;
 pub mod extension;
 pub mod lint;
 mod locate;
+mod map;
 pub mod model;
 pub mod names;
+mod normalize;
+mod plan;
 pub mod pointer;
-pub mod spec;
+pub mod read;
+mod resolve;
 pub mod types;
 pub mod validate;
 
@@ -91,7 +96,7 @@ pub fn load_provider(path: &Path, display: &str) -> Result<Provider, SpecErrors>
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    let spec = spec::parse(name, display, &text)?;
+    let spec = read::parse(name, display, &text)?;
     let provider = model::build(&spec)?;
     SpecErrors(lint::lint(&provider)).into_result(provider)
 }

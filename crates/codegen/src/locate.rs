@@ -1,135 +1,305 @@
-//! Finds the deepest node of a spec that does not deserialize.
-//!
-//! `openapiv3` flattens extensions into most of its types, and serde loses the path inside a
-//! flattened struct, so a whole-document error often says only `/paths`. This walks the places
-//! where specs go wrong (operations, parameters, bodies, responses, schemas) and deserializes
-//! each node on its own, to name the exact pointer.
+//! Stage 3, locate: the token operations and their extensions (`x-token-refresh`,
+//! `x-token-grant`), read and checked against each other. Input: the normalized [`Spec`];
+//! output: [`Located`], each operation with its mapping.
 
-use crate::pointer::join;
-use openapiv3::{Operation, Parameter, PathItem, ReferenceOr, RequestBody, Response, Schema};
-use serde::de::DeserializeOwned;
+use crate::error::{SpecError, SpecErrors};
+use crate::extension::{self, GenerateKind, GrantKind, TokenGrant, TokenRefresh};
+use crate::model::RefreshPlace;
+use crate::pointer;
+use crate::read::Spec;
+use indexmap::IndexMap;
+use openapiv3::{Operation as OaOperation, ReferenceOr};
 use serde_json::Value;
 
-/// The pointer and message of the deepest failing node, if any node fails on its own.
-pub fn locate(doc: &Value) -> Option<(String, String)> {
-    let mut found = None;
-    if let Some(schemas) = doc
-        .pointer("/components/schemas")
-        .and_then(Value::as_object)
-    {
-        for (name, schema) in schemas {
-            found = found.or_else(|| schema_node(&join("/components/schemas", name), schema));
-        }
+/// The token operations of a spec, each with its extension read.
+pub(crate) struct Located<'s> {
+    /// The document.
+    pub(crate) spec: &'s Spec,
+    /// The refresh operation, if the spec has one and its mapping could be read.
+    pub(crate) refresh: Option<Found<'s, TokenRefresh>>,
+    /// The spec has a refresh operation whose mapping could not be read: the later stages still
+    /// report what they find in the rest, but no client comes out.
+    pub(crate) refresh_lost: bool,
+    /// The operations with `x-token-grant`, in the spec's order.
+    pub(crate) grants: Vec<Found<'s, TokenGrant>>,
+}
+
+/// One token operation: where it is, and its extension (`E`).
+pub(crate) struct Found<'s, E> {
+    /// Its pointer (`/paths/~1token/post`).
+    pub(crate) pointer: String,
+    /// The HTTP method, upper case.
+    pub(crate) method: String,
+    /// The path below the base URL.
+    pub(crate) path: String,
+    /// The operation.
+    pub(crate) op: &'s OaOperation,
+    /// `operationId`.
+    pub(crate) id: String,
+    /// The id in PascalCase: what the operation's generated types are named after.
+    pub(crate) name: String,
+    /// Its extension, read.
+    pub(crate) ext: E,
+}
+
+/// A mapping's `set` and `generate`: some of their keys name the operation's parameters.
+pub(crate) type RequestValues<'a> = (
+    &'a IndexMap<String, Value>,
+    &'a IndexMap<String, GenerateKind>,
+);
+
+/// What the later stages ask of either extension.
+pub(crate) trait TokenExtension {
+    /// The extension's key (`x-token-refresh`).
+    const KEY: &'static str;
+    /// Where the token the request sends goes: only the refresh sends one.
+    fn place(&self) -> Option<RefreshPlace>;
+    /// The request's `set` and `generate`.
+    fn values(&self) -> RequestValues<'_>;
+}
+
+impl TokenExtension for TokenRefresh {
+    const KEY: &'static str = extension::KEY;
+    fn place(&self) -> Option<RefreshPlace> {
+        self.request.place().map(RefreshPlace::from_spec)
     }
-    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
-        for (path, item) in paths {
-            let at = join("/paths", path);
-            found = found.or_else(|| {
-                fails::<ReferenceOr<PathItem>>(item)
-                    .map(|message| path_item(&at, item).unwrap_or((at.clone(), message)))
-            });
-        }
-    }
-    found
-}
-
-/// The error of deserializing `value` as `T`, if it fails.
-fn fails<T: DeserializeOwned>(value: &Value) -> Option<String> {
-    serde_json::from_value::<T>(value.clone())
-        .err()
-        .map(|e| e.to_string())
-}
-
-/// The first child that fails, with the deepest pointer inside it.
-fn first<'a>(
-    children: impl IntoIterator<Item = (String, &'a Value)>,
-    check: impl Fn(&str, &Value) -> Option<(String, String)>,
-) -> Option<(String, String)> {
-    children.into_iter().find_map(|(at, v)| check(&at, v))
-}
-
-fn entries<'a>(at: &str, value: Option<&'a Value>) -> Vec<(String, &'a Value)> {
-    match value {
-        Some(Value::Object(map)) => map.iter().map(|(k, v)| (join(at, k), v)).collect(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{at}/{i}"), v))
-            .collect(),
-        _ => Vec::new(),
+    fn values(&self) -> RequestValues<'_> {
+        (&self.request.set, &self.request.generate)
     }
 }
 
-fn path_item(at: &str, item: &Value) -> Option<(String, String)> {
-    let methods = [
-        "get", "put", "post", "delete", "options", "head", "patch", "trace",
-    ];
-    first(
-        methods
-            .iter()
-            .filter_map(|m| item.get(*m).map(|v| (join(at, m), v))),
-        |at, op| {
-            let message = fails::<Operation>(op)?;
-            Some(operation(at, op).unwrap_or((at.to_owned(), message)))
-        },
-    )
+impl TokenExtension for TokenGrant {
+    const KEY: &'static str = extension::GRANT_KEY;
+    fn place(&self) -> Option<RefreshPlace> {
+        None
+    }
+    fn values(&self) -> RequestValues<'_> {
+        (&self.request.set, &self.request.generate)
+    }
 }
 
-fn operation(at: &str, op: &Value) -> Option<(String, String)> {
-    let params_at = join(at, "parameters");
-    let param = first(entries(&params_at, op.get("parameters")), |at, p| {
-        let message = fails::<ReferenceOr<Parameter>>(p)?;
-        let deeper = p
-            .get("schema")
-            .and_then(|s| schema_node(&join(at, "schema"), s));
-        Some(deeper.unwrap_or((at.to_owned(), message)))
-    });
-    let body = op.get("requestBody").and_then(|b| {
-        let at = join(at, "requestBody");
-        let message = fails::<ReferenceOr<RequestBody>>(b)?;
-        Some(content(&at, b).unwrap_or((at, message)))
-    });
-    let responses_at = join(at, "responses");
-    let response = first(entries(&responses_at, op.get("responses")), |at, r| {
-        let message = fails::<ReferenceOr<Response>>(r)?;
-        Some(content(at, r).unwrap_or((at.to_owned(), message)))
-    });
-    // A field of the wrong shape altogether (`responses: 7`).
-    let field = |key: &str, message: Option<String>| message.map(|m| (join(at, key), m));
-    let shape = || {
-        op.get("responses")
-            .and_then(|v| field("responses", fails::<openapiv3::Responses>(v)))
-            .or_else(|| {
-                op.get("parameters")
-                    .and_then(|v| field("parameters", fails::<Vec<ReferenceOr<Parameter>>>(v)))
-            })
-            .or_else(|| {
-                op.get("operationId")
-                    .and_then(|v| field("operationId", fails::<String>(v)))
-            })
+impl<E: TokenExtension> Found<'_, E> {
+    /// Where this operation's extension is.
+    pub(crate) fn ext_at(&self) -> String {
+        pointer::join(&self.pointer, E::KEY)
+    }
+
+    /// Where this operation's mapping writes its `request`.
+    pub(crate) fn request_at(&self) -> String {
+        pointer::join(&self.ext_at(), "request")
+    }
+}
+
+/// Every token operation of `spec`, or `None` when the spec's token operations cannot even be
+/// found (the errors say why).
+pub(crate) fn locate<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Option<Located<'s>> {
+    let found = refresh_operation(spec).map_err(|e| errors.push(e)).ok()?;
+    let declared = found.is_some();
+    let refresh = found.and_then(|found| refresh_of(spec, found, errors));
+    let grants = grant_operations(spec, errors);
+    let located = Located {
+        spec,
+        refresh_lost: declared && refresh.is_none(),
+        refresh,
+        grants,
     };
-    param.or(body).or(response).or_else(shape)
+    check_against_each_other(&located, declared, errors);
+    Some(located)
 }
 
-fn content(at: &str, holder: &Value) -> Option<(String, String)> {
-    let content_at = join(at, "content");
-    first(entries(&content_at, holder.get("content")), |at, media| {
-        media
-            .get("schema")
-            .and_then(|s| schema_node(&join(at, "schema"), s))
+/// The refresh operation with its mapping read; `None` when the mapping cannot be read.
+fn refresh_of<'s>(
+    spec: &'s Spec,
+    (pointer, method, path, op): (String, String, String, &'s OaOperation),
+    errors: &mut SpecErrors,
+) -> Option<Found<'s, TokenRefresh>> {
+    let file = spec.file.as_str();
+    let ext = extension::read(file, &pointer, &op.extensions).map_err(|e| errors.push(e));
+    let id = match &op.operation_id {
+        Some(id) if !id.trim().is_empty() => id.clone(),
+        _ => {
+            errors.push(
+                SpecError::new(file, &pointer, "the refresh operation has no operationId")
+                    .hint("add `operationId: refreshToken`; it names the generated method"),
+            );
+            "refresh".to_owned()
+        }
+    };
+    Some(Found {
+        name: crate::names::pascal(&id),
+        id,
+        pointer,
+        method,
+        path,
+        op,
+        ext: ext.ok()?,
     })
 }
 
-fn schema_node(at: &str, schema: &Value) -> Option<(String, String)> {
-    let message = fails::<ReferenceOr<Schema>>(schema)?;
-    let mut children = entries(&join(at, "properties"), schema.get("properties"));
-    for key in ["oneOf", "allOf", "anyOf"] {
-        children.extend(entries(&join(at, key), schema.get(key)));
-    }
-    for key in ["items", "not", "additionalProperties"] {
-        if let Some(child) = schema.get(key).filter(|c| c.is_object()) {
-            children.push((join(at, key), child));
+/// The operations with `x-token-grant`, each with its mapping read.
+fn grant_operations<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Vec<Found<'s, TokenGrant>> {
+    let file = spec.file.as_str();
+    let mut out = Vec::new();
+    for (path, item) in &spec.api.paths.paths {
+        let ReferenceOr::Item(item) = item else {
+            continue;
+        };
+        for (method, op) in item.iter() {
+            if !op.extensions.contains_key(extension::GRANT_KEY) {
+                continue;
+            }
+            let op_pointer = pointer::join(&pointer::join("/paths", path), method);
+            if op.extensions.contains_key(extension::KEY) {
+                errors.push(SpecError::new(
+                    file,
+                    &op_pointer,
+                    format!(
+                        "an operation carries either `{}` or `{}`; grants of the refresh operation go under its `grants`",
+                        extension::KEY,
+                        extension::GRANT_KEY
+                    ),
+                ));
+                continue;
+            }
+            let ext = match extension::read_grant(file, &op_pointer, &op.extensions) {
+                Ok(ext) => ext,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let Some(id) = op.operation_id.clone().filter(|id| !id.trim().is_empty()) else {
+                errors.push(
+                    SpecError::new(file, &op_pointer, "the grant operation has no operationId")
+                        .hint("add `operationId: login`; it names the generated types and method"),
+                );
+                continue;
+            };
+            out.push(Found {
+                name: crate::names::pascal(&id),
+                id,
+                pointer: op_pointer,
+                method: method.to_ascii_uppercase(),
+                path: path.clone(),
+                op,
+                ext,
+            });
         }
     }
-    Some(first(children, schema_node).unwrap_or((at.to_owned(), message)))
+    out
+}
+
+/// What the operations' mappings say together: a parameter fixed by the refresh cannot also
+/// serve its grants, each grant is mapped once, and a spec without a refresh operation issues
+/// no refresh token it could never use.
+fn check_against_each_other(located: &Located<'_>, declared: bool, errors: &mut SpecErrors) {
+    let file = located.spec.file.as_str();
+    let mut served: Vec<GrantKind> = Vec::new();
+    if let Some(refresh) = &located.refresh {
+        fixed_parameters_serve_no_grant(file, refresh, errors);
+        served.extend(refresh.ext.grants.keys());
+    }
+    for op in &located.grants {
+        if served.contains(&op.ext.grant) {
+            errors.push(SpecError::new(
+                file,
+                &op.ext_at(),
+                format!("the {} grant is mapped twice", op.ext.grant.key()),
+            ));
+        }
+        served.push(op.ext.grant);
+    }
+    if declared {
+        return;
+    }
+    // Nothing could ever send a refresh token such a provider issued.
+    for op in located
+        .grants
+        .iter()
+        .filter(|op| op.ext.success.refresh_token.is_some())
+    {
+        errors.push(
+            SpecError::new(
+                file,
+                &pointer::join(&pointer::join(&op.ext_at(), "success"), "refresh-token"),
+                "the spec has no refresh operation, so a refresh token could never be used",
+            )
+            .hint("map the refresh operation with `x-token-refresh`, or leave `refresh-token` out"),
+        );
+    }
+}
+
+/// A `set` or `generate` on a parameter fixes it for every request of the operation, so the
+/// refresh operation cannot also serve grants with it.
+fn fixed_parameters_serve_no_grant(
+    file: &str,
+    refresh: &Found<'_, TokenRefresh>,
+    errors: &mut SpecErrors,
+) {
+    if refresh.ext.grants.is_empty() {
+        return;
+    }
+    let request = &refresh.ext.request;
+    let params = (request.set.keys().map(|k| ("set", k)))
+        .chain(request.generate.keys().map(|k| ("generate", k)));
+    for (map, key) in params.filter(|(_, k)| !k.starts_with('/')) {
+        errors.push(
+            SpecError::new(
+                file,
+                &pointer::join(&pointer::join(&refresh.request_at(), map), key),
+                format!("{key:?} is a parameter, fixed for every request of this operation, and it also serves grants"),
+            )
+            .hint("fix a parameter where one operation serves one request: give the grants operations of their own (`x-token-grant`), or use a body property"),
+        );
+    }
+}
+
+/// The one operation that carries the refresh mapping, if any: a spec whose token operations are
+/// all grants (`x-token-grant`) has none.
+fn refresh_operation(
+    spec: &Spec,
+) -> Result<Option<(String, String, String, &OaOperation)>, SpecError> {
+    let mut found = Vec::new();
+    let mut grants = 0;
+    for (path, item) in &spec.api.paths.paths {
+        let path_at = pointer::join("/paths", path);
+        let ReferenceOr::Item(item) = item else {
+            return Err(SpecError::new(
+                &spec.file,
+                &path_at,
+                "a $ref path item is not supported",
+            ));
+        };
+        for (method, op) in item.iter() {
+            grants += usize::from(op.extensions.contains_key(extension::GRANT_KEY));
+            if op.extensions.contains_key(extension::KEY) {
+                found.push((
+                    pointer::join(&path_at, method),
+                    method.to_ascii_uppercase(),
+                    path.clone(),
+                    op,
+                ));
+            }
+        }
+    }
+    match found.len() {
+        1 => Ok(Some(found.remove(0))),
+        0 if grants > 0 => Ok(None),
+        0 => Err(SpecError::new(
+            &spec.file,
+            "/paths",
+            format!(
+                "no operation carries a token mapping (`{}` or `{}`)",
+                extension::KEY,
+                extension::GRANT_KEY
+            ),
+        )
+        .hint("add `x-token-refresh` to the refresh operation, or `x-token-grant` to each operation that issues tokens by a grant; see README.md")),
+        _ => Err(SpecError::new(
+            &spec.file,
+            &found[1].0,
+            format!("more than one operation carries `{}`", extension::KEY),
+        )
+        .hint("a spec describes one refresh operation")),
+    }
 }

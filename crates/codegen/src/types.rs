@@ -721,6 +721,38 @@ impl<'a> TypeBuilder<'a> {
     }
 }
 
+/// The fields of a struct type, by name.
+pub fn struct_fields<'a>(
+    types: &'a IndexMap<String, TypeDef>,
+    name: &str,
+) -> &'a [crate::types::Field] {
+    match types.get(name).map(|t| &t.def) {
+        Some(Def::Struct { fields, .. }) => fields,
+        _ => &[],
+    }
+}
+
+/// The struct a body of type `ty` is (`""` for none, or a body that is not one struct).
+pub(crate) fn body_struct(types: &IndexMap<String, TypeDef>, ty: Option<&Ty>) -> String {
+    match ty {
+        Some(Ty::Named(name))
+            if matches!(types.get(name).map(|t| &t.def), Some(Def::Struct { .. })) =>
+        {
+            name.clone()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The enum and its only value, for a single-value string enum.
+pub(crate) fn single_value(types: &IndexMap<String, TypeDef>, ty: &Ty) -> Option<(String, String)> {
+    let Ty::Named(name) = ty else { return None };
+    match &types.get(name)?.def {
+        Def::Enum { values } if values.len() == 1 => Some((name.clone(), values[0].clone())),
+        _ => None,
+    }
+}
+
 /// Property names that hold credentials whatever the spec says: `*token`, `*secret`,
 /// `*password`. `token_type` is not one.
 pub(crate) fn is_secret_name(json: &str) -> bool {

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::OnceLock;
-use tokenkit_codegen::{emit, lint, model, spec};
+use tokenkit_codegen::{emit, lint, model, read};
 
 fn specs() -> &'static [Value] {
     static SPECS: OnceLock<Vec<Value>> = OnceLock::new();
@@ -17,7 +17,7 @@ fn specs() -> &'static [Value] {
         tokenkit_codegen::spec_files(&dir)
             .unwrap()
             .iter()
-            .map(|path| spec::load(path).unwrap().json)
+            .map(|path| read::load(path).unwrap().json)
             .collect()
     })
 }
@@ -133,7 +133,7 @@ proptest! {
             mutate(&mut doc, node, kind, seed);
         }
         let text = serde_json::to_string(&doc).unwrap();
-        let outcome = spec::parse("mutant", "mutant.yaml", &text)
+        let outcome = read::parse("mutant", "mutant.yaml", &text)
             .map_err(|e| vec![e])
             .and_then(|s| model::build(&s).map_err(|e| e.0));
         match outcome {

@@ -1,6 +1,12 @@
 //! The documented responses, keyed by status, exact codes before ranges before `default`.
 
-use super::*;
+use super::body::json_media;
+use crate::error::{SpecError, SpecErrors};
+use crate::model::{ResponseCase, StatusKey, status_variant};
+use crate::pointer;
+use crate::read::Spec;
+use crate::types::TypeBuilder;
+use openapiv3::{Operation as OaOperation, ReferenceOr, Response, StatusCode};
 
 pub(super) fn responses(
     spec: &Spec,
@@ -59,7 +65,7 @@ pub(super) fn responses(
 }
 
 /// A status `key` stands for that no more specific key documents.
-pub(super) fn representative(key: StatusKey, keys: &[StatusKey]) -> u16 {
+fn representative(key: StatusKey, keys: &[StatusKey]) -> u16 {
     let specific = |status: u16| {
         keys.iter().any(|k| {
             *k != key
@@ -81,7 +87,7 @@ pub(super) fn representative(key: StatusKey, keys: &[StatusKey]) -> u16 {
         .unwrap_or(599)
 }
 
-pub(super) fn response_case(
+fn response_case(
     spec: &Spec,
     at: &str,
     key: StatusKey,
@@ -147,38 +153,4 @@ pub(super) fn response_case(
         examples,
         pointer: at.to_owned(),
     })
-}
-
-/// The outcome variant for a status: its reason phrase in PascalCase, or `StatusNNN`.
-pub fn status_variant(status: u16) -> String {
-    let phrase = match status {
-        200 => "Ok",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "NoContent",
-        400 => "BadRequest",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "NotFound",
-        405 => "MethodNotAllowed",
-        409 => "Conflict",
-        410 => "Gone",
-        422 => "UnprocessableEntity",
-        429 => "TooManyRequests",
-        500 => "InternalServerError",
-        502 => "BadGateway",
-        503 => "ServiceUnavailable",
-        504 => "GatewayTimeout",
-        _ => return format!("Status{status}"),
-    };
-    phrase.to_owned()
-}
-
-/// `<Op>Response`, unless a schema took it.
-pub(super) fn outcome_name(op_name: &str, types: &IndexMap<String, TypeDef>) -> String {
-    [format!("{op_name}Response"), format!("{op_name}Outcome")]
-        .into_iter()
-        .chain((2..).map(|n| format!("{op_name}Outcome{n}")))
-        .find(|name| !types.contains_key(name))
-        .unwrap_or_default()
 }

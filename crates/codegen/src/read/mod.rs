@@ -1,4 +1,7 @@
-//! Reading a spec file: YAML → JSON value → `openapiv3::OpenAPI`, with every failure located.
+//! Stage 1, read: a spec file's YAML → JSON value → `openapiv3::OpenAPI` (a [`Spec`]), with
+//! every failure located.
+
+mod structural;
 
 use crate::error::SpecError;
 use crate::pointer;
@@ -48,7 +51,7 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<Spec, SpecError> {
         to_json(yaml, "").map_err(|(pointer, message)| SpecError::new(file, &pointer, message))?;
     check_version(file, &json)?;
     let api = serde_path_to_error::deserialize::<_, OpenAPI>(&json).map_err(|e| {
-        let (pointer, message) = crate::locate::locate(&json)
+        let (pointer, message) = structural::deepest_failure(&json)
             .unwrap_or_else(|| (path_pointer(e.path()), e.inner().to_string()));
         SpecError::new(
             file,

@@ -1,19 +1,24 @@
-//! The grants besides the refresh: which request each sends, the values a call supplies, and
-//! the OAuth 2 flows (`components/securitySchemes`) that declare them.
+//! The requests an operation sends besides answers: which struct each fills, and the values
+//! it fills itself (per-call values, fixed ones, generated ones, the client assertion).
 
-use super::*;
-use crate::extension::{GrantKind, GrantMapping};
+use crate::error::{SpecError, SpecErrors};
+use crate::extension::{GENERATE_HINT, GrantKind, GrantMapping};
+use crate::model::{FillSource, GrantArg};
+use crate::pointer;
+use crate::types::{Def, Ty, TypeBuilder, TypeDef, struct_fields};
+use indexmap::IndexMap;
+use serde_json::Value;
 
 /// One request the operation sends, before its fields are filled: the refresh, or a grant.
-pub(super) struct Plan {
+pub(crate) struct RequestPlan {
     /// `None` for the refresh.
-    pub(super) kind: Option<GrantKind>,
-    pub(super) wrap: Option<(String, String)>,
-    pub(super) struct_name: String,
+    pub(crate) kind: Option<GrantKind>,
+    pub(crate) wrap: Option<(String, String)>,
+    pub(crate) struct_name: String,
     /// The fields this request fills itself: per-call values and fixed ones.
-    pub(super) own: Vec<(String, FillSource)>,
+    pub(crate) own: Vec<(String, FillSource)>,
     /// Where its mapping is, for errors.
-    pub(super) at: String,
+    pub(crate) at: String,
 }
 
 /// The struct a request of a body of type `body_ty` fills: the body's struct, or the `oneOf`
@@ -122,9 +127,6 @@ pub(super) fn fixed(
     out
 }
 
-/// What each `generate` kind needs of its field.
-pub(super) const GENERATE_HINT: &str = "uuid, nonce and date-time go in a string; unix-seconds in an integer or a string; unix-milliseconds in a 64-bit integer (`format: int64`) or a string";
-
 /// Values made fresh for every request (`generate`) of one request's body: a placeholder the
 /// endpoint writes over. Keys without the leading `/` name parameters (`model::request::Fixed`).
 pub(super) fn generated(
@@ -172,7 +174,7 @@ pub(super) fn client_assertion(
     file: &str,
     at: &str,
     types: &mut TypeBuilder<'_>,
-    plans: &mut [Plan],
+    plans: &mut [RequestPlan],
     ptr: &str,
     errors: &mut SpecErrors,
 ) -> Option<String> {
@@ -224,7 +226,7 @@ pub(super) fn plans(
     body_ty: Option<&Ty>,
     grants: &IndexMap<GrantKind, GrantMapping>,
     errors: &mut SpecErrors,
-) -> Vec<Plan> {
+) -> Vec<RequestPlan> {
     grants
         .iter()
         .filter_map(|(kind, mapping)| {
@@ -243,7 +245,7 @@ pub(super) fn plan(
     kind: GrantKind,
     mapping: &GrantMapping,
     errors: &mut SpecErrors,
-) -> Option<Plan> {
+) -> Option<RequestPlan> {
     let Some(body_ty) = body_ty else {
         // Every value in the query string or headers: fixed (`set` on parameters) or the
         // client's own, none per call.
@@ -288,7 +290,7 @@ pub(super) fn plan(
                 .hint("only the client-credentials grant can travel without a body"),
             );
         }
-        return fine.then(|| Plan {
+        return fine.then(|| RequestPlan {
             kind: Some(kind),
             wrap: None,
             struct_name: String::new(),
@@ -365,277 +367,11 @@ pub(super) fn plan(
             Err(reason) => errors.push(SpecError::new(file, &here, reason)),
         }
     }
-    Some(Plan {
+    Some(RequestPlan {
         kind: Some(kind),
         wrap,
         struct_name,
         own,
         at: grant_at.to_owned(),
     })
-}
-
-/// Fills every request's fields. A field another request on the same struct fills itself
-/// (its token, code or fixed value) is left out of this one, so it must be optional.
-pub(super) fn fill_all(
-    file: &str,
-    types: &IndexMap<String, TypeDef>,
-    plans: &[Plan],
-    example: Option<&Value>,
-    config: &mut Vec<ConfigField>,
-    errors: &mut SpecErrors,
-) -> Vec<Vec<BodyFill>> {
-    plans
-        .iter()
-        .map(|plan| {
-            let foreign: Vec<&str> = plans
-                .iter()
-                .filter(|other| other.struct_name == plan.struct_name)
-                .flat_map(|other| other.own.iter().map(|(json, _)| json.as_str()))
-                .filter(|json| !plan.own.iter().any(|(own, _)| own == json))
-                .collect();
-            for field in struct_fields(types, &plan.struct_name) {
-                if !field.optional && foreign.contains(&field.json.as_str()) {
-                    errors.push(SpecError::new(
-                        file,
-                        &plan.at,
-                        format!(
-                            "{:?} is required in {}, but this request has no value for it (another request fills it)",
-                            field.json, plan.struct_name
-                        ),
-                    )
-                    .hint("make it optional, give each grant its own oneOf variant, or fix it with `set`"),
-                    );
-                }
-            }
-            body_fill(types, &plan.struct_name, &plan.own, &foreign, example, config)
-        })
-        .collect()
-}
-
-/// One declared flow: its `tokenUrl`, `refreshUrl` and scopes.
-type Flow<'a> = (&'a str, Option<&'a str>, &'a IndexMap<String, String>);
-
-/// What the spec's OAuth 2 security schemes say about the grants of the operation at
-/// `op_pointer`: each flow must name this operation as its `tokenUrl` (and `refreshUrl`) and be
-/// mapped, and each mapped grant must have its flow, when the spec declares flows at all.
-pub(super) fn flows(
-    spec: &Spec,
-    servers: &[Server],
-    refresh_path: Option<&str>,
-    mapped: &[(GrantKind, &str, String)],
-    errors: &mut SpecErrors,
-) -> OAuth {
-    let file = spec.file.as_str();
-    let mut oauth = OAuth::default();
-    let schemes = spec
-        .api
-        .components
-        .iter()
-        .flat_map(|c| &c.security_schemes)
-        .filter_map(|(name, s)| match s {
-            ReferenceOr::Item(openapiv3::SecurityScheme::OAuth2 { flows, .. }) => {
-                Some((name, flows))
-            }
-            _ => None,
-        });
-    let points_at = |url: &str, path: &str| {
-        servers.iter().any(|s| {
-            let full = format!("{}{path}", s.url);
-            let full_path = full
-                .split_once("://")
-                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
-                .unwrap_or(path);
-            url == full || url == full_path || url == path
-        })
-    };
-    let mut declared = Vec::new();
-    for (name, f) in schemes {
-        let scheme_at = pointer::join("/components/securitySchemes", name);
-        let flows: [(GrantKind, Option<Flow<'_>>); 3] = [
-            (
-                GrantKind::ClientCredentials,
-                f.client_credentials
-                    .as_ref()
-                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
-            ),
-            (
-                GrantKind::AuthorizationCode,
-                f.authorization_code
-                    .as_ref()
-                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
-            ),
-            (
-                GrantKind::Password,
-                f.password
-                    .as_ref()
-                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
-            ),
-        ];
-        for (kind, flow) in flows {
-            let (Some((token_url, refresh_url, scopes)), Some(flow_name)) = (flow, kind.flow())
-            else {
-                continue;
-            };
-            let flow_at = pointer::join(&pointer::join(&scheme_at, "flows"), flow_name);
-            let served = mapped.iter().find(|(k, _, _)| *k == kind);
-            let grant_path = served.map(|(_, path, _)| *path).or(refresh_path);
-            for (key, url, path) in [
-                ("tokenUrl", Some(token_url), grant_path),
-                ("refreshUrl", refresh_url, refresh_path),
-            ] {
-                let Some(url) = url else { continue };
-                let Some(path) = path else {
-                    errors.push(
-                        SpecError::new(
-                            file,
-                            &pointer::join(&flow_at, key),
-                            "the spec has no refresh operation (`x-token-refresh`) for this URL to name",
-                        )
-                        .hint("leave out `refreshUrl` for a provider that issues no refresh tokens"),
-                    );
-                    continue;
-                };
-                if !points_at(url, path) {
-                    errors.push(
-                        SpecError::new(
-                            file,
-                            &pointer::join(&flow_at, key),
-                            format!("{url:?} is not the operation that serves it ({path} on a server of the spec)"),
-                        )
-                        .hint("write the URL of the operation with the mapping, absolute or relative to a server"),
-                    );
-                }
-            }
-            if served.is_none() {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        &flow_at,
-                        format!(
-                            "the {} flow is declared, but the token mapping has no `grants: {{{}: …}}` for it",
-                            flow_name,
-                            kind.key()
-                        ),
-                    )
-                    .hint("map the grant under `x-token-refresh/grants`, or on its own operation with `x-token-grant`"),
-                );
-            }
-            declared.push(kind);
-            for (scope, about) in scopes {
-                if !oauth.scopes.iter().any(|(s, _)| s == scope) {
-                    oauth.scopes.push((scope.clone(), about.clone()));
-                }
-            }
-        }
-        if let Some(code) = &f.authorization_code {
-            let url = &code.authorization_url;
-            let at = pointer::join(
-                &pointer::join(&pointer::join(&scheme_at, "flows"), "authorizationCode"),
-                "authorizationUrl",
-            );
-            let declared = spec.api.servers.first().and_then(|s| s.variables.as_ref());
-            let unknown: Vec<&str> = super::placeholders(url)
-                .into_iter()
-                .filter(|name| !declared.is_some_and(|v| v.contains_key(*name)))
-                .collect();
-            if !unknown.is_empty() {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        &at,
-                        format!("{url:?} has placeholders no variable of the first server declares: {unknown:?}"),
-                    )
-                    .hint("the authorization URL may use the first server's variables, such as a tenant's host"),
-                );
-            } else if url.starts_with("https://") || loopback_http(url) {
-                oauth.authorization_url = Some(url.clone());
-            } else if url.starts_with("http://") {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        &at,
-                        format!("{url:?} uses plain http: the code and state would cross the network in clear text"),
-                    )
-                    .hint("use the provider's https URL (http is allowed only on localhost, 127.0.0.0/8 and [::1])"),
-                );
-            } else {
-                errors.push(SpecError::new(
-                    file,
-                    &at,
-                    format!("{url:?} is not an absolute URL"),
-                ));
-            }
-        }
-    }
-    if !declared.is_empty() {
-        // The JWT-bearer grant has no OpenAPI flow to declare.
-        let undeclared = mapped
-            .iter()
-            .filter(|(k, _, _)| !declared.contains(k))
-            .filter_map(|(k, _, at)| Some((k.flow()?, at)));
-        for (flow, at) in undeclared {
-            errors.push(
-                SpecError::new(
-                    file,
-                    at,
-                    format!("the spec's OAuth 2 flows declare no {flow} flow for this grant"),
-                )
-                .hint("add it under the oauth2 security scheme's `flows`"),
-            );
-        }
-    }
-    oauth
-}
-
-impl GrantArg {
-    /// Whether every mapping of `kind` must say where this value goes.
-    fn required_by(self, kind: GrantKind) -> bool {
-        matches!(
-            (kind, self),
-            (GrantKind::AuthorizationCode, GrantArg::Code)
-                | (GrantKind::Password, GrantArg::Username | GrantArg::Password)
-                | (GrantKind::JwtBearer, GrantArg::Assertion)
-        )
-    }
-
-    /// Whether requests of `kind` carry this value.
-    fn belongs_to(self, kind: GrantKind) -> bool {
-        match kind {
-            GrantKind::ClientCredentials => false,
-            GrantKind::AuthorizationCode => matches!(
-                self,
-                GrantArg::Code | GrantArg::RedirectUri | GrantArg::CodeVerifier
-            ),
-            GrantKind::Password => matches!(self, GrantArg::Username | GrantArg::Password),
-            GrantKind::JwtBearer => self == GrantArg::Assertion,
-        }
-    }
-
-    /// Whether the value is a secret (typed so, and scrubbed from errors).
-    pub fn is_secret(self) -> bool {
-        matches!(
-            self,
-            GrantArg::Code | GrantArg::CodeVerifier | GrantArg::Password | GrantArg::Assertion
-        )
-    }
-}
-
-/// Whether `url` is plain http to a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`).
-fn loopback_http(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return false;
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host == "::1"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }

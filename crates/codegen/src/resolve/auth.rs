@@ -1,0 +1,138 @@
+//! Client authentication: the security scheme the operation requires.
+
+use crate::error::{SpecError, SpecErrors};
+use crate::model::{Auth, ConfigField, Location, made_up_example, push_config};
+use crate::pointer;
+use crate::read::Spec;
+use crate::types::Ty;
+use openapiv3::{Operation as OaOperation, ReferenceOr};
+
+/// The client authentication of the operation's first security requirement (or the spec's).
+pub(super) fn auth(
+    spec: &Spec,
+    op_pointer: &str,
+    op: &OaOperation,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Option<Auth> {
+    let requirements = op.security.as_ref().or(spec.api.security.as_ref())?;
+    let requirement = requirements.first()?;
+    let (name, _) = requirement.iter().next()?;
+    if requirement.len() > 1 {
+        errors.push(SpecError::new(
+            &spec.file,
+            &pointer::join(op_pointer, "security"),
+            "a security requirement that combines several schemes is not supported",
+        ));
+        return None;
+    }
+    let at = pointer::join("/components/securitySchemes", name);
+    let scheme = spec
+        .api
+        .components
+        .as_ref()
+        .and_then(|c| c.security_schemes.get(name));
+    let scheme = match scheme {
+        Some(ReferenceOr::Item(scheme)) => scheme,
+        Some(ReferenceOr::Reference { .. }) => {
+            errors.push(SpecError::new(
+                &spec.file,
+                &at,
+                "a $ref security scheme is not supported",
+            ));
+            return None;
+        }
+        None => {
+            errors.push(SpecError::new(
+                &spec.file,
+                &pointer::join(op_pointer, "security"),
+                format!("security scheme {name:?} is not defined under components/securitySchemes"),
+            ));
+            return None;
+        }
+    };
+    let mut field = |name: &str, ty: Ty, doc: &str| {
+        push_config(
+            config,
+            ConfigField {
+                name: name.to_owned(),
+                example: made_up_example(&ty, name),
+                kept: false,
+                copy: false,
+                ty,
+                required: true,
+                doc: Some(doc.to_owned()),
+            },
+        )
+    };
+    match scheme {
+        openapiv3::SecurityScheme::HTTP { scheme, .. } if scheme.eq_ignore_ascii_case("basic") => {
+            let id = field(
+                "client_id",
+                Ty::String,
+                "The OAuth client id, sent with HTTP Basic (RFC 6749 §2.3.1).",
+            );
+            let secret = field(
+                "client_secret",
+                Ty::Secret,
+                "The OAuth client secret, sent with HTTP Basic.",
+            );
+            Some(Auth::Basic { id, secret })
+        }
+        openapiv3::SecurityScheme::APIKey { location, name, .. } => {
+            let location = match location {
+                openapiv3::APIKeyLocation::Header => Location::Header,
+                openapiv3::APIKeyLocation::Query => Location::Query,
+                openapiv3::APIKeyLocation::Cookie => {
+                    errors.push(SpecError::new(
+                        &spec.file,
+                        &at,
+                        "API keys in cookies are not supported",
+                    ));
+                    return None;
+                }
+            };
+            if !is_http_token(name) {
+                errors.push(SpecError::new(
+                    &spec.file,
+                    &pointer::join(&at, "name"),
+                    format!("{name:?} is not a valid HTTP header or parameter name"),
+                ));
+                return None;
+            }
+            let key = field("api_key", Ty::Secret, "The API key.");
+            Some(Auth::ApiKey {
+                location,
+                name: name.clone(),
+                key,
+            })
+        }
+        openapiv3::SecurityScheme::OAuth2 { .. } => {
+            errors.push(
+                SpecError::new(
+                    &spec.file,
+                    &pointer::join(op_pointer, "security"),
+                    format!("the token operation requires the oauth2 scheme {name:?}: it cannot need the tokens it issues"),
+                )
+                .hint("keep the scheme under components/securitySchemes for its flows (the grants), and require Basic, an API key or nothing here"),
+            );
+            None
+        }
+        _ => {
+            errors.push(
+                SpecError::new(&spec.file, &at, "only HTTP Basic and API key security schemes are supported")
+                    .hint("a token endpoint authenticates the client with Basic, an API key, or body fields"),
+            );
+            None
+        }
+    }
+}
+
+/// An RFC 9110 token: what a header name (and so a name the printer passes to
+/// `HeaderName::from_static`) may be.
+pub(super) fn is_http_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
