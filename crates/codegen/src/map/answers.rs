@@ -28,6 +28,88 @@ impl MapCtx<'_> {
         failure_specs: &[extension::FailureMapping],
         errors: &mut SpecErrors,
     ) -> Option<(Success, Vec<Failure>)> {
+        let (success_response, success) = self.success(types, s, errors)?;
+        let failures: Vec<Failure> = failure_specs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| self.failure(types, success_response, i, f, errors))
+            .collect();
+        self.check_covered(success_response, &failures, errors);
+        Some((success?, failures))
+    }
+
+    /// The success mapping: its response (`None` when there is no such success status) and,
+    /// when its access token resolves, the success.
+    fn success(
+        &self,
+        types: &mut TypeBuilder<'_>,
+        s: &extension::SuccessMapping,
+        errors: &mut SpecErrors,
+    ) -> Option<(&ResponseCase, Option<Success>)> {
+        let response = self.success_response(s, errors)?;
+        let when = match &s.when {
+            Some(w) => self
+                .when(types, response, "/success/when", w)
+                .map_err(|e| errors.push(e))
+                .ok(),
+            None => None,
+        };
+        let mut required = |rel: &str, ptr: &String| {
+            self.pointer(types, response, rel, ptr, Want::Text, true)
+                .map_err(|e| errors.push(e))
+                .ok()
+        };
+        let access_token = required("/success/access-token", &s.access_token);
+        let refresh_token = s
+            .refresh_token
+            .as_ref()
+            .and_then(|p| required("/success/refresh-token", p));
+        let mut optional = |rel: &str, ptr: Option<&String>, want: Want| {
+            self.optional(types, response, rel, ptr, want, errors)
+        };
+        let expires_in = optional("/success/expires-in", s.expires_in.as_ref(), Want::Seconds);
+        let token_type = optional("/success/token-type", s.token_type.as_ref(), Want::Text);
+        let created_at = optional("/success/created-at", s.created_at.as_ref(), Want::Seconds);
+        let mut instant = |rel: &str, spec: Option<&extension::InstantSpec>| {
+            let spec = spec?;
+            let format = match spec {
+                extension::InstantSpec::Formatted { format, .. } => Some(*format),
+                extension::InstantSpec::Pointer(_) => None,
+            };
+            let ptr = spec.pointer().to_owned();
+            optional(rel, Some(&ptr), Want::Time).map(|m| (m, format))
+        };
+        let expires_at = instant("/success/expires-at", s.expires_at.as_ref());
+        let refresh_expires_at =
+            instant("/success/refresh-expires-at", s.refresh_expires_at.as_ref());
+        let refresh_expires_in = optional(
+            "/success/refresh-expires-in",
+            s.refresh_expires_in.as_ref(),
+            Want::Seconds,
+        );
+        let success = access_token.map(|access_token| Success {
+            status: response.status,
+            when,
+            access_token,
+            refresh_token,
+            expires_in,
+            token_type,
+            created_at,
+            expires_at,
+            refresh_expires_in,
+            refresh_expires_at,
+            lifetime: s.lifetime,
+            refresh_idle_lifetime: None,
+        });
+        Some((response, success))
+    }
+
+    /// The success status: one 2xx code the operation documents (and a sane `lifetime`).
+    fn success_response(
+        &self,
+        s: &extension::SuccessMapping,
+        errors: &mut SpecErrors,
+    ) -> Option<&ResponseCase> {
         if let Some(lifetime) = s.lifetime
             && (lifetime == 0 || lifetime > 10 * 365 * 24 * 3600)
         {
@@ -39,167 +121,108 @@ impl MapCtx<'_> {
                 .hint("give the access token's lifetime in seconds as the provider's docs state it (`lifetime: 7200` for two hours)"),
             );
         }
-        let success_response = self.response("/success/status", &s.status, errors)?;
-        if !matches!(success_response.key, StatusKey::Code(200..=299)) {
+        let response = self.response("/success/status", &s.status, errors)?;
+        if !matches!(response.key, StatusKey::Code(200..=299)) {
             errors.push(self.error(
                 "/success/status",
                 format!(
                     "the success status must be one 2xx code, not {}",
-                    success_response.key.spec_key()
+                    response.key.spec_key()
                 ),
             ));
             return None;
         }
-        let success_when = match &s.when {
-            Some(w) => self
-                .when(types, success_response, "/success/when", w)
-                .map_err(|e| errors.push(e))
-                .ok(),
+        Some(response)
+    }
+
+    /// The `i`th failure mapping, checked against its response.
+    fn failure(
+        &self,
+        types: &mut TypeBuilder<'_>,
+        success_response: &ResponseCase,
+        i: usize,
+        f: &extension::FailureMapping,
+        errors: &mut SpecErrors,
+    ) -> Option<Failure> {
+        let rel = format!("/failures/{i}");
+        let Some(response) = self.response(&format!("{rel}/status"), &f.status, errors) else {
+            return None;
+        };
+        let when = match &f.when {
+            Some(w) => match self.when(types, response, &format!("{rel}/when"), w) {
+                Ok(when) => Some(when),
+                Err(e) => {
+                    errors.push(e);
+                    return None;
+                }
+            },
             None => None,
         };
-        let access_token = self
-            .pointer(
-                types,
-                success_response,
-                "/success/access-token",
-                &s.access_token,
-                Want::Text,
-                true,
-            )
-            .map_err(|e| errors.push(e))
-            .ok();
-        let refresh_token = s.refresh_token.as_ref().and_then(|p| {
-            self.pointer(
-                types,
-                success_response,
-                "/success/refresh-token",
-                p,
-                Want::Text,
-                true,
-            )
-            .map_err(|e| errors.push(e))
-            .ok()
-        });
-        let expires_in = self.optional(
-            types,
-            success_response,
-            "/success/expires-in",
-            s.expires_in.as_ref(),
-            Want::Seconds,
-            errors,
-        );
-        let token_type = self.optional(
-            types,
-            success_response,
-            "/success/token-type",
-            s.token_type.as_ref(),
-            Want::Text,
-            errors,
-        );
-        let created_at = self.optional(
-            types,
-            success_response,
-            "/success/created-at",
-            s.created_at.as_ref(),
-            Want::Seconds,
-            errors,
-        );
-
-        let mut instant = |rel: &str, spec: Option<&extension::InstantSpec>| {
-            let spec = spec?;
-            let format = match spec {
-                extension::InstantSpec::Formatted { format, .. } => Some(*format),
-                extension::InstantSpec::Pointer(_) => None,
-            };
-            let ptr = spec.pointer().to_owned();
-            self.optional(types, success_response, rel, Some(&ptr), Want::Time, errors)
-                .map(|m| (m, format))
-        };
-        let expires_at = instant("/success/expires-at", s.expires_at.as_ref());
-        let refresh_expires_at =
-            instant("/success/refresh-expires-at", s.refresh_expires_at.as_ref());
-        let refresh_expires_in = self.optional(
-            types,
-            success_response,
-            "/success/refresh-expires-in",
-            s.refresh_expires_in.as_ref(),
-            Want::Seconds,
-            errors,
-        );
-
-        let mut failures = Vec::new();
-        for (i, f) in failure_specs.iter().enumerate() {
-            let rel = format!("/failures/{i}");
-            let Some(response) = self.response(&format!("{rel}/status"), &f.status, errors) else {
-                continue;
-            };
-            let when = match &f.when {
-                Some(w) => match self.when(types, response, &format!("{rel}/when"), w) {
-                    Ok(when) => Some(when),
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            if response.key == success_response.key && when.is_none() {
-                errors.push(
-                    self.error(
-                        &rel,
-                        format!(
-                            "status {} is the success status; a failure there needs `when`",
-                            response.status
-                        ),
-                    )
-                    .hint("add `when: {pointer: /success, equals: false}` or similar"),
-                );
-            }
-            let code = self.optional(
-                types,
-                response,
-                &format!("{rel}/code"),
-                f.code.as_ref(),
-                Want::Anything,
-                errors,
+        if response.key == success_response.key && when.is_none() {
+            errors.push(
+                self.error(
+                    &rel,
+                    format!(
+                        "status {} is the success status; a failure there needs `when`",
+                        response.status
+                    ),
+                )
+                .hint("add `when: {pointer: /success, equals: false}` or similar"),
             );
-            let message = self.optional(
-                types,
-                response,
-                &format!("{rel}/message"),
-                f.message.as_ref(),
-                Want::Anything,
-                errors,
-            );
-            if !f.kinds.is_empty() && code.is_none() {
-                errors.push(self.error(
-                    &format!("{rel}/kinds"),
-                    "`kinds` needs `code`, the pointer to the error code",
-                ));
-            }
-            let kinds = self.kinds(&format!("{rel}/kinds"), &f.kinds, errors);
-            let transient = f.kind == FailureKind::Transient
-                || kinds.iter().any(|(_, k)| *k == FailureKind::Transient);
-            if f.unprocessed.is_some() && !transient {
-                errors.push(
-                    self.error(
-                        &format!("{rel}/unprocessed"),
-                        "`unprocessed` says what a transient failure proves about the request, but this failure maps nothing to `transient`",
-                    )
-                    .hint("remove it: a documented refusal (`rejected`) always proves the token unspent, and a dead one (`invalid-grant`) is dead"),
-                );
-            }
-            failures.push(Failure {
-                key: response.key,
-                status: response.status,
-                when,
-                kind: f.kind,
-                kinds,
-                code,
-                message,
-                unprocessed: f.unprocessed,
-            });
         }
+        let code = self.optional(
+            types,
+            response,
+            &format!("{rel}/code"),
+            f.code.as_ref(),
+            Want::Anything,
+            errors,
+        );
+        let message = self.optional(
+            types,
+            response,
+            &format!("{rel}/message"),
+            f.message.as_ref(),
+            Want::Anything,
+            errors,
+        );
+        if !f.kinds.is_empty() && code.is_none() {
+            errors.push(self.error(
+                &format!("{rel}/kinds"),
+                "`kinds` needs `code`, the pointer to the error code",
+            ));
+        }
+        let kinds = self.kinds(&format!("{rel}/kinds"), &f.kinds, errors);
+        let transient = f.kind == FailureKind::Transient
+            || kinds.iter().any(|(_, k)| *k == FailureKind::Transient);
+        if f.unprocessed.is_some() && !transient {
+            errors.push(
+                self.error(
+                    &format!("{rel}/unprocessed"),
+                    "`unprocessed` says what a transient failure proves about the request, but this failure maps nothing to `transient`",
+                )
+                .hint("remove it: a documented refusal (`rejected`) always proves the token unspent, and a dead one (`invalid-grant`) is dead"),
+            );
+        }
+        Some(Failure {
+            key: response.key,
+            status: response.status,
+            when,
+            kind: f.kind,
+            kinds,
+            code,
+            message,
+            unprocessed: f.unprocessed,
+        })
+    }
+
+    /// Every documented status has a meaning: the success, or a failure without a rule.
+    fn check_covered(
+        &self,
+        success_response: &ResponseCase,
+        failures: &[Failure],
+        errors: &mut SpecErrors,
+    ) {
         for response in self.responses {
             let covered = response.key == success_response.key
                 || failures
@@ -222,23 +245,6 @@ impl MapCtx<'_> {
                 );
             }
         }
-        Some((
-            Success {
-                status: success_response.status,
-                when: success_when,
-                access_token: access_token?,
-                refresh_token,
-                expires_in,
-                token_type,
-                created_at,
-                expires_at,
-                refresh_expires_in,
-                refresh_expires_at,
-                lifetime: s.lifetime,
-                refresh_idle_lifetime: None,
-            },
-            failures,
-        ))
     }
 
     /// A `when` rule: its pointer resolves in the response, and exactly one test is given.

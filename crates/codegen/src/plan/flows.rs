@@ -12,9 +12,10 @@ use openapiv3::ReferenceOr;
 /// One declared flow: its `tokenUrl`, `refreshUrl` and scopes.
 type Flow<'a> = (&'a str, Option<&'a str>, &'a IndexMap<String, String>);
 
-/// What the spec's OAuth 2 security schemes say about the grants of the operation at
-/// `op_pointer`: each flow must name this operation as its `tokenUrl` (and `refreshUrl`) and be
-/// mapped, and each mapped grant must have its flow, when the spec declares flows at all.
+/// What the spec's OAuth 2 security schemes say about the grants it maps (`mapped`: each
+/// grant, the path of its operation, where it is mapped): each flow must name its operation as
+/// its `tokenUrl` (and the refresh operation as its `refreshUrl`) and be mapped, and each mapped
+/// grant must have its flow, when the spec declares flows at all.
 pub(super) fn flows(
     spec: &Spec,
     servers: &[Server],
@@ -22,8 +23,15 @@ pub(super) fn flows(
     mapped: &[(GrantKind, &str, String)],
     errors: &mut SpecErrors,
 ) -> OAuth {
-    let file = spec.file.as_str();
-    let mut oauth = OAuth::default();
+    let mut check = Check {
+        spec,
+        servers,
+        refresh_path,
+        mapped,
+        errors,
+        oauth: OAuth::default(),
+        declared: Vec::new(),
+    };
     let schemes = spec
         .api
         .components
@@ -35,8 +43,74 @@ pub(super) fn flows(
             }
             _ => None,
         });
-    let points_at = |url: &str, path: &str| {
-        servers.iter().any(|s| {
+    for (name, f) in schemes {
+        let flows_at = pointer::join(&pointer::join("/components/securitySchemes", name), "flows");
+        for (kind, flow) in flows_of(f) {
+            if let (Some(flow), Some(flow_name)) = (flow, kind.flow()) {
+                check.flow(&pointer::join(&flows_at, flow_name), kind, flow);
+            }
+        }
+        if let Some(code) = &f.authorization_code {
+            let at = pointer::join(
+                &pointer::join(&flows_at, "authorizationCode"),
+                "authorizationUrl",
+            );
+            check.authorization_url(&at, &code.authorization_url);
+        }
+    }
+    check.undeclared();
+    check.oauth
+}
+
+/// The flows of one scheme that a mapping can serve.
+fn flows_of(f: &openapiv3::OAuth2Flows) -> [(GrantKind, Option<Flow<'_>>); 3] {
+    [
+        (
+            GrantKind::ClientCredentials,
+            f.client_credentials
+                .as_ref()
+                .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
+        ),
+        (
+            GrantKind::AuthorizationCode,
+            f.authorization_code
+                .as_ref()
+                .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
+        ),
+        (
+            GrantKind::Password,
+            f.password
+                .as_ref()
+                .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
+        ),
+    ]
+}
+
+/// The flows being checked, and what they have said so far.
+struct Check<'r> {
+    spec: &'r Spec,
+    servers: &'r [Server],
+    refresh_path: Option<&'r str>,
+    mapped: &'r [(GrantKind, &'r str, String)],
+    errors: &'r mut SpecErrors,
+    oauth: OAuth,
+    /// The grants a flow declares.
+    declared: Vec<GrantKind>,
+}
+
+impl Check<'_> {
+    fn push(&mut self, at: &str, message: impl Into<String>, hint: &str) {
+        let error = SpecError::new(&self.spec.file, at, message);
+        self.errors.push(if hint.is_empty() {
+            error
+        } else {
+            error.hint(hint)
+        });
+    }
+
+    /// Whether `url` names `path` on one of the servers (absolutely, or relative to one).
+    fn points_at(&self, url: &str, path: &str) -> bool {
+        self.servers.iter().any(|s| {
             let full = format!("{}{path}", s.url);
             let full_path = full
                 .split_once("://")
@@ -44,144 +118,104 @@ pub(super) fn flows(
                 .unwrap_or(path);
             url == full || url == full_path || url == path
         })
-    };
-    let mut declared = Vec::new();
-    for (name, f) in schemes {
-        let scheme_at = pointer::join("/components/securitySchemes", name);
-        let flows: [(GrantKind, Option<Flow<'_>>); 3] = [
-            (
-                GrantKind::ClientCredentials,
-                f.client_credentials
-                    .as_ref()
-                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
-            ),
-            (
-                GrantKind::AuthorizationCode,
-                f.authorization_code
-                    .as_ref()
-                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
-            ),
-            (
-                GrantKind::Password,
-                f.password
-                    .as_ref()
-                    .map(|f| (f.token_url.as_str(), f.refresh_url.as_deref(), &f.scopes)),
-            ),
-        ];
-        for (kind, flow) in flows {
-            let (Some((token_url, refresh_url, scopes)), Some(flow_name)) = (flow, kind.flow())
-            else {
-                continue;
-            };
-            let flow_at = pointer::join(&pointer::join(&scheme_at, "flows"), flow_name);
-            let served = mapped.iter().find(|(k, _, _)| *k == kind);
-            let grant_path = served.map(|(_, path, _)| *path).or(refresh_path);
-            for (key, url, path) in [
-                ("tokenUrl", Some(token_url), grant_path),
-                ("refreshUrl", refresh_url, refresh_path),
-            ] {
-                let Some(url) = url else { continue };
-                let Some(path) = path else {
-                    errors.push(
-                        SpecError::new(
-                            file,
-                            &pointer::join(&flow_at, key),
-                            "the spec has no refresh operation (`x-token-refresh`) for this URL to name",
-                        )
-                        .hint("leave out `refreshUrl` for a provider that issues no refresh tokens"),
-                    );
-                    continue;
-                };
-                if !points_at(url, path) {
-                    errors.push(
-                        SpecError::new(
-                            file,
-                            &pointer::join(&flow_at, key),
-                            format!("{url:?} is not the operation that serves it ({path} on a server of the spec)"),
-                        )
-                        .hint("write the URL of the operation with the mapping, absolute or relative to a server"),
-                    );
-                }
-            }
-            if served.is_none() {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        &flow_at,
-                        format!(
-                            "the {} flow is declared, but the token mapping has no `grants: {{{}: …}}` for it",
-                            flow_name,
-                            kind.key()
-                        ),
-                    )
-                    .hint("map the grant under `x-token-refresh/grants`, or on its own operation with `x-token-grant`"),
-                );
-            }
-            declared.push(kind);
-            for (scope, about) in scopes {
-                if !oauth.scopes.iter().any(|(s, _)| s == scope) {
-                    oauth.scopes.push((scope.clone(), about.clone()));
-                }
-            }
-        }
-        if let Some(code) = &f.authorization_code {
-            let url = &code.authorization_url;
-            let at = pointer::join(
-                &pointer::join(&pointer::join(&scheme_at, "flows"), "authorizationCode"),
-                "authorizationUrl",
-            );
-            let declared = spec.api.servers.first().and_then(|s| s.variables.as_ref());
-            let unknown: Vec<&str> = crate::model::placeholders(url)
-                .into_iter()
-                .filter(|name| !declared.is_some_and(|v| v.contains_key(*name)))
-                .collect();
-            if !unknown.is_empty() {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        &at,
-                        format!("{url:?} has placeholders no variable of the first server declares: {unknown:?}"),
-                    )
-                    .hint("the authorization URL may use the first server's variables, such as a tenant's host"),
-                );
-            } else if url.starts_with("https://") || loopback_http(url) {
-                oauth.authorization_url = Some(url.clone());
-            } else if url.starts_with("http://") {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        &at,
-                        format!("{url:?} uses plain http: the code and state would cross the network in clear text"),
-                    )
-                    .hint("use the provider's https URL (http is allowed only on localhost, 127.0.0.0/8 and [::1])"),
-                );
-            } else {
-                errors.push(SpecError::new(
-                    file,
+    }
+
+    /// One declared flow, at `flow_at`: its URLs name the operations, it is mapped, and its
+    /// scopes are the client's.
+    fn flow(&mut self, flow_at: &str, kind: GrantKind, (token_url, refresh_url, scopes): Flow<'_>) {
+        let served = self.mapped.iter().find(|(k, _, _)| *k == kind);
+        let grant_path = served.map(|(_, path, _)| *path).or(self.refresh_path);
+        for (key, url, path) in [
+            ("tokenUrl", Some(token_url), grant_path),
+            ("refreshUrl", refresh_url, self.refresh_path),
+        ] {
+            let Some(url) = url else { continue };
+            let at = pointer::join(flow_at, key);
+            match path {
+                None => self.push(
                     &at,
-                    format!("{url:?} is not an absolute URL"),
-                ));
+                    "the spec has no refresh operation (`x-token-refresh`) for this URL to name",
+                    "leave out `refreshUrl` for a provider that issues no refresh tokens",
+                ),
+                Some(path) if !self.points_at(url, path) => self.push(
+                    &at,
+                    format!("{url:?} is not the operation that serves it ({path} on a server of the spec)"),
+                    "write the URL of the operation with the mapping, absolute or relative to a server",
+                ),
+                Some(_) => {}
+            }
+        }
+        if served.is_none() {
+            self.push(
+                flow_at,
+                format!(
+                    "the {} flow is declared, but the token mapping has no `grants: {{{}: …}}` for it",
+                    kind.flow().unwrap_or_default(),
+                    kind.key()
+                ),
+                "map the grant under `x-token-refresh/grants`, or on its own operation with `x-token-grant`",
+            );
+        }
+        self.declared.push(kind);
+        for (scope, about) in scopes {
+            if !self.oauth.scopes.iter().any(|(s, _)| s == scope) {
+                self.oauth.scopes.push((scope.clone(), about.clone()));
             }
         }
     }
-    if !declared.is_empty() {
-        // The JWT-bearer grant has no OpenAPI flow to declare.
-        let undeclared = mapped
+
+    /// The authorization URL (at `at`): absolute, https unless loopback, and its placeholders
+    /// the first server's variables.
+    fn authorization_url(&mut self, at: &str, url: &str) {
+        let declared = self
+            .spec
+            .api
+            .servers
+            .first()
+            .and_then(|s| s.variables.as_ref());
+        let unknown: Vec<&str> = crate::model::placeholders(url)
+            .into_iter()
+            .filter(|name| !declared.is_some_and(|v| v.contains_key(*name)))
+            .collect();
+        if !unknown.is_empty() {
+            self.push(
+                at,
+                format!("{url:?} has placeholders no variable of the first server declares: {unknown:?}"),
+                "the authorization URL may use the first server's variables, such as a tenant's host",
+            );
+        } else if url.starts_with("https://") || loopback_http(url) {
+            self.oauth.authorization_url = Some(url.to_owned());
+        } else if url.starts_with("http://") {
+            self.push(
+                at,
+                format!("{url:?} uses plain http: the code and state would cross the network in clear text"),
+                "use the provider's https URL (http is allowed only on localhost, 127.0.0.0/8 and [::1])",
+            );
+        } else {
+            self.push(at, format!("{url:?} is not an absolute URL"), "");
+        }
+    }
+
+    /// Once any flow is declared, every mapped grant that has a flow declares it. (The
+    /// JWT-bearer grant has no OpenAPI flow to declare.)
+    fn undeclared(&mut self) {
+        if self.declared.is_empty() {
+            return;
+        }
+        let undeclared: Vec<(&str, &str)> = self
+            .mapped
             .iter()
-            .filter(|(k, _, _)| !declared.contains(k))
-            .filter_map(|(k, _, at)| Some((k.flow()?, at)));
+            .filter(|(k, _, _)| !self.declared.contains(k))
+            .filter_map(|(k, _, at)| Some((k.flow()?, at.as_str())))
+            .collect();
         for (flow, at) in undeclared {
-            errors.push(
-                SpecError::new(
-                    file,
-                    at,
-                    format!("the spec's OAuth 2 flows declare no {flow} flow for this grant"),
-                )
-                .hint("add it under the oauth2 security scheme's `flows`"),
+            self.push(
+                at,
+                format!("the spec's OAuth 2 flows declare no {flow} flow for this grant"),
+                "add it under the oauth2 security scheme's `flows`",
             );
         }
     }
-    oauth
 }
 
 /// Whether `url` is plain http to a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`).

@@ -115,16 +115,16 @@ fn operation<'s, E: TokenExtension>(
         values,
         generate,
     };
-    let params = params::params(
+    let params = params::Reader {
         spec,
-        &found.pointer,
-        found.op,
-        place.as_ref(),
-        &fixed,
+        op_pointer: &found.pointer,
+        place: place.as_ref(),
+        fixed: &fixed,
         types,
         config,
         errors,
-    );
+    }
+    .params(found.op);
     params::check_path(spec, &found.pointer, &found.path, &params, errors);
     let auth = auth::auth(spec, &found.pointer, found.op, config, errors);
     let in_body = matches!(place, Some(RefreshPlace::Body { .. }));

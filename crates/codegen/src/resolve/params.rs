@@ -81,36 +81,90 @@ impl Fixed<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn params(
-    spec: &Spec,
-    op_pointer: &str,
-    op: &OaOperation,
-    place: Option<&RefreshPlace>,
-    fixed: &Fixed<'_>,
-    types: &mut TypeBuilder<'_>,
-    config: &mut Vec<ConfigField>,
-    errors: &mut SpecErrors,
-) -> Vec<Param> {
-    let mut out = Vec::new();
-    let mut declared = Vec::new();
-    for (i, param) in op.parameters.iter().enumerate() {
-        let at = format!("{op_pointer}/parameters/{i}");
+/// What the parameters of one operation are read with.
+pub(super) struct Reader<'r, 's> {
+    pub(super) spec: &'r Spec,
+    pub(super) op_pointer: &'r str,
+    /// Where the refresh token goes (the refresh operation only).
+    pub(super) place: Option<&'r RefreshPlace>,
+    pub(super) fixed: &'r Fixed<'r>,
+    pub(super) types: &'r mut TypeBuilder<'s>,
+    pub(super) config: &'r mut Vec<ConfigField>,
+    pub(super) errors: &'r mut SpecErrors,
+}
+
+/// A declared parameter, as far as the reader has got with it.
+struct Declared<'p> {
+    location: Location,
+    data: &'p openapiv3::ParameterData,
+    /// The parameter's pointer.
+    at: String,
+}
+
+impl Declared<'_> {
+    fn param(&self, schema_pointer: String, value: ParamValue) -> Param {
+        Param {
+            location: self.location,
+            name: self.data.name.clone(),
+            required: self.data.required,
+            schema_pointer,
+            value,
+        }
+    }
+
+    fn schema_at(&self) -> String {
+        pointer::join(&self.at, "schema")
+    }
+}
+
+impl Reader<'_, '_> {
+    fn error(&mut self, at: &str, message: impl Into<String>) {
+        self.errors
+            .push(SpecError::new(&self.spec.file, at, message));
+    }
+
+    /// The operation's header, query and path parameters, each a constant, a value made fresh,
+    /// the refresh token or a per-client value; every `set` or `generate` key that names a
+    /// parameter names one of them.
+    pub(super) fn params(&mut self, op: &OaOperation) -> Vec<Param> {
+        let mut out = Vec::new();
+        let mut declared = Vec::new();
+        for (i, param) in op.parameters.iter().enumerate() {
+            let at = format!("{}/parameters/{i}", self.op_pointer);
+            let Some(found) = self.declared(at, param) else {
+                continue;
+            };
+            declared.push((found.location, found.data.name.clone()));
+            if let Some(param) = self.param(&found) {
+                out.push(param);
+            }
+        }
+        self.fixed
+            .check_unmatched(&self.spec.file, &declared, self.errors);
+        out
+    }
+
+    /// A parameter's place and data; `None` for what a token operation cannot have.
+    fn declared<'p>(
+        &mut self,
+        at: String,
+        param: &'p ReferenceOr<Parameter>,
+    ) -> Option<Declared<'p>> {
         let ReferenceOr::Item(param) = param else {
-            errors.push(
-                SpecError::new(&spec.file, &at, "a $ref parameter is not supported")
+            self.errors.push(
+                SpecError::new(&self.spec.file, &at, "a $ref parameter is not supported")
                     .hint("write the parameter inline"),
             );
-            continue;
+            return None;
         };
         let (location, data) = match param {
             Parameter::Header { parameter_data, .. } => (Location::Header, parameter_data),
             Parameter::Query { parameter_data, .. } => (Location::Query, parameter_data),
             Parameter::Path { parameter_data, .. } => (Location::Path, parameter_data),
             Parameter::Cookie { .. } => {
-                errors.push(
+                self.errors.push(
                     SpecError::new(
-                        &spec.file,
+                        &self.spec.file,
                         &pointer::join(&at, "in"),
                         "cookie parameters are not supported",
                     )
@@ -118,171 +172,188 @@ pub(super) fn params(
                         "token endpoints take headers, query parameters, path segments and bodies",
                     ),
                 );
-                continue;
+                return None;
             }
         };
-        declared.push((location, data.name.clone()));
+        Some(Declared { location, data, at })
+    }
+
+    /// One parameter, modelled; `None` when it is ignored or wrong (the error reported).
+    fn param(&mut self, found: &Declared<'_>) -> Option<Param> {
+        let (location, data) = (found.location, found.data);
         if location == Location::Header && !super::auth::is_http_token(&data.name) {
-            errors.push(SpecError::new(
-                &spec.file,
-                &pointer::join(&at, "name"),
+            self.error(
+                &pointer::join(&found.at, "name"),
                 format!("{:?} is not a valid HTTP header name", data.name),
-            ));
-            continue;
+            );
+            return None;
         }
         // OpenAPI 3.0: header parameters named Accept, Content-Type or Authorization are ignored.
         if location == Location::Header
             && ["accept", "content-type", "authorization"]
                 .contains(&data.name.to_ascii_lowercase().as_str())
         {
-            continue;
+            return None;
         }
         let ParameterSchemaOrContent::Schema(schema) = &data.format else {
-            errors.push(
+            self.errors.push(
                 SpecError::new(
-                    &spec.file,
-                    &pointer::join(&at, "content"),
+                    &self.spec.file,
+                    &pointer::join(&found.at, "content"),
                     "parameters with `content` are not supported",
                 )
                 .hint("use `schema`"),
             );
-            continue;
+            return None;
         };
-        if let Some((key, kind)) = fixed.generated(location, &data.name) {
-            let here = pointer::join(&pointer::join(&fixed.at, "generate"), key);
-            let schema_at = pointer::join(&at, "schema");
-            let ty = types
-                .resolve(schema.into(), &schema_at, &data.name)
-                .map(|r| r.ty);
-            match ty {
-                Ok(ty) if location != Location::Path && kind.fits(&ty).is_some() => {
-                    out.push(Param {
-                        location,
-                        name: data.name.clone(),
-                        required: data.required,
-                        schema_pointer: schema_at,
-                        value: ParamValue::Generated(kind),
-                    })
-                }
-                Ok(ty) => errors.push(
-                    SpecError::new(
-                        &spec.file,
-                        &here,
-                        format!(
-                            "parameter {:?} ({}, in the {}) cannot carry a fresh {}",
-                            data.name,
-                            ty.describe(),
-                            if location == Location::Path {
-                                "path"
-                            } else {
-                                "request"
-                            },
-                            kind.key()
-                        ),
-                    )
-                    .hint(GENERATE_HINT),
-                ),
-                Err(e) => errors.push(e),
-            }
-            continue;
+        if let Some((key, kind)) = self.fixed.generated(location, &data.name) {
+            return self.generated(found, schema, key, kind);
         }
-        if let Some((key, value)) = fixed.value(location, &data.name) {
-            let here = pointer::join(&pointer::join(&fixed.at, "set"), key);
-            let text = match value {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            };
-            let schema_json = spec
-                .json
-                .pointer(&pointer::join(&at, "schema"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            let fits = text.is_some()
-                && crate::validate::validate(&spec.json, &schema_json, value).is_empty();
-            match text.filter(|_| fits) {
-                Some(text) => out.push(Param {
-                    location,
-                    name: data.name.clone(),
-                    required: data.required,
-                    schema_pointer: pointer::join(&at, "schema"),
-                    value: ParamValue::Constant(text),
-                }),
-                None => errors.push(SpecError::new(
-                    &spec.file,
-                    &here,
-                    format!(
-                        "{value} is not a value parameter {:?} can take; `set` fixes a parameter to a string, number or boolean its schema allows",
-                        data.name
-                    ),
-                )),
-            }
-            continue;
+        if let Some((key, value)) = self.fixed.value(location, &data.name) {
+            return self.constant(found, key, value);
         }
         if let ReferenceOr::Item(s) = schema
             && let SchemaKind::Type(Type::String(st)) = &s.schema_kind
             && let [Some(only)] = st.enumeration.as_slice()
         {
-            out.push(Param {
-                location,
-                name: data.name.clone(),
-                required: data.required,
-                schema_pointer: pointer::join(&at, "schema"),
-                value: ParamValue::Constant(only.clone()),
-            });
-            continue;
+            return Some(found.param(found.schema_at(), ParamValue::Constant(only.clone())));
         }
-        let schema_at = pointer::join(&at, "schema");
-        let resolved = match types.resolve(schema.into(), &schema_at, &data.name) {
-            Ok(r) => r,
+        let ty = match self
+            .types
+            .resolve(schema.into(), &found.schema_at(), &data.name)
+        {
+            Ok(r) => r.ty,
             Err(e) => {
-                errors.push(e);
-                continue;
+                self.errors.push(e);
+                return None;
             }
         };
-        let carries_token = match place {
-            Some(RefreshPlace::Query { name }) => location == Location::Query && *name == data.name,
-            Some(RefreshPlace::Header { name, .. }) => {
-                location == Location::Header && name.eq_ignore_ascii_case(&data.name)
+        if self.carries_token(location, &data.name) {
+            return Some(self.token(found, &ty));
+        }
+        self.per_client(found, schema, ty)
+    }
+
+    /// A parameter the mapping's `generate` makes fresh for every request.
+    fn generated(
+        &mut self,
+        found: &Declared<'_>,
+        schema: &ReferenceOr<openapiv3::Schema>,
+        key: &str,
+        kind: GenerateKind,
+    ) -> Option<Param> {
+        let (location, data) = (found.location, found.data);
+        let here = pointer::join(&pointer::join(&self.fixed.at, "generate"), key);
+        let schema_at = found.schema_at();
+        let ty = self.types.resolve(schema.into(), &schema_at, &data.name);
+        match ty.map(|r| r.ty) {
+            Ok(ty) if location != Location::Path && kind.fits(&ty).is_some() => {
+                return Some(found.param(schema_at, ParamValue::Generated(kind)));
+            }
+            Ok(ty) => self.errors.push(
+                SpecError::new(
+                    &self.spec.file,
+                    &here,
+                    format!(
+                        "parameter {:?} ({}, in the {}) cannot carry a fresh {}",
+                        data.name,
+                        ty.describe(),
+                        if location == Location::Path {
+                            "path"
+                        } else {
+                            "request"
+                        },
+                        kind.key()
+                    ),
+                )
+                .hint(GENERATE_HINT),
+            ),
+            Err(e) => self.errors.push(e),
+        }
+        None
+    }
+
+    /// A parameter the mapping's `set` fixes: a string, number or boolean its schema allows.
+    fn constant(&mut self, found: &Declared<'_>, key: &str, value: &Value) -> Option<Param> {
+        let here = pointer::join(&pointer::join(&self.fixed.at, "set"), key);
+        let text = match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        let schema_json = self
+            .spec
+            .json
+            .pointer(&found.schema_at())
+            .cloned()
+            .unwrap_or(Value::Null);
+        let fits = text.is_some()
+            && crate::validate::validate(&self.spec.json, &schema_json, value).is_empty();
+        match text.filter(|_| fits) {
+            Some(text) => Some(found.param(found.schema_at(), ParamValue::Constant(text))),
+            None => {
+                self.error(
+                    &here,
+                    format!(
+                        "{value} is not a value parameter {:?} can take; `set` fixes a parameter to a string, number or boolean its schema allows",
+                        found.data.name
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether the parameter at `location` named `name` is where the refresh token goes.
+    fn carries_token(&self, location: Location, name: &str) -> bool {
+        match self.place {
+            Some(RefreshPlace::Query { name: token }) => {
+                location == Location::Query && token == name
+            }
+            Some(RefreshPlace::Header { name: token, .. }) => {
+                location == Location::Header && token.eq_ignore_ascii_case(name)
             }
             _ => false,
-        };
-        if carries_token {
-            if !matches!(resolved.ty, Ty::String | Ty::Secret) {
-                errors.push(SpecError::new(
-                    &spec.file,
-                    &schema_at,
-                    format!(
-                        "parameter {:?} carries the refresh token, so it must be a string, not {}",
-                        data.name,
-                        resolved.ty.describe()
-                    ),
-                ));
-            }
-            out.push(Param {
-                location,
-                name: data.name.clone(),
-                required: data.required,
-                schema_pointer: schema_at,
-                value: ParamValue::RefreshToken,
-            });
-            continue;
         }
+    }
+
+    /// The parameter that carries the refresh token: a string.
+    fn token(&mut self, found: &Declared<'_>, ty: &Ty) -> Param {
+        if !matches!(ty, Ty::String | Ty::Secret) {
+            self.error(
+                &found.schema_at(),
+                format!(
+                    "parameter {:?} carries the refresh token, so it must be a string, not {}",
+                    found.data.name,
+                    ty.describe()
+                ),
+            );
+        }
+        found.param(found.schema_at(), ParamValue::RefreshToken)
+    }
+
+    /// A per-client value: a string, number or boolean the user gives the builder.
+    fn per_client(
+        &mut self,
+        found: &Declared<'_>,
+        schema: &ReferenceOr<openapiv3::Schema>,
+        ty: Ty,
+    ) -> Option<Param> {
+        let data = found.data;
         if !matches!(
-            resolved.ty,
+            ty,
             Ty::String | Ty::Secret | Ty::I32 | Ty::I64 | Ty::F64 | Ty::Bool
         ) {
-            errors.push(SpecError::new(
-                &spec.file,
-                &schema_at,
+            self.error(
+                &found.schema_at(),
                 format!(
                     "parameter {:?} is {}; only strings, numbers and booleans are supported",
                     data.name,
-                    resolved.ty.describe()
+                    ty.describe()
                 ),
-            ));
-            continue;
+            );
+            return None;
         }
         let trimmed = data
             .name
@@ -291,12 +362,12 @@ pub(super) fn params(
             .unwrap_or(&data.name);
         let example = data.example.clone().or_else(|| schema_example(schema));
         // A client secret or key in the query string is a secret like one in the body.
-        let ty = match resolved.ty {
+        let ty = match ty {
             Ty::String if crate::types::is_secret_name(&data.name) => Ty::Secret,
             ty => ty,
         };
         let index = push_config(
-            config,
+            self.config,
             ConfigField {
                 name: snake(trimmed),
                 example: example.unwrap_or_else(|| made_up_example(&ty, trimmed)),
@@ -307,16 +378,8 @@ pub(super) fn params(
                 doc: data.description.clone(),
             },
         );
-        out.push(Param {
-            location,
-            name: data.name.clone(),
-            required: data.required,
-            schema_pointer: schema_at,
-            value: ParamValue::Config(index),
-        });
+        Some(found.param(found.schema_at(), ParamValue::Config(index)))
     }
-    fixed.check_unmatched(&spec.file, &declared, errors);
-    out
 }
 
 fn schema_example(schema: &ReferenceOr<openapiv3::Schema>) -> Option<Value> {
