@@ -145,9 +145,7 @@ impl MapCtx<'_> {
         errors: &mut SpecErrors,
     ) -> Option<Failure> {
         let rel = format!("/failures/{i}");
-        let Some(response) = self.response(&format!("{rel}/status"), &f.status, errors) else {
-            return None;
-        };
+        let response = self.response(&format!("{rel}/status"), &f.status, errors)?;
         let when = match &f.when {
             Some(w) => match self.when(types, response, &format!("{rel}/when"), w) {
                 Ok(when) => Some(when),

@@ -5,7 +5,9 @@ use super::requests::{self, RequestPlan};
 use super::{MapCtx, MappedOp, MappedRefresh};
 use crate::error::{SpecError, SpecErrors};
 use crate::extension::{self, Rotation, TokenRefresh};
-use crate::model::{Failure, FillSource, Location, Param, ParamValue, RefreshPlace, Success};
+use crate::model::{
+    Failure, FillSource, Location, Mapped, Param, ParamValue, RefreshPlace, Success,
+};
 use crate::pointer;
 use crate::resolve::ResolvedOp;
 use crate::types::{Def, Ty, TypeBuilder, body_struct, struct_fields};
@@ -60,44 +62,12 @@ impl MapCtx<'_> {
                 return None;
             }
         };
-        let slot = match body_ty {
-            Ty::Named(name) => match &types.defs()[name].def {
-                Def::Struct { .. } => Some((None, name.clone())),
-                Def::OneOf { variants } => {
-                    let holders: Vec<&String> = variants
-                        .iter()
-                        .filter_map(|(v, t)| match t {
-                            Ty::Named(n)
-                                if variant.is_none_or(|want| want == v || want == n)
-                                    && struct_fields(types.defs(), n)
-                                        .iter()
-                                        .any(|f| f.json == segments[0]) =>
-                            {
-                                Some(v)
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    match holders.as_slice() {
-                        [one] => Some((Some((name.clone(), (*one).clone())), (*one).clone())),
-                        _ => {
-                            errors.push(self.error(at, format!("{ptr:?} must resolve in exactly one oneOf variant of the request body; it resolves in {}", holders.len())));
-                            None
-                        }
-                    }
-                }
-                Def::Enum { .. } => None,
-            },
-            _ => None,
-        };
-        let Some((wrap, struct_name)) = slot else {
-            if errors.0.is_empty() {
-                errors.push(self.error(
-                    at,
-                    "the request body must be an object or a oneOf of objects",
-                ));
+        let (wrap, struct_name) = match self.holder(types, body_ty, ptr, &segments[0], variant) {
+            Ok(found) => found,
+            Err(reason) => {
+                errors.push(self.error(at, reason));
+                return None;
             }
-            return None;
         };
         let struct_ty = Ty::Named(struct_name.clone());
         match types.access(&struct_ty, &segments) {
@@ -125,6 +95,132 @@ impl MapCtx<'_> {
                 ));
                 None
             }
+        }
+    }
+
+    /// A one-time or rotating refresh token comes back with every success.
+    fn check_rotation(
+        &self,
+        spec: &TokenRefresh,
+        mapped_refresh: Option<&Mapped>,
+        errors: &mut SpecErrors,
+    ) {
+        if spec.rotation != crate::extension::Rotation::Optional {
+            let rotation = match spec.rotation {
+                crate::extension::Rotation::OneTime => "one-time",
+                _ => "rotating",
+            };
+            match (&spec.success.refresh_token, mapped_refresh) {
+                (None, _) => errors.push(
+                    self.error(
+                        "/success",
+                        format!("rotation is `{rotation}`, but the mapping names no new refresh token in the success response"),
+                    )
+                    .hint("add `refresh-token: /pointer`, or say `rotation: optional` if the old token stays valid"),
+                ),
+                // A response shared with grants may lack it (client credentials issue none);
+                // the runtime still refuses a refresh answer without one.
+                // With a success rule, the envelope may hold the tokens only in successes (every
+                // answer HTTP 200, `body` present only when `status` is 0): the rule tells the
+                // successes apart, and the runtime refuses a success without the token.
+                (Some(ptr), Some(mapped))
+                    if mapped.access.may_be_absent()
+                        && spec.grants.is_empty()
+                        && spec.success.when.is_none() =>
+                {
+                    errors.push(
+                    self.error(
+                        "/success/refresh-token",
+                        format!("rotation is `{rotation}`, but {ptr:?} may be absent or null in the success response: a response without it would leave only the token just spent"),
+                    )
+                    .hint("make every property on the way `required` and not `nullable`; or, where the answer holds the tokens only when it succeeds, give the success a rule (`when: {pointer: /status, equals: 0}`); or say `rotation: optional`"),
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The idle lifetime and the reuse grace: in range, and only where they mean something.
+    fn check_lifetimes(&self, spec: &TokenRefresh, errors: &mut SpecErrors) {
+        if let Some(idle) = spec.refresh_idle_lifetime
+            && (idle == 0 || idle > 10 * 365 * 24 * 3600)
+        {
+            errors.push(
+                self.error(
+                    "/refresh-idle-lifetime",
+                    format!("an idle lifetime of {idle} seconds: it must be between 1 and ten years"),
+                )
+                .hint("give the seconds after which the provider's docs say an unused refresh token dies (`refresh-idle-lifetime: 2592000` for 30 days)"),
+            );
+        }
+        if spec.refresh_idle_lifetime.is_some() && spec.request.sends_access_token() {
+            errors.push(self.error(
+                "/refresh-idle-lifetime",
+                "the refresh sends the access token; there is no refresh token to die when idle",
+            ));
+        }
+        if let Some(grace) = spec.reuse_grace {
+            if spec.rotation == crate::extension::Rotation::Optional {
+                errors.push(
+                    self.error(
+                        "/reuse-grace",
+                        "a reuse grace is for `one-time` or `rotating` refresh tokens; with `optional` the old token stays valid anyway",
+                    )
+                    .hint("remove `reuse-grace`, or say which rotation the provider really has"),
+                );
+            } else if grace == 0 || grace > 24 * 3600 {
+                errors.push(
+                    self.error(
+                        "/reuse-grace",
+                        format!("a reuse grace of {grace} seconds: it must be between 1 and 86400"),
+                    )
+                    .hint("give the number of seconds the provider's docs promise a rotated refresh token still works"),
+                );
+            }
+        }
+    }
+
+    /// The struct of the body that holds the property `json`: the body's struct, or the one
+    /// `oneOf` variant (of those `variant` allows) that has it (`ptr` names it in errors).
+    fn holder(
+        &self,
+        types: &TypeBuilder<'_>,
+        body_ty: &Ty,
+        ptr: &str,
+        json: &str,
+        variant: Option<&str>,
+    ) -> Result<(Option<(String, String)>, String), String> {
+        let not_an_object =
+            || "the request body must be an object or a oneOf of objects".to_owned();
+        let Ty::Named(name) = body_ty else {
+            return Err(not_an_object());
+        };
+        let variants = match &types.defs()[name].def {
+            Def::Struct { .. } => return Ok((None, name.clone())),
+            Def::OneOf { variants } => variants,
+            Def::Enum { .. } => return Err(not_an_object()),
+        };
+        let holders: Vec<&String> = variants
+            .iter()
+            .filter_map(|(v, t)| match t {
+                Ty::Named(n)
+                    if variant.is_none_or(|want| want == v || want == n)
+                        && struct_fields(types.defs(), n)
+                            .iter()
+                            .any(|f| f.json == json) =>
+                {
+                    Some(v)
+                }
+                _ => None,
+            })
+            .collect();
+        match holders.as_slice() {
+            [one] => Ok((Some((name.clone(), (*one).clone())), (*one).clone())),
+            _ => Err(format!(
+                "{ptr:?} must resolve in exactly one oneOf variant of the request body; it resolves in {}",
+                holders.len()
+            )),
         }
     }
 
@@ -204,76 +300,10 @@ impl MapCtx<'_> {
                 .hint("leave `refresh-token` out; the new access token is what the next refresh sends"),
             );
         }
-        if spec.rotation != crate::extension::Rotation::Optional && !sends_access {
-            let rotation = match spec.rotation {
-                crate::extension::Rotation::OneTime => "one-time",
-                _ => "rotating",
-            };
-            match (&spec.success.refresh_token, mapped_refresh) {
-                (None, _) => errors.push(
-                    self.error(
-                        "/success",
-                        format!("rotation is `{rotation}`, but the mapping names no new refresh token in the success response"),
-                    )
-                    .hint("add `refresh-token: /pointer`, or say `rotation: optional` if the old token stays valid"),
-                ),
-                // A response shared with grants may lack it (client credentials issue none);
-                // the runtime still refuses a refresh answer without one.
-                // With a success rule, the envelope may hold the tokens only in successes (every
-                // answer HTTP 200, `body` present only when `status` is 0): the rule tells the
-                // successes apart, and the runtime refuses a success without the token.
-                (Some(ptr), Some(mapped))
-                    if mapped.access.may_be_absent()
-                        && spec.grants.is_empty()
-                        && spec.success.when.is_none() =>
-                {
-                    errors.push(
-                    self.error(
-                        "/success/refresh-token",
-                        format!("rotation is `{rotation}`, but {ptr:?} may be absent or null in the success response: a response without it would leave only the token just spent"),
-                    )
-                    .hint("make every property on the way `required` and not `nullable`; or, where the answer holds the tokens only when it succeeds, give the success a rule (`when: {pointer: /status, equals: 0}`); or say `rotation: optional`"),
-                    )
-                }
-                _ => {}
-            }
+        if !sends_access {
+            self.check_rotation(spec, mapped_refresh, errors);
         }
-        if let Some(idle) = spec.refresh_idle_lifetime
-            && (idle == 0 || idle > 10 * 365 * 24 * 3600)
-        {
-            errors.push(
-                self.error(
-                    "/refresh-idle-lifetime",
-                    format!("an idle lifetime of {idle} seconds: it must be between 1 and ten years"),
-                )
-                .hint("give the seconds after which the provider's docs say an unused refresh token dies (`refresh-idle-lifetime: 2592000` for 30 days)"),
-            );
-        }
-        if spec.refresh_idle_lifetime.is_some() && spec.request.sends_access_token() {
-            errors.push(self.error(
-                "/refresh-idle-lifetime",
-                "the refresh sends the access token; there is no refresh token to die when idle",
-            ));
-        }
-        if let Some(grace) = spec.reuse_grace {
-            if spec.rotation == crate::extension::Rotation::Optional {
-                errors.push(
-                    self.error(
-                        "/reuse-grace",
-                        "a reuse grace is for `one-time` or `rotating` refresh tokens; with `optional` the old token stays valid anyway",
-                    )
-                    .hint("remove `reuse-grace`, or say which rotation the provider really has"),
-                );
-            } else if grace == 0 || grace > 24 * 3600 {
-                errors.push(
-                    self.error(
-                        "/reuse-grace",
-                        format!("a reuse grace of {grace} seconds: it must be between 1 and 86400"),
-                    )
-                    .hint("give the number of seconds the provider's docs promise a rotated refresh token still works"),
-                );
-            }
-        }
+        self.check_lifetimes(spec, errors);
         let (success, failures) = answers?;
         let rules = RefreshRules {
             sends_access_token: sends_access,

@@ -247,56 +247,7 @@ pub(super) fn plan(
     errors: &mut SpecErrors,
 ) -> Option<RequestPlan> {
     let Some(body_ty) = body_ty else {
-        // Every value in the query string or headers: fixed (`set` on parameters) or the
-        // client's own, none per call.
-        let per_call = [
-            ("code", &mapping.code),
-            ("redirect-uri", &mapping.redirect_uri),
-            ("code-verifier", &mapping.code_verifier),
-            ("username", &mapping.username),
-            ("password", &mapping.password),
-            ("assertion", &mapping.assertion),
-        ];
-        let mut fine = true;
-        for (key, _) in per_call.iter().filter(|(_, p)| p.is_some()) {
-            fine = false;
-            errors.push(SpecError::new(
-                file,
-                &pointer::join(grant_at, key),
-                format!("the operation has no request body for the {key} to go in"),
-            ));
-        }
-        let body_keys = (mapping.set.keys().map(|k| ("set", k)))
-            .chain(mapping.generate.keys().map(|k| ("generate", k)));
-        for (map, key) in body_keys.filter(|(_, k)| k.starts_with('/')) {
-            fine = false;
-            errors.push(SpecError::new(
-                file,
-                &pointer::join(&pointer::join(grant_at, map), key.trim_start_matches('/')),
-                "the operation has no request body; a parameter is named without the `/`",
-            ));
-        }
-        if kind != GrantKind::ClientCredentials {
-            fine = false;
-            errors.push(
-                SpecError::new(
-                    file,
-                    grant_at,
-                    format!(
-                        "the {} grant needs a request body for its per-call values",
-                        kind.key()
-                    ),
-                )
-                .hint("only the client-credentials grant can travel without a body"),
-            );
-        }
-        return fine.then(|| RequestPlan {
-            kind: Some(kind),
-            wrap: None,
-            struct_name: String::new(),
-            own: Vec::new(),
-            at: grant_at.to_owned(),
-        });
+        return without_body(file, grant_at, kind, mapping, errors);
     };
     let (wrap, struct_name) = match slot(types.defs(), body_ty, mapping.variant.as_deref()) {
         Ok(found) => found,
@@ -327,44 +278,16 @@ pub(super) fn plan(
         errors,
     ));
     for (key, ptr, arg) in args {
-        let here = pointer::join(grant_at, key);
-        let Some(ptr) = ptr else {
-            if arg.required_by(kind) {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        grant_at,
-                        format!("the {} grant needs `{key}`: where it goes", kind.key()),
-                    )
-                    .hint(format!("add `{key}: /property`")),
-                );
-            }
-            continue;
-        };
-        if !arg.belongs_to(kind) {
-            errors.push(SpecError::new(
-                file,
-                &here,
-                format!("the {} grant sends no {key}", kind.key()),
-            ));
-            continue;
-        }
-        match top_level(types, &struct_name, ptr) {
-            Ok(field) if matches!(field.ty, Ty::String | Ty::Secret) => {
-                if arg.is_secret() {
-                    types.mark_secret(
-                        &Ty::Named(struct_name.clone()),
-                        std::slice::from_ref(&field.json),
-                    );
-                }
-                own.push((field.json, FillSource::Arg(arg)));
-            }
-            Ok(field) => errors.push(SpecError::new(
-                file,
-                &here,
-                format!("{ptr:?} must be a string, not {}", field.ty.describe()),
-            )),
-            Err(reason) => errors.push(SpecError::new(file, &here, reason)),
+        if let Some(value) = per_call(
+            file,
+            grant_at,
+            types,
+            &struct_name,
+            kind,
+            (key, ptr, arg),
+            errors,
+        ) {
+            own.push(value);
         }
     }
     Some(RequestPlan {
@@ -374,4 +297,117 @@ pub(super) fn plan(
         own,
         at: grant_at.to_owned(),
     })
+}
+
+/// A grant whose operation has no body: every value in the query string or headers, fixed
+/// (`set` on parameters) or the client's own, none per call.
+fn without_body(
+    file: &str,
+    grant_at: &str,
+    kind: GrantKind,
+    mapping: &GrantMapping,
+    errors: &mut SpecErrors,
+) -> Option<RequestPlan> {
+    let per_call = [
+        ("code", &mapping.code),
+        ("redirect-uri", &mapping.redirect_uri),
+        ("code-verifier", &mapping.code_verifier),
+        ("username", &mapping.username),
+        ("password", &mapping.password),
+        ("assertion", &mapping.assertion),
+    ];
+    let mut fine = true;
+    for (key, _) in per_call.iter().filter(|(_, p)| p.is_some()) {
+        fine = false;
+        errors.push(SpecError::new(
+            file,
+            &pointer::join(grant_at, key),
+            format!("the operation has no request body for the {key} to go in"),
+        ));
+    }
+    let body_keys = (mapping.set.keys().map(|k| ("set", k)))
+        .chain(mapping.generate.keys().map(|k| ("generate", k)));
+    for (map, key) in body_keys.filter(|(_, k)| k.starts_with('/')) {
+        fine = false;
+        errors.push(SpecError::new(
+            file,
+            &pointer::join(&pointer::join(grant_at, map), key.trim_start_matches('/')),
+            "the operation has no request body; a parameter is named without the `/`",
+        ));
+    }
+    if kind != GrantKind::ClientCredentials {
+        fine = false;
+        errors.push(
+            SpecError::new(
+                file,
+                grant_at,
+                format!(
+                    "the {} grant needs a request body for its per-call values",
+                    kind.key()
+                ),
+            )
+            .hint("only the client-credentials grant can travel without a body"),
+        );
+    }
+    fine.then(|| RequestPlan {
+        kind: Some(kind),
+        wrap: None,
+        struct_name: String::new(),
+        own: Vec::new(),
+        at: grant_at.to_owned(),
+    })
+}
+
+/// Where one per-call value of a grant goes (`code: /code`): a top-level string property,
+/// a secret where the value is one; `None` when the grant has no such value or an error was
+/// reported.
+fn per_call(
+    file: &str,
+    grant_at: &str,
+    types: &mut TypeBuilder<'_>,
+    struct_name: &str,
+    kind: GrantKind,
+    (key, ptr, arg): (&str, &Option<String>, GrantArg),
+    errors: &mut SpecErrors,
+) -> Option<(String, FillSource)> {
+    let here = pointer::join(grant_at, key);
+    let Some(ptr) = ptr else {
+        if arg.required_by(kind) {
+            errors.push(
+                SpecError::new(
+                    file,
+                    grant_at,
+                    format!("the {} grant needs `{key}`: where it goes", kind.key()),
+                )
+                .hint(format!("add `{key}: /property`")),
+            );
+        }
+        return None;
+    };
+    if !arg.belongs_to(kind) {
+        errors.push(SpecError::new(
+            file,
+            &here,
+            format!("the {} grant sends no {key}", kind.key()),
+        ));
+        return None;
+    }
+    match top_level(types, struct_name, ptr) {
+        Ok(field) if matches!(field.ty, Ty::String | Ty::Secret) => {
+            if arg.is_secret() {
+                types.mark_secret(
+                    &Ty::Named(struct_name.to_owned()),
+                    std::slice::from_ref(&field.json),
+                );
+            }
+            return Some((field.json, FillSource::Arg(arg)));
+        }
+        Ok(field) => errors.push(SpecError::new(
+            file,
+            &here,
+            format!("{ptr:?} must be a string, not {}", field.ty.describe()),
+        )),
+        Err(reason) => errors.push(SpecError::new(file, &here, reason)),
+    }
+    None
 }

@@ -15,6 +15,73 @@ pub(super) fn auth(
     config: &mut Vec<ConfigField>,
     errors: &mut SpecErrors,
 ) -> Option<Auth> {
+    let (name, scheme) = required_scheme(spec, op_pointer, op, errors)?;
+    let at = pointer::join("/components/securitySchemes", name);
+    let mut field = |name: &str, ty: Ty, doc: &str| {
+        push_config(
+            config,
+            ConfigField {
+                name: name.to_owned(),
+                example: made_up_example(&ty, name),
+                kept: false,
+                copy: false,
+                ty,
+                required: true,
+                doc: Some(doc.to_owned()),
+            },
+        )
+    };
+    match scheme {
+        openapiv3::SecurityScheme::HTTP { scheme, .. } if scheme.eq_ignore_ascii_case("basic") => {
+            let id = field(
+                "client_id",
+                Ty::String,
+                "The OAuth client id, sent with HTTP Basic (RFC 6749 §2.3.1).",
+            );
+            let secret = field(
+                "client_secret",
+                Ty::Secret,
+                "The OAuth client secret, sent with HTTP Basic.",
+            );
+            Some(Auth::Basic { id, secret })
+        }
+        openapiv3::SecurityScheme::APIKey { location, name, .. } => {
+            let (location, name) = api_key(spec, &at, location, name, errors)?;
+            let key = field("api_key", Ty::Secret, "The API key.");
+            Some(Auth::ApiKey {
+                location,
+                name,
+                key,
+            })
+        }
+        openapiv3::SecurityScheme::OAuth2 { .. } => {
+            errors.push(
+                SpecError::new(
+                    &spec.file,
+                    &pointer::join(op_pointer, "security"),
+                    format!("the token operation requires the oauth2 scheme {name:?}: it cannot need the tokens it issues"),
+                )
+                .hint("keep the scheme under components/securitySchemes for its flows (the grants), and require Basic, an API key or nothing here"),
+            );
+            None
+        }
+        _ => {
+            errors.push(
+                SpecError::new(&spec.file, &at, "only HTTP Basic and API key security schemes are supported")
+                    .hint("a token endpoint authenticates the client with Basic, an API key, or body fields"),
+            );
+            None
+        }
+    }
+}
+
+/// The security scheme the operation's first requirement (or the spec's) names, with its name.
+fn required_scheme<'s>(
+    spec: &'s Spec,
+    op_pointer: &str,
+    op: &'s OaOperation,
+    errors: &mut SpecErrors,
+) -> Option<(&'s String, &'s openapiv3::SecurityScheme)> {
     let requirements = op.security.as_ref().or(spec.api.security.as_ref())?;
     let requirement = requirements.first()?;
     let (name, _) = requirement.iter().next()?;
@@ -51,81 +118,7 @@ pub(super) fn auth(
             return None;
         }
     };
-    let mut field = |name: &str, ty: Ty, doc: &str| {
-        push_config(
-            config,
-            ConfigField {
-                name: name.to_owned(),
-                example: made_up_example(&ty, name),
-                kept: false,
-                copy: false,
-                ty,
-                required: true,
-                doc: Some(doc.to_owned()),
-            },
-        )
-    };
-    match scheme {
-        openapiv3::SecurityScheme::HTTP { scheme, .. } if scheme.eq_ignore_ascii_case("basic") => {
-            let id = field(
-                "client_id",
-                Ty::String,
-                "The OAuth client id, sent with HTTP Basic (RFC 6749 §2.3.1).",
-            );
-            let secret = field(
-                "client_secret",
-                Ty::Secret,
-                "The OAuth client secret, sent with HTTP Basic.",
-            );
-            Some(Auth::Basic { id, secret })
-        }
-        openapiv3::SecurityScheme::APIKey { location, name, .. } => {
-            let location = match location {
-                openapiv3::APIKeyLocation::Header => Location::Header,
-                openapiv3::APIKeyLocation::Query => Location::Query,
-                openapiv3::APIKeyLocation::Cookie => {
-                    errors.push(SpecError::new(
-                        &spec.file,
-                        &at,
-                        "API keys in cookies are not supported",
-                    ));
-                    return None;
-                }
-            };
-            if !is_http_token(name) {
-                errors.push(SpecError::new(
-                    &spec.file,
-                    &pointer::join(&at, "name"),
-                    format!("{name:?} is not a valid HTTP header or parameter name"),
-                ));
-                return None;
-            }
-            let key = field("api_key", Ty::Secret, "The API key.");
-            Some(Auth::ApiKey {
-                location,
-                name: name.clone(),
-                key,
-            })
-        }
-        openapiv3::SecurityScheme::OAuth2 { .. } => {
-            errors.push(
-                SpecError::new(
-                    &spec.file,
-                    &pointer::join(op_pointer, "security"),
-                    format!("the token operation requires the oauth2 scheme {name:?}: it cannot need the tokens it issues"),
-                )
-                .hint("keep the scheme under components/securitySchemes for its flows (the grants), and require Basic, an API key or nothing here"),
-            );
-            None
-        }
-        _ => {
-            errors.push(
-                SpecError::new(&spec.file, &at, "only HTTP Basic and API key security schemes are supported")
-                    .hint("a token endpoint authenticates the client with Basic, an API key, or body fields"),
-            );
-            None
-        }
-    }
+    Some((name, scheme))
 }
 
 /// An RFC 9110 token: what a header name (and so a name the printer passes to
@@ -135,4 +128,35 @@ pub(super) fn is_http_token(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Where an API key goes, checked: a header or the query, under a valid name.
+fn api_key(
+    spec: &Spec,
+    at: &str,
+    location: &openapiv3::APIKeyLocation,
+    name: &str,
+    errors: &mut SpecErrors,
+) -> Option<(Location, String)> {
+    let location = match location {
+        openapiv3::APIKeyLocation::Header => Location::Header,
+        openapiv3::APIKeyLocation::Query => Location::Query,
+        openapiv3::APIKeyLocation::Cookie => {
+            errors.push(SpecError::new(
+                &spec.file,
+                at,
+                "API keys in cookies are not supported",
+            ));
+            return None;
+        }
+    };
+    if !is_http_token(name) {
+        errors.push(SpecError::new(
+            &spec.file,
+            &pointer::join(at, "name"),
+            format!("{name:?} is not a valid HTTP header or parameter name"),
+        ));
+        return None;
+    }
+    Some((location, name.to_owned()))
 }

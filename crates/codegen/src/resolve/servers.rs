@@ -157,75 +157,17 @@ pub(super) fn server_variables(
             ));
             continue;
         }
-        let usable_flag = match variable.extensions.get(USABLE_DEFAULT) {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                errors.push(SpecError::new(
-                    file,
-                    &pointer::join(&at, USABLE_DEFAULT),
-                    format!("`{USABLE_DEFAULT}` is true or false"),
-                ));
-                false
-            }
-        };
-        let mut bad = false;
-        for (i, value) in std::iter::once(&variable.default)
-            .chain(&variable.enumeration)
-            .enumerate()
-        {
-            if !safe_variable_value(value) {
-                bad = true;
-                let here = if i == 0 {
-                    pointer::join(&at, "default")
-                } else {
-                    pointer::join(&pointer::join(&at, "enum"), &(i - 1).to_string())
-                };
-                errors.push(
-                    SpecError::new(file, &here, format!("{value:?} cannot fill a URL: a value is letters, digits, `-`, `.`, `_` and `~`"))
-                        .hint("a variable fills one host label or path segment; it cannot carry `/`, `@`, `:`, `?` or `#`"),
-                );
-            }
-        }
-        let is_enum = !variable.enumeration.is_empty();
-        if is_enum && !variable.enumeration.contains(&variable.default) {
-            bad = true;
-            errors.push(SpecError::new(
-                file,
-                &pointer::join(&at, "default"),
-                format!(
-                    "the default {:?} is not one of the variable's `enum` values",
-                    variable.default
-                ),
-            ));
-        }
-        if bad {
+        let usable_flag = usable_default(file, &at, variable, errors);
+        if !values_are_safe(file, &at, variable, errors) {
             continue;
         }
-        let ty = if is_enum {
-            let schema = openapiv3::Schema {
-                schema_data: openapiv3::SchemaData {
-                    description: variable.description.clone(),
-                    ..Default::default()
-                },
-                schema_kind: SchemaKind::Type(Type::String(openapiv3::StringType {
-                    enumeration: variable.enumeration.iter().cloned().map(Some).collect(),
-                    ..Default::default()
-                })),
-            };
-            match types.resolve(
-                crate::types::SchemaRef::Inline(&schema),
-                &at,
-                &crate::names::pascal(name),
-            ) {
-                Ok(r) => r.ty,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
+        let is_enum = !variable.enumeration.is_empty();
+        let ty = match variable_type(name, &at, variable, types) {
+            Ok(ty) => ty,
+            Err(e) => {
+                errors.push(e);
+                continue;
             }
-        } else {
-            Ty::String
         };
         let default = (is_enum || usable_flag).then(|| variable.default.clone());
         let field = push_config(
@@ -247,6 +189,93 @@ pub(super) fn server_variables(
         });
     }
     out
+}
+
+/// `x-usable-default` on a variable: whether its default is a real value.
+fn usable_default(
+    file: &str,
+    at: &str,
+    variable: &openapiv3::ServerVariable,
+    errors: &mut SpecErrors,
+) -> bool {
+    match variable.extensions.get(USABLE_DEFAULT) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(SpecError::new(
+                file,
+                &pointer::join(&at, USABLE_DEFAULT),
+                format!("`{USABLE_DEFAULT}` is true or false"),
+            ));
+            false
+        }
+    }
+}
+
+/// Whether every value a variable may take (its default and its `enum`) can fill a URL.
+fn values_are_safe(
+    file: &str,
+    at: &str,
+    variable: &openapiv3::ServerVariable,
+    errors: &mut SpecErrors,
+) -> bool {
+    let mut bad = false;
+    for (i, value) in std::iter::once(&variable.default)
+        .chain(&variable.enumeration)
+        .enumerate()
+    {
+        if !safe_variable_value(value) {
+            bad = true;
+            let here = if i == 0 {
+                pointer::join(at, "default")
+            } else {
+                pointer::join(&pointer::join(at, "enum"), &(i - 1).to_string())
+            };
+            errors.push(
+                SpecError::new(file, &here, format!("{value:?} cannot fill a URL: a value is letters, digits, `-`, `.`, `_` and `~`"))
+                    .hint("a variable fills one host label or path segment; it cannot carry `/`, `@`, `:`, `?` or `#`"),
+            );
+        }
+    }
+    let is_enum = !variable.enumeration.is_empty();
+    if is_enum && !variable.enumeration.contains(&variable.default) {
+        bad = true;
+        errors.push(SpecError::new(
+            file,
+            &pointer::join(at, "default"),
+            format!(
+                "the default {:?} is not one of the variable's `enum` values",
+                variable.default
+            ),
+        ));
+    }
+    !bad
+}
+
+/// A variable's type: an enum of its values, or a string.
+fn variable_type(
+    name: &str,
+    at: &str,
+    variable: &openapiv3::ServerVariable,
+    types: &mut TypeBuilder<'_>,
+) -> Result<Ty, SpecError> {
+    if variable.enumeration.is_empty() {
+        return Ok(Ty::String);
+    }
+    let schema = openapiv3::Schema {
+        schema_data: openapiv3::SchemaData {
+            description: variable.description.clone(),
+            ..Default::default()
+        },
+        schema_kind: SchemaKind::Type(Type::String(openapiv3::StringType {
+            enumeration: variable.enumeration.iter().cloned().map(Some).collect(),
+            ..Default::default()
+        })),
+    };
+    let name = crate::names::pascal(name);
+    types
+        .resolve(crate::types::SchemaRef::Inline(&schema), at, &name)
+        .map(|r| r.ty)
 }
 
 pub(super) fn servers(spec: &Spec, errors: &mut SpecErrors) -> Vec<Server> {
