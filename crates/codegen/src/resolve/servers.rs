@@ -204,7 +204,7 @@ fn usable_default(
         Some(_) => {
             errors.push(SpecError::new(
                 file,
-                &pointer::join(&at, USABLE_DEFAULT),
+                &pointer::join(at, USABLE_DEFAULT),
                 format!("`{USABLE_DEFAULT}` is true or false"),
             ));
             false
