@@ -1,29 +1,14 @@
 //! The grants of a generated client: a typed method per grant its spec maps, the
 //! `tokenkit::GrantClient` implementation, the authorization URL and the OAuth constants.
 
-use super::client::*;
 use super::docs;
-use super::operation::*;
+use super::request::*;
 use super::types::ty;
 use crate::extension::GrantKind;
 use crate::model::{ConfigField, FillSource, GrantArg, Provider};
 use crate::names::ident;
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
-
-/// A grant argument's parameter name and type.
-pub(super) fn grant_param(arg: GrantArg, optional: bool) -> (Ident, TokenStream) {
-    let (name, ty) = match arg {
-        GrantArg::Code => ("code", quote!(&tokenkit::Secret)),
-        GrantArg::RedirectUri => ("redirect_uri", quote!(&str)),
-        GrantArg::CodeVerifier if optional => ("verifier", quote!(Option<&tokenkit::PkceVerifier>)),
-        GrantArg::CodeVerifier => ("verifier", quote!(&tokenkit::PkceVerifier)),
-        GrantArg::Username => ("username", quote!(&str)),
-        GrantArg::Password => ("password", quote!(&tokenkit::Secret)),
-        GrantArg::Assertion => ("assertion", quote!(&tokenkit::Secret)),
-    };
-    (ident(name), ty)
-}
 
 /// The grants' request builders and typed methods (inside `impl Client`), and the
 /// `GrantClient` implementation with the OAuth constants (beside it).

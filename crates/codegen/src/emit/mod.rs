@@ -6,10 +6,11 @@ mod client;
 mod grants;
 mod mapping;
 mod operation;
+mod request;
 pub mod suite;
 mod types;
 
-pub use client::example_literal;
+pub use request::example_literal;
 
 use crate::model::Provider;
 use proc_macro2::TokenStream;

@@ -2,15 +2,15 @@
 //! outcome enum and `decode`, the setup of its endpoint, and for a grant's own operation its
 //! endpoint field and typed method (the mapping methods come from `emit::mapping`).
 
-use super::client::*;
 use super::docs;
+use super::request::*;
 use super::types::ty;
 use crate::extension::GenerateKind;
 use crate::model::{
     Auth, ConfigField, FillSource, Grant, Location, Operation, ParamValue, Provider, Refresh,
     RefreshPlace, StatusKey, TokenOperation,
 };
-use crate::names::{ident, snake};
+use crate::names::ident;
 use crate::types::Ty;
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
@@ -210,15 +210,6 @@ fn encoding(op: &Operation) -> TokenStream {
         Some(_) => quote!(support::Encoding::Json),
         None => quote!(support::Encoding::Empty),
     }
-}
-
-/// A grant operation's names: its endpoint field and its operation constant.
-pub(super) fn grant_op_names(op: &Operation) -> (Ident, Ident) {
-    let snake_id = snake(&op.id);
-    (
-        ident(&format!("{snake_id}_endpoint")),
-        ident(&format!("{}_OPERATION", snake_id.to_ascii_uppercase())),
-    )
 }
 
 pub(super) fn grant_operations(
