@@ -1,0 +1,461 @@
+//! The store contract on Redis: loads, fenced compare-and-set writes, restores, deletes,
+//! marks, the keeper's index and the lock, each one script where it touches several keys.
+
+use super::*;
+
+impl TokenStore for RedisStore {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            type Mark = Option<u64>;
+            type Fields = (
+                Option<Vec<u8>>,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+                Mark,
+            );
+            let (
+                (
+                    data,
+                    sending,
+                    sending_at,
+                    dead,
+                    dead_at,
+                    expiring,
+                    expiring_at,
+                    announced,
+                    announced_at,
+                ),
+                now,
+            ): (Fields, u64) = redis::Script::new(&format!("{NOW_MS}{LOAD}"))
+                .key(self.set_key(key))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| redis_error("cannot read the token set", &e))?;
+            let Some(bytes) = data else { return Ok(None) };
+            let mut stored = decode(&bytes)?;
+            // A mark names its version: one of another version is stale.
+            let of_this = |version: Mark, at: Mark| {
+                at.filter(|_| version == Some(stored.version))
+                    .map(from_millis)
+            };
+            stored.sending = of_this(sending, sending_at);
+            stored.dead = of_this(dead, dead_at);
+            stored.expiring = of_this(expiring, expiring_at);
+            stored.announced = of_this(announced, announced_at);
+            stored.read_at = Some(from_millis(now));
+            Ok(Some(stored))
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(self.save_with_fence(key, tokens, expected, None))
+    }
+
+    fn save_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(self.save_with_fence(key, tokens, expected, lock.fence()))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a Stored,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let script = redis::Script::new(&format!("{INDEX}{FENCE}{RESTORE}"));
+            let mut invocation = script.prepare_invoke();
+            let indexed = Some(&set.tokens).filter(|_| set.dead.is_none());
+            invocation
+                .key(self.set_key(key))
+                .key(self.lock_key(key))
+                .key(self.gone_key(key))
+                .arg(lock.fence().unwrap_or_default())
+                .arg(set.version)
+                .arg(encode(set.version, &set.tokens))
+                .arg(millis_or_empty(set.sending))
+                .arg(millis_or_empty(set.dead))
+                .arg(millis_or_empty(set.expiring))
+                .arg(millis_or_empty(set.announced))
+                .arg(millis_or_empty(indexed.and_then(|t| t.refresh_expires_at)))
+                .arg(key);
+            self.due_in_script(&mut invocation);
+            let saved = self
+                .write(key, invocation, "cannot restore the token set", set.version)
+                .await?;
+            if matches!(saved, Saved::Written(_)) {
+                self.index(key, indexed).await;
+            }
+            Ok(saved)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let script = redis::Script::new(&format!("{INDEX}{FENCE}{DELETE}"));
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.set_key(key))
+                .key(self.lock_key(key))
+                .key(self.gone_key(key))
+                .arg(lock.fence().unwrap_or_default())
+                .arg(key);
+            self.due_in_script(&mut invocation);
+            let saved = self
+                .write(key, invocation, "cannot delete the token set", 0)
+                .await?;
+            if matches!(saved, Saved::Written(_)) {
+                self.index(key, None).await;
+            }
+            Ok(saved)
+        })
+    }
+
+    /// From the `<prefix>:due` sorted set the writes keep (its members of one score are in
+    /// byte order, as keys compare).
+    fn due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        after: crate::store::DueAfter<'a>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
+        Box::pin(async move {
+            // One index for the whole store: page through it from the cursor's time until
+            // `limit` keys of `prefix` after the cursor.
+            let page = limit.clamp(1, 1000);
+            let after = after.map(|(at, key)| (to_millis(at), key));
+            let min = after.map_or_else(|| "-inf".to_owned(), |(ms, _)| ms.to_string());
+            let mut out = Vec::new();
+            let mut offset = 0;
+            let mut connection = self.connection.clone();
+            while out.len() < limit {
+                let mut cmd = redis::cmd("ZRANGEBYSCORE");
+                cmd.arg(self.due_key())
+                    .arg(&min)
+                    .arg(to_millis(until))
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(offset)
+                    .arg(page);
+                let found: Vec<(String, u64)> = cmd
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|e| redis_error("cannot read the keeper's index", &e))?;
+                let exhausted = found.len() < page;
+                offset += found.len();
+                out.extend(
+                    found
+                        .into_iter()
+                        .filter(|(k, ms)| {
+                            k.starts_with(prefix)
+                                && after.is_none_or(|(t, key)| (*ms, k.as_str()) > (t, key))
+                        })
+                        .map(|(k, ms)| (k, from_millis(ms))),
+                );
+                if exhausted {
+                    break;
+                }
+            }
+            out.truncate(limit);
+            Ok(Some(out))
+        })
+    }
+
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let marked = self.mark(key, version, lock, true).await? == 1;
+            if marked {
+                self.replicated(key).await?;
+            }
+            Ok(marked)
+        })
+    }
+
+    /// A dead set also leaves the keeper's index: nobody is to renew it.
+    fn mark_reported<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        what: Reported,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let script = redis::Script::new(&format!("{INDEX}{NOW_MS}{FENCE}{MARK_REPORTED}"));
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.set_key(key))
+                .key(self.lock_key(key))
+                .arg(lock.fence().unwrap_or_default())
+                .arg(version)
+                .arg(to_millis(SystemTime::now()))
+                .arg(what.as_str())
+                .arg(key);
+            self.due_in_script(&mut invocation);
+            let marked: i64 = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| redis_error("cannot mark what was reported of the token set", &e))?;
+            if marked != 1 {
+                return Ok(false);
+            }
+            if what == Reported::Dead {
+                self.index(key, None).await;
+            }
+            self.replicated(key).await?;
+            Ok(true)
+        })
+    }
+
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.mark(key, version, lock, false).await?;
+            Ok(())
+        })
+    }
+
+    /// The keys of the `<prefix>:{<key>}:set` hashes, by `SCAN` on the server or on every
+    /// master of a cluster.
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
+        Box::pin(async move {
+            let head = format!("{}:{{", escape(&self.prefix));
+            let pattern = format!(
+                "{}{}*}}:set",
+                glob_literal(&head),
+                glob_literal(&escape(prefix))
+            );
+            let mut connection = self.connection.clone();
+            let found = connection
+                .scan(&pattern)
+                .await
+                .map_err(|e| redis_error("cannot list the stored sets", &e))?;
+            let keys = found
+                .iter()
+                .filter_map(|k| k.strip_prefix(&head)?.strip_suffix("}:set"))
+                .filter_map(|k| percent_encoding::percent_decode_str(k).decode_utf8().ok())
+                .map(|k| k.into_owned())
+                .filter(|k| k.starts_with(prefix))
+                .collect();
+            Ok(Some(keys))
+        })
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let lock_key = self.lock_key(key);
+            let token = lock_token();
+            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let taken: Result<Option<String>, _> = redis::cmd("SET")
+                .arg(&lock_key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query_async(&mut connection)
+                .await;
+            let lease = Lease {
+                connection,
+                lock_key,
+                token: token.clone(),
+                millis,
+            };
+            let taken = match taken {
+                Ok(taken) => taken,
+                Err(e) => {
+                    // The answer was lost, not necessarily the command: Redis may have taken
+                    // the lock for us (and kept it in its append-only file across a crash),
+                    // and nobody would release it for its whole ttl. This token is ours
+                    // alone, so releasing it (until it lands) frees only such a lock.
+                    tokio::spawn(lease.release());
+                    return Err(redis_error("cannot take the refresh lock", &e));
+                }
+            };
+            if taken.is_none() {
+                return Ok(None);
+            }
+            let lost = Arc::new(AtomicBool::new(false));
+            // Renewed every third of its ttl while held, so a long refresh keeps it; a holder
+            // that dies stops renewing and the lock expires.
+            let renewal = AbortOnDrop(tokio::spawn(lease.clone().renew(Arc::clone(&lost))));
+            let confirming = lease.clone();
+            let confirm: crate::store::Confirm = Box::new(move || {
+                let lease = confirming.clone();
+                Box::pin(async move { lease.extend().await == Some(true) })
+            });
+            let release: BoxFuture<'static, ()> = Box::pin(async move {
+                drop(renewal);
+                lease.release().await;
+            });
+            Ok(Some(StoreLock::lease(token, lost, confirm, release)))
+        })
+    }
+}
+
+impl RedisStore {
+    /// Runs a fenced write script: -1 written (as `version`, and replicated where that is
+    /// asked for), -2 lock lost, 0 nothing stored, else the stored version that won.
+    async fn write(
+        &self,
+        key: &str,
+        invocation: redis::ScriptInvocation<'_>,
+        what: &str,
+        version: u64,
+    ) -> Result<Saved, StoreError> {
+        let outcome = self.run_write(invocation, what).await?;
+        self.durable(key, saved_of(outcome, version)).await
+    }
+
+    /// Runs a write script and returns its code.
+    async fn run_write(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+        what: &str,
+    ) -> Result<i64, StoreError> {
+        let mut connection = self.connection.clone();
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(what, &e))
+    }
+
+    async fn save_with_fence(
+        &self,
+        key: &str,
+        tokens: &TokenSet,
+        expected: Option<u64>,
+        fence: Option<&str>,
+    ) -> Result<Saved, StoreError> {
+        let mut version = expected.unwrap_or(0) + 1;
+        let script = redis::Script::new(&format!("{INDEX}{FENCE}{COMPARE_AND_SET}"));
+        let saved = loop {
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.set_key(key))
+                .key(self.lock_key(key))
+                .key(self.gone_key(key))
+                .arg(fence.unwrap_or_default())
+                .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+                .arg(version)
+                .arg(encode(version, tokens))
+                .arg(millis_or_empty(tokens.refresh_expires_at))
+                .arg(key);
+            self.due_in_script(&mut invocation);
+            match self
+                .run_write(invocation, "cannot write the token set")
+                .await?
+            {
+                // A first set over a removal: numbered after the removed one.
+                -3 => {
+                    let mut connection = self.connection.clone();
+                    let gone: Option<u64> = redis::cmd("GET")
+                        .arg(self.gone_key(key))
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(|e| redis_error("cannot read the removal of the token set", &e))?;
+                    version = version.max(gone.unwrap_or(0) + 1);
+                }
+                code => break self.durable(key, saved_of(code, version)).await?,
+            }
+        };
+        if matches!(saved, Saved::Written(_)) {
+            self.index(key, Some(tokens)).await;
+        }
+        Ok(saved)
+    }
+
+    /// The sorted set of every credential's refresh-token death, in milliseconds.
+    fn due_key(&self) -> String {
+        format!("{}:due", escape(&self.prefix))
+    }
+
+    /// On a single server the write scripts keep the index themselves: the due key goes last.
+    fn due_in_script(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        if matches!(self.connection, Connection::Single(_)) {
+            invocation.key(self.due_key());
+        }
+    }
+
+    /// In a cluster (where the index is on another slot than the set), records when `key`'s
+    /// refresh token dies (or that it has none to keep alive) after its set was written, as a
+    /// command of its own; an entry Redis does not take is retried in the background for a
+    /// minute (a first set whose entry never landed would be invisible to the keeper). A crash
+    /// between the two leaves the older, earlier time, which only makes the keeper look
+    /// sooner. On a single server the write's own script did it.
+    async fn index(&self, key: &str, tokens: Option<&TokenSet>) {
+        if matches!(self.connection, Connection::Single(_)) {
+            return;
+        }
+        let dies = tokens.and_then(|t| t.refresh_expires_at);
+        let cmd = match dies {
+            Some(at) => {
+                let mut c = redis::cmd("ZADD");
+                c.arg(self.due_key()).arg(to_millis(at)).arg(key);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("ZREM");
+                c.arg(self.due_key()).arg(key);
+                c
+            }
+        };
+        let mut connection = self.connection.clone();
+        if let Err(e) = cmd.query_async::<Value>(&mut connection).await {
+            tracing::warn!(error = %redis_error("cannot index the refresh token's expiry", &e), "the keeper may find this credential late");
+            // Only an entry is retried: a late removal could take a newer set's entry away,
+            // while a stale entry costs the keeper one look.
+            if dies.is_none() {
+                return;
+            }
+            tokio::spawn(async move {
+                for _ in 0..600 {
+                    tokio::time::sleep(RELEASE_RETRY).await;
+                    if cmd.query_async::<Value>(&mut connection).await.is_ok() {
+                        return;
+                    }
+                }
+                tracing::error!(
+                    "the keeper's index never took this credential's expiry; it is found by its next write"
+                );
+            });
+        }
+    }
+}
