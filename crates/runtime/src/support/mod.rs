@@ -5,13 +5,14 @@
 //! implementation. Everything with judgement in it (redaction, body caps, error classes, the
 //! rules every refresh meets) lives here once, so the generated code stays thin.
 
+mod client_macros;
+mod connection;
 pub mod endpoint;
 pub mod generate;
 pub mod http;
 pub mod mapping;
 
-pub use endpoint::{
-    Encoding, Endpoint, Operation, TokenPlace, issuer, missing_verifier, no_refresh_operation,
-};
+pub use client_macros::{issuer, missing_verifier, no_refresh_operation};
+pub use endpoint::{Encoding, Endpoint, Operation, TokenPlace};
 pub use generate::Generate;
 pub use http::{Connection, Response, Transport, Undocumented, fill_server_variables};

@@ -1,0 +1,206 @@
+//! What generated clients expand and call by name: the builder setters, the `RefreshClient`
+//! and `GrantClient` implementations, the issuer, and the errors of requests a client cannot
+//! send.
+
+use crate::error::RefreshError;
+
+/// The builder settings every generated client shares (`base_url`, `http_config`,
+/// `http_client`), as inherent methods of a builder with a `connection: tokenkit::Connection`
+/// field. Generated crates invoke it inside `impl ClientBuilder`.
+#[macro_export]
+macro_rules! connection_setters {
+    () => {
+        /// Sends requests to `base_url` instead of the spec's first server: another server of
+        /// `SERVERS`, a customer-specific host, or a mock. Plain `http://` is refused except on
+        /// loopback (see [`tokenkit::HttpConfig::allow_plain_http`]).
+        pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+            self.connection.base_url = base_url.into();
+            self
+        }
+
+        /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
+        pub fn http_config(mut self, http_config: $crate::HttpConfig) -> Self {
+            self.connection.http_config = http_config;
+            self
+        }
+
+        /// Sends through an HTTP client built from `builder` (a proxy, say). Its timeouts are
+        /// then the application's; the body cap still applies, and redirects are turned off
+        /// whatever the builder says (a redirected token request would carry the secrets to
+        /// another host).
+        pub fn http_client(mut self, builder: $crate::reqwest::ClientBuilder) -> Self {
+            self.connection.use_http_client(builder);
+            self
+        }
+    };
+}
+
+/// Implements [`RefreshClient`](crate::RefreshClient) and `base_url` for a generated client:
+/// `refresh_client!(Client, PROVIDER, ROTATION, Outcome)` for a struct with an
+/// `endpoint: tokenkit::Endpoint` field and a `refresh_request` method, whose outcome enum has
+/// `token_set` (decode, then apply the mapping). Optional, in this order: `reuse_grace = 30`
+/// (seconds), `sends = AccessToken` (a provider that exchanges its access token), `client =
+/// client_id` (the field holding the client id, part of the client's issuer), and `grants`,
+/// which makes `RefreshClient::grants` answer the client's own
+/// [`GrantClient`](crate::GrantClient) implementation.
+#[macro_export]
+macro_rules! refresh_client {
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)?, grants) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?],
+            fn grants(&self) -> Option<&dyn $crate::GrantClient> {
+                Some(self)
+            }
+        );
+    };
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)?) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?],);
+    };
+    (@client $self:ident) => {
+        None
+    };
+    (@client $self:ident $id:ident) => {
+        Some($self.$id.as_str())
+    };
+    (@sends) => {
+        $crate::RefreshWith::RefreshToken
+    };
+    (@sends AccessToken) => {
+        $crate::RefreshWith::AccessToken
+    };
+    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], [$($sends:ident)?], [$($id:ident)?], $($grants:item)?) => {
+        impl $client {
+            /// The base URL requests go to.
+            pub fn base_url(&self) -> &str {
+                self.endpoint.base_url()
+            }
+        }
+
+        impl $crate::RefreshClient for $client {
+            fn provider(&self) -> &'static str {
+                $provider
+            }
+
+            fn rotation(&self) -> $crate::Rotation {
+                $rotation
+            }
+
+            fn attempt_timeout(&self) -> Option<std::time::Duration> {
+                self.endpoint.timeout()
+            }
+
+            fn issuer(&self) -> String {
+                $crate::support::issuer(
+                    $provider,
+                    self.endpoint.base_url(),
+                    $crate::refresh_client!(@client self $($id)?),
+                )
+            }
+
+            $(
+                fn reuse_grace(&self) -> Option<std::time::Duration> {
+                    Some(std::time::Duration::from_secs($grace))
+                }
+            )?
+
+            $($grants)?
+
+            fn refresh_with(&self) -> Option<$crate::RefreshWith> {
+                Some($crate::refresh_client!(@sends $($sends)?))
+            }
+
+            fn refresh<'a>(
+                &'a self,
+                refresh_token: &'a $crate::RefreshToken,
+            ) -> $crate::BoxFuture<'a, Result<$crate::TokenSet, $crate::RefreshError>> {
+                Box::pin(async move {
+                    let body = self.refresh_request(refresh_token);
+                    let sends = $crate::refresh_client!(@sends $($sends)?);
+                    self.endpoint
+                        .refresh(&body, refresh_token, sends, $rotation, <$outcome>::token_set)
+                        .await
+                })
+            }
+        }
+    };
+}
+
+/// Implements [`RefreshClient`](crate::RefreshClient) and `base_url` for a generated client
+/// whose spec has only grants: `grant_client!(Client, PROVIDER, login_endpoint)`, where
+/// `login_endpoint` is the field of one of its endpoints. Its `refresh` sends nothing and fails
+/// ([`no_refresh_operation`]); `grants` answers the client's own
+/// [`GrantClient`](crate::GrantClient) implementation.
+#[macro_export]
+macro_rules! grant_client {
+    ($client:ty, $provider:expr, $endpoint:ident $(, client = $id:ident)?) => {
+        impl $client {
+            /// The base URL requests go to.
+            pub fn base_url(&self) -> &str {
+                self.$endpoint.base_url()
+            }
+        }
+
+        impl $crate::RefreshClient for $client {
+            fn provider(&self) -> &'static str {
+                $provider
+            }
+
+            fn rotation(&self) -> $crate::Rotation {
+                $crate::Rotation::Optional
+            }
+
+            fn refresh_with(&self) -> Option<$crate::RefreshWith> {
+                None
+            }
+
+            fn attempt_timeout(&self) -> Option<std::time::Duration> {
+                self.$endpoint.timeout()
+            }
+
+            fn issuer(&self) -> String {
+                $crate::support::issuer(
+                    $provider,
+                    self.$endpoint.base_url(),
+                    $crate::refresh_client!(@client self $($id)?),
+                )
+            }
+
+            fn grants(&self) -> Option<&dyn $crate::GrantClient> {
+                Some(self)
+            }
+
+            fn refresh<'a>(
+                &'a self,
+                _refresh_token: &'a $crate::RefreshToken,
+            ) -> $crate::BoxFuture<'a, Result<$crate::TokenSet, $crate::RefreshError>> {
+                Box::pin(async { Err($crate::support::no_refresh_operation()) })
+            }
+        }
+    };
+}
+
+/// A generated client's issuer ([`RefreshClient::issuer`](crate::RefreshClient::issuer)):
+/// `<provider> <scheme>://<host>[:<port>]` of `base_url` (the path left out: one host's
+/// endpoints issue the same tokens), then ` client <id>` where the client keeps its client id
+/// (two OAuth applications of one provider are two issuers).
+pub fn issuer(provider: &str, base_url: &str, client_id: Option<&str>) -> String {
+    let origin = match reqwest::Url::parse(base_url) {
+        Ok(url) => url.origin().ascii_serialization(),
+        Err(_) => base_url.to_owned(),
+    };
+    match client_id {
+        Some(id) => format!("{provider} {origin} client {id}"),
+        None => format!("{provider} {origin}"),
+    }
+}
+
+/// The error of a refresh asked of a client whose spec has no refresh operation (it issues
+/// tokens only by grants): nothing was sent, and sending again will not help.
+pub fn no_refresh_operation() -> RefreshError {
+    RefreshError::not_sent()
+}
+
+/// The error of an authorization-code exchange without the PKCE verifier its spec requires:
+/// nothing was sent.
+pub fn missing_verifier() -> RefreshError {
+    RefreshError::not_sent()
+}
