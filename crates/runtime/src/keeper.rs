@@ -247,169 +247,267 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     }
 }
 
+/// What one due entry is: a connection's key and when its refresh token dies (or
+/// [`IN_USE`], for a connection in use whose access token is due).
+type Entry = (String, SystemTime);
+
+/// The keeper's task: walk the due connections, look after look, renewing each.
 async fn run<C: RefreshClient + 'static, S: TokenStore>(
     pool: TokenPool<C, S>,
     config: KeeperConfig,
     stats: Arc<KeeperStats>,
     permits: Arc<Semaphore>,
 ) {
-    let failing: Arc<Mutex<HashMap<String, Failing>>> = Arc::default();
-    let busy: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
-    let gap = Duration::from_secs(1) / config.per_second.max(1);
-    let margin = pool.manager_config().refresh_token_margin;
-    let mut next_start = Instant::now();
-    let mut cursor: Option<(SystemTime, String)> = None;
-    let mut until = SystemTime::now();
-    // The connections seen in the walk so far: what the failure map keeps after it.
-    let mut walked: std::collections::HashSet<String> = Default::default();
+    let mut walk = Walk {
+        gap: Duration::from_secs(1) / config.per_second.max(1),
+        margin: pool.manager_config().refresh_token_margin,
+        pool,
+        config,
+        stats,
+        permits,
+        failing: Arc::default(),
+        busy: Arc::default(),
+        next_start: Instant::now(),
+        cursor: None,
+        until: SystemTime::now(),
+        walked: Default::default(),
+    };
     loop {
-        // Each look walks the whole due set, page by page (each after the last page's end),
-        // so that entries skipped (backing off, given up, locked elsewhere) never hold the
-        // rest back; then it waits for the next look.
-        let first_page = cursor.is_none();
-        if first_page {
-            // The last walk is over: forget the failures of connections it no longer saw.
-            if !walked.is_empty() {
-                let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
-                failing.retain(|key, _| walked.contains(key));
-                walked.clear();
+        let Some(due) = walk.next_page().await else {
+            continue;
+        };
+        for (key, dies) in due {
+            let Some(connection) = walk.pool.connection_of(&key) else {
+                continue;
+            };
+            if walk.skips(&key, dies) {
+                continue;
             }
-            tokio::time::sleep(config.interval + up_to(config.jitter)).await;
-            stats.looks.fetch_add(1, Ordering::Relaxed);
-            until = SystemTime::now() + margin;
+            let Ok(permit) = Arc::clone(&walk.permits).acquire_owned().await else {
+                return;
+            };
+            walk.pace(dies).await;
+            let visit = Visit {
+                pool: walk.pool.clone(),
+                stats: Arc::clone(&walk.stats),
+                failing: Arc::clone(&walk.failing),
+                busy: Arc::clone(&walk.busy),
+                max_failures: walk.config.max_failures,
+                key,
+                dies,
+            };
+            tokio::spawn(async move {
+                visit.run(&connection).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// The keeper's walk over the due connections, and what it remembers between pages.
+struct Walk<C: RefreshClient, S: TokenStore> {
+    pool: TokenPool<C, S>,
+    config: KeeperConfig,
+    stats: Arc<KeeperStats>,
+    permits: Arc<Semaphore>,
+    /// The connections that failed lately, and until when they are left alone.
+    failing: Arc<Mutex<HashMap<String, Failing>>>,
+    /// The connections being renewed now, by this keeper.
+    busy: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// The average time between two starts (the rate bound).
+    gap: Duration,
+    /// How long before its refresh token dies a connection is due.
+    margin: Duration,
+    /// When the next renewal may start.
+    next_start: Instant,
+    /// Where the next page starts; `None`: the next page is a new look's first.
+    cursor: Option<(SystemTime, String)>,
+    /// The end of the due window of this look.
+    until: SystemTime,
+    /// The connections seen in the walk so far: what the failure map keeps after it.
+    walked: std::collections::HashSet<String>,
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> Walk<C, S> {
+    /// The next page of due entries, in the order they are visited; `None` when the store
+    /// could not say (the walk starts over at the next look).
+    ///
+    /// Each look walks the whole due set, page by page (each after the last page's end), so
+    /// that entries skipped (backing off, given up, locked elsewhere) never hold the rest
+    /// back; then it waits for the next look.
+    async fn next_page(&mut self) -> Option<Vec<Entry>> {
+        let first_page = self.cursor.is_none();
+        if first_page {
+            self.new_look().await;
         } else {
             tokio::task::yield_now().await;
         }
-        let after = cursor.as_ref().map(|(at, key)| (*at, key.as_str()));
-        let (mut due, next) = match pool.due(until, after, config.batch).await {
+        let after = self.cursor.as_ref().map(|(at, key)| (*at, key.as_str()));
+        let (mut due, next) = match self.pool.due(self.until, after, self.config.batch).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "the keeper cannot read which connections are due");
-                cursor = None;
-                continue;
+                self.cursor = None;
+                return None;
             }
         };
-        cursor = next;
-        if config.proactive && first_page {
-            // Connections in use whose access token is due; the renewal's own rules decide.
-            let known: std::collections::HashSet<&str> =
-                due.iter().map(|(k, _)| k.as_str()).collect();
-            let extra: Vec<(String, SystemTime)> = pool
-                .stale_connections()
-                .into_iter()
-                .map(|name| (pool.key_of(&name), IN_USE))
-                .filter(|(key, _)| !known.contains(key.as_str()))
-                .collect();
-            due.extend(extra);
+        self.cursor = next;
+        if self.config.proactive && first_page {
+            due.extend(self.in_use_and_due(&due));
         }
-        walked.extend(due.iter().map(|(key, _)| key.clone()));
+        self.walked.extend(due.iter().map(|(key, _)| key.clone()));
         // Replicas read the same index: each starts at its own random place in the page, so
         // that they spread over the due connections instead of queueing on the same locks.
         if !due.is_empty() {
             let start = up_to(Duration::from_secs(1)).subsec_nanos() as usize % due.len();
             due.rotate_left(start);
         }
-        for (key, dies) in due {
-            let Some(connection) = pool.connection_of(&key) else {
-                continue;
-            };
-            {
-                let failing = failing.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(f) = failing.get(&key)
-                    && (f.given_up == Some(dies)
-                        || (dies == IN_USE && f.given_up.is_some())
-                        || Instant::now() < f.next)
-                {
-                    continue;
-                }
-            }
-            if !busy
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone())
-            {
-                continue;
-            }
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                return;
-            };
-            // The rate bound, as a token bucket a tenth of a second deep: starts are `gap`
-            // apart on average, a burst of up to a tenth of the rate at once (a timer per
-            // start would cap the rate at the timer's millisecond).
-            let now = Instant::now();
-            if next_start > now {
-                tokio::time::sleep_until(next_start.into()).await;
-            }
-            next_start = next_start.max(now.checked_sub(BURST).unwrap_or(now)) + gap;
-            stats.visits.fetch_add(1, Ordering::Relaxed);
-            #[cfg(feature = "metrics")]
-            if dies != IN_USE {
-                let due_at = dies.checked_sub(margin).unwrap_or(dies);
-                let lag = SystemTime::now().duration_since(due_at).unwrap_or_default();
-                metrics::histogram!("tokenkit_keeper_lag_seconds", "provider" => pool.provider())
-                    .record(lag.as_secs_f64());
-            }
-            let (pool, stats, failing, busy) = (
-                pool.clone(),
-                Arc::clone(&stats),
-                Arc::clone(&failing),
-                Arc::clone(&busy),
-            );
-            let max_failures = config.max_failures;
-            tokio::spawn(async move {
-                // Another replica on it: its lock says so; leave it to that one (a look later
-                // finds the connection renewed, or still due).
-                let lock_ttl = pool.manager_config().lock_ttl;
-                let free = match pool.store().try_lock(&key, lock_ttl).await {
-                    Ok(Some(lock)) => {
-                        lock.release().await;
-                        true
-                    }
-                    Ok(None) => false,
-                    Err(_) => true,
-                };
-                if !free {
-                    busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                    drop(permit);
-                    return;
-                }
-                let result = pool.renew(&connection).await;
-                let expiring = {
-                    let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
-                    match result {
-                        Ok(()) => {
-                            stats.kept.fetch_add(1, Ordering::Relaxed);
-                            failing.remove(&key);
-                            false
-                        }
-                        Err(e) => {
-                            stats.failed.fetch_add(1, Ordering::Relaxed);
-                            let entry = failing.entry(key.clone()).or_insert(Failing {
-                                attempts: 0,
-                                next: Instant::now(),
-                                given_up: None,
-                            });
-                            entry.attempts += 1;
-                            // A dead one was reported where it was marked dead.
-                            let dead = matches!(e, ManagerError::ReAuthenticate { .. });
-                            if dead || entry.attempts >= max_failures {
-                                // Left alone until its set changes.
-                                entry.given_up = Some(dies);
-                                stats.given_up.fetch_add(1, Ordering::Relaxed);
-                                !dead && dies != IN_USE
-                            } else {
-                                entry.next = Instant::now() + retry_after(entry.attempts, dies);
-                                false
-                            }
-                        }
-                    }
-                };
-                if expiring {
-                    pool.report_expiring(&connection, dies).await;
-                }
-                busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                drop(permit);
-            });
+        Some(due)
+    }
+
+    /// The last walk is over: forget the failures of connections it no longer saw, wait for
+    /// the next look, and set its window.
+    async fn new_look(&mut self) {
+        if !self.walked.is_empty() {
+            let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+            failing.retain(|key, _| self.walked.contains(key));
+            self.walked.clear();
         }
+        tokio::time::sleep(self.config.interval + up_to(self.config.jitter)).await;
+        self.stats.looks.fetch_add(1, Ordering::Relaxed);
+        self.until = SystemTime::now() + self.margin;
+    }
+
+    /// Connections in use whose access token is due, not in `due` already; the renewal's
+    /// own rules decide.
+    fn in_use_and_due(&self, due: &[Entry]) -> Vec<Entry> {
+        let known: std::collections::HashSet<&str> = due.iter().map(|(k, _)| k.as_str()).collect();
+        self.pool
+            .stale_connections()
+            .into_iter()
+            .map(|name| (self.pool.key_of(&name), IN_USE))
+            .filter(|(key, _)| !known.contains(key.as_str()))
+            .collect()
+    }
+
+    /// Whether `key` is left alone this time: given up on (until its set changes), backing
+    /// off, or being renewed already; otherwise it is marked busy.
+    fn skips(&self, key: &str, dies: SystemTime) -> bool {
+        {
+            let failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(f) = failing.get(key)
+                && (f.given_up == Some(dies)
+                    || (dies == IN_USE && f.given_up.is_some())
+                    || Instant::now() < f.next)
+            {
+                return true;
+            }
+        }
+        !self
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned())
+    }
+
+    /// Waits for the rate bound, as a token bucket a tenth of a second deep: starts are
+    /// `gap` apart on average, a burst of up to a tenth of the rate at once (a timer per start
+    /// would cap the rate at the timer's millisecond). Counts the visit.
+    async fn pace(&mut self, dies: SystemTime) {
+        let now = Instant::now();
+        if self.next_start > now {
+            tokio::time::sleep_until(self.next_start.into()).await;
+        }
+        self.next_start = self.next_start.max(now.checked_sub(BURST).unwrap_or(now)) + self.gap;
+        self.stats.visits.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if dies != IN_USE {
+            let due_at = dies.checked_sub(self.margin).unwrap_or(dies);
+            let lag = SystemTime::now().duration_since(due_at).unwrap_or_default();
+            metrics::histogram!("tokenkit_keeper_lag_seconds", "provider" => self.pool.provider())
+                .record(lag.as_secs_f64());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = dies;
+    }
+}
+
+/// One renewal of one due connection, in a task of its own.
+struct Visit<C: RefreshClient, S: TokenStore> {
+    pool: TokenPool<C, S>,
+    stats: Arc<KeeperStats>,
+    failing: Arc<Mutex<HashMap<String, Failing>>>,
+    busy: Arc<Mutex<std::collections::HashSet<String>>>,
+    max_failures: u32,
+    key: String,
+    dies: SystemTime,
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
+    /// Renews the connection unless another replica holds its lock (a look later finds it
+    /// renewed, or still due), then records how it went.
+    async fn run(self, connection: &str) {
+        if self.locked_elsewhere().await {
+            self.done();
+            return;
+        }
+        let result = self.pool.renew(connection).await;
+        if self.record(result) {
+            self.pool.report_expiring(connection, self.dies).await;
+        }
+        self.done();
+    }
+
+    /// Whether another holder has the connection's lock right now.
+    async fn locked_elsewhere(&self) -> bool {
+        let lock_ttl = self.pool.manager_config().lock_ttl;
+        match self.pool.store().try_lock(&self.key, lock_ttl).await {
+            Ok(Some(lock)) => {
+                lock.release().await;
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Counts the renewal and keeps the failure map; true when the connection, given up on
+    /// now, must be reported as expiring.
+    fn record(&self, result: Result<(), ManagerError>) -> bool {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        let e = match result {
+            Ok(()) => {
+                self.stats.kept.fetch_add(1, Ordering::Relaxed);
+                failing.remove(&self.key);
+                return false;
+            }
+            Err(e) => e,
+        };
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let entry = failing.entry(self.key.clone()).or_insert(Failing {
+            attempts: 0,
+            next: Instant::now(),
+            given_up: None,
+        });
+        entry.attempts += 1;
+        // A dead one was reported where it was marked dead.
+        let dead = matches!(e, ManagerError::ReAuthenticate { .. });
+        if dead || entry.attempts >= self.max_failures {
+            // Left alone until its set changes.
+            entry.given_up = Some(self.dies);
+            self.stats.given_up.fetch_add(1, Ordering::Relaxed);
+            !dead && self.dies != IN_USE
+        } else {
+            entry.next = Instant::now() + retry_after(entry.attempts, self.dies);
+            false
+        }
+    }
+
+    /// No longer busy.
+    fn done(&self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
