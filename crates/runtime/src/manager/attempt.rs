@@ -23,6 +23,30 @@ pub(super) enum Usable {
     No,
 }
 
+/// A refresh that failed, and what the attempt knew when it sent it.
+struct Failed<'a> {
+    error: RefreshError,
+    stored: &'a Stored,
+    /// When the token was first sent.
+    first_sent: SystemTime,
+    /// Whether the rotation lets the same token be sent again.
+    resend_safe: bool,
+    /// The attempts so far, this one not counted.
+    attempt: u32,
+    /// Whether another newer stored set may still be tried.
+    may_reread: bool,
+}
+
+/// What the attempt does after a failure.
+enum AfterFailure {
+    /// The flight's answer.
+    Answer(Result<Held, ManagerError>),
+    /// Try this newer stored set.
+    Reread(Option<Stored>),
+    /// Send again after this delay.
+    Retry(std::time::Duration),
+}
+
 impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     pub(super) async fn refresh_holding_lock(
         &self,
@@ -67,9 +91,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             let refresh_token = match self.usable_token(&stored, resend_safe) {
                 Usable::Yes(token) => token,
                 Usable::InFlight => return Err(ManagerError::InFlight),
-                Usable::No => {
-                    return Ok(self.reauthenticate(Some(&stored), None, lock).await);
-                }
+                Usable::No => return Ok(self.reauthenticate(Some(&stored), None, lock).await),
             };
             self.pace().await;
             if !lock.confirm().await {
@@ -77,95 +99,147 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             }
             // When the token was first sent: an earlier mark of this version, or this one.
             let first_sent = stored.sending.unwrap_or_else(SystemTime::now);
-            if !resend_safe {
-                match self
-                    .store
-                    .mark_sending(&self.key, stored.version, lock)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) if rereads < 3 => {
-                        // The set changed under us, or the lock is gone: look again.
-                        rereads += 1;
-                        current = self.load().await?;
-                        continue;
-                    }
-                    Ok(false) => return Err(ManagerError::LockLost),
-                    Err(e) => {
-                        // The mark may still land (a command Redis runs after a stall): undo
-                        // it, so that nothing counts as sent that was not.
-                        let _ = self
-                            .store
-                            .clear_sending(&self.key, stored.version, lock)
-                            .await;
-                        return Err(e.into());
-                    }
+            if !resend_safe && !self.mark_sent(&stored, lock).await? {
+                if rereads >= 3 {
+                    return Err(ManagerError::LockLost);
                 }
+                // The set changed under us, or the lock is gone: look again.
+                rereads += 1;
+                current = self.load().await?;
+                continue;
             }
             *locked(&self.last_sent) = Some(Instant::now());
             let sent = self.bounded(self.client.refresh(&refresh_token)).await;
             let error = match sent {
-                Ok(mut tokens) => {
-                    *locked(&self.rejected) = None;
-                    tokens.origin = tokens.origin.or(stored.tokens.origin);
-                    // Without a new refresh token the old one stays valid only where the
-                    // rotation says so; elsewhere the set is stored without one, and the
-                    // next refresh re-authenticates instead of sending a spent token.
-                    if resend_safe && self.client.refresh_with() == Some(RefreshWith::RefreshToken)
-                    {
-                        tokens.refresh_token.get_or_insert(refresh_token);
-                    }
-                    return Ok(self.persist(tokens, Some(stored.version), lock).await);
+                Ok(tokens) => {
+                    let held = self.store_answer(tokens, refresh_token, &stored, lock);
+                    return Ok(held.await);
                 }
                 Err(error) => error,
             };
-            let kind = error.kind();
-            let dead = kind == ErrorKind::ReAuthenticate;
-            // One rule for every answer (RefreshError::proves_unprocessed): only an answer that
-            // proves the request unprocessed makes a one-time token sendable again; a 5xx, a
-            // timeout or a bad body may come after the provider rotated it.
-            let unprocessed = error.proves_unprocessed();
-            if !resend_safe && unprocessed {
-                // If the mark cannot be cleared, the token counts as spent: safe, not lost.
-                if let Err(e) = self
-                    .store
-                    .clear_sending(&self.key, stored.version, lock)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not clear the sending mark");
-                }
-            }
-            let may_resend = resend_safe || unprocessed || self.within_reuse_grace(first_sent);
-            if dead || !may_resend {
-                // Another process may have rotated the token since it was read: only a newer
-                // stored set may be tried, never the same token again.
-                let latest = self.load().await?;
-                let changed = latest.as_ref().map(|s| s.version) != Some(stored.version);
-                if changed && rereads < 3 {
+            let failed = Failed {
+                error,
+                stored: &stored,
+                first_sent,
+                resend_safe,
+                attempt,
+                may_reread: rereads < 3,
+            };
+            match self.after_failure(failed, lock).await? {
+                AfterFailure::Answer(answer) => return answer,
+                AfterFailure::Reread(latest) => {
                     rereads += 1;
                     current = latest;
-                    continue;
                 }
-                if dead {
-                    return Ok(self.reauthenticate(Some(&stored), Some(error), lock).await);
+                AfterFailure::Retry(delay) => {
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    current = self.load().await?;
                 }
-                return Err(ManagerError::Refresh(error));
             }
-            if kind == ErrorKind::Rejected {
-                self.note_rejected(&error);
-            }
-            if !error.is_retryable() || attempt + 1 >= self.config.max_attempts {
-                return Err(ManagerError::Refresh(error));
-            }
-            let delay = match error.retry_after() {
-                Some(after) => after.min(self.config.max_backoff),
-                None => backoff(&self.config, attempt),
-            };
-            attempt += 1;
-            tracing::debug!(attempt, ?delay, error = %error, "retrying the refresh");
-            tokio::time::sleep(delay).await;
-            current = self.load().await?;
         }
+    }
+
+    /// Marks `stored`'s token as being sent (a one-time or rotating one): false when the set
+    /// changed under us or the lock is gone.
+    async fn mark_sent(&self, stored: &Stored, lock: &StoreLock) -> Result<bool, ManagerError> {
+        match self
+            .store
+            .mark_sending(&self.key, stored.version, lock)
+            .await
+        {
+            Ok(marked) => Ok(marked),
+            Err(e) => {
+                // The mark may still land (a command Redis runs after a stall): undo it, so
+                // that nothing counts as sent that was not.
+                let _ = self
+                    .store
+                    .clear_sending(&self.key, stored.version, lock)
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Stores the provider's answer to a refresh of `stored` with `refresh_token`.
+    async fn store_answer(
+        &self,
+        mut tokens: TokenSet,
+        refresh_token: RefreshToken,
+        stored: &Stored,
+        lock: &StoreLock,
+    ) -> Held {
+        *locked(&self.rejected) = None;
+        tokens.origin = tokens.origin.or(stored.tokens.origin);
+        // Without a new refresh token the old one stays valid only where the rotation says
+        // so; elsewhere the set is stored without one, and the next refresh re-authenticates
+        // instead of sending a spent token.
+        if self.client.rotation().resend_is_safe()
+            && self.client.refresh_with() == Some(RefreshWith::RefreshToken)
+        {
+            tokens.refresh_token.get_or_insert(refresh_token);
+        }
+        self.persist(tokens, Some(stored.version), lock).await
+    }
+
+    /// What a failed refresh means: an answer for the flight, a newer stored set to try, or
+    /// a retry of the same token after a delay.
+    async fn after_failure(
+        &self,
+        failed: Failed<'_>,
+        lock: &StoreLock,
+    ) -> Result<AfterFailure, ManagerError> {
+        let Failed {
+            error,
+            stored,
+            first_sent,
+            resend_safe,
+            attempt,
+            may_reread,
+        } = failed;
+        let kind = error.kind();
+        let dead = kind == ErrorKind::ReAuthenticate;
+        // One rule for every answer (RefreshError::proves_unprocessed): only an answer that
+        // proves the request unprocessed makes a one-time token sendable again; a 5xx, a
+        // timeout or a bad body may come after the provider rotated it.
+        let unprocessed = error.proves_unprocessed();
+        if !resend_safe && unprocessed {
+            // If the mark cannot be cleared, the token counts as spent: safe, not lost.
+            if let Err(e) = self
+                .store
+                .clear_sending(&self.key, stored.version, lock)
+                .await
+            {
+                tracing::warn!(error = %e, "could not clear the sending mark");
+            }
+        }
+        let may_resend = resend_safe || unprocessed || self.within_reuse_grace(first_sent);
+        if dead || !may_resend {
+            // Another process may have rotated the token since it was read: only a newer
+            // stored set may be tried, never the same token again.
+            let latest = self.load().await?;
+            let changed = latest.as_ref().map(|s| s.version) != Some(stored.version);
+            if changed && may_reread {
+                return Ok(AfterFailure::Reread(latest));
+            }
+            if dead {
+                let held = self.reauthenticate(Some(stored), Some(error), lock).await;
+                return Ok(AfterFailure::Answer(Ok(held)));
+            }
+            return Ok(AfterFailure::Answer(Err(ManagerError::Refresh(error))));
+        }
+        if kind == ErrorKind::Rejected {
+            self.note_rejected(&error);
+        }
+        if !error.is_retryable() || attempt + 1 >= self.config.max_attempts {
+            return Ok(AfterFailure::Answer(Err(ManagerError::Refresh(error))));
+        }
+        let delay = match error.retry_after() {
+            Some(after) => after.min(self.config.max_backoff),
+            None => backoff(&self.config, attempt),
+        };
+        tracing::debug!(attempt = attempt + 1, ?delay, error = %error, "retrying the refresh");
+        Ok(AfterFailure::Retry(delay))
     }
 
     /// Whether the stored refresh token may be sent: not when there is none, when the provider
