@@ -3,7 +3,9 @@
 
 use crate::http::Request;
 use serde_json::Value;
-use tokenkit_codegen::model::{Auth, Location, ParamValue, Provider, TokenOperation};
+use tokenkit_codegen::model::{
+    Auth, Body, Location, Operation, ParamValue, Provider, TokenOperation,
+};
 use tokenkit_codegen::validate::validate;
 
 /// The operation a request is for: the one whose method and path template its method and path
@@ -52,40 +54,7 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
             request.path
         ));
     }
-    for param in &op.params {
-        let found = match param.location {
-            Location::Header => request.header(&param.name).map(str::to_owned),
-            Location::Query => query(request, &param.name),
-            Location::Path => path_values
-                .as_ref()
-                .and_then(|values| values.iter().find(|(k, _)| *k == param.name))
-                .map(|(_, v)| v.clone()),
-        };
-        let place = match param.location {
-            Location::Header => "header",
-            Location::Query => "query parameter",
-            Location::Path => "path parameter",
-        };
-        let Some(text) = found else {
-            if param.required && !(param.location == Location::Path && path_values.is_none()) {
-                out.push(format!("required {place} {} is missing", param.name));
-            }
-            continue;
-        };
-        if let ParamValue::Constant(constant) = &param.value {
-            if text != *constant {
-                out.push(format!("{place} {} must be {constant:?}", param.name));
-            }
-            continue;
-        }
-        let Some(schema) = provider.spec_json.pointer(&param.schema_pointer) else {
-            continue;
-        };
-        let value = typed(&text, schema, &provider.spec_json);
-        for violation in validate(&provider.spec_json, schema, &value) {
-            out.push(format!("{place} {}: {}", param.name, violation.message));
-        }
-    }
+    check_params(provider, op, request, path_values.as_deref(), &mut out);
     check_auth(answering.auth.as_ref(), request, &mut out);
     if let Some(tokenkit_codegen::model::RefreshPlace::Header { name, prefix }) =
         provider.refresh.as_ref().map(|r| &r.place)
@@ -99,32 +68,10 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
             "header {name} with the refresh token after {prefix:?} is missing"
         ));
     }
-    let Some(body_spec) = &op.body else {
-        if !request.body.is_empty() {
-            out.push("a body was sent, but the operation has none".to_owned());
-        }
-        return out;
-    };
-    let media = request.header("content-type").unwrap_or_default();
-    let essence = media.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case(&body_spec.media_type) {
-        out.push(format!(
-            "content type {essence:?} instead of {:?}",
-            body_spec.media_type
-        ));
-    }
-    match body_json(provider, request) {
-        None => out.push(format!("the body is not {}", body_spec.media_type)),
-        Some(body) => {
-            if let Some(schema) = provider.spec_json.pointer(&body_spec.schema_pointer) {
-                for violation in validate(&provider.spec_json, schema, &body) {
-                    out.push(format!("body {violation}"));
-                }
-            }
-            if let Some(Auth::PrivateKeyJwt { field, .. }) = &answering.auth {
-                check_assertion(body.get(field).and_then(Value::as_str), &mut out);
-            }
-        }
+    if let Some(body_spec) = &op.body {
+        check_body(provider, answering, body_spec, request, &mut out);
+    } else if !request.body.is_empty() {
+        out.push("a body was sent, but the operation has none".to_owned());
     }
     out
 }
@@ -323,4 +270,80 @@ fn typed(text: &str, schema: &Value, spec: &Value) -> Value {
         _ => None,
     };
     parsed.unwrap_or_else(|| Value::String(text.to_owned()))
+}
+
+/// Every way the request's parameters break the operation's: missing, not the constant, or
+/// not what their schema allows. `path_values`: the path's placeholders, where it matched.
+fn check_params(
+    provider: &Provider,
+    op: &Operation,
+    request: &Request,
+    path_values: Option<&[(String, String)]>,
+    out: &mut Vec<String>,
+) {
+    for param in &op.params {
+        let found = match param.location {
+            Location::Header => request.header(&param.name).map(str::to_owned),
+            Location::Query => query(request, &param.name),
+            Location::Path => path_values
+                .and_then(|values| values.iter().find(|(k, _)| *k == param.name))
+                .map(|(_, v)| v.clone()),
+        };
+        let place = match param.location {
+            Location::Header => "header",
+            Location::Query => "query parameter",
+            Location::Path => "path parameter",
+        };
+        let Some(text) = found else {
+            if param.required && !(param.location == Location::Path && path_values.is_none()) {
+                out.push(format!("required {place} {} is missing", param.name));
+            }
+            continue;
+        };
+        if let ParamValue::Constant(constant) = &param.value {
+            if text != *constant {
+                out.push(format!("{place} {} must be {constant:?}", param.name));
+            }
+            continue;
+        }
+        let Some(schema) = provider.spec_json.pointer(&param.schema_pointer) else {
+            continue;
+        };
+        let value = typed(&text, schema, &provider.spec_json);
+        for violation in validate(&provider.spec_json, schema, &value) {
+            out.push(format!("{place} {}: {}", param.name, violation.message));
+        }
+    }
+}
+
+/// Every way the request's body breaks the operation's: its media type, its schema, and the
+/// signed client assertion where the operation takes one.
+fn check_body(
+    provider: &Provider,
+    answering: &TokenOperation,
+    body_spec: &Body,
+    request: &Request,
+    out: &mut Vec<String>,
+) {
+    let media = request.header("content-type").unwrap_or_default();
+    let essence = media.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case(&body_spec.media_type) {
+        out.push(format!(
+            "content type {essence:?} instead of {:?}",
+            body_spec.media_type
+        ));
+    }
+    match body_json(provider, request) {
+        None => out.push(format!("the body is not {}", body_spec.media_type)),
+        Some(body) => {
+            if let Some(schema) = provider.spec_json.pointer(&body_spec.schema_pointer) {
+                for violation in validate(&provider.spec_json, schema, &body) {
+                    out.push(format!("body {violation}"));
+                }
+            }
+            if let Some(Auth::PrivateKeyJwt { field, .. }) = &answering.auth {
+                check_assertion(body.get(field).and_then(Value::as_str), out);
+            }
+        }
+    }
 }
