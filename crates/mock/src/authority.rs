@@ -129,23 +129,8 @@ impl Authority {
             .is_some_and(|r| r.sends_access_token);
         let reply = match issued {
             _ if grant.is_some() => {
-                self.stats.grants += 1;
-                // RFC 6749 §4.4.3: no refresh token for client credentials where the answer
-                // may lack one; the other grants (and a login whose answer requires one)
-                // start a family.
-                let optional = answering
-                    .success
-                    .refresh_token
-                    .as_ref()
-                    .is_none_or(|m| m.access.may_be_absent());
-                let family = match grant.map(|g| g.kind) {
-                    Some(GrantKind::ClientCredentials) if optional && !sends_access => None,
-                    _ => {
-                        self.families += 1;
-                        Some(self.families)
-                    }
-                };
-                self.issue(answering, family, sends_access)
+                let kind = grant.map(|g| g.kind);
+                self.grant(answering, kind, sends_access)
             }
             Some(_) if died => {
                 self.stats.expired += 1;
@@ -194,6 +179,31 @@ impl Authority {
             delay: self.delay,
             reply: Box::new(reply),
         }
+    }
+
+    /// The answer to a grant: RFC 6749 §4.4.3, no refresh token for client credentials where
+    /// the answer may lack one; the other grants (and a login whose answer requires one) start
+    /// a family.
+    fn grant(
+        &mut self,
+        answering: &TokenOperation,
+        kind: Option<GrantKind>,
+        sends_access: bool,
+    ) -> Reply {
+        self.stats.grants += 1;
+        let optional = answering
+            .success
+            .refresh_token
+            .as_ref()
+            .is_none_or(|m| m.access.may_be_absent());
+        let family = match kind {
+            Some(GrantKind::ClientCredentials) if optional && !sends_access => None,
+            _ => {
+                self.families += 1;
+                Some(self.families)
+            }
+        };
+        self.issue(answering, family, sends_access)
     }
 
     /// A success answer with a fresh access token and, for a family, its next refresh token.
