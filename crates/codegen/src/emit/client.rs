@@ -33,23 +33,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         .first()
         .map(|s| s.url.as_str())
         .unwrap_or_default();
-    let template = if provider.server_variables.is_empty() {
-        ""
-    } else {
-        ", a template whose placeholders the builder fills from the server variables"
-    };
-    let default_doc = docs(&format!(
-        "The default base URL: the spec's first server{}{template}.",
-        provider
-            .servers
-            .first()
-            .and_then(|s| s.description.as_deref())
-            .map(|d| format!(
-                " ({})",
-                d.lines().next().unwrap_or("").trim_end_matches('.')
-            ))
-            .unwrap_or_default()
-    ));
+    let default_doc = default_url_doc(provider);
 
     let sensitive: Vec<&str> = provider
         .sensitive_fields
@@ -94,50 +78,11 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             quote!(#i: None,)
         }
     });
-    let args_doc = if required.is_empty() && !signs {
-        String::new()
-    } else {
-        let lines: Vec<String> = required
-            .iter()
-            .map(|(c, _)| format!("- `{}`: {}", c.name, first_line(c.doc.as_deref())))
-            .chain(signs.then(|| {
-                "- `signing_key`: The application's private key, which signs a client \
-                 assertion for every request (private_key_jwt, RFC 7523)."
-                    .to_owned()
-            }))
-            .collect();
-        format!("\n\n{}", lines.join("\n"))
-    };
+    let args_doc = args_doc(&required, signs);
     let builder_doc = docs(&format!(
         "Starts a builder with the per-client values the spec requires.{args_doc}"
     ));
-    let setters = optional.iter().map(|(c, i)| {
-        let t = arg_ty(c);
-        let v = match arg_conversion(c, i) {
-            Some(_) => quote!(#i.into()),
-            None => quote!(#i),
-        };
-        let default = provider
-            .server_variables
-            .iter()
-            .find(|v| provider.config[v.field].name == c.name)
-            .and_then(|v| v.default.as_deref())
-            .map(|d| format!(" (default `{d}`)"))
-            .unwrap_or_default();
-        let line = first_line(c.doc.as_deref());
-        let doc = docs(&format!(
-            "Sets `{}`: {}{default}.",
-            c.name,
-            line.trim_end_matches('.')
-        ));
-        quote! {
-            #doc
-            pub fn #i(mut self, #i: #t) -> Self {
-                self.#i = Some(#v);
-                self
-            }
-        }
-    });
+    let setters = optional.iter().map(|(c, i)| setter(provider, c, i));
 
     // Body values (and the authorization URL's client id) live in the client; header, query
     // and path values are in the endpoint.
@@ -350,5 +295,74 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         #grant_methods
 
         #grant_items
+    }
+}
+
+/// The doc of `DEFAULT_BASE_URL`: the spec's first server, and its description.
+fn default_url_doc(provider: &Provider) -> TokenStream {
+    let template = if provider.server_variables.is_empty() {
+        ""
+    } else {
+        ", a template whose placeholders the builder fills from the server variables"
+    };
+    docs(&format!(
+        "The default base URL: the spec's first server{}{template}.",
+        provider
+            .servers
+            .first()
+            .and_then(|s| s.description.as_deref())
+            .map(|d| format!(
+                " ({})",
+                d.lines().next().unwrap_or("").trim_end_matches('.')
+            ))
+            .unwrap_or_default()
+    ))
+}
+
+/// The builder's argument list, for its doc: each required value's first line, and the
+/// signing key where the client signs assertions.
+fn args_doc(required: &[(&ConfigField, &Ident)], signs: bool) -> String {
+    if required.is_empty() && !signs {
+        String::new()
+    } else {
+        let lines: Vec<String> = required
+            .iter()
+            .map(|(c, _)| format!("- `{}`: {}", c.name, first_line(c.doc.as_deref())))
+            .chain(signs.then(|| {
+                "- `signing_key`: The application's private key, which signs a client \
+                 assertion for every request (private_key_jwt, RFC 7523)."
+                    .to_owned()
+            }))
+            .collect();
+        format!("\n\n{}", lines.join("\n"))
+    }
+}
+
+/// The builder's setter of an optional per-client value.
+fn setter(provider: &Provider, c: &ConfigField, i: &Ident) -> TokenStream {
+    let t = arg_ty(c);
+    let v = match arg_conversion(c, i) {
+        Some(_) => quote!(#i.into()),
+        None => quote!(#i),
+    };
+    let default = provider
+        .server_variables
+        .iter()
+        .find(|v| provider.config[v.field].name == c.name)
+        .and_then(|v| v.default.as_deref())
+        .map(|d| format!(" (default `{d}`)"))
+        .unwrap_or_default();
+    let line = first_line(c.doc.as_deref());
+    let doc = docs(&format!(
+        "Sets `{}`: {}{default}.",
+        c.name,
+        line.trim_end_matches('.')
+    ));
+    quote! {
+        #doc
+        pub fn #i(mut self, #i: #t) -> Self {
+            self.#i = Some(#v);
+            self
+        }
     }
 }
