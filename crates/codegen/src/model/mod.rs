@@ -1,9 +1,9 @@
 //! The model of one provider: everything the printer needs, all of it checked, and the
 //! pipeline that builds it from a spec.
 //!
-//! [`build`] runs the stages in order, each once, each handing its output to the next:
-//! `normalize` (a [`Spec`] as the rest wants to see it) → `locate` (the token operations and
-//! their extensions) → `resolve` (servers, parameters, bodies, responses, types) → `map` (the
+//! [`build`] runs the stages after `read` and `normalize` (which make the [`Spec`]) in order,
+//! each once, each handing its output to the next: `locate` (the token operations and their
+//! extensions) → `resolve` (servers, parameters, bodies, responses, types) → `map` (the
 //! token mapping checked against those types) → `plan` (the requests filled, the per-client
 //! values, the decisions) → [`Provider`]. Every stage reports all it finds (file and JSON
 //! pointer); anything `build` returns can be printed. (The examples are checked after it, by
@@ -27,8 +27,7 @@ use serde_json::Value;
 /// Builds the model of a parsed spec, collecting every problem found.
 pub fn build(spec: &Spec) -> Result<Provider, SpecErrors> {
     let mut errors = SpecErrors::default();
-    let spec = crate::normalize::normalize(spec).map_err(SpecErrors::from)?;
-    let Some(located) = crate::locate::locate(&spec, &mut errors) else {
+    let Some(located) = crate::locate::locate(spec, &mut errors) else {
         return Err(errors);
     };
     let resolution = crate::resolve::resolve(located, &mut errors);

@@ -1,7 +1,5 @@
-//! Stage 1, read: a spec file's YAML → JSON value → `openapiv3::OpenAPI` (a [`Spec`]), with
-//! every failure located.
-
-mod structural;
+//! Stage 1, read: a spec file's YAML → the JSON document, every failure located. (Stage 2,
+//! normalize, makes it a [`Spec`]; [`load`] and [`parse`] run both.)
 
 use crate::error::SpecError;
 use crate::pointer;
@@ -38,8 +36,13 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
     parse(name, &file, &text)
 }
 
-/// Parses spec text; `file` is only used in errors.
+/// Parses spec text into a [`Spec`] (read, then normalize); `file` is only used in errors.
 pub fn parse(name: &str, file: &str, text: &str) -> Result<Spec, SpecError> {
+    crate::normalize::normalize(name, file, document(file, text)?)
+}
+
+/// The YAML text as a JSON document.
+pub fn document(file: &str, text: &str) -> Result<Value, SpecError> {
     let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let at = e
             .location()
@@ -47,40 +50,7 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<Spec, SpecError> {
             .unwrap_or_default();
         SpecError::new(file, "", format!("not valid YAML{at}: {e}"))
     })?;
-    let json =
-        to_json(yaml, "").map_err(|(pointer, message)| SpecError::new(file, &pointer, message))?;
-    check_version(file, &json)?;
-    let api = serde_path_to_error::deserialize::<_, OpenAPI>(&json).map_err(|e| {
-        let (pointer, message) = structural::deepest_failure(&json)
-            .unwrap_or_else(|| (path_pointer(e.path()), e.inner().to_string()));
-        SpecError::new(
-            file,
-            &pointer,
-            format!("not a valid OpenAPI 3.0 document: {message}"),
-        )
-    })?;
-    if !is_valid_name(name) {
-        return Err(SpecError::new(
-            file,
-            "",
-            format!("the provider name {name:?} must be lower-case letters, digits and dashes"),
-        )
-        .hint("rename the file, such as `specs/my-provider.yaml`"));
-    }
-    Ok(Spec {
-        name: name.to_owned(),
-        file: file.to_owned(),
-        json,
-        api,
-        servers_at: "/servers".to_owned(),
-    })
-}
-
-fn is_valid_name(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    to_json(yaml, "").map_err(|(pointer, message)| SpecError::new(file, &pointer, message))
 }
 
 /// A serde path as a JSON pointer.
@@ -93,25 +63,6 @@ pub(crate) fn path_pointer(path: &serde_path_to_error::Path) -> String {
             Segment::Enum { .. } | Segment::Unknown => String::new(),
         })
         .collect()
-}
-
-fn check_version(file: &str, json: &Value) -> Result<(), SpecError> {
-    let version = json.get("openapi").and_then(Value::as_str);
-    match version {
-        Some(v) if v.starts_with("3.0.") => Ok(()),
-        Some(v) => Err(SpecError::new(
-            file,
-            "/openapi",
-            format!("OpenAPI version {v:?} is not supported; this generator reads 3.0.x"),
-        )
-        .hint("write `openapi: 3.0.3`")),
-        None => Err(SpecError::new(
-            file,
-            "/openapi",
-            "the `openapi` version field is missing or not a string",
-        )
-        .hint("start the file with `openapi: 3.0.3`")),
-    }
 }
 
 /// YAML allows what JSON does not (non-string keys, tags, NaN); OpenAPI is JSON's data model.

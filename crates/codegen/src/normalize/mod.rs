@@ -1,19 +1,79 @@
-//! Stage 2, normalize: the document as the rest of the generator wants to see it. Input and
-//! output: a [`Spec`]. What an OpenAPI document may say in several ways is reduced here to the
-//! one form the later stages read, so that they never learn the other ones.
+//! Stage 2, normalize: the document as the rest of the generator wants to see it. Input: the
+//! JSON document [`read`](crate::read) made; output: a [`Spec`]. What an OpenAPI document may
+//! say in several ways is reduced here to the one form the later stages read, so that they
+//! never learn the other ones; then the document is parsed (`openapiv3`, which reads 3.0).
 //!
 //! Today: the token operations' own servers (operation- or path-level `servers`) stand in for
 //! the document's.
 
+mod structural;
+
 use crate::error::SpecError;
 use crate::extension;
 use crate::pointer;
-use crate::read::Spec;
-use openapiv3::ReferenceOr;
+use crate::read::{Spec, path_pointer};
+use openapiv3::{OpenAPI, ReferenceOr};
+use serde_json::Value;
 
-/// The document, normalized.
-pub(crate) fn normalize(spec: &Spec) -> Result<Spec, SpecError> {
-    token_servers(spec)
+/// The document of the provider `name` (from `file`), normalized and parsed.
+pub(crate) fn normalize(name: &str, file: &str, json: Value) -> Result<Spec, SpecError> {
+    check_version(file, &json)?;
+    let spec = typed(name, file, json)?;
+    token_servers(&spec)
+}
+
+/// The normalized document, parsed; every failure located.
+fn typed(name: &str, file: &str, json: Value) -> Result<Spec, SpecError> {
+    let api = serde_path_to_error::deserialize::<_, OpenAPI>(&json).map_err(|e| {
+        let (pointer, message) = structural::deepest_failure(&json)
+            .unwrap_or_else(|| (path_pointer(e.path()), e.inner().to_string()));
+        SpecError::new(
+            file,
+            &pointer,
+            format!("not a valid OpenAPI 3.0 document: {message}"),
+        )
+    })?;
+    if !is_valid_name(name) {
+        return Err(SpecError::new(
+            file,
+            "",
+            format!("the provider name {name:?} must be lower-case letters, digits and dashes"),
+        )
+        .hint("rename the file, such as `specs/my-provider.yaml`"));
+    }
+    Ok(Spec {
+        name: name.to_owned(),
+        file: file.to_owned(),
+        json,
+        api,
+        servers_at: "/servers".to_owned(),
+    })
+}
+
+fn check_version(file: &str, json: &Value) -> Result<(), SpecError> {
+    let version = json.get("openapi").and_then(Value::as_str);
+    match version {
+        Some(v) if v.starts_with("3.0.") => Ok(()),
+        Some(v) => Err(SpecError::new(
+            file,
+            "/openapi",
+            format!("OpenAPI version {v:?} is not supported; this generator reads 3.0.x"),
+        )
+        .hint("write `openapi: 3.0.3`")),
+        None => Err(SpecError::new(
+            file,
+            "/openapi",
+            "the `openapi` version field is missing or not a string",
+        )
+        .hint("start the file with `openapi: 3.0.3`")),
+    }
+}
+
+fn is_valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// `spec` with the token operations' own servers in place of the document's: an
