@@ -335,6 +335,24 @@ mod mixedbank {
     );
 }
 
+/// The conformance cases for `tests/fixtures/specs/modernbank.yaml`.
+mod modernbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_modernbank::Client::builder("web", "modernbank-client")
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "modernbank", "tests/fixtures/specs/modernbank.yaml", build
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/nestbank.yaml`.
 mod nestbank {
     /// The client, pointed at the mock.

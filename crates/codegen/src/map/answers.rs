@@ -13,6 +13,8 @@ use serde_json::Value;
 #[derive(Clone, Copy)]
 pub(super) enum Want {
     Text,
+    /// Text, or a value of a string enum (`token_type: {enum: [Bearer]}`).
+    Label,
     Seconds,
     /// An absolute time: a number, or a string (numeric or RFC 3339).
     Time,
@@ -68,7 +70,7 @@ impl MapCtx<'_> {
             self.optional(types, response, rel, ptr, want, errors)
         };
         let expires_in = optional("/success/expires-in", s.expires_in.as_ref(), Want::Seconds);
-        let token_type = optional("/success/token-type", s.token_type.as_ref(), Want::Text);
+        let token_type = optional("/success/token-type", s.token_type.as_ref(), Want::Label);
         let created_at = optional("/success/created-at", s.created_at.as_ref(), Want::Seconds);
         let mut instant = |rel: &str, spec: Option<&extension::InstantSpec>| {
             let spec = spec?;
@@ -384,6 +386,14 @@ impl MapCtx<'_> {
         for leaf in access.leaves() {
             let fits = match want {
                 Want::Text => matches!(leaf, Ty::String | Ty::Secret),
+                Want::Label => match leaf {
+                    Ty::String | Ty::Secret => true,
+                    Ty::Named(name) => matches!(
+                        types.defs().get(name).map(|t| &t.def),
+                        Some(Def::Enum { .. })
+                    ),
+                    _ => false,
+                },
                 Want::Seconds | Want::Time => match leaf {
                     Ty::I32 | Ty::I64 | Ty::F64 | Ty::String | Ty::Any => true,
                     // A number-or-numeric-string `oneOf`.
@@ -398,6 +408,7 @@ impl MapCtx<'_> {
             if !fits {
                 let wanted = match want {
                     Want::Text => "a string",
+                    Want::Label => "a string or a string enum",
                     Want::Seconds => "a number or numeric string",
                     Want::Time => "a number or a string (Unix time or RFC 3339)",
                     Want::Anything => "a value",

@@ -63,7 +63,7 @@ impl TokenOperation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Auth {
     /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1): indexes into
-    /// [`Provider::config`].
+    /// [`Provider::config`](super::Provider::config).
     Basic {
         /// The client id's config field.
         id: usize,
@@ -75,7 +75,7 @@ pub enum Auth {
     PrivateKeyJwt {
         /// The body property.
         field: String,
-        /// The client id (issuer and subject): an index into [`Provider::config`].
+        /// The client id (issuer and subject): an index into [`Provider::config`](super::Provider::config).
         client_id: usize,
     },
     /// An API key in a header or query parameter.
@@ -120,9 +120,9 @@ pub struct Param {
 pub enum ParamValue {
     /// A single-value enum: the client always sends it.
     Constant(String),
-    /// A per-client value: an index into [`Provider::config`].
+    /// A per-client value: an index into [`Provider::config`](super::Provider::config).
     Config(usize),
-    /// The refresh token being exchanged (see [`Refresh::place`]).
+    /// The refresh token being exchanged (see [`Refresh::place`](super::Refresh::place)).
     RefreshToken,
     /// A value made fresh for every request.
     Generated(extension::GenerateKind),
@@ -184,7 +184,7 @@ pub enum FillSource {
         /// Its only value.
         value: String,
     },
-    /// A per-client value: an index into [`Provider::config`].
+    /// A per-client value: an index into [`Provider::config`](super::Provider::config).
     Config(usize),
     /// A fixed text (`set` on a string property).
     Literal(String),

@@ -2,24 +2,43 @@
 //! JSON document [`read`](crate::read) made; output: a [`Spec`]. What an OpenAPI document may
 //! say in several ways is reduced here to the one form the later stages read, so that they
 //! never learn the other ones; then the document is parsed (`openapiv3`, which reads 3.0).
-//!
-//! Today: the token operations' own servers (operation- or path-level `servers`) stand in for
-//! the document's.
+//! In order: 3.1 in the words of 3.0 (`v31`); references to reusable responses, parameters
+//! and bodies, and a path's parameters, written out in each operation (`refs`); schemas in
+//! one canonical form (`schemas`); servers from the OAuth flows where the document declares
+//! none, and the token operations' own servers in place of the document's (`servers`);
+//! examples assembled from schemas where a media type has none (`examples`).
 
+mod examples;
+mod refs;
+mod schemas;
+mod servers;
 mod structural;
+mod v31;
+mod walk;
 
 use crate::error::SpecError;
-use crate::extension;
-use crate::pointer;
 use crate::read::{Spec, path_pointer};
-use openapiv3::{OpenAPI, ReferenceOr};
+use openapiv3::OpenAPI;
 use serde_json::Value;
 
 /// The document of the provider `name` (from `file`), normalized and parsed.
-pub(crate) fn normalize(name: &str, file: &str, json: Value) -> Result<Spec, SpecError> {
-    check_version(file, &json)?;
+pub(crate) fn normalize(name: &str, file: &str, mut json: Value) -> Result<Spec, SpecError> {
+    if check_version(file, &json)? == Version::V31 {
+        v31::downgrade(&mut json);
+    }
+    refs::inline(file, &mut json)?;
+    schemas::canonical(&mut json);
+    servers::from_flows(&mut json);
+    examples::assemble(&mut json);
     let spec = typed(name, file, json)?;
-    token_servers(&spec)
+    servers::token_servers(&spec)
+}
+
+/// The OpenAPI versions read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    V30,
+    V31,
 }
 
 /// The normalized document, parsed; every failure located.
@@ -50,16 +69,17 @@ fn typed(name: &str, file: &str, json: Value) -> Result<Spec, SpecError> {
     })
 }
 
-fn check_version(file: &str, json: &Value) -> Result<(), SpecError> {
+fn check_version(file: &str, json: &Value) -> Result<Version, SpecError> {
     let version = json.get("openapi").and_then(Value::as_str);
     match version {
-        Some(v) if v.starts_with("3.0.") => Ok(()),
+        Some(v) if v.starts_with("3.0.") => Ok(Version::V30),
+        Some(v) if v.starts_with("3.1.") => Ok(Version::V31),
         Some(v) => Err(SpecError::new(
             file,
             "/openapi",
-            format!("OpenAPI version {v:?} is not supported; this generator reads 3.0.x"),
+            format!("OpenAPI version {v:?} is not supported; this generator reads 3.0.x and 3.1.x"),
         )
-        .hint("write `openapi: 3.0.3`")),
+        .hint("write `openapi: 3.0.3` or `openapi: 3.1.0`")),
         None => Err(SpecError::new(
             file,
             "/openapi",
@@ -74,61 +94,4 @@ fn is_valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
-/// `spec` with the token operations' own servers in place of the document's: an
-/// operation's `servers`, else its path's, else the document's (OpenAPI 3.0 §4.7.10: the
-/// nearest declaration wins), with `servers_at` naming where they were declared. One client
-/// has one base URL, so token operations on different servers are an error.
-fn token_servers(spec: &Spec) -> Result<Spec, SpecError> {
-    // The first token operation's servers: where they were declared, the operation, the list.
-    let mut chosen: Option<(String, String, Vec<openapiv3::Server>)> = None;
-    let urls = |list: &[openapiv3::Server]| -> Vec<String> {
-        list.iter()
-            .map(|s| s.url.trim_end_matches('/').to_owned())
-            .collect()
-    };
-    for (path, item) in &spec.api.paths.paths {
-        let ReferenceOr::Item(item) = item else {
-            continue;
-        };
-        let path_at = pointer::join("/paths", path);
-        for (method, op) in item.iter() {
-            let token_op = op.extensions.contains_key(extension::KEY)
-                || op.extensions.contains_key(extension::GRANT_KEY);
-            if !token_op {
-                continue;
-            }
-            let op_at = pointer::join(&path_at, method);
-            let (at, servers) = if !op.servers.is_empty() {
-                (pointer::join(&op_at, "servers"), &op.servers)
-            } else if !item.servers.is_empty() {
-                (pointer::join(&path_at, "servers"), &item.servers)
-            } else {
-                ("/servers".to_owned(), &spec.api.servers)
-            };
-            match &chosen {
-                None => chosen = Some((at, op_at, servers.clone())),
-                Some((first_at, first_op, first)) if urls(first) != urls(servers) => {
-                    return Err(SpecError::new(
-                        &spec.file,
-                        &op_at,
-                        format!(
-                            "this token operation is sent to {} (the servers at {at}), the one at {first_op} to {} (at {first_at}): one client has one base URL",
-                            urls(servers).join(", "),
-                            urls(first).join(", ")
-                        ),
-                    )
-                    .hint("give the token operations the same `servers`, or put them in specs of their own"));
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    let mut resolved = spec.clone();
-    if let Some((at, _, servers)) = chosen {
-        resolved.api.servers = servers;
-        resolved.servers_at = at;
-    }
-    Ok(resolved)
 }

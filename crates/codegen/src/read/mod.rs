@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn version_is_checked_first() {
-        let err = parse("x", "x.yaml", "openapi: 3.1.0\ninfo: {}\n").unwrap_err();
+        let err = parse("x", "x.yaml", "openapi: 2.0.0\ninfo: {}\n").unwrap_err();
         assert_eq!(err.pointer, "/openapi");
     }
 

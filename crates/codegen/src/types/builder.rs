@@ -222,6 +222,18 @@ impl<'a> TypeBuilder<'a> {
                 self.one_of(one_of, at, hint, doc.clone())?
             }
             SchemaKind::Any(any) => self.untyped(any, at, hint, doc.clone(), pending)?,
+            // 3.0's nullable (or described) reference: the referenced type itself.
+            SchemaKind::AllOf { all_of }
+                if matches!(all_of.as_slice(), [ReferenceOr::Reference { .. }]) =>
+            {
+                let member_at = pointer::join(&pointer::join(at, "allOf"), "0");
+                let target = self.resolve((&all_of[0]).into(), &member_at, hint)?;
+                return Ok(Resolved {
+                    nullable: data.nullable || target.nullable,
+                    doc: doc.or(target.doc),
+                    ..target
+                });
+            }
             SchemaKind::AllOf { all_of } => {
                 let mut merged = ObjectParts::default();
                 self.merge_all_of(all_of, at, 0, &mut merged)?;
