@@ -146,6 +146,10 @@ pub(super) fn request_body(
                 } else {
                     quote!(self.#id.clone())
                 };
+                // A value the builder requires, in a field this request may leave out.
+                if f.optional && config[*i].required {
+                    return quote!(#field: Some(#value),);
+                }
                 return quote!(#field: #value,);
             }
         };

@@ -101,9 +101,17 @@ fn body_fill(
                 FillSource::Constant { enum_name, value }
             } else {
                 let name = snake(&field.json);
-                let known = config.iter().position(|c| {
-                    c.name == name && c.ty == field.ty && c.required != field.optional
-                });
+                // One value however many places send it (HTTP Basic's `client_id` and a body
+                // `client_id`; a field required by one request and optional in another): a
+                // value some request requires is required of the builder.
+                let known = config
+                    .iter()
+                    .position(|c| c.name == name && c.ty == field.ty);
+                if let Some(i) = known
+                    && !field.optional
+                {
+                    config[i].required = true;
+                }
                 FillSource::Config(known.unwrap_or_else(|| {
                     let example = example
                         .and_then(|e| e.get(&field.json))
