@@ -184,13 +184,19 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
 /// 10^9 seconds is almost 32 years, longer than any token lifetime; 10^9 as a Unix time is 2001.
 pub const EPOCH_THRESHOLD: f64 = 1e9;
 
+/// Smallest absolute `expires_in` read as Unix milliseconds rather than seconds: 10^11 seconds
+/// is the year 5138, 10^11 milliseconds is 1973, and every millisecond time since is above it
+/// (Twilio's example writes milliseconds).
+pub const EPOCH_MILLIS_THRESHOLD: f64 = 1e11;
+
 /// Turns a provider's `expires_in` into an absolute expiry, received at `received`.
 ///
 /// Some providers document an epoch time in `expires_in` (Easyship's example). So that such a
 /// value never yields an expiry decades away:
 /// - with `created_at` (the provider's issue time) and `expires_in > created_at`, the lifetime is
 ///   `expires_in - created_at`, counted from `received` so the two clocks need not agree;
-/// - without it, a value of [`EPOCH_THRESHOLD`] or more is an absolute Unix time;
+/// - without it, a value of [`EPOCH_THRESHOLD`] or more is an absolute Unix time, in
+///   milliseconds from [`EPOCH_MILLIS_THRESHOLD`] on;
 /// - otherwise it is a number of seconds from `received`.
 ///
 /// Negative, NaN and infinite values give `None`: the expiry is unknown.
@@ -205,7 +211,12 @@ pub fn expiry_from(
     let lifetime = match created_at {
         Some(created) if created.is_finite() && expires_in > created => expires_in - created,
         _ if expires_in >= EPOCH_THRESHOLD => {
-            let at = UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(expires_in).ok()?)?;
+            let seconds = if expires_in >= EPOCH_MILLIS_THRESHOLD {
+                expires_in / 1000.0
+            } else {
+                expires_in
+            };
+            let at = UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(seconds).ok()?)?;
             return Some(at.max(UNIX_EPOCH));
         }
         _ => expires_in,
@@ -311,6 +322,13 @@ mod tests {
         let expiry = expiry_from(1_645_539_660.0, None, now).unwrap();
         assert_eq!(expiry, at(1_645_539_660));
         assert!(expiry.duration_since(now).unwrap() < Duration::from_secs(DAY));
+    }
+
+    #[test]
+    fn epoch_milliseconds_are_milliseconds() {
+        let now = at(1_645_539_000);
+        let expiry = expiry_from(1_645_539_660_000.0, None, now).unwrap();
+        assert_eq!(expiry, at(1_645_539_660));
     }
 
     #[test]

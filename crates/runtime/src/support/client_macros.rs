@@ -59,7 +59,7 @@ macro_rules! refresh_client {
         None
     };
     (@client $self:ident $id:ident) => {
-        Some($self.$id.as_str())
+        $crate::support::ClientIdText::client_id_text(&$self.$id)
     };
     (@sends) => {
         $crate::RefreshWith::RefreshToken
@@ -203,4 +203,48 @@ pub fn no_refresh_operation() -> RefreshError {
 /// nothing was sent.
 pub fn missing_verifier() -> RefreshError {
     RefreshError::not_sent()
+}
+
+/// The client id a generated client keeps, as its issuer names it: a required one, or an
+/// optional one (a public client's body `client_id`) when it is set.
+pub trait ClientIdText {
+    /// The id, if the client has one.
+    fn client_id_text(&self) -> Option<&str>;
+}
+
+impl ClientIdText for String {
+    fn client_id_text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl ClientIdText for Option<String> {
+    fn client_id_text(&self) -> Option<&str> {
+        self.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_optional_client_id_names_its_issuer_once_set() {
+        let url = "https://id.example/oauth";
+        let unset: Option<String> = None;
+        let set = Some("app-a".to_owned());
+        let required = "app-b".to_owned();
+        assert_eq!(
+            issuer("p", url, unset.client_id_text()),
+            "p https://id.example"
+        );
+        assert_eq!(
+            issuer("p", url, set.client_id_text()),
+            "p https://id.example client app-a"
+        );
+        assert_ne!(
+            issuer("p", url, set.client_id_text()),
+            issuer("p", url, required.client_id_text())
+        );
+    }
 }

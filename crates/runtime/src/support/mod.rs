@@ -12,7 +12,7 @@ pub mod generate;
 pub mod http;
 pub mod mapping;
 
-pub use client_macros::{issuer, missing_verifier, no_refresh_operation};
+pub use client_macros::{ClientIdText, issuer, missing_verifier, no_refresh_operation};
 pub use endpoint::{Encoding, Endpoint, Operation, TokenPlace};
 pub use generate::Generate;
 pub use http::{Connection, Response, Transport, Undocumented, fill_server_variables};
