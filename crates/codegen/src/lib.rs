@@ -96,7 +96,8 @@ pub fn load_provider(path: &Path, display: &str) -> Result<Provider, SpecErrors>
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    let spec = read::parse(name, display, &text)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let spec = read::parse_in(name, display, &text, dir)?;
     let provider = model::build(&spec)?;
     SpecErrors(lint::lint(&provider)).into_result(provider)
 }

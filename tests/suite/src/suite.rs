@@ -447,6 +447,24 @@ mod shapes {
     tokenkit_conformance::suite!("shapes", "tests/fixtures/specs/shapes.yaml", build);
 }
 
+/// The conformance cases for `tests/fixtures/specs/splitbank.yaml`.
+mod splitbank {
+    /// The client, pointed at the mock.
+    fn build(
+        base_url: &str,
+        http: tokenkit::HttpConfig,
+    ) -> Result<Box<dyn tokenkit::RefreshClient>, tokenkit::BuildError> {
+        let client = tokenkit_splitbank::Client::builder()
+            .base_url(base_url)
+            .http_config(http)
+            .build()?;
+        Ok(Box::new(client))
+    }
+    tokenkit_conformance::suite!(
+        "splitbank", "tests/fixtures/specs/splitbank.yaml", build
+    );
+}
+
 /// The conformance cases for `tests/fixtures/specs/statusbank.yaml`.
 mod statusbank {
     /// The client, pointed at the mock.

@@ -1,5 +1,8 @@
 //! Stage 1, read: a spec file's YAML → the JSON document, every failure located. (Stage 2,
-//! normalize, makes it a [`Spec`]; [`load`] and [`parse`] run both.)
+//! normalize, makes it a [`Spec`]; [`load`] and [`parse`] run both.) A document split over
+//! several files is read as one (`bundle`).
+
+mod bundle;
 
 use crate::error::SpecError;
 use crate::pointer;
@@ -33,12 +36,21 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| SpecError::new(&file, "", "the file name is not valid UTF-8"))?;
-    parse(name, &file, &text)
+    parse_in(name, &file, &text, path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Parses spec text into a [`Spec`] (read, then normalize); `file` is only used in errors.
+/// References to other files are read relative to the working directory.
 pub fn parse(name: &str, file: &str, text: &str) -> Result<Spec, SpecError> {
-    crate::normalize::normalize(name, file, document(file, text)?)
+    parse_in(name, file, text, Path::new("."))
+}
+
+/// Parses spec text read from a file in `dir`: references to other files
+/// (`$ref: schemas/Error.yaml`) are read from there, and the whole is one document.
+pub fn parse_in(name: &str, file: &str, text: &str, dir: &Path) -> Result<Spec, SpecError> {
+    let mut json = document(file, text)?;
+    bundle::bundle(file, dir, &mut json)?;
+    crate::normalize::normalize(name, file, json)
 }
 
 /// The YAML text as a JSON document.
