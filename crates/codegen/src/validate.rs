@@ -179,7 +179,15 @@ impl Checker<'_> {
             scratch.is_empty()
         };
         if let Some(options) = obj.get("oneOf").and_then(Value::as_array) {
-            let count = options.iter().filter(|s| matches(self, s)).count();
+            // A discriminator names the one schema that applies (OpenAPI 3.0 §4.7.25):
+            // subtypes that overlap are told apart by it, not by trying each.
+            let count = match discriminated(obj, options, instance) {
+                Some(chosen) => {
+                    self.check(chosen, instance, at, depth + 1);
+                    1
+                }
+                None => options.iter().filter(|s| matches(self, s)).count(),
+            };
             if count != 1 {
                 self.fail(
                     at,
@@ -232,6 +240,27 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// The `oneOf` member the discriminator picks for `instance`: the `mapping` entry for its
+/// property's value, else the member whose `$ref` ends in that value's schema name. `None`
+/// without a discriminator, or when the value picks nothing (then every member is tried).
+fn discriminated<'a>(
+    obj: &serde_json::Map<String, Value>,
+    options: &'a [Value],
+    instance: &Value,
+) -> Option<&'a Value> {
+    let discriminator = obj.get("discriminator")?;
+    let property = discriminator.get("propertyName")?.as_str()?;
+    let value = instance.get(property)?.as_str()?;
+    let target = discriminator
+        .get("mapping")
+        .and_then(|m| m.get(value))
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("#/components/schemas/{value}"), str::to_owned);
+    options
+        .iter()
+        .find(|o| o.get("$ref").and_then(Value::as_str) == Some(target.as_str()))
 }
 
 #[cfg(test)]
@@ -294,5 +323,24 @@ mod tests {
             &json!(1),
         );
         assert!(v[0].message.contains("cycle"));
+    }
+
+    #[test]
+    fn a_discriminator_picks_one_of_overlapping_subtypes() {
+        let spec = json!({"components": {"schemas": {
+            "Card": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}}},
+            "Bank": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}, "iban": {"type": "string"}}}
+        }}});
+        let schema = json!({
+            "oneOf": [{"$ref": "#/components/schemas/Card"}, {"$ref": "#/components/schemas/Bank"}],
+            "discriminator": {"propertyName": "kind", "mapping": {"bank": "#/components/schemas/Bank"}}
+        });
+        // Both subtypes accept it: without the discriminator it matches 2 of 2.
+        assert!(validate(&spec, &schema, &json!({"kind": "bank", "iban": "x"})).is_empty());
+        assert!(validate(&spec, &schema, &json!({"kind": "Card"})).is_empty());
+        let wrong = validate(&spec, &schema, &json!({"kind": "bank", "iban": 7}));
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        let without = json!({"oneOf": schema["oneOf"].clone()});
+        assert_eq!(validate(&spec, &without, &json!({"kind": "bank"})).len(), 1);
     }
 }

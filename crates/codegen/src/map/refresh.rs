@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::pointer;
 use crate::resolve::ResolvedOp;
-use crate::types::{Def, Ty, TypeBuilder, body_struct, struct_fields};
+use crate::types::{Def, Ty, TypeBuilder, body_struct, names_variant, struct_fields};
 
 /// Where the refresh token goes: the struct (inside a `oneOf` variant, if any) and the property.
 struct RequestSlot {
@@ -203,9 +203,10 @@ impl MapCtx<'_> {
         };
         let holders: Vec<&String> = variants
             .iter()
-            .filter_map(|(v, t)| match t {
+            .enumerate()
+            .filter_map(|(i, (v, t))| match t {
                 Ty::Named(n)
-                    if variant.is_none_or(|want| want == v || want == n)
+                    if variant.is_none_or(|want| names_variant(want, i, v, n))
                         && struct_fields(types.defs(), n)
                             .iter()
                             .any(|f| f.json == json) =>

@@ -5,7 +5,7 @@ use crate::error::{SpecError, SpecErrors};
 use crate::extension::{GENERATE_HINT, GrantKind, GrantMapping};
 use crate::model::{FillSource, GrantArg};
 use crate::pointer;
-use crate::types::{Def, Ty, TypeBuilder, TypeDef, struct_fields};
+use crate::types::{Def, Ty, TypeBuilder, TypeDef, names_variant, struct_fields};
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -42,9 +42,10 @@ fn slot(
         }
         (Def::OneOf { variants }, Some(v)) => variants
             .iter()
-            .find_map(|(variant_name, ty)| match ty {
+            .enumerate()
+            .find_map(|(i, (variant_name, ty))| match ty {
                 Ty::Named(n)
-                    if (variant_name == v || n == v)
+                    if names_variant(v, i, variant_name, n)
                         && matches!(types[n].def, Def::Struct { .. }) =>
                 {
                     Some((Some((name.clone(), variant_name.clone())), n.clone()))

@@ -85,9 +85,11 @@ fn example_of(doc: &Value, schema: &Value, name: &str, depth: usize) -> Option<V
     }
     for key in ["oneOf", "anyOf"] {
         if let Some(Value::Array(variants)) = map.get(key) {
-            return variants
-                .iter()
-                .find_map(|v| example_of(doc, v, name, depth + 1));
+            return variants.iter().find_map(|v| {
+                let mut example = example_of(doc, v, name, depth + 1)?;
+                discriminate(map, v, &mut example);
+                Some(example)
+            });
         }
     }
     let ty = map.get("type").and_then(Value::as_str);
@@ -181,5 +183,31 @@ fn text(map: &Map<String, Value>, name: &str) -> String {
         format!("{made}{}", "x".repeat(min - made.len()))
     } else {
         made
+    }
+}
+
+/// A variant's example carries the discriminator value that picks that variant: its
+/// `mapping` key, else its schema's name.
+fn discriminate(map: &Map<String, Value>, variant: &Value, example: &mut Value) {
+    let Some(discriminator) = map.get("discriminator") else {
+        return;
+    };
+    let (Some(property), Some(reference)) = (
+        discriminator.get("propertyName").and_then(Value::as_str),
+        variant.get("$ref").and_then(Value::as_str),
+    ) else {
+        return;
+    };
+    let mapped = discriminator
+        .get("mapping")
+        .and_then(Value::as_object)
+        .and_then(|m| {
+            m.iter()
+                .find(|(_, target)| target.as_str() == Some(reference))
+        })
+        .map(|(key, _)| key.clone());
+    let value = mapped.or_else(|| reference.rsplit('/').next().map(str::to_owned));
+    if let (Some(value), Some(object)) = (value, example.as_object_mut()) {
+        object.insert(property.to_owned(), Value::String(value));
     }
 }

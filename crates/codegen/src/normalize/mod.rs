@@ -4,11 +4,12 @@
 //! never learn the other ones; then the document is parsed (`openapiv3`, which reads 3.0).
 //! In order: 3.1 in the words of 3.0 (`v31`); references to reusable responses, parameters
 //! and bodies, and a path's parameters, written out in each operation (`refs`); schemas in
-//! one canonical form (`schemas`); servers from the OAuth flows where the document declares
+//! one canonical form (`schemas`); a body of any type (`*/*`) read as JSON (`media`); servers from the OAuth flows where the document declares
 //! none, and the token operations' own servers in place of the document's (`servers`);
 //! examples assembled from schemas where a media type has none (`examples`).
 
 mod examples;
+mod media;
 mod refs;
 mod schemas;
 mod servers;
@@ -28,6 +29,7 @@ pub(crate) fn normalize(name: &str, file: &str, mut json: Value) -> Result<Spec,
     }
     refs::inline(file, &mut json)?;
     schemas::canonical(&mut json);
+    media::any_as_json(&mut json);
     servers::from_flows(&mut json);
     examples::assemble(&mut json);
     let spec = typed(name, file, json)?;

@@ -82,8 +82,18 @@ fn required_scheme<'s>(
     op: &'s OaOperation,
     errors: &mut SpecErrors,
 ) -> Option<(&'s String, &'s openapiv3::SecurityScheme)> {
-    let requirements = op.security.as_ref().or(spec.api.security.as_ref())?;
-    let requirement = requirements.first()?;
+    // A document-wide requirement is for the API the document describes: a scheme that
+    // needs a token (bearer, OAuth 2, OpenID Connect) cannot be the token endpoint's, so the
+    // first alternative that can (or none) applies. An operation's own is taken as written.
+    let requirement = match &op.security {
+        Some(own) => own.first()?,
+        None => spec
+            .api
+            .security
+            .as_ref()?
+            .iter()
+            .find(|r| !r.keys().all(|name| needs_a_token(spec, name)))?,
+    };
     let (name, _) = requirement.iter().next()?;
     if requirement.len() > 1 {
         errors.push(SpecError::new(
@@ -159,4 +169,24 @@ fn api_key(
         return None;
     }
     Some((location, name.to_owned()))
+}
+
+/// Whether the scheme `name` authenticates with a token (bearer, OAuth 2, OpenID Connect).
+fn needs_a_token(spec: &Spec, name: &str) -> bool {
+    let scheme = spec
+        .api
+        .components
+        .as_ref()
+        .and_then(|c| c.security_schemes.get(name));
+    matches!(
+        scheme,
+        Some(ReferenceOr::Item(
+            openapiv3::SecurityScheme::OAuth2 { .. }
+                | openapiv3::SecurityScheme::OpenIDConnect { .. }
+        ))
+    ) || matches!(
+        scheme,
+        Some(ReferenceOr::Item(openapiv3::SecurityScheme::HTTP { scheme, .. }))
+            if scheme.eq_ignore_ascii_case("bearer")
+    )
 }

@@ -5,6 +5,7 @@ mod builder;
 
 pub use builder::{SchemaRef, TypeBuilder};
 
+use crate::names::pascal;
 use indexmap::IndexMap;
 
 /// A Rust type a field or body can have.
@@ -196,6 +197,13 @@ pub(crate) fn single_value(types: &IndexMap<String, TypeDef>, ty: &Ty) -> Option
     }
 }
 
+/// Whether a mapping's `variant: want` names the `index`th `oneOf` variant, called `variant`,
+/// of type `ty_name`: by the variant's name, its type's, its `title` (the type is named after
+/// it), or its index (`"0"`), for inline variants that have no name of their own.
+pub(crate) fn names_variant(want: &str, index: usize, variant: &str, ty_name: &str) -> bool {
+    want == variant || want == ty_name || want == index.to_string() || pascal(want) == ty_name
+}
+
 /// Property names that hold credentials whatever the spec says: `*token`, `*secret`,
 /// `*password`. `token_type` is not one.
 pub(crate) fn is_secret_name(json: &str) -> bool {
@@ -212,6 +220,15 @@ pub(crate) fn is_secret_name(json: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variant_is_named_by_name_type_title_or_index() {
+        assert!(names_variant("Card", 0, "Card", "PayCard"));
+        assert!(names_variant("PayCard", 0, "Card", "PayCard"));
+        assert!(names_variant("pay card", 0, "Card", "PayCard"));
+        assert!(names_variant("1", 1, "Variant1", "RequestVariant1"));
+        assert!(!names_variant("0", 1, "Variant1", "RequestVariant1"));
+    }
 
     #[test]
     fn secret_names() {
