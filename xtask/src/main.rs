@@ -8,9 +8,12 @@
 //! - `cargo xtask lint`: every problem of every spec, with file, JSON pointer and fix hint.
 //! - `cargo xtask mock <provider>`: serve a provider's spec on 127.0.0.1.
 //! - `cargo xtask weight`: lines and incremental build time of each generated client.
+//! - `cargo xtask semver`: whether the generated crates' public APIs break against a base
+//!   revision (cargo-semver-checks), for reviewing a spec change.
 
 mod gen_cmd;
 mod mock_cmd;
+mod semver_cmd;
 mod weight_cmd;
 
 use std::path::PathBuf;
@@ -29,7 +32,9 @@ commands:
                  (a request that breaks it gets 422; see `cargo xtask mock --help`)
 
 `cargo xtask <command> --help` describes one command.
-  weight         lines and incremental build time of each generated client (BENCHMARKS.md)";
+  weight         lines and incremental build time of each generated client (BENCHMARKS.md)
+  semver [--base REV]
+                 whether each changed generated crate breaks its public API against REV";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         ["lint"] => lint(&root()),
         ["mock", rest @ ..] => mock_cmd::run(&root(), rest),
         ["weight"] => weight_cmd::run(&root()),
+        ["semver", rest @ ..] => semver_cmd::run(&root(), rest),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             Ok(())
@@ -74,6 +80,7 @@ fn help(command: &str) -> &'static str {
             "usage: cargo xtask lint\n\nReports every problem of every spec at once, with the file, the JSON pointer and a hint."
         }
         "mock" => mock_cmd::USAGE,
+        "semver" => semver_cmd::USAGE,
         "weight" => {
             "usage: cargo xtask weight\n\nPrints the lines and the incremental build time of each generated client."
         }
