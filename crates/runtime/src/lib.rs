@@ -20,7 +20,7 @@
 //! |---|---|
 //! | one process | [`MemoryStore`], or [`FileStore`] to survive restarts |
 //! | several processes on one host | [`FileStore`] on a directory they share |
-//! | several hosts or replicas | `RedisStore` (cargo feature `redis`) |
+//! | several hosts or replicas | `RedisStore` (cargo feature `redis`), or `PostgresStore` (cargo feature `postgres`) |
 
 pub mod assertion;
 pub mod authorization;
@@ -56,6 +56,8 @@ pub use store::{
     Due, DueAfter, EncryptedStore, EncryptionKey, FileStore, MemoryStore, Reported, Saved,
     StoreError, StoreLock, Stored, TokenStore,
 };
+#[cfg(feature = "postgres")]
+pub use store::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisOptions, RedisStore, WaitForReplicas};
 pub use support::http::HttpConfig;

@@ -9,11 +9,13 @@ use tokenkit::{ManagerConfig, RefreshToken, TokenSet};
 use tokenkit_mock::MockServer;
 
 mod failing;
+mod postgres;
 mod proxy;
 mod redis;
 mod scripted;
 
 pub use failing::*;
+pub use postgres::*;
 pub use proxy::*;
 pub use redis::*;
 pub use scripted::*;

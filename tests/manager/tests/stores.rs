@@ -3,10 +3,53 @@
 
 use std::time::{Duration, SystemTime};
 use tokenkit::{
-    EncryptedStore, EncryptionKey, FileStore, MemoryStore, RedisStore, Reported, Saved, Stored,
-    TokenStore,
+    EncryptedStore, EncryptionKey, FileStore, MemoryStore, PostgresStore, RedisStore, Reported,
+    Saved, Stored, TokenStore,
 };
-use tokenkit_manager_tests::{Redis, RedisCluster, expired, scratch};
+use tokenkit_manager_tests::{Postgres, Redis, RedisCluster, expired, scratch};
+
+#[tokio::test]
+async fn no_postgres_error_or_debug_shows_the_password() {
+    let postgres = Postgres::start();
+    let port = postgres
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    for url in [
+        // A refused login (trust is per user: this one does not exist).
+        format!("postgres://nobody:SENTINEL-PW-1@127.0.0.1:{port}"),
+        // Nothing listening.
+        "postgres://u:SENTINEL-PW-2@127.0.0.1:1/db".to_owned(),
+        // Not a connection string at all.
+        "postgres://u:SENTINEL-PW-3@[::1/db?sslmode=".to_owned(),
+    ] {
+        let err = PostgresStore::connect(&url).await.unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("SENTINEL"), "{shown}");
+    }
+    let url = postgres.url.replace("tokenkit@", "tokenkit:SENTINEL-PW-4@");
+    let store = PostgresStore::connect(&url).await.unwrap();
+    assert!(!format!("{store:?}").contains("SENTINEL"));
+}
+
+#[tokio::test]
+async fn the_postgres_store_migrates_its_schema_and_refuses_a_newer_one() {
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    store.save("kept", &expired("rt"), None).await.unwrap();
+    // Connecting again (another replica, a restart) finds the schema current and keeps the data.
+    let again = PostgresStore::connect(&postgres.url).await.unwrap();
+    assert_eq!(again.load("kept").await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        postgres.psql("SELECT schema_version FROM tokenkit_meta"),
+        "1"
+    );
+    postgres.psql("UPDATE tokenkit_meta SET schema_version = 99");
+    let err = PostgresStore::connect(&postgres.url).await.unwrap_err();
+    assert!(err.message.contains("newer"), "{err}");
+}
 
 /// Saves `key`, retrying a store error for up to 5 s: a cluster just formed may drop a
 /// connection or two while its nodes agree on the slots (the manager retries writes too).
@@ -57,6 +100,12 @@ async fn every_store_lists_its_keys() {
     lists(
         EncryptedStore::new(MemoryStore::new(), key("k1", 7)),
         "encrypted",
+    )
+    .await;
+    let postgres = Postgres::start();
+    lists(
+        PostgresStore::connect(&postgres.url).await.unwrap(),
+        "postgres",
     )
     .await;
 }
@@ -289,6 +338,58 @@ async fn redis() {
     );
 }
 
+#[tokio::test]
+async fn postgres() {
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    restore_and_delete(store.clone(), "postgres").await;
+    let sealed = PostgresStore::connect(&postgres.database("sealed"))
+        .await
+        .unwrap();
+    restore_and_delete(
+        EncryptedStore::new(sealed, key("k1", 3)),
+        "encrypted postgres",
+    )
+    .await;
+    // A holder whose lease is gone writes nothing, and one who took the lock after it does.
+    let lock = store
+        .try_lock("fenced", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    postgres.psql("DELETE FROM tokenkit_locks WHERE key = 'fenced'");
+    let other = store
+        .try_lock("fenced", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the lock is free once its lease is gone");
+    let set = Stored::unmarked(1, expired("rt"));
+    assert_eq!(
+        store.restore("fenced", &set, &lock).await.unwrap(),
+        Saved::LockLost
+    );
+    assert_eq!(
+        store
+            .save_fenced("fenced", &expired("rt"), None, &lock)
+            .await
+            .unwrap(),
+        Saved::LockLost
+    );
+    assert_eq!(
+        store.delete("fenced", &lock).await.unwrap(),
+        Saved::LockLost
+    );
+    assert!(!lock.confirm().await, "the lost lease cannot be confirmed");
+    assert_eq!(
+        store
+            .save_fenced("fenced", &expired("rt"), None, &other)
+            .await
+            .unwrap(),
+        Saved::Written(1),
+        "the holder that took it over writes"
+    );
+}
+
 fn key(id: &str, byte: u8) -> EncryptionKey {
     EncryptionKey::new(id, &[byte; 32]).unwrap()
 }
@@ -482,6 +583,9 @@ async fn stores_index_when_refresh_tokens_die() {
     indexes_due_times(store, "redis").await;
     let store = RedisStore::connect(&redis.url, "due-sealed").await.unwrap();
     indexes_due_times(EncryptedStore::new(store, key("k1", 9)), "encrypted redis").await;
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    indexes_due_times(store, "postgres").await;
     let dir = scratch("stores-due");
     let files = FileStore::new(&dir).unwrap();
     assert!(

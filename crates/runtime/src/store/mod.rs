@@ -6,13 +6,17 @@
 //! - several processes on one host, or one process that must survive restarts: [`FileStore`]
 //!   (atomic replace, mode 0600, an OS file lock that dies with its process);
 //! - several hosts or replicas: `RedisStore` (feature `redis`): a lock with expiry and a
-//!   compare-and-set on a version, so a stale writer never overwrites a newer token set.
+//!   compare-and-set on a version, so a stale writer never overwrites a newer token set;
+//!   or `PostgresStore` (feature `postgres`), the same promises on a database the service
+//!   already runs.
 //!
 //! Any of them can be wrapped in [`EncryptedStore`], so that what is at rest yields no token.
 
 mod encrypted;
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
@@ -20,6 +24,8 @@ mod redis;
 pub use encrypted::{EncryptedStore, EncryptionKey};
 pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redis")]
 pub use redis::{RedisOptions, RedisStore, WaitForReplicas};
 

@@ -1,0 +1,360 @@
+//! The store contract on PostgreSQL: each operation one statement (or, to tell a conflict
+//! from a lost lock, one more read), retried where the database reports a serialization
+//! failure or a deadlock.
+
+use super::lease::{AbortOnDrop, Lease};
+use super::{PostgresStore, pg_error, retryable, sql};
+use crate::client::BoxFuture;
+use crate::store::record::{decode, encode, from_millis, to_millis};
+use crate::store::{Due, DueAfter, Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
+use crate::token::TokenSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_postgres::types::ToSql;
+
+/// How often a statement that hit a serialization failure or deadlock is run again.
+const RETRIES: usize = 3;
+
+fn millis(at: Option<SystemTime>) -> Option<i64> {
+    at.map(|t| i64::try_from(to_millis(t)).unwrap_or(i64::MAX))
+}
+
+fn time(ms: Option<i64>) -> Option<SystemTime> {
+    ms.and_then(|ms| u64::try_from(ms).ok()).map(from_millis)
+}
+
+/// When the set's refresh token dies, for the keeper's index (none for a dead set).
+fn dies(tokens: &TokenSet) -> Option<i64> {
+    millis(tokens.refresh_expires_at)
+}
+
+impl PostgresStore {
+    /// The rows `statement` returns, retried on a serialization failure or deadlock.
+    async fn rows(
+        &self,
+        what: &str,
+        statement: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let client = self.client().await?;
+            match client.query(statement, params).await {
+                Ok(rows) => return Ok(rows),
+                Err(e) if retryable(&e) && attempt < RETRIES => attempt += 1,
+                Err(e) => return Err(pg_error(what, &e)),
+            }
+        }
+    }
+
+    /// A write that changed nothing: a lost lock, or the stored version that won.
+    async fn not_written(&self, key: &str, fence: Option<&str>) -> Result<Saved, StoreError> {
+        if let Some(fence) = fence {
+            let holds = self
+                .rows("cannot check the refresh lock", sql::HOLDS, &[&key, &fence])
+                .await?;
+            if !holds.first().is_some_and(|row| row.get::<_, bool>(0)) {
+                return Ok(Saved::LockLost);
+            }
+        }
+        let rows = self
+            .rows("cannot read the stored version", sql::CURRENT, &[&key])
+            .await?;
+        Ok(match rows.first() {
+            Some(row) => {
+                let version: i64 = row.get(0);
+                let removed: bool = row.get(1);
+                let version = u64::try_from(version).ok();
+                // Over a removal a save answers "nothing stored"; a restore, the removed one.
+                Saved::Conflict(if removed { None } else { version })
+            }
+            None => Saved::Conflict(None),
+        })
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        tokens: &TokenSet,
+        expected: Option<u64>,
+        fence: Option<&str>,
+    ) -> Result<Saved, StoreError> {
+        let what = "cannot save the token set";
+        let rows = match expected {
+            Some(version) => {
+                let version = i64::try_from(version).unwrap_or(i64::MAX);
+                let data = encode(u64::try_from(version + 1).unwrap_or(0), tokens);
+                let params: [&(dyn ToSql + Sync); 5] =
+                    [&key, &fence, &version, &data, &dies(tokens)];
+                self.rows(what, sql::SAVE_OVER, &params).await?
+            }
+            None => {
+                let data = encode(0, tokens);
+                let params: [&(dyn ToSql + Sync); 4] = [&key, &fence, &data, &dies(tokens)];
+                self.rows(what, sql::SAVE_NEW, &params).await?
+            }
+        };
+        match rows.first() {
+            Some(row) => Ok(Saved::Written(
+                u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            )),
+            None => self.not_written(key, fence).await,
+        }
+    }
+
+    /// Runs a fenced statement that answers a row when it changed something.
+    async fn fenced(
+        &self,
+        what: &str,
+        statement: &str,
+        key: &str,
+        lock: &StoreLock,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        let fence = lock.fence();
+        let rows = self
+            .rows(what, statement, &[&key, &fence, &version])
+            .await?;
+        Ok(!rows.is_empty())
+    }
+}
+
+/// A value no other holder has: process, time and a counter.
+fn lock_token() -> String {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TokenStore for PostgresStore {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
+        Box::pin(async move {
+            let rows = self
+                .rows("cannot load the token set", sql::LOAD, &[&key])
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let data: Vec<u8> = row.get(1);
+            let mut stored = decode(&data)?;
+            stored.version = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            stored.sending = time(row.get(2));
+            stored.dead = time(row.get(3));
+            stored.expiring = time(row.get(4));
+            stored.announced = time(row.get(5));
+            stored.read_at = time(row.get(6));
+            Ok(Some(stored))
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(self.write(key, tokens, expected, None))
+    }
+
+    fn save_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(self.write(key, tokens, expected, lock.fence()))
+    }
+
+    fn mark_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let what = "cannot record the refresh in flight";
+        Box::pin(self.fenced(what, sql::MARK_SENDING, key, lock, version))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        key: &'a str,
+        set: &'a Stored,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let version = i64::try_from(set.version).unwrap_or(i64::MAX);
+            let data = encode(set.version, &set.tokens);
+            let index = if set.dead.is_some() {
+                None
+            } else {
+                dies(&set.tokens)
+            };
+            let (sending, dead) = (millis(set.sending), millis(set.dead));
+            let (expiring, announced) = (millis(set.expiring), millis(set.announced));
+            let fence = lock.fence();
+            let params: [&(dyn ToSql + Sync); 9] = [
+                &key, &fence, &version, &data, &sending, &dead, &expiring, &announced, &index,
+            ];
+            let rows = self
+                .rows("cannot restore the token set", sql::RESTORE, &params)
+                .await?;
+            match rows.first() {
+                Some(_) => Ok(Saved::Written(set.version)),
+                None => match self.not_written(key, fence).await? {
+                    // A removal answers with the removed version.
+                    Saved::Conflict(None) => {
+                        let rows = self
+                            .rows("cannot read the stored version", sql::CURRENT, &[&key])
+                            .await?;
+                        let removed = rows.first().map(|r| r.get::<_, i64>(0));
+                        Ok(Saved::Conflict(removed.and_then(|v| u64::try_from(v).ok())))
+                    }
+                    other => Ok(other),
+                },
+            }
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(async move {
+            let fence = lock.fence();
+            let rows = self
+                .rows("cannot delete the token set", sql::DELETE, &[&key, &fence])
+                .await?;
+            if !rows.is_empty() {
+                return Ok(Saved::Written(0));
+            }
+            Ok(match self.not_written(key, fence).await? {
+                Saved::LockLost => Saved::LockLost,
+                _ => Saved::Written(0),
+            })
+        })
+    }
+
+    fn mark_reported<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        what: Reported,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let statement = match what {
+            Reported::Dead => sql::mark_reported("dead_ms", true),
+            Reported::Expiring => sql::mark_reported("expiring_ms", false),
+            Reported::Announced => sql::mark_reported("announced_ms", false),
+        };
+        Box::pin(async move {
+            let what = "cannot record what was reported";
+            self.fenced(what, &statement, key, lock, version).await
+        })
+    }
+
+    fn clear_sending<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let what = "cannot clear the refresh in flight";
+        Box::pin(async move {
+            self.fenced(what, sql::CLEAR_SENDING, key, lock, version)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        Box::pin(async move {
+            let lease = Lease {
+                store: self.clone(),
+                key: key.to_owned(),
+                fence: lock_token(),
+                ttl: ttl.max(Duration::from_millis(1)),
+            };
+            let ttl_ms = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX);
+            let params: [&(dyn ToSql + Sync); 3] = [&lease.key, &lease.fence, &ttl_ms];
+            let taken = match self
+                .rows("cannot take the refresh lock", sql::TRY_LOCK, &params)
+                .await
+            {
+                Ok(rows) => !rows.is_empty(),
+                Err(e) => {
+                    // The answer was lost, not necessarily the statement: this fence is ours
+                    // alone, so releasing it (until that lands) frees only such a lock.
+                    tokio::spawn(lease.release());
+                    return Err(e);
+                }
+            };
+            if !taken {
+                return Ok(None);
+            }
+            let lost = Arc::new(AtomicBool::new(false));
+            let renewal = AbortOnDrop(tokio::spawn(lease.clone().renew(Arc::clone(&lost))));
+            let confirming = lease.clone();
+            let confirm: crate::store::Confirm = Box::new(move || {
+                let lease = confirming.clone();
+                Box::pin(async move { lease.extend().await == Some(true) })
+            });
+            let fence = lease.fence.clone();
+            let release: BoxFuture<'static, ()> = Box::pin(async move {
+                drop(renewal);
+                lease.release().await;
+            });
+            Ok(Some(StoreLock::lease(fence, lost, confirm, release)))
+        })
+    }
+
+    fn due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: SystemTime,
+        after: DueAfter<'a>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
+        Box::pin(async move {
+            let until = millis(Some(until));
+            let after_at = after.and_then(|(at, _)| millis(Some(at)));
+            let after_key = after.map(|(_, key)| key);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let params: [&(dyn ToSql + Sync); 5] = [&prefix, &until, &after_at, &after_key, &limit];
+            let rows = self
+                .rows("cannot read the keeper's index", sql::DUE, &params)
+                .await?;
+            Ok(Some(
+                rows.iter()
+                    .filter_map(|row| Some((row.get(0), time(row.get(1))?)))
+                    .collect(),
+            ))
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
+        Box::pin(async move {
+            let rows = self
+                .rows("cannot list the token sets", sql::LIST, &[&prefix])
+                .await?;
+            Ok(Some(rows.iter().map(|row| row.get(0)).collect()))
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! A real PostgreSQL server on 127.0.0.1, in a directory of its own, started and stopped by
+//! the tests. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user the
+//! Debian package creates.
+
+use super::*;
+
+/// The directory of PostgreSQL's server binaries (`initdb`, `postgres`), the newest installed.
+fn bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|bin| bin.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .expect("PostgreSQL's server binaries (scripts/test and .ci/run install them)")
+}
+
+/// Whether this process runs as root (then PostgreSQL runs as `postgres`).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// The `postgres` user's uid and gid.
+fn server_user() -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .expect("a `postgres` user (the Debian package creates it)")
+    };
+    (id("-u"), id("-g"))
+}
+
+/// `program` with `args`, as `postgres` when this process is root.
+fn as_server_user(program: &Path, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(program);
+    command.args(args);
+    if is_root() {
+        let (uid, gid) = server_user();
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
+/// A PostgreSQL server on a free port of 127.0.0.1, stopped and deleted when dropped.
+pub struct Postgres {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+    /// `postgres://tokenkit@127.0.0.1:<port>/postgres`.
+    pub url: String,
+}
+
+impl Postgres {
+    /// Initializes a database cluster in a scratch directory and starts it.
+    pub fn start() -> Self {
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = scratch(&format!("postgres-{n}"));
+        let data = dir.join("data");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of {}", dir.display());
+        }
+        let data_arg = data.to_string_lossy().into_owned();
+        let out = as_server_user(
+            &bin_dir().join("initdb"),
+            &[
+                "-D",
+                &data_arg,
+                "-A",
+                "trust",
+                "-U",
+                "tokenkit",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        )
+        .stdout(Stdio::null())
+        .output()
+        .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut server = Self {
+            child: None,
+            dir,
+            port,
+            url: format!("postgres://tokenkit@127.0.0.1:{port}/postgres"),
+        };
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        let sockets = self.dir.to_string_lossy().into_owned();
+        let port = self.port.to_string();
+        let child = as_server_user(
+            &bin_dir().join("postgres"),
+            &[
+                "-D",
+                &data,
+                "-p",
+                &port,
+                "-k",
+                &sockets,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("postgres");
+        self.child = Some(child);
+        // Up when it accepts a connection (the port opens before it finishes starting).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ready = || {
+            Command::new(bin_dir().join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port, "-U", "tokenkit"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Postgres {
+    /// A new, empty database on this server: its URL.
+    pub fn database(&self, name: &str) -> String {
+        self.psql(&format!("CREATE DATABASE \"{name}\""));
+        format!("postgres://tokenkit@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs `statement` with `psql`, as the tests' superuser; panics if it fails.
+    pub fn psql(&self, statement: &str) -> String {
+        let psql = bin_dir().join("psql");
+        let psql = if psql.exists() {
+            psql
+        } else {
+            PathBuf::from("psql")
+        };
+        let out = Command::new(psql)
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url,
+                "-c",
+                statement,
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {statement:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGINT: PostgreSQL's fast shutdown.
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
