@@ -164,6 +164,12 @@ impl Postgres {
 
     /// Runs `statement` with `psql`, as the tests' superuser; panics if it fails.
     pub fn psql(&self, statement: &str) -> String {
+        self.psql_at("postgres", statement)
+    }
+
+    /// [`Postgres::psql`] in the database `database`.
+    pub fn psql_at(&self, database: &str, statement: &str) -> String {
+        let url = format!("postgres://tokenkit@127.0.0.1:{}/{database}", self.port);
         let psql = bin_dir().join("psql");
         let psql = if psql.exists() {
             psql
@@ -179,7 +185,7 @@ impl Postgres {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
-                &self.url,
+                &url,
                 "-c",
                 statement,
             ])

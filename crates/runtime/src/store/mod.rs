@@ -10,8 +10,10 @@
 //!   or `PostgresStore` (feature `postgres`), the same promises on a database the service
 //!   already runs.
 //!
-//! Any of them can be wrapped in [`EncryptedStore`], so that what is at rest yields no token.
+//! Any of them can be wrapped in [`EncryptedStore`], so that what is at rest yields no token;
+//! [`copy_connections`] moves connections from one to another while a fleet runs.
 
+mod copy;
 mod encrypted;
 mod file;
 mod memory;
@@ -21,6 +23,7 @@ mod record;
 #[cfg(feature = "redis")]
 mod redis;
 
+pub use copy::{Copied, copy_connections};
 pub use encrypted::{EncryptedStore, EncryptionKey};
 pub use file::FileStore;
 pub use memory::MemoryStore;
