@@ -156,6 +156,20 @@ impl Postgres {
 }
 
 impl Postgres {
+    /// Kills the server with SIGKILL (no shutdown: what a crash leaves).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (crash recovery replays
+    /// its write-ahead log).
+    pub fn start_again(&mut self) {
+        self.run();
+    }
+
     /// A new, empty database on this server: its URL.
     pub fn database(&self, name: &str) -> String {
         self.psql(&format!("CREATE DATABASE \"{name}\""));

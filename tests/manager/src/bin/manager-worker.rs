@@ -12,7 +12,7 @@
 //! grace (two lock lifetimes and the longest backoff).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokenkit::{FileStore, ManagerConfig, RedisStore, TokenManager, TokenStore};
+use tokenkit::{FileStore, ManagerConfig, PostgresStore, RedisStore, TokenManager, TokenStore};
 use tokenkit_manager_tests::{client_with_timeout, fast_config};
 
 struct Options {
@@ -55,6 +55,9 @@ async fn main() {
         let store = RedisStore::connect(url, "tokenkit-test")
             .await
             .expect("redis store");
+        run(base_url, store, &options).await
+    } else if let Some(url) = store.strip_prefix("postgres:") {
+        let store = PostgresStore::connect(url).await.expect("postgres store");
         run(base_url, store, &options).await
     } else if let Some(urls) = store.strip_prefix("redis-cluster:") {
         let nodes: Vec<&str> = urls.split(',').collect();
