@@ -257,7 +257,13 @@ fn discriminated<'a>(
         .get("mapping")
         .and_then(|m| m.get(value))
         .and_then(Value::as_str)
-        .map_or_else(|| format!("#/components/schemas/{value}"), str::to_owned);
+        .unwrap_or(value);
+    // A mapping value is a reference, or a schema's name.
+    let target = if target.contains('/') {
+        target.to_owned()
+    } else {
+        format!("#/components/schemas/{target}")
+    };
     options
         .iter()
         .find(|o| o.get("$ref").and_then(Value::as_str) == Some(target.as_str()))

@@ -202,8 +202,11 @@ fn discriminate(map: &Map<String, Value>, variant: &Value, example: &mut Value) 
         .get("mapping")
         .and_then(Value::as_object)
         .and_then(|m| {
-            m.iter()
-                .find(|(_, target)| target.as_str() == Some(reference))
+            m.iter().find(|(_, target)| {
+                target.as_str().is_some_and(|target| {
+                    target == reference || reference.rsplit('/').next() == Some(target)
+                })
+            })
         })
         .map(|(key, _)| key.clone());
     let value = mapped.or_else(|| reference.rsplit('/').next().map(str::to_owned));

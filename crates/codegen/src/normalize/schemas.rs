@@ -5,7 +5,11 @@
 //!   into the schema; an `allOf` of one inline schema is that schema; an `allOf` of one `$ref`
 //!   stays (it is 3.0's way to make a reference nullable or describe it);
 //! - object keywords (`required`, `properties`) inside a string, number or boolean schema are
-//!   strays: dropped.
+//!   strays: dropped;
+//! - polymorphism by mapping (a base schema with a `discriminator` mapping and no `oneOf`,
+//!   whose subtypes are `allOf` the base) becomes a `oneOf` of the subtypes under the base's
+//!   name, the base's own properties moving to `<Base>Base`, so that a reference to the base
+//!   is a reference to any of its subtypes, as the discriminator says.
 
 use super::walk;
 use serde_json::{Map, Value};
@@ -25,6 +29,7 @@ const ANNOTATIONS: [&str; 9] = [
 
 /// Rewrites every schema of `doc` in the canonical form, in place.
 pub(super) fn canonical(doc: &mut Value) {
+    by_mapping(doc);
     walk::schemas(doc, &mut |schema| {
         if let Some(map) = schema.as_object_mut() {
             stray_object_keywords(map);
@@ -114,5 +119,68 @@ fn fold_annotation_members(map: &mut Map<String, Value>) {
     }
     for (key, value) in folded {
         map.entry(key).or_insert(value);
+    }
+}
+
+/// The component schemas that are bases of polymorphism by mapping, with their subtypes.
+fn bases(schemas: &Map<String, Value>) -> Vec<(String, Vec<String>)> {
+    const PREFIX: &str = "#/components/schemas/";
+    schemas
+        .iter()
+        .filter(|(_, s)| s.get("oneOf").is_none() && s.get("anyOf").is_none())
+        .filter_map(|(name, s)| {
+            let mapping = s.get("discriminator")?.get("mapping")?.as_object()?;
+            let subtypes: Vec<String> = mapping
+                .values()
+                .filter_map(Value::as_str)
+                .map(|v| v.strip_prefix(PREFIX).unwrap_or(v).to_owned())
+                .filter(|t| t != name && schemas.contains_key(t))
+                .collect();
+            (!subtypes.is_empty()).then(|| (name.clone(), subtypes))
+        })
+        .collect()
+}
+
+/// Polymorphism by mapping as a `oneOf` (see the module docs).
+fn by_mapping(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for (base, subtypes) in bases(schemas) {
+        let mut own = format!("{base}Base");
+        while schemas.contains_key(&own) {
+            own.push('_');
+        }
+        let Some(Value::Object(mut base_schema)) = schemas.remove(&base) else {
+            continue;
+        };
+        let discriminator = base_schema.remove("discriminator");
+        schemas.insert(own.clone(), Value::Object(base_schema));
+        let from = format!("#/components/schemas/{base}");
+        let to = format!("#/components/schemas/{own}");
+        for subtype in &subtypes {
+            let members = schemas
+                .get_mut(subtype)
+                .and_then(|s| s.get_mut("allOf"))
+                .and_then(Value::as_array_mut);
+            for member in members.into_iter().flatten() {
+                if member.get("$ref").and_then(Value::as_str) == Some(from.as_str()) {
+                    member["$ref"] = Value::String(to.clone());
+                }
+            }
+        }
+        let mut union = Map::new();
+        let variants = subtypes
+            .iter()
+            .map(|t| serde_json::json!({ "$ref": format!("#/components/schemas/{t}") }))
+            .collect();
+        union.insert("oneOf".to_owned(), Value::Array(variants));
+        if let Some(discriminator) = discriminator {
+            union.insert("discriminator".to_owned(), discriminator);
+        }
+        schemas.insert(base, Value::Object(union));
     }
 }
