@@ -392,7 +392,9 @@ async fn machine_provider(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_with_grants_only_gets_one_grant_per_stale_token_across_two_managers() {
-    let (mock, client) = machine_provider(1).await;
+    // Tokens live 4 s, fresh for 3 s of it (the config's skew is 950 ms): each stampede ends
+    // well inside one token's life on a busy machine.
+    let (mock, client) = machine_provider(4).await;
     let dir = tokenkit_manager_tests::scratch("grant-only");
     let store = tokenkit::FileStore::new(&dir).unwrap();
     let config = tokenkit_manager_tests::fast_config;
@@ -413,8 +415,12 @@ async fn a_provider_with_grants_only_gets_one_grant_per_stale_token_across_two_m
     assert_eq!(stored.tokens.origin, Some(Origin::ClientCredentials));
     assert!(stored.tokens.refresh_token.is_none());
 
-    // Served for half its second, then stale: one more grant, never a refresh.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Served until it is stale (its expiry less the skew), then one more grant, never a refresh.
+    let stale_at = stored.tokens.expires_at.expect("an expiry") - config().skew;
+    let wait = stale_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
     let (second_a, second_b) = tokio::join!(stampede(&a, 500), stampede(&b, 500));
     let stats = mock.authority_stats();
     assert_eq!(

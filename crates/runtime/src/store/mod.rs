@@ -16,6 +16,7 @@
 mod copy;
 mod encrypted;
 mod file;
+mod lease;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -2,15 +2,14 @@
 //! from a lost lock, one more read), retried where the database reports a serialization
 //! failure or a deadlock.
 
-use super::lease::{AbortOnDrop, Lease};
+use super::lease::Lease;
 use super::{PostgresStore, pg_error, retryable, sql};
 use crate::client::BoxFuture;
+use crate::store::lease::{self, lock_token};
 use crate::store::record::{decode, encode, from_millis, to_millis};
 use crate::store::{Due, DueAfter, Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::token::TokenSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio_postgres::types::ToSql;
 
 /// How often a statement that hit a serialization failure or deadlock is run again.
@@ -119,20 +118,6 @@ impl PostgresStore {
             .await?;
         Ok(!rows.is_empty())
     }
-}
-
-/// A value no other holder has: process, time and a counter.
-fn lock_token() -> String {
-    static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        SERIAL.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 impl TokenStore for PostgresStore {
@@ -289,8 +274,7 @@ impl TokenStore for PostgresStore {
                 fence: lock_token(),
                 ttl: ttl.max(Duration::from_millis(1)),
             };
-            let ttl_ms = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX);
-            let params: [&(dyn ToSql + Sync); 3] = [&lease.key, &lease.fence, &ttl_ms];
+            let params: [&(dyn ToSql + Sync); 3] = [&lease.key, &lease.fence, &lease.ttl_ms()];
             let taken = match self
                 .rows("cannot take the refresh lock", sql::TRY_LOCK, &params)
                 .await
@@ -299,26 +283,15 @@ impl TokenStore for PostgresStore {
                 Err(e) => {
                     // The answer was lost, not necessarily the statement: this fence is ours
                     // alone, so releasing it (until that lands) frees only such a lock.
-                    tokio::spawn(lease.release());
+                    tokio::spawn(lease::release(lease));
                     return Err(e);
                 }
             };
             if !taken {
                 return Ok(None);
             }
-            let lost = Arc::new(AtomicBool::new(false));
-            let renewal = AbortOnDrop(tokio::spawn(lease.clone().renew(Arc::clone(&lost))));
-            let confirming = lease.clone();
-            let confirm: crate::store::Confirm = Box::new(move || {
-                let lease = confirming.clone();
-                Box::pin(async move { lease.extend().await == Some(true) })
-            });
             let fence = lease.fence.clone();
-            let release: BoxFuture<'static, ()> = Box::pin(async move {
-                drop(renewal);
-                lease.release().await;
-            });
-            Ok(Some(StoreLock::lease(fence, lost, confirm, release)))
+            Ok(Some(lease::held(lease, fence)))
         })
     }
 

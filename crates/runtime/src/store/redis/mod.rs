@@ -17,23 +17,22 @@ use super::record::{decode, encode, from_millis, to_millis};
 use super::{Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::secret::Secret;
+use crate::store::lease::lock_token;
 use crate::token::TokenSet;
 use connection::{Connection, glob_literal};
-use lease::{AbortOnDrop, Lease};
+use lease::Lease;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use scripts::*;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// How long one command may take before it fails (and the connection is rebuilt).
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The longest `WAIT` allowed: it must answer before the command times out.
 const MAX_WAIT: Duration = Duration::from_millis(800);
-/// How often a release Redis did not answer is tried again.
-const RELEASE_RETRY: Duration = Duration::from_millis(100);
+/// How often an index entry Redis did not take is tried again.
+const INDEX_RETRY: Duration = Duration::from_millis(100);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The longest pause between reconnection attempts: Redis back means the store back within
@@ -253,20 +252,6 @@ fn saved_of(code: i64, version: u64) -> Saved {
 /// A mark's time as a script argument: milliseconds, or '' for none.
 fn millis_or_empty(at: Option<SystemTime>) -> String {
     at.map(|at| to_millis(at).to_string()).unwrap_or_default()
-}
-
-/// A value no other holder has: process, time and a counter.
-fn lock_token() -> String {
-    static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        SERIAL.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 #[cfg(test)]

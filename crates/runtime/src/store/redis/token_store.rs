@@ -305,27 +305,14 @@ impl TokenStore for RedisStore {
                     // the lock for us (and kept it in its append-only file across a crash),
                     // and nobody would release it for its whole ttl. This token is ours
                     // alone, so releasing it (until it lands) frees only such a lock.
-                    tokio::spawn(lease.release());
+                    tokio::spawn(crate::store::lease::release(lease));
                     return Err(redis_error("cannot take the refresh lock", &e));
                 }
             };
             if taken.is_none() {
                 return Ok(None);
             }
-            let lost = Arc::new(AtomicBool::new(false));
-            // Renewed every third of its ttl while held, so a long refresh keeps it; a holder
-            // that dies stops renewing and the lock expires.
-            let renewal = AbortOnDrop(tokio::spawn(lease.clone().renew(Arc::clone(&lost))));
-            let confirming = lease.clone();
-            let confirm: crate::store::Confirm = Box::new(move || {
-                let lease = confirming.clone();
-                Box::pin(async move { lease.extend().await == Some(true) })
-            });
-            let release: BoxFuture<'static, ()> = Box::pin(async move {
-                drop(renewal);
-                lease.release().await;
-            });
-            Ok(Some(StoreLock::lease(token, lost, confirm, release)))
+            Ok(Some(crate::store::lease::held(lease, token)))
         })
     }
 }
@@ -447,7 +434,7 @@ impl RedisStore {
             }
             tokio::spawn(async move {
                 for _ in 0..600 {
-                    tokio::time::sleep(RELEASE_RETRY).await;
+                    tokio::time::sleep(INDEX_RETRY).await;
                     if cmd.query_async::<Value>(&mut connection).await.is_ok() {
                         return;
                     }
