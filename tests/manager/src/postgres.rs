@@ -3,6 +3,7 @@
 //! Debian package creates.
 
 use super::*;
+use std::os::unix::process::CommandExt;
 
 /// The directory of PostgreSQL's server binaries (`initdb`, `postgres`), the newest installed.
 fn bin_dir() -> PathBuf {
@@ -45,7 +46,6 @@ fn server_user() -> (u32, u32) {
 
 /// `program` with `args`, as `postgres` when this process is root.
 fn as_server_user(program: &Path, args: &[&str]) -> Command {
-    use std::os::unix::process::CommandExt;
     let mut command = Command::new(program);
     command.args(args);
     if is_root() {
@@ -134,6 +134,8 @@ impl Postgres {
         )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // Its own process group, with every backend in it: one signal stops the whole server.
+        .process_group(0)
         .spawn()
         .expect("postgres");
         self.child = Some(child);
@@ -162,6 +164,26 @@ impl Postgres {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stops the whole server, every backend with it (SIGSTOP to its process group): it keeps
+    /// its connections but answers nothing.
+    pub fn stop(&self) {
+        self.signal_all("-STOP");
+    }
+
+    /// Lets a stopped server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal_all("-CONT");
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running server").id();
+        let status = Command::new("kill")
+            .args([signal, "--", &format!("-{pid}")])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} -{pid}");
     }
 
     /// Starts the server again on the same port and data directory (crash recovery replays

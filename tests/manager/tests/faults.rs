@@ -197,6 +197,27 @@ async fn a_postgres_crash_mid_run_loses_nothing_and_heals() {
     check_stored_set_is_live(store, &mock, "postgres crash").await;
 }
 
+/// PostgreSQL stopped whole (SIGSTOP to every backend) for 1.5 s, past a 600 ms lease, while
+/// forced refreshes run: leases run out at the database's clock while their holders wait, and
+/// a holder that goes on writes nothing once another took the lock (fenced in the same
+/// statement); no refresh token is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stalled_longer_than_the_lock_never_lets_two_holders_send() {
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    let arg = format!("postgres:{}", postgres.url);
+    let short_lease = ["--force", "--lock-ttl-ms", "600"];
+    let (mock, store, children) =
+        fleet(store, &arg, Duration::from_millis(50), 3, "8", &short_lease).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    postgres.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    postgres.resume();
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "postgres stall");
+    check_stored_set_is_live(store, &mock, "postgres stall").await;
+}
+
 /// A 600 ms lease and at most 200 ms between retries: a token marked as in flight is given up
 /// (re-authenticated) 1.4 s after it was marked.
 const SHORT_GRACE: &[&str] = &["--lock-ttl-ms", "600", "--max-backoff-ms", "200"];
