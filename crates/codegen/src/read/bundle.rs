@@ -2,7 +2,8 @@
 //! (`schemas/OAuthError.yaml`, `common.yaml#/components/responses/Error`) is replaced by what
 //! it names. A schema from another file becomes a component schema of the document (named
 //! after its file, or the last segment of its pointer), so that its type keeps a name; any
-//! other part is written out where it is referenced.
+//! other part is written out where it is referenced. Only files in the spec's folder (or
+//! below) are read.
 
 use super::document;
 use crate::error::SpecError;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub(super) fn bundle(file: &str, dir: &Path, doc: &mut Value) -> Result<(), SpecError> {
     let mut bundler = Bundler {
         file,
+        root: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
         files: HashMap::new(),
         hoisted: HashMap::new(),
         schemas: Map::new(),
@@ -44,6 +46,9 @@ pub(super) fn bundle(file: &str, dir: &Path, doc: &mut Value) -> Result<(), Spec
 struct Bundler<'a> {
     /// The document's file, as errors name it.
     file: &'a str,
+    /// The spec's own folder: no reference reads outside it (a spec in a pull request must
+    /// not pull the build machine's other files into a generated crate).
+    root: PathBuf,
     /// Every other file read, by path.
     files: HashMap<PathBuf, Value>,
     /// The component name each hoisted schema got, by file and pointer.
@@ -147,6 +152,17 @@ impl Bundler<'_> {
         reference: &str,
         at: &str,
     ) -> Result<Value, SpecError> {
+        let inside = path
+            .canonicalize()
+            .is_ok_and(|real| real.starts_with(&self.root));
+        if path.exists() && !inside {
+            return Err(self
+                .error(
+                    &pointer::join(at, "$ref"),
+                    format!("{reference:?} is outside the spec's folder"),
+                )
+                .hint("keep the files a spec refers to in its folder, or below it"));
+        }
         if !self.files.contains_key(path) {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 self.error(
