@@ -6,9 +6,16 @@ use tokenkit_codegen::{OutputFile, SNAPSHOT_DIR, SOURCES};
 
 /// Regenerates, or with `check` compares, every generated file.
 pub fn run(root: &Path, check: bool) -> Result<(), String> {
-    let files = tokenkit_codegen::generate(root).map_err(|errors| {
+    let generated = tokenkit_codegen::generate(root).map_err(|errors| {
         format!("{errors}\n\ngen: no file was written; fix the specs above and run it again")
     })?;
+    if !generated.notes.is_empty() {
+        eprintln!(
+            "gen: the specs have {} note(s): `cargo xtask lint` shows them",
+            generated.notes.len()
+        );
+    }
+    let files = generated.files;
     let stale = stale_files(root, &files);
     let changed: Vec<&OutputFile> = files
         .iter()

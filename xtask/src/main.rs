@@ -94,7 +94,19 @@ fn lint(root: &std::path::Path) -> Result<(), String> {
         let count = errors.0.len();
         format!("{errors}\n\nlint: {count} problem(s)")
     })?;
-    println!("lint: {} specs, no problems", providers.len());
+    let notes: Vec<_> = providers
+        .iter()
+        .flat_map(|(_, p)| p.notes.clone())
+        .collect();
+    // No error, but a choice the maintainer should know of.
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
+    println!(
+        "lint: {} specs, no problems, {} note(s)",
+        providers.len(),
+        notes.len()
+    );
     Ok(())
 }
 

@@ -72,6 +72,12 @@ pub struct TokenRefresh {
     /// (refresh tokens that expire when idle): the runtime keeps each set's
     /// `refresh_expires_at` no later than its receipt plus this, so a keeper refreshes in time.
     pub refresh_idle_lifetime: Option<u64>,
+    /// Optional properties of a body the refresh shares with grants that every request sends
+    /// as per-client values (`per-client: [/scope]`), by top-level pointer. A shared body's other optional
+    /// properties that no request fills are left out (most belong to one grant: `password`,
+    /// `subject_token`), except the client's own `client_id` and `client_secret`.
+    #[serde(default)]
+    pub per_client: Vec<String>,
 }
 
 /// A grant besides the refresh.

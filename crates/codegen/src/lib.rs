@@ -169,10 +169,18 @@ pub fn load_all(root: &Path) -> Result<Vec<(Source, Provider)>, SpecErrors> {
     errors.into_result(providers)
 }
 
-/// Every file `cargo xtask gen` writes, or every problem found: each client crate, its
-/// whole-client snapshot, and the suite crate. All or nothing: when any spec fails, nothing is
-/// returned to write.
-pub fn generate(root: &Path) -> Result<Vec<OutputFile>, SpecErrors> {
+/// What `cargo xtask gen` writes, with what it should say.
+#[derive(Debug)]
+pub struct Generated {
+    /// Each client crate, its whole-client snapshot, and the suite crate.
+    pub files: Vec<OutputFile>,
+    /// Every spec's notes ([`Provider::notes`]), in spec order.
+    pub notes: Vec<SpecError>,
+}
+
+/// Every file `cargo xtask gen` writes, or every problem found. All or nothing: when any spec
+/// fails, nothing is returned to write.
+pub fn generate(root: &Path) -> Result<Generated, SpecErrors> {
     let providers = load_all(root)?;
     let mut errors = SpecErrors::default();
     let mut files = Vec::new();
@@ -195,5 +203,9 @@ pub fn generate(root: &Path) -> Result<Vec<OutputFile>, SpecErrors> {
         Ok(f) => files.extend(f),
         Err(e) => errors.push(SpecError::new(SUITE_DIR, "", e)),
     }
-    errors.into_result(files)
+    let notes = providers
+        .iter()
+        .flat_map(|(_, p)| p.notes.clone())
+        .collect();
+    errors.into_result(Generated { files, notes })
 }

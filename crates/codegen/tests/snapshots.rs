@@ -160,6 +160,15 @@ fn operation_and_path_servers_win_over_the_document_s() {
 }
 
 #[test]
+fn security_requirements_passed_over_or_inherited_are_noted() {
+    let p = provider("crates/codegen/tests/fixtures/security-alternatives.yaml");
+    let names: Vec<&str> = p.config.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["client_id", "client_secret", "api_key"]);
+    let notes: Vec<String> = p.notes.iter().map(|n| n.to_string()).collect();
+    insta::assert_snapshot!(notes.join("\n"));
+}
+
+#[test]
 fn broken_specs_are_errors_naming_file_and_pointer() {
     insta::glob!("broken/*.yaml", |path| {
         let name = path.file_name().unwrap().to_string_lossy();
@@ -175,8 +184,8 @@ fn broken_specs_are_errors_naming_file_and_pointer() {
 #[test]
 fn generation_is_deterministic() {
     let root = workspace();
-    let first = tokenkit_codegen::generate(&root).unwrap();
-    let second = tokenkit_codegen::generate(&root).unwrap();
+    let first = tokenkit_codegen::generate(&root).unwrap().files;
+    let second = tokenkit_codegen::generate(&root).unwrap().files;
     assert_eq!(first, second);
 }
 

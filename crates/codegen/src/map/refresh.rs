@@ -359,9 +359,12 @@ pub(super) fn map<'s>(
         wrap: slot.wrap,
         struct_name: slot.struct_name,
         own,
+        per_client: Vec::new(),
         at,
     }];
     plans.extend(grant_plans);
+    let values_at = pointer::join(&ctx.at, "per-client");
+    requests::per_client(file, &values_at, types, &mut plans, &ext.per_client, errors);
     let assertion = ext.client_assertion.as_deref().and_then(|ptr| {
         let at = pointer::join(&ctx.at, "client-assertion");
         requests::client_assertion(file, &at, types, &mut plans, ptr, errors)

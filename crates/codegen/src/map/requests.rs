@@ -17,6 +17,9 @@ pub(crate) struct RequestPlan {
     pub(crate) struct_name: String,
     /// The fields this request fills itself: per-call values and fixed ones.
     pub(crate) own: Vec<(String, FillSource)>,
+    /// Optional fields of a shared body this request sends as per-client values
+    /// (the mapping's `per-client`).
+    pub(crate) per_client: Vec<String>,
     /// Where its mapping is, for errors.
     pub(crate) at: String,
 }
@@ -296,6 +299,7 @@ pub(super) fn plan(
         wrap,
         struct_name,
         own,
+        per_client: Vec::new(),
         at: grant_at.to_owned(),
     })
 }
@@ -355,8 +359,52 @@ fn without_body(
         wrap: None,
         struct_name: String::new(),
         own: Vec::new(),
+        per_client: Vec::new(),
         at: grant_at.to_owned(),
     })
+}
+
+/// The mapping's `per-client` values (at `at`): each an optional top-level property of a request's
+/// struct, given to every request whose struct has it.
+pub(super) fn per_client(
+    file: &str,
+    at: &str,
+    types: &TypeBuilder<'_>,
+    plans: &mut [RequestPlan],
+    values: &[String],
+    errors: &mut SpecErrors,
+) {
+    for (i, ptr) in values.iter().enumerate() {
+        let here = pointer::join(at, &i.to_string());
+        let mut found = false;
+        let mut refused: Vec<&str> = Vec::new();
+        for plan in plans.iter_mut() {
+            let Ok(field) = top_level(types, &plan.struct_name, ptr) else {
+                continue;
+            };
+            found = true;
+            if field.optional {
+                plan.per_client.push(field.json);
+            } else if !refused.contains(&plan.struct_name.as_str()) {
+                refused.push(&plan.struct_name);
+                errors.push(SpecError::new(
+                    file,
+                    &here,
+                    format!(
+                        "{:?} is required in {}: every request sends it already",
+                        field.json, plan.struct_name
+                    ),
+                ));
+            }
+        }
+        if !found {
+            errors.push(SpecError::new(
+                file,
+                &here,
+                format!("{ptr:?} is not a top-level property of any request body"),
+            ));
+        }
+    }
 }
 
 /// Where one per-call value of a grant goes (`code: /code`): a top-level string property,

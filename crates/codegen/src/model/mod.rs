@@ -79,6 +79,10 @@ pub struct Provider {
     /// Body fields whose values error snippets never show: every secret-typed field, by its
     /// JSON name, sorted.
     pub sensitive_fields: Vec<String>,
+    /// What the maintainer should know that is no error, with file and pointer: a security
+    /// requirement the client passed over or took from the document. `lint` and `gen` print
+    /// them.
+    pub notes: Vec<crate::SpecError>,
 }
 
 /// A server URL.

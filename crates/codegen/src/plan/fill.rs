@@ -42,7 +42,10 @@ impl BodyParts {
 }
 
 /// Fills every request's fields. A field another request on the same struct fills itself
-/// (its token, code or fixed value) is left out of this one, so it must be optional.
+/// (its token, code or fixed value) is left out of this one, so it must be optional; so is
+/// an optional field of a shared struct that no request fills (it may be any grant's), unless
+/// it is the client's own (`client_id`, `client_secret`: RFC 6749 §2.3.1) or the mapping
+/// names it in `per-client`.
 pub(super) fn fill_all(
     file: &str,
     types: &IndexMap<String, TypeDef>,
@@ -54,12 +57,23 @@ pub(super) fn fill_all(
     plans
         .iter()
         .map(|plan| {
-            let foreign: Vec<&str> = plans
+            let sharing = plans
                 .iter()
-                .filter(|other| other.struct_name == plan.struct_name)
+                .filter(|other| other.struct_name == plan.struct_name);
+            let mut foreign: Vec<&str> = sharing
+                .clone()
                 .flat_map(|other| other.own.iter().map(|(json, _)| json.as_str()))
                 .filter(|json| !plan.own.iter().any(|(own, _)| own == json))
                 .collect();
+            if sharing.count() > 1 {
+                foreign.extend(
+                    struct_fields(types, &plan.struct_name)
+                        .iter()
+                        .filter(|f| f.optional && !per_client(plan, &f.json))
+                        .filter(|f| !plan.own.iter().any(|(own, _)| *own == f.json))
+                        .map(|f| f.json.as_str()),
+                );
+            }
             for field in struct_fields(types, &plan.struct_name) {
                 if !field.optional && foreign.contains(&field.json.as_str()) {
                     errors.push(SpecError::new(
@@ -77,6 +91,11 @@ pub(super) fn fill_all(
             body_fill(types, &plan.struct_name, &plan.own, &foreign, example, config)
         })
         .collect()
+}
+
+/// Whether a shared body's optional `json` is a per-client value of `plan`.
+fn per_client(plan: &RequestPlan, json: &str) -> bool {
+    matches!(json, "client_id" | "client_secret") || plan.per_client.iter().any(|v| v == json)
 }
 
 /// How each field of a request struct is filled: `own` are the values this request sets

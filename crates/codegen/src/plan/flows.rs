@@ -21,6 +21,7 @@ pub(super) fn flows(
     servers: &[Server],
     refresh_path: Option<&str>,
     mapped: &[(GrantKind, &str, String)],
+    notes: &mut Vec<SpecError>,
     errors: &mut SpecErrors,
 ) -> OAuth {
     let mut check = Check {
@@ -28,6 +29,7 @@ pub(super) fn flows(
         servers,
         refresh_path,
         mapped,
+        notes,
         errors,
         oauth: OAuth::default(),
         declared: Vec::new(),
@@ -92,6 +94,7 @@ struct Check<'r> {
     servers: &'r [Server],
     refresh_path: Option<&'r str>,
     mapped: &'r [(GrantKind, &'r str, String)],
+    notes: &'r mut Vec<SpecError>,
     errors: &'r mut SpecErrors,
     oauth: OAuth,
     /// The grants a flow declares.
@@ -120,6 +123,34 @@ impl Check<'_> {
         })
     }
 
+    /// A flow's URL (at `at`) that does not name `path`, the operation that serves it: a note
+    /// when it names no operation of the document on a host of its servers, as a published
+    /// document's flow may (another version of the endpoint; the client sends to the
+    /// operation, whatever the flow says); an error when it names another operation (the
+    /// mapping may be on the wrong one) or another host (the servers may be wrong).
+    fn elsewhere(&mut self, at: &str, url: &str, path: &str) {
+        let other =
+            (self.spec.api.paths.paths.keys()).find(|p| *p != path && self.points_at(url, p));
+        let our_host =
+            !url.contains("://") || self.servers.iter().any(|s| origin(&s.url) == origin(url));
+        if let (None, true) = (other, our_host) {
+            self.notes.push(SpecError::new(
+                &self.spec.file,
+                at,
+                format!("{url:?} names no operation of the document: the client sends to {path}, the operation with the mapping"),
+            ));
+            return;
+        }
+        let names = other
+            .map(|o| format!(" ({o}, another operation)"))
+            .unwrap_or_default();
+        self.push(
+            at,
+            format!("{url:?}{names} is not the operation that serves it ({path} on a server of the spec)"),
+            "write the URL of the operation with the mapping, absolute or relative to a server",
+        );
+    }
+
     /// One declared flow, at `flow_at`: its URLs name the operations, it is mapped, and its
     /// scopes are the client's.
     fn flow(&mut self, flow_at: &str, kind: GrantKind, (token_url, refresh_url, scopes): Flow<'_>) {
@@ -137,11 +168,7 @@ impl Check<'_> {
                     "the spec has no refresh operation (`x-token-refresh`) for this URL to name",
                     "leave out `refreshUrl` for a provider that issues no refresh tokens",
                 ),
-                Some(path) if !self.points_at(url, path) => self.push(
-                    &at,
-                    format!("{url:?} is not the operation that serves it ({path} on a server of the spec)"),
-                    "write the URL of the operation with the mapping, absolute or relative to a server",
-                ),
+                Some(path) if !self.points_at(url, path) => self.elsewhere(&at, url, path),
                 Some(_) => {}
             }
         }
@@ -216,6 +243,15 @@ impl Check<'_> {
             );
         }
     }
+}
+
+/// The scheme and authority of an absolute URL (`https://api.example.com`).
+fn origin(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| url.len() - rest.len() + i);
+    Some(&url[..end])
 }
 
 /// Whether `url` is plain http to a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`).

@@ -41,6 +41,7 @@ pub(crate) fn plan(mapping: Mapping<'_>, errors: &mut SpecErrors) -> Option<Prov
         host_patterns,
         types,
         mut config,
+        mut notes,
     } = common;
     let file = spec.file.as_str();
     let refresh = refresh.map(|r| refresh_operation(file, r, &types, &mut config, errors));
@@ -64,7 +65,7 @@ pub(crate) fn plan(mapping: Mapping<'_>, errors: &mut SpecErrors) -> Option<Prov
         served.push((grant.kind, op.operation.path.as_str(), at));
     }
     let refresh_path = refresh.as_ref().map(|(op, _)| op.operation.path.as_str());
-    let oauth = flows::flows(spec, &servers, refresh_path, &served, errors);
+    let oauth = flows::flows(spec, &servers, refresh_path, &served, &mut notes, errors);
     let first_at = refresh
         .as_ref()
         .map(|(op, _)| op.operation.pointer.clone())
@@ -100,6 +101,7 @@ pub(crate) fn plan(mapping: Mapping<'_>, errors: &mut SpecErrors) -> Option<Prov
         oauth,
         spec_json: spec.json.clone(),
         sensitive_fields: Vec::new(),
+        notes,
     };
     decide::decide(&mut provider);
     Some(provider)

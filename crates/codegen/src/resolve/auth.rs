@@ -5,17 +5,18 @@ use crate::model::{Auth, ConfigField, Location, made_up_example, push_config};
 use crate::pointer;
 use crate::read::Spec;
 use crate::types::Ty;
-use openapiv3::{Operation as OaOperation, ReferenceOr};
+use openapiv3::{Operation as OaOperation, ReferenceOr, SecurityRequirement};
 
-/// The client authentication of the operation's first security requirement (or the spec's).
+/// The client authentication of the security requirement the operation meets.
 pub(super) fn auth(
     spec: &Spec,
     op_pointer: &str,
     op: &OaOperation,
     config: &mut Vec<ConfigField>,
+    notes: &mut Vec<SpecError>,
     errors: &mut SpecErrors,
 ) -> Option<Auth> {
-    let (name, scheme) = required_scheme(spec, op_pointer, op, errors)?;
+    let (name, scheme) = required_scheme(spec, op_pointer, op, notes, errors)?;
     let at = pointer::join("/components/securitySchemes", name);
     let mut field = |name: &str, ty: Ty, doc: &str| {
         push_config(
@@ -75,25 +76,71 @@ pub(super) fn auth(
     }
 }
 
-/// The security scheme the operation's first requirement (or the spec's) names, with its name.
+/// The security scheme of the requirement the token operation meets, with its name: the
+/// first alternative of its own `security` a client can meet (Basic, an API key, or none),
+/// else of the document's. A scheme that needs a token (bearer, OAuth 2, OpenID Connect)
+/// cannot be the token endpoint's own, so such alternatives are passed over; what was passed
+/// over, and a document-wide requirement that applies, are said in `notes`.
 fn required_scheme<'s>(
     spec: &'s Spec,
     op_pointer: &str,
     op: &'s OaOperation,
+    notes: &mut Vec<SpecError>,
     errors: &mut SpecErrors,
 ) -> Option<(&'s String, &'s openapiv3::SecurityScheme)> {
-    // A document-wide requirement is for the API the document describes: a scheme that
-    // needs a token (bearer, OAuth 2, OpenID Connect) cannot be the token endpoint's, so the
-    // first alternative that can (or none) applies. An operation's own is taken as written.
-    let requirement = match &op.security {
-        Some(own) => own.first()?,
-        None => spec
-            .api
-            .security
-            .as_ref()?
-            .iter()
-            .find(|r| !r.keys().all(|name| needs_a_token(spec, name)))?,
+    let (alternatives, at) = match &op.security {
+        Some(own) => (own, pointer::join(op_pointer, "security")),
+        None => (spec.api.security.as_ref()?, "/security".to_owned()),
     };
+    let usable = |r: &&SecurityRequirement| !r.keys().any(|name| needs_a_token(spec, name));
+    let Some(requirement) = alternatives.iter().find(usable) else {
+        if op.security.is_some() {
+            // Every alternative of its own needs a token: the first one's error says why.
+            return scheme(spec, op_pointer, alternatives.first()?, errors);
+        }
+        let note = SpecError::new(
+            &spec.file,
+            &at,
+            format!(
+                "the document-wide security ({}) needs a token, so it does not apply to the token endpoints",
+                describe(alternatives.iter())
+            ),
+        );
+        if !alternatives.is_empty() && !notes.contains(&note) {
+            notes.push(note);
+        }
+        return None;
+    };
+    let others = alternatives.iter().filter(|r| *r != requirement);
+    if op.security.is_none() && !requirement.is_empty() {
+        notes.push(
+            SpecError::new(&spec.file, op_pointer, format!(
+                "the token operation has no `security` of its own, so the document-wide {} applies to it",
+                describe([requirement].into_iter())
+            ))
+            .hint("write `security: []` on the operation if its endpoint takes no such credential"),
+        );
+    } else if op.security.is_some() && others.clone().next().is_some() {
+        notes.push(SpecError::new(
+            &spec.file,
+            &at,
+            format!(
+                "the client meets the requirement {} and ignores the other alternatives ({})",
+                describe([requirement].into_iter()),
+                describe(others)
+            ),
+        ));
+    }
+    scheme(spec, op_pointer, requirement, errors)
+}
+
+/// The one scheme `requirement` names, defined under components; `None` for no scheme.
+fn scheme<'s>(
+    spec: &'s Spec,
+    op_pointer: &str,
+    requirement: &'s SecurityRequirement,
+    errors: &mut SpecErrors,
+) -> Option<(&'s String, &'s openapiv3::SecurityScheme)> {
     let (name, _) = requirement.iter().next()?;
     if requirement.len() > 1 {
         errors.push(SpecError::new(
@@ -189,4 +236,18 @@ fn needs_a_token(spec: &Spec, name: &str) -> bool {
         Some(ReferenceOr::Item(openapiv3::SecurityScheme::HTTP { scheme, .. }))
             if scheme.eq_ignore_ascii_case("bearer")
     )
+}
+
+/// Security requirements as a maintainer reads them: `"basic"`, `"a" + "b"`, `none`, joined by
+/// `or`.
+fn describe<'r>(requirements: impl Iterator<Item = &'r SecurityRequirement>) -> String {
+    let one = |r: &SecurityRequirement| match r.is_empty() {
+        true => "none".to_owned(),
+        false => r
+            .keys()
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+    };
+    requirements.map(one).collect::<Vec<_>>().join(" or ")
 }

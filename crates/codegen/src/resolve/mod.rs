@@ -11,7 +11,7 @@ mod servers;
 
 pub(crate) use body::BodyParts;
 
-use crate::error::SpecErrors;
+use crate::error::{SpecError, SpecErrors};
 use crate::extension::{TokenGrant, TokenRefresh};
 use crate::locate::{Found, Located, TokenExtension};
 use crate::model::{Auth, ConfigField, Param, RefreshPlace, ResponseCase, Server, ServerVariable};
@@ -33,6 +33,8 @@ pub(crate) struct Common<'s> {
     pub(crate) types: TypeBuilder<'s>,
     /// The per-client values found so far.
     pub(crate) config: Vec<ConfigField>,
+    /// What a maintainer should know that is not an error (a requirement passed over).
+    pub(crate) notes: Vec<SpecError>,
 }
 
 /// The token operations, resolved.
@@ -78,10 +80,12 @@ pub(crate) fn resolve<'s>(located: Located<'s>, errors: &mut SpecErrors) -> Reso
     let server_variables = servers::server_variables(spec, &mut types, &mut config, errors);
     let host_patterns = servers::host_patterns(spec, &server_variables, errors);
     let had_refresh = refresh.is_some();
-    let refresh = refresh.and_then(|found| operation(spec, found, &mut types, &mut config, errors));
+    let mut notes = Vec::new();
+    let refresh = refresh
+        .and_then(|found| operation(spec, found, &mut types, &mut config, &mut notes, errors));
     let grants = grants
         .into_iter()
-        .filter_map(|found| operation(spec, found, &mut types, &mut config, errors))
+        .filter_map(|found| operation(spec, found, &mut types, &mut config, &mut notes, errors))
         .collect();
     Resolution {
         refresh_lost: refresh_lost || (had_refresh && refresh.is_none()),
@@ -94,6 +98,7 @@ pub(crate) fn resolve<'s>(located: Located<'s>, errors: &mut SpecErrors) -> Reso
             host_patterns,
             types,
             config,
+            notes,
         },
     }
 }
@@ -106,6 +111,7 @@ fn operation<'s, E: TokenExtension>(
     found: Found<'s, E>,
     types: &mut TypeBuilder<'_>,
     config: &mut Vec<ConfigField>,
+    notes: &mut Vec<SpecError>,
     errors: &mut SpecErrors,
 ) -> Option<ResolvedOp<'s, E>> {
     let place = found.ext.place();
@@ -126,7 +132,7 @@ fn operation<'s, E: TokenExtension>(
     }
     .params(found.op);
     params::check_path(spec, &found.pointer, &found.path, &params, errors);
-    let auth = auth::auth(spec, &found.pointer, found.op, config, errors);
+    let auth = auth::auth(spec, &found.pointer, found.op, config, notes, errors);
     let in_body = matches!(place, Some(RefreshPlace::Body { .. }));
     let body = body::request_body(
         spec,
