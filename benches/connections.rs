@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokenkit::{
-    FileStore, KeeperConfig, ManagerConfig, MemoryStore, PoolConfig, RedisStore, RefreshClient,
-    RefreshToken, TokenPool, TokenSet, TokenStore,
+    FileStore, KeeperConfig, ManagerConfig, MemoryStore, PoolConfig, PostgresStore, RedisStore,
+    RefreshClient, RefreshToken, TokenPool, TokenSet, TokenStore,
 };
 use tokenkit_mock::MockServer;
 
@@ -120,6 +120,7 @@ async fn keeper_rate<S: TokenStore>(
     store: S,
     n: usize,
     concurrency: usize,
+    seeded: impl FnOnce(),
 ) -> f64 {
     let config = PoolConfig {
         manager: ManagerConfig {
@@ -135,6 +136,7 @@ async fn keeper_rate<S: TokenStore>(
             .await
             .unwrap();
     }
+    seeded();
     let before = mock.authority_stats().refreshes;
     let started = Instant::now();
     let keeper = pool
@@ -232,8 +234,14 @@ fn durable_writes_per_second(dir: &Path) -> f64 {
 async fn throughput(n: usize, concurrency: usize) -> (f64, f64) {
     let mock = mock().await;
     let plain = plain_rate(&mock, n, concurrency).await;
-    let kept = keeper_rate(&mock, MemoryStore::new(), n, concurrency).await;
+    let kept = keeper_rate(&mock, MemoryStore::new(), n, concurrency, || ()).await;
     (plain, kept)
+}
+
+/// Whether the run includes `section`: all of them, unless `BENCH_SECTIONS` lists some
+/// (`memory,redis,postgres,files`).
+fn wants(section: &str) -> bool {
+    std::env::var("BENCH_SECTIONS").map_or(true, |list| list.split(',').any(|s| s == section))
 }
 
 fn main() {
@@ -249,61 +257,100 @@ fn main() {
     } else {
         &[200]
     };
-    println!("memory per connection (bytes beyond the store)");
-    println!(
-        "{:>9} {:>10} {:>14} {:>8}",
-        "n", "active", "of it, the set", "idle"
-    );
-    for &n in sizes {
-        let (active, set, idle) = runtime.block_on(memory(n));
-        println!("{n:>9} {active:>10.0} {set:>14.0} {idle:>8.1}");
+    if wants("memory") {
+        println!("memory per connection (bytes beyond the store)");
+        println!(
+            "{:>9} {:>10} {:>14} {:>8}",
+            "n", "active", "of it, the set", "idle"
+        );
+        for &n in sizes {
+            let (active, set, idle) = runtime.block_on(memory(n));
+            println!("{n:>9} {active:>10.0} {set:>14.0} {idle:>8.1}");
+        }
+        let n = if full { 20_000 } else { 300 };
+        let (plain, kept) = runtime.block_on(throughput(n, 64));
+        println!(
+            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (memory store) {kept:.0}: {:.2}x",
+            kept / plain
+        );
     }
-    let n = if full { 20_000 } else { 300 };
-    let (plain, kept) = runtime.block_on(throughput(n, 64));
-    println!(
-        "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (memory store) {kept:.0}: {:.2}x",
-        kept / plain
-    );
     if !full {
         return;
     }
     // Redis: the same, and the commands each renewal costs.
-    if let Some((mut server, url)) = redis_server() {
+    if let Some((mut server, url)) = redis_server().filter(|_| wants("redis")) {
         let n = 5_000;
         let (plain, kept, per) = runtime.block_on(async {
             let mock = mock().await;
             let plain = plain_rate(&mock, n, 64).await;
             let store = RedisStore::connect(&url, "bench").await.unwrap();
-            let before = redis_commands(&url);
-            let kept = keeper_rate(&mock, store, n, 64).await;
-            let per = (redis_commands(&url) - before) as f64 / n as f64;
+            let before = std::cell::Cell::new(0);
+            let kept = keeper_rate(&mock, store, n, 64, || before.set(redis_commands(&url))).await;
+            let per = (redis_commands(&url) - before.get()) as f64 / n as f64;
             (plain, kept, per)
         });
         println!(
-            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (redis) {kept:.0}: {:.2}x; {per:.1} Redis commands per renewal (seeding included)",
+            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (redis) {kept:.0}: {:.2}x; {per:.1} Redis commands per renewal (the keeper's only)",
             kept / plain
         );
         let _ = server.kill();
     }
+    // PostgreSQL: the same, and the statements each renewal costs (pg_stat_statements).
+    if wants("postgres") {
+        let n = 5_000;
+        let server = tokenkit_manager_tests::Postgres::start_with(&[
+            "shared_preload_libraries=pg_stat_statements",
+        ]);
+        server.psql("CREATE EXTENSION pg_stat_statements");
+        let (plain, kept) = runtime.block_on(async {
+            let mock = mock().await;
+            let plain = plain_rate(&mock, n, 64).await;
+            let store = PostgresStore::connect(&server.url).await.unwrap();
+            let kept = keeper_rate(&mock, store, n, 64, || {
+                server.psql("SELECT pg_stat_statements_reset()");
+            })
+            .await;
+            (plain, kept)
+        });
+        println!(
+            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (postgres) {kept:.0}: {:.2}x; statements per renewal (the keeper's only):",
+            kept / plain
+        );
+        let calls = server.psql(
+            "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) FROM pg_stat_statements \
+             WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC",
+        );
+        let mut total = 0.0;
+        for line in calls.lines().filter(|l| !l.trim().is_empty()) {
+            let (count, query) = line.split_once('|').unwrap_or((line, ""));
+            let per = count.trim().parse::<f64>().unwrap_or(0.0) / n as f64;
+            total += per;
+            println!("  {per:>6.2}  {}", query.trim());
+        }
+        println!("  {total:>6.2}  in all, each one round trip");
+        drop(server);
+    }
     // Files: the keeper against what the disk's durable writes allow.
-    let dir = std::env::temp_dir().join(format!("tokenkit-bench-files-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = FileStore::new(&dir).unwrap();
-    let n = 1_000;
-    let (kept, before, after) = runtime.block_on(async {
-        let mock = mock().await;
-        // This VM's disk changes speed from minute to minute (3x seen): it is measured right
-        // before and right after the keeper, and the keeper judged against the mean.
-        let before = durable_writes_per_second(&dir);
-        let kept = keeper_rate(&mock, store, n, 64).await;
-        (kept, before, durable_writes_per_second(&dir))
-    });
-    let disk = (before + after) / 2.0;
-    // A renewal makes two sets durable (the sending mark, the new set), two fsyncs each.
-    println!(
-        "files: the disk makes {before:.0} (before) and {after:.0} (after) writes durable per second one after another; a renewal needs 2, so {:.0}/s if serialized; the keeper renewed {kept:.0}/s ({:.2}x of that)",
-        disk / 2.0,
-        kept / (disk / 2.0)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    if wants("files") {
+        let dir = std::env::temp_dir().join(format!("tokenkit-bench-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = FileStore::new(&dir).unwrap();
+        let n = 1_000;
+        let (kept, before, after) = runtime.block_on(async {
+            let mock = mock().await;
+            // This VM's disk changes speed from minute to minute (3x seen): it is measured right
+            // before and right after the keeper, and the keeper judged against the mean.
+            let before = durable_writes_per_second(&dir);
+            let kept = keeper_rate(&mock, store, n, 64, || ()).await;
+            (kept, before, durable_writes_per_second(&dir))
+        });
+        let disk = (before + after) / 2.0;
+        // A renewal makes two sets durable (the sending mark, the new set), two fsyncs each.
+        println!(
+            "files: the disk makes {before:.0} (before) and {after:.0} (after) writes durable per second one after another; a renewal needs 2, so {:.0}/s if serialized; the keeper renewed {kept:.0}/s ({:.2}x of that)",
+            disk / 2.0,
+            kept / (disk / 2.0)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

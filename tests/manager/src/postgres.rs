@@ -60,6 +60,8 @@ pub struct Postgres {
     child: Option<Child>,
     dir: PathBuf,
     port: u16,
+    /// Server settings beyond the tests' own (`name=value`, each given as `-c`).
+    settings: Vec<String>,
     /// `postgres://tokenkit@127.0.0.1:<port>/postgres`.
     pub url: String,
 }
@@ -67,6 +69,12 @@ pub struct Postgres {
 impl Postgres {
     /// Initializes a database cluster in a scratch directory and starts it.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Postgres::start`] with server settings of the caller's (`name=value`), such as
+    /// `shared_preload_libraries=pg_stat_statements` for a benchmark that counts statements.
+    pub fn start_with(settings: &[&str]) -> Self {
         static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = scratch(&format!("postgres-{n}"));
@@ -107,6 +115,7 @@ impl Postgres {
             child: None,
             dir,
             port,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
             url: format!("postgres://tokenkit@127.0.0.1:{port}/postgres"),
         };
         server.run();
@@ -117,27 +126,28 @@ impl Postgres {
         let data = self.dir.join("data").to_string_lossy().into_owned();
         let sockets = self.dir.to_string_lossy().into_owned();
         let port = self.port.to_string();
-        let child = as_server_user(
-            &bin_dir().join("postgres"),
-            &[
-                "-D",
-                &data,
-                "-p",
-                &port,
-                "-k",
-                &sockets,
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "max_connections=200",
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own process group, with every backend in it: one signal stops the whole server.
-        .process_group(0)
-        .spawn()
-        .expect("postgres");
+        let mut args = vec![
+            "-D",
+            &data,
+            "-p",
+            &port,
+            "-k",
+            &sockets,
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+        ];
+        for setting in &self.settings {
+            args.extend(["-c", setting.as_str()]);
+        }
+        let child = as_server_user(&bin_dir().join("postgres"), &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, with every backend in it: one signal stops the whole server.
+            .process_group(0)
+            .spawn()
+            .expect("postgres");
         self.child = Some(child);
         // Up when it accepts a connection (the port opens before it finishes starting).
         let deadline = Instant::now() + Duration::from_secs(30);

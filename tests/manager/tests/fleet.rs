@@ -7,8 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
-use tokenkit::{FileStore, Origin, RedisStore, TokenStore};
-use tokenkit_manager_tests::{Redis, expired, scratch, workspace};
+use tokenkit::{FileStore, Origin, PostgresStore, RedisStore, TokenStore};
+use tokenkit_manager_tests::{Postgres, Redis, expired, scratch, workspace};
 use tokenkit_mock::MockServer;
 
 /// One fleet at a time: each needs the machine's cores to itself.
@@ -309,6 +309,17 @@ async fn three_replicas_keep_thousands_of_connections_alive_in_redis() {
     let store = RedisStore::connect(&redis.url, "fleet").await.unwrap();
     let n = connections("FLEET_CONNECTIONS", 3_000);
     run(&store, &format!("redis:{}", redis.url), n).await;
+}
+
+/// The same fleet on PostgreSQL: 3,000 connections by default, as on Redis;
+/// `FLEET_PG_CONNECTIONS=10000` for the figure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keep_thousands_of_connections_alive_in_postgres() {
+    let server = Postgres::start();
+    let url = server.database("fleet");
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let n = connections("FLEET_PG_CONNECTIONS", 3_000);
+    run(&store, &format!("postgres:{url}"), n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! A replica of an application that keeps Fleetbank connections alive with a pool's keeper,
-//! for the fleet tests: `keeper-worker <base-url> <file:DIR | redis:URL> <seconds> <margin-ms>`.
+//! for the fleet tests: `keeper-worker <base-url> <file:DIR | redis:URL | postgres:URL> <seconds> <margin-ms>`.
 //!
 //! Prints a line per event as it happens (`refreshed <connection>`, `reauth <connection>`,
 //! `expiring <connection>`), so that a replica killed mid-run leaves what it reported; then,
@@ -9,8 +9,8 @@
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use std::time::Duration;
 use tokenkit::{
-    FileStore, KeeperConfig, ManagerConfig, PoolConfig, RedisStore, TokenEvent, TokenPool,
-    TokenStore,
+    FileStore, KeeperConfig, ManagerConfig, PoolConfig, PostgresStore, RedisStore, TokenEvent,
+    TokenPool, TokenStore,
 };
 
 #[tokio::main]
@@ -20,7 +20,9 @@ async fn main() {
     recorder.install().expect("the process's only recorder");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [base_url, store, seconds, margin_ms] = args.as_slice() else {
-        eprintln!("usage: keeper-worker <base-url> <file:DIR|redis:URL> <seconds> <margin-ms>");
+        eprintln!(
+            "usage: keeper-worker <base-url> <file:DIR|redis:URL|postgres:URL> <seconds> <margin-ms>"
+        );
         std::process::exit(2);
     };
     let seconds: f64 = seconds.parse().expect("seconds");
@@ -32,6 +34,9 @@ async fn main() {
         let store = RedisStore::connect(url, "fleet")
             .await
             .expect("redis store");
+        run(base_url, store, seconds, margin).await;
+    } else if let Some(url) = store.strip_prefix("postgres:") {
+        let store = PostgresStore::connect(url).await.expect("postgres store");
         run(base_url, store, seconds, margin).await;
     } else {
         eprintln!("unknown store {store}");

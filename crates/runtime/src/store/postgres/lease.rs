@@ -4,6 +4,7 @@
 use super::{PostgresStore, sql};
 use crate::client::BoxFuture;
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
 
 /// What extending and releasing one lease row need.
 #[derive(Clone)]
@@ -29,24 +30,16 @@ impl crate::store::lease::Lease for Lease {
 
     fn extend(&self) -> BoxFuture<'_, Option<bool>> {
         Box::pin(async move {
-            let client = self.store.client().await.ok()?;
-            let rows = client
-                .query(sql::EXTEND, &[&self.key, &self.fence, &self.ttl_ms()])
-                .await
-                .ok()?;
+            let params: [&(dyn ToSql + Sync); 3] = [&self.key, &self.fence, &self.ttl_ms()];
+            let rows = self.store.query(sql::EXTEND, &params).await.ok()?.ok()?;
             Some(!rows.is_empty())
         })
     }
 
     fn try_release(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            let Ok(client) = self.store.client().await else {
-                return false;
-            };
-            client
-                .execute(sql::RELEASE, &[&self.key, &self.fence])
-                .await
-                .is_ok()
+            let params: [&(dyn ToSql + Sync); 2] = [&self.key, &self.fence];
+            matches!(self.store.query(sql::RELEASE, &params).await, Ok(Ok(_)))
         })
     }
 }

@@ -162,6 +162,21 @@ impl PostgresStore {
             .map_err(step("cannot commit the migration"))
     }
 
+    /// Runs `statement` on a pooled connection, prepared once per connection: sent as text
+    /// it would be parsed and planned on every call, a round trip more. The outer error is
+    /// the pool's, the inner the statement's.
+    async fn query(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>, StoreError> {
+        let client = self.client().await?;
+        Ok(match client.prepare_cached(statement).await {
+            Ok(prepared) => client.query(&prepared, params).await,
+            Err(e) => Err(e),
+        })
+    }
+
     /// A connection from the pool.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {

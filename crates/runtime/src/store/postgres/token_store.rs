@@ -38,8 +38,7 @@ impl PostgresStore {
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let mut attempt = 0;
         loop {
-            let client = self.client().await?;
-            match client.query(statement, params).await {
+            match self.query(statement, params).await? {
                 Ok(rows) => return Ok(rows),
                 Err(e) if retryable(&e) && attempt < RETRIES => attempt += 1,
                 Err(e) => return Err(pg_error(what, &e)),
