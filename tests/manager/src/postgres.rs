@@ -202,6 +202,19 @@ impl Postgres {
         self.run();
     }
 
+    /// How many lines of the server's log files (`logging_collector=on`,
+    /// `log_directory=log`) contain `text`.
+    pub fn log_lines(&self, text: &str) -> usize {
+        let dir = self.dir.join("data").join("log");
+        let files = std::fs::read_dir(&dir).map(|d| d.flatten().collect::<Vec<_>>());
+        files
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+            .map(|log| log.lines().filter(|l| l.contains(text)).count())
+            .sum()
+    }
+
     /// A new, empty database on this server: its URL.
     pub fn database(&self, name: &str) -> String {
         self.psql(&format!("CREATE DATABASE \"{name}\""));

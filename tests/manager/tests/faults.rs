@@ -3,120 +3,15 @@
 //! provider saw (every refresh token must be sent at most once) and checks that the set left
 //! in the store is still a live one (no issued set was lost). RELIABILITY.md tabulates them.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokenkit::{FileStore, PostgresStore, RedisStore, TokenManager, TokenStore};
-use tokenkit_manager_tests::{
-    Postgres, Redis, RedisCluster, client, expired, one_time_provider, scratch,
-};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokenkit::{FileStore, RedisStore, TokenStore};
+use tokenkit_manager_tests::workers::{check_provider, check_stored_set_is_live, collect, now_ms};
+use tokenkit_manager_tests::{Redis, RedisCluster, expired, scratch};
 use tokenkit_mock::MockServer;
 
-/// What one worker reported.
-#[derive(Debug, Default)]
-struct Report {
-    calls: u64,
-    errors: u64,
-    nonretryable: u64,
-    last_error_ms: u128,
-}
-
-fn spawn(base_url: &str, store: &str, seconds: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_manager-worker"))
-        .args([base_url, store, seconds, "--tolerate"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("worker")
-}
-
-fn field(line: &str, name: &str) -> u128 {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-}
-
-fn collect(children: Vec<Child>) -> Vec<Report> {
-    children
-        .into_iter()
-        .map(|child| {
-            let out = child.wait_with_output().expect("worker output");
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let line = stdout.lines().last().unwrap_or_default().to_owned();
-            assert!(
-                out.status.success(),
-                "a worker failed: {line} {}",
-                stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
-            );
-            Report {
-                calls: field(&line, "calls") as u64,
-                errors: field(&line, "errors") as u64,
-                nonretryable: field(&line, "nonretryable") as u64,
-                last_error_ms: field(&line, "last_error_ms"),
-            }
-        })
-        .collect()
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
-}
-
-/// Every refresh token was sent at most once, none was refused, and there were refreshes.
-fn check_provider(mock: &MockServer, reports: &[Report], what: &str) {
-    let stats = mock.authority_stats();
-    let calls: u64 = reports.iter().map(|r| r.calls).sum();
-    let errors: u64 = reports.iter().map(|r| r.errors).sum();
-    println!(
-        "{what}: {} processes, {calls} calls, {errors} retryable errors, provider saw {stats:?}",
-        reports.len()
-    );
-    assert_eq!(stats.reuses, 0, "{what}: a refresh token was sent twice");
-    assert_eq!(
-        stats.rejected, 0,
-        "{what}: a spent or revoked token was sent"
-    );
-    assert!(stats.refreshes >= 3, "{what}: too few refreshes: {stats:?}");
-    for r in reports {
-        assert_eq!(r.nonretryable, 0, "{what}: {r:?}");
-    }
-}
-
-/// The set left in the store is live: a new process refreshes with it at once.
-async fn check_stored_set_is_live(store: impl TokenStore, mock: &MockServer, what: &str) {
-    let before = mock.authority_stats();
-    let manager = TokenManager::new(client(&mock.base_url()), store, "shared").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    // A write retried after the fault may still be landing.
-    let result = loop {
-        match manager.force_refresh().await {
-            Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => break other,
-        }
-    };
-    result.unwrap_or_else(|e| panic!("{what}: the stored set is not live: {e}"));
-    let after = mock.authority_stats();
-    assert_eq!(after.reuses, 0, "{what}: the stored token had been spent");
-    assert_eq!(
-        after.rejected, before.rejected,
-        "{what}: the stored token was dead"
-    );
-    // A set from a client-credentials grant has no refresh token: it is renewed by a grant.
-    assert_eq!(
-        after.refreshes + after.grants,
-        before.refreshes + before.grants + 1
-    );
-}
-
-/// A provider with 1-s one-time tokens answering after `delay`, `store` seeded with its first
-/// refresh token, and `workers` worker processes on `store_arg` for `seconds`.
+/// `workers` manager-worker processes on `store_arg` for `seconds` against a fresh
+/// provider (see [`tokenkit_manager_tests::workers::fleet`]).
 async fn fleet<S: TokenStore>(
     store: S,
     store_arg: &str,
@@ -124,13 +19,10 @@ async fn fleet<S: TokenStore>(
     workers: usize,
     seconds: &str,
     extra: &[&str],
-) -> (MockServer, S, Vec<Child>) {
-    let (mock, first) = one_time_provider(1, delay).await;
-    store.save("shared", &expired(&first), None).await.unwrap();
-    let children = (0..workers)
-        .map(|_| spawn(&mock.base_url(), store_arg, seconds, extra))
-        .collect();
-    (mock, store, children)
+) -> (MockServer, S, Vec<std::process::Child>) {
+    let exe = env!("CARGO_BIN_EXE_manager-worker");
+    tokenkit_manager_tests::workers::fleet(exe, store, store_arg, delay, workers, seconds, extra)
+        .await
 }
 
 /// A `RedisStore` on `redis`, and the worker's argument for it.
@@ -166,56 +58,6 @@ async fn a_redis_restart_mid_run_loses_nothing_and_heals_within_two_seconds() {
         "errors went on {recovery} ms after Redis came back"
     );
     check_stored_set_is_live(store, &mock, "redis restart").await;
-}
-
-/// PostgreSQL killed (SIGKILL) in the middle of a run and started again (crash recovery from
-/// its write-ahead log): the fleet serves or fails retryably meanwhile, reuses nothing, and is
-/// healthy within 3 s of the database's return (the pool drops the dead connections).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_crash_mid_run_loses_nothing_and_heals() {
-    let mut postgres = Postgres::start();
-    let store = PostgresStore::connect(&postgres.url).await.unwrap();
-    let arg = format!("postgres:{}", postgres.url);
-    let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 4, "8", &[]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    postgres.kill();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    postgres.start_again();
-    let back = now_ms();
-    let reports = tokio::task::block_in_place(|| collect(children));
-    check_provider(&mock, &reports, "postgres crash");
-    let recovery = reports
-        .iter()
-        .map(|r| r.last_error_ms.saturating_sub(back))
-        .max()
-        .unwrap_or(0);
-    println!("postgres crash: healthy {recovery} ms after PostgreSQL came back");
-    assert!(
-        recovery <= 3000,
-        "errors went on {recovery} ms after PostgreSQL came back"
-    );
-    check_stored_set_is_live(store, &mock, "postgres crash").await;
-}
-
-/// PostgreSQL stopped whole (SIGSTOP to every backend) for 1.5 s, past a 600 ms lease, while
-/// forced refreshes run: leases run out at the database's clock while their holders wait, and
-/// a holder that goes on writes nothing once another took the lock (fenced in the same
-/// statement); no refresh token is sent twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stalled_longer_than_the_lock_never_lets_two_holders_send() {
-    let postgres = Postgres::start();
-    let store = PostgresStore::connect(&postgres.url).await.unwrap();
-    let arg = format!("postgres:{}", postgres.url);
-    let short_lease = ["--force", "--lock-ttl-ms", "600"];
-    let (mock, store, children) =
-        fleet(store, &arg, Duration::from_millis(50), 3, "8", &short_lease).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    postgres.stop();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    postgres.resume();
-    let reports = tokio::task::block_in_place(|| collect(children));
-    check_provider(&mock, &reports, "postgres stall");
-    check_stored_set_is_live(store, &mock, "postgres stall").await;
 }
 
 /// A 600 ms lease and at most 200 ms between retries: a token marked as in flight is given up

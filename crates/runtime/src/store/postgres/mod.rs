@@ -124,8 +124,13 @@ impl PostgresStore {
     /// Creates the schema, or upgrades one an older version wrote; refuses a newer one.
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
+        // Read committed whatever the database's default: a serializable migration would
+        // take its snapshot before the migration lock, and trip over the migration it waited
+        // for.
         let tx = client
-            .transaction()
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
             .await
             .map_err(|e| pg_error("cannot start the migration", &e))?;
         let step = |what: &'static str| move |e: tokio_postgres::Error| pg_error(what, &e);

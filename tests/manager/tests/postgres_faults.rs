@@ -1,0 +1,170 @@
+//! PostgreSQL's faults, caused for real with worker processes sharing one database (see
+//! `faults.rs` for the others): a crash, a stall past the lease, every pooled connection
+//! dropped, statements timing out, serialization failures. Each counts what the provider saw
+//! (every refresh token sent at most once) and checks that the stored set is still live.
+
+use std::time::Duration;
+use tokenkit::{PostgresStore, TokenStore};
+use tokenkit_manager_tests::Postgres;
+use tokenkit_manager_tests::workers::{check_provider, check_stored_set_is_live, collect, now_ms};
+use tokenkit_mock::MockServer;
+
+/// `workers` manager-worker processes on `store_arg` for `seconds` against a fresh provider.
+async fn fleet<S: TokenStore>(
+    store: S,
+    store_arg: &str,
+    delay: Duration,
+    workers: usize,
+    seconds: &str,
+    extra: &[&str],
+) -> (MockServer, S, Vec<std::process::Child>) {
+    let exe = env!("CARGO_BIN_EXE_manager-worker");
+    tokenkit_manager_tests::workers::fleet(exe, store, store_arg, delay, workers, seconds, extra)
+        .await
+}
+
+/// PostgreSQL killed (SIGKILL) in the middle of a run and started again (crash recovery from
+/// its write-ahead log): the fleet serves or fails retryably meanwhile, reuses nothing, and is
+/// healthy within 3 s of the database's return (the pool drops the dead connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_crash_mid_run_loses_nothing_and_heals() {
+    let mut postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    let arg = format!("postgres:{}", postgres.url);
+    let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 4, "8", &[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    postgres.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    postgres.start_again();
+    let back = now_ms();
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "postgres crash");
+    let recovery = reports
+        .iter()
+        .map(|r| r.last_error_ms.saturating_sub(back))
+        .max()
+        .unwrap_or(0);
+    println!("postgres crash: healthy {recovery} ms after PostgreSQL came back");
+    assert!(
+        recovery <= 3000,
+        "errors went on {recovery} ms after PostgreSQL came back"
+    );
+    check_stored_set_is_live(store, &mock, "postgres crash").await;
+}
+
+/// PostgreSQL stopped whole (SIGSTOP to every backend) for 1.5 s, past a 600 ms lease, while
+/// forced refreshes run: leases run out at the database's clock while their holders wait, and
+/// a holder that goes on writes nothing once another took the lock (fenced in the same
+/// statement); no refresh token is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stalled_longer_than_the_lock_never_lets_two_holders_send() {
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    let arg = format!("postgres:{}", postgres.url);
+    let short_lease = ["--force", "--lock-ttl-ms", "600"];
+    let (mock, store, children) =
+        fleet(store, &arg, Duration::from_millis(50), 3, "8", &short_lease).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    postgres.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    postgres.resume();
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "postgres stall");
+    check_stored_set_is_live(store, &mock, "postgres stall").await;
+}
+
+/// Waits until the provider has renewed `n` sets (a loaded machine starts late).
+async fn renewed(mock: &MockServer, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while mock.authority_stats().refreshes < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fleet never renewed {n} sets"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every client connection of the database dropped at once, twice, mid-run
+/// (`pg_terminate_backend`, as a failover or an operator's restart of a pooler does): the
+/// statements in flight fail retryably, every pool reconnects, nothing is sent twice and
+/// the stored set is live (the test's own pool, dropped too, reconnects to check it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pooled_connection_dropped_mid_run_loses_nothing() {
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    let arg = format!("postgres:{}", postgres.url);
+    let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 3, "6", &[]).await;
+    for round in 1..=2 {
+        renewed(&mock, round * 5).await;
+        let dropped = postgres.psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        );
+        let dropped: u64 = dropped.parse().unwrap();
+        println!("round {round}: {dropped} connections dropped");
+        assert!(
+            dropped >= 3,
+            "the workers' connections were not there to drop"
+        );
+    }
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "connections dropped");
+    check_stored_set_is_live(store, &mock, "connections dropped").await;
+}
+
+/// The sets' table locked by another session (`LOCK TABLE … ACCESS EXCLUSIVE`, as a careless
+/// migration does) for 3 s, past the workers' 2-s statement timeout: their loads, marks and
+/// saves are cancelled by the database (retryable errors), nobody sends a token it could not
+/// mark, a set whose save timed out is written once the table is free, nothing is reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_timing_out_behind_a_table_lock_lose_nothing() {
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    let arg = format!("postgres:{}", postgres.url);
+    let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 3, "8", &[]).await;
+    renewed(&mock, 5).await;
+    let before = mock.authority_stats().refreshes;
+    tokio::task::block_in_place(|| {
+        postgres.psql(
+            "BEGIN; LOCK TABLE tokenkit_sets IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;",
+        )
+    });
+    let during = mock.authority_stats().refreshes - before;
+    let reports = tokio::task::block_in_place(|| collect(children));
+    let errors: u64 = reports.iter().map(|r| r.errors).sum();
+    println!("table locked 3 s: {during} refreshes meanwhile, {errors} retryable errors");
+    assert!(errors > 0, "no statement timed out: {reports:?}");
+    check_provider(&mock, &reports, "statement timeouts");
+    assert!(
+        mock.authority_stats().refreshes > before + during,
+        "nothing was renewed once the table was free"
+    );
+    check_stored_set_is_live(store, &mock, "statement timeouts").await;
+}
+
+/// A database whose transactions are SERIALIZABLE by default (`ALTER DATABASE … SET
+/// default_transaction_isolation`), under forced refreshes of one credential from three
+/// processes: concurrent lock takes and writes fail with serialization failures (SQLSTATE
+/// 40001, seen in the server's log), which the store retries or reports as retryable; no
+/// refresh token is sent twice and the stored set is live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serialization_failures_under_concurrent_refreshes_reuse_nothing() {
+    let postgres = Postgres::start_with(&[
+        "logging_collector=on",
+        "log_directory=log",
+        "log_min_messages=error",
+    ]);
+    let url = postgres.database("serial");
+    postgres.psql("ALTER DATABASE serial SET default_transaction_isolation TO 'serializable'");
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let arg = format!("postgres:{url}");
+    let (mock, store, children) =
+        fleet(store, &arg, Duration::from_millis(2), 3, "5", &["--force"]).await;
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "serializable");
+    check_stored_set_is_live(store, &mock, "serializable").await;
+    let failures = postgres.log_lines("could not serialize access");
+    println!("serializable: {failures} serialization failures in the server's log");
+    assert!(failures > 0, "no serialization failure happened");
+}
