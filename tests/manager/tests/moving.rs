@@ -1,12 +1,14 @@
 //! Moving connections between stores: files → Redis → PostgreSQL → encrypted PostgreSQL, each
 //! set with its version and marks, never over a newer set or a removal, and resumable.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokenkit::{
-    Copied, EncryptedStore, EncryptionKey, FileStore, PostgresStore, RedisStore, Reported, Stored,
-    TokenStore, copy_connections,
+    Copied, EncryptedStore, EncryptionKey, FileStore, KeeperConfig, ManagerConfig, Origin,
+    PoolConfig, PostgresStore, RedisStore, Reported, Stored, TokenPool, TokenStore,
+    copy_connections,
 };
-use tokenkit_manager_tests::{Postgres, Redis, expired, scratch};
+use tokenkit_manager_tests::{Postgres, Redis, expired, scratch, workspace};
+use tokenkit_mock::MockServer;
 
 const TTL: Duration = Duration::from_secs(5);
 
@@ -146,5 +148,148 @@ async fn connections_move_from_files_to_redis_to_postgres_to_encrypted_postgres(
             "the sealed rows hold no refresh token ({token}): {sealed_dump}"
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Connections of the keeper test, and where the pool keeps them.
+const KEPT: usize = 30;
+const PREFIX: &str = "conn:fleetbank:";
+
+/// Fleetbank's mock: one-time refresh tokens that die 20 s after issue unless used, a reused
+/// one revoking its family.
+async fn fleetbank() -> MockServer {
+    let spec = workspace().join("tests/fixtures/specs/fleetbank.yaml");
+    let mock = MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    mock.enforce_rotation(3600, Duration::ZERO);
+    mock.quiet();
+    mock
+}
+
+fn pool<S: TokenStore>(mock: &MockServer, store: S) -> TokenPool<tokenkit_fleetbank::Client, S> {
+    let client = tokenkit_fleetbank::Client::builder("fleet-client", "fleet-secret")
+        .base_url(mock.base_url())
+        .http_config(tokenkit::HttpConfig {
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(500),
+            ..tokenkit::HttpConfig::default()
+        })
+        .build()
+        .unwrap();
+    let config = PoolConfig {
+        manager: ManagerConfig {
+            // Longer than a refresh token's life: every set is due again once renewed.
+            refresh_token_margin: Duration::from_secs(3600),
+            lock_poll: Duration::from_millis(10),
+            lock_ttl: Duration::from_secs(3),
+            ..ManagerConfig::default()
+        },
+        ..PoolConfig::default()
+    };
+    TokenPool::new(client, store, config).unwrap()
+}
+
+/// Waits until the provider has renewed `n` sets in all.
+async fn renewed(mock: &MockServer, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mock.authority_stats().refreshes < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never renewed {n} sets"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One move with a keeper renewing every connection of `from` all along: a copy while it
+/// runs, more renewals at the source, the keeper stopped (the fleet switching over), a
+/// second copy catching up; then both stores hold the same sets and the provider saw no
+/// token twice.
+async fn hop<F: TokenStore + Clone, T: TokenStore>(
+    mock: &MockServer,
+    from: &F,
+    to: &T,
+    what: &str,
+) {
+    let keys: Vec<String> = (0..KEPT).map(|i| format!("{PREFIX}c{i}")).collect();
+    let pool = pool(mock, from.clone());
+    let keeper = pool
+        .keep(KeeperConfig {
+            interval: Duration::from_millis(20),
+            jitter: Duration::ZERO,
+            concurrency: 8,
+            per_second: 300,
+            batch: 64,
+            ..KeeperConfig::default()
+        })
+        .unwrap();
+    // Copied amid the keeper's first wave (a third of it renewed), then its second wave.
+    let start = mock.authority_stats().refreshes;
+    renewed(mock, start + (KEPT / 3) as u64).await;
+    let before = mock.authority_stats().refreshes;
+    let bulk = copy_connections(from, to, PREFIX, TTL).await.unwrap();
+    let during = mock.authority_stats().refreshes - before;
+    assert_eq!(bulk.copied + bulk.already_there, KEPT, "{what}: {bulk:?}");
+    renewed(mock, start + (KEPT + KEPT / 3) as u64).await;
+    keeper.shutdown().await;
+    drop(pool);
+    let caught_up = copy_connections(from, to, PREFIX, TTL).await.unwrap();
+    let stats = mock.authority_stats();
+    println!(
+        "{what}: {bulk:?} while kept ({during} renewals meanwhile), then {caught_up:?}; provider {stats:?}"
+    );
+    assert!(
+        caught_up.copied > 0,
+        "{what}: the source did not move on: {caught_up:?}"
+    );
+    assert_eq!(caught_up.copied + caught_up.already_there, KEPT, "{what}");
+    same(from, to, &keys, what).await;
+    assert_eq!(stats.reuses, 0, "{what}: a refresh token was sent twice");
+    assert_eq!(stats.rejected, 0, "{what}: a spent token was sent");
+}
+
+/// Files → Redis → PostgreSQL → encrypted PostgreSQL, a keeper renewing every connection of
+/// each hop's source while it is copied: nothing sent twice, nothing lost, and the last store
+/// renews every connection at once (its sets hold the live refresh tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_move_while_a_keeper_renews_them_at_the_source() {
+    let mock = fleetbank().await;
+    let dir = scratch("moving-kept");
+    let files = FileStore::new(&dir).unwrap();
+    let now = SystemTime::now();
+    for i in 0..KEPT {
+        let mut set = expired(&mock.new_family().unwrap());
+        set.expires_at = Some(now + Duration::from_secs(3600));
+        set.refresh_expires_at = Some(now + Duration::from_secs(20));
+        set.origin = Some(Origin::Application);
+        files
+            .save(&format!("{PREFIX}c{i}"), &set, None)
+            .await
+            .unwrap();
+    }
+    let redis_server = Redis::start();
+    let redis = RedisStore::connect(&redis_server.url, "kept")
+        .await
+        .unwrap();
+    hop(&mock, &files, &redis, "files → redis").await;
+    let postgres_server = Postgres::start();
+    let postgres = PostgresStore::connect(&postgres_server.url).await.unwrap();
+    hop(&mock, &redis, &postgres, "redis → postgres").await;
+    let sealed_db = PostgresStore::connect(&postgres_server.database("sealed"))
+        .await
+        .unwrap();
+    let sealed = EncryptedStore::new(sealed_db, EncryptionKey::new("k1", &[9u8; 32]).unwrap());
+    hop(&mock, &postgres, &sealed, "postgres → encrypted postgres").await;
+
+    let before = mock.authority_stats();
+    let last = pool(&mock, sealed);
+    for i in 0..KEPT {
+        last.force_refresh(&format!("c{i}")).await.unwrap();
+    }
+    let after = mock.authority_stats();
+    assert_eq!(after.refreshes, before.refreshes + KEPT as u64);
+    assert_eq!(after.reuses, 0);
+    assert_eq!(after.rejected, 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
