@@ -4,16 +4,20 @@
 //!
 //! Stores by URL: `file:///var/lib/app/tokens` (a [`FileStore`] directory),
 //! `redis://host:6379/?prefix=tokens` (`rediss://` for TLS; the prefix the application's
-//! `RedisStore` uses), `postgres://user@host/db` (`postgresql://`, and any libpq string).
+//! `RedisStore` uses), `postgres://user@host/db` (`postgresql://`, and any libpq string). A
+//! store the application seals with an [`EncryptedStore`] is read with its keys
+//! (`--key ID=FILE`, the current one first), each read from a file, never from the command
+//! line, where other users of the machine could see it.
 
+mod keys;
 mod view;
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
-use tokenkit::{FileStore, PostgresStore, RedisStore, StoreError, TokenStore};
+use tokenkit::{EncryptedStore, FileStore, PostgresStore, RedisStore, StoreError, TokenStore};
 
 const USAGE: &str = "\
-usage: tokenkit <store-url> <command>
+usage: tokenkit [--key ID=FILE]... [--to-key ID=FILE]... <store-url> <command>
 
 commands:
   list [PREFIX]            each connection: key, state, version, the refresh token's life left
@@ -23,18 +27,24 @@ commands:
   move TO-URL [PREFIX]     copies every connection to another store (resumable)
 
 store URLs: file:///dir, redis://host/?prefix=P, rediss://…, postgres://user@host/db
+--key ID=FILE: the store is an EncryptedStore sealed with key ID (FILE: 32 bytes, or 64 hex
+digits); repeat for older keys, the current one first. --to-key: the same for move's target.
 states: healthy, refreshing (access token expired), expiring (refresh token dies within a
-day, or a keeper gave up), in flight (a refresh was sent, no answer stored), dead.
+day, or a keeper gave up), in flight (a refresh was sent, no answer stored), dead, sealed
+(an EncryptedStore's set read without --key).
 Nothing printed ever holds a token.";
 
 /// The lock a removal or a move takes, as long as the manager's default.
 const LOCK_TTL: Duration = Duration::from_secs(30);
 
-/// Any store the runtime has, opened from a URL.
+/// Any store the runtime has, opened from a URL, plain or sealed.
 enum Store {
     File(FileStore),
     Redis(RedisStore),
     Postgres(PostgresStore),
+    SealedFile(EncryptedStore<FileStore>),
+    SealedRedis(EncryptedStore<RedisStore>),
+    SealedPostgres(EncryptedStore<PostgresStore>),
 }
 
 macro_rules! with_store {
@@ -43,11 +53,39 @@ macro_rules! with_store {
             Store::File($s) => $body,
             Store::Redis($s) => $body,
             Store::Postgres($s) => $body,
+            Store::SealedFile($s) => $body,
+            Store::SealedRedis($s) => $body,
+            Store::SealedPostgres($s) => $body,
         }
     };
 }
 
 impl Store {
+    /// The store at `url`, sealed with `keys` when there are any (the current one first).
+    async fn open_with(url: &str, keys: Vec<tokenkit::EncryptionKey>) -> Result<Self, String> {
+        let plain = Self::open(url).await?;
+        let mut keys = keys.into_iter();
+        let Some(current) = keys.next() else {
+            return Ok(plain);
+        };
+        fn sealed<S: TokenStore>(
+            store: S,
+            current: tokenkit::EncryptionKey,
+            older: impl Iterator<Item = tokenkit::EncryptionKey>,
+        ) -> EncryptedStore<S> {
+            older.fold(
+                EncryptedStore::new(store, current),
+                EncryptedStore::with_previous,
+            )
+        }
+        Ok(match plain {
+            Store::File(s) => Store::SealedFile(sealed(s, current, keys)),
+            Store::Redis(s) => Store::SealedRedis(sealed(s, current, keys)),
+            Store::Postgres(s) => Store::SealedPostgres(sealed(s, current, keys)),
+            sealed_already => sealed_already,
+        })
+    }
+
     async fn open(url: &str) -> Result<Self, String> {
         let fail = |e: StoreError| e.to_string();
         if let Some(path) = url.strip_prefix("file://") {
@@ -94,13 +132,14 @@ async fn main() -> ExitCode {
 
 /// Runs one command; what it prints.
 async fn run(args: &[&str]) -> Result<String, String> {
-    let [url, command, rest @ ..] = args else {
-        return Err(USAGE.to_owned());
-    };
-    if matches!(*url, "-h" | "--help" | "help") {
+    if matches!(args.first(), Some(&("-h" | "--help" | "help"))) {
         return Ok(USAGE.to_owned());
     }
-    let store = Store::open(url).await?;
+    let (keys, to_keys, args) = keys::options(args)?;
+    let [url, command, rest @ ..] = args.as_slice() else {
+        return Err(USAGE.to_owned());
+    };
+    let store = Store::open_with(url, keys).await?;
     let now = SystemTime::now();
     match (*command, rest) {
         ("list", prefix) => {
@@ -112,7 +151,7 @@ async fn run(args: &[&str]) -> Result<String, String> {
         ("show", [key]) => with_store!(&store, s => show(s, key, now).await),
         ("remove", [key]) => with_store!(&store, s => remove(s, key).await),
         ("move", [to, prefix @ ..]) => {
-            let target = Store::open(to).await?;
+            let target = Store::open_with(to, to_keys).await?;
             let prefix = prefix.first().copied().unwrap_or("");
             with_store!(&store, s => with_store!(&target, t => move_to(s, t, prefix).await))
         }

@@ -9,7 +9,10 @@ pub const EXPIRING_WITHIN: Duration = Duration::from_secs(24 * 3600);
 
 /// A connection's state, worst first.
 pub fn state(set: &Stored, now: SystemTime) -> &'static str {
-    if set.dead.is_some() {
+    if set.sealed_with().is_some() {
+        // Read without its key: the times inside are not readable.
+        "sealed"
+    } else if set.dead.is_some() {
         "dead"
     } else if set.sending.is_some() {
         "in flight"
@@ -55,6 +58,7 @@ pub fn json_of(key: &str, set: &Stored, now: SystemTime) -> Value {
         "key": key,
         "version": set.version,
         "state": state(set, now),
+        "sealed_with": set.sealed_with(),
         "issuer": set.tokens.issuer,
         "token_type": set.tokens.token_type,
         "has_refresh_token": set.tokens.refresh_token.is_some(),

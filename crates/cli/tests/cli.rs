@@ -126,3 +126,57 @@ async fn an_operator_lists_shows_exports_removes_and_moves_connections() {
     assert!(!ok, "{refused}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A store the application seals: read with its key (from a file, the current one first), a
+/// move from a plain store into a sealed one, and without the key a clear refusal. The key's
+/// own bytes are a sentinel too: no output holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reads_and_fills_an_encrypted_store_with_its_key() {
+    let dir = scratch("cli-sealed");
+    let key_file = dir.join("k2.key");
+    std::fs::write(&key_file, b"SENTINEL-KEY-0123456789abcdefXYZ").unwrap();
+    let old_file = dir.join("k1.key");
+    std::fs::write(&old_file, "00".repeat(32)).unwrap();
+    let key = |id: &str, file: &std::path::Path| format!("{id}={}", file.display());
+    let (current, older) = (key("k2", &key_file), key("k1", &old_file));
+
+    let plain_dir = dir.join("plain");
+    let plain = FileStore::new(&plain_dir).unwrap();
+    fill(&plain).await;
+    let plain_url = format!("file://{}", plain_dir.display());
+    let postgres = Postgres::start();
+
+    let (ok, moved) = tokenkit(&[
+        "--to-key",
+        &current,
+        &plain_url,
+        "move",
+        &postgres.url,
+        "conn:",
+    ]);
+    assert!(ok && moved.contains("copied 3"), "{moved}");
+    let rows = postgres.psql("SELECT string_agg(encode(data, 'escape'), '') FROM tokenkit_sets");
+    assert!(
+        !rows.is_empty() && !rows.contains("SENTINEL"),
+        "the rows are sealed: {rows}"
+    );
+
+    let (ok, listed) = tokenkit(&["--key", &current, "--key", &older, &postgres.url, "list"]);
+    assert!(ok, "{listed}");
+    assert!(listed.contains("conn:a\thealthy"), "{listed}");
+    assert!(listed.contains("conn:c\tdead"), "{listed}");
+    let (ok, shown) = tokenkit(&["--key", &current, &postgres.url, "show", "conn:b"]);
+    assert!(ok && shown.contains("\"expiring\""), "{shown}");
+
+    // Without the key the sets show as sealed, with the key that sealed them; with another
+    // key nothing opens, and the error says why.
+    let (ok, unkeyed) = tokenkit(&[&postgres.url, "list"]);
+    assert!(ok && unkeyed.contains("conn:a\tsealed"), "{unkeyed}");
+    let (ok, shown) = tokenkit(&[&postgres.url, "show", "conn:a"]);
+    assert!(ok && shown.contains("\"sealed_with\": \"k2\""), "{shown}");
+    let (ok, refused) = tokenkit(&["--key", &older, &postgres.url, "show", "conn:a"]);
+    assert!(!ok && refused.contains("k2"), "{refused}");
+    let (ok, short) = tokenkit(&["--key", "k3=/dev/null", &postgres.url, "list"]);
+    assert!(!ok && short.contains("32"), "{short}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

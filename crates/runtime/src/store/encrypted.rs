@@ -269,6 +269,18 @@ impl<S: TokenStore> EncryptedStore<S> {
     }
 }
 
+impl Stored {
+    /// The id of the key that sealed this set, when it was read from an [`EncryptedStore`]'s
+    /// inner store without the key (its tokens are ciphertext then); `None` for an open set.
+    pub fn sealed_with(&self) -> Option<&str> {
+        let text = self.tokens.access_token.expose();
+        let rest = text
+            .strip_prefix(PREFIX)
+            .or_else(|| text.strip_prefix(PREFIX_V1))?;
+        rest.split('.').next()
+    }
+}
+
 /// The associated data: a sealed set opens only as the set of the credential (and, since the
 /// v2 format, the version) it was sealed for.
 fn aad(key: &str, version: Option<u64>) -> String {
