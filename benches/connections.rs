@@ -158,6 +158,75 @@ async fn keeper_rate<S: TokenStore>(
     rate
 }
 
+/// One process waiting for another's refresh on PostgreSQL, `rounds` times: the waiter's lag
+/// behind the holder's finished refresh (median, ms) and the statements the waiter sent per
+/// wait (pg_stat_statements, by its own role), polling every `poll`, woken by NOTIFY or not.
+async fn waiting(
+    server: &tokenkit_manager_tests::Postgres,
+    listen: bool,
+    poll: Duration,
+    rounds: usize,
+) -> (f64, f64) {
+    use tokenkit_manager_tests::{client, expired, one_time_provider};
+    let (mock, _) = one_time_provider(3600, Duration::from_millis(200)).await;
+    let holder_store = PostgresStore::connect(&server.url).await.unwrap();
+    let options = tokenkit::PostgresOptions {
+        listen,
+        ..tokenkit::PostgresOptions::default()
+    };
+    let waiter_url = server.url.replace("tokenkit@", "waiter@");
+    let waiter_store = PostgresStore::connect_with(&waiter_url, &options)
+        .await
+        .unwrap();
+    // The listener connects in the background.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.psql("SELECT pg_stat_statements_reset()");
+    let config = ManagerConfig {
+        lock_poll: poll,
+        lock_wait: Duration::from_secs(30),
+        ..ManagerConfig::default()
+    };
+    let mut lags = Vec::new();
+    for round in 0..rounds {
+        let key = format!("wait-{listen}-{}-{round}", poll.as_millis());
+        let family = mock.new_family().unwrap();
+        holder_store
+            .save(&key, &expired(&family), None)
+            .await
+            .unwrap();
+        let manager = |store: &PostgresStore| {
+            let client = client(&mock.base_url());
+            tokenkit::TokenManager::with_config(client, store.clone(), key.clone(), config.clone())
+                .unwrap()
+        };
+        let (holder, waiter) = (manager(&holder_store), manager(&waiter_store));
+        let holding = tokio::spawn(async move {
+            holder.force_refresh().await.unwrap();
+            Instant::now()
+        });
+        // The waiter comes while the holder's request is out (its sending mark is stored).
+        while holder_store
+            .load(&key)
+            .await
+            .unwrap()
+            .is_none_or(|s| s.sending.is_none())
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        waiter.access_token().await.unwrap();
+        let woke = Instant::now();
+        let held = holding.await.unwrap();
+        lags.push(woke.saturating_duration_since(held).as_secs_f64() * 1000.0);
+    }
+    lags.sort_by(f64::total_cmp);
+    let sent = server.psql(
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
+         WHERE r.rolname = 'waiter' AND query NOT LIKE '%pg_stat_statements%'",
+    );
+    let per_wait = sent.trim().parse::<f64>().unwrap_or(0.0) / rounds as f64;
+    (lags[lags.len() / 2], per_wait)
+}
+
 /// A redis-server on a free port of 127.0.0.1, when one is installed.
 fn redis_server() -> Option<(std::process::Child, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -329,6 +398,30 @@ fn main() {
         }
         println!("  {total:>6.2}  in all, each one round trip");
         drop(server);
+    }
+    // PostgreSQL: a process waiting for another's refresh, polling or woken by NOTIFY.
+    if wants("waiters") {
+        let server = tokenkit_manager_tests::Postgres::start_with(&[
+            "shared_preload_libraries=pg_stat_statements",
+        ]);
+        server.psql("CREATE EXTENSION pg_stat_statements");
+        server.psql("CREATE ROLE waiter LOGIN SUPERUSER");
+        println!("a waiter behind another process's refresh (200 ms at the provider), 20 rounds:");
+        for (listen, poll) in [
+            (false, Duration::from_millis(25)),
+            (true, Duration::from_millis(25)),
+            (true, Duration::from_secs(1)),
+        ] {
+            let (lag, per_wait) = runtime.block_on(waiting(&server, listen, poll, 20));
+            let how = if listen {
+                "NOTIFY, polling every"
+            } else {
+                "polling every"
+            };
+            println!(
+                "  {how} {poll:?}: {lag:.1} ms behind the holder (median), {per_wait:.1} statements per wait"
+            );
+        }
     }
     // Files: the keeper against what the disk's durable writes allow.
     if wants("files") {

@@ -25,6 +25,10 @@ impl FailingWrites {
 }
 
 impl tokenkit::TokenStore for FailingWrites {
+    fn watch(&self, key: &str) -> tokenkit::ChangeWatch {
+        self.inner.watch(key)
+    }
+
     fn list<'a>(
         &'a self,
         prefix: &'a str,

@@ -1,7 +1,8 @@
-//! What only the PostgreSQL store has: its schema's migrations, and its connection string's
-//! password kept out of every error and `Debug` (the store contract is checked in stores.rs,
-//! faults in faults.rs).
+//! What only the PostgreSQL store has: its schema's migrations, its connection string's
+//! password kept out of every error and `Debug`, and waiters woken by `NOTIFY` (the store
+//! contract is checked in stores.rs, faults in postgres_faults.rs).
 
+use std::time::Duration;
 use tokenkit::{PostgresStore, TokenStore};
 use tokenkit_manager_tests::{Postgres, expired};
 
@@ -46,4 +47,69 @@ async fn the_postgres_store_migrates_its_schema_and_refuses_a_newer_one() {
     postgres.psql("UPDATE tokenkit_meta SET schema_version = 99");
     let err = PostgresStore::connect(&postgres.url).await.unwrap_err();
     assert!(err.message.contains("newer"), "{err}");
+}
+
+/// A watch of a key ends at the release or the save of that key by another store (another
+/// process's pool), long before its poll interval; a release of another key does not end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_or_a_save_elsewhere_wakes_a_watch_at_once() {
+    let postgres = Postgres::start();
+    let waiter = PostgresStore::connect(&postgres.url).await.unwrap();
+    let other = PostgresStore::connect(&postgres.url).await.unwrap();
+    let ttl = Duration::from_secs(5);
+    let release = |key: &'static str| {
+        let other = other.clone();
+        async move {
+            let lock = other.try_lock(key, ttl).await.unwrap().unwrap();
+            lock.release().await;
+        }
+    };
+    // The listener connects in the background: wait until it hears a release.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut watch = waiter.watch("k");
+        release("k").await;
+        let heard = tokio::time::timeout(
+            Duration::from_millis(500),
+            watch.wait(Duration::from_secs(60)),
+        );
+        if heard.await.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notification ever came"
+        );
+    }
+    // A poll interval of a minute: only a notification ends these waits within 20 s.
+    let poll = Duration::from_secs(60);
+    for round in 0..10 {
+        let mut watch = waiter.watch("k");
+        release("k").await;
+        let woke = tokio::time::timeout(Duration::from_secs(20), watch.wait(poll)).await;
+        assert!(
+            woke.is_ok(),
+            "round {round}: the release did not wake the watch"
+        );
+        let mut watch = waiter.watch("k");
+        other
+            .save("k", &expired(&format!("rt-{round}")), None)
+            .await
+            .unwrap();
+        let woke = tokio::time::timeout(Duration::from_secs(20), watch.wait(poll)).await;
+        assert!(
+            woke.is_ok(),
+            "round {round}: the save did not wake the watch"
+        );
+        let lock = other.try_lock("k", ttl).await.unwrap().unwrap();
+        other.delete("k", &lock).await.unwrap();
+        lock.release().await;
+    }
+    // Another key's release wakes nothing: the watch waits out its (short) poll. (A key of
+    // its own: a late notification of "k" would end it early.)
+    let mut watch = waiter.watch("quiet");
+    release("another").await;
+    let started = std::time::Instant::now();
+    watch.wait(Duration::from_millis(300)).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
 }

@@ -60,6 +60,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         accept: Option<&(dyn Fn(&Stored) -> bool + Send + Sync)>,
     ) -> Result<Acquired, ManagerError> {
         let deadline = after(Instant::now(), self.config.lock_wait);
+        // Made before the first look: a release between a look and the wait still wakes it.
+        let mut watch = self.store.watch(&self.key);
         loop {
             if let Some(accept) = accept
                 && let Some(stored) = self.load().await?
@@ -73,7 +75,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             if Instant::now() >= deadline {
                 return Err(ManagerError::LockTimeout);
             }
-            tokio::time::sleep(self.config.lock_poll).await;
+            watch.wait(self.config.lock_poll).await;
         }
     }
 

@@ -291,6 +291,10 @@ fn aad(key: &str, version: Option<u64>) -> String {
 }
 
 impl<S: TokenStore> TokenStore for EncryptedStore<S> {
+    fn watch(&self, key: &str) -> super::ChangeWatch {
+        self.inner.watch(key)
+    }
+
     /// The inner store's index of refresh-token expiries (kept in the clear).
     fn due<'a>(
         &'a self,

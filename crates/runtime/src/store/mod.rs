@@ -23,6 +23,7 @@ mod postgres;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
+mod watch;
 
 pub use copy::{Copied, copy_connections};
 pub use encrypted::{EncryptedStore, EncryptionKey};
@@ -32,6 +33,7 @@ pub use memory::MemoryStore;
 pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redis")]
 pub use redis::{RedisOptions, RedisStore, WaitForReplicas};
+pub use watch::ChangeWatch;
 
 use crate::client::BoxFuture;
 use crate::token::TokenSet;
@@ -362,9 +364,21 @@ pub trait TokenStore: Send + Sync + 'static {
         let _ = prefix;
         Box::pin(async { Ok(None) })
     }
+
+    /// A watch of `key`'s lock and set, made before a waiter looks at them: its
+    /// [`ChangeWatch::wait`] ends when the store announces a release or a save of `key`, or
+    /// after the waiter's poll interval. The default announces nothing (the waiter polls).
+    fn watch(&self, key: &str) -> ChangeWatch {
+        let _ = key;
+        ChangeWatch::polling()
+    }
 }
 
 impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
+    fn watch(&self, key: &str) -> ChangeWatch {
+        (**self).watch(key)
+    }
+
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         (**self).load(key)
     }

@@ -19,6 +19,7 @@
 //! version is upgraded when the store connects; a newer one is refused.
 
 mod lease;
+mod listen;
 mod sql;
 mod token_store;
 
@@ -40,6 +41,10 @@ pub struct PostgresOptions {
     /// A PEM root certificate to trust instead of the system's, for `sslmode=require` and
     /// stricter.
     pub root_certificate: Option<Vec<u8>>,
+    /// Whether waiters for another holder's refresh are woken by `LISTEN/NOTIFY` (one more
+    /// connection per store, kept open) instead of only polling. Default true; turn it off
+    /// behind a pooler that cannot hold a `LISTEN` (PgBouncer's transaction mode).
+    pub listen: bool,
 }
 
 impl Default for PostgresOptions {
@@ -49,6 +54,7 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             root_certificate: None,
+            listen: true,
         }
     }
 }
@@ -60,6 +66,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("statement_timeout", &self.statement_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("root_certificate", &self.root_certificate.is_some())
+            .field("listen", &self.listen)
             .finish()
     }
 }
@@ -68,6 +75,8 @@ impl std::fmt::Debug for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// `None` when the options turned listening off.
+    listener: Option<std::sync::Arc<listen::Listener>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -101,13 +110,16 @@ impl PostgresStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = if config.get_ssl_mode() == SslMode::Disable
+        let listening = config.clone();
+        let (manager, tls) = if config.get_ssl_mode() == SslMode::Disable
             || (config.get_ssl_mode() == SslMode::Prefer && options.root_certificate.is_none())
         {
-            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+            let manager = Manager::from_config(config, tokio_postgres::NoTls, manager_config);
+            (manager, listen::Tls::None)
         } else {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(options)?);
-            Manager::from_config(config, tls, manager_config)
+            let manager = Manager::from_config(config, tls.clone(), manager_config);
+            (manager, listen::Tls::Rustls(tls))
         };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
@@ -116,7 +128,12 @@ impl PostgresStore {
             .create_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|_| StoreError::new("cannot build the PostgreSQL connection pool"))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            listener: options
+                .listen
+                .then(|| std::sync::Arc::new(listen::Listener::start(listening, tls))),
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -29,6 +29,26 @@ macro_rules! fenced {
     };
 }
 
+/// The channel a save of a key notifies, with the key as the payload (delivered when the
+/// statement's transaction commits): what wakes the waiters.
+pub(super) const CHANNEL: &str = "tokenkit_changed";
+
+/// The end of a statement whose CTE `$cte` returns `key` and `version`: the versions, each
+/// key notified on [`CHANNEL`].
+macro_rules! notifying {
+    ($cte:literal) => {
+        concat!(
+            " SELECT ",
+            $cte,
+            ".version FROM ",
+            $cte,
+            ", LATERAL pg_notify('tokenkit_changed', ",
+            $cte,
+            ".key) AS notified"
+        )
+    };
+}
+
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i32 = 1;
 
@@ -76,24 +96,26 @@ pub(super) const LOAD: &str = concat!(
 /// stored one is still `$3`.
 pub(super) const SAVE_OVER: &str = concat!(
     fence!(),
-    "UPDATE tokenkit_sets SET version = $3 + 1, data = $4, sending_ms = NULL, dead_ms = NULL,
-        expiring_ms = NULL, announced_ms = NULL, dies_ms = $5
+    ", saved AS (UPDATE tokenkit_sets SET version = $3 + 1, data = $4, sending_ms = NULL,
+        dead_ms = NULL, expiring_ms = NULL, announced_ms = NULL, dies_ms = $5
     WHERE key = $1 AND version = $3 AND data IS NOT NULL AND ",
     fenced!(),
-    " RETURNING version"
+    " RETURNING key, version)",
+    notifying!("saved")
 );
 
 /// `$1` key, `$2` fence, `$3` data, `$4` dies: version 1, or the one after a removed set's.
 pub(super) const SAVE_NEW: &str = concat!(
     fence!(),
-    "INSERT INTO tokenkit_sets AS s (key, version, data, dies_ms)
+    ", saved AS (INSERT INTO tokenkit_sets AS s (key, version, data, dies_ms)
     SELECT $1, 1, $3::bytea, $4::bigint WHERE ",
     fenced!(),
     " ON CONFLICT (key) DO UPDATE SET version = s.version + 1, data = EXCLUDED.data,
         sending_ms = NULL, dead_ms = NULL, expiring_ms = NULL, announced_ms = NULL,
         dies_ms = EXCLUDED.dies_ms
     WHERE s.data IS NULL
-    RETURNING version"
+    RETURNING key, version)",
+    notifying!("saved")
 );
 
 /// `$1` key, `$2` fence, `$3` version, `$4` data, `$5`–`$8` marks, `$9` dies: the set as it
@@ -196,5 +218,7 @@ pub(super) const EXTEND: &str = concat!(
     " RETURNING 1"
 );
 
-/// `$1` key, `$2` fence: the lease given up.
+/// `$1` key, `$2` fence: the lease given up. (Not notified: the save before it was, and a
+/// notification costs every commit a turn at the server's one notification queue; a waiter
+/// behind a holder that saved nothing looks again within `ANNOUNCED_POLL`.)
 pub(super) const RELEASE: &str = "DELETE FROM tokenkit_locks WHERE key = $1 AND fence = $2";

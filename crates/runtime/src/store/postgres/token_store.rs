@@ -120,6 +120,14 @@ impl PostgresStore {
 }
 
 impl TokenStore for PostgresStore {
+    /// Woken by the `NOTIFY` of a release or a save of `key` (see `listen`).
+    fn watch(&self, key: &str) -> crate::store::ChangeWatch {
+        match &self.listener {
+            Some(listener) => listener.watch(key),
+            None => crate::store::ChangeWatch::polling(),
+        }
+    }
+
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         Box::pin(async move {
             let rows = self
