@@ -122,6 +122,75 @@ impl Postgres {
         server
     }
 
+    /// A streaming replica of `primary` (`pg_basebackup -R`: a hot standby that follows its
+    /// write-ahead log), started on a port of its own with `settings`. A primary whose
+    /// `synchronous_standby_names` names it (`*`) waits for it at each commit.
+    pub fn replica_of(primary: &Postgres, settings: &[&str]) -> Self {
+        let dir = scratch(&format!("postgres-replica-{}", primary.port));
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of {}", dir.display());
+        }
+        let data = dir.join("data").to_string_lossy().into_owned();
+        let primary_port = primary.port.to_string();
+        let out = as_server_user(
+            &bin_dir().join("pg_basebackup"),
+            &[
+                "-D",
+                &data,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port,
+                "-U",
+                "tokenkit",
+                "-X",
+                "stream",
+                "-R",
+                "--no-sync",
+            ],
+        )
+        .output()
+        .expect("pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut replica = Self {
+            child: None,
+            dir,
+            port,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
+            url: format!("postgres://tokenkit@127.0.0.1:{port}/postgres"),
+        };
+        replica.run();
+        // Streaming once the primary says so.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while primary.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+            != "1"
+        {
+            assert!(Instant::now() < deadline, "the replica never streamed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        replica
+    }
+
+    /// Makes a replica the primary (`pg_promote`, waiting until it is done).
+    pub fn promote(&self) {
+        assert_eq!(self.psql("SELECT pg_promote(true, 60)"), "t", "promotion");
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     fn run(&mut self) {
         let data = self.dir.join("data").to_string_lossy().into_owned();
         let sockets = self.dir.to_string_lossy().into_owned();

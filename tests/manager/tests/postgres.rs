@@ -49,26 +49,20 @@ async fn the_postgres_store_migrates_its_schema_and_refuses_a_newer_one() {
     assert!(err.message.contains("newer"), "{err}");
 }
 
-/// A watch of a key ends at the release or the save of that key by another store (another
-/// process's pool), long before its poll interval; a release of another key does not end it.
+/// A watch of a key ends at the save of that key by another store (another process's pool),
+/// long before its poll interval; a save of another key does not end it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_or_a_save_elsewhere_wakes_a_watch_at_once() {
+async fn a_save_elsewhere_wakes_a_watch_at_once() {
     let postgres = Postgres::start();
     let waiter = PostgresStore::connect(&postgres.url).await.unwrap();
     let other = PostgresStore::connect(&postgres.url).await.unwrap();
-    let ttl = Duration::from_secs(5);
-    let release = |key: &'static str| {
-        let other = other.clone();
-        async move {
-            let lock = other.try_lock(key, ttl).await.unwrap().unwrap();
-            lock.release().await;
-        }
-    };
-    // The listener connects in the background: wait until it hears a release.
+    let set = |i: usize| expired(&format!("rt-{i}"));
+    // The listener connects in the background: wait until it hears a save.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut watch = waiter.watch("k");
-        release("k").await;
+    for i in 0.. {
+        let key = format!("warm-{i}");
+        let mut watch = waiter.watch(&key);
+        other.save(&key, &set(i), None).await.unwrap();
         let heard = tokio::time::timeout(
             Duration::from_millis(500),
             watch.wait(Duration::from_secs(60)),
@@ -83,32 +77,24 @@ async fn a_release_or_a_save_elsewhere_wakes_a_watch_at_once() {
     }
     // A poll interval of a minute: only a notification ends these waits within 20 s.
     let poll = Duration::from_secs(60);
+    let mut version = None;
     for round in 0..10 {
         let mut watch = waiter.watch("k");
-        release("k").await;
-        let woke = tokio::time::timeout(Duration::from_secs(20), watch.wait(poll)).await;
-        assert!(
-            woke.is_ok(),
-            "round {round}: the release did not wake the watch"
-        );
-        let mut watch = waiter.watch("k");
-        other
-            .save("k", &expired(&format!("rt-{round}")), None)
-            .await
-            .unwrap();
+        let saved = other.save("k", &set(round), version).await.unwrap();
+        let tokenkit::Saved::Written(v) = saved else {
+            panic!("round {round}: {saved:?}");
+        };
+        version = Some(v);
         let woke = tokio::time::timeout(Duration::from_secs(20), watch.wait(poll)).await;
         assert!(
             woke.is_ok(),
             "round {round}: the save did not wake the watch"
         );
-        let lock = other.try_lock("k", ttl).await.unwrap().unwrap();
-        other.delete("k", &lock).await.unwrap();
-        lock.release().await;
     }
-    // Another key's release wakes nothing: the watch waits out its (short) poll. (A key of
-    // its own: a late notification of "k" would end it early.)
+    // Another key's save wakes nothing: the watch waits out its poll (a key of its own: a
+    // late notification of "k" would end it early).
     let mut watch = waiter.watch("quiet");
-    release("another").await;
+    other.save("another", &set(0), None).await.unwrap();
     let started = std::time::Instant::now();
     watch.wait(Duration::from_millis(300)).await;
     assert!(started.elapsed() >= Duration::from_millis(300));

@@ -168,3 +168,47 @@ async fn serialization_failures_under_concurrent_refreshes_reuse_nothing() {
     println!("serializable: {failures} serialization failures in the server's log");
     assert!(failures > 0, "no serialization failure happened");
 }
+
+/// A failover to a promoted streaming replica. The primary acknowledges a commit only once the
+/// replica has applied it (`synchronous_commit = remote_apply`, `synchronous_standby_names =
+/// *`: what RELIABILITY.md says a failover needs); it is killed with SIGKILL mid-run and the
+/// replica promoted; the workers, on a two-host URL with `target_session_attrs=read-write`,
+/// move to it. Every mark and set acknowledged before the kill is on the new primary: no
+/// refresh token is sent twice and the stored set is live there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_promoted_replica_loses_no_acknowledged_mark() {
+    let mut primary = Postgres::start_with(&[
+        "synchronous_standby_names=*",
+        "synchronous_commit=remote_apply",
+    ]);
+    let replica = Postgres::replica_of(&primary, &[]);
+    let url = format!(
+        "postgres://tokenkit@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port(),
+        replica.port()
+    );
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let arg = format!("postgres:{url}");
+    let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 3, "8", &[]).await;
+    renewed(&mock, 5).await;
+    primary.kill();
+    let at_kill = mock.authority_stats().refreshes;
+    tokio::task::block_in_place(|| replica.promote());
+    let promoted = now_ms();
+    let reports = tokio::task::block_in_place(|| collect(children));
+    check_provider(&mock, &reports, "failover");
+    let after = mock.authority_stats().refreshes;
+    let recovery = reports
+        .iter()
+        .map(|r| r.last_error_ms.saturating_sub(promoted))
+        .max()
+        .unwrap_or(0);
+    println!(
+        "failover: {at_kill} refreshes before the kill, {after} in all; healthy {recovery} ms after the promotion"
+    );
+    assert!(
+        after > at_kill,
+        "nothing was renewed on the promoted replica"
+    );
+    check_stored_set_is_live(store, &mock, "failover").await;
+}
