@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 /// How long a waiter whose store announces changes waits at most, whatever its poll interval:
 /// the poll then only covers what no announcement says (a holder that died with the lock,
 /// whose lease runs out).
-pub const ANNOUNCED_POLL: Duration = Duration::from_secs(1);
+pub(crate) const ANNOUNCED_POLL: Duration = Duration::from_secs(1);
 
 /// A waiter's view of one key's changes, made before it looks at the key so that a change
 /// between the look and the wait is not missed ([`crate::TokenStore::watch`]).
@@ -45,7 +45,7 @@ impl ChangeWatch {
     }
 
     /// Waits until the key may have changed since the watch was made (or the last wait), or
-    /// `poll` passed, or, while the store announces changes, [`ANNOUNCED_POLL`] if longer (the
+    /// `poll` passed, or, while the store announces changes, a second if longer (the
     /// announcement wakes it sooner). A feed that fell behind counts as a change: the waiter
     /// looks.
     pub async fn wait(&mut self, poll: Duration) {
