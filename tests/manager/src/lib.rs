@@ -35,6 +35,18 @@ pub async fn one_time_provider(lifetime_secs: i64, delay: Duration) -> (MockServ
     (mock, first)
 }
 
+/// Fleetbank's mock: one-time refresh tokens that die 20 s after issue unless used, a reused
+/// one revoking its family; quiet (the fleet tests send thousands of requests).
+pub async fn fleetbank() -> MockServer {
+    let spec = workspace().join("tests/fixtures/specs/fleetbank.yaml");
+    let mock = MockServer::start(tokenkit_mock::load(spec).expect("spec"))
+        .await
+        .expect("mock");
+    mock.enforce_rotation(3600, Duration::ZERO);
+    mock.quiet();
+    mock
+}
+
 /// An Easyship client pointed at `base_url`.
 pub fn client(base_url: &str) -> tokenkit_easyship::Client {
     client_with_timeout(base_url, Duration::from_secs(5))

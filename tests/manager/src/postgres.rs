@@ -44,6 +44,18 @@ fn server_user() -> (u32, u32) {
     (id("-u"), id("-g"))
 }
 
+/// Makes `dir` the server user's, when this process is root.
+fn give_to_server_user(dir: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of {}", dir.display());
+    }
+}
+
 /// `program` with `args`, as `postgres` when this process is root.
 fn as_server_user(program: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(program);
@@ -79,14 +91,7 @@ impl Postgres {
         let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = scratch(&format!("postgres-{n}"));
         let data = dir.join("data");
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown of {}", dir.display());
-        }
+        give_to_server_user(&dir);
         let data_arg = data.to_string_lossy().into_owned();
         let out = as_server_user(
             &bin_dir().join("initdb"),
@@ -127,14 +132,7 @@ impl Postgres {
     /// `synchronous_standby_names` names it (`*`) waits for it at each commit.
     pub fn replica_of(primary: &Postgres, settings: &[&str]) -> Self {
         let dir = scratch(&format!("postgres-replica-{}", primary.port));
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown of {}", dir.display());
-        }
+        give_to_server_user(&dir);
         let data = dir.join("data").to_string_lossy().into_owned();
         let primary_port = primary.port.to_string();
         let out = as_server_user(

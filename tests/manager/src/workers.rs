@@ -21,9 +21,20 @@ pub struct Report {
     pub last_error_ms: u128,
 }
 
-/// A `manager-worker` (at `exe`) on `store` for `seconds`, tolerating store errors.
-pub fn spawn(exe: &str, base_url: &str, store: &str, seconds: &str, extra: &[&str]) -> Child {
-    Command::new(exe)
+/// The `manager-worker` binary cargo built beside the running test (`target/<profile>/`, the
+/// test itself being in `deps/` below it).
+fn worker_exe() -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let profile = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    profile.join("manager-worker")
+}
+
+/// A `manager-worker` on `store` for `seconds`, tolerating store errors.
+pub fn spawn(base_url: &str, store: &str, seconds: &str, extra: &[&str]) -> Child {
+    Command::new(worker_exe())
         .args([base_url, store, seconds, "--tolerate"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -120,9 +131,8 @@ pub async fn check_stored_set_is_live(store: impl TokenStore, mock: &MockServer,
 }
 
 /// A provider with 1-s one-time tokens answering after `delay`, `store` seeded with its first
-/// refresh token, and `workers` worker processes (`exe`) on `store_arg` for `seconds`.
+/// refresh token, and `workers` worker processes on `store_arg` for `seconds`.
 pub async fn fleet<S: TokenStore>(
-    exe: &str,
     store: S,
     store_arg: &str,
     delay: Duration,
@@ -133,7 +143,26 @@ pub async fn fleet<S: TokenStore>(
     let (mock, first) = one_time_provider(1, delay).await;
     store.save("shared", &expired(&first), None).await.unwrap();
     let children = (0..workers)
-        .map(|_| spawn(exe, &mock.base_url(), store_arg, seconds, extra))
+        .map(|_| spawn(&mock.base_url(), store_arg, seconds, extra))
         .collect();
     (mock, store, children)
+}
+
+/// Waits until the provider has renewed `n` sets in all (a loaded machine starts late and
+/// runs slow: a count, not a time).
+pub async fn renewed(mock: &MockServer, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mock.authority_stats().refreshes < n {
+        assert!(Instant::now() < deadline, "never renewed {n} sets");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How long after `since` (ms since the Unix epoch) the workers still saw errors.
+pub fn recovery_ms(reports: &[Report], since: u128) -> u128 {
+    reports
+        .iter()
+        .map(|r| r.last_error_ms.saturating_sub(since))
+        .max()
+        .unwrap_or(0)
 }

@@ -6,24 +6,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokenkit::{FileStore, RedisStore, TokenStore};
-use tokenkit_manager_tests::workers::{check_provider, check_stored_set_is_live, collect, now_ms};
+use tokenkit_manager_tests::workers::{
+    check_provider, check_stored_set_is_live, collect, fleet, now_ms, recovery_ms, renewed,
+};
 use tokenkit_manager_tests::{Redis, RedisCluster, expired, scratch};
-use tokenkit_mock::MockServer;
-
-/// `workers` manager-worker processes on `store_arg` for `seconds` against a fresh
-/// provider (see [`tokenkit_manager_tests::workers::fleet`]).
-async fn fleet<S: TokenStore>(
-    store: S,
-    store_arg: &str,
-    delay: Duration,
-    workers: usize,
-    seconds: &str,
-    extra: &[&str],
-) -> (MockServer, S, Vec<std::process::Child>) {
-    let exe = env!("CARGO_BIN_EXE_manager-worker");
-    tokenkit_manager_tests::workers::fleet(exe, store, store_arg, delay, workers, seconds, extra)
-        .await
-}
 
 /// A `RedisStore` on `redis`, and the worker's argument for it.
 async fn redis_store(redis: &Redis) -> (RedisStore, String) {
@@ -40,18 +26,14 @@ async fn a_redis_restart_mid_run_loses_nothing_and_heals_within_two_seconds() {
     let mut redis = Redis::start_persistent();
     let (store, arg) = redis_store(&redis).await;
     let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 4, "7", &[]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    renewed(&mock, 5).await;
     redis.kill();
     tokio::time::sleep(Duration::from_millis(700)).await;
     redis.start_again();
     let back = now_ms();
     let reports = tokio::task::block_in_place(|| collect(children));
     check_provider(&mock, &reports, "redis restart");
-    let recovery = reports
-        .iter()
-        .map(|r| r.last_error_ms.saturating_sub(back))
-        .max()
-        .unwrap_or(0);
+    let recovery = recovery_ms(&reports, back);
     println!("redis restart: healthy {recovery} ms after Redis came back");
     assert!(
         recovery <= 2000,

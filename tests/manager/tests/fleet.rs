@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 use tokenkit::{FileStore, Origin, PostgresStore, RedisStore, TokenStore};
-use tokenkit_manager_tests::{Postgres, Redis, expired, scratch, workspace};
+use tokenkit_manager_tests::{Postgres, Redis, expired, fleetbank, scratch};
 use tokenkit_mock::MockServer;
 
 /// One fleet at a time: each needs the machine's cores to itself.
@@ -60,16 +60,6 @@ impl Replica {
             .filter(move |(k, _)| k == kind)
             .map(|(_, c)| c.as_str())
     }
-}
-
-async fn fleetbank() -> MockServer {
-    let spec = workspace().join("tests/fixtures/specs/fleetbank.yaml");
-    let mock = MockServer::start(tokenkit_mock::load(spec).unwrap())
-        .await
-        .unwrap();
-    mock.enforce_rotation(3600, Duration::ZERO);
-    mock.quiet();
-    mock
 }
 
 /// Seeds connection `c<i>` for each of `n`, each its own family, whose refresh tokens die 20 s

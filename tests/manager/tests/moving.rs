@@ -7,7 +7,8 @@ use tokenkit::{
     PoolConfig, PostgresStore, RedisStore, Reported, Stored, TokenPool, TokenStore,
     copy_connections,
 };
-use tokenkit_manager_tests::{Postgres, Redis, expired, scratch, workspace};
+use tokenkit_manager_tests::workers::renewed;
+use tokenkit_manager_tests::{Postgres, Redis, expired, fleetbank, scratch};
 use tokenkit_mock::MockServer;
 
 const TTL: Duration = Duration::from_secs(5);
@@ -155,18 +156,6 @@ async fn connections_move_from_files_to_redis_to_postgres_to_encrypted_postgres(
 const KEPT: usize = 30;
 const PREFIX: &str = "conn:fleetbank:";
 
-/// Fleetbank's mock: one-time refresh tokens that die 20 s after issue unless used, a reused
-/// one revoking its family.
-async fn fleetbank() -> MockServer {
-    let spec = workspace().join("tests/fixtures/specs/fleetbank.yaml");
-    let mock = MockServer::start(tokenkit_mock::load(spec).unwrap())
-        .await
-        .unwrap();
-    mock.enforce_rotation(3600, Duration::ZERO);
-    mock.quiet();
-    mock
-}
-
 fn pool<S: TokenStore>(mock: &MockServer, store: S) -> TokenPool<tokenkit_fleetbank::Client, S> {
     let client = tokenkit_fleetbank::Client::builder("fleet-client", "fleet-secret")
         .base_url(mock.base_url())
@@ -188,18 +177,6 @@ fn pool<S: TokenStore>(mock: &MockServer, store: S) -> TokenPool<tokenkit_fleetb
         ..PoolConfig::default()
     };
     TokenPool::new(client, store, config).unwrap()
-}
-
-/// Waits until the provider has renewed `n` sets in all.
-async fn renewed(mock: &MockServer, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while mock.authority_stats().refreshes < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never renewed {n} sets"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// One move with a keeper renewing every connection of `from` all along: a copy while it

@@ -4,24 +4,11 @@
 //! (every refresh token sent at most once) and checks that the stored set is still live.
 
 use std::time::Duration;
-use tokenkit::{PostgresStore, TokenStore};
+use tokenkit::PostgresStore;
 use tokenkit_manager_tests::Postgres;
-use tokenkit_manager_tests::workers::{check_provider, check_stored_set_is_live, collect, now_ms};
-use tokenkit_mock::MockServer;
-
-/// `workers` manager-worker processes on `store_arg` for `seconds` against a fresh provider.
-async fn fleet<S: TokenStore>(
-    store: S,
-    store_arg: &str,
-    delay: Duration,
-    workers: usize,
-    seconds: &str,
-    extra: &[&str],
-) -> (MockServer, S, Vec<std::process::Child>) {
-    let exe = env!("CARGO_BIN_EXE_manager-worker");
-    tokenkit_manager_tests::workers::fleet(exe, store, store_arg, delay, workers, seconds, extra)
-        .await
-}
+use tokenkit_manager_tests::workers::{
+    check_provider, check_stored_set_is_live, collect, fleet, now_ms, recovery_ms, renewed,
+};
 
 /// PostgreSQL killed (SIGKILL) in the middle of a run and started again (crash recovery from
 /// its write-ahead log): the fleet serves or fails retryably meanwhile, reuses nothing, and is
@@ -32,18 +19,14 @@ async fn a_postgres_crash_mid_run_loses_nothing_and_heals() {
     let store = PostgresStore::connect(&postgres.url).await.unwrap();
     let arg = format!("postgres:{}", postgres.url);
     let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 4, "8", &[]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    renewed(&mock, 5).await;
     postgres.kill();
     tokio::time::sleep(Duration::from_millis(700)).await;
     postgres.start_again();
     let back = now_ms();
     let reports = tokio::task::block_in_place(|| collect(children));
     check_provider(&mock, &reports, "postgres crash");
-    let recovery = reports
-        .iter()
-        .map(|r| r.last_error_ms.saturating_sub(back))
-        .max()
-        .unwrap_or(0);
+    let recovery = recovery_ms(&reports, back);
     println!("postgres crash: healthy {recovery} ms after PostgreSQL came back");
     assert!(
         recovery <= 3000,
@@ -71,18 +54,6 @@ async fn postgres_stalled_longer_than_the_lock_never_lets_two_holders_send() {
     let reports = tokio::task::block_in_place(|| collect(children));
     check_provider(&mock, &reports, "postgres stall");
     check_stored_set_is_live(store, &mock, "postgres stall").await;
-}
-
-/// Waits until the provider has renewed `n` sets (a loaded machine starts late).
-async fn renewed(mock: &MockServer, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while mock.authority_stats().refreshes < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the fleet never renewed {n} sets"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Every client connection of the database dropped at once, twice, mid-run
@@ -198,11 +169,7 @@ async fn a_failover_to_a_promoted_replica_loses_no_acknowledged_mark() {
     let reports = tokio::task::block_in_place(|| collect(children));
     check_provider(&mock, &reports, "failover");
     let after = mock.authority_stats().refreshes;
-    let recovery = reports
-        .iter()
-        .map(|r| r.last_error_ms.saturating_sub(promoted))
-        .max()
-        .unwrap_or(0);
+    let recovery = recovery_ms(&reports, promoted);
     println!(
         "failover: {at_kill} refreshes before the kill, {after} in all; healthy {recovery} ms after the promotion"
     );
