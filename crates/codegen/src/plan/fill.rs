@@ -44,8 +44,8 @@ impl BodyParts {
 /// Fills every request's fields. A field another request on the same struct fills itself
 /// (its token, code or fixed value) is left out of this one, so it must be optional; so is
 /// an optional field of a shared struct that no request fills (it may be any grant's), unless
-/// it is the client's own (`client_id`, `client_secret`: RFC 6749 §2.3.1) or the mapping
-/// names it in `per-client`.
+/// it is a constant (a single-value enum), the client's own (`client_id`, `client_secret`:
+/// RFC 6749 §2.3.1), or the mapping names it in `per-client`.
 pub(super) fn fill_all(
     file: &str,
     types: &IndexMap<String, TypeDef>,
@@ -70,6 +70,8 @@ pub(super) fn fill_all(
                     struct_fields(types, &plan.struct_name)
                         .iter()
                         .filter(|f| f.optional && !per_client(plan, &f.json))
+                        // A single-value enum is a constant every request may carry.
+                        .filter(|f| single_value(types, &f.ty).is_none())
                         .filter(|f| !plan.own.iter().any(|(own, _)| *own == f.json))
                         .map(|f| f.json.as_str()),
                 );
