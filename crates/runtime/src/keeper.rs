@@ -247,6 +247,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     }
 }
 
+/// What the keeper's look at a connection's lock found.
+enum Look {
+    /// Taken: the renewal runs under it.
+    Held(crate::store::StoreLock),
+    /// Another holder has it.
+    Elsewhere,
+    /// The store did not answer.
+    Unknown,
+}
+
 /// What one due entry is: a connection's key and when its refresh token dies (or
 /// [`IN_USE`], for a connection in use whose access token is due).
 type Entry = (String, SystemTime);
@@ -447,27 +457,29 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
     /// Renews the connection unless another replica holds its lock (a look later finds it
     /// renewed, or still due), then records how it went.
     async fn run(self, connection: &str) {
-        if self.locked_elsewhere().await {
-            self.done();
-            return;
-        }
-        let result = self.pool.renew(connection).await;
+        let result = match self.lock().await {
+            Look::Elsewhere => {
+                self.done();
+                return;
+            }
+            Look::Held(lock) => self.pool.renew_holding(connection, lock).await,
+            // The store did not answer: the manager's own wait for the lock decides.
+            Look::Unknown => self.pool.renew(connection).await,
+        };
         if self.record(result) {
             self.pool.report_expiring(connection, self.dies).await;
         }
         self.done();
     }
 
-    /// Whether another holder has the connection's lock right now.
-    async fn locked_elsewhere(&self) -> bool {
+    /// The connection's lock, taken for the renewal, unless another holder has it right now
+    /// (another replica is renewing it: a look later finds it renewed, or still due).
+    async fn lock(&self) -> Look {
         let lock_ttl = self.pool.manager_config().lock_ttl;
         match self.pool.store().try_lock(&self.key, lock_ttl).await {
-            Ok(Some(lock)) => {
-                lock.release().await;
-                false
-            }
-            Ok(None) => true,
-            Err(_) => false,
+            Ok(Some(lock)) => Look::Held(lock),
+            Ok(None) => Look::Elsewhere,
+            Err(_) => Look::Unknown,
         }
     }
 

@@ -287,6 +287,21 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         self.manager(connection)?.renew().await
     }
 
+    /// [`TokenPool::renew`] under `lock`, the connection's store lock the keeper has taken.
+    pub(crate) async fn renew_holding(
+        &self,
+        connection: &str,
+        lock: crate::store::StoreLock,
+    ) -> Result<(), ManagerError> {
+        match self.manager(connection) {
+            Ok(manager) => manager.renew_holding(lock).await,
+            Err(e) => {
+                lock.release().await;
+                Err(e)
+            }
+        }
+    }
+
     /// Reports, once fleet-wide, that the keeper could not renew `connection`, whose refresh
     /// token dies at `dies`.
     pub(crate) async fn report_expiring(&self, connection: &str, dies: SystemTime) {

@@ -5,6 +5,7 @@ use super::error::outcome_name;
 use super::{Cached, Inner, ManagerError, TokenManager, locked};
 use crate::client::RefreshClient;
 use crate::events::TokenEvent;
+use crate::store::StoreLock;
 use crate::store::TokenStore;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -60,17 +61,22 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         force: bool,
         read: impl Fn(&Cached) -> T,
     ) -> Result<T, ManagerError> {
-        self.current_or_unexpired(force, true, read).await
+        self.current_or_unexpired(force, true, None, read).await
     }
 
     /// Like `current`; a failed refresh is an error even while the cached access token has
     /// not expired unless `fallback`.
+    ///
+    /// `held` is the store's lock when the caller has taken it already (the keeper's look):
+    /// a refresh this call starts runs under it; otherwise it is let go.
     pub(super) async fn current_or_unexpired<T>(
         &self,
         force: bool,
         fallback: bool,
+        held: Option<StoreLock>,
         read: impl Fn(&Cached) -> T,
     ) -> Result<T, ManagerError> {
+        let mut held = held;
         let fresh = |now| {
             let cache = self.inner.cache.load();
             cache.as_ref().filter(|c| c.is_fresh(now)).map(|c| read(c))
@@ -78,16 +84,22 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         let mut flight = {
             let mut slot = locked(&self.inner.flight);
             if !force && let Some(value) = fresh(SystemTime::now()) {
+                let_go(held.take());
                 return Ok(value);
             }
             match slot.as_ref() {
-                Some(running) => running.clone(),
+                Some(running) => {
+                    let_go(held.take());
+                    running.clone()
+                }
                 None => {
                     // The refresh runs in its own task: a caller that gives up must not
                     // abandon a request that may already have spent the refresh token.
                     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        let_go(held.take());
                         return Err(ManagerError::Interrupted);
                     };
+                    let held = held.take();
                     let (tx, rx) = watch::channel(None);
                     *slot = Some(rx.clone());
                     let guard = FlightGuard {
@@ -95,7 +107,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                         tx: Some(tx),
                     };
                     runtime.spawn(async move {
-                        let result = Arc::clone(&guard.inner).refresh(force).await;
+                        let result = Arc::clone(&guard.inner).refresh(force, held).await;
                         guard.finish(result);
                     });
                     rx
@@ -126,7 +138,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
 }
 
 impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
-    pub(super) async fn refresh(self: Arc<Self>, force: bool) -> Result<Arc<Cached>, ManagerError> {
+    pub(super) async fn refresh(
+        self: Arc<Self>,
+        force: bool,
+        held: Option<StoreLock>,
+    ) -> Result<Arc<Cached>, ManagerError> {
         let span = tracing::info_span!(
             "tokenkit.refresh",
             provider = self.client.provider(),
@@ -136,7 +152,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         );
         let started = Instant::now();
         let result = Arc::clone(&self)
-            .refresh_locked(force)
+            .refresh_locked(force, held)
             .instrument(span.clone())
             .await;
         let outcome = outcome_name(&result);
@@ -216,5 +232,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             version: cached.version,
             origin: cached.tokens.origin,
         });
+    }
+}
+
+/// Gives up a lock the caller took but will not refresh under (in the background: the caller
+/// may hold a mutex). Without a runtime the lease simply runs out.
+pub(super) fn let_go(lock: Option<StoreLock>) {
+    if let (Some(lock), Ok(runtime)) = (lock, tokio::runtime::Handle::try_current()) {
+        runtime.spawn(lock.release());
     }
 }

@@ -21,9 +21,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     pub(super) async fn refresh_locked(
         self: Arc<Self>,
         force: bool,
+        held: Option<StoreLock>,
     ) -> Result<Arc<Cached>, ManagerError> {
         // A set whose write is still being retried: it is newer than anything stored.
         if let Some(unsaved) = self.unsaved_set() {
+            super::flight::let_go(held);
             return if unsaved.is_unexpired(SystemTime::now()) {
                 Ok(unsaved)
             } else {
@@ -35,9 +37,15 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         if let Some((until, _, error)) = locked(&self.rejected).clone()
             && Instant::now() < until
         {
+            super::flight::let_go(held);
             return Err(ManagerError::Refresh(error));
         }
         let seen = self.cache.load_full().map(|c| c.version);
+        if let Some(lock) = held {
+            // Taken by the caller: what waiting for it would find, the refresh under it reads.
+            let held = self.refresh_holding_lock(force, seen, &lock).await;
+            return self.settle(lock, held).await;
+        }
         let acceptable = |stored: &Stored| {
             let newer = Some(stored.version) != seen;
             !self.regressed(Some(stored))

@@ -311,7 +311,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     /// not: what a keeper asks. Unlike [`TokenManager::token_set`], a failed refresh is an
     /// error even while the old access token still works.
     pub(crate) async fn renew(&self) -> Result<(), ManagerError> {
-        Box::pin(self.current_or_unexpired(false, false, |_| ())).await
+        Box::pin(self.current_or_unexpired(false, false, None, |_| ())).await
+    }
+
+    /// [`TokenManager::renew`] under `lock`, the store's lock the caller has just taken (the
+    /// keeper's look): no second take, no wait. The lock is let go if nothing needs it.
+    pub(crate) async fn renew_holding(
+        &self,
+        lock: crate::store::StoreLock,
+    ) -> Result<(), ManagerError> {
+        Box::pin(self.current_or_unexpired(false, false, Some(lock), |_| ())).await
     }
 
     /// The newest version this manager has seen, if any (a pool keeps it when it drops the
