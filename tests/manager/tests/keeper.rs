@@ -530,3 +530,73 @@ async fn shutdown_waits_for_the_writes_being_retried() {
     assert_eq!(stored.version, 2, "{stored:?}");
     assert_eq!(mock.authority_stats().reuses, 0);
 }
+
+/// The keeper renews under the lock its look took; where it then finds nothing to do (a
+/// caller's refresh already in flight, a set fresh in the cache) it lets the lock go. Callers
+/// forcing refreshes of the same connections all along make those cases happen; afterwards
+/// no lock is left taken (each is free long before its 60-s lease would run out), and no
+/// token was sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keeper_leaves_no_lock_behind_beside_callers_refreshing() {
+    let redis = tokenkit_manager_tests::Redis::start();
+    let store = tokenkit::RedisStore::connect(&redis.url, "locks")
+        .await
+        .unwrap();
+    let (mock, client) = idle_provider().await;
+    let mut config = pool_config();
+    // Every connection is always due: the keeper looks at each over and over.
+    config.manager.refresh_token_margin = Duration::from_secs(3600);
+    config.manager.lock_ttl = Duration::from_secs(60);
+    config.manager.min_refresh_interval = Duration::ZERO;
+    let pool = TokenPool::new(client, store.clone(), config).unwrap();
+    let names: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
+    for name in &names {
+        pool.seed(name, connection(&mock.new_family().unwrap()))
+            .await
+            .unwrap();
+    }
+    let keeper = pool
+        .keep(KeeperConfig {
+            interval: Duration::from_millis(5),
+            jitter: Duration::ZERO,
+            ..keeper_config()
+        })
+        .unwrap();
+    let mut callers = tokio::task::JoinSet::new();
+    for name in names.clone() {
+        let pool = pool.clone();
+        callers.spawn(async move {
+            for _ in 0..100 {
+                pool.force_refresh(&name).await.unwrap();
+                // Room between refreshes for the keeper's looks to find the lock free.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+    callers.join_all().await;
+    let looked = keeper
+        .stats()
+        .kept
+        .load(std::sync::atomic::Ordering::Relaxed);
+    keeper.shutdown().await;
+    let stats = mock.authority_stats();
+    println!("callers and keeper: {stats:?}, the keeper's looks that ended well: {looked}");
+    assert_eq!((stats.reuses, stats.rejected), (0, 0), "{stats:?}");
+    assert!(stats.refreshes >= 400, "{stats:?}");
+    assert!(looked > 0, "the keeper never looked while the callers ran");
+    for name in &names {
+        let key = format!("conn:idlebank:{name}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(lock) = store.try_lock(&key, Duration::from_secs(5)).await.unwrap() {
+                lock.release().await;
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{key}'s lock is still taken: a lock was left behind"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
