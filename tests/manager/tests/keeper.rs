@@ -84,8 +84,15 @@ async fn keeps_alive<S: TokenStore + Clone>(store: S, connections: usize, what: 
         names.push(name);
     }
     let keeper = pool.keep(keeper_config()).unwrap();
-    // Three idle lifetimes with nobody asking for a token.
-    tokio::time::sleep(Duration::from_secs(16)).await;
+    // Three renewals of every connection (three idle lifetimes) with nobody asking for a token:
+    // a count, so a slow machine takes longer instead of failing.
+    let renewals = 3 * connections as u64;
+    wait_for(
+        "three renewals of each connection",
+        Duration::from_secs(60),
+        || mock.authority_stats().refreshes >= renewals,
+    )
+    .await;
     let stats = mock.authority_stats();
     assert_eq!(
         (stats.expired, stats.reuses, stats.rejected),
@@ -118,19 +125,32 @@ async fn keeps_alive<S: TokenStore + Clone>(store: S, connections: usize, what: 
         .unwrap()
         .unwrap();
     assert!(mock.revoke_family_of(token.tokens.refresh_token.unwrap().expose()));
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let given_up = || {
+        keeper
+            .stats()
+            .given_up
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    wait_for(
+        "the revoked connection given up",
+        Duration::from_secs(30),
+        || given_up() >= 1,
+    )
+    .await;
+    // Another look or two past it: it is not sent again.
+    let looked = mock.authority_stats().refreshes;
+    wait_for(
+        "more renewals of the others",
+        Duration::from_secs(30),
+        || mock.authority_stats().refreshes >= looked + connections as u64,
+    )
+    .await;
     let stats = mock.authority_stats();
     assert_eq!(
         stats.rejected, 1,
         "{what}: the dead token was sent once: {stats:?}"
     );
-    assert_eq!(
-        keeper
-            .stats()
-            .given_up
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(given_up(), 1);
     let mut reauth = Vec::new();
     while let Ok(event) = events.try_recv() {
         if let TokenEvent::ReauthenticationRequired { connection, .. } = event {
