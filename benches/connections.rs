@@ -386,7 +386,7 @@ fn main() {
             kept / plain
         );
         let calls = server.psql(
-            "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) FROM pg_stat_statements \
+            "SELECT calls, round(mean_exec_time::numeric, 3) || ' ms ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 60) FROM pg_stat_statements \
              WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC",
         );
         let mut total = 0.0;

@@ -476,7 +476,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
     /// (another replica is renewing it: a look later finds it renewed, or still due).
     async fn lock(&self) -> Look {
         let lock_ttl = self.pool.manager_config().lock_ttl;
-        match self.pool.store().try_lock(&self.key, lock_ttl).await {
+        match self
+            .pool
+            .store()
+            .try_lock_loading(&self.key, lock_ttl)
+            .await
+        {
             Ok(Some(lock)) => Look::Held(lock),
             Ok(None) => Look::Elsewhere,
             Err(_) => Look::Unknown,

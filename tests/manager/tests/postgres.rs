@@ -42,7 +42,19 @@ async fn the_postgres_store_migrates_its_schema_and_refuses_a_newer_one() {
     assert_eq!(again.load("kept").await.unwrap().unwrap().version, 1);
     assert_eq!(
         postgres.psql("SELECT schema_version FROM tokenkit_meta"),
-        "1"
+        "2"
+    );
+    // A database an older tokenkit made (version 1: its leases logged) is upgraded in place.
+    postgres.psql("ALTER TABLE tokenkit_locks SET LOGGED");
+    postgres.psql("UPDATE tokenkit_meta SET schema_version = 1");
+    let upgraded = PostgresStore::connect(&postgres.url).await.unwrap();
+    assert_eq!(upgraded.load("kept").await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        postgres.psql(
+            "SELECT schema_version || ' ' || relpersistence::text FROM tokenkit_meta, pg_class \
+             WHERE relname = 'tokenkit_locks'"
+        ),
+        "2 u"
     );
     postgres.psql("UPDATE tokenkit_meta SET schema_version = 99");
     let err = PostgresStore::connect(&postgres.url).await.unwrap_err();

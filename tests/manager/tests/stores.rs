@@ -260,6 +260,119 @@ async fn restore_and_delete(store: impl TokenStore, what: &str) {
     lock.release().await;
 }
 
+/// The holder's merged steps: the lock taken with its set (never a stale one, however many
+/// holders take turns) and the last write giving the lock up; `merges` for stores that do
+/// both in one round trip (the others keep the contract with their default steps).
+async fn merged_steps(store: impl TokenStore + Clone, what: &str, merges: bool) {
+    let ttl = Duration::from_secs(5);
+    store.save("m", &expired("rt-1"), None).await.unwrap();
+    let first = store
+        .try_lock_loading("m", ttl)
+        .await
+        .unwrap()
+        .expect("free");
+    match first.take_set() {
+        Some(set) => {
+            let loaded = store.load("m").await.unwrap().unwrap();
+            assert_eq!(
+                (set.version, set.tokens),
+                (loaded.version, loaded.tokens),
+                "{what}"
+            );
+        }
+        None => assert!(!merges, "{what}: the set comes with the lock"),
+    }
+    assert!(
+        store.try_lock_loading("m", ttl).await.unwrap().is_none(),
+        "{what}: held"
+    );
+    assert_eq!(
+        store
+            .save_releasing("m", &expired("rt-2"), Some(1), &first)
+            .await
+            .unwrap(),
+        Saved::Written(2),
+        "{what}"
+    );
+    if merges {
+        let next = store
+            .try_lock("m", ttl)
+            .await
+            .unwrap()
+            .expect("the write gave the lock up");
+        // The first holder's release has nothing left to do: it frees nobody else's lock.
+        first.release().await;
+        assert!(store.try_lock("m", ttl).await.unwrap().is_none(), "{what}");
+        assert!(next.confirm().await, "{what}");
+        next.release().await;
+    } else {
+        first.release().await;
+    }
+    // A write that does not land keeps the lock.
+    let held = store.try_lock("m", ttl).await.unwrap().expect("free");
+    assert_eq!(
+        store
+            .save_releasing("m", &expired("rt-x"), Some(1), &held)
+            .await
+            .unwrap(),
+        Saved::Conflict(Some(2)),
+        "{what}"
+    );
+    assert!(store.try_lock("m", ttl).await.unwrap().is_none(), "{what}");
+    held.release().await;
+    // Holders taking turns: each writes over the set its lock came with, and never conflicts
+    // (a set read before the last holder's write would).
+    let mut turns = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (store, what) = (store.clone(), what.to_owned());
+        turns.spawn(async move {
+            let mut written = 0;
+            while written < 25 {
+                let Some(lock) = store.try_lock_loading("m", ttl).await.unwrap() else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                let set = match lock.take_set() {
+                    Some(set) => set,
+                    None => store.load("m").await.unwrap().unwrap(),
+                };
+                let saved = store
+                    .save_releasing("m", &expired("rt-n"), Some(set.version), &lock)
+                    .await
+                    .unwrap();
+                assert_eq!(saved, Saved::Written(set.version + 1), "{what}");
+                lock.release().await;
+                written += 1;
+            }
+        });
+    }
+    turns.join_all().await;
+    assert_eq!(
+        store.load("m").await.unwrap().unwrap().version,
+        102,
+        "{what}"
+    );
+}
+
+#[tokio::test]
+async fn every_store_merges_the_holder_s_steps_safely() {
+    merged_steps(MemoryStore::new(), "memory", false).await;
+    let dir = scratch("merged");
+    merged_steps(FileStore::new(&dir).unwrap(), "files", false).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    let redis = Redis::start();
+    let store = RedisStore::connect(&redis.url, "merged").await.unwrap();
+    merged_steps(store, "redis", true).await;
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    merged_steps(store, "postgres", true).await;
+    let sealed = PostgresStore::connect(&postgres.database("sealed"))
+        .await
+        .unwrap();
+    let sealed = std::sync::Arc::new(EncryptedStore::new(sealed, key("k1", 4)));
+    merged_steps(sealed, "encrypted postgres", true).await;
+}
+
 #[tokio::test]
 async fn memory() {
     restore_and_delete(MemoryStore::new(), "memory").await;

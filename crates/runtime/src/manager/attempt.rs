@@ -66,7 +66,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         seen: Option<u64>,
         lock: &StoreLock,
     ) -> Result<Held, ManagerError> {
-        let mut current = self.load().await?;
+        let mut current = self.load_under(lock).await?;
         let mut attempt = 0;
         let mut rereads = 0;
         let resend_safe = self.client.rotation().resend_is_safe();
@@ -94,13 +94,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 Usable::No => return Ok(self.reauthenticate(Some(&stored), None, lock).await),
             };
             self.pace().await;
-            if !lock.confirm().await {
+            // A token that must not be sent twice is marked first, in a write fenced by the
+            // lock: that write is the proof the lock is held. Any other is sent after a
+            // confirmation.
+            if resend_safe && !lock.confirm().await {
                 return Err(ManagerError::LockLost);
             }
             // When the token was first sent: an earlier mark of this version, or this one.
             let first_sent = stored.sending.unwrap_or_else(SystemTime::now);
             if !resend_safe && !self.mark_sent(&stored, lock).await? {
-                if rereads >= 3 {
+                if rereads >= 3 || !lock.confirm().await {
                     return Err(ManagerError::LockLost);
                 }
                 // The set changed under us, or the lock is gone: look again.

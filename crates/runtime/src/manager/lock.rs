@@ -77,7 +77,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             {
                 return Ok(Acquired::Found(Box::new(stored)));
             }
-            if let Some(lock) = self.store.try_lock(&self.key, self.config.lock_ttl).await? {
+            if let Some(lock) = self
+                .store
+                .try_lock_loading(&self.key, self.config.lock_ttl)
+                .await?
+            {
                 return Ok(Acquired::Lock(lock));
             }
             if Instant::now() >= deadline {

@@ -501,6 +501,23 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     /// The stored set, refused when another issuer made it (never sent, served or changed).
     pub(super) async fn load(&self) -> Result<Option<Stored>, ManagerError> {
         let stored = self.store.load(&self.key).await?;
+        self.checked(stored)
+    }
+
+    /// The set a holder reads first: the one read with `lock`, else a load; refused as
+    /// [`Inner::load`] refuses.
+    pub(super) async fn load_under(
+        &self,
+        lock: &crate::store::StoreLock,
+    ) -> Result<Option<Stored>, ManagerError> {
+        match lock.take_set() {
+            Some(stored) => self.checked(Some(stored)),
+            None => self.load().await,
+        }
+    }
+
+    /// `stored`, refused when another issuer made it.
+    fn checked(&self, stored: Option<Stored>) -> Result<Option<Stored>, ManagerError> {
         if let Some(other) = stored
             .as_ref()
             .and_then(|s| s.tokens.issuer.as_deref())

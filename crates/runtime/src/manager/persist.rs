@@ -89,7 +89,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     /// compare-and-set on `expected`; where the store went backwards (it holds nothing, or an
     /// older version than `expected` or than this process has seen: restarted empty, restored
     /// from an older snapshot, flushed), the set is put back as the next version after the
-    /// newest seen. `Conflict` only when the store holds something newer.
+    /// newest seen. `Conflict` only when the store holds something newer. A write that lands
+    /// is the holder's last step under `lock` (the store may release it with the write).
     pub(super) async fn write(
         &self,
         tokens: &TokenSet,
@@ -100,9 +101,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         let newest = expected.unwrap_or(0).max(seen);
         // Where this process has seen nothing newer than what it expects, the ordinary write.
         if seen <= expected.unwrap_or(0) {
+            // The holder's last write: it may give the lock up in the same step.
             let saved = self
                 .store
-                .save_fenced(&self.key, tokens, expected, lock)
+                .save_releasing(&self.key, tokens, expected, lock)
                 .await?;
             let behind = match saved {
                 Saved::Conflict(None) => newest > 0,

@@ -127,7 +127,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         tokens.origin.get_or_insert(Origin::Application);
         self.cancel_unsaved();
         let lock = self.wait_for_lock().await?;
-        let held = match self.load().await {
+        let held = match self.load_under(&lock).await {
             Ok(stored) => {
                 *locked(&self.rejected) = None;
                 self.persist(tokens, stored.map(|s| s.version), &lock).await
@@ -144,7 +144,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         self.cancel_unsaved();
         let lock = self.wait_for_lock().await?;
         // Another issuer's set is not this client's to remove.
-        if let Err(e) = self.load().await {
+        if let Err(e) = self.load_under(&lock).await {
             lock.release().await;
             return Err(e);
         }
@@ -181,7 +181,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         self.cancel_unsaved();
         let lock = self.wait_for_lock().await?;
         let held = async {
-            let expected = self.load().await?.map(|s| s.version);
+            let expected = self.load_under(&lock).await?.map(|s| s.version);
             let grant = self
                 .client
                 .grants()

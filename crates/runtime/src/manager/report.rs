@@ -51,7 +51,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         }
         let first = match self.wait_for_lock().await {
             Ok(lock) => {
-                let first = match self.load().await {
+                let first = match self.load_under(&lock).await {
                     Ok(Some(stored)) if same_instant(stored.tokens.refresh_expires_at, dies) => {
                         stored.dead.is_none()
                             && self.mark_first(&stored, Reported::Expiring, &lock).await

@@ -252,9 +252,17 @@ impl<S: TokenStore> EncryptedStore<S> {
         tokens: &TokenSet,
         expected: Option<u64>,
         lock: Option<&StoreLock>,
+        release: bool,
     ) -> Result<Saved, StoreError> {
+        // A first set may be renumbered (after a removal) and sealed again: only a write that
+        // cannot be is the last, which may give the lock up.
         let write = |sealed: TokenSet, expected: Option<u64>| async move {
             match lock {
+                Some(lock) if release && expected.is_some() => {
+                    self.inner
+                        .save_releasing(key, &sealed, expected, lock)
+                        .await
+                }
                 Some(lock) => self.inner.save_fenced(key, &sealed, expected, lock).await,
                 None => self.inner.save(key, &sealed, expected).await,
             }
@@ -329,7 +337,7 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         tokens: &'a TokenSet,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(self.save_sealed(key, tokens, expected, None))
+        Box::pin(self.save_sealed(key, tokens, expected, None, false))
     }
 
     fn save_fenced<'a>(
@@ -339,7 +347,17 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         expected: Option<u64>,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(self.save_sealed(key, tokens, expected, Some(lock)))
+        Box::pin(self.save_sealed(key, tokens, expected, Some(lock), false))
+    }
+
+    fn save_releasing<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(self.save_sealed(key, tokens, expected, Some(lock), true))
     }
 
     fn restore<'a>(
@@ -404,6 +422,24 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
         self.inner.try_lock(key, ttl)
+    }
+
+    /// The inner store's lock with its set, opened (a set that does not open is left off:
+    /// the holder's own load reports why).
+    fn try_lock_loading<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        Box::pin(async move {
+            let Some(lock) = self.inner.try_lock_loading(key, ttl).await? else {
+                return Ok(None);
+            };
+            Ok(Some(match lock.take_set().map(|s| self.open(key, s)) {
+                Some(Ok(open)) => lock.with_set(open),
+                _ => lock,
+            }))
+        })
     }
 }
 

@@ -160,6 +160,10 @@ pub struct StoreLock {
     fence: Option<String>,
     lost: Option<Arc<AtomicBool>>,
     confirm: Option<Confirm>,
+    /// The set read in the same step as the lock was taken ([`TokenStore::try_lock_loading`]).
+    set: std::sync::Mutex<Option<Box<Stored>>>,
+    /// The store gave the lock up in a write ([`TokenStore::save_releasing`]).
+    released: AtomicBool,
 }
 
 impl StoreLock {
@@ -171,6 +175,8 @@ impl StoreLock {
             fence: None,
             lost: None,
             confirm: None,
+            set: std::sync::Mutex::new(None),
+            released: AtomicBool::new(false),
         }
     }
 
@@ -188,7 +194,29 @@ impl StoreLock {
             fence: Some(fence),
             lost: Some(lost),
             confirm: Some(confirm),
+            set: std::sync::Mutex::new(None),
+            released: AtomicBool::new(false),
         }
+    }
+
+    /// This lock with `set`, the key's set as read under it in the same step as it was taken:
+    /// the holder's first load is then saved. Only a set read after the lock was taken may be
+    /// attached (a store that cannot promise so leaves it off).
+    pub fn with_set(self, set: Stored) -> Self {
+        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(set));
+        self
+    }
+
+    /// Takes the set read with the lock, if any (once).
+    pub fn take_set(&self) -> Option<Stored> {
+        let set = self.set.lock().unwrap_or_else(|p| p.into_inner()).take();
+        set.map(|set| *set)
+    }
+
+    /// Records that the store gave this lock up in the write that just landed
+    /// ([`TokenStore::save_releasing`]): [`StoreLock::release`] then only stops its renewal.
+    pub fn released_by_store(&self) {
+        self.released.store(true, Ordering::Release);
     }
 
     /// The fencing token a fenced write checks; `None` for locks that cannot be lost.
@@ -219,7 +247,10 @@ impl StoreLock {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(release) = release {
+        // Already given up by the store: dropping the release stops the renewal.
+        if let Some(release) = release
+            && !self.released.load(Ordering::Acquire)
+        {
             release.await;
         }
     }
@@ -337,6 +368,33 @@ pub trait TokenStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>>;
 
+    /// [`TokenStore::try_lock`], with the key's set as read after the lock was taken attached
+    /// ([`StoreLock::with_set`]) where the store reads both in one step (one round trip
+    /// instead of two). The default attaches nothing and the holder loads: a store that wraps
+    /// another and transforms its sets (as [`EncryptedStore`] does) must transform the
+    /// attached one too, or leave this alone.
+    fn try_lock_loading<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        self.try_lock(key, ttl)
+    }
+
+    /// [`TokenStore::save_fenced`], giving the lock up in the same step where it writes (and
+    /// calling [`StoreLock::released_by_store`]): the holder's last step, so one round trip
+    /// instead of two. Where it does not write the lock stays held. The default only saves;
+    /// the holder's [`StoreLock::release`] then releases.
+    fn save_releasing<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        self.save_fenced(key, tokens, expected, lock)
+    }
+
     /// The keys under `prefix` whose refresh token dies at or before `until`, with when, in
     /// the order of (time, key), starting after `after` (a page's last entry), at most
     /// `limit`: what a pool's keeper must refresh (never a set marked dead, where the index
@@ -453,6 +511,24 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
         (**self).try_lock(key, ttl)
+    }
+
+    fn try_lock_loading<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        (**self).try_lock_loading(key, ttl)
+    }
+
+    fn save_releasing<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        (**self).save_releasing(key, tokens, expected, lock)
     }
 
     fn list<'a>(

@@ -199,6 +199,35 @@ impl PostgresStore {
         })
     }
 
+    /// Runs two statements on one pooled connection in one round trip (pipelined: both are
+    /// sent before either answer is read). Each is its own transaction, run in order, so the
+    /// second sees what the first committed. The outer error is the pool's, the middle the first
+    /// statement's, the inner the second's. Both are prepared first: tokio-postgres sends a
+    /// query's messages when it is first polled, and `join!` polls the first one first, so
+    /// they leave in order (a preparation still under way could let the second go first).
+    async fn query_pair(
+        &self,
+        (first, first_params): (&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]),
+        (second, second_params): (&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]),
+    ) -> Result<Result<(Rows, Result<Rows, PgError>), PgError>, StoreError> {
+        let client = self.client().await?;
+        let prepared = async {
+            let first = client.prepare_cached(first).await?;
+            let second = client.prepare_cached(second).await?;
+            Ok::<_, PgError>((first, second))
+        };
+        Ok(match prepared.await {
+            Ok((first, second)) => {
+                let (a, b) = tokio::join!(
+                    client.query(&first, first_params),
+                    client.query(&second, second_params)
+                );
+                a.map(|a| (a, b))
+            }
+            Err(e) => Err(e),
+        })
+    }
+
     /// A connection from the pool.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
@@ -212,6 +241,11 @@ impl PostgresStore {
         })
     }
 }
+
+/// A statement's rows.
+type Rows = Vec<tokio_postgres::Row>;
+/// A statement's error.
+type PgError = tokio_postgres::Error;
 
 /// The rustls client configuration: the given root, or the system's.
 fn tls_config(options: &PostgresOptions) -> Result<rustls::ClientConfig, StoreError> {

@@ -23,6 +23,19 @@ fn time(ms: Option<i64>) -> Option<SystemTime> {
     ms.and_then(|ms| u64::try_from(ms).ok()).map(from_millis)
 }
 
+/// The set of the columns [`sql::LOAD`] reads, from column `at` of `row` on.
+fn stored_of(row: &tokio_postgres::Row, at: usize) -> Result<Stored, StoreError> {
+    let data: Vec<u8> = row.get(at + 1);
+    let mut stored = decode(&data)?;
+    stored.version = u64::try_from(row.get::<_, i64>(at)).unwrap_or(0);
+    stored.sending = time(row.get(at + 2));
+    stored.dead = time(row.get(at + 3));
+    stored.expiring = time(row.get(at + 4));
+    stored.announced = time(row.get(at + 5));
+    stored.read_at = time(row.get(at + 6));
+    Ok(stored)
+}
+
 /// When the set's refresh token dies, for the keeper's index (none for a dead set).
 fn dies(tokens: &TokenSet) -> Option<i64> {
     millis(tokens.refresh_expires_at)
@@ -76,29 +89,103 @@ impl PostgresStore {
         key: &str,
         tokens: &TokenSet,
         expected: Option<u64>,
-        fence: Option<&str>,
+        lock: Option<&StoreLock>,
+        release: bool,
     ) -> Result<Saved, StoreError> {
         let what = "cannot save the token set";
+        let fence = lock.and_then(StoreLock::fence);
         let rows = match expected {
             Some(version) => {
                 let version = i64::try_from(version).unwrap_or(i64::MAX);
                 let data = encode(u64::try_from(version + 1).unwrap_or(0), tokens);
                 let params: [&(dyn ToSql + Sync); 5] =
                     [&key, &fence, &version, &data, &dies(tokens)];
-                self.rows(what, sql::SAVE_OVER, &params).await?
+                let statement = if release {
+                    sql::SAVE_OVER_RELEASING
+                } else {
+                    sql::SAVE_OVER
+                };
+                self.rows(what, statement, &params).await?
             }
             None => {
                 let data = encode(0, tokens);
                 let params: [&(dyn ToSql + Sync); 4] = [&key, &fence, &data, &dies(tokens)];
-                self.rows(what, sql::SAVE_NEW, &params).await?
+                let statement = if release {
+                    sql::SAVE_NEW_RELEASING
+                } else {
+                    sql::SAVE_NEW
+                };
+                self.rows(what, statement, &params).await?
             }
         };
         match rows.first() {
-            Some(row) => Ok(Saved::Written(
-                u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
-            )),
+            Some(row) => {
+                if release && let Some(lock) = lock {
+                    lock.released_by_store();
+                }
+                Ok(Saved::Written(
+                    u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                ))
+            }
             None => self.not_written(key, fence).await,
         }
+    }
+
+    /// Takes the lock of `key` for `ttl`, with its set where `loading` asks for it.
+    async fn lock(
+        &self,
+        key: &str,
+        ttl: Duration,
+        loading: bool,
+    ) -> Result<Option<StoreLock>, StoreError> {
+        let lease = Lease {
+            store: self.clone(),
+            key: key.to_owned(),
+            fence: lock_token(),
+            ttl: ttl.max(Duration::from_millis(1)),
+        };
+        let params: [&(dyn ToSql + Sync); 3] = [&lease.key, &lease.fence, &lease.ttl_ms()];
+        let what = "cannot take the refresh lock";
+        let mut attempt = 0;
+        let (rows, set) = loop {
+            let (taken, loaded) = if loading {
+                let key: [&(dyn ToSql + Sync); 1] = [&key];
+                match self
+                    .query_pair((sql::TRY_LOCK, &params), (sql::LOAD, &key))
+                    .await?
+                {
+                    Ok((taken, loaded)) => (Ok(taken), Some(loaded)),
+                    Err(e) => (Err(e), None),
+                }
+            } else {
+                (self.query(sql::TRY_LOCK, &params).await?, None)
+            };
+            match taken {
+                Ok(rows) => break (rows, loaded.and_then(Result::ok)),
+                Err(e) if retryable(&e) && attempt < RETRIES => attempt += 1,
+                Err(e) => {
+                    // The answer was lost, not necessarily the statement: this fence is ours
+                    // alone, so releasing it (until that lands) frees only such a lock.
+                    tokio::spawn(lease::release(lease));
+                    return Err(pg_error(what, &e));
+                }
+            }
+        };
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        // Read after the lock was taken (the next statement on the same connection); where
+        // it failed or does not decode, the holder's own load says why.
+        let set = set
+            .as_ref()
+            .and_then(|rows| rows.first())
+            .and_then(|row| stored_of(row, 0).ok());
+        let fence = lease.fence.clone();
+        let lock = lease::held(lease, fence);
+        Ok(Some(match set {
+            Some(set) => lock.with_set(set),
+            None => lock,
+        }))
     }
 
     /// Runs a fenced statement that answers a row when it changed something.
@@ -133,18 +220,7 @@ impl TokenStore for PostgresStore {
             let rows = self
                 .rows("cannot load the token set", sql::LOAD, &[&key])
                 .await?;
-            let Some(row) = rows.first() else {
-                return Ok(None);
-            };
-            let data: Vec<u8> = row.get(1);
-            let mut stored = decode(&data)?;
-            stored.version = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-            stored.sending = time(row.get(2));
-            stored.dead = time(row.get(3));
-            stored.expiring = time(row.get(4));
-            stored.announced = time(row.get(5));
-            stored.read_at = time(row.get(6));
-            Ok(Some(stored))
+            rows.first().map(|row| stored_of(row, 0)).transpose()
         })
     }
 
@@ -154,7 +230,7 @@ impl TokenStore for PostgresStore {
         tokens: &'a TokenSet,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(self.write(key, tokens, expected, None))
+        Box::pin(self.write(key, tokens, expected, None, false))
     }
 
     fn save_fenced<'a>(
@@ -164,7 +240,18 @@ impl TokenStore for PostgresStore {
         expected: Option<u64>,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(self.write(key, tokens, expected, lock.fence()))
+        Box::pin(self.write(key, tokens, expected, Some(lock), false))
+    }
+
+    /// One statement: the write and, where it lands, the lease's release.
+    fn save_releasing<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(self.write(key, tokens, expected, Some(lock), true))
     }
 
     fn mark_sending<'a>(
@@ -274,32 +361,16 @@ impl TokenStore for PostgresStore {
         key: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
-        Box::pin(async move {
-            let lease = Lease {
-                store: self.clone(),
-                key: key.to_owned(),
-                fence: lock_token(),
-                ttl: ttl.max(Duration::from_millis(1)),
-            };
-            let params: [&(dyn ToSql + Sync); 3] = [&lease.key, &lease.fence, &lease.ttl_ms()];
-            let taken = match self
-                .rows("cannot take the refresh lock", sql::TRY_LOCK, &params)
-                .await
-            {
-                Ok(rows) => !rows.is_empty(),
-                Err(e) => {
-                    // The answer was lost, not necessarily the statement: this fence is ours
-                    // alone, so releasing it (until that lands) frees only such a lock.
-                    tokio::spawn(lease::release(lease));
-                    return Err(e);
-                }
-            };
-            if !taken {
-                return Ok(None);
-            }
-            let fence = lease.fence.clone();
-            Ok(Some(lease::held(lease, fence)))
-        })
+        Box::pin(self.lock(key, ttl, false))
+    }
+
+    /// One round trip: the lock, and the set read right after it on the same connection.
+    fn try_lock_loading<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        Box::pin(self.lock(key, ttl, true))
     }
 
     fn due<'a>(

@@ -21,7 +21,7 @@ impl crate::store::lease::Lease for Lease {
     fn extend(&self) -> BoxFuture<'_, Option<bool>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let renewed: Result<i64, _> = redis::Script::new(RENEW)
+            let renewed: Result<i64, _> = script!(RENEW)
                 .key(&self.lock_key)
                 .arg(&self.token)
                 .arg(self.millis)
@@ -34,7 +34,7 @@ impl crate::store::lease::Lease for Lease {
     fn try_release(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let released: Result<i64, _> = redis::Script::new(RELEASE)
+            let released: Result<i64, _> = script!(RELEASE)
                 .key(&self.lock_key)
                 .arg(&self.token)
                 .invoke_async(&mut connection)

@@ -226,7 +226,7 @@ impl RedisStore {
         sending: bool,
     ) -> Result<i64, StoreError> {
         let mut connection = self.connection.clone();
-        redis::Script::new(&format!("{NOW_MS}{FENCE}{MARK}"))
+        script!(NOW_MS, FENCE, MARK)
             .key(self.set_key(key))
             .key(self.lock_key(key))
             .arg(lock.fence().unwrap_or_default())

@@ -1,13 +1,24 @@
 //! The Lua scripts: each write, mark and lock step is one atomic script on the key's slot.
 
+/// The script made of these parts, hashed once per process (not once per call).
+macro_rules! script {
+    ($($part:expr),+) => {{
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(&[$($part),+].concat()));
+        &*SCRIPT
+    }};
+}
+pub(super) use script;
+
 /// Fails with -2 unless the lock (KEYS[2]) holds the fence (ARGV[1]; '' for unfenced).
 pub(super) const FENCE: &str = r"
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
 ";
 
 /// Writes `data` (ARGV[4]) as version ARGV[3] only if the stored version is still ARGV[2] (''
-/// for none); a new version has no marks; the index gets ARGV[5] for ARGV[6]. Over a removal (the tombstone KEYS[3]) the version must
-/// be past the removed one: -3 asks the writer to number it so.
+/// for none); a new version has no marks; the index gets ARGV[5] for ARGV[6]; ARGV[7] = '1'
+/// gives the (fenced) lock up with the write. Over a removal (the tombstone KEYS[3]) the
+/// version must be past the removed one: -3 asks the writer to number it so.
 pub(super) const COMPARE_AND_SET: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 if (current == false and ARGV[2] == '') or current == ARGV[2] then
@@ -19,6 +30,7 @@ if (current == false and ARGV[2] == '') or current == ARGV[2] then
   redis.call('HSET', KEYS[1], 'version', ARGV[3], 'data', ARGV[4])
   redis.call('HDEL', KEYS[1], 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at', 'announced', 'announced_at')
   index(KEYS[4], ARGV[5], ARGV[6])
+  if ARGV[7] == '1' then redis.call('DEL', KEYS[2]) end
   return -1
 end
 if current == false then return 0 end
@@ -94,6 +106,13 @@ end
 /// The set's fields and Redis's clock (ms), in one call.
 pub(super) const LOAD: &str = r"
 return {redis.call('HMGET', KEYS[1], 'data', 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at', 'announced', 'announced_at'), now_ms()}
+";
+
+/// Takes the lock KEYS[1] for the token ARGV[1] for ARGV[2] ms if it is free, and then reads
+/// the set KEYS[2] as [`LOAD`] does; nil when another holder has the lock.
+pub(super) const LOCK_LOADING: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return {redis.call('HMGET', KEYS[2], 'data', 'sending', 'sending_at', 'dead', 'dead_at', 'expiring', 'expiring_at', 'announced', 'announced_at'), now_ms()}
 ";
 
 /// Marks (ARGV[3] = '1', at Redis's time) or clears (ARGV[3] = '') the sending mark of

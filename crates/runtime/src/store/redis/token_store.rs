@@ -3,53 +3,50 @@
 
 use super::*;
 
+/// A mark's field: the version it names, or its time (ms).
+type Mark = Option<u64>;
+/// The set's fields as [`LOAD`] reads them: the data, then each mark's version and time.
+type Fields = (
+    Option<Vec<u8>>,
+    Mark,
+    Mark,
+    Mark,
+    Mark,
+    Mark,
+    Mark,
+    Mark,
+    Mark,
+);
+
+/// The set of `fields`, read at Redis's `now` (ms).
+fn stored_of(fields: Fields, now: u64) -> Result<Option<Stored>, StoreError> {
+    let (data, sending, sending_at, dead, dead_at, expiring, expiring_at, announced, announced_at) =
+        fields;
+    let Some(bytes) = data else { return Ok(None) };
+    let mut stored = decode(&bytes)?;
+    // A mark names its version: one of another version is stale.
+    let of_this = |version: Mark, at: Mark| {
+        at.filter(|_| version == Some(stored.version))
+            .map(from_millis)
+    };
+    stored.sending = of_this(sending, sending_at);
+    stored.dead = of_this(dead, dead_at);
+    stored.expiring = of_this(expiring, expiring_at);
+    stored.announced = of_this(announced, announced_at);
+    stored.read_at = Some(from_millis(now));
+    Ok(Some(stored))
+}
+
 impl TokenStore for RedisStore {
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            type Mark = Option<u64>;
-            type Fields = (
-                Option<Vec<u8>>,
-                Mark,
-                Mark,
-                Mark,
-                Mark,
-                Mark,
-                Mark,
-                Mark,
-                Mark,
-            );
-            let (
-                (
-                    data,
-                    sending,
-                    sending_at,
-                    dead,
-                    dead_at,
-                    expiring,
-                    expiring_at,
-                    announced,
-                    announced_at,
-                ),
-                now,
-            ): (Fields, u64) = redis::Script::new(&format!("{NOW_MS}{LOAD}"))
+            let (fields, now): (Fields, u64) = script!(NOW_MS, LOAD)
                 .key(self.set_key(key))
                 .invoke_async(&mut connection)
                 .await
                 .map_err(|e| redis_error("cannot read the token set", &e))?;
-            let Some(bytes) = data else { return Ok(None) };
-            let mut stored = decode(&bytes)?;
-            // A mark names its version: one of another version is stale.
-            let of_this = |version: Mark, at: Mark| {
-                at.filter(|_| version == Some(stored.version))
-                    .map(from_millis)
-            };
-            stored.sending = of_this(sending, sending_at);
-            stored.dead = of_this(dead, dead_at);
-            stored.expiring = of_this(expiring, expiring_at);
-            stored.announced = of_this(announced, announced_at);
-            stored.read_at = Some(from_millis(now));
-            Ok(Some(stored))
+            stored_of(fields, now)
         })
     }
 
@@ -59,7 +56,7 @@ impl TokenStore for RedisStore {
         tokens: &'a TokenSet,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(self.save_with_fence(key, tokens, expected, None))
+        Box::pin(self.save_with_fence(key, tokens, expected, None, false))
     }
 
     fn save_fenced<'a>(
@@ -69,7 +66,20 @@ impl TokenStore for RedisStore {
         expected: Option<u64>,
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(self.save_with_fence(key, tokens, expected, lock.fence()))
+        Box::pin(self.save_with_fence(key, tokens, expected, Some(lock), false))
+    }
+
+    /// One script: the write and, where it lands, the lock's release; unless the write must
+    /// reach replicas first (`WAIT`), where the lock is kept until they have it.
+    fn save_releasing<'a>(
+        &'a self,
+        key: &'a str,
+        tokens: &'a TokenSet,
+        expected: Option<u64>,
+        lock: &'a StoreLock,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        let release = self.wait.is_none();
+        Box::pin(self.save_with_fence(key, tokens, expected, Some(lock), release))
     }
 
     fn restore<'a>(
@@ -79,7 +89,7 @@ impl TokenStore for RedisStore {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         Box::pin(async move {
-            let script = redis::Script::new(&format!("{INDEX}{FENCE}{RESTORE}"));
+            let script = script!(INDEX, FENCE, RESTORE);
             let mut invocation = script.prepare_invoke();
             let indexed = Some(&set.tokens).filter(|_| set.dead.is_none());
             invocation
@@ -112,7 +122,7 @@ impl TokenStore for RedisStore {
         lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         Box::pin(async move {
-            let script = redis::Script::new(&format!("{INDEX}{FENCE}{DELETE}"));
+            let script = script!(INDEX, FENCE, DELETE);
             let mut invocation = script.prepare_invoke();
             invocation
                 .key(self.set_key(key))
@@ -207,7 +217,7 @@ impl TokenStore for RedisStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let script = redis::Script::new(&format!("{INDEX}{NOW_MS}{FENCE}{MARK_REPORTED}"));
+            let script = script!(INDEX, NOW_MS, FENCE, MARK_REPORTED);
             let mut invocation = script.prepare_invoke();
             invocation
                 .key(self.set_key(key))
@@ -279,45 +289,79 @@ impl TokenStore for RedisStore {
         key: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let lock_key = self.lock_key(key);
-            let token = lock_token();
-            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-            let taken: Result<Option<String>, _> = redis::cmd("SET")
+        Box::pin(self.lock(key, ttl, false))
+    }
+
+    /// One script: the lock and, where it is taken, the set.
+    fn try_lock_loading<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
+        Box::pin(self.lock(key, ttl, true))
+    }
+}
+
+impl RedisStore {
+    /// Takes the lock of `key` for `ttl` (`SET NX PX`), with its set where `loading` asks.
+    async fn lock(
+        &self,
+        key: &str,
+        ttl: Duration,
+        loading: bool,
+    ) -> Result<Option<StoreLock>, StoreError> {
+        let mut connection = self.connection.clone();
+        let lock_key = self.lock_key(key);
+        let token = lock_token();
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let taken: Result<Option<Option<(Fields, u64)>>, _> = if loading {
+            script!(NOW_MS, LOCK_LOADING)
+                .key(&lock_key)
+                .key(self.set_key(key))
+                .arg(&token)
+                .arg(millis)
+                .invoke_async(&mut connection)
+                .await
+                .map(|read: Option<(Fields, u64)>| read.map(Some))
+        } else {
+            redis::cmd("SET")
                 .arg(&lock_key)
                 .arg(&token)
                 .arg("NX")
                 .arg("PX")
                 .arg(millis)
                 .query_async(&mut connection)
-                .await;
-            let lease = Lease {
-                connection,
-                lock_key,
-                token: token.clone(),
-                millis,
-            };
-            let taken = match taken {
-                Ok(taken) => taken,
-                Err(e) => {
-                    // The answer was lost, not necessarily the command: Redis may have taken
-                    // the lock for us (and kept it in its append-only file across a crash),
-                    // and nobody would release it for its whole ttl. This token is ours
-                    // alone, so releasing it (until it lands) frees only such a lock.
-                    tokio::spawn(crate::store::lease::release(lease));
-                    return Err(redis_error("cannot take the refresh lock", &e));
-                }
-            };
-            if taken.is_none() {
-                return Ok(None);
+                .await
+                .map(|ok: Option<String>| ok.map(|_| None))
+        };
+        let lease = Lease {
+            connection,
+            lock_key,
+            token: token.clone(),
+            millis,
+        };
+        let read = match taken {
+            Ok(Some(read)) => read,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                // The answer was lost, not necessarily the command: Redis may have taken
+                // the lock for us (and kept it in its append-only file across a crash),
+                // and nobody would release it for its whole ttl. This token is ours
+                // alone, so releasing it (until it lands) frees only such a lock.
+                tokio::spawn(crate::store::lease::release(lease));
+                return Err(redis_error("cannot take the refresh lock", &e));
             }
-            Ok(Some(crate::store::lease::held(lease, token)))
-        })
+        };
+        let lock = crate::store::lease::held(lease, token);
+        // Where the set does not decode, the holder's own load says why.
+        Ok(Some(
+            match read.and_then(|(fields, now)| stored_of(fields, now).ok().flatten()) {
+                Some(set) => lock.with_set(set),
+                None => lock,
+            },
+        ))
     }
-}
 
-impl RedisStore {
     /// Runs a fenced write script: -1 written (as `version`, and replicated where that is
     /// asked for), -2 lock lost, 0 nothing stored, else the stored version that won.
     async fn write(
@@ -349,10 +393,13 @@ impl RedisStore {
         key: &str,
         tokens: &TokenSet,
         expected: Option<u64>,
-        fence: Option<&str>,
+        lock: Option<&StoreLock>,
+        release: bool,
     ) -> Result<Saved, StoreError> {
+        let fence = lock.and_then(StoreLock::fence);
+        let release = release && fence.is_some();
         let mut version = expected.unwrap_or(0) + 1;
-        let script = redis::Script::new(&format!("{INDEX}{FENCE}{COMPARE_AND_SET}"));
+        let script = script!(INDEX, FENCE, COMPARE_AND_SET);
         let saved = loop {
             let mut invocation = script.prepare_invoke();
             invocation
@@ -364,7 +411,8 @@ impl RedisStore {
                 .arg(version)
                 .arg(encode(version, tokens))
                 .arg(millis_or_empty(tokens.refresh_expires_at))
-                .arg(key);
+                .arg(key)
+                .arg(if release { "1" } else { "" });
             self.due_in_script(&mut invocation);
             match self
                 .run_write(invocation, "cannot write the token set")
@@ -384,6 +432,9 @@ impl RedisStore {
             }
         };
         if matches!(saved, Saved::Written(_)) {
+            if release && let Some(lock) = lock {
+                lock.released_by_store();
+            }
             self.index(key, Some(tokens)).await;
         }
         Ok(saved)
