@@ -474,14 +474,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
 
     /// The connection's lock, taken for the renewal, unless another holder has it right now
     /// (another replica is renewing it: a look later finds it renewed, or still due).
+    ///
+    /// A probe without the set ([`TokenStore::try_lock`], not `try_lock_loading`): replicas
+    /// walk the same index, so many probes find the lock taken, and a load sent with each
+    /// would be wasted there (the held path loads after, one round trip more).
     async fn lock(&self) -> Look {
         let lock_ttl = self.pool.manager_config().lock_ttl;
-        match self
-            .pool
-            .store()
-            .try_lock_loading(&self.key, lock_ttl)
-            .await
-        {
+        match self.pool.store().try_lock(&self.key, lock_ttl).await {
             Ok(Some(lock)) => Look::Held(lock),
             Ok(None) => Look::Elsewhere,
             Err(_) => Look::Unknown,
