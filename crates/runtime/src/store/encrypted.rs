@@ -435,10 +435,8 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
             let Some(lock) = self.inner.try_lock_loading(key, ttl).await? else {
                 return Ok(None);
             };
-            Ok(Some(match lock.take_set().map(|s| self.open(key, s)) {
-                Some(Ok(open)) => lock.with_set(open),
-                _ => lock,
-            }))
+            let open = lock.take_set().and_then(|s| self.open(key, s).ok());
+            Ok(Some(lock.with_set(open)))
         })
     }
 }

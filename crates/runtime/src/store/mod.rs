@@ -201,9 +201,9 @@ impl StoreLock {
 
     /// This lock with `set`, the key's set as read under it in the same step as it was taken:
     /// the holder's first load is then saved. Only a set read after the lock was taken may be
-    /// attached (a store that cannot promise so leaves it off).
-    pub fn with_set(self, set: Stored) -> Self {
-        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(set));
+    /// attached (a store that cannot promise so leaves it off); `None` attaches nothing.
+    pub fn with_set(self, set: Option<Stored>) -> Self {
+        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = set.map(Box::new);
         self
     }
 

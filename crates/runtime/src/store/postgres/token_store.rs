@@ -181,11 +181,7 @@ impl PostgresStore {
             .and_then(|rows| rows.first())
             .and_then(|row| stored_of(row, 0).ok());
         let fence = lease.fence.clone();
-        let lock = lease::held(lease, fence);
-        Ok(Some(match set {
-            Some(set) => lock.with_set(set),
-            None => lock,
-        }))
+        Ok(Some(lease::held(lease, fence).with_set(set)))
     }
 
     /// Runs a fenced statement that answers a row when it changed something.

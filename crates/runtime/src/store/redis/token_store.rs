@@ -352,14 +352,9 @@ impl RedisStore {
                 return Err(redis_error("cannot take the refresh lock", &e));
             }
         };
-        let lock = crate::store::lease::held(lease, token);
         // Where the set does not decode, the holder's own load says why.
-        Ok(Some(
-            match read.and_then(|(fields, now)| stored_of(fields, now).ok().flatten()) {
-                Some(set) => lock.with_set(set),
-                None => lock,
-            },
-        ))
+        let set = read.and_then(|(fields, now)| stored_of(fields, now).ok().flatten());
+        Ok(Some(crate::store::lease::held(lease, token).with_set(set)))
     }
 
     /// Runs a fenced write script: -1 written (as `version`, and replicated where that is
