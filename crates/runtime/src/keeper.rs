@@ -3,8 +3,10 @@
 //!
 //! Each look asks the store which connections are due ([`TokenStore::due`], or every listed set
 //! where the store keeps no index) and refreshes them through the pool, under the same lock,
-//! marks and versions as any refresh: where several replicas run keepers, the first to take a
-//! connection's lock refreshes it and the others find the new set stored. Looks are spaced
+//! marks and versions as any refresh. Where several replicas run keepers on a store that keeps
+//! claims ([`TokenStore::claim_due`]), each page is claimed for one keeper and the others walk
+//! past it; elsewhere the first to take a connection's lock refreshes it and the others find
+//! the new set stored. Claims only spread the work: the lock and versions still decide. Looks are spaced
 //! with jitter, refreshes bounded in number and rate, and a connection that keeps failing is
 //! reported ([`TokenEvent::RefreshTokenExpiring`](crate::TokenEvent), once across replicas) and
 //! left alone until its set changes, never retried forever.
@@ -12,7 +14,7 @@
 use crate::client::RefreshClient;
 use crate::manager::ManagerError;
 use crate::pool::TokenPool;
-use crate::store::{Due, DueAfter, TokenStore, due_after};
+use crate::store::{Due, DueAfter, DueClaim, TokenStore, due_after};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,12 @@ pub struct KeeperConfig {
     /// look at once. Small batches keep replicas from visiting what another just renewed.
     /// Default 256.
     pub batch: usize,
+    /// How long the entries of a page stay claimed by this keeper, where the store keeps
+    /// claims ([`TokenStore::claim_due`]): replicas then split the due connections instead
+    /// of each visiting them all, and a replica that dies leaves its share to the others
+    /// after this. Never more than a quarter of the refresh margin; a page is at most what
+    /// the rate bound starts in half of it. Zero: no claims. Default 30 s.
+    pub claim: Duration,
 }
 
 impl Default for KeeperConfig {
@@ -55,6 +63,7 @@ impl Default for KeeperConfig {
             max_failures: 5,
             proactive: false,
             batch: 256,
+            claim: Duration::from_secs(30),
         }
     }
 }
@@ -66,8 +75,8 @@ impl KeeperConfig {
     pub fn validate(&self) -> Result<(), ManagerError> {
         let bad = |why: &str| Err(ManagerError::Config(format!("keeper: {why}")));
         let day = Duration::from_secs(24 * 3600);
-        if self.interval.is_zero() || self.interval > day || self.jitter > day {
-            return bad("interval must be positive, and interval and jitter at most a day");
+        if self.interval.is_zero() || self.interval > day || self.jitter > day || self.claim > day {
+            return bad("interval must be positive, and interval, jitter and claim at most a day");
         }
         if self.batch == 0 || self.concurrency == 0 || self.per_second == 0 {
             return bad("batch, concurrency and per_second must be at least 1");
@@ -215,20 +224,34 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// reading every listed set. Keys of other pools that share the prefix's start are left
     /// out, after the next page's start is taken from the whole page (a page of only their
     /// keys must not end the walk).
+    ///
+    /// Under a `claim`, from the store's claims where it keeps them: only the entries now
+    /// claimed for this keeper, and `true`.
     async fn due(
         &self,
         until: SystemTime,
         after: DueAfter<'_>,
         limit: usize,
-    ) -> Result<(Due, Option<(SystemTime, String)>), ManagerError> {
+        claim: Option<DueClaim<'_>>,
+    ) -> Result<(Due, Option<(SystemTime, String)>, bool), ManagerError> {
         let prefix = self.key_prefix();
+        if let Some(claim) = claim
+            && let Some(mut page) = self
+                .store()
+                .claim_due(prefix, until, after, limit, claim)
+                .await?
+        {
+            page.claimed
+                .retain(|(key, _)| self.connection_of(key).is_some());
+            return Ok((page.claimed, page.next, true));
+        }
         if let Some(mut due) = self.store().due(prefix, until, after, limit).await? {
             let next = due
                 .last()
                 .filter(|_| due.len() >= limit)
                 .map(|(key, at)| (*at, key.clone()));
             due.retain(|(key, _)| self.connection_of(key).is_some());
-            return Ok((due, next));
+            return Ok((due, next, false));
         }
         let mut due = Vec::new();
         for key in self.store().list(prefix).await?.unwrap_or_default() {
@@ -243,7 +266,17 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             }
         }
         due.sort_unstable_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
-        Ok((due, None))
+        Ok((due, None, false))
+    }
+}
+
+impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
+    /// Gives this keeper's claims on `keys` up; a store that does not answer lets them run
+    /// out instead.
+    async fn release_claims(&self, keys: &[String], owner: &str) {
+        if let Err(e) = self.store().release_claims(keys, owner).await {
+            tracing::debug!(error = %e, "the keeper's claims run out instead of being given up");
+        }
     }
 }
 
@@ -268,9 +301,21 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
     stats: Arc<KeeperStats>,
     permits: Arc<Semaphore>,
 ) {
+    let margin = pool.manager_config().refresh_token_margin;
+    let lease = config.claim.min(margin / 4);
     let mut walk = Walk {
         gap: Duration::from_secs(1) / config.per_second.max(1),
-        margin: pool.manager_config().refresh_token_margin,
+        margin,
+        owner: crate::store::lease::lock_token().into(),
+        lease,
+        // What the rate bound starts in half the lease: a claimed page is visited before
+        // its claims run out.
+        claim_batch: config
+            .batch
+            .min((f64::from(config.per_second) * lease.as_secs_f64() / 2.0) as usize)
+            .max(1),
+        claimed: false,
+        started: Instant::now(),
         pool,
         config,
         stats,
@@ -286,12 +331,19 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
         let Some(due) = walk.next_page().await else {
             continue;
         };
+        // Claimed entries this keeper backs off from: left to the other replicas.
+        let mut left = Vec::new();
         for (key, dies) in due {
             let Some(connection) = walk.pool.connection_of(&key) else {
                 continue;
             };
-            if walk.skips(&key, dies) {
-                continue;
+            match walk.skips(&key, dies) {
+                Skip::No => {}
+                Skip::Busy => continue,
+                Skip::Failing => {
+                    left.push(key);
+                    continue;
+                }
             }
             let Ok(permit) = Arc::clone(&walk.permits).acquire_owned().await else {
                 return;
@@ -303,6 +355,8 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
                 failing: Arc::clone(&walk.failing),
                 busy: Arc::clone(&walk.busy),
                 max_failures: walk.config.max_failures,
+                claimed: walk.claimed,
+                owner: Arc::clone(&walk.owner),
                 key,
                 dies,
             };
@@ -311,7 +365,20 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
                 drop(permit);
             });
         }
+        if walk.claimed && !left.is_empty() {
+            walk.pool.release_claims(&left, &walk.owner).await;
+        }
     }
+}
+
+/// Whether the walk leaves an entry alone this time.
+enum Skip {
+    /// It visits it.
+    No,
+    /// This keeper is renewing it already.
+    Busy,
+    /// It failed lately: backing off, or given up on until its set changes.
+    Failing,
 }
 
 /// The keeper's walk over the due connections, and what it remembers between pages.
@@ -328,6 +395,16 @@ struct Walk<C: RefreshClient, S: TokenStore> {
     gap: Duration,
     /// How long before its refresh token dies a connection is due.
     margin: Duration,
+    /// This keeper's name in the store's claims.
+    owner: Arc<str>,
+    /// How long its claims hold; zero: it claims nothing.
+    lease: Duration,
+    /// How many entries a claimed page has at most.
+    claim_batch: usize,
+    /// Whether the current page was claimed for this keeper.
+    claimed: bool,
+    /// When the current walk started.
+    started: Instant,
     /// When the next renewal may start.
     next_start: Instant,
     /// Where the next page starts; `None`: the next page is a new look's first.
@@ -345,15 +422,32 @@ impl<C: RefreshClient + 'static, S: TokenStore> Walk<C, S> {
     /// Each look walks the whole due set, page by page (each after the last page's end), so
     /// that entries skipped (backing off, given up, locked elsewhere) never hold the rest
     /// back; then it waits for the next look.
+    ///
+    /// A walk over claimed pages starts over from the earliest entries once it is older than
+    /// a lease: the claims it walked past may have run out since (their replica died), and
+    /// those entries must not wait for the end of a long walk.
     async fn next_page(&mut self) -> Option<Vec<Entry>> {
         let first_page = self.cursor.is_none();
         if first_page {
             self.new_look().await;
+        } else if self.claimed && self.started.elapsed() >= self.lease {
+            self.cursor = None;
+            self.started = Instant::now();
+            self.until = SystemTime::now() + self.margin;
         } else {
             tokio::task::yield_now().await;
         }
         let after = self.cursor.as_ref().map(|(at, key)| (*at, key.as_str()));
-        let (mut due, next) = match self.pool.due(self.until, after, self.config.batch).await {
+        let claim = (!self.lease.is_zero()).then_some(DueClaim {
+            owner: &self.owner,
+            lease: self.lease,
+        });
+        let limit = if claim.is_some() {
+            self.claim_batch
+        } else {
+            self.config.batch
+        };
+        let (mut due, next, claimed) = match self.pool.due(self.until, after, limit, claim).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "the keeper cannot read which connections are due");
@@ -362,13 +456,15 @@ impl<C: RefreshClient + 'static, S: TokenStore> Walk<C, S> {
             }
         };
         self.cursor = next;
+        self.claimed = claimed;
         if self.config.proactive && first_page {
             due.extend(self.in_use_and_due(&due));
         }
         self.walked.extend(due.iter().map(|(key, _)| key.clone()));
-        // Replicas read the same index: each starts at its own random place in the page, so
-        // that they spread over the due connections instead of queueing on the same locks.
-        if !due.is_empty() {
+        // Replicas that read the same index unclaimed each start at their own random place
+        // in the page, so that they spread over the due connections instead of queueing on
+        // the same locks; a claimed page is this keeper's alone, earliest first.
+        if !claimed && !due.is_empty() {
             let start = up_to(Duration::from_secs(1)).subsec_nanos() as usize % due.len();
             due.rotate_left(start);
         }
@@ -385,6 +481,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Walk<C, S> {
         }
         tokio::time::sleep(self.config.interval + up_to(self.config.jitter)).await;
         self.stats.looks.fetch_add(1, Ordering::Relaxed);
+        self.started = Instant::now();
         self.until = SystemTime::now() + self.margin;
     }
 
@@ -402,7 +499,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Walk<C, S> {
 
     /// Whether `key` is left alone this time: given up on (until its set changes), backing
     /// off, or being renewed already; otherwise it is marked busy.
-    fn skips(&self, key: &str, dies: SystemTime) -> bool {
+    fn skips(&self, key: &str, dies: SystemTime) -> Skip {
         {
             let failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(f) = failing.get(key)
@@ -410,14 +507,15 @@ impl<C: RefreshClient + 'static, S: TokenStore> Walk<C, S> {
                     || (dies == IN_USE && f.given_up.is_some())
                     || Instant::now() < f.next)
             {
-                return true;
+                return Skip::Failing;
             }
         }
-        !self
+        let busy = !self
             .busy
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned())
+            .insert(key.to_owned());
+        if busy { Skip::Busy } else { Skip::No }
     }
 
     /// Waits for the rate bound, as a token bucket a tenth of a second deep: starts are
@@ -449,6 +547,10 @@ struct Visit<C: RefreshClient, S: TokenStore> {
     failing: Arc<Mutex<HashMap<String, Failing>>>,
     busy: Arc<Mutex<std::collections::HashSet<String>>>,
     max_failures: u32,
+    /// Whether its page was claimed for this keeper (another replica rarely has its lock).
+    claimed: bool,
+    /// This keeper's name in the claims.
+    owner: Arc<str>,
     key: String,
     dies: SystemTime,
 }
@@ -466,8 +568,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
             // The store did not answer: the manager's own wait for the lock decides.
             Look::Unknown => self.pool.renew(connection).await,
         };
+        let failed = result.is_err();
         if self.record(result) {
             self.pool.report_expiring(connection, self.dies).await;
+        }
+        if failed && self.claimed {
+            self.pool
+                .release_claims(std::slice::from_ref(&self.key), &self.owner)
+                .await;
         }
         self.done();
     }
@@ -475,12 +583,19 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
     /// The connection's lock, taken for the renewal, unless another holder has it right now
     /// (another replica is renewing it: a look later finds it renewed, or still due).
     ///
-    /// A probe without the set ([`TokenStore::try_lock`], not `try_lock_loading`): replicas
-    /// walk the same index, so many probes find the lock taken, and a load sent with each
-    /// would be wasted there (the held path loads after, one round trip more).
+    /// On a claimed page the probe reads the set with the lock
+    /// ([`TokenStore::try_lock_loading`]: one round trip fewer). Unclaimed, replicas walk the
+    /// same index and many probes find the lock taken, where a load sent with each would be
+    /// wasted: the probe takes the lock alone ([`TokenStore::try_lock`]).
     async fn lock(&self) -> Look {
         let lock_ttl = self.pool.manager_config().lock_ttl;
-        match self.pool.store().try_lock(&self.key, lock_ttl).await {
+        let store = self.pool.store();
+        let probe = if self.claimed {
+            store.try_lock_loading(&self.key, lock_ttl).await
+        } else {
+            store.try_lock(&self.key, lock_ttl).await
+        };
+        match probe {
             Ok(Some(lock)) => Look::Held(lock),
             Ok(None) => Look::Elsewhere,
             Err(_) => Look::Unknown,

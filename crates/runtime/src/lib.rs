@@ -53,8 +53,9 @@ pub use pool::{PoolConfig, TokenPool};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};
 pub use snippet::Snippet;
 pub use store::{
-    ChangeWatch, Copied, Due, DueAfter, EncryptedStore, EncryptionKey, FileStore, MemoryStore,
-    Reported, Saved, StoreError, StoreLock, Stored, TokenStore, copy_connections,
+    ChangeWatch, ClaimedDue, Copied, Due, DueAfter, DueClaim, EncryptedStore, EncryptionKey,
+    FileStore, MemoryStore, Reported, Saved, StoreError, StoreLock, Stored, TokenStore,
+    copy_connections,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};

@@ -230,6 +230,59 @@ async fn a_proactive_keeper_renews_connections_in_use_before_their_access_token_
     keeper.shutdown().await;
 }
 
+/// Two replicas split the due connections by claims, and one of them cannot reach the
+/// provider (its egress is broken): it fails each connection it claimed and gives the claim
+/// up, so the replica that can reach the provider renews every connection before its refresh
+/// token dies. (Were a failing replica to keep its claims, its share would die with it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_reach_the_provider_leaves_its_claims_to_the_others() {
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let (mock, client) = idle_provider().await;
+    let store = MemoryStore::new();
+    let healthy = TokenPool::new(client, store.clone(), pool_config()).unwrap();
+    // Due at once for the cut-off replica (a 10-s margin of 6-s tokens): it claims first.
+    let cut_off = failing_pool(&unreachable, store.clone());
+    for i in 0..20 {
+        healthy
+            .seed(&format!("c{i}"), connection(&mock.new_family().unwrap()))
+            .await
+            .unwrap();
+    }
+    let broken = cut_off.keep(keeper_config()).unwrap();
+    wait_for(
+        "the cut-off replica's first failures",
+        Duration::from_secs(30),
+        || {
+            broken
+                .stats()
+                .failed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 20
+        },
+    )
+    .await;
+    let keeper = healthy.keep(keeper_config()).unwrap();
+    wait_for("every connection renewed", Duration::from_secs(30), || {
+        mock.authority_stats().refreshes >= 20
+    })
+    .await;
+    let stats = mock.authority_stats();
+    assert_eq!((stats.reuses, stats.expired), (0, 0), "{stats:?}");
+    for i in 0..20 {
+        let stored = store
+            .load(&healthy.key_of(&format!("c{i}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.version >= 2, "c{i} was never renewed");
+    }
+    keeper.shutdown().await;
+    broken.shutdown().await;
+}
+
 /// Two replicas' keepers on one store while the provider cannot be reached: each gives up on
 /// every connection after `max_failures`, and each connection's `RefreshTokenExpiring` comes
 /// once, from whichever replica marked it first.

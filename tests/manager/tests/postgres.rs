@@ -42,19 +42,22 @@ async fn the_postgres_store_migrates_its_schema_and_refuses_a_newer_one() {
     assert_eq!(again.load("kept").await.unwrap().unwrap().version, 1);
     assert_eq!(
         postgres.psql("SELECT schema_version FROM tokenkit_meta"),
-        "2"
+        "3"
     );
-    // A database an older tokenkit made (version 1: its leases logged) is upgraded in place.
+    // A database an older tokenkit made (version 1: its leases logged, no keepers' claims)
+    // is upgraded in place.
     postgres.psql("ALTER TABLE tokenkit_locks SET LOGGED");
+    postgres.psql("DROP TABLE tokenkit_claims");
     postgres.psql("UPDATE tokenkit_meta SET schema_version = 1");
     let upgraded = PostgresStore::connect(&postgres.url).await.unwrap();
     assert_eq!(upgraded.load("kept").await.unwrap().unwrap().version, 1);
     assert_eq!(
         postgres.psql(
-            "SELECT schema_version || ' ' || relpersistence::text FROM tokenkit_meta, pg_class \
-             WHERE relname = 'tokenkit_locks'"
+            "SELECT schema_version || ' ' || string_agg(relname || '=' || relpersistence::text, ' ' \
+             ORDER BY relname) FROM tokenkit_meta, pg_class \
+             WHERE relname IN ('tokenkit_locks', 'tokenkit_claims') GROUP BY schema_version"
         ),
-        "2 u"
+        "3 tokenkit_claims=u tokenkit_locks=u"
     );
     postgres.psql("UPDATE tokenkit_meta SET schema_version = 99");
     let err = PostgresStore::connect(&postgres.url).await.unwrap_err();

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 use tokenkit::{
-    EncryptedStore, EncryptionKey, FileStore, MemoryStore, PostgresStore, RedisStore, Reported,
-    Saved, Stored, TokenStore,
+    ClaimedDue, DueClaim, EncryptedStore, EncryptionKey, FileStore, MemoryStore, PostgresStore,
+    RedisStore, Reported, Saved, Stored, TokenStore,
 };
 use tokenkit_manager_tests::{Postgres, Redis, RedisCluster, expired, scratch};
 
@@ -68,11 +68,14 @@ async fn every_store_lists_its_keys() {
 }
 
 #[tokio::test]
-async fn a_redis_cluster_lists_the_keys_of_every_master() {
+async fn a_redis_cluster_lists_the_keys_of_every_master_and_splits_its_index() {
     let cluster = RedisCluster::start();
     let nodes: Vec<&str> = cluster.urls.iter().map(String::as_str).collect();
     let store = RedisStore::connect_cluster(&nodes, "list").await.unwrap();
     lists(store, "redis cluster").await;
+    // The index and its claims on one slot; the removal's claim ends in a command of its own.
+    let store = RedisStore::connect_cluster(&nodes, "claims").await.unwrap();
+    claims_split_the_due_index(store, "redis cluster").await;
 }
 
 async fn restore_and_delete(store: impl TokenStore, what: &str) {
@@ -665,6 +668,157 @@ async fn stores_index_when_refresh_tokens_die() {
             .unwrap()
             .is_none(),
         "a directory keeps no index: the keeper reads the sets"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A page claimed by `owner` for `lease`, keys only, and the next page's start.
+async fn claim(
+    store: &impl TokenStore,
+    after: Option<&(SystemTime, String)>,
+    limit: usize,
+    owner: &str,
+    lease: Duration,
+) -> (Vec<String>, Option<(SystemTime, String)>) {
+    let until = SystemTime::now() + Duration::from_secs(60);
+    let after = after.map(|(at, key)| (*at, key.as_str()));
+    let claim = DueClaim { owner, lease };
+    let ClaimedDue { claimed, next } = store
+        .claim_due("claim/", until, after, limit, claim)
+        .await
+        .unwrap()
+        .expect("a store with an index keeps claims");
+    (claimed.into_iter().map(|(k, _)| k).collect(), next)
+}
+
+/// What keepers on several replicas ask of a store with an index: pages of it claimed, each
+/// free entry for one of them, its own again for the owner, anyone's once the lease ran out,
+/// and the walk's cursor right across keys of other prefixes and equal times.
+async fn claims_split_the_due_index(store: impl TokenStore, what: &str) {
+    let now = SystemTime::now();
+    let dying = |ms: u64| {
+        let mut set = expired("rt");
+        set.refresh_expires_at = Some(now + Duration::from_millis(ms));
+        set
+    };
+    // Equal times (a fleet seeded at once), hostile characters, another prefix between.
+    let keys = [
+        ("claim/a", 1000),
+        ("claim/b%_{x}", 2000),
+        ("claim/c", 2000),
+        ("claim0/other", 2000),
+        ("claim/d", 2000),
+        ("claim/e", 3000),
+        ("claim/never", 0),
+    ];
+    for (key, ms) in keys {
+        let set = if ms == 0 { expired("rt") } else { dying(ms) };
+        store.save(key, &set, None).await.unwrap();
+    }
+    let long = Duration::from_secs(60);
+    let (first, next) = claim(&store, None, 3, "A", long).await;
+    assert_eq!(first, ["claim/a", "claim/b%_{x}", "claim/c"], "{what}");
+    // B finds A's page claimed, and walks on past it.
+    let (none, past) = claim(&store, None, 3, "B", long).await;
+    assert!(none.is_empty(), "{what}: {none:?}");
+    assert_eq!(past, next, "{what}: the page's last entry, claimed or not");
+    let mut walked = Vec::new();
+    let mut cursor = past;
+    while let Some(at) = cursor {
+        let (page, next) = claim(&store, Some(&at), 1, "B", long).await;
+        walked.extend(page);
+        cursor = next;
+    }
+    assert_eq!(
+        walked,
+        ["claim/d", "claim/e"],
+        "{what}: the rest, once each, of the prefix only"
+    );
+    let (again, _) = claim(&store, None, 3, "A", long).await;
+    assert_eq!(
+        again, first,
+        "{what}: the owner's own claims are its own again"
+    );
+    // A removed key leaves its claim with it: a new set under its name is free.
+    let lock = store
+        .try_lock("claim/a", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    store.delete("claim/a", &lock).await.unwrap();
+    lock.release().await;
+    store.save("claim/a", &dying(1000), None).await.unwrap();
+    let (taken, _) = claim(&store, None, 1, "B", long).await;
+    assert_eq!(taken, ["claim/a"], "{what}: a removal ends its claim");
+    // Given up by its owner (not by anyone else), a claim is free at once.
+    let b = ["claim/b%_{x}".to_owned()];
+    store.release_claims(&b, "B").await.unwrap();
+    let (still, _) = claim(&store, None, 3, "B", long).await;
+    assert_eq!(
+        still,
+        ["claim/a"],
+        "{what}: another owner's release frees nothing"
+    );
+    store.release_claims(&b, "A").await.unwrap();
+    let (freed, _) = claim(&store, None, 3, "B", long).await;
+    assert_eq!(freed, ["claim/a", "claim/b%_{x}"], "{what}: given up, free");
+    // A short lease runs out at the store's clock: then anyone may claim the entry.
+    let short = Duration::from_millis(300);
+    let (mine, _) = claim(&store, Some(&(now, "claim/".into())), 10, "C", short).await;
+    assert!(
+        mine.is_empty(),
+        "{what}: every entry is A's or B's: {mine:?}"
+    );
+    store.save("claim/f", &dying(500), None).await.unwrap();
+    let claimed_at = std::time::Instant::now();
+    let (f, _) = claim(&store, None, 10, "C", short).await;
+    assert_eq!(f, ["claim/f"], "{what}");
+    let deadline = claimed_at + Duration::from_secs(30);
+    loop {
+        let (got, _) = claim(&store, None, 10, "D", long).await;
+        if got == ["claim/f"] {
+            break;
+        }
+        assert!(got.is_empty(), "{what}: {got:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the lease never ran out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        claimed_at.elapsed() >= short - Duration::from_millis(50),
+        "{what}: taken over after {:?}, before the lease ran out",
+        claimed_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn stores_with_an_index_split_it_among_keepers_by_claims() {
+    claims_split_the_due_index(MemoryStore::new(), "memory").await;
+    let redis = Redis::start();
+    let store = RedisStore::connect(&redis.url, "claims").await.unwrap();
+    claims_split_the_due_index(store, "redis").await;
+    let store = RedisStore::connect(&redis.url, "claims-sealed")
+        .await
+        .unwrap();
+    claims_split_the_due_index(EncryptedStore::new(store, key("k1", 7)), "encrypted redis").await;
+    let postgres = Postgres::start();
+    let store = PostgresStore::connect(&postgres.url).await.unwrap();
+    claims_split_the_due_index(store, "postgres").await;
+    let dir = scratch("stores-claims");
+    let files = FileStore::new(&dir).unwrap();
+    let claim = DueClaim {
+        owner: "A",
+        lease: Duration::from_secs(1),
+    };
+    assert!(
+        files
+            .claim_due("", SystemTime::now(), None, 10, claim)
+            .await
+            .unwrap()
+            .is_none(),
+        "a directory keeps no index, nor claims"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -314,6 +314,26 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
         self.inner.due(prefix, until, after, limit)
     }
 
+    /// The inner store's claims on its index.
+    fn claim_due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        after: super::DueAfter<'a>,
+        limit: usize,
+        claim: super::DueClaim<'a>,
+    ) -> BoxFuture<'a, Result<Option<super::ClaimedDue>, StoreError>> {
+        self.inner.claim_due(prefix, until, after, limit, claim)
+    }
+
+    fn release_claims<'a>(
+        &'a self,
+        keys: &'a [String],
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.release_claims(keys, owner)
+    }
+
     /// The inner store's keys: keys are not encrypted, only the sets.
     fn list<'a>(
         &'a self,

@@ -1,12 +1,12 @@
 //! Token sets in process memory.
 
-use super::Due;
+use super::{ClaimedDue, Due, DueAfter, DueClaim};
 use super::{Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::token::TokenSet;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Default)]
 struct Inner {
@@ -15,9 +15,27 @@ struct Inner {
     /// numbered after it, and nothing older is put back over the removal.
     removed: HashMap<String, u64>,
     locked: HashSet<String>,
+    /// The keepers' claims on due keys: owner, and until when.
+    claims: HashMap<String, (String, Instant)>,
 }
 
 impl Inner {
+    /// The keeper's page: keys of `prefix` whose refresh token dies by `until`, after `after`.
+    fn due(&self, prefix: &str, until: SystemTime, after: DueAfter<'_>, limit: usize) -> Due {
+        let mut due: Due = self
+            .sets
+            .iter()
+            .filter(|(k, s)| k.starts_with(prefix) && s.dead.is_none())
+            .filter_map(|(k, s)| {
+                let dies = s.tokens.refresh_expires_at?;
+                (dies <= until && super::due_after(after, dies, k)).then(|| (k.clone(), dies))
+            })
+            .collect();
+        due.sort_unstable_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
+        due.truncate(limit);
+        due
+    }
+
     /// Sets (keeping an earlier time) or clears the `sending` mark of `key` if its version is
     /// `version`.
     fn mark(&mut self, key: &str, version: u64, sending: Option<SystemTime>) -> bool {
@@ -49,6 +67,7 @@ impl MemoryStore {
         let mut inner = self.inner();
         inner.sets.clear();
         inner.removed.clear();
+        inner.claims.clear();
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -69,24 +88,63 @@ impl TokenStore for MemoryStore {
     fn due<'a>(
         &'a self,
         prefix: &'a str,
-        until: std::time::SystemTime,
-        after: super::DueAfter<'a>,
+        until: SystemTime,
+        after: DueAfter<'a>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
-        let mut due: Vec<(String, std::time::SystemTime)> = self
-            .inner()
-            .sets
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .filter(|(_, s)| s.dead.is_none())
-            .filter_map(|(k, s)| {
-                let dies = s.tokens.refresh_expires_at?;
-                (dies <= until && super::due_after(after, dies, k)).then(|| (k.clone(), dies))
+        let due = self.inner().due(prefix, until, after, limit);
+        Box::pin(async move { Ok(Some(due)) })
+    }
+
+    /// Claims kept beside the sets, for keepers of several pools sharing one store.
+    fn claim_due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: SystemTime,
+        after: DueAfter<'a>,
+        limit: usize,
+        claim: DueClaim<'a>,
+    ) -> BoxFuture<'a, Result<Option<ClaimedDue>, StoreError>> {
+        let mut inner = self.inner();
+        let page = inner.due(prefix, until, after, limit);
+        let now = Instant::now();
+        let next = page
+            .last()
+            .filter(|_| page.len() >= limit)
+            .map(|(key, at)| (*at, key.clone()));
+        let claimed = page
+            .into_iter()
+            .filter(|(key, _)| {
+                let free = inner
+                    .claims
+                    .get(key)
+                    .is_none_or(|(owner, until)| *until <= now || owner == claim.owner);
+                if free {
+                    let until = now + claim.lease;
+                    inner
+                        .claims
+                        .insert(key.clone(), (claim.owner.to_owned(), until));
+                }
+                free
             })
             .collect();
-        due.sort_unstable_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
-        due.truncate(limit);
-        Box::pin(async move { Ok(Some(due)) })
+        drop(inner);
+        Box::pin(async move { Ok(Some(ClaimedDue { claimed, next })) })
+    }
+
+    fn release_claims<'a>(
+        &'a self,
+        keys: &'a [String],
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut inner = self.inner();
+        for key in keys {
+            if inner.claims.get(key).is_some_and(|(o, _)| o == owner) {
+                inner.claims.remove(key);
+            }
+        }
+        drop(inner);
+        Box::pin(async { Ok(()) })
     }
 
     fn list<'a>(
@@ -163,6 +221,7 @@ impl TokenStore for MemoryStore {
             let last = inner.removed.entry(key.to_owned()).or_default();
             *last = (*last).max(gone.version);
         }
+        inner.claims.remove(key);
         drop(inner);
         Box::pin(async move { Ok(Saved::Written(0)) })
     }

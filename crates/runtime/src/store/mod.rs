@@ -16,7 +16,7 @@
 mod copy;
 mod encrypted;
 mod file;
-mod lease;
+pub(crate) mod lease;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -268,6 +268,27 @@ pub type Due = Vec<(String, std::time::SystemTime)>;
 /// Where a page of [`TokenStore::due`] starts: after this entry, in the order of (time, key).
 pub type DueAfter<'a> = Option<(std::time::SystemTime, &'a str)>;
 
+/// A keeper's claim on the due entries it is about to renew ([`TokenStore::claim_due`]): a
+/// hint that keeps the other replicas' keepers off them for `lease`, never a lock (the
+/// connection's lock and its set's version still decide every write).
+#[derive(Clone, Copy, Debug)]
+pub struct DueClaim<'a> {
+    /// Who claims: one keeper, unique in the fleet (not a secret).
+    pub owner: &'a str,
+    /// How long the claim holds, at the store's clock; an owner may claim its own again.
+    pub lease: Duration,
+}
+
+/// A page of the keeper's index walked under a claim ([`TokenStore::claim_due`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimedDue {
+    /// The entries of the page now claimed by the caller, in the order of (time, key).
+    pub claimed: Due,
+    /// The page's last entry, claimed or not: where the next page starts. `None` when the
+    /// page reached the end of the window.
+    pub next: Option<(SystemTime, String)>,
+}
+
 /// Whether `(at, key)` comes after `after` in the order of the keeper's index.
 pub fn due_after(after: DueAfter<'_>, at: SystemTime, key: &str) -> bool {
     after.is_none_or(|(t, k)| (at, key) > (t, k))
@@ -413,6 +434,37 @@ pub trait TokenStore: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// [`TokenStore::due`]'s page of at most `limit` entries, where the store claims for
+    /// `claim.owner` every entry of it that no other owner has claimed within its lease, and
+    /// answers with those: so that replicas walking the same index split it instead of each
+    /// visiting every due connection. The claim is a hint, never a guarantee (a lease runs out
+    /// at the store's clock while its owner is slow; the keeper still takes the connection's
+    /// lock). `None` (the default): the store keeps no claims, and the keeper reads
+    /// [`TokenStore::due`] instead.
+    fn claim_due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        after: DueAfter<'a>,
+        limit: usize,
+        claim: DueClaim<'a>,
+    ) -> BoxFuture<'a, Result<Option<ClaimedDue>, StoreError>> {
+        let _ = (prefix, until, after, limit, claim);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Gives up `owner`'s claims on `keys` (another owner's stay): a keeper that failed to
+    /// renew a connection, or backs off from it, leaves it to the other replicas, which may
+    /// reach the provider where it cannot. The default does nothing (no claims are kept).
+    fn release_claims<'a>(
+        &'a self,
+        keys: &'a [String],
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (keys, owner);
+        Box::pin(async { Ok(()) })
+    }
+
     /// Every key that holds a set and starts with `prefix`, in no particular order; `None`
     /// when this store cannot list its keys (the default).
     fn list<'a>(
@@ -546,5 +598,24 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         (**self).due(prefix, until, after, limit)
+    }
+
+    fn claim_due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        after: DueAfter<'a>,
+        limit: usize,
+        claim: DueClaim<'a>,
+    ) -> BoxFuture<'a, Result<Option<ClaimedDue>, StoreError>> {
+        (**self).claim_due(prefix, until, after, limit, claim)
+    }
+
+    fn release_claims<'a>(
+        &'a self,
+        keys: &'a [String],
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).release_claims(keys, owner)
     }
 }

@@ -50,10 +50,10 @@ macro_rules! notifying {
 }
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// The migrations, in order: migration `i` takes a database from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: [&str; 2] = [
+pub(super) const MIGRATIONS: [&str; 3] = [
     // 1: sets (a tombstone is a row whose `data` is NULL, keeping the removed version), each
     // mark at the database's clock, the keeper's index, and the locks.
     "CREATE TABLE tokenkit_sets (
@@ -79,6 +79,13 @@ pub(super) const MIGRATIONS: [&str; 2] = [
     // keep anyone from sending a token in flight. In return taking and releasing a lease
     // writes no WAL and waits for no flush: a commit fewer to make durable per renewal.
     "ALTER TABLE tokenkit_locks SET UNLOGGED;",
+    // 3: the keepers' claims on due keys, so that replicas split the index. A claim is a
+    // hint (the lock and the version decide every write): unlogged, as a lease is.
+    "CREATE UNLOGGED TABLE tokenkit_claims (
+        key text PRIMARY KEY,
+        owner text NOT NULL,
+        until_ms bigint NOT NULL
+    );",
 ];
 
 /// The migrations' own bookkeeping, and the lock that keeps two processes from migrating at
@@ -170,14 +177,16 @@ pub(super) const RESTORE: &str = concat!(
     RETURNING version"
 );
 
-/// `$1` key, `$2` fence: the set gone, its version kept as a tombstone.
+/// `$1` key, `$2` fence: the set gone, its version kept as a tombstone, its claim with it.
 pub(super) const DELETE: &str = concat!(
     fence!(),
-    "UPDATE tokenkit_sets SET data = NULL, sending_ms = NULL, dead_ms = NULL,
+    ", gone AS (UPDATE tokenkit_sets SET data = NULL, sending_ms = NULL, dead_ms = NULL,
         expiring_ms = NULL, announced_ms = NULL, dies_ms = NULL
     WHERE key = $1 AND ",
     fenced!(),
-    " RETURNING 1"
+    " RETURNING 1), unclaimed AS (DELETE FROM tokenkit_claims WHERE key = $1
+        AND EXISTS (SELECT 1 FROM gone))
+    SELECT 1 FROM gone"
 );
 
 /// `$1` key: the stored version and whether it is a removal's.
@@ -233,6 +242,33 @@ pub(super) const DUE: &str = "SELECT key, dies_ms FROM tokenkit_sets
     WHERE dies_ms IS NOT NULL AND dies_ms <= $2 AND starts_with(key, $1)
         AND ($3::bigint IS NULL OR (dies_ms, key) > ($3, $4::text))
     ORDER BY dies_ms, key LIMIT $5";
+
+/// `$1`–`$5` as [`DUE`], `$6` owner, `$7` lease (ms): the page, each entry with whether it
+/// is now claimed by `$6` (it was unclaimed, its claim ran out at the database's clock, or it
+/// was `$6`'s). Two keepers claiming the same page take its rows in the same (index) order,
+/// so they wait for each other rather than deadlock.
+pub(super) const CLAIM_DUE: &str = concat!(
+    "WITH page AS (SELECT key, dies_ms FROM tokenkit_sets
+        WHERE dies_ms IS NOT NULL AND dies_ms <= $2 AND starts_with(key, $1)
+            AND ($3::bigint IS NULL OR (dies_ms, key) > ($3, $4::text))
+        ORDER BY dies_ms, key LIMIT $5),
+    claimed AS (INSERT INTO tokenkit_claims AS c (key, owner, until_ms)
+        SELECT key, $6::text, ",
+    now_ms!(),
+    " + $7::bigint FROM page ORDER BY dies_ms, key
+        ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, until_ms = EXCLUDED.until_ms
+        WHERE c.until_ms <= ",
+    now_ms!(),
+    " OR c.owner = EXCLUDED.owner
+        RETURNING key)
+    SELECT page.key, page.dies_ms, claimed.key IS NOT NULL FROM page
+        LEFT JOIN claimed ON claimed.key = page.key
+    ORDER BY page.dies_ms, page.key"
+);
+
+/// `$1` keys, `$2` owner: its claims on them given up.
+pub(super) const RELEASE_CLAIMS: &str =
+    "DELETE FROM tokenkit_claims WHERE key = ANY($1) AND owner = $2";
 
 /// `$1` key, `$2` fence, `$3` ttl (ms): the lock, if it is free or its lease ran out.
 pub(super) const TRY_LOCK: &str = concat!(

@@ -7,7 +7,9 @@ use super::{PostgresStore, pg_error, retryable, sql};
 use crate::client::BoxFuture;
 use crate::store::lease::{self, lock_token};
 use crate::store::record::{decode, encode, from_millis, to_millis};
-use crate::store::{Due, DueAfter, Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
+use crate::store::{
+    ClaimedDue, Due, DueAfter, DueClaim, Reported, Saved, StoreError, StoreLock, Stored, TokenStore,
+};
 use crate::token::TokenSet;
 use std::time::{Duration, SystemTime};
 use tokio_postgres::types::ToSql;
@@ -42,6 +44,25 @@ fn dies(tokens: &TokenSet) -> Option<i64> {
 }
 
 impl PostgresStore {
+    /// Runs a page statement of the keeper's index: `$1`–`$5` the window's prefix, end, start
+    /// (time and key) and limit, as [`sql::DUE`] reads them, then `extra`.
+    async fn page(
+        &self,
+        what: &str,
+        statement: &str,
+        (prefix, until, after, limit): (&str, SystemTime, DueAfter<'_>, usize),
+        extra: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let until = millis(Some(until));
+        let after_at = after.and_then(|(at, _)| millis(Some(at)));
+        let after_key = after.map(|(_, key)| key);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            vec![&prefix, &until, &after_at, &after_key, &limit];
+        params.extend_from_slice(extra);
+        self.rows(what, statement, &params).await
+    }
+
     /// The rows `statement` returns, retried on a serialization failure or deadlock.
     async fn rows(
         &self,
@@ -377,19 +398,63 @@ impl TokenStore for PostgresStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Due>, StoreError>> {
         Box::pin(async move {
-            let until = millis(Some(until));
-            let after_at = after.and_then(|(at, _)| millis(Some(at)));
-            let after_key = after.map(|(_, key)| key);
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let params: [&(dyn ToSql + Sync); 5] = [&prefix, &until, &after_at, &after_key, &limit];
+            let window = (prefix, until, after, limit);
             let rows = self
-                .rows("cannot read the keeper's index", sql::DUE, &params)
+                .page("cannot read the keeper's index", sql::DUE, window, &[])
                 .await?;
             Ok(Some(
                 rows.iter()
                     .filter_map(|row| Some((row.get(0), time(row.get(1))?)))
                     .collect(),
             ))
+        })
+    }
+
+    /// One statement: the page read and its free entries claimed (`tokenkit_claims`).
+    fn claim_due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: SystemTime,
+        after: DueAfter<'a>,
+        limit: usize,
+        claim: DueClaim<'a>,
+    ) -> BoxFuture<'a, Result<Option<ClaimedDue>, StoreError>> {
+        Box::pin(async move {
+            let lease = i64::try_from(claim.lease.as_millis()).unwrap_or(i64::MAX);
+            let window = (prefix, until, after, limit);
+            let what = "cannot claim the keeper's due entries";
+            let rows = self
+                .page(what, sql::CLAIM_DUE, window, &[&claim.owner, &lease])
+                .await?;
+            let page: Vec<(String, SystemTime, bool)> = rows
+                .iter()
+                .filter_map(|row| Some((row.get(0), time(row.get(1))?, row.get(2))))
+                .collect();
+            let next = page
+                .last()
+                .filter(|_| rows.len() >= limit)
+                .map(|(key, at, _)| (*at, key.clone()));
+            let claimed = page
+                .into_iter()
+                .filter_map(|(key, at, mine)| mine.then_some((key, at)))
+                .collect();
+            Ok(Some(ClaimedDue { claimed, next }))
+        })
+    }
+
+    fn release_claims<'a>(
+        &'a self,
+        keys: &'a [String],
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.rows(
+                "cannot give the keeper's claims up",
+                sql::RELEASE_CLAIMS,
+                &[&keys, &owner],
+            )
+            .await
+            .map(drop)
         })
     }
 

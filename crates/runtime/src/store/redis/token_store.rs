@@ -192,6 +192,65 @@ impl TokenStore for RedisStore {
         })
     }
 
+    /// One script on the index's slot: the page read and its free entries claimed.
+    fn claim_due<'a>(
+        &'a self,
+        prefix: &'a str,
+        until: std::time::SystemTime,
+        after: crate::store::DueAfter<'a>,
+        limit: usize,
+        claim: crate::store::DueClaim<'a>,
+    ) -> BoxFuture<'a, Result<Option<crate::store::ClaimedDue>, StoreError>> {
+        Box::pin(async move {
+            let after = after.map(|(at, key)| (to_millis(at), key));
+            let lease = u64::try_from(claim.lease.as_millis()).unwrap_or(u64::MAX);
+            let (next_key, next_ms, claimed): (String, String, Vec<(String, u64)>) =
+                script!(NOW_MS, CLAIM_DUE)
+                    .key(self.due_key())
+                    .key(self.claims_key("claims"))
+                    .key(self.claims_key("claimers"))
+                    .arg(prefix)
+                    .arg(to_millis(until))
+                    .arg(after.map_or_else(String::new, |(ms, _)| ms.to_string()))
+                    .arg(after.map_or("", |(_, key)| key))
+                    .arg(limit.clamp(1, 1000))
+                    .arg(claim.owner)
+                    .arg(lease.max(1))
+                    .invoke_async(&mut self.connection.clone())
+                    .await
+                    .map_err(|e| redis_error("cannot claim the keeper's due entries", &e))?;
+            let next = next_ms.parse().ok().map(|ms| (from_millis(ms), next_key));
+            Ok(Some(crate::store::ClaimedDue {
+                claimed: claimed
+                    .into_iter()
+                    .map(|(key, ms)| (key, from_millis(ms)))
+                    .collect(),
+                next,
+            }))
+        })
+    }
+
+    fn release_claims<'a>(
+        &'a self,
+        keys: &'a [String],
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            script!(RELEASE_CLAIMS)
+                .key(self.claims_key("claims"))
+                .key(self.claims_key("claimers"))
+                .arg(owner)
+                .arg(keys)
+                .invoke_async::<Value>(&mut self.connection.clone())
+                .await
+                .map(drop)
+                .map_err(|e| redis_error("cannot give the keeper's claims up", &e))
+        })
+    }
+
     fn mark_sending<'a>(
         &'a self,
         key: &'a str,
@@ -440,11 +499,26 @@ impl RedisStore {
         format!("{}:due", escape(&self.prefix))
     }
 
-    /// On a single server the write scripts keep the index themselves: the due key goes last.
+    /// The keepers' claims on the index (`claims`: when each ends; `claimers`: whose), on the
+    /// index's slot (its name is their hash tag).
+    fn claims_key(&self, what: &str) -> String {
+        format!("{{{}}}:{what}", self.due_key())
+    }
+
+    /// On a single server the write scripts keep the index themselves: the due key and its
+    /// claims' go last.
     fn due_in_script(&self, invocation: &mut redis::ScriptInvocation<'_>) {
         if matches!(self.connection, Connection::Single(_)) {
-            invocation.key(self.due_key());
+            self.index_keys(invocation);
         }
+    }
+
+    /// The keeper's index and its claims' keys, in the order [`INDEX`] reads them.
+    fn index_keys(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        invocation
+            .key(self.due_key())
+            .key(self.claims_key("claims"))
+            .key(self.claims_key("claimers"));
     }
 
     /// In a cluster (where the index is on another slot than the set), records when `key`'s
@@ -458,26 +532,27 @@ impl RedisStore {
             return;
         }
         let dies = tokens.and_then(|t| t.refresh_expires_at);
-        let cmd = match dies {
-            Some(at) => {
-                let mut c = redis::cmd("ZADD");
-                c.arg(self.due_key()).arg(to_millis(at)).arg(key);
-                c
-            }
-            None => {
-                let mut c = redis::cmd("ZREM");
-                c.arg(self.due_key()).arg(key);
-                c
-            }
-        };
         let mut connection = self.connection.clone();
+        let Some(at) = dies else {
+            // Out of the index, and its claim with it (on the index's slot).
+            let mut invocation = script!(INDEX, REINDEX).prepare_invoke();
+            self.index_keys(&mut invocation);
+            let removed = invocation
+                .arg("")
+                .arg(key)
+                .invoke_async::<Value>(&mut connection)
+                .await;
+            // Not retried: a late removal could take a newer set's entry away, while a stale
+            // entry costs the keeper one look.
+            if let Err(e) = removed {
+                tracing::warn!(error = %redis_error("cannot take the credential out of the keeper's index", &e), "the keeper may look at it once more");
+            }
+            return;
+        };
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(self.due_key()).arg(to_millis(at)).arg(key);
         if let Err(e) = cmd.query_async::<Value>(&mut connection).await {
             tracing::warn!(error = %redis_error("cannot index the refresh token's expiry", &e), "the keeper may find this credential late");
-            // Only an entry is retried: a late removal could take a newer set's entry away,
-            // while a stale entry costs the keeper one look.
-            if dies.is_none() {
-                return;
-            }
             tokio::spawn(async move {
                 for _ in 0..600 {
                     tokio::time::sleep(INDEX_RETRY).await;
