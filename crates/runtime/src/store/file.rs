@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// Token sets in a directory, shared by every process that opens the same directory.
@@ -24,9 +25,72 @@ use std::time::{Duration, SystemTime};
 ///   version removes them all.
 /// - `<key>.removed` holds the last version of a deleted set (a tombstone): the next set of
 ///   the key is numbered after it, and nothing is put back over the removal.
-#[derive(Clone, Debug)]
+///
+/// Writes that land at once share the directory's flush (group commit): each is acknowledged
+/// only after a flush of the directory that started after its rename.
+#[derive(Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    flushes: Arc<Flushes>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("dir", &self.dir).finish()
+    }
+}
+
+/// The directory's flushes (`fsync` of the directory, which makes the renames in it durable),
+/// shared by the writes waiting for one at once: a write takes a ticket after its rename, and
+/// is durable once a flush that started after its ticket has ended. Whoever finds no flush
+/// running starts one covering every ticket so far; the others wait for it. A flush that
+/// fails covers nobody: each waiter then flushes again itself, and reports its own error.
+#[derive(Default)]
+struct Flushes {
+    state: Mutex<FlushState>,
+    ended: Condvar,
+}
+
+#[derive(Default)]
+struct FlushState {
+    /// The last ticket given.
+    tickets: u64,
+    /// Every ticket up to this one is durable.
+    durable: u64,
+    running: bool,
+}
+
+impl Flushes {
+    /// Returns once every rename this thread made in `dir` before the call is durable.
+    fn flush(&self, dir: &Path) -> std::io::Result<()> {
+        self.flush_with(|| File::open(dir).and_then(|d| d.sync_all()))
+    }
+
+    /// [`Flushes::flush`], flushing with `sync`.
+    fn flush_with(&self, sync: impl Fn() -> std::io::Result<()>) -> std::io::Result<()> {
+        let lock = || self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock();
+        state.tickets += 1;
+        let mine = state.tickets;
+        while state.durable < mine {
+            if state.running {
+                state = self.ended.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.running = true;
+            let through = state.tickets;
+            drop(state);
+            let flushed = sync();
+            state = lock();
+            state.running = false;
+            if flushed.is_ok() {
+                state.durable = state.durable.max(through);
+            }
+            self.ended.notify_all();
+            flushed?;
+        }
+        Ok(())
+    }
 }
 
 impl FileStore {
@@ -57,7 +121,10 @@ impl FileStore {
                 dir.display()
             )));
         }
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            flushes: Arc::default(),
+        })
     }
 
     /// The file holding `key`'s token set.
@@ -129,10 +196,49 @@ fn read_mark(path: &Path, kind: &str, version: u64) -> Result<Option<SystemTime>
     }
 }
 
-/// Gives `version` the mark `kind`, made at `at`.
-fn write_mark(path: &Path, kind: &str, version: u64, at: SystemTime) -> Result<(), StoreError> {
-    let mark = format!("{version} {}", to_millis(at));
-    replace(&path.with_extension(kind), mark.as_bytes())
+impl FileStore {
+    /// Gives `version` the mark `kind`, made at `at`.
+    fn write_mark(
+        &self,
+        path: &Path,
+        kind: &str,
+        version: u64,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let mark = format!("{version} {}", to_millis(at));
+        self.replace(&path.with_extension(kind), mark.as_bytes())
+    }
+
+    /// Writes `bytes` to `path` through a synced temporary file and a rename, durable once
+    /// the directory's flush covers the rename.
+    fn replace(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let temp = temp_of(path);
+        // What a crash left (it holds tokens): gone before the new one is made, with its mode.
+        let _ = std::fs::remove_file(&temp);
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&temp)?;
+            file.write_all(bytes)?;
+            // The data and its size: all a reader of the renamed file needs.
+            file.sync_data()?;
+            std::fs::rename(&temp, path)
+        })();
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            io_error("cannot write the token set", path, &e)
+        })?;
+        self.flush_dir()
+    }
+
+    /// Makes every rename and removal so far in the directory durable.
+    fn flush_dir(&self) -> Result<(), StoreError> {
+        self.flushes
+            .flush(&self.dir)
+            .map_err(|e| io_error("cannot sync the store directory", &self.dir, &e))
+    }
 }
 
 /// The tombstone of a deleted set: `<key>.removed`, holding its last version.
@@ -183,32 +289,6 @@ fn temp_of(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     path.with_file_name(name)
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-fn replace(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let temp = temp_of(path);
-    // What a crash left (it holds tokens): gone before the new one is made, with its mode.
-    let _ = std::fs::remove_file(&temp);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        // The rename is durable once the directory is.
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok::<(), std::io::Error>(())
-    })();
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        io_error("cannot write the token set", path, &e)
-    })
 }
 
 /// Runs blocking file work off the async threads.
@@ -291,7 +371,7 @@ impl TokenStore for FileStore {
                     None => removed_version(path)?,
                 };
                 let version = base.unwrap_or(0) + 1;
-                replace(path, &encode(version, &tokens))?;
+                store.replace(path, &encode(version, &tokens))?;
                 // The marks belonged to the version just replaced; the tombstone is now
                 // outnumbered by the set (a crash before this leaves both: the set wins).
                 remove_marks(path);
@@ -321,7 +401,7 @@ impl TokenStore for FileStore {
                     return Ok(Saved::Conflict(Some(removed)));
                 }
                 remove_marks(path);
-                replace(path, &encode(set.version, &set.tokens))?;
+                store.replace(path, &encode(set.version, &set.tokens))?;
                 let marks = [
                     (SENDING, set.sending),
                     (Reported::Dead.as_str(), set.dead),
@@ -330,7 +410,7 @@ impl TokenStore for FileStore {
                 ];
                 for (kind, at) in marks {
                     if let Some(at) = at {
-                        write_mark(path, kind, set.version, at)?;
+                        store.write_mark(path, kind, set.version, at)?;
                     }
                 }
                 Ok(Saved::Written(set.version))
@@ -350,7 +430,7 @@ impl TokenStore for FileStore {
                 // recorded, or a new set could repeat it.
                 let last = current.max(removed_version(path)?);
                 if let Some(last) = last {
-                    replace(&path.with_extension(REMOVED), last.to_string().as_bytes())?;
+                    store.replace(&path.with_extension(REMOVED), last.to_string().as_bytes())?;
                 }
                 let marks = MARKS.iter().map(|kind| path.with_extension(kind));
                 for file in std::iter::once(path.to_path_buf()).chain(marks) {
@@ -361,11 +441,7 @@ impl TokenStore for FileStore {
                         _ => {}
                     }
                 }
-                if let Some(dir) = path.parent() {
-                    File::open(dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(|e| io_error("cannot sync the store directory", dir, &e))?;
-                }
+                store.flush_dir()?;
                 Ok(Saved::Written(0))
             })
         }))
@@ -387,7 +463,7 @@ impl TokenStore for FileStore {
                 if read(path)?.is_some_and(|s| s.sending.is_some()) {
                     return Ok(true);
                 }
-                write_mark(path, SENDING, version, SystemTime::now())?;
+                store.write_mark(path, SENDING, version, SystemTime::now())?;
                 Ok(true)
             })
         }))
@@ -407,7 +483,7 @@ impl TokenStore for FileStore {
                 if current != Some(version) || read_mark(path, kind, version)?.is_some() {
                     return Ok(false);
                 }
-                write_mark(path, kind, version, SystemTime::now())?;
+                store.write_mark(path, kind, version, SystemTime::now())?;
                 Ok(true)
             })
         }))
@@ -477,6 +553,49 @@ mod tests {
             origin: None,
             issuer: None,
         }
+    }
+
+    /// Eight writers at once: the first flush covers only the first, which started it; the
+    /// seven that took their tickets while it ran share the next one. A flush that fails
+    /// covers nobody, and the waiters flush again themselves.
+    #[test]
+    fn writes_at_once_share_the_directory_s_flush() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let flushes = Flushes::default();
+        let syncs = AtomicU32::new(0);
+        let sync = || {
+            if syncs.fetch_add(1, Ordering::SeqCst) == 0 {
+                // The first flush runs until the seven others are waiting for it.
+                while flushes.state.lock().unwrap().tickets < 8 {
+                    std::thread::yield_now();
+                }
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| flushes.flush_with(sync));
+            while syncs.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            let rest: Vec<_> = (0..7)
+                .map(|_| scope.spawn(|| flushes.flush_with(sync)))
+                .collect();
+            first.join().unwrap().unwrap();
+            for writer in rest {
+                writer.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(syncs.load(Ordering::SeqCst), 2, "8 writes, 2 flushes");
+
+        let failing = Flushes::default();
+        let tries = AtomicU32::new(0);
+        let once_failing = || match tries.fetch_add(1, Ordering::SeqCst) {
+            0 => Err(std::io::Error::other("disk full")),
+            _ => Ok(()),
+        };
+        assert!(failing.flush_with(once_failing).is_err());
+        failing.flush_with(once_failing).unwrap();
+        assert_eq!(failing.state.lock().unwrap().durable, 2);
     }
 
     #[tokio::test]
