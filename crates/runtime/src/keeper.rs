@@ -236,14 +236,22 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     ) -> Result<(Due, Option<(SystemTime, String)>, bool), ManagerError> {
         let prefix = self.key_prefix();
         if let Some(claim) = claim
-            && let Some(mut page) = self
+            && let Some(page) = self
                 .store()
                 .claim_due(prefix, until, after, limit, claim)
                 .await?
         {
-            page.claimed
-                .retain(|(key, _)| self.connection_of(key).is_some());
-            return Ok((page.claimed, page.next, true));
+            // Another pool's keys under this prefix's start: claimed by the store, given up at
+            // once (else that pool's keeper would walk past them for as long as this one looks).
+            let (mine, theirs): (Due, Due) = page
+                .claimed
+                .into_iter()
+                .partition(|(key, _)| self.connection_of(key).is_some());
+            if !theirs.is_empty() {
+                let keys: Vec<String> = theirs.into_iter().map(|(key, _)| key).collect();
+                self.release_claims(&keys, claim.owner).await;
+            }
+            return Ok((mine, page.next, true));
         }
         if let Some(mut due) = self.store().due(prefix, until, after, limit).await? {
             let next = due

@@ -561,4 +561,29 @@ async fn a_keeper_walks_past_another_pools_keys_under_its_prefix() {
         assert_eq!(theirs.version, 1, "another pool's connection was renewed");
     }
     assert_eq!(mock.authority_stats().refreshes, 1);
+    // Now the inner pool's keeper too: the outer keeper's claims on the inner pool's keys
+    // (they share its prefix's start) are given up at once, so the inner keeper renews its own.
+    let outer_keeper = outer.keep(tokenkit::KeeperConfig {
+        interval: Duration::from_millis(100),
+        jitter: Duration::from_millis(50),
+        ..tokenkit::KeeperConfig::default()
+    });
+    let inner_keeper = inner.keep(tokenkit::KeeperConfig {
+        interval: Duration::from_millis(100),
+        jitter: Duration::from_millis(50),
+        ..tokenkit::KeeperConfig::default()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for i in 0..6 {
+        let key = inner.key_of(&format!("c{i}"));
+        while store.load(&key).await.unwrap().unwrap().version < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the other pool's keeper kept c{i} from its own"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    outer_keeper.unwrap().shutdown().await;
+    inner_keeper.unwrap().shutdown().await;
 }
