@@ -500,9 +500,10 @@ impl RedisStore {
     }
 
     /// The keepers' claims on the index (`claims`: when each ends; `claimers`: whose), on the
-    /// index's slot (its name is their hash tag).
+    /// index's slot (its name is their hash tag), under the prefix (an ACL of `~<prefix>:*`
+    /// allows them).
     fn claims_key(&self, what: &str) -> String {
-        format!("{{{}}}:{what}", self.due_key())
+        format!("{}:{{{}}}:{what}", escape(&self.prefix), self.due_key())
     }
 
     /// On a single server the write scripts keep the index themselves: the due key and its
