@@ -1,6 +1,7 @@
 //! `LISTEN/NOTIFY`: one connection per store listens on [`sql::CHANNEL`] and passes each
 //! notified key to the store's watches, so that a process waiting for another's refresh wakes
-//! when the lock is released or the set saved (their statements notify), instead of polling.
+//! when the lock it found taken is released or the set saved (their statements notify where
+//! the lease is marked waited for), instead of polling.
 //! While the connection is down a watch waits out its poll interval, as without it; the
 //! connection is made again after a second.
 

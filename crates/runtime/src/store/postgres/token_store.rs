@@ -192,7 +192,7 @@ impl PostgresStore {
                 }
             }
         };
-        if rows.is_empty() {
+        if !rows.first().is_some_and(|row| row.get::<_, bool>(0)) {
             return Ok(None);
         }
         // Read after the lock was taken (the next statement on the same connection); where
@@ -224,7 +224,8 @@ impl PostgresStore {
 }
 
 impl TokenStore for PostgresStore {
-    /// Woken by the `NOTIFY` of a release or a save of `key` (see `listen`).
+    /// Woken by the `NOTIFY` of a release or a save of `key` whose lock a waiter found taken
+    /// (see `listen` and `sql::TRY_LOCK`).
     fn watch(&self, key: &str) -> crate::store::ChangeWatch {
         match &self.listener {
             Some(listener) => listener.watch(key),
