@@ -13,6 +13,9 @@ usage: cargo xtask mock <provider> [--port N] [--reply STATUS[/EXAMPLE]] [--leni
 Serves the token operations (the refresh, and any grant operations) of specs/<provider>.yaml
 (or tests/fixtures/specs) on 127.0.0.1,
 answering with the spec's own examples and printing every request with the rules it breaks.
+Where the spec has an authorization code flow it serves its authorization endpoint too: a
+consent page that sends the customer back with a code bound to the client, the redirect URI
+and the PKCE challenge, which the token endpoint then checks (once each).
 
 options:
   --port N                 listen on port N (default: a free one, printed at start)
@@ -103,6 +106,11 @@ async fn serve(
     }
     println!("mock {} serving {op}", mock.provider().name);
     println!("base URL: {}", mock.base_url());
+    if let Some(consent) = mock.serve_consent() {
+        println!(
+            "authorization endpoint (a consent page; codes checked at the token endpoint): {consent}"
+        );
+    }
     println!(
         "documented replies (--reply STATUS/EXAMPLE): {}",
         statuses.join("; ")

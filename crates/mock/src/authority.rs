@@ -95,6 +95,16 @@ impl Authority {
         }
     }
 
+    /// Revokes family `family`.
+    pub(crate) fn revoke_family(&mut self, family: u64) {
+        self.revoked.push(family);
+    }
+
+    /// How many families were started so far (the last one's number).
+    pub(crate) fn families(&self) -> u64 {
+        self.families
+    }
+
     /// Revokes every family issued so far: their refresh tokens answer invalid-grant.
     pub(crate) fn revoke_all(&mut self) {
         self.revoked.extend(1..=self.families);
@@ -267,7 +277,7 @@ impl Authority {
 }
 
 /// The spec's first documented invalid-grant answer.
-fn dead(provider: &Provider) -> Reply {
+pub(crate) fn dead(provider: &Provider) -> Reply {
     let Some(refresh) = provider.refresh_operation() else {
         return Reply::Raw {
             status: 400,

@@ -145,9 +145,11 @@ fn percent_decode(text: &str, plus_is_space: bool) -> String {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

@@ -14,9 +14,11 @@
 
 mod authority;
 mod check;
+mod consent;
 pub mod http;
 
 pub use authority::AuthorityStats;
+pub use consent::ConsentStats;
 
 pub use check::{body_json, check_request, operation_for, presented_token};
 pub use http::Request;
@@ -91,6 +93,11 @@ pub enum Reply {
         /// The header's value: seconds, or an HTTP date.
         retry_after: String,
     },
+    /// `302 Found` to `location` (the consent page's way back to the application).
+    Redirect {
+        /// Where to.
+        location: String,
+    },
     /// Waits, then gives the inner reply.
     Delayed {
         /// How long to wait.
@@ -114,6 +121,8 @@ struct State {
     queued: VecDeque<Reply>,
     default: Option<Reply>,
     authority: Option<authority::Authority>,
+    /// The authorization endpoint and its codes, once [`MockServer::serve_consent`] ran.
+    consent: Option<consent::Consent>,
     recorded: Vec<Recorded>,
     streamed: usize,
     /// Off for benchmarks: neither checks nor keeps requests.
@@ -303,6 +312,54 @@ impl MockServer {
             .unwrap_or_default()
     }
 
+    /// Serves the spec's authorization endpoint too (its `authorizationCode` flow's
+    /// `authorizationUrl`, at its path here): a consent page where a customer approves or
+    /// denies, then a redirect back with a code (or `error=access_denied`), the `state` and
+    /// `iss` (RFC 9207: [`MockServer::issuer`]). Each code is bound to the client, the redirect
+    /// URI and the PKCE challenge it was issued for, and the token endpoint checks them: one
+    /// exchange per code, within a minute, by that client, with that redirect URI and a
+    /// verifier that matches (a code presented again also revokes the token family it was
+    /// exchanged for, where rotation is enforced). Codes the consent page did not issue are
+    /// refused from now on. Returns the endpoint's URL (give it to the client builder's
+    /// `authorization_endpoint`); `None` when the spec has no authorization code flow.
+    pub fn serve_consent(&self) -> Option<String> {
+        let url = self.provider.oauth.authorization_url.as_deref()?;
+        let mut path = base_path(url);
+        for variable in &self.provider.server_variables {
+            if let Some(value) = self.provider.config[variable.field].example.as_str() {
+                path = path.replace(&format!("{{{}}}", variable.name), value);
+            }
+        }
+        if path.is_empty() {
+            path = "/".to_owned();
+        }
+        let endpoint = format!("{}{path}", self.issuer());
+        self.state().consent = Some(consent::Consent::new(path, self.issuer()));
+        Some(endpoint)
+    }
+
+    /// Sends customers back only to `uri` (and any other registered one) from now on: an
+    /// authorization request with another redirect URI gets an error page, never a redirect.
+    pub fn register_redirect_uri(&self, uri: &str) {
+        if let Some(consent) = self.state().consent.as_mut() {
+            consent.register_redirect_uri(uri);
+        }
+    }
+
+    /// The issuer identifier the consent redirect's `iss` carries: the mock's origin.
+    pub fn issuer(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What the consent side has seen; default when [`MockServer::serve_consent`] never ran.
+    pub fn consent_stats(&self) -> ConsentStats {
+        self.state()
+            .consent
+            .as_ref()
+            .map(|c| c.stats.clone())
+            .unwrap_or_default()
+    }
+
     /// How many body bytes `Reply::Endless` got onto the wire before the client stopped.
     pub fn bytes_streamed(&self) -> usize {
         self.state().streamed
@@ -375,13 +432,23 @@ async fn serve(
 ) {
     let mut buffer = Vec::new();
     while let Ok(Some(request)) = http::read_request(&mut stream, &mut buffer).await {
+        let answering = check::operation_for(&provider, &request);
+        let page = lock(&state)
+            .consent
+            .as_mut()
+            .and_then(|c| c.route(&provider, &request));
+        if let Some(page) = page {
+            if !answer(&mut stream, &answering.operation, &state, page).await {
+                return;
+            }
+            continue;
+        }
         let quiet = lock(&state).quiet;
         let violations = if quiet {
             Vec::new()
         } else {
             check::check_request(&provider, &base_path, &request)
         };
-        let answering = check::operation_for(&provider, &request);
         let reply = {
             let mut state = lock(&state);
             let refused = (!state.quiet && !state.lenient && !violations.is_empty())
@@ -390,10 +457,35 @@ async fn serve(
                 Some(refused) => Some(refused),
                 None => state.queued.pop_front(),
             };
+            let exchange = match (&next, state.consent.as_mut()) {
+                (None, Some(consent)) => consent.check(
+                    &provider,
+                    check::body_json(&provider, &request).as_ref(),
+                    request.header("authorization"),
+                ),
+                _ => consent::Exchange::NotMine,
+            };
+            let next = match exchange {
+                consent::Exchange::Refused { revoke } => {
+                    if let (Some(family), Some(authority)) = (revoke, state.authority.as_mut()) {
+                        authority.revoke_family(family);
+                    }
+                    Some(authority::dead(&provider))
+                }
+                _ => next,
+            };
+            let families = state.authority.as_ref().map(|a| a.families());
             let issued = match (&next, state.authority.as_mut()) {
                 (None, Some(authority)) => Some(authority.answer(&provider, &request)),
                 _ => None,
             };
+            if let consent::Exchange::Accepted(code) = &exchange {
+                let after = state.authority.as_ref().map(|a| a.families());
+                let family = after.filter(|after| Some(*after) != families);
+                if let Some(consent) = state.consent.as_mut() {
+                    consent.exchanged(code, family);
+                }
+            }
             if !state.quiet {
                 state.recorded.push(Recorded {
                     request,
@@ -489,6 +581,13 @@ async fn answer(
             false
         }
         Reply::Close => false,
+        Reply::Redirect { location } => {
+            let mut bytes = http::head(302, None, Some(0));
+            let blank = bytes.len() - 2;
+            let header = format!("Location: {location}\r\nCache-Control: no-store\r\n");
+            bytes.splice(blank..blank, header.into_bytes());
+            stream.write_all(&bytes).await.is_ok()
+        }
         Reply::Delayed { delay, reply } => {
             tokio::time::sleep(delay).await;
             Box::pin(answer(stream, operation, state, *reply)).await

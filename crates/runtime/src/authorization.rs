@@ -125,6 +125,21 @@ impl fmt::Debug for AuthorizationState {
     }
 }
 
+/// What a consent URL carries besides the client's own id: for code that holds any provider's
+/// client ([`GrantClient::consent_url`](crate::GrantClient::consent_url)).
+#[derive(Clone, Copy, Debug)]
+pub struct ConsentRequest<'a> {
+    /// Where the provider sends the customer back, with the code.
+    pub redirect_uri: &'a str,
+    /// The scopes asked for.
+    pub scopes: &'a [&'a str],
+    /// The state the redirect must bring back.
+    pub state: &'a AuthorizationState,
+    /// The PKCE challenge, where the client's code exchange sends a verifier
+    /// ([`GrantClient::sends_pkce_verifier`](crate::GrantClient::sends_pkce_verifier)).
+    pub challenge: Option<&'a PkceChallenge>,
+}
+
 /// The URL to send a user to for consent (RFC 6749 §4.1.1, with RFC 7636's challenge):
 /// `authorization_url` from the spec's `authorizationCode` flow, with `response_type=code`,
 /// `client_id`, `redirect_uri`, the scopes (space-separated), `state` and, when given, the

@@ -2,8 +2,8 @@
 //! ([`RefreshClient`], and [`GrantClient`] for the grants besides the refresh), the values they
 //! take, and [`Rotation`], the provider's refresh-token policy.
 
-use crate::authorization::PkceVerifier;
-use crate::error::RefreshError;
+use crate::authorization::{ConsentRequest, PkceVerifier};
+use crate::error::{BuildError, RefreshError};
 use crate::secret::{RefreshToken, Secret};
 use crate::token::TokenSet;
 use std::future::Future;
@@ -217,5 +217,19 @@ pub trait GrantClient: Send + Sync {
     ) -> Option<BoxFuture<'a, Result<TokenSet, RefreshError>>> {
         let _ = assertion;
         None
+    }
+
+    /// The URL to send a customer to for consent (the spec's authorization code flow, or the
+    /// builder's `authorization_endpoint`), with this client's id; `None` where the spec has
+    /// no such flow.
+    fn consent_url(&self, request: &ConsentRequest<'_>) -> Option<Result<String, BuildError>> {
+        let _ = request;
+        None
+    }
+
+    /// Whether the code exchange sends a PKCE verifier (where the spec maps one): a connect
+    /// flow then makes one and puts its challenge in the consent URL.
+    fn sends_pkce_verifier(&self) -> bool {
+        false
     }
 }

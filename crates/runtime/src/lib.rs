@@ -38,7 +38,9 @@ pub mod support;
 pub mod token;
 
 pub use assertion::{AssertionClaims, SigningAlgorithm, SigningKey};
-pub use authorization::{AuthorizationState, PkceChallenge, PkceVerifier, authorization_url};
+pub use authorization::{
+    AuthorizationState, ConsentRequest, PkceChallenge, PkceVerifier, authorization_url,
+};
 pub use client::{
     BoxFuture, CodeExchange, GrantClient, GrantType, PasswordLogin, RefreshClient, RefreshWith,
     Rotation,

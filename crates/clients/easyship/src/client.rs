@@ -468,7 +468,7 @@ impl Client {
         state: &tokenkit::AuthorizationState,
     ) -> Result<String, tokenkit::BuildError> {
         tokenkit::authorization_url(
-            AUTHORIZATION_URL,
+            self.endpoint.authorization_endpoint(AUTHORIZATION_URL),
             &self.client_id,
             redirect_uri,
             scopes,
@@ -563,6 +563,17 @@ impl tokenkit::GrantClient for Client {
                 self.authorization_code_grant(&exchange.code, &exchange.redirect_uri),
             ),
         )
+    }
+
+    fn consent_url(
+        &self,
+        request: &tokenkit::ConsentRequest<'_>,
+    ) -> Option<Result<String, tokenkit::BuildError>> {
+        Some(self.authorization_url(request.redirect_uri, request.scopes, request.state))
+    }
+
+    fn sends_pkce_verifier(&self) -> bool {
+        false
     }
 }
 

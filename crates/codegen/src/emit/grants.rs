@@ -198,6 +198,14 @@ pub(super) fn grants(
         quote!((#s, #about),)
     });
     let client_id = provider.oauth.client_id.map(|i| &idents[i]);
+    // Every endpoint is built from the same connection: the code exchange's (or the first
+    // one's) holds the builder's `authorization_endpoint`.
+    let consent_endpoint = served
+        .iter()
+        .find(|(g, ..)| g.kind == GrantKind::AuthorizationCode)
+        .unwrap_or(&served[0])
+        .1
+        .clone();
     let authorization = match (&provider.oauth.authorization_url, client_id) {
         (Some(url), Some(id)) => {
             // A PKCE challenge only where the code exchange can send its verifier: a provider
@@ -221,14 +229,28 @@ pub(super) fn grants(
                     quote!(None),
                 )
             };
-            // A tenant's authorization URL: the client's server variables fill it.
+            // A tenant's authorization URL: the client's server variables fill it (and an
+            // `authorization_endpoint` the application set, where it has them).
+            let endpoint = quote!(self.#consent_endpoint.authorization_endpoint(AUTHORIZATION_URL));
             let authorization_base =
                 match variable_values(provider, idents).filter(|_| url.contains('{')) {
-                    Some(values) => {
-                        quote!(&support::fill_server_variables(AUTHORIZATION_URL, #values)?)
-                    }
-                    None => quote!(AUTHORIZATION_URL),
+                    Some(values) => quote!(&support::fill_server_variables(#endpoint, #values)?),
+                    None => endpoint,
                 };
+            let consent_challenge = if pkce {
+                quote!(request.challenge)
+            } else {
+                quote!()
+            };
+            trait_fns.push(quote! {
+                fn consent_url(&self, request: &tokenkit::ConsentRequest<'_>) -> Option<Result<String, tokenkit::BuildError>> {
+                    Some(self.authorization_url(request.redirect_uri, request.scopes, request.state, #consent_challenge))
+                }
+
+                fn sends_pkce_verifier(&self) -> bool {
+                    #pkce
+                }
+            });
             let doc = docs(&format!(
                 "The URL to send a user to for consent: `{url}` (the spec's `authorizationUrl`) \
                  with this client's id, `redirect_uri`, the `scopes`, the `state` to compare \

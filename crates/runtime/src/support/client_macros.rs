@@ -18,6 +18,14 @@ macro_rules! connection_setters {
             self
         }
 
+        /// Sends customers for consent to `url` instead of the spec's `authorizationUrl` (a
+        /// mock, a provider's regional host); its `{variables}` are filled as the spec's are.
+        /// It must be `https://` (plain `http://` only on loopback): the code comes back over it.
+        pub fn authorization_endpoint(mut self, url: impl Into<String>) -> Self {
+            self.connection.authorization_endpoint = Some(url.into());
+            self
+        }
+
         /// Timeouts and the response body cap; see [`tokenkit::HttpConfig`] for the defaults.
         pub fn http_config(mut self, http_config: $crate::HttpConfig) -> Self {
             self.connection.http_config = http_config;

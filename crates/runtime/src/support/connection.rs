@@ -100,6 +100,9 @@ pub struct Connection {
     pub base_url: String,
     /// Timeouts and the body cap.
     pub http_config: HttpConfig,
+    /// Where customers go for consent instead of the spec's `authorizationUrl` (a mock, a
+    /// provider's regional host), as the builder's `authorization_endpoint` sets it.
+    pub authorization_endpoint: Option<String>,
     /// An HTTP client built from the application's builder (see [`Connection::use_http_client`]),
     /// used instead of one built from `http_config` (whose body cap still applies).
     http_client: Option<Result<reqwest::Client, BuildError>>,
@@ -111,6 +114,7 @@ impl Connection {
         Self {
             base_url: base_url.to_owned(),
             http_config: HttpConfig::default(),
+            authorization_endpoint: None,
             http_client: None,
         }
     }

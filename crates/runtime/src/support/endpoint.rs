@@ -85,6 +85,8 @@ pub struct Endpoint {
     /// `private_key_jwt` (RFC 7523 §2.2): the body field that carries a fresh signed assertion,
     /// the key, and the client id it names as issuer and subject.
     client_assertion: Option<(&'static str, SigningKey, String)>,
+    /// Where customers go for consent, where the application set it.
+    authorization_endpoint: Option<String>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -108,8 +110,10 @@ impl Endpoint {
             reqwest::Method::from_bytes(operation.method.as_bytes()).map_err(|_| BuildError {
                 reason: format!("{:?} is not an HTTP method", operation.method),
             })?;
+        let authorization_endpoint = connection.authorization_endpoint.clone();
         Ok(Self {
             transport: connection.transport(operation.sensitive_fields)?,
+            authorization_endpoint,
             method,
             template: operation.path,
             refresh_token: operation.refresh_token,
@@ -122,6 +126,12 @@ impl Endpoint {
             generated_body: Vec::new(),
             client_assertion: None,
         })
+    }
+
+    /// Where customers go for consent: the builder's `authorization_endpoint`, else `spec`
+    /// (the spec's `authorizationUrl`).
+    pub fn authorization_endpoint<'a>(&'a self, spec: &'a str) -> &'a str {
+        self.authorization_endpoint.as_deref().unwrap_or(spec)
     }
 
     /// The base URL requests go to.
