@@ -127,6 +127,11 @@ fn shard_of(connection: &str) -> usize {
 }
 
 impl<C, S> TokenPool<C, S> {
+    /// The client every connection refreshes through (for its consent URL, say).
+    pub fn client(&self) -> &C {
+        &self.inner.client
+    }
+
     /// The prefix of the store keys of this pool's connections.
     pub fn key_prefix(&self) -> &str {
         &self.inner.prefix
@@ -351,6 +356,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         exchange: &CodeExchange,
     ) -> Result<TokenSet, ManagerError> {
         self.manager(connection)?.seed_from_code(exchange).await
+    }
+
+    /// Whether the store holds a set for `connection` (a removed one is not held).
+    pub async fn is_stored(&self, connection: &str) -> Result<bool, ManagerError> {
+        let key = self.key_of(connection);
+        Ok(self.inner.store.load(&key).await?.is_some())
     }
 
     /// Deletes `connection` from the store (under its lock) and from memory.

@@ -16,6 +16,8 @@
 mod copy;
 mod encrypted;
 mod file;
+// Leases are the shared stores' locks; only the keeper's owner token is used without them.
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 pub(crate) mod lease;
 mod memory;
 #[cfg(feature = "postgres")]

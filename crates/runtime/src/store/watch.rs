@@ -32,6 +32,7 @@ impl ChangeWatch {
     }
 
     /// A watch of `key` on a feed of changed keys, announced while `live`.
+    #[cfg(feature = "postgres")]
     pub(crate) fn of(
         key: &str,
         changes: broadcast::Receiver<Arc<str>>,
