@@ -2,7 +2,9 @@
 //! driven over HTTP as a browser would (cookies by hand, redirects one at a time): a connect,
 //! a reconnect, a disconnect, and each attack tried (a forged, replayed or other browser's
 //! callback, an expired or reused link, a return URL off the allow-list, a mix-up, a code of
-//! another client, a browser that leaves mid-exchange).
+//! another client, a browser that leaves mid-exchange). Then the same in a real browser
+//! (Debian's Chromium, headless, through chromedriver): the application's page, the link, the
+//! consent page, back to the application; screenshots in `target/browser-screenshots`.
 
 use std::time::Duration;
 use tokenkit::reqwest;
@@ -62,7 +64,9 @@ async fn app_with(config: impl FnOnce(&mut ConnectConfig), delay: Duration) -> A
         .build()
         .unwrap();
     mock.register_redirect_uri(&connect.redirect_uri());
-    let router = axum::Router::new().nest("/connect", connect.router());
+    let router = axum::Router::new()
+        .nest("/connect", connect.router())
+        .merge(application(connect.clone(), back.clone()));
     let server = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });
@@ -77,6 +81,35 @@ async fn app_with(config: impl FnOnce(&mut ConnectConfig), delay: Duration) -> A
         events,
         _server: server,
     }
+}
+
+/// The application's own pages: `/app` with a connect button (a fresh link each time) and
+/// `/app/settings`, where the customer lands with the outcome.
+fn application(connect: Connect, back: String) -> axum::Router {
+    use axum::extract::RawQuery;
+    use axum::response::Html;
+    let home = move || {
+        let (connect, back) = (connect.clone(), back.clone());
+        async move {
+            let link = connect.link("tenantbank", "acme-browser", &back).unwrap();
+            Html(format!(
+                "<!doctype html><title>App</title><h1>Settings</h1><a id=\"connect\" href=\"{link}\">Connect Tenantbank</a>"
+            ))
+        }
+    };
+    let settings = |RawQuery(query): RawQuery| async move {
+        let query = query.unwrap_or_default();
+        let outcome = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "tokenkit_connect")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        Html(format!(
+            "<!doctype html><title>App</title><h1>Settings</h1><p>Tenantbank: <b id=\"status\">{outcome}</b></p>"
+        ))
+    };
+    axum::Router::new()
+        .route("/app", axum::routing::get(home))
+        .route("/app/settings", axum::routing::get(settings))
 }
 
 async fn app() -> App {
@@ -427,4 +460,64 @@ fn param(location: &str, name: &str) -> String {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
         .unwrap()
+}
+
+/// Through a real browser: the application's page, its connect button, the provider's consent
+/// page, back to the application's settings with the outcome; the connection stored (and its
+/// refresh token live) after approving, nothing stored after denying, a disconnect at the end.
+/// Screenshots of the consent and result pages in `target/browser-screenshots`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_a_customer_approves_then_denies() {
+    use tokenkit_manager_tests::webdriver::{ChromeDriver, screenshots};
+    let mut app = app().await;
+    let driver = ChromeDriver::start().await;
+    let shots = screenshots();
+    let home = app.back.replace("/app/settings", "/app");
+    for decision in ["approve", "deny"] {
+        let browser = driver.session().await;
+        browser.goto(&home).await;
+        browser.click("#connect").await;
+        browser.wait_for_url(&app.endpoint).await;
+        assert!(browser.text("#client").await.contains("tenant-client"));
+        browser
+            .screenshot(&shots.join(format!("connect-{decision}-1-consent.png")))
+            .await;
+        browser.click(&format!("#{decision}")).await;
+        let landed = browser.wait_for_url(&app.back).await;
+        assert!(!landed.contains("code="), "{landed}");
+        let status = browser.text("#status").await;
+        browser
+            .screenshot(&shots.join(format!("connect-{decision}-2-result.png")))
+            .await;
+        browser.close().await;
+        match decision {
+            "approve" => {
+                assert_eq!(status, "connected");
+                assert!(matches!(
+                    next_event(&mut app).await,
+                    ConnectEvent::Connected { .. }
+                ));
+                // Stored, and its refresh token works.
+                app.pool.force_refresh("acme-browser").await.unwrap();
+                assert_eq!(app.mock.authority_stats().refreshes, 1);
+            }
+            _ => {
+                assert_eq!(status, "denied");
+                assert!(matches!(
+                    next_event(&mut app).await,
+                    ConnectEvent::Failed {
+                        reason: FailReason::Provider(_),
+                        ..
+                    }
+                ));
+            }
+        }
+    }
+    app.connect
+        .disconnect("tenantbank", "acme-browser")
+        .await
+        .unwrap();
+    assert!(!app.pool.is_stored("acme-browser").await.unwrap());
+    let stats = app.mock.consent_stats();
+    assert_eq!((stats.approved, stats.denied, stats.exchanged), (1, 1, 1));
 }

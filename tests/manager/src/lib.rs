@@ -13,6 +13,7 @@ mod postgres;
 mod proxy;
 mod redis;
 mod scripted;
+pub mod webdriver;
 pub mod workers;
 
 pub use failing::*;
