@@ -75,6 +75,8 @@ struct Live<C, S> {
 
 struct Inner<C, S> {
     client: Arc<C>,
+    /// The client's issuer, worked out once for every connection's manager.
+    issuer: Arc<str>,
     store: Arc<S>,
     config: PoolConfig,
     /// The key prefix in force (the configured one, or `conn:<provider>:`).
@@ -196,6 +198,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                issuer: Arc::from(client.issuer()),
                 client: Arc::new(client),
                 store: Arc::new(store),
                 events: crate::events::EventSink::channel(config.event_capacity),
@@ -245,12 +248,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(connection);
-        let manager = TokenManager::with_config(
+        let manager = TokenManager::for_pool(
             Arc::clone(&self.inner.client),
             Arc::clone(&self.inner.store),
             self.key_of(connection),
             self.inner.config.manager.clone(),
-        )?
+            Arc::clone(&self.inner.issuer),
+        )
         .into_connection(kind)
         .with_events(self.inner.events.clone(), Arc::clone(&name));
         if let Some(version) = seen {

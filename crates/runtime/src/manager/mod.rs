@@ -89,8 +89,9 @@ struct Inner<C, S> {
     client: C,
     store: S,
     key: String,
-    /// The client's issuer, recorded with every set stored and checked on every set loaded.
-    issuer: String,
+    /// The client's issuer, recorded with every set stored and checked on every set loaded
+    /// (a pool's managers share one: working it out parses the base URL).
+    issuer: Arc<str>,
     /// A pool's connection (a customer's credential): nothing stored is `NotConnected`, and
     /// the client-credentials grant fills it only where the pool says so.
     connection: Option<Connection>,
@@ -251,13 +252,30 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         config: ManagerConfig,
     ) -> Result<Self, ManagerError> {
         config.validate(client.attempt_timeout())?;
-        Ok(Self {
+        let issuer = Arc::from(client.issuer());
+        Ok(Self::assemble(client, store, key.into(), config, issuer))
+    }
+
+    /// A pool's manager of one connection: `config` checked by the pool, `issuer` the pool's
+    /// client's.
+    pub(crate) fn for_pool(
+        client: C,
+        store: S,
+        key: String,
+        config: ManagerConfig,
+        issuer: Arc<str>,
+    ) -> Self {
+        Self::assemble(client, store, key, config, issuer)
+    }
+
+    fn assemble(client: C, store: S, key: String, config: ManagerConfig, issuer: Arc<str>) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                issuer: client.issuer(),
+                issuer,
                 connection: None,
                 client,
                 store,
-                key: key.into(),
+                key,
                 config,
                 reauthenticate: Mutex::new(None),
                 cache: ArcSwapOption::empty(),
@@ -271,7 +289,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                 failures: AtomicU32::new(0),
                 rejected_refresh: tokio::sync::Mutex::new(None),
             }),
-        })
+        }
     }
 
     /// Makes this manager a pool's connection (see [`Connection`]); before it is shared.
@@ -361,7 +379,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     pub async fn seed(&self, mut tokens: TokenSet) -> Result<bool, ManagerError> {
         let inner = &self.inner;
         tokens.origin.get_or_insert(Origin::Application);
-        tokens.issuer = Some(inner.issuer.clone());
+        tokens.issuer = Some(inner.issuer.to_string());
         match inner.store.save(&inner.key, &tokens, None).await? {
             Saved::Written(_) => Ok(true),
             _ => {
@@ -521,7 +539,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         if let Some(other) = stored
             .as_ref()
             .and_then(|s| s.tokens.issuer.as_deref())
-            .filter(|issuer| *issuer != self.issuer)
+            .filter(|issuer| *issuer != &*self.issuer)
         {
             tracing::error!(credential = %self.key, stored = other, expected = %self.issuer, "the stored token set was issued by another provider or host; refusing it");
             return Err(ManagerError::OtherIssuer {
