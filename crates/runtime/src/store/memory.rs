@@ -4,7 +4,8 @@ use super::{ClaimedDue, Due, DueAfter, DueClaim};
 use super::{Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::token::TokenSet;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,23 +18,59 @@ struct Inner {
     locked: HashSet<String>,
     /// The keepers' claims on due keys: owner, and until when.
     claims: HashMap<String, (String, Instant)>,
+    /// The keeper's index: (when its refresh token dies, key) of every set not marked dead
+    /// whose refresh token has an end, in the order pages are read.
+    index: BTreeSet<(SystemTime, String)>,
 }
 
 impl Inner {
-    /// The keeper's page: keys of `prefix` whose refresh token dies by `until`, after `after`.
+    /// The keeper's page: keys of `prefix` whose refresh token dies by `until`, after `after`:
+    /// a walk of the index from `after` (a page costs its own length and the other pools'
+    /// keys between, not the whole store).
     fn due(&self, prefix: &str, until: SystemTime, after: DueAfter<'_>, limit: usize) -> Due {
-        let mut due: Due = self
-            .sets
-            .iter()
-            .filter(|(k, s)| k.starts_with(prefix) && s.dead.is_none())
-            .filter_map(|(k, s)| {
-                let dies = s.tokens.refresh_expires_at?;
-                (dies <= until && super::due_after(after, dies, k)).then(|| (k.clone(), dies))
-            })
-            .collect();
-        due.sort_unstable_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
-        due.truncate(limit);
-        due
+        let start = match after {
+            Some((at, key)) => Bound::Excluded((at, key.to_owned())),
+            None => Bound::Unbounded,
+        };
+        self.index
+            .range((start, Bound::Unbounded))
+            .take_while(|(dies, _)| *dies <= until)
+            .filter(|(_, key)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(dies, key)| (key.clone(), *dies))
+            .collect()
+    }
+
+    /// Where `stored` goes in the index, if anywhere.
+    fn indexed(stored: &Stored) -> Option<SystemTime> {
+        stored
+            .tokens
+            .refresh_expires_at
+            .filter(|_| stored.dead.is_none())
+    }
+
+    /// Stores `stored` as `key`'s set, keeping the index.
+    fn put(&mut self, key: &str, stored: Stored) {
+        let entry = Self::indexed(&stored);
+        if let Some(old) = self.sets.insert(key.to_owned(), stored) {
+            self.unindex(key, &old);
+        }
+        if let Some(dies) = entry {
+            self.index.insert((dies, key.to_owned()));
+        }
+    }
+
+    /// Removes `key`'s set, keeping the index.
+    fn take(&mut self, key: &str) -> Option<Stored> {
+        let gone = self.sets.remove(key)?;
+        self.unindex(key, &gone);
+        Some(gone)
+    }
+
+    fn unindex(&mut self, key: &str, stored: &Stored) {
+        if let Some(dies) = Self::indexed(stored) {
+            self.index.remove(&(dies, key.to_owned()));
+        }
     }
 
     /// Sets (keeping an earlier time) or clears the `sending` mark of `key` if its version is
@@ -68,6 +105,7 @@ impl MemoryStore {
         inner.sets.clear();
         inner.removed.clear();
         inner.claims.clear();
+        inner.index.clear();
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -178,9 +216,7 @@ impl TokenStore for MemoryStore {
             if current == expected {
                 let base = current.or_else(|| inner.removed.remove(key));
                 let version = base.unwrap_or(0) + 1;
-                inner
-                    .sets
-                    .insert(key.to_owned(), Stored::unmarked(version, tokens.clone()));
+                inner.put(key, Stored::unmarked(version, tokens.clone()));
                 Saved::Written(version)
             } else {
                 Saved::Conflict(current)
@@ -203,7 +239,7 @@ impl TokenStore for MemoryStore {
                 Some(removed) if current.is_none() => Saved::Conflict(Some(removed)),
                 Some(current) if current >= set.version => Saved::Conflict(Some(current)),
                 _ => {
-                    inner.sets.insert(key.to_owned(), set.clone());
+                    inner.put(key, set.clone());
                     Saved::Written(set.version)
                 }
             }
@@ -217,7 +253,7 @@ impl TokenStore for MemoryStore {
         _lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         let mut inner = self.inner();
-        if let Some(gone) = inner.sets.remove(key) {
+        if let Some(gone) = inner.take(key) {
             let last = inner.removed.entry(key.to_owned()).or_default();
             *last = (*last).max(gone.version);
         }
@@ -243,17 +279,25 @@ impl TokenStore for MemoryStore {
         what: Reported,
         _lock: &'a StoreLock,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let marked = match self.inner().sets.get_mut(key) {
+        let mut inner = self.inner();
+        let marked = match inner.sets.get_mut(key) {
             Some(stored) if stored.version == version => {
+                let before = Inner::indexed(stored);
                 let mark = match what {
                     Reported::Dead => &mut stored.dead,
                     Reported::Expiring => &mut stored.expiring,
                     Reported::Announced => &mut stored.announced,
                 };
-                mark.is_none() && mark.replace(SystemTime::now()).is_none()
+                let marked = mark.is_none() && mark.replace(SystemTime::now()).is_none();
+                // A set marked dead leaves the index.
+                if let (Some(dies), None) = (before, Inner::indexed(stored)) {
+                    inner.index.remove(&(dies, key.to_owned()));
+                }
+                marked
             }
             _ => false,
         };
+        drop(inner);
         Box::pin(async move { Ok(marked) })
     }
 
