@@ -14,6 +14,10 @@ pub const KEY: &str = "x-token-refresh";
 /// provider's separate login endpoint, say).
 pub const GRANT_KEY: &str = "x-token-grant";
 
+/// The extension's key on the token revocation operation (RFC 7009): where a removal revokes a
+/// connection's tokens.
+pub const REVOKE_KEY: &str = "x-token-revoke";
+
 /// The extension on a server variable that says its `default` is a real value a client may use
 /// as it is (OpenAPI requires a default even where only a placeholder can be written).
 pub const USABLE_DEFAULT: &str = "x-usable-default";
@@ -42,6 +46,24 @@ pub struct TokenGrant {
     /// What every documented failure of this operation means.
     #[serde(default)]
     pub failures: Vec<FailureMapping>,
+}
+
+/// `x-token-revoke`: the provider's token revocation operation (RFC 7009 §2.1), which a
+/// removal calls with the refresh token, then the access token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TokenRevoke {
+    /// Where the token goes in the request body (`/token`).
+    pub token: String,
+    /// Where its type hint goes (`/token_type_hint`: `refresh_token` or `access_token`),
+    /// where the body takes one.
+    pub token_type_hint: Option<String>,
+    /// Fixed values of the request, by top-level body pointer (or parameter name).
+    #[serde(default)]
+    pub set: indexmap::IndexMap<String, Value>,
+    /// Nothing is generated for a revocation; here so that the request is read like the others.
+    #[serde(skip)]
+    pub generate: indexmap::IndexMap<String, GenerateKind>,
 }
 
 /// The whole extension.
@@ -495,6 +517,25 @@ pub fn read_grant(
             &format!("{at}{inner}"),
             format!("invalid grant mapping: {}", e.inner()),
         )
+    })
+}
+
+/// Reads `x-token-revoke` from an operation's extensions, locating any error inside it.
+pub fn read_revoke(
+    file: &str,
+    operation_pointer: &str,
+    extensions: &indexmap::IndexMap<String, Value>,
+) -> Result<TokenRevoke, SpecError> {
+    let at = crate::pointer::join(operation_pointer, REVOKE_KEY);
+    let value = extensions.get(REVOKE_KEY).unwrap_or(&Value::Null);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = crate::read::path_pointer(e.path());
+        SpecError::new(
+            file,
+            &format!("{at}{inner}"),
+            format!("invalid revocation mapping: {}", e.inner()),
+        )
+        .hint("`x-token-revoke: {token: /token, token-type-hint: /token_type_hint}`")
     })
 }
 

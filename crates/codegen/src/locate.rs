@@ -3,7 +3,7 @@
 //! output: [`Located`], each operation with its mapping.
 
 use crate::error::{SpecError, SpecErrors};
-use crate::extension::{self, GenerateKind, GrantKind, TokenGrant, TokenRefresh};
+use crate::extension::{self, GenerateKind, GrantKind, TokenGrant, TokenRefresh, TokenRevoke};
 use crate::model::RefreshPlace;
 use crate::pointer;
 use crate::read::Spec;
@@ -22,6 +22,8 @@ pub(crate) struct Located<'s> {
     pub(crate) refresh_lost: bool,
     /// The operations with `x-token-grant`, in the spec's order.
     pub(crate) grants: Vec<Found<'s, TokenGrant>>,
+    /// The operation with `x-token-revoke`, if the spec maps one.
+    pub(crate) revocation: Option<Found<'s, TokenRevoke>>,
 }
 
 /// One token operation: where it is, and its extension (`E`).
@@ -78,6 +80,16 @@ impl TokenExtension for TokenGrant {
     }
 }
 
+impl TokenExtension for TokenRevoke {
+    const KEY: &'static str = extension::REVOKE_KEY;
+    fn place(&self) -> Option<RefreshPlace> {
+        None
+    }
+    fn values(&self) -> RequestValues<'_> {
+        (&self.set, &self.generate)
+    }
+}
+
 impl<E: TokenExtension> Found<'_, E> {
     /// Where this operation's extension is.
     pub(crate) fn ext_at(&self) -> String {
@@ -97,11 +109,13 @@ pub(crate) fn locate<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Option<Loca
     let declared = found.is_some();
     let refresh = found.and_then(|found| refresh_of(spec, found, errors));
     let grants = grant_operations(spec, errors);
+    let revocation = revoke_operation(spec, errors);
     let located = Located {
         spec,
         refresh_lost: declared && refresh.is_none(),
         refresh,
         grants,
+        revocation,
     };
     check_against_each_other(&located, declared, errors);
     Some(located)
@@ -187,6 +201,79 @@ fn grant_operations<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Vec<Found<'s
         }
     }
     out
+}
+
+/// The operation with `x-token-revoke`: at most one, on no token operation, with an
+/// operationId.
+fn revoke_operation<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Option<Found<'s, TokenRevoke>> {
+    let file = spec.file.as_str();
+    let mut found: Option<Found<'s, TokenRevoke>> = None;
+    for (path, item) in &spec.api.paths.paths {
+        let ReferenceOr::Item(item) = item else {
+            continue;
+        };
+        for (method, op) in item.iter() {
+            if !op.extensions.contains_key(extension::REVOKE_KEY) {
+                continue;
+            }
+            let op_pointer = pointer::join(&pointer::join("/paths", path), method);
+            if op.extensions.contains_key(extension::KEY)
+                || op.extensions.contains_key(extension::GRANT_KEY)
+            {
+                errors.push(SpecError::new(
+                    file,
+                    &op_pointer,
+                    format!(
+                        "the revocation operation carries `{}` and a token mapping: revoking is an operation of its own",
+                        extension::REVOKE_KEY
+                    ),
+                ));
+                continue;
+            }
+            if let Some(first) = &found {
+                errors.push(
+                    SpecError::new(
+                        file,
+                        &op_pointer,
+                        format!(
+                            "a second revocation operation (the first is {})",
+                            first.pointer
+                        ),
+                    )
+                    .hint("a removal revokes at one endpoint; map one"),
+                );
+                continue;
+            }
+            let ext = match extension::read_revoke(file, &op_pointer, &op.extensions) {
+                Ok(ext) => ext,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let Some(id) = op.operation_id.clone().filter(|id| !id.trim().is_empty()) else {
+                errors.push(
+                    SpecError::new(
+                        file,
+                        &op_pointer,
+                        "the revocation operation has no operationId",
+                    )
+                    .hint("add `operationId: revokeToken`; it names the generated types"),
+                );
+                continue;
+            };
+            found = Some(Found {
+                name: crate::names::pascal(&id),
+                id,
+                pointer: op_pointer,
+                method: method.to_ascii_uppercase(),
+                path: path.clone(),
+                op,
+                ext,
+            });
+        }
+    }
+    found
 }
 
 /// What the operations' mappings say together: a parameter fixed by the refresh cannot also

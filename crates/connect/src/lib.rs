@@ -16,7 +16,8 @@
 //! closes mid-exchange loses nothing. Last it redirects to the return URL, which must be on
 //! the application's allow-list and never carries a code or a token. A link for a connection
 //! the store already holds is a reconnect: its set is replaced in place.
-//! [`Connect::disconnect`] removes a connection.
+//! [`Connect::disconnect`] revokes a connection's tokens at the provider (where its spec maps
+//! `x-token-revoke`) and removes it.
 //!
 //! ```no_run
 //! # async fn demo(pool: tokenkit::TokenPool<tokenkit_easyship::Client, tokenkit::MemoryStore>) -> Result<(), tokenkit_connect::ConnectError> {
@@ -95,12 +96,15 @@ pub enum ConnectEvent {
         /// The connection.
         connection: String,
     },
-    /// A connection was removed.
+    /// A connection was removed, its tokens revoked at the provider first where its spec maps
+    /// a revocation operation.
     Disconnected {
         /// The provider's name, as registered.
         provider: String,
         /// The connection.
         connection: String,
+        /// What the provider answered each revocation.
+        revocation: tokenkit::Revocation,
     },
     /// A connect did not end with a stored set.
     Failed {
@@ -181,7 +185,10 @@ trait Connector: Send + Sync {
         connection: String,
         exchange: CodeExchange,
     ) -> BoxFuture<'static, Result<(), ManagerError>>;
-    fn remove(&self, connection: String) -> BoxFuture<'static, Result<(), ManagerError>>;
+    fn remove(
+        &self,
+        connection: String,
+    ) -> BoxFuture<'static, Result<tokenkit::Revocation, ManagerError>>;
 }
 
 impl<C, S> Connector for TokenPool<C, S>
@@ -217,9 +224,12 @@ where
         Box::pin(async move { pool.seed_from_code(&connection, &exchange).await.map(drop) })
     }
 
-    fn remove(&self, connection: String) -> BoxFuture<'static, Result<(), ManagerError>> {
+    fn remove(
+        &self,
+        connection: String,
+    ) -> BoxFuture<'static, Result<tokenkit::Revocation, ManagerError>> {
         let pool = self.clone();
-        Box::pin(async move { pool.remove(&connection).await })
+        Box::pin(async move { pool.revoke_and_remove(&connection).await })
     }
 }
 
@@ -337,10 +347,17 @@ impl Connect {
         self.inner.events.subscribe()
     }
 
-    /// Removes `connection` of provider `name` from its pool's store (under its lock).
-    pub async fn disconnect(&self, name: &str, connection: &str) -> Result<(), ConnectError> {
+    /// Removes `connection` of provider `name`: revokes its refresh token and access token at
+    /// the provider where its spec maps a revocation operation (RFC 7009), then deletes it
+    /// from its pool's store (under its lock, whatever the provider answered). Answers what the
+    /// provider said.
+    pub async fn disconnect(
+        &self,
+        name: &str,
+        connection: &str,
+    ) -> Result<tokenkit::Revocation, ConnectError> {
         let provider = self.inner.provider(name)?;
-        provider
+        let revocation = provider
             .pool
             .remove(connection.to_owned())
             .await
@@ -348,8 +365,9 @@ impl Connect {
         self.inner.emit(ConnectEvent::Disconnected {
             provider: name.to_owned(),
             connection: connection.to_owned(),
+            revocation,
         });
-        Ok(())
+        Ok(revocation)
     }
 }
 

@@ -245,15 +245,34 @@ async fn a_customer_connects_reconnects_and_disconnects() {
     assert_eq!(stored.version, 2);
     assert_ne!(stored.tokens.access_token, first.access_token);
 
-    app.connect
+    // A disconnect revokes the refresh token (and the access token) at the provider first.
+    let live = app.store.load(&key).await.unwrap().unwrap().tokens;
+    let revocation = app
+        .connect
         .disconnect("tenantbank", "acme-1")
         .await
         .unwrap();
+    assert_eq!(
+        revocation,
+        tokenkit::Revocation {
+            refresh_token: tokenkit::RevokeOutcome::Revoked,
+            access_token: tokenkit::RevokeOutcome::Revoked,
+        }
+    );
     assert!(app.store.load(&key).await.unwrap().is_none());
     assert!(matches!(
         next_event(&mut app).await,
-        ConnectEvent::Disconnected { .. }
+        ConnectEvent::Disconnected { revocation: r, .. } if r == revocation
     ));
+    assert_eq!(app.mock.authority_stats().revoked, 1, "its family revoked");
+    // The revoked refresh token no longer refreshes at the provider.
+    let client = tokenkit_tenantbank::Client::builder("acme", "tenant-client", "tenant-secret")
+        .base_url(app.mock.base_url())
+        .build()
+        .unwrap();
+    let refresh_token = live.refresh_token.as_ref().unwrap();
+    let sent = tokenkit::RefreshClient::refresh(&client, refresh_token).await;
+    assert!(sent.is_err(), "a revoked refresh token still refreshed");
     let stats = app.mock.consent_stats();
     assert_eq!((stats.exchanged, stats.refused.len()), (2, 0), "{stats:?}");
     assert!(
@@ -513,11 +532,13 @@ async fn in_a_real_browser_a_customer_approves_then_denies() {
             }
         }
     }
-    app.connect
-        .disconnect("tenantbank", "acme-browser")
-        .await
-        .unwrap();
+    let revocation = app.connect.disconnect("tenantbank", "acme-browser").await;
+    assert_eq!(
+        revocation.unwrap().refresh_token,
+        tokenkit::RevokeOutcome::Revoked
+    );
     assert!(!app.pool.is_stored("acme-browser").await.unwrap());
+    assert_eq!(app.mock.authority_stats().revoked, 1, "revoked at the mock");
     let stats = app.mock.consent_stats();
     assert_eq!((stats.approved, stats.denied, stats.exchanged), (1, 1, 1));
 }

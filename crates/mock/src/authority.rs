@@ -27,6 +27,9 @@ pub struct AuthorityStats {
     /// Refresh tokens presented after the spec's `refresh-idle-lifetime` (dead: answered
     /// invalid-grant): connections lost because nobody refreshed them in time.
     pub expired: u64,
+    /// Tokens revoked at the spec's revocation operation (`x-token-revoke`, RFC 7009), each
+    /// of a family the provider issued (its family revoked with it).
+    pub revoked: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -92,6 +95,14 @@ impl Authority {
                 true
             }
             None => false,
+        }
+    }
+
+    /// A revocation (RFC 7009) of `token`: its family is revoked where the provider issued
+    /// it; the answer is 200 either way (§2.2).
+    pub(crate) fn revoke_token(&mut self, token: &str) {
+        if self.revoke_family_of(token) {
+            self.stats.revoked += 1;
         }
     }
 

@@ -443,6 +443,17 @@ async fn serve(
             }
             continue;
         }
+        if let Some(revocation) = provider
+            .revocation
+            .as_ref()
+            .filter(|r| is_for(&r.operation, &request))
+        {
+            let reply = revoke(revocation, &request, &mut lock(&state));
+            if !answer(&mut stream, &revocation.operation, &state, reply).await {
+                return;
+            }
+            continue;
+        }
         let quiet = lock(&state).quiet;
         let violations = if quiet {
             Vec::new()
@@ -499,6 +510,73 @@ async fn serve(
         if !answer(&mut stream, &answering.operation, &state, reply).await {
             return;
         }
+    }
+}
+
+/// Whether `request` is for `operation` (its method, and a path that ends with the
+/// operation's, below the server's base path).
+fn is_for(operation: &tokenkit_codegen::model::Operation, request: &Request) -> bool {
+    request.method == operation.method
+        && request
+            .path
+            .trim_end_matches('/')
+            .ends_with(operation.path.trim_end_matches('/'))
+}
+
+/// A token revocation (RFC 7009): the token the mapping names, revoked with its family where
+/// the provider issued it; `200` with an empty body either way, `400` when no token came. A
+/// queued reply answers instead (and revokes nothing).
+fn revoke(
+    revocation: &tokenkit_codegen::model::Revocation,
+    request: &Request,
+    state: &mut State,
+) -> Reply {
+    use tokenkit_codegen::model::{FillSource, GrantArg};
+    let field = revocation
+        .fill
+        .iter()
+        .find(|f| matches!(f.source, FillSource::Arg(GrantArg::RevokedToken)))
+        .map(|f| f.json.as_str())
+        .unwrap_or("token");
+    let form = revocation
+        .operation
+        .body
+        .as_ref()
+        .is_some_and(|b| tokenkit_codegen::model::is_form(&b.media_type));
+    let token = if form {
+        std::str::from_utf8(&request.body)
+            .ok()
+            .and_then(|text| http::form_pairs(text).into_iter().find(|(k, _)| k == field))
+            .map(|(_, v)| v)
+    } else {
+        serde_json::from_slice::<Value>(&request.body)
+            .ok()
+            .and_then(|body| body.get(field)?.as_str().map(str::to_owned))
+    };
+    if !state.quiet {
+        state.recorded.push(Recorded {
+            request: request.clone(),
+            violations: Vec::new(),
+        });
+    }
+    if let Some(queued) = state.queued.pop_front() {
+        return queued;
+    }
+    match token.filter(|t| !t.is_empty()) {
+        Some(token) => {
+            if let Some(authority) = state.authority.as_mut() {
+                authority.revoke_token(&token);
+            }
+            Reply::Raw {
+                status: 200,
+                content_type: None,
+                body: Vec::new(),
+            }
+        }
+        None => Reply::Json {
+            status: 400,
+            body: serde_json::json!({ "error": "invalid_request" }),
+        },
     }
 }
 

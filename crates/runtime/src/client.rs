@@ -99,6 +99,18 @@ pub trait RefreshClient: Send + Sync {
     fn issuer(&self) -> String {
         self.provider().to_owned()
     }
+
+    /// Revokes `token` at the provider (RFC 7009), where the spec maps a revocation operation
+    /// (`x-token-revoke`); `None` where it maps none. A removal calls it
+    /// ([`TokenPool::revoke_and_remove`](crate::TokenPool::revoke_and_remove)).
+    fn revoke<'a>(
+        &'a self,
+        token: &'a Secret,
+        hint: TokenTypeHint,
+    ) -> Option<BoxFuture<'a, Result<(), RefreshError>>> {
+        let _ = (token, hint);
+        None
+    }
 }
 
 macro_rules! forward_refresh_client {
@@ -138,11 +150,39 @@ macro_rules! forward_refresh_client {
             fn issuer(&self) -> String {
                 (**self).issuer()
             }
+
+            fn revoke<'a>(
+                &'a self,
+                token: &'a Secret,
+                hint: TokenTypeHint,
+            ) -> Option<BoxFuture<'a, Result<(), RefreshError>>> {
+                (**self).revoke(token, hint)
+            }
         }
     )*};
 }
 
 forward_refresh_client!(Box, Arc);
+
+/// What kind of token a revocation revokes (RFC 7009 §2.1 `token_type_hint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenTypeHint {
+    /// A refresh token: the provider revokes its grant, and the access tokens of it where it
+    /// can (RFC 7009 §2.1).
+    RefreshToken,
+    /// An access token.
+    AccessToken,
+}
+
+impl TokenTypeHint {
+    /// As RFC 7009 writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RefreshToken => "refresh_token",
+            Self::AccessToken => "access_token",
+        }
+    }
+}
 
 /// A grant a spec can offer besides the refresh.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -43,13 +43,14 @@ pub use authorization::{
 };
 pub use client::{
     BoxFuture, CodeExchange, GrantClient, GrantType, PasswordLogin, RefreshClient, RefreshWith,
-    Rotation,
+    Rotation, TokenTypeHint,
 };
 pub use error::{BuildError, ErrorKind, ProviderError, RefreshError, TransportKind};
 pub use events::TokenEvent;
 pub use keeper::{Keeper, KeeperConfig, KeeperStats};
 pub use manager::{
-    ClientCredentialsFallback, ManagerConfig, ManagerError, ReAuthenticate, TokenManager,
+    ClientCredentialsFallback, ManagerConfig, ManagerError, ReAuthenticate, Revocation,
+    RevokeOutcome, TokenManager,
 };
 pub use pool::{PoolConfig, TokenPool};
 pub use secret::{AccessToken, REDACTED, RefreshToken, Secret};

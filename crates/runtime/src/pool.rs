@@ -362,6 +362,19 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         self.manager(connection)?.seed_from_code(exchange).await
     }
 
+    /// Like [`TokenPool::remove`], revoking the connection's refresh token and access token
+    /// at the provider first, where its spec maps a revocation operation (see
+    /// [`TokenManager::revoke_and_remove`]); the connection is removed whatever the provider
+    /// answered, and the answers are returned.
+    pub async fn revoke_and_remove(
+        &self,
+        connection: &str,
+    ) -> Result<crate::manager::Revocation, ManagerError> {
+        let revocation = self.manager(connection)?.revoke_and_remove().await?;
+        self.forget(connection);
+        Ok(revocation)
+    }
+
     /// Whether the store holds a set for `connection` (a removed one is not held).
     pub async fn is_stored(&self, connection: &str) -> Result<bool, ManagerError> {
         let key = self.key_of(connection);
@@ -371,6 +384,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// Deletes `connection` from the store (under its lock) and from memory.
     pub async fn remove(&self, connection: &str) -> Result<(), ManagerError> {
         self.manager(connection)?.remove().await?;
+        self.forget(connection);
+        Ok(())
+    }
+
+    /// Drops `connection` from memory, once it is removed from the store.
+    fn forget(&self, connection: &str) {
         let shard = shard_of(connection);
         self.inner.shards[shard]
             .write()
@@ -381,7 +400,6 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(connection);
         self.record_active();
-        Ok(())
     }
 
     /// The connections the store holds for this pool (by its key prefix), or `None` when the

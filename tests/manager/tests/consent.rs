@@ -261,3 +261,82 @@ async fn a_provider_without_pkce_gets_no_challenge_and_its_code_works_once() {
     assert_eq!(mock.consent_stats().exchanged, 1);
     assert!(mock.violations().is_empty(), "{:?}", mock.violations());
 }
+
+/// A removal revokes the refresh token and the access token at the provider's revocation
+/// operation (RFC 7009) before it deletes the set; a provider that fails the revocation still
+/// loses the connection here (and says so), and a spec without a revocation operation sends
+/// nothing.
+#[tokio::test]
+async fn a_removal_revokes_at_the_provider_first_and_removes_whatever_it_answers() {
+    use tokenkit::{PoolConfig, RevokeOutcome, TokenPool};
+    let (mock, endpoint) = tenantbank().await;
+    let store = MemoryStore::new();
+    let pool = TokenPool::new(
+        tenant_client(&mock, &endpoint, "tenant-client"),
+        store.clone(),
+        PoolConfig::default(),
+    )
+    .unwrap();
+    let seeded = |family: String| tokenkit_manager_tests::fresh("at-live", Some(&family));
+    let family = mock.new_family().unwrap();
+    pool.seed("kept-then-revoked", seeded(family.clone()))
+        .await
+        .unwrap();
+    let revocation = pool.revoke_and_remove("kept-then-revoked").await.unwrap();
+    assert_eq!(revocation.refresh_token, RevokeOutcome::Revoked);
+    assert_eq!(revocation.access_token, RevokeOutcome::Revoked);
+    assert_eq!(mock.authority_stats().revoked, 1);
+    assert!(!pool.is_stored("kept-then-revoked").await.unwrap());
+    // The provider's answer to the revocation: refused (its family stays alive there).
+    let other = mock.new_family().unwrap();
+    pool.seed("refused", seeded(other)).await.unwrap();
+    mock.enqueue(tokenkit_mock::Reply::Raw {
+        status: 503,
+        content_type: None,
+        body: b"SENTINEL-REVOKE-BODY".to_vec(),
+    });
+    let revocation = pool.revoke_and_remove("refused").await.unwrap();
+    assert!(
+        matches!(revocation.refresh_token, RevokeOutcome::Failed(_)),
+        "{revocation:?}"
+    );
+    assert!(!pool.is_stored("refused").await.unwrap(), "removed anyway");
+    // Which requests went out: each revocation names its token and its type.
+    let revokes: Vec<Vec<(String, String)>> = mock
+        .requests()
+        .iter()
+        .filter(|r| r.request.path.ends_with("/oauth2/revoke"))
+        .map(|r| tokenkit_mock::http::form_pairs(std::str::from_utf8(&r.request.body).unwrap()))
+        .collect();
+    let hints: Vec<&str> = revokes
+        .iter()
+        .filter_map(|pairs| pairs.iter().find(|(k, _)| k == "token_type_hint"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        hints,
+        [
+            "refresh_token",
+            "access_token",
+            "refresh_token",
+            "access_token"
+        ]
+    );
+    assert!(revokes[0].contains(&("token".to_owned(), family)));
+
+    // Easyship's spec maps no revocation: nothing is sent, the connection is removed.
+    let (easy, _) = tokenkit_manager_tests::one_time_provider(3600, Duration::ZERO).await;
+    let pool = TokenPool::new(
+        tokenkit_manager_tests::client(&easy.base_url()),
+        MemoryStore::new(),
+        PoolConfig::default(),
+    )
+    .unwrap();
+    pool.seed("plain", seeded(easy.new_family().unwrap()))
+        .await
+        .unwrap();
+    let revocation = pool.revoke_and_remove("plain").await.unwrap();
+    assert_eq!(revocation.refresh_token, RevokeOutcome::NotOffered);
+    assert!(easy.requests().is_empty());
+    assert!(!pool.is_stored("plain").await.unwrap());
+}

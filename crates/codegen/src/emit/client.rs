@@ -109,7 +109,8 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             }
         })
         .collect();
-    let grant_ops = grant_operations(provider, config, &idents, &scrubs, &sensitive, getters);
+    let mut grant_ops = grant_operations(provider, config, &idents, &scrubs, &sensitive, getters);
+    revocation(provider, &idents, &scrubs, &sensitive, &mut grant_ops);
 
     let client_doc = docs(&match refresh {
         Some((op, _)) => format!(
@@ -133,6 +134,10 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         inits: grant_op_inits,
     } = grant_ops;
     let grants_arg = provider.all_grants().next().map(|_| quote!(, grants));
+    let revoke_arg = provider
+        .revocation
+        .as_ref()
+        .map(|_| quote!(, revoke = revoke_token));
     // The server variables fill the base URL's placeholders before any endpoint is built.
     let (build_self, fill_variables, build_doc) = match variable_values(provider, &idents) {
         Some(values) if !provider.host_patterns.is_empty() => {
@@ -201,7 +206,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                     pub const ROTATION: tokenkit::Rotation = #rotation;
                 },
                 quote! {
-                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #sends_arg #client_arg #grants_arg);
+                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #sends_arg #client_arg #revoke_arg #grants_arg);
 
                     #section
                 },

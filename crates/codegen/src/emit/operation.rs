@@ -293,6 +293,94 @@ pub(super) fn grant_operations(
     out
 }
 
+/// The revocation operation's part (`x-token-revoke`), added to `out` like a grant
+/// operation's: its constant, its endpoint, and `revoke_request` and `revoke_token`, which
+/// `RefreshClient::revoke` calls.
+pub(super) fn revocation(
+    provider: &Provider,
+    idents: &[Ident],
+    scrubs: &[TokenStream],
+    sensitive: &[&str],
+    out: &mut GrantOps,
+) {
+    let Some(revocation) = &provider.revocation else {
+        return;
+    };
+    let op = &revocation.operation;
+    let config = &provider.config;
+    let (method, path) = (op.method.as_str(), op.path.as_str());
+    let encoding = encoding(op);
+    let Some(body) = &op.body else {
+        return;
+    };
+    let body_ty = ty(&body.ty);
+    let expr = request_body(
+        revocation.wrap.as_ref(),
+        &revocation.struct_name,
+        &revocation.fill,
+        idents,
+        config,
+    );
+    let hint_sent = revocation.fill.iter().any(|f| {
+        matches!(
+            f.source,
+            FillSource::Arg(crate::model::GrantArg::TokenTypeHint)
+        )
+    });
+    let unused = (!hint_sent).then(|| quote!(let _ = hint;));
+    let const_doc = docs(&format!(
+        "The `{}` operation's request (token revocation, RFC 7009), as the spec describes it.",
+        op.id
+    ));
+    let request_doc = docs(
+        "The request body of the token revocation (RFC 7009 §2.1): `token`, and its type hint          where the body takes one.",
+    );
+    let revoke_doc = docs(&format!(
+        "Revokes `token` at `{method} {path}` (RFC 7009): any 2xx answer is a revocation (the          provider answers 200 for a token it does not know too). The token is scrubbed from          errors. A pool's `revoke_and_remove` calls it with a connection's tokens."
+    ));
+    out.items.push(quote! {
+        #const_doc
+        const REVOKE_OPERATION: support::Operation = support::Operation {
+            method: #method,
+            path: #path,
+            encoding: #encoding,
+            refresh_token: support::TokenPlace::NotSent,
+            sensitive_fields: &[#(#sensitive),*],
+        };
+
+        impl Client {
+            #request_doc
+            pub fn revoke_request(&self, token: &tokenkit::Secret, hint: tokenkit::TokenTypeHint) -> #body_ty {
+                #unused
+                #expr
+            }
+
+            #revoke_doc
+            pub async fn revoke_token(&self, token: &tokenkit::Secret, hint: tokenkit::TokenTypeHint) -> Result<(), tokenkit::RefreshError> {
+                let body = self.revoke_request(token, hint);
+                self.revoke_endpoint.revoke(&body, &[Some(token)]).await
+            }
+        }
+    });
+    let field_doc = docs(&format!(
+        "The endpoint of `{method} {path}` (token revocation)."
+    ));
+    out.fields.push(quote! {
+        #field_doc
+        revoke_endpoint: support::Endpoint,
+    });
+    let setup = endpoint_setup(op, revocation.auth.as_ref(), &[], config, idents);
+    out.builds.push(quote! {
+        let revoke_endpoint = {
+            let mut endpoint = support::Endpoint::new(self.connection.clone(), &REVOKE_OPERATION)?;
+            #(#setup)*
+            #(#scrubs)*
+            endpoint
+        };
+    });
+    out.inits.push(quote!(revoke_endpoint,));
+}
+
 /// The statement that puts a parameter's value in its place, at build time. A secret's value is
 /// the secret itself (a place expression), never its text.
 pub(super) fn place(

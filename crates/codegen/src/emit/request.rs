@@ -122,6 +122,7 @@ pub(super) fn request_body(
             FillSource::Arg(GrantArg::CodeVerifier) if f.optional => {
                 return quote!(#field: verifier.map(|v| v.secret().clone()),);
             }
+            FillSource::Arg(GrantArg::TokenTypeHint) => quote!(hint.as_str().into()),
             FillSource::Arg(arg) => {
                 let (name, _) = grant_param(*arg, false);
                 if arg.is_secret() {
@@ -191,6 +192,9 @@ pub fn operation_fn(operation_id: &str) -> String {
         "authorization_url",
         "grants",
         "grant_types",
+        "revoke",
+        "revoke_request",
+        "revoke_token",
     ];
     if taken.contains(&name.as_str()) {
         format!("{name}_operation")
@@ -233,6 +237,8 @@ pub(super) fn grant_param(arg: GrantArg, optional: bool) -> (Ident, TokenStream)
         GrantArg::Username => ("username", quote!(&str)),
         GrantArg::Password => ("password", quote!(&tokenkit::Secret)),
         GrantArg::Assertion => ("assertion", quote!(&tokenkit::Secret)),
+        GrantArg::RevokedToken => ("token", quote!(&tokenkit::Secret)),
+        GrantArg::TokenTypeHint => ("hint", quote!(tokenkit::TokenTypeHint)),
     };
     (ident(name), ty)
 }

@@ -11,7 +11,7 @@ pub(crate) use refresh::RefreshRules;
 pub(crate) use requests::RequestPlan;
 
 use crate::error::{SpecError, SpecErrors};
-use crate::extension::{TokenGrant, TokenRefresh};
+use crate::extension::{TokenGrant, TokenRefresh, TokenRevoke};
 use crate::locate::{Found, TokenExtension};
 use crate::model::{Failure, ResponseCase, Success};
 use crate::pointer;
@@ -29,6 +29,8 @@ pub(crate) struct Mapping<'s> {
     pub(crate) refresh_lost: bool,
     /// The grant operations whose mappings hold.
     pub(crate) grants: Vec<MappedOp<'s, TokenGrant>>,
+    /// The revocation operation, if its mapping holds, with its request.
+    pub(crate) revocation: Option<(ResolvedOp<'s, TokenRevoke>, RequestPlan)>,
 }
 
 /// One token operation with its mapping checked.
@@ -61,6 +63,7 @@ pub(crate) fn map<'s>(resolution: Resolution<'s>, errors: &mut SpecErrors) -> Ma
         refresh,
         refresh_lost,
         grants,
+        revocation,
     } = resolution;
     let file = common.spec.file.as_str();
     let had_refresh = refresh.is_some();
@@ -69,7 +72,9 @@ pub(crate) fn map<'s>(resolution: Resolution<'s>, errors: &mut SpecErrors) -> Ma
         .into_iter()
         .filter_map(|op| grant(file, op, &mut common.types, errors))
         .collect();
+    let revocation = revocation.and_then(|op| revoke(file, op, &mut common.types, errors));
     Mapping {
+        revocation,
         refresh_lost: refresh_lost || (had_refresh && refresh.is_none()),
         refresh,
         grants,
@@ -111,6 +116,31 @@ fn grant<'s>(
         requests,
         assertion,
     })
+}
+
+/// The revocation operation's mapping: its request, and a documented success (RFC 7009
+/// answers 200, for a token it never issued too).
+fn revoke<'s>(
+    file: &str,
+    op: ResolvedOp<'s, TokenRevoke>,
+    types: &mut TypeBuilder<'_>,
+    errors: &mut SpecErrors,
+) -> Option<(ResolvedOp<'s, TokenRevoke>, RequestPlan)> {
+    let at = op.found.ext_at();
+    if !op.responses.iter().any(|r| (200..300).contains(&r.status)) {
+        errors.push(
+            SpecError::new(
+                file,
+                &pointer::join(&op.found.pointer, "responses"),
+                "the revocation operation documents no success (2xx) answer",
+            )
+            .hint("RFC 7009 answers 200 with an empty body"),
+        );
+        return None;
+    }
+    let body_ty = op.body.as_ref().map(|b| &b.ty);
+    let plan = requests::revocation(file, &at, types, body_ty, &op.found.ext, errors)?;
+    Some((op, plan))
 }
 
 /// Shared state while the mapping is checked.

@@ -460,3 +460,72 @@ fn per_call(
     }
     None
 }
+
+/// The revocation's one request (`x-token-revoke` at `at`): the token (a secret) and its type
+/// hint where the body takes one, each a top-level string property, and the fixed values.
+pub(super) fn revocation(
+    file: &str,
+    at: &str,
+    types: &mut TypeBuilder<'_>,
+    body_ty: Option<&Ty>,
+    ext: &crate::extension::TokenRevoke,
+    errors: &mut SpecErrors,
+) -> Option<RequestPlan> {
+    let Some(body_ty) = body_ty else {
+        errors.push(SpecError::new(
+            file,
+            at,
+            "the revocation operation has no request body: RFC 7009 sends the token in one",
+        ));
+        return None;
+    };
+    let (wrap, struct_name) = match slot(types.defs(), body_ty, None) {
+        Ok(found) => found,
+        Err(reason) => {
+            errors.push(SpecError::new(file, at, reason));
+            return None;
+        }
+    };
+    let mut own = Vec::new();
+    let values = [
+        ("token", Some(&ext.token), GrantArg::RevokedToken),
+        (
+            "token-type-hint",
+            ext.token_type_hint.as_ref(),
+            GrantArg::TokenTypeHint,
+        ),
+    ];
+    for (key, ptr, arg) in values {
+        let Some(ptr) = ptr else { continue };
+        let here = pointer::join(at, key);
+        match top_level(types, &struct_name, ptr) {
+            Ok(field) if matches!(field.ty, Ty::String | Ty::Secret) => {
+                if arg.is_secret() {
+                    types.mark_secret(
+                        &Ty::Named(struct_name.clone()),
+                        std::slice::from_ref(&field.json),
+                    );
+                }
+                own.push((field.json, FillSource::Arg(arg)));
+            }
+            Ok(field) => errors.push(SpecError::new(
+                file,
+                &here,
+                format!("{ptr:?} must be a string, not {}", field.ty.describe()),
+            )),
+            Err(reason) => errors.push(SpecError::new(file, &here, reason)),
+        }
+    }
+    if own.is_empty() {
+        return None;
+    }
+    own.extend(fixed(file, at, types, &struct_name, &ext.set, errors));
+    Some(RequestPlan {
+        kind: None,
+        wrap,
+        struct_name,
+        own,
+        per_client: Vec::new(),
+        at: at.to_owned(),
+    })
+}

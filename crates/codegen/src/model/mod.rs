@@ -67,6 +67,9 @@ pub struct Provider {
     /// serves. `None` for a provider that issues tokens only by grants (client credentials,
     /// say): no refresh token exists.
     pub refresh: Option<Refresh>,
+    /// The token revocation operation (RFC 7009, `x-token-revoke`), where the spec maps one:
+    /// a removal revokes the connection's tokens there first.
+    pub revocation: Option<Revocation>,
     /// The per-client values a user supplies (headers, query and body fields that are not
     /// constants and not the refresh token).
     pub config: Vec<ConfigField>,
@@ -144,6 +147,23 @@ pub struct Refresh {
     pub place: RefreshPlace,
     /// The grants the refresh operation also serves, in the mapping's order.
     pub grants: Vec<Grant>,
+}
+
+/// The token revocation operation (RFC 7009): its request's body is filled with the token
+/// (`GrantArg::RevokedToken`), its type hint where the body takes one
+/// (`GrantArg::TokenTypeHint`), fixed and per-client values; any 2xx answer is a revocation.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    /// The operation.
+    pub operation: Operation,
+    /// Its client authentication.
+    pub auth: Option<Auth>,
+    /// For a `oneOf` body: the enum and the variant the request sends.
+    pub wrap: Option<(String, String)>,
+    /// The struct its request fills in.
+    pub struct_name: String,
+    /// How each field of that struct is filled.
+    pub fill: Vec<BodyFill>,
 }
 
 /// What the spec's OAuth 2 security schemes declare.

@@ -249,6 +249,10 @@ pub enum GrantArg {
     Password,
     /// A signed JWT (the JWT-bearer grant).
     Assertion,
+    /// The token a revocation revokes (RFC 7009 `token`).
+    RevokedToken,
+    /// What kind of token it is (RFC 7009 `token_type_hint`).
+    TokenTypeHint,
 }
 
 impl GrantArg {
@@ -279,7 +283,11 @@ impl GrantArg {
     pub fn is_secret(self) -> bool {
         matches!(
             self,
-            GrantArg::Code | GrantArg::CodeVerifier | GrantArg::Password | GrantArg::Assertion
+            GrantArg::Code
+                | GrantArg::CodeVerifier
+                | GrantArg::Password
+                | GrantArg::Assertion
+                | GrantArg::RevokedToken
         )
     }
 }

@@ -13,8 +13,8 @@ use crate::extension::{self, TokenGrant};
 use crate::locate::Found;
 use crate::map::{MappedOp, MappedRefresh, Mapping};
 use crate::model::{
-    Auth, Body, ConfigField, Grant, Operation, Provider, Refresh, ResponseCase, TokenOperation,
-    push_config,
+    Auth, Body, ConfigField, Grant, Operation, Provider, Refresh, ResponseCase, Revocation,
+    TokenOperation, push_config,
 };
 use crate::pointer;
 use crate::resolve::{Common, ResolvedOp};
@@ -30,6 +30,7 @@ pub(crate) fn plan(mapping: Mapping<'_>, errors: &mut SpecErrors) -> Option<Prov
         refresh,
         refresh_lost,
         grants,
+        revocation,
     } = mapping;
     if refresh_lost {
         return None;
@@ -49,6 +50,8 @@ pub(crate) fn plan(mapping: Mapping<'_>, errors: &mut SpecErrors) -> Option<Prov
         .into_iter()
         .map(|g| grant_operation(file, g, &types, &mut config, errors))
         .collect();
+    let revocation = revocation
+        .map(|(op, plan)| revocation_operation(file, op, plan, &types, &mut config, errors));
     let mut served: Vec<(GrantKind, &str, String)> = Vec::new();
     if let Some((op, refresh)) = &refresh {
         let at = pointer::join(&op.operation.pointer, extension::KEY);
@@ -96,6 +99,7 @@ pub(crate) fn plan(mapping: Mapping<'_>, errors: &mut SpecErrors) -> Option<Prov
         host_patterns,
         operations,
         refresh,
+        revocation,
         config,
         types: types.finish(),
         oauth,
@@ -222,6 +226,46 @@ fn grant_operation(
             struct_name,
             fill,
         }),
+    }
+}
+
+/// The revocation operation, its request filled.
+fn revocation_operation(
+    file: &str,
+    op: ResolvedOp<'_, extension::TokenRevoke>,
+    plan: crate::map::RequestPlan,
+    types: &TypeBuilder<'_>,
+    config: &mut Vec<ConfigField>,
+    errors: &mut SpecErrors,
+) -> Revocation {
+    let example = op.body.as_ref().and_then(|b| b.example.as_ref());
+    let fill = fill::fill_all(
+        file,
+        types.defs(),
+        std::slice::from_ref(&plan),
+        example,
+        config,
+        errors,
+    )
+    .pop()
+    .unwrap_or_default();
+    let slot = (plan.wrap.clone(), plan.struct_name.clone(), fill.clone());
+    let (operation, auth) = finish(
+        file,
+        op,
+        &[plan.struct_name.as_str()],
+        slot,
+        None,
+        types,
+        config,
+        errors,
+    );
+    Revocation {
+        operation,
+        auth,
+        wrap: plan.wrap,
+        struct_name: plan.struct_name,
+        fill,
     }
 }
 

@@ -12,7 +12,7 @@ mod servers;
 pub(crate) use body::BodyParts;
 
 use crate::error::{SpecError, SpecErrors};
-use crate::extension::{TokenGrant, TokenRefresh};
+use crate::extension::{TokenGrant, TokenRefresh, TokenRevoke};
 use crate::locate::{Found, Located, TokenExtension};
 use crate::model::{Auth, ConfigField, Param, RefreshPlace, ResponseCase, Server, ServerVariable};
 use crate::read::Spec;
@@ -47,6 +47,8 @@ pub(crate) struct Resolution<'s> {
     pub(crate) refresh_lost: bool,
     /// The grant operations that resolved.
     pub(crate) grants: Vec<ResolvedOp<'s, TokenGrant>>,
+    /// The revocation operation, if the spec maps one and it resolved.
+    pub(crate) revocation: Option<ResolvedOp<'s, TokenRevoke>>,
 }
 
 /// One token operation, resolved.
@@ -70,6 +72,7 @@ pub(crate) fn resolve<'s>(located: Located<'s>, errors: &mut SpecErrors) -> Reso
         refresh,
         refresh_lost,
         grants,
+        revocation,
     } = located;
     let components = spec.api.components.as_ref().map(|c| &c.schemas);
     let mut types = TypeBuilder::new(&spec.file, components);
@@ -87,7 +90,10 @@ pub(crate) fn resolve<'s>(located: Located<'s>, errors: &mut SpecErrors) -> Reso
         .into_iter()
         .filter_map(|found| operation(spec, found, &mut types, &mut config, &mut notes, errors))
         .collect();
+    let revocation = revocation
+        .and_then(|found| operation(spec, found, &mut types, &mut config, &mut notes, errors));
     Resolution {
+        revocation,
         refresh_lost: refresh_lost || (had_refresh && refresh.is_none()),
         refresh,
         grants,

@@ -54,9 +54,11 @@ mod lock;
 mod persist;
 mod reauth;
 mod report;
+mod revoke;
 
 pub use config::{ClientCredentialsFallback, ManagerConfig};
 pub use error::ManagerError;
+pub use revoke::{Revocation, RevokeOutcome};
 
 use crate::client::CodeExchange;
 use crate::client::{BoxFuture, RefreshClient};
@@ -412,6 +414,15 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     pub async fn remove(&self) -> Result<(), ManagerError> {
         let inner = Arc::clone(&self.inner);
         spawned(inner.remove()).await
+    }
+
+    /// Like [`TokenManager::remove`], revoking the stored set's refresh token and then its
+    /// access token at the provider first (RFC 7009, where the spec maps `x-token-revoke`), so
+    /// that a removed connection's tokens stop working at the provider too. The set is deleted
+    /// whatever the provider answered; the answers are returned.
+    pub async fn revoke_and_remove(&self) -> Result<Revocation, ManagerError> {
+        let inner = Arc::clone(&self.inner);
+        spawned(inner.remove_revoking()).await
     }
 
     /// Exchanges an authorization code (from the redirect after a user's consent) and stores

@@ -48,20 +48,21 @@ macro_rules! connection_setters {
 /// `endpoint: tokenkit::Endpoint` field and a `refresh_request` method, whose outcome enum has
 /// `token_set` (decode, then apply the mapping). Optional, in this order: `reuse_grace = 30`
 /// (seconds), `sends = AccessToken` (a provider that exchanges its access token), `client =
-/// client_id` (the field holding the client id, part of the client's issuer), and `grants`,
-/// which makes `RefreshClient::grants` answer the client's own
+/// client_id` (the field holding the client id, part of the client's issuer), `revoke =
+/// revoke_token` (its method that revokes a token, where the spec maps `x-token-revoke`), and
+/// `grants`, which makes `RefreshClient::grants` answer the client's own
 /// [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! refresh_client {
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)?, grants) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?],
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)? $(, revoke = $revoke:ident)?, grants) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?], [$($revoke)?],
             fn grants(&self) -> Option<&dyn $crate::GrantClient> {
                 Some(self)
             }
         );
     };
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)?) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?],);
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)? $(, revoke = $revoke:ident)?) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?], [$($revoke)?],);
     };
     (@client $self:ident) => {
         None
@@ -75,7 +76,7 @@ macro_rules! refresh_client {
     (@sends AccessToken) => {
         $crate::RefreshWith::AccessToken
     };
-    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], [$($sends:ident)?], [$($id:ident)?], $($grants:item)?) => {
+    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], [$($sends:ident)?], [$($id:ident)?], [$($revoke:ident)?], $($grants:item)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -111,6 +112,16 @@ macro_rules! refresh_client {
             )?
 
             $($grants)?
+
+            $(
+                fn revoke<'a>(
+                    &'a self,
+                    token: &'a $crate::Secret,
+                    hint: $crate::TokenTypeHint,
+                ) -> Option<$crate::BoxFuture<'a, Result<(), $crate::RefreshError>>> {
+                    Some(Box::pin(self.$revoke(token, hint)))
+                }
+            )?
 
             fn refresh_with(&self) -> Option<$crate::RefreshWith> {
                 Some($crate::refresh_client!(@sends $($sends)?))

@@ -373,6 +373,29 @@ impl Endpoint {
         self.exchange(body, None, secrets, map, check_tokens).await
     }
 
+    /// One token revocation (RFC 7009 §2.1): any 2xx answer is a revocation (the provider
+    /// answers 200 for a token it does not know too); another status is
+    /// [`RefreshError::UnexpectedStatus`]. `secrets` (the token) are scrubbed from errors with
+    /// the endpoint's own.
+    pub async fn revoke<B: Serialize + ?Sized>(
+        &self,
+        body: &B,
+        secrets: &[Option<&Secret>],
+    ) -> Result<(), RefreshError> {
+        let scrub = |e: RefreshError| {
+            secrets
+                .iter()
+                .flatten()
+                .fold(self.scrubbed(e, None), |e, s| e.redact(s.expose()))
+        };
+        let response = self.send(body, None).await.map_err(scrub)?;
+        if (200..300).contains(&response.status()) {
+            Ok(())
+        } else {
+            Err(scrub(response.unexpected()))
+        }
+    }
+
     /// Sends, maps the answer, holds it to `rules`; every error is scrubbed of `sent`,
     /// `secrets` and the endpoint's own, and carries the answer's `Retry-After`.
     async fn exchange<B, F, R>(

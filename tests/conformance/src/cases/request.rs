@@ -74,6 +74,8 @@ pub async fn request_conforms(subject: &Subject) -> Outcome {
             GrantArg::RedirectUri => REDIRECT_URI.to_owned(),
             GrantArg::CodeVerifier => format!("{SENT}-{}", "v".repeat(43)),
             GrantArg::Username => "user@example.com".to_owned(),
+            // A revocation's values, never a grant's.
+            GrantArg::RevokedToken | GrantArg::TokenTypeHint => continue,
         };
         ensure(got == Some(expected.as_str()), || {
             format!(
