@@ -354,6 +354,19 @@ fn main() {
     } else {
         &[200]
     };
+    // `PROFILE_KEEPER=n`: only the keeper on the memory store against the plain client, at n
+    // due, long enough for a profiler (`perf record --call-graph dwarf`) to see its overhead.
+    if let Some(n) = std::env::var("PROFILE_KEEPER")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let (plain, kept) = runtime.block_on(throughput(n, 64));
+        println!(
+            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (memory store) {kept:.0}: {:.2}x",
+            kept / plain
+        );
+        return;
+    }
     if wants("memory") {
         println!("memory per connection (bytes beyond the store)");
         println!(

@@ -150,55 +150,83 @@ fn refresh_of<'s>(
     })
 }
 
-/// The operations with `x-token-grant`, each with its mapping read.
-fn grant_operations<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Vec<Found<'s, TokenGrant>> {
-    let file = spec.file.as_str();
+/// Every operation that carries the extension `key`: its pointer, method (upper case), path
+/// and the operation.
+fn carrying<'s>(spec: &'s Spec, key: &str) -> Vec<(String, String, String, &'s OaOperation)> {
     let mut out = Vec::new();
     for (path, item) in &spec.api.paths.paths {
         let ReferenceOr::Item(item) = item else {
             continue;
         };
         for (method, op) in item.iter() {
-            if !op.extensions.contains_key(extension::GRANT_KEY) {
-                continue;
+            if op.extensions.contains_key(key) {
+                let at = pointer::join(&pointer::join("/paths", path), method);
+                out.push((at, method.to_ascii_uppercase(), path.clone(), op));
             }
-            let op_pointer = pointer::join(&pointer::join("/paths", path), method);
-            if op.extensions.contains_key(extension::KEY) {
-                errors.push(SpecError::new(
-                    file,
-                    &op_pointer,
-                    format!(
-                        "an operation carries either `{}` or `{}`; grants of the refresh operation go under its `grants`",
-                        extension::KEY,
-                        extension::GRANT_KEY
-                    ),
-                ));
-                continue;
-            }
-            let ext = match extension::read_grant(file, &op_pointer, &op.extensions) {
-                Ok(ext) => ext,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            let Some(id) = op.operation_id.clone().filter(|id| !id.trim().is_empty()) else {
-                errors.push(
-                    SpecError::new(file, &op_pointer, "the grant operation has no operationId")
-                        .hint("add `operationId: login`; it names the generated types and method"),
-                );
-                continue;
-            };
-            out.push(Found {
-                name: crate::names::pascal(&id),
-                id,
-                pointer: op_pointer,
-                method: method.to_ascii_uppercase(),
-                path: path.clone(),
-                op,
-                ext,
-            });
         }
+    }
+    out
+}
+
+/// A located operation with its extension read, named by its operationId (`what` operation,
+/// `example` in the hint when it has none).
+fn named<'s, E>(
+    file: &str,
+    (pointer, method, path, op): (String, String, String, &'s OaOperation),
+    ext: E,
+    (what, example): (&str, &str),
+    errors: &mut SpecErrors,
+) -> Option<Found<'s, E>> {
+    let Some(id) = op.operation_id.clone().filter(|id| !id.trim().is_empty()) else {
+        errors.push(
+            SpecError::new(
+                file,
+                &pointer,
+                format!("the {what} operation has no operationId"),
+            )
+            .hint(format!(
+                "add `operationId: {example}`; it names the generated types and method"
+            )),
+        );
+        return None;
+    };
+    Some(Found {
+        name: crate::names::pascal(&id),
+        id,
+        pointer,
+        method,
+        path,
+        op,
+        ext,
+    })
+}
+
+/// The operations with `x-token-grant`, each with its mapping read.
+fn grant_operations<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Vec<Found<'s, TokenGrant>> {
+    let file = spec.file.as_str();
+    let mut out = Vec::new();
+    for located in carrying(spec, extension::GRANT_KEY) {
+        let (op_pointer, op) = (&located.0, located.3);
+        if op.extensions.contains_key(extension::KEY) {
+            errors.push(SpecError::new(
+                file,
+                op_pointer,
+                format!(
+                    "an operation carries either `{}` or `{}`; grants of the refresh operation go under its `grants`",
+                    extension::KEY,
+                    extension::GRANT_KEY
+                ),
+            ));
+            continue;
+        }
+        let ext = match extension::read_grant(file, op_pointer, &op.extensions) {
+            Ok(ext) => ext,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        out.extend(named(file, located, ext, ("grant", "login"), errors));
     }
     out
 }
@@ -208,70 +236,43 @@ fn grant_operations<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Vec<Found<'s
 fn revoke_operation<'s>(spec: &'s Spec, errors: &mut SpecErrors) -> Option<Found<'s, TokenRevoke>> {
     let file = spec.file.as_str();
     let mut found: Option<Found<'s, TokenRevoke>> = None;
-    for (path, item) in &spec.api.paths.paths {
-        let ReferenceOr::Item(item) = item else {
+    for located in carrying(spec, extension::REVOKE_KEY) {
+        let (op_pointer, op) = (&located.0, located.3);
+        if op.extensions.contains_key(extension::KEY)
+            || op.extensions.contains_key(extension::GRANT_KEY)
+        {
+            errors.push(SpecError::new(
+                file,
+                op_pointer,
+                format!(
+                    "the revocation operation carries `{}` and a token mapping: revoking is an operation of its own",
+                    extension::REVOKE_KEY
+                ),
+            ));
             continue;
-        };
-        for (method, op) in item.iter() {
-            if !op.extensions.contains_key(extension::REVOKE_KEY) {
-                continue;
-            }
-            let op_pointer = pointer::join(&pointer::join("/paths", path), method);
-            if op.extensions.contains_key(extension::KEY)
-                || op.extensions.contains_key(extension::GRANT_KEY)
-            {
-                errors.push(SpecError::new(
-                    file,
-                    &op_pointer,
-                    format!(
-                        "the revocation operation carries `{}` and a token mapping: revoking is an operation of its own",
-                        extension::REVOKE_KEY
-                    ),
-                ));
-                continue;
-            }
-            if let Some(first) = &found {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        &op_pointer,
-                        format!(
-                            "a second revocation operation (the first is {})",
-                            first.pointer
-                        ),
-                    )
-                    .hint("a removal revokes at one endpoint; map one"),
-                );
-                continue;
-            }
-            let ext = match extension::read_revoke(file, &op_pointer, &op.extensions) {
-                Ok(ext) => ext,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            let Some(id) = op.operation_id.clone().filter(|id| !id.trim().is_empty()) else {
-                errors.push(
-                    SpecError::new(
-                        file,
-                        &op_pointer,
-                        "the revocation operation has no operationId",
-                    )
-                    .hint("add `operationId: revokeToken`; it names the generated types"),
-                );
-                continue;
-            };
-            found = Some(Found {
-                name: crate::names::pascal(&id),
-                id,
-                pointer: op_pointer,
-                method: method.to_ascii_uppercase(),
-                path: path.clone(),
-                op,
-                ext,
-            });
         }
+        if let Some(first) = &found {
+            errors.push(
+                SpecError::new(
+                    file,
+                    op_pointer,
+                    format!(
+                        "a second revocation operation (the first is {})",
+                        first.pointer
+                    ),
+                )
+                .hint("a removal revokes at one endpoint; map one"),
+            );
+            continue;
+        }
+        let ext = match extension::read_revoke(file, op_pointer, &op.extensions) {
+            Ok(ext) => ext,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        found = named(file, located, ext, ("revocation", "revokeToken"), errors);
     }
     found
 }

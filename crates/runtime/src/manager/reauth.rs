@@ -148,6 +148,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             lock.release().await;
             return Err(e);
         }
+        self.delete_and_forget(lock).await
+    }
+
+    /// Deletes the stored set under `lock` (then released) and forgets what this process
+    /// knew of it.
+    pub(super) async fn delete_and_forget(&self, lock: StoreLock) -> Result<(), ManagerError> {
         let deleted = self.store.delete(&self.key, &lock).await;
         lock.release().await;
         if deleted? == Saved::LockLost {

@@ -2,13 +2,12 @@
 //! token, at the provider's revocation operation where the spec maps one; then the set is
 //! deleted, whatever the provider answered, and the answers are reported.
 
-use super::{Inner, ManagerError, locked};
+use super::{Inner, ManagerError};
 use crate::client::{RefreshClient, TokenTypeHint};
 use crate::error::ErrorKind;
 use crate::secret::Secret;
-use crate::store::{Saved, TokenStore};
+use crate::store::TokenStore;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// What the provider answered one revocation of a removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,14 +57,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 .revoke_one(access.as_ref(), TokenTypeHint::AccessToken)
                 .await,
         };
-        let deleted = self.store.delete(&self.key, &lock).await;
-        lock.release().await;
-        if deleted? == Saved::LockLost {
-            return Err(ManagerError::LockLost);
-        }
-        self.cache.store(None);
-        self.high_water.store(0, Ordering::Release);
-        *locked(&self.rejected) = None;
+        self.delete_and_forget(lock).await?;
         Ok(revocation)
     }
 
