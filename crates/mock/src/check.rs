@@ -69,9 +69,31 @@ pub fn check_request(provider: &Provider, base_path: &str, request: &Request) ->
         ));
     }
     if let Some(body_spec) = &op.body {
-        check_body(provider, answering, body_spec, request, &mut out);
+        check_body(
+            provider,
+            answering.auth.as_ref(),
+            body_spec,
+            request,
+            &mut out,
+        );
     } else if !request.body.is_empty() {
         out.push("a body was sent, but the operation has none".to_owned());
+    }
+    out
+}
+
+/// Every way a request to the revocation operation (`x-token-revoke`) breaks it: its client
+/// authentication, its content type and its body against the schema. They quote no value.
+pub fn check_revocation(
+    provider: &Provider,
+    revocation: &tokenkit_codegen::model::Revocation,
+    request: &Request,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let auth = revocation.auth.as_ref();
+    check_auth(auth, request, &mut out);
+    if let Some(body_spec) = &revocation.operation.body {
+        check_body(provider, auth, body_spec, request, &mut out);
     }
     out
 }
@@ -212,6 +234,11 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 /// The request body as JSON: parsed, or for a form body, its fields typed by the schema.
 pub fn body_json(provider: &Provider, request: &Request) -> Option<Value> {
     let body_spec = operation_for(provider, request).operation.body.as_ref()?;
+    body_as(provider, body_spec, request)
+}
+
+/// The request body as JSON, read as `body_spec` describes it.
+fn body_as(provider: &Provider, body_spec: &Body, request: &Request) -> Option<Value> {
     if !tokenkit_codegen::model::is_form(&body_spec.media_type) {
         return serde_json::from_slice(&request.body).ok();
     }
@@ -320,7 +347,7 @@ fn check_params(
 /// signed client assertion where the operation takes one.
 fn check_body(
     provider: &Provider,
-    answering: &TokenOperation,
+    auth: Option<&Auth>,
     body_spec: &Body,
     request: &Request,
     out: &mut Vec<String>,
@@ -333,7 +360,7 @@ fn check_body(
             body_spec.media_type
         ));
     }
-    match body_json(provider, request) {
+    match body_as(provider, body_spec, request) {
         None => out.push(format!("the body is not {}", body_spec.media_type)),
         Some(body) => {
             if let Some(schema) = provider.spec_json.pointer(&body_spec.schema_pointer) {
@@ -341,7 +368,7 @@ fn check_body(
                     out.push(format!("body {violation}"));
                 }
             }
-            if let Some(Auth::PrivateKeyJwt { field, .. }) = &answering.auth {
+            if let Some(Auth::PrivateKeyJwt { field, .. }) = auth {
                 check_assertion(body.get(field).and_then(Value::as_str), out);
             }
         }

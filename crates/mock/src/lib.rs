@@ -448,7 +448,8 @@ async fn serve(
             .as_ref()
             .filter(|r| is_for(&r.operation, &request))
         {
-            let reply = revoke(revocation, &request, &mut lock(&state));
+            let violations = check::check_revocation(&provider, revocation, &request);
+            let reply = revoke(revocation, &request, violations, &mut lock(&state));
             if !answer(&mut stream, &revocation.operation, &state, reply).await {
                 return;
             }
@@ -525,10 +526,12 @@ fn is_for(operation: &tokenkit_codegen::model::Operation, request: &Request) -> 
 
 /// A token revocation (RFC 7009): the token the mapping names, revoked with its family where
 /// the provider issued it; `200` with an empty body either way, `400` when no token came. A
-/// queued reply answers instead (and revokes nothing).
+/// queued reply answers instead (and revokes nothing); a request that breaks the spec gets
+/// `422`, unless the mock is lenient.
 fn revoke(
     revocation: &tokenkit_codegen::model::Revocation,
     request: &Request,
+    violations: Vec<String>,
     state: &mut State,
 ) -> Reply {
     use tokenkit_codegen::model::{FillSource, GrantArg};
@@ -553,11 +556,15 @@ fn revoke(
             .ok()
             .and_then(|body| body.get(field)?.as_str().map(str::to_owned))
     };
+    let refused = (!state.lenient && !violations.is_empty()).then(|| problem(&violations));
     if !state.quiet {
         state.recorded.push(Recorded {
             request: request.clone(),
-            violations: Vec::new(),
+            violations,
         });
+    }
+    if let Some(refused) = refused {
+        return refused;
     }
     if let Some(queued) = state.queued.pop_front() {
         return queued;

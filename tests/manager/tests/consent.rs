@@ -323,6 +323,18 @@ async fn a_removal_revokes_at_the_provider_first_and_removes_whatever_it_answers
         ]
     );
     assert!(revokes[0].contains(&("token".to_owned(), family)));
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+    // The mock holds revocations to the spec too: one without the client's credentials is
+    // refused, and revokes nothing.
+    let before = mock.authority_stats().revoked;
+    let loose = browser()
+        .post(format!("{}/oauth2/revoke", mock.base_url()))
+        .form(&[("token", mock.new_family().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(loose.status(), 422);
+    assert_eq!(mock.authority_stats().revoked, before);
 
     // Easyship's spec maps no revocation: nothing is sent, the connection is removed.
     let (easy, _) = tokenkit_manager_tests::one_time_provider(3600, Duration::ZERO).await;
