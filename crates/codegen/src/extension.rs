@@ -502,6 +502,24 @@ fn status_text<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Err
     }
 }
 
+/// `value`, the extension at `at`, read as a `T`; an error points inside it and calls it the
+/// `what` mapping.
+fn mapping_at<T: serde::de::DeserializeOwned>(
+    file: &str,
+    at: &str,
+    value: &Value,
+    what: &str,
+) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = crate::read::path_pointer(e.path());
+        SpecError::new(
+            file,
+            &format!("{at}{inner}"),
+            format!("invalid {what} mapping: {}", e.inner()),
+        )
+    })
+}
+
 /// Reads `x-token-grant` from a grant operation's extensions, locating any error inside it.
 pub fn read_grant(
     file: &str,
@@ -510,14 +528,7 @@ pub fn read_grant(
 ) -> Result<TokenGrant, SpecError> {
     let at = crate::pointer::join(operation_pointer, GRANT_KEY);
     let value = extensions.get(GRANT_KEY).unwrap_or(&Value::Null);
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = crate::read::path_pointer(e.path());
-        SpecError::new(
-            file,
-            &format!("{at}{inner}"),
-            format!("invalid grant mapping: {}", e.inner()),
-        )
-    })
+    mapping_at(file, &at, value, "grant")
 }
 
 /// Reads `x-token-revoke` from an operation's extensions, locating any error inside it.
@@ -528,15 +539,8 @@ pub fn read_revoke(
 ) -> Result<TokenRevoke, SpecError> {
     let at = crate::pointer::join(operation_pointer, REVOKE_KEY);
     let value = extensions.get(REVOKE_KEY).unwrap_or(&Value::Null);
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = crate::read::path_pointer(e.path());
-        SpecError::new(
-            file,
-            &format!("{at}{inner}"),
-            format!("invalid revocation mapping: {}", e.inner()),
-        )
-        .hint("`x-token-revoke: {token: /token, token-type-hint: /token_type_hint}`")
-    })
+    mapping_at(file, &at, value, "revocation")
+        .map_err(|e| e.hint("`x-token-revoke: {token: /token, token-type-hint: /token_type_hint}`"))
 }
 
 /// Reads the extension from an operation's extensions, locating any error inside it.
@@ -554,14 +558,7 @@ pub fn read(
         )
         .hint("add the token mapping extension; see README.md, \"The token mapping\"")
     })?;
-    let mapping: TokenRefresh = serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = crate::read::path_pointer(e.path());
-        SpecError::new(
-            file,
-            &format!("{at}{inner}"),
-            format!("invalid token mapping: {}", e.inner()),
-        )
-    })?;
+    let mapping: TokenRefresh = mapping_at(file, &at, value, "token")?;
     let request = &mapping.request;
     if request.refresh_token.is_some() == request.access_token.is_some() {
         return Err(SpecError::new(

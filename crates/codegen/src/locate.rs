@@ -90,6 +90,25 @@ impl TokenExtension for TokenRevoke {
     }
 }
 
+impl<'s, E> Found<'s, E> {
+    /// Operation `op` at `pointer`, named by `id`, with its extension read.
+    fn new(
+        id: String,
+        (pointer, method, path, op): (String, String, String, &'s OaOperation),
+        ext: E,
+    ) -> Self {
+        Self {
+            name: crate::names::pascal(&id),
+            id,
+            pointer,
+            method,
+            path,
+            op,
+            ext,
+        }
+    }
+}
+
 impl<E: TokenExtension> Found<'_, E> {
     /// Where this operation's extension is.
     pub(crate) fn ext_at(&self) -> String {
@@ -139,15 +158,7 @@ fn refresh_of<'s>(
             "refresh".to_owned()
         }
     };
-    Some(Found {
-        name: crate::names::pascal(&id),
-        id,
-        pointer,
-        method,
-        path,
-        op,
-        ext: ext.ok()?,
-    })
+    Some(Found::new(id, (pointer, method, path, op), ext.ok()?))
 }
 
 /// Every operation that carries the extension `key`: its pointer, method (upper case), path
@@ -190,15 +201,7 @@ fn named<'s, E>(
         );
         return None;
     };
-    Some(Found {
-        name: crate::names::pascal(&id),
-        id,
-        pointer,
-        method,
-        path,
-        op,
-        ext,
-    })
+    Some(Found::new(id, (pointer, method, path, op), ext))
 }
 
 /// The operations with `x-token-grant`, each with its mapping read.

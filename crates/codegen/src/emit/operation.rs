@@ -203,6 +203,28 @@ pub(super) struct GrantOps {
     pub(super) inits: Vec<TokenStream>,
 }
 
+impl GrantOps {
+    /// Builds endpoint `field` of the operation `constant` from a clone of the builder's
+    /// connection, set up by `setup`, its secrets scrubbed, and puts it in `Client`.
+    fn endpoint(
+        &mut self,
+        field: &Ident,
+        constant: &Ident,
+        setup: &[TokenStream],
+        scrubs: &[TokenStream],
+    ) {
+        self.builds.push(quote! {
+            let #field = {
+                let mut endpoint = support::Endpoint::new(self.connection.clone(), &#constant)?;
+                #(#setup)*
+                #(#scrubs)*
+                endpoint
+            };
+        });
+        self.inits.push(quote!(#field,));
+    }
+}
+
 /// How an operation's body is written.
 fn encoding(op: &Operation) -> TokenStream {
     match &op.body {
@@ -252,15 +274,7 @@ pub(super) fn grant_operations(
             #field: support::Endpoint,
         });
         let setup = endpoint_setup(op, g.auth.as_ref(), &[], config, idents);
-        out.builds.push(quote! {
-            let #field = {
-                let mut endpoint = support::Endpoint::new(self.connection.clone(), &#constant)?;
-                #(#setup)*
-                #(#scrubs)*
-                endpoint
-            };
-        });
-        out.inits.push(quote!(#field,));
+        out.endpoint(&field, &constant, &setup, scrubs);
         let op_fn = ident(&operation_fn(&op.id));
         let sends = match &op.body {
             Some(_) => "Sends `body` as it is",
@@ -370,15 +384,12 @@ pub(super) fn revocation(
         revoke_endpoint: support::Endpoint,
     });
     let setup = endpoint_setup(op, revocation.auth.as_ref(), &[], config, idents);
-    out.builds.push(quote! {
-        let revoke_endpoint = {
-            let mut endpoint = support::Endpoint::new(self.connection.clone(), &REVOKE_OPERATION)?;
-            #(#setup)*
-            #(#scrubs)*
-            endpoint
-        };
-    });
-    out.inits.push(quote!(revoke_endpoint,));
+    out.endpoint(
+        &ident("revoke_endpoint"),
+        &ident("REVOKE_OPERATION"),
+        &setup,
+        scrubs,
+    );
 }
 
 /// The statement that puts a parameter's value in its place, at build time. A secret's value is
