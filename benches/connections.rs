@@ -38,6 +38,7 @@ fn set(refresh: &str, dies_in: Duration) -> TokenSet {
         extras: Default::default(),
         origin: Some(tokenkit::Origin::Application),
         issuer: None,
+        values: Default::default(),
     }
 }
 

@@ -76,6 +76,7 @@ fn request_layer(c: &mut Criterion) {
                 extras: Default::default(),
                 origin: None,
                 issuer: None,
+                values: Default::default(),
             })
             .await
             .unwrap();

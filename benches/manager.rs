@@ -33,6 +33,7 @@ fn tokens(refresh: &str, expires_in: Duration) -> TokenSet {
         extras: Default::default(),
         origin: None,
         issuer: None,
+        values: Default::default(),
     }
 }
 

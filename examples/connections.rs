@@ -50,6 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 extras: Default::default(),
                 origin: Some(Origin::Application),
                 issuer: None,
+                values: Default::default(),
             },
         )
         .await?;

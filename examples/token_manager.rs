@@ -43,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             extras: Default::default(),
             origin: None,
             issuer: None,
+            values: Default::default(),
         })
         .await?;
 

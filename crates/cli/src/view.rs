@@ -60,6 +60,7 @@ pub fn json_of(key: &str, set: &Stored, now: SystemTime) -> Value {
         "state": state(set, now),
         "sealed_with": set.sealed_with(),
         "issuer": set.tokens.issuer,
+        "values": set.tokens.values,
         "token_type": set.tokens.token_type,
         "has_refresh_token": set.tokens.refresh_token.is_some(),
         "access_token_expires_at": unix(set.tokens.expires_at),

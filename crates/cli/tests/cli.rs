@@ -31,6 +31,7 @@ fn sentinel_set(i: usize, refresh_left: Duration) -> TokenSet {
     set.refresh_expires_at = Some(SystemTime::now() + refresh_left);
     set.extras
         .insert("id_token".to_owned(), "SENTINEL-ID".into());
+    set.values = tokenkit::ConnectionValues::new().with("tenant", format!("tenant-{i}"));
     set
 }
 
@@ -93,6 +94,12 @@ async fn an_operator_lists_shows_exports_removes_and_moves_connections() {
     assert_eq!(shown["state"], "dead");
     assert_eq!(shown["last_report"]["what"], "dead");
     assert_eq!(shown["has_refresh_token"], true);
+    assert!(
+        shown["values"]["tenant"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("tenant-")),
+        "the connection's values show: {shown}"
+    );
 
     let (ok, exported) = tokenkit(&[&url, "export"]);
     assert!(ok);

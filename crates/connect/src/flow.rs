@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokenkit::{AuthorizationState, CodeExchange, ConsentRequest, PkceVerifier};
+use tokenkit::{
+    AuthorizationState, CodeExchange, ConnectionValues, ConsentRequest, PkceVerifier, Variable,
+};
 
 type Digest32 = [u8; 32];
 
@@ -22,9 +24,12 @@ pub(crate) struct Pending {
 }
 
 /// What a link was made for.
+#[derive(Clone)]
 struct Link {
     provider: String,
     connection: String,
+    /// The connection's values the application gave; the customer's answers join them.
+    values: ConnectionValues,
     return_url: url::Url,
     expires: Instant,
 }
@@ -33,6 +38,7 @@ struct Link {
 struct Consent {
     provider: String,
     connection: String,
+    values: ConnectionValues,
     return_url: url::Url,
     /// The SHA-256 of the cookie value of the browser that opened the link.
     browser: Digest32,
@@ -71,6 +77,30 @@ impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Opened { .. }")
     }
+}
+
+/// What opening a link (or answering its page) leads to.
+#[derive(Debug)]
+pub enum Opening {
+    /// The consent started: redirect the browser.
+    Consent(Opened),
+    /// The provider needs values the link did not carry: show the page that asks for them
+    /// and `POST` its answers back to the link ([`Connect::submit`]).
+    Ask(ValuesForm),
+}
+
+/// The page that asks the customer for a connection's values (a tenant's subdomain, a
+/// region), as [`ConnectBuilder::ask_for`](crate::ConnectBuilder::ask_for) set it up.
+#[derive(Clone, Debug)]
+pub struct ValuesForm {
+    /// The provider's name, as registered.
+    pub provider: String,
+    /// What to ask, in the spec's order.
+    pub fields: Vec<Variable>,
+    /// The values given so far (the link's, or the customer's last answers).
+    pub given: ConnectionValues,
+    /// Why the last answers were refused.
+    pub error: Option<String>,
 }
 
 /// The callback's query, as the provider sent it.
@@ -136,17 +166,35 @@ impl Connect {
         connection: &str,
         return_url: &str,
     ) -> Result<String, ConnectError> {
+        self.link_with(name, connection, &ConnectionValues::new(), return_url)
+    }
+
+    /// [`Connect::link`] for a connection with its own `values` (the customer's tenant, its
+    /// region: the provider's server variables), which its consent and its requests use and
+    /// which are stored with it. Refused now where the provider's spec does not take them (a
+    /// name it does not declare, a value that would change the host or the path).
+    pub fn link_with(
+        &self,
+        name: &str,
+        connection: &str,
+        values: &ConnectionValues,
+        return_url: &str,
+    ) -> Result<String, ConnectError> {
         let inner = &self.inner;
-        inner.provider(name)?;
+        let provider = inner.provider(name)?;
         let return_url = url::Url::parse(return_url)
             .ok()
             .filter(|url| inner.allowed.iter().any(|a| allows(a, url)))
             .ok_or(ConnectError::ReturnUrlNotAllowed)?;
+        if !values.is_empty() {
+            provider.pool.check_values(values)?;
+        }
         let id = random(32)?;
         let now = Instant::now();
         let link = Link {
             provider: name.to_owned(),
             connection: connection.to_owned(),
+            values: values.clone(),
             return_url,
             expires: now + inner.config.link_lifetime,
         };
@@ -156,9 +204,104 @@ impl Connect {
         Ok(inner.endpoint(&format!("link/{id}")))
     }
 
-    /// Opens link `id` (once): starts the consent and answers the redirect to the provider
-    /// with the cookie that binds it to this browser.
-    pub fn open(&self, id: &str) -> Result<Opened, ConnectError> {
+    /// Opens link `id`: starts the consent (once: the link is used up) and answers the
+    /// redirect to the provider with the cookie that binds it to this browser; or, where the
+    /// provider asks for values the link did not carry, the page that asks for them (the link
+    /// stays usable until it is answered or expires). A connection the store holds keeps its
+    /// stored values and is asked nothing.
+    pub async fn open(&self, id: &str) -> Result<Opening, ConnectError> {
+        let link = self.inner.peek(id)?;
+        let values = self
+            .settled_values(&link, link.values.clone(), false)
+            .await?;
+        match values {
+            Settled::Ready(values) => self.start(id, values).map(Opening::Consent),
+            Settled::Ask(given) => Ok(Opening::Ask(self.inner.form(&link, given, None)?)),
+        }
+    }
+
+    /// The customer's answers to link `id`'s page (the form's fields, by name): only the
+    /// variables the page asks for are read, each checked as the client's builder checks
+    /// its own. Answers that are refused, or missing where a variable has no default, get
+    /// the page again with the reason.
+    pub async fn submit(
+        &self,
+        id: &str,
+        answers: &[(String, String)],
+    ) -> Result<Opening, ConnectError> {
+        let inner = &self.inner;
+        let link = inner.peek(id)?;
+        let provider = inner.provider(&link.provider)?;
+        let mut values = link.values.clone();
+        for name in &provider.asks {
+            let answer = answers
+                .iter()
+                .find(|(field, _)| field == name)
+                .map(|(_, value)| value.trim())
+                .filter(|value| !value.is_empty());
+            if let Some(answer) = answer {
+                values.insert(name.as_str(), answer);
+            }
+        }
+        let values = match self.settled_values(&link, values, true).await? {
+            Settled::Ready(values) => values,
+            Settled::Ask(given) => {
+                let error = Some("a value the provider needs is missing".to_owned());
+                return Ok(Opening::Ask(inner.form(&link, given, error)?));
+            }
+        };
+        if let Err(e) = provider.pool.check_values(&values) {
+            let reason = match e {
+                ConnectError::Values(reason) => reason,
+                other => return Err(other),
+            };
+            return Ok(Opening::Ask(inner.form(&link, values, Some(reason))?));
+        }
+        self.start(id, values).map(Opening::Consent)
+    }
+
+    /// The values `link`'s consent goes with: the stored connection's (a reconnect, which
+    /// asks nothing and may not change them), else `given` once it holds every variable the
+    /// provider asks for (once `answered`, every one without a default).
+    async fn settled_values(
+        &self,
+        link: &Link,
+        given: ConnectionValues,
+        answered: bool,
+    ) -> Result<Settled, ConnectError> {
+        let provider = self.inner.provider(&link.provider)?;
+        if !provider.pool.variables().is_empty() {
+            let stored = provider
+                .pool
+                .stored_values(link.connection.clone())
+                .await
+                .map_err(ConnectError::Pool)?;
+            if let Some(stored) = stored {
+                if !link.values.is_empty() && link.values != stored {
+                    return Err(ConnectError::Values(
+                        "the connection is stored with other values; disconnect it before connecting it with new ones".into(),
+                    ));
+                }
+                return Ok(Settled::Ready(stored));
+            }
+        }
+        let declared = provider.pool.variables();
+        let missing = provider.asks.iter().any(|name| {
+            given.get(name).is_none()
+                && (!answered
+                    || declared
+                        .iter()
+                        .any(|v| v.name == name.as_str() && v.required()))
+        });
+        Ok(if missing {
+            Settled::Ask(given)
+        } else {
+            Settled::Ready(given)
+        })
+    }
+
+    /// Uses up link `id` and starts its consent with `values`.
+    fn start(&self, id: &str, values: ConnectionValues) -> Result<Opened, ConnectError> {
         let inner = &self.inner;
         let now = Instant::now();
         let link = inner
@@ -178,12 +321,15 @@ impl Connect {
         let challenge = verifier.as_ref().map(PkceVerifier::challenge);
         let scopes: Vec<&str> = provider.scopes.iter().map(String::as_str).collect();
         let redirect_uri = inner.endpoint("callback");
-        let location = provider.pool.consent_url(&ConsentRequest {
-            redirect_uri: &redirect_uri,
-            scopes: &scopes,
-            state: &state,
-            challenge: challenge.as_ref(),
-        })?;
+        let location = provider.pool.consent_url(
+            &values,
+            &ConsentRequest {
+                redirect_uri: &redirect_uri,
+                scopes: &scopes,
+                state: &state,
+                challenge: challenge.as_ref(),
+            },
+        )?;
         let issuer = match &provider.issuer {
             Some(issuer) => issuer.clone(),
             None => url::Url::parse(&location)
@@ -195,6 +341,7 @@ impl Connect {
         let consent = Consent {
             provider: link.provider,
             connection: link.connection,
+            values,
             return_url: link.return_url,
             browser: digest(&browser),
             verifier,
@@ -281,6 +428,7 @@ impl Connect {
             Arc::clone(&self.inner),
             consent.provider.clone(),
             consent.connection.clone(),
+            consent.values.clone(),
             exchange,
         ));
         let outcome = match task.await {
@@ -294,18 +442,27 @@ impl Connect {
     }
 }
 
+/// Where a link's values stand.
+enum Settled {
+    /// Complete: start the consent with them.
+    Ready(ConnectionValues),
+    /// The page must ask for more; these are given so far.
+    Ask(ConnectionValues),
+}
+
 /// Exchanges the code and says so: `connected` or `reconnected`, or `None` (failed).
 async fn exchanged(
     pool: Arc<dyn crate::Connector>,
     inner: Arc<Inner>,
     provider: String,
     connection: String,
+    values: ConnectionValues,
     exchange: CodeExchange,
 ) -> Option<&'static str> {
     let held = pool.is_stored(connection.clone()).await;
     let result = match held {
         Ok(held) => pool
-            .exchange(connection.clone(), exchange)
+            .exchange(connection.clone(), values, exchange)
             .await
             .map(|()| held),
         Err(e) => Err(e),
@@ -339,6 +496,39 @@ async fn exchanged(
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Link `id`, left in place (it is used up when its consent starts).
+    fn peek(&self, id: &str) -> Result<Link, ConnectError> {
+        let now = Instant::now();
+        self.lock()
+            .links
+            .get(&digest(id))
+            .filter(|l| l.expires > now)
+            .cloned()
+            .ok_or(ConnectError::Link)
+    }
+
+    /// The page asking for what `link`'s provider asks, with `given` filled in.
+    fn form(
+        &self,
+        link: &Link,
+        given: ConnectionValues,
+        error: Option<String>,
+    ) -> Result<ValuesForm, ConnectError> {
+        let provider = self.provider(&link.provider)?;
+        let declared = provider.pool.variables();
+        let fields = provider
+            .asks
+            .iter()
+            .filter_map(|name| declared.iter().find(|v| v.name == name.as_str()).copied())
+            .collect();
+        Ok(ValuesForm {
+            provider: link.provider.clone(),
+            fields,
+            given,
+            error,
+        })
     }
 
     /// The `Set-Cookie` value of consent `state`'s cookie: only over HTTPS where the base

@@ -19,6 +19,12 @@
 //! [`Connect::disconnect`] revokes a connection's tokens at the provider (where its spec maps
 //! `x-token-revoke`) and removes it.
 //!
+//! A provider on a per-customer host takes a connection's own values (its tenant, its region:
+//! the spec's server variables): [`Connect::link_with`] carries them, or
+//! [`ConnectBuilder::ask_for`] makes the link ask the customer on a page of its own. They are
+//! checked as the client's builder checks its own and stored with the connection; a
+//! reconnect keeps them.
+//!
 //! ```no_run
 //! # async fn demo(pool: tokenkit::TokenPool<tokenkit_easyship::Client, tokenkit::MemoryStore>) -> Result<(), tokenkit_connect::ConnectError> {
 //! use tokenkit_connect::{Connect, ConnectConfig};
@@ -37,13 +43,16 @@ mod flow;
 #[cfg(feature = "axum")]
 mod router;
 
-pub use flow::{CallbackParams, Finished, Opened};
+pub use flow::{CallbackParams, Finished, Opened, Opening, ValuesForm};
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokenkit::{BoxFuture, CodeExchange, ConsentRequest, ManagerError, RefreshClient, TokenPool};
+use tokenkit::{
+    BoxFuture, CodeExchange, ConnectionValues, ConsentRequest, ManagerError, RefreshClient,
+    TokenPool, Variable,
+};
 use tokio::sync::broadcast;
 
 /// Where the router is served and where customers may be sent back.
@@ -150,6 +159,10 @@ pub enum ConnectError {
     Callback,
     /// The consent URL could not be built.
     Consent(tokenkit::BuildError),
+    /// The connection's values are refused: the provider's spec does not take them (a name it
+    /// does not declare, a value that would change the host), or the connection is stored
+    /// with other ones.
+    Values(String),
     /// The pool failed.
     Pool(ManagerError),
 }
@@ -168,6 +181,7 @@ impl fmt::Display for ConnectError {
                 "the callback does not belong to a consent this browser started (unknown, used or expired)",
             ),
             Self::Consent(e) => write!(f, "cannot build the consent URL: {e}"),
+            Self::Values(why) => write!(f, "the connection's values are refused: {why}"),
             Self::Pool(e) => write!(f, "the pool failed: {e}"),
         }
     }
@@ -177,12 +191,25 @@ impl std::error::Error for ConnectError {}
 
 /// What the connect flow asks of a pool, whatever its client and store.
 trait Connector: Send + Sync {
-    fn consent_url(&self, request: &ConsentRequest<'_>) -> Result<String, ConnectError>;
+    fn consent_url(
+        &self,
+        values: &ConnectionValues,
+        request: &ConsentRequest<'_>,
+    ) -> Result<String, ConnectError>;
     fn sends_pkce_verifier(&self) -> bool;
+    /// The server variables a connection may set.
+    fn variables(&self) -> &'static [Variable];
+    /// Refuses values the client's spec does not take.
+    fn check_values(&self, values: &ConnectionValues) -> Result<(), ConnectError>;
+    fn stored_values(
+        &self,
+        connection: String,
+    ) -> BoxFuture<'static, Result<Option<ConnectionValues>, ManagerError>>;
     fn is_stored(&self, connection: String) -> BoxFuture<'static, Result<bool, ManagerError>>;
     fn exchange(
         &self,
         connection: String,
+        values: ConnectionValues,
         exchange: CodeExchange,
     ) -> BoxFuture<'static, Result<(), ManagerError>>;
     fn remove(
@@ -196,12 +223,33 @@ where
     C: RefreshClient + 'static,
     S: tokenkit::TokenStore + 'static,
 {
-    fn consent_url(&self, request: &ConsentRequest<'_>) -> Result<String, ConnectError> {
-        let grants = self.client().grants().ok_or(ConnectError::NoConsentFlow)?;
+    fn consent_url(
+        &self,
+        values: &ConnectionValues,
+        request: &ConsentRequest<'_>,
+    ) -> Result<String, ConnectError> {
+        let client = self.client_with(values).map_err(values_refused)?;
+        let grants = client.grants().ok_or(ConnectError::NoConsentFlow)?;
         grants
             .consent_url(request)
             .ok_or(ConnectError::NoConsentFlow)?
             .map_err(ConnectError::Consent)
+    }
+
+    fn variables(&self) -> &'static [Variable] {
+        self.client().variables()
+    }
+
+    fn check_values(&self, values: &ConnectionValues) -> Result<(), ConnectError> {
+        self.client_with(values).map(drop).map_err(values_refused)
+    }
+
+    fn stored_values(
+        &self,
+        connection: String,
+    ) -> BoxFuture<'static, Result<Option<ConnectionValues>, ManagerError>> {
+        let pool = self.clone();
+        Box::pin(async move { pool.stored_values(&connection).await })
     }
 
     fn sends_pkce_verifier(&self) -> bool {
@@ -218,10 +266,19 @@ where
     fn exchange(
         &self,
         connection: String,
+        values: ConnectionValues,
         exchange: CodeExchange,
     ) -> BoxFuture<'static, Result<(), ManagerError>> {
         let pool = self.clone();
-        Box::pin(async move { pool.seed_from_code(&connection, &exchange).await.map(drop) })
+        Box::pin(async move {
+            if values.is_empty() {
+                pool.seed_from_code(&connection, &exchange).await.map(drop)
+            } else {
+                pool.seed_from_code_with(&connection, &values, &exchange)
+                    .await
+                    .map(drop)
+            }
+        })
     }
 
     fn remove(
@@ -233,12 +290,23 @@ where
     }
 }
 
+/// The reason a pool gave for refusing values.
+fn values_refused(e: ManagerError) -> ConnectError {
+    match e {
+        ManagerError::Values(e) => ConnectError::Values(e.reason),
+        other => ConnectError::Pool(other),
+    }
+}
+
 /// One registered provider.
 struct Provider {
     pool: Arc<dyn Connector>,
     scopes: Vec<String>,
     /// The issuer a redirect's `iss` must name; `None`: the consent URL's origin.
     issuer: Option<String>,
+    /// The server variables the connect page asks the customer for, where a link did not
+    /// carry them (names, as [`ConnectBuilder::ask_for`] got them; checked by `build`).
+    asks: Vec<String>,
 }
 
 /// The connect flow over one or more pools (see the crate docs). Cheap to clone; clones share
@@ -288,6 +356,7 @@ impl ConnectBuilder {
             pool: Arc::new(pool),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             issuer: None,
+            asks: Vec::new(),
         };
         self.providers.insert(name.to_owned(), provider);
         self
@@ -302,9 +371,34 @@ impl ConnectBuilder {
         self
     }
 
+    /// Makes the connect page ask the customer for provider `name`'s server `variables` (a
+    /// tenant's subdomain, a region: names as the spec's server URL writes them) where a link
+    /// does not carry them, for a pool that serves many tenants. The answers are checked as
+    /// the client's builder checks its own and stored with the connection; a reconnect uses
+    /// the stored ones and asks nothing.
+    pub fn ask_for(mut self, name: &str, variables: &[&str]) -> Self {
+        if let Some(provider) = self.providers.get_mut(name) {
+            provider.asks = variables.iter().map(|v| (*v).to_owned()).collect();
+        }
+        self
+    }
+
     /// The flow; the base URL and every allowed return URL must be absolute `https://` URLs
-    /// (`http://` only on loopback, for development).
+    /// (`http://` only on loopback, for development), and every variable
+    /// [`ConnectBuilder::ask_for`] names must be one the provider's spec declares.
     pub fn build(self) -> Result<Connect, ConnectError> {
+        for (name, provider) in &self.providers {
+            let declared = provider.pool.variables();
+            if let Some(unknown) = provider
+                .asks
+                .iter()
+                .find(|a| !declared.iter().any(|v| v.name == a.as_str()))
+            {
+                return Err(ConnectError::Config(format!(
+                    "{name}'s spec declares no server variable {unknown:?} to ask for"
+                )));
+            }
+        }
         let base = absolute(&self.config.base_url)?;
         let allowed = self
             .config

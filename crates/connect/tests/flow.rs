@@ -7,9 +7,10 @@
 //! consent page, back to the application; screenshots in `target/browser-screenshots`.
 
 use std::time::Duration;
+use tokenkit::ConnectionValues;
 use tokenkit::reqwest;
 use tokenkit::{MemoryStore, PoolConfig, TokenPool, TokenStore};
-use tokenkit_connect::{Connect, ConnectConfig, ConnectError, ConnectEvent, FailReason};
+use tokenkit_connect::{Connect, ConnectConfig, ConnectError, ConnectEvent, FailReason, Opening};
 use tokenkit_manager_tests::{wait_for, workspace};
 use tokenkit_mock::MockServer;
 
@@ -50,19 +51,45 @@ fn tenant_pool(
     TokenPool::new(client, store.clone(), PoolConfig::default()).unwrap()
 }
 
+/// A pool whose connections each carry their own tenant and region: its requests go to
+/// `{tenant}.auth.tenantbank.example` (acme's resolves to the mock, over plain http on
+/// 127.0.0.1), its consent to the mock's `/{region}/authorize`.
+fn many_tenants_pool(
+    mock: &MockServer,
+    store: &MemoryStore,
+) -> TokenPool<tokenkit_tenantbank::Client, MemoryStore> {
+    let client = tokenkit_manager_tests::many_tenants(&[("acme", mock)])
+        .authorization_endpoint(format!("{}/{{region}}/authorize", mock.issuer()))
+        .build()
+        .unwrap();
+    TokenPool::new(client, store.clone(), PoolConfig::default()).unwrap()
+}
+
 async fn app_with(config: impl FnOnce(&mut ConnectConfig), delay: Duration) -> App {
+    app_of(config, delay, false).await
+}
+
+/// The application over one Tenantbank pool: one tenant's (the builder's), or, with
+/// `tenants`, one whose customers each give their tenant and region on the connect page.
+async fn app_of(config: impl FnOnce(&mut ConnectConfig), delay: Duration, tenants: bool) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let (mock, endpoint) = tenant_mock(delay).await;
     let store = MemoryStore::new();
-    let pool = tenant_pool(&mock, &endpoint, "tenant-client", &store);
+    let pool = if tenants {
+        many_tenants_pool(&mock, &store)
+    } else {
+        tenant_pool(&mock, &endpoint, "tenant-client", &store)
+    };
     let back = format!("{origin}/app/settings");
     let mut settings = ConnectConfig::new(format!("{origin}/connect"), [format!("{origin}/app")]);
     config(&mut settings);
-    let connect = Connect::builder(settings)
-        .provider("tenantbank", pool.clone(), &["offline_access"])
-        .build()
-        .unwrap();
+    let mut connect =
+        Connect::builder(settings).provider("tenantbank", pool.clone(), &["offline_access"]);
+    if tenants {
+        connect = connect.ask_for("tenantbank", &["tenant", "region"]);
+    }
+    let connect = connect.build().unwrap();
     mock.register_redirect_uri(&connect.redirect_uri());
     let router = axum::Router::new()
         .nest("/connect", connect.router())
@@ -150,6 +177,22 @@ impl Browser {
             .get("location")
             .map(|l| l.to_str().unwrap().to_owned());
         (response.status().as_u16(), location)
+    }
+
+    /// POSTs `form` to `url` (a connect page's answers): the status, the `Location` and the
+    /// page, keeping any cookie set.
+    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> (u16, Option<String>, String) {
+        let response = http().post(url).form(form).send().await.unwrap();
+        for set in response.headers().get_all("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            self.cookies.push(pair);
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        let status = response.status().as_u16();
+        (status, location, response.text().await.unwrap())
     }
 
     /// Opens the connect link and answers `decision` at the provider: the callback URL the
@@ -408,7 +451,10 @@ async fn a_denial_a_mix_up_and_another_client_s_code_store_nothing() {
         .build()
         .unwrap();
         let link = other.link("tenantbank", "x", &app.back).unwrap();
-        let opened = other.open(link.rsplit('/').next().unwrap()).unwrap();
+        let Opening::Consent(opened) = other.open(link.rsplit('/').next().unwrap()).await.unwrap()
+        else {
+            panic!("a consent, not a page");
+        };
         param(&consent_at(&opened.location, "approve").await, "code")
     };
     let url = url::Url::parse(&callback).unwrap();
@@ -541,4 +587,197 @@ async fn in_a_real_browser_a_customer_approves_then_denies() {
     assert_eq!(app.mock.authority_stats().revoked, 1, "revoked at the mock");
     let stats = app.mock.consent_stats();
     assert_eq!((stats.approved, stats.denied, stats.exchanged), (1, 1, 1));
+}
+
+/// The value of `name`'s field on a connect page, where it is an `<input>`.
+fn has_field(page: &str, name: &str) -> bool {
+    page.contains(&format!("name=\"{name}\""))
+}
+
+#[tokio::test]
+async fn a_customer_gives_their_tenant_on_the_connect_page_and_a_reconnect_asks_nothing() {
+    let mut app = app_of(|_| {}, Duration::ZERO, true).await;
+    let mut browser = Browser::default();
+    let link = app.connect.link("tenantbank", "t-1", &app.back).unwrap();
+    let page = http().get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        has_field(&page, "tenant") && has_field(&page, "region"),
+        "{page}"
+    );
+    assert!(page.contains("<option value=\"eu\" selected>"), "{page}");
+    assert!(!has_field(&page, "version"), "only what the page asks for");
+    assert!(app.mock.requests().is_empty());
+
+    let (status, consent, _) = browser
+        .post(&link, &[("tenant", "acme"), ("region", "eu")])
+        .await;
+    assert_eq!(status, 303);
+    let consent = consent.unwrap();
+    assert!(consent.starts_with(&app.endpoint), "{consent}");
+    let callback = consent_at(&consent, "approve").await;
+    let (_, location) = browser.get(&callback).await;
+    assert_eq!(outcome(&location.unwrap()), "connected");
+    assert!(matches!(
+        next_event(&mut app).await,
+        ConnectEvent::Connected { .. }
+    ));
+    let values = ConnectionValues::new()
+        .with("tenant", "acme")
+        .with("region", "eu");
+    assert_eq!(
+        app.pool.stored_values("t-1").await.unwrap(),
+        Some(values.clone())
+    );
+    app.pool.force_refresh("t-1").await.unwrap();
+    assert_eq!(app.mock.authority_stats().refreshes, 1, "at acme's host");
+
+    // A reconnect keeps the stored values: no page, straight to the consent.
+    let link = app.connect.link("tenantbank", "t-1", &app.back).unwrap();
+    let (status, consent) = browser.get(&link).await;
+    assert_eq!(status, 303);
+    let callback = consent_at(&consent.unwrap(), "approve").await;
+    let (_, location) = browser.get(&callback).await;
+    assert_eq!(outcome(&location.unwrap()), "reconnected");
+    assert_eq!(
+        app.pool.stored_values("t-1").await.unwrap(),
+        Some(values.clone())
+    );
+    // Nor may a link change them while the connection is stored.
+    let other = ConnectionValues::new().with("tenant", "globex");
+    let link = app
+        .connect
+        .link_with("tenantbank", "t-1", &other, &app.back)
+        .unwrap();
+    let (status, location) = browser.get(&link).await;
+    assert_eq!((status, location), (400, None));
+}
+
+#[tokio::test]
+async fn a_tenant_value_that_tries_to_change_the_host_is_refused() {
+    let mut app = app_of(|_| {}, Duration::ZERO, true).await;
+    let hostile = ConnectionValues::new().with("tenant", "evil.example/x");
+    assert!(matches!(
+        app.connect
+            .link_with("tenantbank", "t-2", &hostile, &app.back),
+        Err(ConnectError::Values(_))
+    ));
+    let mut browser = Browser::default();
+    let link = app.connect.link("tenantbank", "t-2", &app.back).unwrap();
+    for (tenant, region) in [
+        ("evil.example#", "eu"),
+        ("evil.example/x", "eu"),
+        ("me@evil.example", "eu"),
+        ("evil.example:8443", "eu"),
+        ("acme", "mars"),
+        ("", "eu"),
+    ] {
+        let (status, location, page) = browser
+            .post(&link, &[("tenant", tenant), ("region", region)])
+            .await;
+        assert_eq!((status, location), (400, None), "{tenant:?} {region:?}");
+        assert!(page.contains("id=\"error\""), "{page}");
+        assert!(!page.contains("<script"), "answers are escaped: {page}");
+    }
+    assert!(browser.cookies.is_empty(), "no consent started");
+    assert!(app.mock.requests().is_empty(), "nothing reached any host");
+    // The link is still good for a correct answer; a variable the page does not ask for is
+    // not the customer's to set.
+    let (status, consent, _) = browser
+        .post(
+            &link,
+            &[("tenant", "acme"), ("region", "eu"), ("version", "v9")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let callback = consent_at(&consent.unwrap(), "approve").await;
+    let (_, location) = browser.get(&callback).await;
+    assert_eq!(outcome(&location.unwrap()), "connected");
+    assert!(matches!(
+        next_event(&mut app).await,
+        ConnectEvent::Connected { .. }
+    ));
+    let stored = app.pool.stored_values("t-2").await.unwrap().unwrap();
+    assert_eq!(stored.get("version"), None);
+    // Used up: the page cannot be answered again.
+    let (status, location, _) = browser
+        .post(&link, &[("tenant", "acme"), ("region", "eu")])
+        .await;
+    assert_eq!((status, location), (400, None));
+}
+
+#[tokio::test]
+async fn a_page_may_only_ask_for_variables_the_spec_declares() {
+    let spec = workspace().join("tests/fixtures/specs/tenantbank.yaml");
+    let mock = MockServer::start(tokenkit_mock::load(spec).unwrap())
+        .await
+        .unwrap();
+    let pool = many_tenants_pool(&mock, &MemoryStore::new());
+    let built = Connect::builder(ConnectConfig::new(
+        "http://127.0.0.1:1/connect",
+        ["http://127.0.0.1:1/app"],
+    ))
+    .provider("tenantbank", pool, &[])
+    .ask_for("tenantbank", &["tenant", "shard"])
+    .build();
+    assert!(matches!(built, Err(ConnectError::Config(why)) if why.contains("shard")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_a_customer_gives_their_tenant_and_connects() {
+    use tokenkit_manager_tests::webdriver::{ChromeDriver, screenshots};
+    let mut app = app_of(|_| {}, Duration::ZERO, true).await;
+    let driver = ChromeDriver::start().await;
+    let shots = screenshots();
+    let home = app.back.replace("/app/settings", "/app");
+    let browser = driver.session().await;
+    browser.goto(&home).await;
+    browser.click("#connect").await;
+    browser
+        .wait_for_url(&app.connect.redirect_uri().replace("/callback", "/link/"))
+        .await;
+    browser.type_into("#tenant", "evil.example#").await;
+    browser.click("#continue").await;
+    assert!(browser.text("#error").await.contains("tenant"));
+    browser
+        .screenshot(&shots.join("connect-tenant-1-refused.png"))
+        .await;
+    browser.type_into("#tenant", "acme").await;
+    browser
+        .screenshot(&shots.join("connect-tenant-2-values.png"))
+        .await;
+    browser.click("#continue").await;
+    browser.wait_for_url(&app.endpoint).await;
+    browser
+        .screenshot(&shots.join("connect-tenant-3-consent.png"))
+        .await;
+    browser.click("#approve").await;
+    browser.wait_for_url(&app.back).await;
+    let status = browser.text("#status").await;
+    browser
+        .screenshot(&shots.join("connect-tenant-4-result.png"))
+        .await;
+    browser.close().await;
+    assert_eq!(status, "connected");
+    assert!(matches!(
+        next_event(&mut app).await,
+        ConnectEvent::Connected { .. }
+    ));
+    assert_eq!(
+        app.pool.stored_values("acme-browser").await.unwrap(),
+        Some(
+            ConnectionValues::new()
+                .with("tenant", "acme")
+                .with("region", "eu")
+        )
+    );
+    app.pool.force_refresh("acme-browser").await.unwrap();
+    assert_eq!(app.mock.authority_stats().refreshes, 1);
+    let revocation = app.connect.disconnect("tenantbank", "acme-browser").await;
+    assert_eq!(
+        revocation.unwrap().refresh_token,
+        tokenkit::RevokeOutcome::Revoked
+    );
+    assert_eq!(app.mock.authority_stats().revoked, 1);
 }

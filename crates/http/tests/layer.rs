@@ -119,6 +119,7 @@ fn user_set(refresh_token: &str) -> TokenSet {
         extras: Default::default(),
         origin: Some(Origin::Application),
         issuer: None,
+        values: Default::default(),
     }
 }
 

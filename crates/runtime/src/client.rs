@@ -6,6 +6,7 @@ use crate::authorization::{ConsentRequest, PkceVerifier};
 use crate::error::{BuildError, RefreshError};
 use crate::secret::{RefreshToken, Secret};
 use crate::token::TokenSet;
+use crate::values::{ConnectionValues, Variable};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -111,6 +112,36 @@ pub trait RefreshClient: Send + Sync {
         let _ = (token, hint);
         None
     }
+
+    /// The server variables a connection may set with its own values (a customer's tenant,
+    /// its region), as the spec declares them; empty where the provider lives on one host.
+    fn variables(&self) -> &'static [Variable] {
+        &[]
+    }
+
+    /// The connection values this client was built with ([`RefreshClient::with_values`]);
+    /// none for a client configured once. The token manager records them with every set it
+    /// stores and refuses a stored set made with other values.
+    fn values(&self) -> &ConnectionValues {
+        ConnectionValues::none()
+    }
+
+    /// This client for a connection with its own `values`: each replaces the builder's value
+    /// of that server variable and is checked as the builder checks its own (a value that would
+    /// change the host or the path, a name the spec does not declare, a value off a variable's
+    /// list: refused). A pool calls it for every connection that carries values. Clients
+    /// without server variables, and `Arc` or `Box` around a client, refuse every value.
+    fn with_values(&self, values: &ConnectionValues) -> Result<Self, BuildError>
+    where
+        Self: Sized,
+    {
+        Err(match values.iter().next() {
+            Some((name, _)) => crate::support::unknown_variable(name, self.variables()),
+            None => BuildError {
+                reason: "this client cannot be rebuilt for a connection's values".into(),
+            },
+        })
+    }
 }
 
 macro_rules! forward_refresh_client {
@@ -157,6 +188,23 @@ macro_rules! forward_refresh_client {
                 hint: TokenTypeHint,
             ) -> Option<BoxFuture<'a, Result<(), RefreshError>>> {
                 (**self).revoke(token, hint)
+            }
+
+            fn variables(&self) -> &'static [Variable] {
+                (**self).variables()
+            }
+
+            fn values(&self) -> &ConnectionValues {
+                (**self).values()
+            }
+
+            fn with_values(&self, _values: &ConnectionValues) -> Result<Self, BuildError>
+            where
+                Self: Sized,
+            {
+                Err(BuildError {
+                    reason: "a client behind an Arc or a Box cannot be rebuilt for a connection's values: give the pool the client itself".into(),
+                })
             }
         }
     )*};

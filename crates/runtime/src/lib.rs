@@ -36,6 +36,7 @@ pub mod snippet;
 pub mod store;
 pub mod support;
 pub mod token;
+pub mod values;
 
 pub use assertion::{AssertionClaims, SigningAlgorithm, SigningKey};
 pub use authorization::{
@@ -66,6 +67,7 @@ pub use store::{PostgresOptions, PostgresStore};
 pub use store::{RedisOptions, RedisStore, WaitForReplicas};
 pub use support::http::HttpConfig;
 pub use token::{Origin, TimeFormat, TokenSet, expiry_from, instant_from};
+pub use values::{ConnectionValues, Variable};
 
 /// Re-exported so generated crates use the same HTTP types as the runtime.
 pub use reqwest;

@@ -12,6 +12,7 @@ use crate::manager::{ManagerConfig, ManagerError, TokenManager};
 use crate::secret::AccessToken;
 use crate::store::TokenStore;
 use crate::token::TokenSet;
+use crate::values::ConnectionValues;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +78,9 @@ struct Inner<C, S> {
     client: Arc<C>,
     /// The client's issuer, worked out once for every connection's manager.
     issuer: Arc<str>,
+    /// Whether the client declares server variables: a connection may then carry its own
+    /// values, and a manager made for it first reads them from the store.
+    per_connection: bool,
     store: Arc<S>,
     config: PoolConfig,
     /// The key prefix in force (the configured one, or `conn:<provider>:`).
@@ -199,6 +203,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: Arc::from(client.issuer()),
+                per_connection: !client.variables().is_empty(),
                 client: Arc::new(client),
                 store: Arc::new(store),
                 events: crate::events::EventSink::channel(config.event_capacity),
@@ -221,47 +226,96 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         format!("{}{name}", self.inner.prefix)
     }
 
-    /// The manager of `connection`, made if it is not in memory.
-    fn manager(&self, connection: &str) -> Result<Manager<C, S>, ManagerError> {
+    /// `connection`'s manager if it is in memory, marked used at `now`.
+    fn live(&self, connection: &str, now: u64) -> Option<Manager<C, S>> {
+        let live = self.inner.shards[shard_of(connection)]
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry = live.get(connection)?;
+        entry.used.store(now, Ordering::Relaxed);
+        Some(entry.manager.clone())
+    }
+
+    /// The manager of `connection`, made if it is not in memory: with the client of the values
+    /// stored with it, where the client declares server variables (one store read first).
+    async fn manager(&self, connection: &str) -> Result<Manager<C, S>, ManagerError> {
         let now = now_millis();
         self.sweep_if_due(now);
-        let shard = &self.inner.shards[shard_of(connection)];
-        {
-            let live = shard.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(entry) = live.get(connection) {
-                entry.used.store(now, Ordering::Relaxed);
-                return Ok(entry.manager.clone());
+        if let Some(manager) = self.live(connection, now) {
+            return Ok(manager);
+        }
+        let values = if self.inner.per_connection {
+            let key = self.key_of(connection);
+            self.inner.store.load(&key).await?.map(|s| s.tokens.values)
+        } else {
+            None
+        };
+        let made = self.make(connection, values.as_ref())?;
+        Ok(self.install(connection, made, false))
+    }
+
+    /// A manager of `connection` for a client with `values` (the pool's own client where
+    /// there are none), not yet in memory.
+    fn make(
+        &self,
+        connection: &str,
+        values: Option<&ConnectionValues>,
+    ) -> Result<Manager<C, S>, ManagerError> {
+        let (client, issuer) = match values.filter(|v| !v.is_empty()) {
+            None => (
+                Arc::clone(&self.inner.client),
+                Arc::clone(&self.inner.issuer),
+            ),
+            Some(values) => {
+                let client =
+                    C::with_values(&self.inner.client, values).map_err(ManagerError::Values)?;
+                let issuer = Arc::from(client.issuer());
+                (Arc::new(client), issuer)
             }
-        }
-        let mut live = shard.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = live.get(connection) {
-            entry.used.store(now, Ordering::Relaxed);
-            return Ok(entry.manager.clone());
-        }
-        let name: Arc<str> = Arc::from(connection);
+        };
         let kind = if self.inner.config.grant_fills_connections {
             crate::manager::Connection::GrantFills
         } else {
             crate::manager::Connection::Customer
         };
-        let seen = self.inner.seen[shard_of(connection)]
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(connection);
-        let manager = TokenManager::for_pool(
-            Arc::clone(&self.inner.client),
+        Ok(TokenManager::for_pool(
+            client,
             Arc::clone(&self.inner.store),
             self.key_of(connection),
             self.inner.config.manager.clone(),
-            Arc::clone(&self.inner.issuer),
+            issuer,
         )
         .into_connection(kind)
-        .with_events(self.inner.events.clone(), Arc::clone(&name));
+        .with_events(self.inner.events.clone(), Arc::from(connection)))
+    }
+
+    /// Puts `manager` in memory as `connection`'s and answers the one in memory: `manager`, or,
+    /// unless `replace`, one another caller put there first. It learns the newest version the
+    /// connection had seen here.
+    fn install(&self, connection: &str, manager: Manager<C, S>, replace: bool) -> Manager<C, S> {
+        let now = now_millis();
+        let shard = shard_of(connection);
+        let mut live = self.inner.shards[shard]
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = live.get(connection) {
+            entry.used.store(now, Ordering::Relaxed);
+            if !replace {
+                return entry.manager.clone();
+            }
+            if let Some(version) = entry.manager.seen_version() {
+                manager.saw(version);
+            }
+        }
+        let seen = self.inner.seen[shard]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection);
         if let Some(version) = seen {
             manager.saw(version);
         }
         live.insert(
-            name,
+            Arc::from(connection),
             Live {
                 manager: manager.clone(),
                 used: AtomicU64::new(now),
@@ -269,7 +323,66 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         );
         drop(live);
         self.record_active();
-        Ok(manager)
+        manager
+    }
+
+    /// Drops `connection`'s manager from memory (not the store), keeping the newest version
+    /// it had seen, so that the next call makes it again from what is stored.
+    fn evict(&self, connection: &str) {
+        let shard = shard_of(connection);
+        let removed = self.inner.shards[shard]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection);
+        if let Some(version) = removed.and_then(|e| e.manager.seen_version()) {
+            self.inner.seen[shard]
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(Arc::from(connection), version);
+        }
+        self.record_active();
+    }
+
+    /// Whether `result` says that `connection`'s manager in memory was made for other values
+    /// than those stored now (another process disconnected it and connected it again with
+    /// others): it is then dropped, to be made again from the store.
+    fn stale(&self, connection: &str, result: &Result<impl Sized, ManagerError>) -> bool {
+        let stale = self.inner.per_connection
+            && matches!(
+                result,
+                Err(ManagerError::OtherValues | ManagerError::OtherIssuer { .. })
+            );
+        if stale {
+            self.evict(connection);
+        }
+        stale
+    }
+
+    /// Runs `op` on `connection`'s manager; where that manager was made for values no longer
+    /// stored ([`TokenPool::stale`]), once more on one made from the store.
+    async fn with_manager<T, F, Fut>(&self, connection: &str, op: F) -> Result<T, ManagerError>
+    where
+        F: Fn(Manager<C, S>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ManagerError>>,
+    {
+        let result = op(self.manager(connection).await?).await;
+        if self.stale(connection, &result) {
+            return op(self.manager(connection).await?).await;
+        }
+        result
+    }
+
+    /// A manager of `connection` for a client with `values`: the one in memory where it was
+    /// made for them, else a new one (put in memory by the caller once it has stored a set).
+    fn manager_for(
+        &self,
+        connection: &str,
+        values: &ConnectionValues,
+    ) -> Result<(Manager<C, S>, bool), ManagerError> {
+        match self.live(connection, now_millis()) {
+            Some(live) if live.client_values() == values => Ok((live, false)),
+            _ => Ok((self.make(connection, Some(values))?, true)),
+        }
     }
 
     /// A valid access token for `connection`: from memory under a shard's read lock when it
@@ -288,12 +401,14 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
                 }
             }
         }
-        self.manager(connection)?.access_token().await
+        self.with_manager(connection, |m| async move { m.access_token().await })
+            .await
     }
 
     /// Renews `connection` if it is due (what the keeper does); a failed refresh is an error.
     pub(crate) async fn renew(&self, connection: &str) -> Result<(), ManagerError> {
-        self.manager(connection)?.renew().await
+        self.with_manager(connection, |m| async move { m.renew().await })
+            .await
     }
 
     /// [`TokenPool::renew`] under `lock`, the connection's store lock the keeper has taken.
@@ -302,8 +417,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         connection: &str,
         lock: crate::store::StoreLock,
     ) -> Result<(), ManagerError> {
-        match self.manager(connection) {
-            Ok(manager) => manager.renew_holding(lock).await,
+        match self.manager(connection).await {
+            Ok(manager) => {
+                let result = manager.renew_holding(lock).await;
+                // The lock went with the attempt: a stale manager is made again next visit.
+                self.stale(connection, &result);
+                result
+            }
             Err(e) => {
                 lock.release().await;
                 Err(e)
@@ -314,7 +434,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
     /// Reports, once fleet-wide, that the keeper could not renew `connection`, whose refresh
     /// token dies at `dies`.
     pub(crate) async fn report_expiring(&self, connection: &str, dies: SystemTime) {
-        match self.manager(connection) {
+        match self.manager(connection).await {
             Ok(manager) => manager.report_expiring(dies).await,
             Err(e) => tracing::warn!(error = %e, "cannot report an expiring connection"),
         }
@@ -322,13 +442,15 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
 
     /// The whole current set of `connection` (refreshed first if stale).
     pub async fn token_set(&self, connection: &str) -> Result<TokenSet, ManagerError> {
-        self.manager(connection)?.token_set().await
+        self.with_manager(connection, |m| async move { m.token_set().await })
+            .await
     }
 
     /// Refreshes `connection` now (an API rejected its token), as
     /// [`TokenManager::force_refresh`].
     pub async fn force_refresh(&self, connection: &str) -> Result<AccessToken, ManagerError> {
-        self.manager(connection)?.force_refresh().await
+        self.with_manager(connection, |m| async move { m.force_refresh().await })
+            .await
     }
 
     /// A token for `connection` other than `rejected`, which an API refused; see
@@ -338,28 +460,120 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         connection: &str,
         rejected: &AccessToken,
     ) -> Result<AccessToken, ManagerError> {
-        self.manager(connection)?.refresh_rejected(rejected).await
+        self.with_manager(
+            connection,
+            |m| async move { m.refresh_rejected(rejected).await },
+        )
+        .await
     }
 
     /// Stores a first set for `connection` unless one is stored; see [`TokenManager::seed`].
+    /// Where the client declares server variables, a stored connection keeps its values.
     pub async fn seed(&self, connection: &str, tokens: TokenSet) -> Result<bool, ManagerError> {
-        self.manager(connection)?.seed(tokens).await
+        self.with_manager(connection, |m| {
+            let tokens = tokens.clone();
+            async move { m.seed(tokens).await }
+        })
+        .await
     }
 
     /// Puts `tokens` in place of `connection`'s set (the customer consented again); see
-    /// [`TokenManager::replace`].
+    /// [`TokenManager::replace`]. A stored connection keeps its values.
     pub async fn replace(&self, connection: &str, tokens: TokenSet) -> Result<(), ManagerError> {
-        self.manager(connection)?.replace(tokens).await
+        self.with_manager(connection, |m| {
+            let tokens = tokens.clone();
+            async move { m.replace(tokens).await }
+        })
+        .await
     }
 
     /// Exchanges an authorization code for `connection`'s first (or new) set; see
-    /// [`TokenManager::seed_from_code`].
+    /// [`TokenManager::seed_from_code`]. A stored connection keeps its values.
     pub async fn seed_from_code(
         &self,
         connection: &str,
         exchange: &CodeExchange,
     ) -> Result<TokenSet, ManagerError> {
-        self.manager(connection)?.seed_from_code(exchange).await
+        self.with_manager(
+            connection,
+            |m| async move { m.seed_from_code(exchange).await },
+        )
+        .await
+    }
+
+    /// [`TokenPool::seed`] for a connection with its own `values` (the customer's tenant, its
+    /// region: see [`RefreshClient::variables`]), stored with its set: its requests go where
+    /// they say, checked as the client's builder checks its own. Refused
+    /// ([`ManagerError::Values`]) before anything is sent or stored where the spec does not
+    /// take them. A connection's values are fixed while it is stored: a stored set made with
+    /// other values is refused ([`ManagerError::OtherIssuer`], or
+    /// [`ManagerError::OtherValues`] on the same host), so a connection moves to another
+    /// tenant only by a removal and a new connect.
+    pub async fn seed_with(
+        &self,
+        connection: &str,
+        values: &ConnectionValues,
+        tokens: TokenSet,
+    ) -> Result<bool, ManagerError> {
+        let (manager, made) = self.manager_for(connection, values)?;
+        let seeded = manager.seed(tokens).await?;
+        if made && seeded {
+            self.install(connection, manager, true);
+        }
+        Ok(seeded)
+    }
+
+    /// [`TokenPool::replace`] for a connection with its own `values`, as
+    /// [`TokenPool::seed_with`] takes them.
+    pub async fn replace_with(
+        &self,
+        connection: &str,
+        values: &ConnectionValues,
+        tokens: TokenSet,
+    ) -> Result<(), ManagerError> {
+        let (manager, made) = self.manager_for(connection, values)?;
+        manager.replace(tokens).await?;
+        if made {
+            self.install(connection, manager, true);
+        }
+        Ok(())
+    }
+
+    /// [`TokenPool::seed_from_code`] for a connection with its own `values`, as
+    /// [`TokenPool::seed_with`] takes them: the code is exchanged at the host they make.
+    pub async fn seed_from_code_with(
+        &self,
+        connection: &str,
+        values: &ConnectionValues,
+        exchange: &CodeExchange,
+    ) -> Result<TokenSet, ManagerError> {
+        let (manager, made) = self.manager_for(connection, values)?;
+        let tokens = manager.seed_from_code(exchange).await?;
+        if made {
+            self.install(connection, manager, true);
+        }
+        Ok(tokens)
+    }
+
+    /// This pool's client for a connection with `values`, as its requests would go (for its
+    /// consent URL, say): refused as [`TokenPool::seed_with`] refuses them.
+    pub fn client_with(&self, values: &ConnectionValues) -> Result<Arc<C>, ManagerError> {
+        if values.is_empty() {
+            return Ok(Arc::clone(&self.inner.client));
+        }
+        C::with_values(&self.inner.client, values)
+            .map(Arc::new)
+            .map_err(ManagerError::Values)
+    }
+
+    /// The values stored with `connection` (empty for one without), or `None` when nothing
+    /// is stored for it.
+    pub async fn stored_values(
+        &self,
+        connection: &str,
+    ) -> Result<Option<ConnectionValues>, ManagerError> {
+        let key = self.key_of(connection);
+        Ok(self.inner.store.load(&key).await?.map(|s| s.tokens.values))
     }
 
     /// Like [`TokenPool::remove`], revoking the connection's refresh token and access token
@@ -370,7 +584,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         &self,
         connection: &str,
     ) -> Result<crate::manager::Revocation, ManagerError> {
-        let revocation = self.manager(connection)?.revoke_and_remove().await?;
+        let revocation = self
+            .with_manager(connection, |m| async move { m.revoke_and_remove().await })
+            .await?;
         self.forget(connection);
         Ok(revocation)
     }
@@ -383,7 +599,8 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
 
     /// Deletes `connection` from the store (under its lock) and from memory.
     pub async fn remove(&self, connection: &str) -> Result<(), ManagerError> {
-        self.manager(connection)?.remove().await?;
+        self.with_manager(connection, |m| async move { m.remove().await })
+            .await?;
         self.forget(connection);
         Ok(())
     }

@@ -34,6 +34,12 @@ pub struct TokenSet {
     /// is never sent to a provider or host other than the one that issued it. `None` from a
     /// client (the manager fills it in) and in sets stored before issuers were recorded.
     pub issuer: Option<String>,
+    /// The connection's own values (server variables: a tenant, a region) the set's client
+    /// was built with ([`RefreshClient::values`](crate::RefreshClient::values)): a pool builds
+    /// the connection's client from them, and the token manager refuses a stored set whose
+    /// values are not its client's. Empty from a client (the manager fills it in) and for a
+    /// client configured once.
+    pub values: crate::values::ConnectionValues,
 }
 
 /// How a credential was first obtained.
@@ -78,6 +84,7 @@ impl fmt::Debug for TokenSet {
             .field("extras", &self.extras.keys().collect::<Vec<_>>())
             .field("origin", &self.origin)
             .field("issuer", &self.issuer)
+            .field("values", &self.values)
             .finish()
     }
 }
@@ -350,6 +357,7 @@ mod tests {
             extras: Default::default(),
             origin: None,
             issuer: None,
+            values: Default::default(),
         };
         assert_eq!(set.remaining(at(200)), Some(Duration::ZERO));
         assert!(set.expires_within(Duration::from_secs(30), at(80)));

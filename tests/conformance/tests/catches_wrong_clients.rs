@@ -91,6 +91,7 @@ impl RefreshClient for IgnoresErrors {
                 extras: Default::default(),
                 origin: None,
                 issuer: None,
+                values: Default::default(),
             })
         })
     }

@@ -99,6 +99,25 @@ impl<C: tokenkit::RefreshClient> tokenkit::RefreshClient for RefreshOnly<C> {
     }
 }
 
+/// A Tenantbank client for a pool of many tenants: each connection's `tenant` picks its host,
+/// `{tenant}.auth.tenantbank.example`, and each of `hosts`' names resolves to its mock (plain
+/// http, on 127.0.0.1). The builder's own tenant is never used.
+pub fn many_tenants(hosts: &[(&str, &MockServer)]) -> tokenkit_tenantbank::ClientBuilder {
+    let http = hosts.iter().fold(
+        tokenkit::reqwest::Client::builder(),
+        |http, (tenant, mock)| {
+            http.resolve(&format!("{tenant}.auth.tenantbank.example"), mock.addr())
+        },
+    );
+    tokenkit_tenantbank::Client::builder("unset", "tenant-client", "tenant-secret")
+        .base_url("http://{tenant}.auth.tenantbank.example/{region}/{version}")
+        .http_config(tokenkit::HttpConfig {
+            allow_plain_http: true,
+            ..tokenkit::HttpConfig::default()
+        })
+        .http_client(http)
+}
+
 /// A token set good for an hour, holding `refresh_token` if given.
 pub fn fresh(access: &str, refresh: Option<&str>) -> TokenSet {
     TokenSet {
@@ -110,6 +129,7 @@ pub fn fresh(access: &str, refresh: Option<&str>) -> TokenSet {
         extras: Default::default(),
         origin: None,
         issuer: None,
+        values: Default::default(),
     }
 }
 
@@ -131,6 +151,7 @@ pub fn expired(refresh_token: &str) -> TokenSet {
         extras: Default::default(),
         origin: None,
         issuer: None,
+        values: Default::default(),
     }
 }
 

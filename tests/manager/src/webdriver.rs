@@ -179,6 +179,14 @@ impl Session {
         self.post(&format!("/element/{id}/click"), json!({})).await;
     }
 
+    /// Types `text` into the element `css` selects (a form field), in place of what it held.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.post(&format!("/element/{id}/clear"), json!({})).await;
+        self.post(&format!("/element/{id}/value"), json!({ "text": text }))
+            .await;
+    }
+
     /// The text of the element `css` selects.
     pub async fn text(&self, css: &str) -> String {
         let id = self.element(css).await;

@@ -112,6 +112,7 @@ async fn the_reauthentication_hook_replaces_a_dead_token() {
                 extras: Default::default(),
                 origin: None,
                 issuer: None,
+                values: Default::default(),
             })
         })
     });

@@ -134,6 +134,16 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         inits: grant_op_inits,
     } = grant_ops;
     let grants_arg = provider.all_grants().next().map(|_| quote!(, grants));
+    let PerConnection {
+        constant: variables_const,
+        builder_field: values_field,
+        builder_init: values_init,
+        client_field: template_field,
+        keep: keep_template,
+        client_init: template_init,
+        methods: values_methods,
+        arg: variables_arg,
+    } = per_connection(provider, &idents).unwrap_or_default();
     let revoke_arg = provider
         .revocation
         .as_ref()
@@ -206,7 +216,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                     pub const ROTATION: tokenkit::Rotation = #rotation;
                 },
                 quote! {
-                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #sends_arg #client_arg #revoke_arg #grants_arg);
+                    tokenkit::refresh_client!(Client, PROVIDER, ROTATION, #outcome #grace_arg #sends_arg #client_arg #revoke_arg #variables_arg #grants_arg);
 
                     #section
                 },
@@ -226,7 +236,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                 .map(|(op, _)| grant_op_names(&op.operation).0);
             (
                 quote!(),
-                quote!(tokenkit::grant_client!(Client, PROVIDER, #first #client_arg);),
+                quote!(tokenkit::grant_client!(Client, PROVIDER, #first #client_arg #variables_arg);),
                 quote!(),
                 quote!(),
                 quote!(),
@@ -250,6 +260,8 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
         #default_doc
         pub const DEFAULT_BASE_URL: &str = #default_url;
 
+        #variables_const
+
         #rotation_const
 
         #client_doc
@@ -258,6 +270,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             #refresh_field
             #(#grant_op_fields)*
             #(#client_fields)*
+            #template_field
         }
 
         /// Builds a [`Client`]: the base URL, the HTTP settings and the optional per-client values.
@@ -266,6 +279,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
             connection: support::Connection,
             #key_field
             #(#builder_fields)*
+            #values_field
         }
 
         impl Client {
@@ -275,6 +289,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                     connection: support::Connection::new(DEFAULT_BASE_URL),
                     #key_init
                     #(#builder_init)*
+                    #values_init
                 }
             }
         }
@@ -286,12 +301,15 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
 
             #build_doc
             pub fn build(#build_self) -> Result<Client, tokenkit::BuildError> {
+                #keep_template
                 #fill_variables
                 #(#grant_op_builds)*
                 #refresh_build
-                Ok(Client { #refresh_init #(#grant_op_inits)* #(#client_init)* })
+                Ok(Client { #refresh_init #(#grant_op_inits)* #(#client_init)* #template_init })
             }
         }
+
+        #values_methods
 
         #refresh_items
 
@@ -301,6 +319,112 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
 
         #grant_items
     }
+}
+
+/// What a client whose spec has server variables adds so that a pool's connection can carry
+/// its own values: the `VARIABLES` constant, the builder kept unfilled in the client, and
+/// `values` and `with_values`, which rebuild it with a connection's values.
+#[derive(Default)]
+struct PerConnection {
+    constant: TokenStream,
+    builder_field: TokenStream,
+    builder_init: TokenStream,
+    client_field: TokenStream,
+    keep: TokenStream,
+    client_init: TokenStream,
+    methods: TokenStream,
+    arg: TokenStream,
+}
+
+fn per_connection(provider: &Provider, idents: &[Ident]) -> Option<PerConnection> {
+    if provider.server_variables.is_empty() {
+        return None;
+    }
+    let entries = provider.server_variables.iter().map(|v| {
+        let name = v.name.as_str();
+        let description = provider.config[v.field].doc.as_deref().unwrap_or("").trim();
+        let default = match &v.default {
+            Some(d) => quote!(Some(#d)),
+            None => quote!(None),
+        };
+        let choices = v.choices.iter().map(String::as_str);
+        quote! {
+            tokenkit::Variable {
+                name: #name,
+                description: #description,
+                default: #default,
+                choices: &[#(#choices),*],
+            },
+        }
+    });
+    let arms = provider.server_variables.iter().map(|v| {
+        let field = &provider.config[v.field];
+        let id = &idents[v.field];
+        let name = v.name.as_str();
+        let value = match &field.ty {
+            Ty::Named(enum_name) => {
+                let e = ident(enum_name);
+                let pairs = v.choices.iter().map(|c| {
+                    let variant = super::types::enum_variant(c);
+                    quote!((#c, #e::#variant))
+                });
+                quote!(support::choice(name, value, &[#(#pairs),*])?)
+            }
+            _ => quote!(value.to_owned()),
+        };
+        let value = if field.required {
+            value
+        } else {
+            quote!(Some(#value))
+        };
+        quote!(#name => builder.#id = #value,)
+    });
+    Some(PerConnection {
+        constant: quote! {
+            /// The server variables a connection may set with its own values
+            /// ([`Client::with_values`]): what a connect page asks the customer for.
+            pub const VARIABLES: &[tokenkit::Variable] = &[#(#entries)*];
+        },
+        builder_field: quote! {
+            values: tokenkit::ConnectionValues,
+        },
+        builder_init: quote!(values: tokenkit::ConnectionValues::new(),),
+        client_field: quote! {
+            /// The builder this client was built from, its base URL still a template, for
+            /// [`Client::with_values`].
+            builder: Box<ClientBuilder>,
+        },
+        keep: quote!(let builder = Box::new(self.clone());),
+        client_init: quote!(builder,),
+        methods: quote! {
+            impl Client {
+                /// The connection values this client was built with ([`Client::with_values`]).
+                pub fn values(&self) -> &tokenkit::ConnectionValues {
+                    &self.builder.values
+                }
+
+                /// This client for a connection with its own `values` (see [`VARIABLES`]): each
+                /// replaces this client's value of that server variable and is checked as
+                /// [`ClientBuilder::build`] checks it. A name the spec does not declare, or a value
+                /// off a variable's list, is refused.
+                pub fn with_values(
+                    &self,
+                    values: &tokenkit::ConnectionValues,
+                ) -> Result<Self, tokenkit::BuildError> {
+                    let mut builder = (*self.builder).clone();
+                    for (name, value) in values.iter() {
+                        match name {
+                            #(#arms)*
+                            _ => return Err(support::unknown_variable(name, VARIABLES)),
+                        }
+                        builder.values.insert(name, value);
+                    }
+                    builder.build()
+                }
+            }
+        },
+        arg: quote!(, variables = VARIABLES),
+    })
 }
 
 /// The doc of `DEFAULT_BASE_URL`: the spec's first server, and its description.

@@ -108,6 +108,8 @@ pub struct ServerVariable {
     /// spec marks usable (`x-usable-default`). `None`: the user must give one (a tenant's
     /// host, whose default is only a placeholder).
     pub default: Option<String>,
+    /// The values it may take, where the spec lists them (`enum`); empty: free text.
+    pub choices: Vec<String>,
 }
 
 /// Whether `value` may fill a server variable: RFC 3986 unreserved characters only, and not a

@@ -186,6 +186,7 @@ pub(super) fn server_variables(
             name: name.clone(),
             field,
             default,
+            choices: variable.enumeration.clone(),
         });
     }
     out

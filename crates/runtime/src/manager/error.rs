@@ -54,6 +54,16 @@ pub enum ManagerError {
         /// The issuer the stored set names (a provider, a host and a client id: no secret).
         stored: String,
     },
+    /// The stored set was made for this connection with other values (another tenant, another
+    /// region: its [`TokenSet::values`](crate::TokenSet) are not this client's): it is neither
+    /// sent nor served, nor changed. A pool builds the connection's client again from the
+    /// stored values and tries once more, so this reaches a caller only from a manager the
+    /// application built itself, or a set someone changed by hand.
+    OtherValues,
+    /// A connection's values were refused by the client's spec (a name it does not declare, a
+    /// value off a variable's list, one that would change the host or the path): nothing was
+    /// sent or stored.
+    Values(crate::error::BuildError),
 }
 
 impl ManagerError {
@@ -70,7 +80,9 @@ impl ManagerError {
             Self::ReAuthenticate { .. }
             | Self::Config(_)
             | Self::NotConnected
-            | Self::OtherIssuer { .. } => false,
+            | Self::OtherIssuer { .. }
+            | Self::OtherValues
+            | Self::Values(_) => false,
         }
     }
 }
@@ -101,6 +113,10 @@ impl fmt::Display for ManagerError {
                 f,
                 "the stored token set was issued by {stored:?}, not by this client (its provider, host and client id); it is never sent or served here (give each provider and application its own key prefix)"
             ),
+            Self::OtherValues => f.write_str(
+                "the stored token set was made for this connection with other values (another tenant or region) than this client's; it is never sent or served here",
+            ),
+            Self::Values(e) => write!(f, "the connection's values are refused: {}", e.reason),
         }
     }
 }
@@ -135,5 +151,7 @@ pub(super) fn outcome_name(result: &Result<Arc<Cached>, ManagerError>) -> &'stat
         Err(ManagerError::TokenRejected) => "token_rejected",
         Err(ManagerError::NotConnected) => "not_connected",
         Err(ManagerError::OtherIssuer { .. }) => "other_issuer",
+        Err(ManagerError::OtherValues) => "other_values",
+        Err(ManagerError::Values(_)) => "values",
     }
 }

@@ -350,6 +350,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     }
 
     /// Remembers `version` as seen: a store that holds an older one went backwards.
+    /// The values this manager's client was built with.
+    pub(crate) fn client_values(&self) -> &crate::values::ConnectionValues {
+        self.inner.client.values()
+    }
+
     pub(crate) fn saw(&self, version: u64) {
         self.inner.high_water.fetch_max(version, Ordering::AcqRel);
     }
@@ -381,7 +386,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     pub async fn seed(&self, mut tokens: TokenSet) -> Result<bool, ManagerError> {
         let inner = &self.inner;
         tokens.origin.get_or_insert(Origin::Application);
-        tokens.issuer = Some(inner.issuer.to_string());
+        inner.stamp(&mut tokens);
         match inner.store.save(&inner.key, &tokens, None).await? {
             Saved::Written(_) => Ok(true),
             _ => {
@@ -545,7 +550,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         }
     }
 
-    /// `stored`, refused when another issuer made it.
+    /// Records who `tokens` belong to: the client's issuer and its connection values.
+    pub(super) fn stamp(&self, tokens: &mut TokenSet) {
+        tokens.issuer = Some(self.issuer.to_string());
+        tokens.values.clone_from(self.client.values());
+    }
+
+    /// `stored`, refused when another issuer made it, or the same one for other values.
     fn checked(&self, stored: Option<Stored>) -> Result<Option<Stored>, ManagerError> {
         if let Some(other) = stored
             .as_ref()
@@ -556,6 +567,13 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             return Err(ManagerError::OtherIssuer {
                 stored: other.to_owned(),
             });
+        }
+        if stored
+            .as_ref()
+            .is_some_and(|s| s.tokens.values != *self.client.values())
+        {
+            tracing::error!(credential = %self.key, "the stored token set was made with other connection values than this client's; refusing it");
+            return Err(ManagerError::OtherValues);
         }
         Ok(stored)
     }

@@ -46,7 +46,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         tokens
             .expires_at
             .get_or_insert(received + self.config.unknown_expiry);
-        tokens.issuer = Some(self.issuer.to_string());
+        self.stamp(&mut tokens);
         let cached = |version| {
             Arc::new(Cached::new(
                 Stored::unmarked(version, tokens.clone()),

@@ -167,6 +167,7 @@ impl<S> EncryptedStore<S> {
             extras: Default::default(),
             origin: None,
             issuer: None,
+            values: Default::default(),
         })
     }
 
@@ -477,6 +478,7 @@ mod tests {
             extras: Default::default(),
             origin: None,
             issuer: None,
+            values: Default::default(),
         }
     }
 

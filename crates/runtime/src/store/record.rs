@@ -3,6 +3,7 @@
 use super::{StoreError, Stored};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::token::{Origin, TokenSet};
+use crate::values::ConnectionValues;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,9 @@ struct Record {
     /// Absent in sets stored before issuers were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     issuer: Option<String>,
+    /// The connection's own values; absent where it has none.
+    #[serde(default, skip_serializing_if = "ConnectionValues::is_empty")]
+    values: ConnectionValues,
 }
 
 /// The JSON of `tokens` as `version`.
@@ -39,6 +43,7 @@ pub fn encode(version: u64, tokens: &TokenSet) -> Vec<u8> {
         extras: tokens.extras.clone(),
         origin: tokens.origin,
         issuer: tokens.issuer.clone(),
+        values: tokens.values.clone(),
     };
     // A struct of strings, numbers and JSON values always serializes.
     serde_json::to_vec_pretty(&record).unwrap_or_default()
@@ -79,6 +84,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
             extras: record.extras,
             origin: record.origin,
             issuer: record.issuer,
+            values: record.values,
         },
     ))
 }
@@ -101,6 +107,7 @@ mod tests {
                 .unwrap_or_default(),
             origin: Some(Origin::AuthorizationCode),
             issuer: Some("vaultist https://api.vault.ist".into()),
+            values: ConnectionValues::new().with("tenant", "acme"),
         };
         let stored = decode(&encode(7, &tokens)).unwrap();
         assert_eq!(stored.version, 7);

@@ -2,7 +2,8 @@
 //! and `GrantClient` implementations, the issuer, and the errors of requests a client cannot
 //! send.
 
-use crate::error::RefreshError;
+use crate::error::{BuildError, RefreshError};
+use crate::values::Variable;
 
 /// The builder settings every generated client shares (`base_url`, `http_config`,
 /// `http_client`), as inherent methods of a builder with a `connection: tokenkit::Connection`
@@ -49,20 +50,38 @@ macro_rules! connection_setters {
 /// `token_set` (decode, then apply the mapping). Optional, in this order: `reuse_grace = 30`
 /// (seconds), `sends = AccessToken` (a provider that exchanges its access token), `client =
 /// client_id` (the field holding the client id, part of the client's issuer), `revoke =
-/// revoke_token` (its method that revokes a token, where the spec maps `x-token-revoke`), and
-/// `grants`, which makes `RefreshClient::grants` answer the client's own
+/// revoke_token` (its method that revokes a token, where the spec maps `x-token-revoke`),
+/// `variables = VARIABLES` (the spec's server variables: the client's inherent `values` and
+/// `with_values` then serve a pool's connections with their own values), and `grants`, which makes `RefreshClient::grants` answer the client's own
 /// [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! refresh_client {
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)? $(, revoke = $revoke:ident)?, grants) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?], [$($revoke)?],
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)? $(, revoke = $revoke:ident)? $(, variables = $vars:ident)?, grants) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?], [$($revoke)?], [$($vars)?],
             fn grants(&self) -> Option<&dyn $crate::GrantClient> {
                 Some(self)
             }
         );
     };
-    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)? $(, revoke = $revoke:ident)?) => {
-        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?], [$($revoke)?],);
+    ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)? $(, revoke = $revoke:ident)? $(, variables = $vars:ident)?) => {
+        $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?], [$($revoke)?], [$($vars)?],);
+    };
+    (@variables $client:ty) => {};
+    (@variables $client:ty, $vars:ident) => {
+        fn variables(&self) -> &'static [$crate::Variable] {
+            $vars
+        }
+
+        fn values(&self) -> &$crate::ConnectionValues {
+            <$client>::values(self)
+        }
+
+        fn with_values(
+            &self,
+            values: &$crate::ConnectionValues,
+        ) -> Result<Self, $crate::BuildError> {
+            <$client>::with_values(self, values)
+        }
     };
     (@client $self:ident) => {
         None
@@ -76,7 +95,7 @@ macro_rules! refresh_client {
     (@sends AccessToken) => {
         $crate::RefreshWith::AccessToken
     };
-    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], [$($sends:ident)?], [$($id:ident)?], [$($revoke:ident)?], $($grants:item)?) => {
+    (@impl $client:ty, $provider:expr, $rotation:expr, $outcome:ty, [$($grace:literal)?], [$($sends:ident)?], [$($id:ident)?], [$($revoke:ident)?], [$($vars:ident)?], $($grants:item)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -112,6 +131,8 @@ macro_rules! refresh_client {
             )?
 
             $($grants)?
+
+            $crate::refresh_client!(@variables $client $(, $vars)?);
 
             $(
                 fn revoke<'a>(
@@ -150,7 +171,7 @@ macro_rules! refresh_client {
 /// [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! grant_client {
-    ($client:ty, $provider:expr, $endpoint:ident $(, client = $id:ident)?) => {
+    ($client:ty, $provider:expr, $endpoint:ident $(, client = $id:ident)? $(, variables = $vars:ident)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -186,6 +207,8 @@ macro_rules! grant_client {
             fn grants(&self) -> Option<&dyn $crate::GrantClient> {
                 Some(self)
             }
+
+            $crate::refresh_client!(@variables $client $(, $vars)?);
 
             fn refresh<'a>(
                 &'a self,
@@ -224,6 +247,43 @@ pub fn missing_verifier() -> RefreshError {
     RefreshError::not_sent()
 }
 
+/// The choice `value` names among a server variable's `choices` (the spec's `enum`), for a
+/// connection's values ([`RefreshClient::with_values`](crate::RefreshClient::with_values)).
+pub fn choice<T: Copy>(name: &str, value: &str, choices: &[(&str, T)]) -> Result<T, BuildError> {
+    choices
+        .iter()
+        .find(|(text, _)| *text == value)
+        .map(|(_, choice)| *choice)
+        .ok_or_else(|| BuildError {
+            reason: format!(
+                "{value:?} is not a value of the server variable {name:?} (it takes {})",
+                choices
+                    .iter()
+                    .map(|(text, _)| *text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+/// The error for a connection value named `name` that no server variable of the spec has: a
+/// misspelt name fails instead of leaving the builder's value in place.
+pub fn unknown_variable(name: &str, variables: &[Variable]) -> BuildError {
+    let known: Vec<&str> = variables.iter().map(|v| v.name).collect();
+    BuildError {
+        reason: if known.is_empty() {
+            format!(
+                "the provider's spec declares no server variable, so a connection cannot set {name:?}"
+            )
+        } else {
+            format!(
+                "the provider's spec declares no server variable {name:?} (it declares {})",
+                known.join(", ")
+            )
+        },
+    }
+}
+
 /// The client id a generated client keeps, as its issuer names it: a required one, or an
 /// optional one (a public client's body `client_id`) when it is set.
 pub trait ClientIdText {
@@ -246,6 +306,27 @@ impl ClientIdText for Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_values_are_checked_by_name_and_choice() {
+        let variables = [Variable {
+            name: "region",
+            description: "",
+            default: Some("eu"),
+            choices: &["eu", "us"],
+        }];
+        let choices = [("eu", 1), ("us", 2)];
+        assert_eq!(choice("region", "us", &choices), Ok(2));
+        let off = choice("region", "mars", &choices).unwrap_err();
+        assert!(off.reason.contains("\"mars\"") && off.reason.contains("eu, us"));
+        let unknown = unknown_variable("regoin", &variables);
+        assert!(unknown.reason.contains("\"regoin\"") && unknown.reason.contains("region"));
+        assert!(
+            unknown_variable("x", &[])
+                .reason
+                .contains("no server variable")
+        );
+    }
 
     #[test]
     fn an_optional_client_id_names_its_issuer_once_set() {

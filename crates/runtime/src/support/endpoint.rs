@@ -501,6 +501,7 @@ mod tests {
             extras: Default::default(),
             origin: None,
             issuer: None,
+            values: Default::default(),
         }
     }
 

@@ -223,6 +223,7 @@ impl Fields {
             extras: extras(body, self.tokens),
             origin: None,
             issuer: None,
+            values: Default::default(),
         })
     }
 }

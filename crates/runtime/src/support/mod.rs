@@ -12,7 +12,9 @@ pub mod generate;
 pub mod http;
 pub mod mapping;
 
-pub use client_macros::{ClientIdText, issuer, missing_verifier, no_refresh_operation};
+pub use client_macros::{
+    ClientIdText, choice, issuer, missing_verifier, no_refresh_operation, unknown_variable,
+};
 pub use endpoint::{Encoding, Endpoint, Operation, TokenPlace};
 pub use generate::Generate;
 pub use http::{Connection, Response, Transport, Undocumented, fill_server_variables};
