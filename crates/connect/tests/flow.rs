@@ -308,6 +308,11 @@ async fn a_customer_connects_reconnects_and_disconnects() {
         ConnectEvent::Disconnected { revocation: r, .. } if r == revocation
     ));
     assert_eq!(app.mock.authority_stats().revoked, 1, "its family revoked");
+    assert_eq!(
+        app.mock.authority_stats().revoked_access,
+        1,
+        "its access token too"
+    );
     // The revoked refresh token no longer refreshes at the provider.
     let client = tokenkit_tenantbank::Client::builder("acme", "tenant-client", "tenant-secret")
         .base_url(app.mock.base_url())
@@ -780,4 +785,5 @@ async fn in_a_real_browser_a_customer_gives_their_tenant_and_connects() {
         tokenkit::RevokeOutcome::Revoked
     );
     assert_eq!(app.mock.authority_stats().revoked, 1);
+    assert_eq!(app.mock.authority_stats().revoked_access, 1);
 }

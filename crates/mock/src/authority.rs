@@ -30,6 +30,9 @@ pub struct AuthorityStats {
     /// Tokens revoked at the spec's revocation operation (`x-token-revoke`, RFC 7009), each
     /// of a family the provider issued (its family revoked with it).
     pub revoked: u64,
+    /// Access tokens it issued that were revoked there (the family, where there is one, goes
+    /// with the refresh token's revocation).
+    pub revoked_access: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -47,6 +50,8 @@ pub(crate) struct Authority {
     lifetime_secs: i64,
     delay: Duration,
     tokens: HashMap<String, Issued>,
+    /// Every access token it issued and nobody revoked.
+    access: std::collections::HashSet<String>,
     revoked: Vec<u64>,
     families: u64,
     serial: u64,
@@ -60,6 +65,7 @@ impl Authority {
             lifetime_secs,
             delay,
             tokens: HashMap::new(),
+            access: std::collections::HashSet::new(),
             revoked: Vec::new(),
             families: 0,
             serial: 0,
@@ -101,7 +107,12 @@ impl Authority {
     /// A revocation (RFC 7009) of `token`: its family is revoked where the provider issued
     /// it; the answer is 200 either way (§2.2).
     pub(crate) fn revoke_token(&mut self, token: &str) {
-        if self.revoke_family_of(token) {
+        let access = self.access.remove(token);
+        if access {
+            self.stats.revoked_access += 1;
+        }
+        // An access token that is exchanged for the next set belongs to a family too.
+        if self.revoke_family_of(token) && !access {
             self.stats.revoked += 1;
         }
     }
@@ -238,6 +249,7 @@ impl Authority {
         let mut body =
             example_of(&answering.operation, success.status, None).unwrap_or_else(|| json!({}));
         let access = self.mint("at");
+        self.access.insert(access.clone());
         if let (true, Some(family)) = (sends_access, family) {
             self.tokens.insert(
                 access.clone(),

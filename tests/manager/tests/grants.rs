@@ -538,3 +538,31 @@ async fn an_expired_access_token_is_never_sent_for_an_exchange() {
         "an expired access token was sent"
     );
 }
+
+#[tokio::test]
+async fn removing_a_grant_only_credential_revokes_its_access_token() {
+    let (mock, client) = machine_provider(3600).await;
+    let manager = TokenManager::new(client, tokenkit::MemoryStore::new(), "machine").unwrap();
+    let token = manager.access_token().await.unwrap();
+    let revocation = manager.revoke_and_remove().await.unwrap();
+    assert_eq!(
+        revocation,
+        tokenkit::Revocation {
+            refresh_token: tokenkit::RevokeOutcome::NoToken,
+            access_token: tokenkit::RevokeOutcome::Revoked,
+        }
+    );
+    assert_eq!(
+        mock.authority_stats().revoked_access,
+        1,
+        "revoked at the provider"
+    );
+    let sent = mock.requests().last().unwrap().request.clone();
+    assert_eq!(sent.path, "/oauth/revoke");
+    let body: Vec<(String, String)> = url::form_urlencoded::parse(&sent.body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert!(body.contains(&("token".into(), token.expose().to_owned())));
+    assert!(body.contains(&("client_id".into(), "machine-client".into())));
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+}

@@ -236,7 +236,7 @@ pub fn client(provider: &Provider, getters: &mut super::mapping::Getters) -> Tok
                 .map(|(op, _)| grant_op_names(&op.operation).0);
             (
                 quote!(),
-                quote!(tokenkit::grant_client!(Client, PROVIDER, #first #client_arg #variables_arg);),
+                quote!(tokenkit::grant_client!(Client, PROVIDER, #first #client_arg #revoke_arg #variables_arg);),
                 quote!(),
                 quote!(),
                 quote!(),

@@ -34,6 +34,8 @@ pub(super) fn decide(provider: &mut Provider) {
         .filter_map(|op| op.operation.body.as_ref())
         .flat_map(|b| &b.fill)
         .chain(provider.all_grants().flat_map(|g| &g.fill))
+        // A revocation body sends them too (a spec whose token operation takes them elsewhere).
+        .chain(provider.revocation.iter().flat_map(|r| &r.fill))
         .filter_map(|f| match f.source {
             FillSource::Config(i) => Some(i),
             _ => None,

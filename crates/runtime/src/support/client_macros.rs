@@ -166,12 +166,13 @@ macro_rules! refresh_client {
 
 /// Implements [`RefreshClient`](crate::RefreshClient) and `base_url` for a generated client
 /// whose spec has only grants: `grant_client!(Client, PROVIDER, login_endpoint)`, where
-/// `login_endpoint` is the field of one of its endpoints. Its `refresh` sends nothing and fails
+/// `login_endpoint` is the field of one of its endpoints; optional, as for
+/// [`refresh_client!`]: `client = ..`, `revoke = ..`, `variables = ..`. Its `refresh` sends nothing and fails
 /// ([`no_refresh_operation`]); `grants` answers the client's own
 /// [`GrantClient`](crate::GrantClient) implementation.
 #[macro_export]
 macro_rules! grant_client {
-    ($client:ty, $provider:expr, $endpoint:ident $(, client = $id:ident)? $(, variables = $vars:ident)?) => {
+    ($client:ty, $provider:expr, $endpoint:ident $(, client = $id:ident)? $(, revoke = $revoke:ident)? $(, variables = $vars:ident)?) => {
         impl $client {
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str {
@@ -209,6 +210,16 @@ macro_rules! grant_client {
             }
 
             $crate::refresh_client!(@variables $client $(, $vars)?);
+
+            $(
+                fn revoke<'a>(
+                    &'a self,
+                    token: &'a $crate::Secret,
+                    hint: $crate::TokenTypeHint,
+                ) -> Option<$crate::BoxFuture<'a, Result<(), $crate::RefreshError>>> {
+                    Some(Box::pin(self.$revoke(token, hint)))
+                }
+            )?
 
             fn refresh<'a>(
                 &'a self,
