@@ -66,6 +66,16 @@ macro_rules! refresh_client {
     ($client:ty, $provider:expr, $rotation:expr, $outcome:ty $(, reuse_grace = $grace:literal)? $(, sends = $sends:ident)? $(, client = $id:ident)? $(, revoke = $revoke:ident)? $(, variables = $vars:ident)?) => {
         $crate::refresh_client!(@impl $client, $provider, $rotation, $outcome, [$($grace)?], [$($sends)?], [$($id)?], [$($revoke)?], [$($vars)?],);
     };
+    (@revoke) => {};
+    (@revoke $revoke:ident) => {
+        fn revoke<'a>(
+            &'a self,
+            token: &'a $crate::Secret,
+            hint: $crate::TokenTypeHint,
+        ) -> Option<$crate::BoxFuture<'a, Result<(), $crate::RefreshError>>> {
+            Some(Box::pin(self.$revoke(token, hint)))
+        }
+    };
     (@variables $client:ty) => {};
     (@variables $client:ty, $vars:ident) => {
         fn variables(&self) -> &'static [$crate::Variable] {
@@ -134,15 +144,7 @@ macro_rules! refresh_client {
 
             $crate::refresh_client!(@variables $client $(, $vars)?);
 
-            $(
-                fn revoke<'a>(
-                    &'a self,
-                    token: &'a $crate::Secret,
-                    hint: $crate::TokenTypeHint,
-                ) -> Option<$crate::BoxFuture<'a, Result<(), $crate::RefreshError>>> {
-                    Some(Box::pin(self.$revoke(token, hint)))
-                }
-            )?
+            $crate::refresh_client!(@revoke $($revoke)?);
 
             fn refresh_with(&self) -> Option<$crate::RefreshWith> {
                 Some($crate::refresh_client!(@sends $($sends)?))
@@ -211,15 +213,7 @@ macro_rules! grant_client {
 
             $crate::refresh_client!(@variables $client $(, $vars)?);
 
-            $(
-                fn revoke<'a>(
-                    &'a self,
-                    token: &'a $crate::Secret,
-                    hint: $crate::TokenTypeHint,
-                ) -> Option<$crate::BoxFuture<'a, Result<(), $crate::RefreshError>>> {
-                    Some(Box::pin(self.$revoke(token, hint)))
-                }
-            )?
+            $crate::refresh_client!(@revoke $($revoke)?);
 
             fn refresh<'a>(
                 &'a self,
