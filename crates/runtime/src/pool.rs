@@ -261,17 +261,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         connection: &str,
         values: Option<&ConnectionValues>,
     ) -> Result<Manager<C, S>, ManagerError> {
-        let (client, issuer) = match values.filter(|v| !v.is_empty()) {
-            None => (
-                Arc::clone(&self.inner.client),
-                Arc::clone(&self.inner.issuer),
-            ),
-            Some(values) => {
-                let client =
-                    C::with_values(&self.inner.client, values).map_err(ManagerError::Values)?;
-                let issuer = Arc::from(client.issuer());
-                (Arc::new(client), issuer)
-            }
+        let client = self.client_with(values.unwrap_or(ConnectionValues::none()))?;
+        let issuer = if Arc::ptr_eq(&client, &self.inner.client) {
+            Arc::clone(&self.inner.issuer)
+        } else {
+            Arc::from(client.issuer())
         };
         let kind = if self.inner.config.grant_fills_connections {
             crate::manager::Connection::GrantFills
