@@ -6,6 +6,8 @@
 //! Memory is counted by an instrumented global allocator (`stats_alloc`) that keeps the bytes
 //! in use: exact, and free of the allocator's and the OS's rounding.
 
+mod million;
+
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use std::alloc::System;
 use std::path::Path;
@@ -98,6 +100,18 @@ async fn memory(n: usize) -> (f64, f64, f64) {
 
 /// Refreshes per second of a plain client sending `n` refreshes, `concurrency` at a time.
 async fn plain_rate(mock: &MockServer, n: usize, concurrency: usize) -> f64 {
+    plain_rate_with(mock, n, concurrency, None).await
+}
+
+/// [`plain_rate`], each refresh after `trips` round trips to Redis that carry nothing
+/// (`PING`, one after another, on one multiplexed connection as the store's): the floor of a
+/// keeper that needs that many.
+async fn plain_rate_with(
+    mock: &MockServer,
+    n: usize,
+    concurrency: usize,
+    redis: Option<(redis::aio::ConnectionManager, usize)>,
+) -> f64 {
     let client = Arc::new(easyship(&mock.base_url()));
     let tokens: Vec<String> = (0..n).map(|_| mock.new_family().unwrap()).collect();
     let started = Instant::now();
@@ -106,7 +120,16 @@ async fn plain_rate(mock: &MockServer, n: usize, concurrency: usize) -> f64 {
     for token in tokens {
         let client = Arc::clone(&client);
         let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
+        let redis = redis.clone();
         tasks.spawn(async move {
+            if let Some((mut connection, trips)) = redis {
+                for _ in 0..trips {
+                    let _: String = redis::cmd("PING")
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap();
+                }
+            }
             client.refresh(&RefreshToken::new(token)).await.unwrap();
             drop(permit);
         });
@@ -256,42 +279,103 @@ fn redis_server() -> Option<(std::process::Child, String)> {
     None
 }
 
-/// What Redis has run so far (`INFO commandstats`): every command, the scripts' inner calls
-/// included, and the round trips: the commands a client sends itself (scripts, the keeper's
-/// `SET NX` probe, the index's pages, `WAIT`). No script the keeper's path runs calls `SET` or
-/// `ZRANGEBYSCORE` inside, so those counts are the client's own there.
-fn redis_commands(port_url: &str) -> (u64, u64) {
-    let port = port_url
-        .rsplit(':')
+/// Every command Redis has run so far (`INFO commandstats`), the scripts' inner calls
+/// included.
+fn redis_commands(url: &str) -> u64 {
+    redis_info(url, "commandstats")
+        .lines()
+        .filter(|line| line.starts_with("cmdstat_"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)
+                .and_then(|c| c.split(',').next())
+                .and_then(|c| c.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// The port of `redis://127.0.0.1:<port>/`.
+fn redis_port(url: &str) -> &str {
+    url.rsplit(':')
         .next()
         .unwrap_or_default()
-        .trim_end_matches('/');
-    let output = std::process::Command::new("redis-cli")
-        .args(["-p", port, "INFO", "commandstats"])
+        .trim_end_matches('/')
+}
+
+/// What `redis-cli` prints for `args` at the redis-server at `url` (`redis://127.0.0.1:<port>/`).
+fn redis_cli(url: &str, args: &[&str]) -> String {
+    std::process::Command::new("redis-cli")
+        .args(["-p", redis_port(url)])
+        .args(args)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let mut all = 0;
-    let mut sent = 0;
-    for line in output.lines() {
-        let Some((name, rest)) = line
-            .strip_prefix("cmdstat_")
-            .and_then(|l| l.split_once(':'))
-        else {
-            continue;
-        };
-        let calls = rest
-            .split("calls=")
-            .nth(1)
-            .and_then(|c| c.split(',').next())
-            .and_then(|c| c.parse::<u64>().ok())
-            .unwrap_or(0);
-        all += calls;
-        if matches!(name, "evalsha" | "eval" | "set" | "zrangebyscore" | "wait") {
-            sent += calls;
-        }
+        .unwrap_or_default()
+}
+
+/// `INFO <section>` of the redis-server at `url`.
+fn redis_info(url: &str, section: &str) -> String {
+    redis_cli(url, &["INFO", section])
+}
+
+/// The bytes Redis has in use (`INFO memory`'s `used_memory`).
+fn redis_used_memory(url: &str) -> u64 {
+    redis_info(url, "memory")
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every command the Redis server at `url` runs while it watches, by origin: sent by a client
+/// (each a round trip of its own, where nothing is pipelined) or called by a script. From
+/// `MONITOR`, which tags a script's calls `[0 lua]`; it slows the server, so the rates are
+/// measured in runs without it.
+struct Monitor {
+    child: std::process::Child,
+    counts: Arc<std::sync::Mutex<(u64, u64)>>,
+}
+
+impl Monitor {
+    fn start(url: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("redis-cli")
+            .args(["-p", redis_port(url), "MONITOR"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let counts = Arc::new(std::sync::Mutex::new((0, 0)));
+        let (ready, started) = std::sync::mpsc::channel();
+        let counting = Arc::clone(&counts);
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if line == "OK" {
+                    let _ = ready.send(());
+                    continue;
+                }
+                let mut counts = counting.lock().unwrap();
+                if line.contains(" [0 lua] ") {
+                    counts.1 += 1;
+                } else {
+                    counts.0 += 1;
+                }
+            }
+        });
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        Monitor { child, counts }
     }
-    (all, sent)
+
+    /// Sent by clients, and called by scripts, since the last reset.
+    fn take(&self) -> (u64, u64) {
+        std::mem::take(&mut *self.counts.lock().unwrap())
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// What the disk allows: writes of a small file made durable the way the FileStore does one
@@ -337,9 +421,14 @@ async fn throughput(n: usize, concurrency: usize) -> (f64, f64) {
 }
 
 /// Whether the run includes `section`: all of them, unless `BENCH_SECTIONS` lists some
-/// (`memory,redis,postgres,files`).
+/// (`memory,redis,postgres,waiters,files`).
 fn wants(section: &str) -> bool {
-    std::env::var("BENCH_SECTIONS").map_or(true, |list| list.split(',').any(|s| s == section))
+    std::env::var("BENCH_SECTIONS").is_err() || named(section)
+}
+
+/// Whether `BENCH_SECTIONS` names `section` (`million` runs only then).
+fn named(section: &str) -> bool {
+    std::env::var("BENCH_SECTIONS").is_ok_and(|list| list.split(',').any(|s| s == section))
 }
 
 fn main() {
@@ -385,27 +474,78 @@ fn main() {
             kept / plain
         );
     }
+    // A million connections: only when asked for by name (minutes, and gigabytes of memory);
+    // small in CI's test run, on Redis.
+    if named("million") || !full {
+        let shape = million::Shape::from_env(full);
+        if let Some((mut server, url)) = redis_server() {
+            let outcome = runtime.block_on(async {
+                let mock = mock().await;
+                let store = RedisStore::connect(&url, "bench").await.unwrap();
+                million::run(&mock, store, &shape, 20_000.0, || redis_used_memory(&url)).await
+            });
+            outcome.print("redis");
+            let index = redis_cli(&url, &["MEMORY", "USAGE", "bench:due"]);
+            let index = index.trim().parse::<f64>().unwrap_or(0.0) / shape.n as f64;
+            println!("  of it, the due index (one sorted set, on one slot): {index:.0} B each");
+            let _ = server.kill();
+        }
+        if full {
+            let server = tokenkit_manager_tests::Postgres::start();
+            let size = || {
+                server
+                    .psql("SELECT pg_database_size(current_database())")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            };
+            let outcome = runtime.block_on(async {
+                let mock = mock().await;
+                let store = PostgresStore::connect(&server.url).await.unwrap();
+                million::run(&mock, store, &shape, 2_500.0, size).await
+            });
+            outcome.print("postgres");
+        }
+    }
     if !full {
         return;
     }
     // Redis: the same, and the commands each renewal costs.
     if let Some((mut server, url)) = redis_server().filter(|_| wants("redis")) {
         let n = 5_000;
-        let (plain, kept, per) = runtime.block_on(async {
+        let (plain, floor, kept, all, trips) = runtime.block_on(async {
             let mock = mock().await;
+            // The round trips first, on a prefix of their own (MONITOR slows the server).
+            let count = 1_000;
+            let store = RedisStore::connect(&url, "count").await.unwrap();
+            let monitor = std::cell::OnceCell::new();
+            keeper_rate(&mock, store, count, 64, || {
+                let _ = monitor.set(Monitor::start(&url));
+            })
+            .await;
+            let (sent, _) = monitor.get().unwrap().take();
+            drop(monitor);
+            let trips = sent as f64 / count as f64;
             let plain = plain_rate(&mock, n, 64).await;
+            let connection = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection_manager()
+                .await
+                .unwrap();
+            let floor =
+                plain_rate_with(&mock, n, 64, Some((connection, trips.round() as usize))).await;
             let store = RedisStore::connect(&url, "bench").await.unwrap();
-            let before = std::cell::Cell::new((0, 0));
+            let before = std::cell::Cell::new(0);
             let kept = keeper_rate(&mock, store, n, 64, || before.set(redis_commands(&url))).await;
-            let (all, sent) = redis_commands(&url);
-            let per = |now: u64, then: u64| (now - then) as f64 / n as f64;
-            let (all, sent) = (per(all, before.get().0), per(sent, before.get().1));
-            (plain, kept, (all, sent))
+            let all = (redis_commands(&url) - before.get()) as f64 / n as f64;
+            (plain, floor, kept, all, trips)
         });
-        let (all, sent) = per;
         println!(
-            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (redis) {kept:.0}: {:.2}x; per renewal (the keeper's only) {all:.1} Redis commands in {sent:.1} round trips",
-            kept / plain
+            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, with {:.0} empty Redis round trips each {floor:.0} ({:.2}x), keeper (redis) {kept:.0}: {:.2}x of the plain client, {:.2}x of the round trips' floor; per renewal (the keeper's only) {all:.1} Redis commands (scripts' calls included) in {trips:.2} round trips",
+            trips.round(),
+            floor / plain,
+            kept / plain,
+            kept / floor
         );
         let _ = server.kill();
     }
