@@ -378,6 +378,50 @@ impl Drop for Monitor {
     }
 }
 
+/// CPU seconds used so far by this process (the client, the mock, the keeper) and by a
+/// redis-server, for the cost of each refresh where the two share the machine's cores.
+#[derive(Clone, Copy)]
+struct Cpu {
+    process: f64,
+    redis: f64,
+}
+
+impl Cpu {
+    fn now(url: &str) -> Self {
+        // /proc/self/stat: utime and stime are the 14th and 15th fields, in clock ticks
+        // (USER_HZ, 100 on Linux), counted after the command's closing parenthesis.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let fields: Vec<f64> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        let ticks = fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0);
+        let info = redis_info(url, "cpu");
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Cpu {
+            process: ticks / 100.0,
+            redis: field("used_cpu_sys:") + field("used_cpu_user:"),
+        }
+    }
+
+    /// Microseconds of each side's CPU per refresh since `self`, over `n` refreshes.
+    fn spent(self, url: &str, n: usize) -> Cpu {
+        let now = Cpu::now(url);
+        let per = |a: f64, b: f64| (a - b) * 1e6 / n as f64;
+        Cpu {
+            process: per(now.process, self.process),
+            redis: per(now.redis, self.redis),
+        }
+    }
+}
+
 /// What the disk allows: writes of a small file made durable the way the FileStore does one
 /// (write, fsync, rename, fsync of the directory), one after another, for a second.
 fn durable_writes_per_second(dir: &Path) -> f64 {
@@ -512,7 +556,7 @@ fn main() {
     }
     // Redis: the same, and the commands each renewal costs.
     if let Some((mut server, url)) = redis_server().filter(|_| wants("redis")) {
-        let n = 5_000;
+        let n = 10_000;
         let (plain, floor, kept, all, trips) = runtime.block_on(async {
             let mock = mock().await;
             // The round trips first, on a prefix of their own (MONITOR slows the server).
@@ -526,27 +570,43 @@ fn main() {
             let (sent, _) = monitor.get().unwrap().take();
             drop(monitor);
             let trips = sent as f64 / count as f64;
-            let plain = plain_rate(&mock, n, 64).await;
+            let start = Cpu::now(&url);
+            let plain = (plain_rate(&mock, n, 64).await, start.spent(&url, n));
             let connection = redis::Client::open(url.as_str())
                 .unwrap()
                 .get_connection_manager()
                 .await
                 .unwrap();
-            let floor =
-                plain_rate_with(&mock, n, 64, Some((connection, trips.round() as usize))).await;
+            let start = Cpu::now(&url);
+            let floor = plain_rate_with(&mock, n, 64, Some((connection, trips.round() as usize)));
+            let floor = (floor.await, start.spent(&url, n));
             let store = RedisStore::connect(&url, "bench").await.unwrap();
-            let before = std::cell::Cell::new(0);
-            let kept = keeper_rate(&mock, store, n, 64, || before.set(redis_commands(&url))).await;
-            let all = (redis_commands(&url) - before.get()) as f64 / n as f64;
+            let before = std::cell::Cell::new((0, Cpu::now(&url)));
+            let kept = keeper_rate(&mock, store, n, 64, || {
+                before.set((redis_commands(&url), Cpu::now(&url)));
+            })
+            .await;
+            let (commands, start) = before.get();
+            let kept = (kept, start.spent(&url, n));
+            let all = (redis_commands(&url) - commands) as f64 / n as f64;
             (plain, floor, kept, all, trips)
         });
         println!(
-            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, with {:.0} empty Redis round trips each {floor:.0} ({:.2}x), keeper (redis) {kept:.0}: {:.2}x of the plain client, {:.2}x of the round trips' floor; per renewal (the keeper's only) {all:.1} Redis commands (scripts' calls included) in {trips:.2} round trips",
+            "refreshes/s, {n} due, 64 at a time: plain client {:.0}, with {:.0} empty Redis round trips each {:.0} ({:.2}x), keeper (redis) {:.0}: {:.2}x of the plain client, {:.2}x of the round trips' floor; per renewal (the keeper's only) {all:.1} Redis commands (scripts' calls included) in {trips:.2} round trips",
+            plain.0,
             trips.round(),
-            floor / plain,
-            kept / plain,
-            kept / floor
+            floor.0,
+            floor.0 / plain.0,
+            kept.0,
+            kept.0 / plain.0,
+            kept.0 / floor.0
         );
+        for (what, (_, cpu)) in [("plain client", plain), ("floor", floor), ("keeper", kept)] {
+            println!(
+                "  CPU per refresh, {what}: {:.1} us in the bench's process (client, mock, keeper), {:.1} us in redis-server",
+                cpu.process, cpu.redis
+            );
+        }
         let _ = server.kill();
     }
     // PostgreSQL: the same, and the statements each renewal costs (pg_stat_statements).

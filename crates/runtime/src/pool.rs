@@ -87,8 +87,8 @@ struct Inner<C, S> {
     prefix: String,
     shards: Vec<Shard<C, S>>,
     /// The newest version each swept connection had seen, so that a connection made again
-    /// still knows a store gone backwards (sharded like the live connections).
-    seen: Vec<RwLock<HashMap<Arc<str>, u64, foldhash::fast::RandomState>>>,
+    /// still knows a store gone backwards.
+    seen: Seen,
     events: broadcast::Sender<TokenEvent>,
     /// When the idle connections were last dropped (coarse milliseconds).
     swept: AtomicU64,
@@ -130,6 +130,49 @@ fn shard_of(connection: &str) -> usize {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     usize::try_from(hash % SHARDS as u64).unwrap_or(0)
+}
+
+/// The newest version each connection swept from memory had seen, by a 64-bit hash of its
+/// name keyed for this pool (16 bytes a connection, not its name: a pool of a million
+/// remembers them all). Two names with one hash would share an entry: at most a false
+/// "the store went backwards" for one of them, at a chance near n²/2⁶⁵, and no hostile name
+/// can aim for it without the key.
+#[derive(Default)]
+struct Seen {
+    key: foldhash::fast::RandomState,
+    shards: [RwLock<HashMap<u64, u64, foldhash::fast::RandomState>>; SHARDS],
+}
+
+impl Seen {
+    fn hash(&self, connection: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.key, connection)
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<HashMap<u64, u64, foldhash::fast::RandomState>> {
+        &self.shards[usize::try_from(hash % SHARDS as u64).unwrap_or(0)]
+    }
+
+    /// Takes what `connection` had seen, if it was swept.
+    fn take(&self, connection: &str) -> Option<u64> {
+        let hash = self.hash(connection);
+        let mut shard = self.shard(hash).write().unwrap_or_else(|p| p.into_inner());
+        let version = shard.remove(&hash);
+        // Give back a map's room once most of it stands empty.
+        if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
+            shard.shrink_to_fit();
+        }
+        version
+    }
+
+    /// Keeps the newest version each connection had seen.
+    fn keep<'a>(&self, seen: impl IntoIterator<Item = (&'a str, u64)>) {
+        for (connection, version) in seen {
+            let hash = self.hash(connection);
+            let mut shard = self.shard(hash).write().unwrap_or_else(|p| p.into_inner());
+            let entry = shard.entry(hash).or_insert(version);
+            *entry = (*entry).max(version);
+        }
+    }
 }
 
 impl<C, S> TokenPool<C, S> {
@@ -212,9 +255,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
                 shards: (0..SHARDS)
                     .map(|_| RwLock::new(HashMap::default()))
                     .collect(),
-                seen: (0..SHARDS)
-                    .map(|_| RwLock::new(HashMap::default()))
-                    .collect(),
+                seen: Seen::default(),
                 swept: AtomicU64::new(now_millis()),
             }),
         })
@@ -301,11 +342,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
                 manager.saw(version);
             }
         }
-        let seen = self.inner.seen[shard]
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(connection);
-        if let Some(version) = seen {
+        if let Some(version) = self.inner.seen.take(connection) {
             manager.saw(version);
         }
         live.insert(
@@ -329,10 +366,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(connection);
         if let Some(version) = removed.and_then(|e| e.manager.seen_version()) {
-            self.inner.seen[shard]
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(Arc::from(connection), version);
+            self.inner.seen.keep([(connection, version)]);
         }
         self.record_active();
     }
@@ -606,10 +640,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(connection);
-        self.inner.seen[shard]
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(connection);
+        self.inner.seen.take(connection);
         self.record_active();
     }
 
@@ -664,7 +695,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
         let now = now_millis();
         self.inner.swept.store(now, Ordering::Relaxed);
         let idle = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-        for (shard, seen) in self.inner.shards.iter().zip(&self.inner.seen) {
+        for shard in &self.inner.shards {
             let mut live = shard.write().unwrap_or_else(|p| p.into_inner());
             let mut swept = Vec::new();
             live.retain(|name, entry| {
@@ -675,11 +706,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
                 }
                 keep
             });
-            if !swept.is_empty() {
-                seen.write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(swept);
-            }
+            self.inner
+                .seen
+                .keep(swept.iter().map(|(name, version)| (&**name, *version)));
             // Give back a map's room once most of it stands empty.
             if live.capacity() > 64 && live.len() < live.capacity() / 4 {
                 live.shrink_to_fit();
