@@ -280,18 +280,46 @@ fn redis_server() -> Option<(std::process::Child, String)> {
 }
 
 /// Every command Redis has run so far (`INFO commandstats`), the scripts' inner calls
-/// included.
-fn redis_commands(url: &str) -> u64 {
+/// included: by name, its calls and the server's microseconds in it (a script's own
+/// include its inner calls').
+fn redis_commands(url: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let field = |rest: &str, name: &str| {
+        rest.split(name)
+            .nth(1)
+            .and_then(|c| c.split(',').next())
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     redis_info(url, "commandstats")
         .lines()
-        .filter(|line| line.starts_with("cmdstat_"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)
-                .and_then(|c| c.split(',').next())
-                .and_then(|c| c.parse::<u64>().ok())
+        .filter_map(|line| line.strip_prefix("cmdstat_")?.split_once(':'))
+        .map(|(name, rest)| {
+            (
+                name.to_owned(),
+                (field(rest, "calls="), field(rest, "usec=")),
+            )
         })
-        .sum()
+        .collect()
+}
+
+/// What Redis ran between `before` and `after`, per renewal of `n`: every command, and the
+/// commands by server time, most first.
+fn redis_commands_between(
+    before: &std::collections::BTreeMap<String, (u64, u64)>,
+    after: &std::collections::BTreeMap<String, (u64, u64)>,
+    n: usize,
+) -> (f64, Vec<(String, f64, f64)>) {
+    let mut by_time: Vec<(String, f64, f64)> = after
+        .iter()
+        .map(|(name, (calls, usec))| {
+            let (was_calls, was_usec) = before.get(name).copied().unwrap_or((0, 0));
+            let per = |now: u64, was: u64| (now - was) as f64 / n as f64;
+            (name.clone(), per(*calls, was_calls), per(*usec, was_usec))
+        })
+        .filter(|(_, calls, _)| *calls > 0.0)
+        .collect();
+    by_time.sort_by(|a, b| b.2.total_cmp(&a.2));
+    (by_time.iter().map(|(_, calls, _)| calls).sum(), by_time)
 }
 
 /// The port of `redis://127.0.0.1:<port>/`.
@@ -581,16 +609,17 @@ fn main() {
             let floor = plain_rate_with(&mock, n, 64, Some((connection, trips.round() as usize)));
             let floor = (floor.await, start.spent(&url, n));
             let store = RedisStore::connect(&url, "bench").await.unwrap();
-            let before = std::cell::Cell::new((0, Cpu::now(&url)));
+            let before = std::cell::RefCell::new((Default::default(), Cpu::now(&url)));
             let kept = keeper_rate(&mock, store, n, 64, || {
-                before.set((redis_commands(&url), Cpu::now(&url)));
+                *before.borrow_mut() = (redis_commands(&url), Cpu::now(&url));
             })
             .await;
-            let (commands, start) = before.get();
+            let (commands, start) = before.into_inner();
             let kept = (kept, start.spent(&url, n));
-            let all = (redis_commands(&url) - commands) as f64 / n as f64;
-            (plain, floor, kept, all, trips)
+            let (all, by_time) = redis_commands_between(&commands, &redis_commands(&url), n);
+            (plain, floor, kept, (all, by_time), trips)
         });
+        let (all, by_time) = all;
         println!(
             "refreshes/s, {n} due, 64 at a time: plain client {:.0}, with {:.0} empty Redis round trips each {:.0} ({:.2}x), keeper (redis) {:.0}: {:.2}x of the plain client, {:.2}x of the round trips' floor; per renewal (the keeper's only) {all:.1} Redis commands (scripts' calls included) in {trips:.2} round trips",
             plain.0,
@@ -601,6 +630,10 @@ fn main() {
             kept.0 / plain.0,
             kept.0 / floor.0
         );
+        println!("  the server's time per renewal by command (a script's includes its calls'):");
+        for (name, calls, usec) in by_time.iter().take(8) {
+            println!("    {name:<16} {calls:>6.2} calls {usec:>7.1} us");
+        }
         for (what, (_, cpu)) in [("plain client", plain), ("floor", floor), ("keeper", kept)] {
             println!(
                 "  CPU per refresh, {what}: {:.1} us in the bench's process (client, mock, keeper), {:.1} us in redis-server",
