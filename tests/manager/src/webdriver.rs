@@ -111,12 +111,23 @@ impl ChromeDriver {
 
 /// Sends a WebDriver command; its `value`, or a panic with the driver's error.
 async fn call(request: reqwest::RequestBuilder) -> Value {
+    try_call(request).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends a WebDriver command; its `value`, or the driver's error.
+async fn try_call(request: reqwest::RequestBuilder) -> Result<Value, String> {
     let response = request.send().await.expect("chromedriver answered");
     let status = response.status();
     let body: Value = response.json().await.expect("a JSON answer");
-    assert!(status.is_success(), "WebDriver error {status}: {body}");
-    body["value"].clone()
+    if status.is_success() {
+        Ok(body["value"].clone())
+    } else {
+        Err(format!("WebDriver error {status}: {body}"))
+    }
 }
+
+/// How long the helpers wait for a page, an element or a URL.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One browser window.
 pub struct Session {
@@ -147,12 +158,14 @@ impl Session {
             .to_owned()
     }
 
-    /// Waits until the page's URL starts with `prefix` (a navigation is the event); returns it.
+    /// Waits until the page's URL starts with `prefix` (a navigation is the event) and its
+    /// document has loaded; returns the URL. (The URL changes while the new document is still
+    /// on its way: a command sent then is aborted by the navigation.)
     pub async fn wait_for_url(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let url = self.url().await;
-            if url.starts_with(prefix) {
+            if url.starts_with(prefix) && self.loaded().await {
                 return url;
             }
             assert!(
@@ -163,14 +176,30 @@ impl Session {
         }
     }
 
+    /// Whether the page's document has loaded (`document.readyState` is `complete`); false
+    /// while a navigation replaces it.
+    async fn loaded(&self) -> bool {
+        let script = json!({ "script": "return document.readyState", "args": [] });
+        let url = format!("{}/execute/sync", self.base);
+        try_call(self.http.post(url).json(&script))
+            .await
+            .is_ok_and(|state| state == "complete")
+    }
+
+    /// The element `css` selects, waited for: a page still loading, or one a click is
+    /// replacing, has none yet (or aborts the lookup).
     async fn element(&self, css: &str) -> String {
-        let found = self
-            .post("/element", json!({ "using": "css selector", "value": css }))
-            .await;
-        found[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {found}"))
-            .to_owned()
+        let deadline = Instant::now() + PATIENCE;
+        let query = json!({ "using": "css selector", "value": css });
+        loop {
+            let url = format!("{}/element", self.base);
+            let found = try_call(self.http.post(url).json(&query)).await;
+            if let Some(id) = found.as_ref().ok().and_then(|f| f[ELEMENT].as_str()) {
+                return id.to_owned();
+            }
+            assert!(Instant::now() < deadline, "no element {css}: {found:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Clicks the element `css` selects.
