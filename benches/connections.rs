@@ -347,11 +347,15 @@ fn redis_info(url: &str, section: &str) -> String {
 
 /// The bytes Redis has in use (`INFO memory`'s `used_memory`).
 fn redis_used_memory(url: &str) -> u64 {
-    redis_info(url, "memory")
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
+    info_field(&redis_info(url, "memory"), "used_memory") as u64
+}
+
+/// The number `name:<number>` of an `INFO` answer (0 when absent).
+fn info_field(info: &str, name: &str) -> f64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0.0)
 }
 
 /// Every command the Redis server at `url` runs while it watches, by origin: sent by a client
@@ -427,15 +431,9 @@ impl Cpu {
             .collect();
         let ticks = fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0);
         let info = redis_info(url, "cpu");
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
         Cpu {
             process: ticks / 100.0,
-            redis: field("used_cpu_sys:") + field("used_cpu_user:"),
+            redis: info_field(&info, "used_cpu_sys") + info_field(&info, "used_cpu_user"),
         }
     }
 

@@ -157,10 +157,7 @@ impl Seen {
         let hash = self.hash(connection);
         let mut shard = self.shard(hash).write().unwrap_or_else(|p| p.into_inner());
         let version = shard.remove(&hash);
-        // Give back a map's room once most of it stands empty.
-        if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
-            shard.shrink_to_fit();
-        }
+        give_back_room(&mut shard);
         version
     }
 
@@ -172,6 +169,15 @@ impl Seen {
             let entry = shard.entry(hash).or_insert(version);
             *entry = (*entry).max(version);
         }
+    }
+}
+
+/// Gives back a map's room once most of it stands empty.
+fn give_back_room<K: Eq + std::hash::Hash, V, H: std::hash::BuildHasher>(
+    map: &mut HashMap<K, V, H>,
+) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
     }
 }
 
@@ -709,10 +715,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenPool<C, S> {
             self.inner
                 .seen
                 .keep(swept.iter().map(|(name, version)| (&**name, *version)));
-            // Give back a map's room once most of it stands empty.
-            if live.capacity() > 64 && live.len() < live.capacity() / 4 {
-                live.shrink_to_fit();
-            }
+            give_back_room(&mut live);
         }
         self.record_active();
     }
