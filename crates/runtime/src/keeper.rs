@@ -364,6 +364,7 @@ async fn run<C: RefreshClient + 'static, S: TokenStore>(
                 busy: Arc::clone(&walk.busy),
                 max_failures: walk.config.max_failures,
                 claimed: walk.claimed,
+                loading: !walk.lease.is_zero(),
                 owner: Arc::clone(&walk.owner),
                 key,
                 dies,
@@ -557,6 +558,8 @@ struct Visit<C: RefreshClient, S: TokenStore> {
     max_failures: u32,
     /// Whether its page was claimed for this keeper (another replica rarely has its lock).
     claimed: bool,
+    /// Whether the lock's probe reads the set with it ([`Visit::lock`]).
+    loading: bool,
     /// This keeper's name in the claims.
     owner: Arc<str>,
     key: String,
@@ -591,14 +594,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
     /// The connection's lock, taken for the renewal, unless another holder has it right now
     /// (another replica is renewing it: a look later finds it renewed, or still due).
     ///
-    /// On a claimed page the probe reads the set with the lock
-    /// ([`TokenStore::try_lock_loading`]: one round trip fewer). Unclaimed, replicas walk the
-    /// same index and many probes find the lock taken, where a load sent with each would be
-    /// wasted: the probe takes the lock alone ([`TokenStore::try_lock`]).
+    /// The probe reads the set with the lock ([`TokenStore::try_lock_loading`]: one round
+    /// trip fewer) on a claimed page, and where claims are asked for but the store keeps none
+    /// (a directory, one process's memory: nothing to send, the set is read only once the
+    /// lock is taken). A keeper that claims nothing walks the same index as its replicas and
+    /// many of its probes find the lock taken, where a load sent with each would be wasted:
+    /// its probe takes the lock alone ([`TokenStore::try_lock`]).
     async fn lock(&self) -> Look {
         let lock_ttl = self.pool.manager_config().lock_ttl;
         let store = self.pool.store();
-        let probe = if self.claimed {
+        let probe = if self.loading {
             store.try_lock_loading(&self.key, lock_ttl).await
         } else {
             store.try_lock(&self.key, lock_ttl).await

@@ -85,7 +85,11 @@ pub fn quick() -> ManagerConfig {
     }
 }
 
-/// Snapshot of the store file, byte for byte.
-pub fn file_bytes(store: &FileStore) -> Vec<u8> {
-    std::fs::read(store.path_of("k")).unwrap()
+/// The stored set of `k` and its version (not its marks: a failure may mark it).
+pub async fn stored_set(store: &FileStore) -> (u64, tokenkit::TokenSet) {
+    let stored = tokenkit::TokenStore::load(store, "k")
+        .await
+        .unwrap()
+        .expect("a stored set");
+    (stored.version, stored.tokens)
 }

@@ -10,7 +10,7 @@ use tokenkit::{
     TokenManager, TokenSet, TokenStore,
 };
 use tokenkit_manager_tests::{
-    RefreshOnly, Scripted, client, expired, file_bytes, fresh, one_time_provider, quick, scratch,
+    RefreshOnly, Scripted, client, expired, fresh, one_time_provider, quick, scratch, stored_set,
     timeout,
 };
 use tokenkit_mock::Reply;
@@ -29,7 +29,7 @@ async fn a_failing_refresh_never_changes_the_stored_set() {
         TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", config.clone())
             .unwrap();
     manager.seed(expired(&first)).await.unwrap();
-    let before = file_bytes(&store);
+    let before = stored_set(&store).await;
 
     let replies = [
         Reply::Example {
@@ -68,7 +68,7 @@ async fn a_failing_refresh_never_changes_the_stored_set() {
                 .unwrap();
         let err = manager.access_token().await.expect_err(&what);
         assert_eq!(
-            file_bytes(&store),
+            stored_set(&store).await,
             before,
             "{what} changed the store ({err})"
         );

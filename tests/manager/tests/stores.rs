@@ -642,10 +642,17 @@ async fn indexes_due_times(store: impl TokenStore, what: &str) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        keys(all),
+        keys(all.clone()),
         ["due/late"],
         "{what}: the earliest first, at most the limit"
     );
+    let (key, at) = &all[0];
+    let next = store
+        .due("due/", now + Duration::from_secs(1000), Some((*at, key)), 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(keys(next), ["due/a"], "{what}: the next page");
 }
 
 #[tokio::test]
@@ -661,14 +668,9 @@ async fn stores_index_when_refresh_tokens_die() {
     indexes_due_times(store, "postgres").await;
     let dir = scratch("stores-due");
     let files = FileStore::new(&dir).unwrap();
-    assert!(
-        files
-            .due("", SystemTime::now(), None, 10)
-            .await
-            .unwrap()
-            .is_none(),
-        "a directory keeps no index: the keeper reads the sets"
-    );
+    indexes_due_times(files.clone(), "files").await;
+    let sealed = FileStore::new(dir.join("sealed")).unwrap();
+    indexes_due_times(EncryptedStore::new(sealed, key("k1", 9)), "encrypted files").await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

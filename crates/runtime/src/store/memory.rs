@@ -283,11 +283,7 @@ impl TokenStore for MemoryStore {
         let marked = match inner.sets.get_mut(key) {
             Some(stored) if stored.version == version => {
                 let before = Inner::indexed(stored);
-                let mark = match what {
-                    Reported::Dead => &mut stored.dead,
-                    Reported::Expiring => &mut stored.expiring,
-                    Reported::Announced => &mut stored.announced,
-                };
+                let mark = stored.mark_mut(what);
                 let marked = mark.is_none() && mark.replace(SystemTime::now()).is_none();
                 // A set marked dead leaves the index.
                 if let (Some(dies), None) = (before, Inner::indexed(stored)) {

@@ -4,7 +4,8 @@
 //! Which store to pick:
 //! - one process: [`MemoryStore`] (tokens are lost on restart; fine when a re-login is cheap);
 //! - several processes on one host, or one process that must survive restarts: [`FileStore`]
-//!   (atomic replace, mode 0600, an OS file lock that dies with its process);
+//!   (two checksummed slots written in turn, in place; mode 0600; an OS file lock that dies with
+//!   its process);
 //! - several hosts or replicas: `RedisStore` (feature `redis`): a lock with expiry and a
 //!   compare-and-set on a version, so a stale writer never overwrites a newer token set;
 //!   or `PostgresStore` (feature `postgres`), the same promises on a database the service
@@ -85,6 +86,15 @@ impl Stored {
             expiring: None,
             announced: None,
             read_at: None,
+        }
+    }
+
+    /// The mark `what` says.
+    pub(crate) fn mark_mut(&mut self, what: Reported) -> &mut Option<SystemTime> {
+        match what {
+            Reported::Dead => &mut self.dead,
+            Reported::Expiring => &mut self.expiring,
+            Reported::Announced => &mut self.announced,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The stored form of a token set: JSON with a version. Shared by the file and Redis stores.
+//! The stored form of a token set: JSON with a version (and, in files, its marks). Shared by
+//! every store.
 
 use super::{StoreError, Stored};
 use crate::secret::{AccessToken, RefreshToken};
@@ -29,11 +30,54 @@ struct Record {
     /// The connection's own values; absent where it has none.
     #[serde(default, skip_serializing_if = "ConnectionValues::is_empty")]
     values: ConnectionValues,
+    /// The version's marks, where the store keeps them in the record (files); the others keep
+    /// them beside it.
+    #[serde(default, skip_serializing_if = "Marks::is_empty")]
+    marks: Marks,
+}
+
+/// [`Stored`]'s marks, in milliseconds since the Unix epoch.
+#[derive(Default, Serialize, Deserialize)]
+struct Marks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sending: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dead: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expiring: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    announced: Option<u64>,
+}
+
+impl Marks {
+    fn is_empty(&self) -> bool {
+        [self.sending, self.dead, self.expiring, self.announced]
+            .iter()
+            .all(Option::is_none)
+    }
 }
 
 /// The JSON of `tokens` as `version`.
 pub fn encode(version: u64, tokens: &TokenSet) -> Vec<u8> {
-    let record = Record {
+    // A struct of strings, numbers and JSON values always serializes.
+    serde_json::to_vec_pretty(&record(version, tokens)).unwrap_or_default()
+}
+
+/// The compact JSON of `stored` with its marks.
+pub fn encode_marked(stored: &Stored) -> Vec<u8> {
+    let mut record = record(stored.version, &stored.tokens);
+    let ms = |at: Option<SystemTime>| at.map(to_millis);
+    record.marks = Marks {
+        sending: ms(stored.sending),
+        dead: ms(stored.dead),
+        expiring: ms(stored.expiring),
+        announced: ms(stored.announced),
+    };
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+fn record(version: u64, tokens: &TokenSet) -> Record {
+    Record {
         version,
         access_token: tokens.access_token.clone(),
         refresh_token: tokens.refresh_token.clone(),
@@ -44,9 +88,8 @@ pub fn encode(version: u64, tokens: &TokenSet) -> Vec<u8> {
         origin: tokens.origin,
         issuer: tokens.issuer.clone(),
         values: tokens.values.clone(),
-    };
-    // A struct of strings, numbers and JSON values always serializes.
-    serde_json::to_vec_pretty(&record).unwrap_or_default()
+        marks: Marks::default(),
+    }
 }
 
 /// Milliseconds since the Unix epoch, for marks stored as text.
@@ -71,7 +114,8 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
             e.column()
         ))
     })?;
-    Ok(Stored::unmarked(
+    let marks = record.marks;
+    let mut stored = Stored::unmarked(
         record.version,
         TokenSet {
             access_token: record.access_token,
@@ -86,7 +130,12 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
             issuer: record.issuer,
             values: record.values,
         },
-    ))
+    );
+    stored.sending = marks.sending.map(from_millis);
+    stored.dead = marks.dead.map(from_millis);
+    stored.expiring = marks.expiring.map(from_millis);
+    stored.announced = marks.announced.map(from_millis);
+    Ok(stored)
 }
 
 #[cfg(test)]
@@ -112,6 +161,12 @@ mod tests {
         let stored = decode(&encode(7, &tokens)).unwrap();
         assert_eq!(stored.version, 7);
         assert_eq!(stored.tokens, tokens);
+        assert_eq!(stored.sending, None);
+
+        let mut marked = Stored::unmarked(8, tokens);
+        marked.sending = Some(from_millis(1_700_000_000_001));
+        marked.announced = Some(from_millis(1_700_000_000_002));
+        assert_eq!(decode(&encode_marked(&marked)).unwrap(), marked);
     }
 
     #[test]
