@@ -165,31 +165,47 @@ async fn a_stopped_lock_holder_never_sends_after_it_continues() {
     check_stored_set_is_live(store, &mock, "holder stopped").await;
 }
 
-/// The FileStore's directory turns read-only (chattr +i, which binds root too) mid-run:
-/// refreshed sets are served from memory and stored once the directory is writable again.
+/// The FileStore's directory and its sets' files turn read-only (chattr +i, which binds root
+/// too) mid-run: no new file, no write in place. Refreshed sets are served from memory and
+/// stored once they are writable again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_store_directory_drops_no_issued_set() {
     let dir = scratch("read-only");
     let arg = format!("file:{}", dir.display());
     let store = FileStore::new(&dir).unwrap();
+    let set_file = store.path_of("shared");
     let (mock, store, children) = fleet(store, &arg, Duration::from_millis(2), 3, "6", &[]).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let read_only = |on: bool| {
         let flag = if on { "+i" } else { "-i" };
-        let chattr = Command::new("chattr").arg(flag).arg(&dir).status();
-        if !matches!(chattr, Ok(s) if s.success()) {
-            // Not root, or no chattr: permissions bind everyone else.
-            let mode = if on { "500" } else { "700" };
-            let status = Command::new("chmod").arg(mode).arg(&dir).status().unwrap();
-            assert!(status.success());
+        // The file first when locking, the directory first when unlocking.
+        let mut order = [(&set_file, "400", "600"), (&dir, "500", "700")];
+        if !on {
+            order.reverse();
+        }
+        for (path, locked, open) in order {
+            let chattr = Command::new("chattr").arg(flag).arg(path).status();
+            if !matches!(chattr, Ok(s) if s.success()) {
+                // Not root, or no chattr: permissions bind everyone else.
+                let mode = if on { locked } else { open };
+                let status = Command::new("chmod").arg(mode).arg(path).status().unwrap();
+                assert!(status.success());
+            }
         }
     };
     read_only(true);
-    let refused = std::fs::write(dir.join("probe"), "x").is_err();
+    let refused = std::fs::write(dir.join("probe"), "x").is_err()
+        && std::fs::OpenOptions::new()
+            .write(true)
+            .open(&set_file)
+            .is_err();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     read_only(false);
     let reports = tokio::task::block_in_place(|| collect(children));
-    assert!(refused, "the directory did not turn read-only");
+    assert!(
+        refused,
+        "the directory or the set's file did not turn read-only"
+    );
     check_provider(&mock, &reports, "read-only directory");
     check_stored_set_is_live(store, &mock, "read-only directory").await;
     std::fs::remove_dir_all(&dir).unwrap();
