@@ -310,6 +310,31 @@ impl FileStore {
         Ok(())
     }
 
+    /// Sets `version`'s mark (`what`; `None`: the sending mark) to `to`, where `version` is
+    /// the one stored: `None` when it is not, else whether the mark changed (and the change
+    /// is durable). A mark already set keeps its first time.
+    fn set_mark(
+        &self,
+        held: &mut Held,
+        version: u64,
+        what: Option<Reported>,
+        to: Option<SystemTime>,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(mut marked) = held.at(version).cloned() else {
+            return Ok(None);
+        };
+        let mark = match what {
+            Some(what) => marked.mark_mut(what),
+            None => &mut marked.sending,
+        };
+        if mark.is_some() == to.is_some() {
+            return Ok(Some(false));
+        }
+        *mark = to;
+        self.write(held, &marked)?;
+        Ok(Some(true))
+    }
+
     /// Writes `bytes` to `path` through a synced temporary file and a rename, durable once
     /// the directory's flush covers the rename.
     fn replace(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -629,18 +654,9 @@ impl TokenStore for FileStore {
         let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
             with_write_lock(&store, &key, |held| {
-                let Some(stored) = held.at(version) else {
-                    return Ok(false);
-                };
                 // A mark of this version already says when the token was first sent.
-                if stored.sending.is_none() {
-                    let marked = Stored {
-                        sending: Some(SystemTime::now()),
-                        ..stored.clone()
-                    };
-                    store.write(held, &marked)?;
-                }
-                Ok(true)
+                let marked = store.set_mark(held, version, None, Some(SystemTime::now()))?;
+                Ok(marked.is_some())
             })
         }))
     }
@@ -655,14 +671,8 @@ impl TokenStore for FileStore {
         let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
             with_write_lock(&store, &key, |held| {
-                let Some(mut marked) = held.at(version).cloned() else {
-                    return Ok(false);
-                };
-                if marked.mark_mut(what).replace(SystemTime::now()).is_some() {
-                    return Ok(false);
-                }
-                store.write(held, &marked)?;
-                Ok(true)
+                let marked = store.set_mark(held, version, Some(what), Some(SystemTime::now()))?;
+                Ok(marked == Some(true))
             })
         }))
     }
@@ -676,13 +686,7 @@ impl TokenStore for FileStore {
         let (store, key) = (self.clone(), key.to_owned());
         Box::pin(blocking(move || {
             with_write_lock(&store, &key, |held| {
-                if let Some(marked) = held.at(version).filter(|s| s.sending.is_some()) {
-                    let cleared = Stored {
-                        sending: None,
-                        ..marked.clone()
-                    };
-                    store.write(held, &cleared)?;
-                }
+                store.set_mark(held, version, None, None)?;
                 Ok(())
             })
         }))
