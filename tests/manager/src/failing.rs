@@ -9,19 +9,39 @@ pub struct FailingWrites {
     pub inner: tokenkit::MemoryStore,
     /// How many writes are still to fail.
     pub failures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// How many sending marks are still to land and then answer an error, each with the
+    /// answer lost: a commit whose connection dropped before its answer came.
+    pub lost_marks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// How many clears of a sending mark are still to fail.
+    pub failing_clears: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FailingWrites {
+    /// Around `inner`, with the next `failures` writes failing.
+    pub fn new(inner: tokenkit::MemoryStore, failures: usize) -> Self {
+        Self {
+            inner,
+            failures: std::sync::Arc::new(failures.into()),
+            lost_marks: std::sync::Arc::default(),
+            failing_clears: std::sync::Arc::default(),
+        }
+    }
+
     /// Whether this write fails (counting it down).
     fn fails(&self) -> bool {
-        self.failures
-            .fetch_update(
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-                |n| n.checked_sub(1),
-            )
-            .is_ok()
+        count_down(&self.failures)
     }
+}
+
+/// Whether `count` was above zero (taking one off).
+fn count_down(count: &std::sync::atomic::AtomicUsize) -> bool {
+    count
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok()
 }
 
 impl tokenkit::TokenStore for FailingWrites {
@@ -91,6 +111,12 @@ impl tokenkit::TokenStore for FailingWrites {
         version: u64,
         lock: &'a tokenkit::StoreLock,
     ) -> tokenkit::BoxFuture<'a, Result<bool, tokenkit::StoreError>> {
+        if count_down(&self.lost_marks) {
+            return Box::pin(async move {
+                self.inner.mark_sending(key, version, lock).await?;
+                Err(tokenkit::StoreError::new("connection closed"))
+            });
+        }
         self.inner.mark_sending(key, version, lock)
     }
 
@@ -100,6 +126,9 @@ impl tokenkit::TokenStore for FailingWrites {
         version: u64,
         lock: &'a tokenkit::StoreLock,
     ) -> tokenkit::BoxFuture<'a, Result<(), tokenkit::StoreError>> {
+        if count_down(&self.failing_clears) {
+            return Box::pin(async { Err(tokenkit::StoreError::new("connection refused")) });
+        }
         self.inner.clear_sending(key, version, lock)
     }
 

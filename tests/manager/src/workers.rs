@@ -19,6 +19,8 @@ pub struct Report {
     pub nonretryable: u64,
     /// When it saw its last error (ms since the Unix epoch).
     pub last_error_ms: u128,
+    /// Its errors, each `error at <ms>: <message>`, in order.
+    pub error_lines: Vec<String>,
 }
 
 /// The `manager-worker` binary cargo built beside the running test (`target/<profile>/`, the
@@ -69,6 +71,11 @@ pub fn collect(children: Vec<Child>) -> Vec<Report> {
                 errors: field(&line, "errors") as u64,
                 nonretryable: field(&line, "nonretryable") as u64,
                 last_error_ms: field(&line, "last_error_ms"),
+                error_lines: stderr
+                    .lines()
+                    .filter(|l| l.starts_with("error at "))
+                    .map(str::to_owned)
+                    .collect(),
             }
         })
         .collect()
@@ -165,4 +172,28 @@ pub fn recovery_ms(reports: &[Report], since: u128) -> u128 {
         .map(|r| r.last_error_ms.saturating_sub(since))
         .max()
         .unwrap_or(0)
+}
+
+/// The workers' errors from `since` on (ms since the Unix epoch), as `+<ms>: <message>`, a
+/// few of each kind: what a failed recovery check shows.
+pub fn errors_after(reports: &[Report], since: u128) -> String {
+    let mut seen = std::collections::BTreeMap::<String, (u128, usize)>::new();
+    for line in reports.iter().flat_map(|r| &r.error_lines) {
+        let Some((at, message)) = line
+            .strip_prefix("error at ")
+            .and_then(|rest| rest.split_once(": "))
+        else {
+            continue;
+        };
+        let at: u128 = at.parse().unwrap_or(0);
+        if at >= since {
+            let entry = seen.entry(message.to_owned()).or_insert((at, 0));
+            entry.0 = entry.0.max(at);
+            entry.1 += 1;
+        }
+    }
+    seen.iter()
+        .map(|(message, (last, n))| format!("{n}x, last at +{} ms: {message}", last - since))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

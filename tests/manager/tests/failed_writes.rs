@@ -5,21 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokenkit::{
-    FileStore, ManagerConfig, ManagerError, MemoryStore, Rotation, TokenManager, TokenStore,
+    FileStore, ManagerConfig, ManagerError, MemoryStore, RefreshClient, Rotation, TokenManager,
+    TokenStore,
 };
 use tokenkit_manager_tests::{
     FailingWrites, RefreshOnly, Scripted, client, client_with_timeout, expired, fresh,
-    one_time_provider, own, quick, scratch,
+    one_time_provider, own, quick, scratch, workspace,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issued_tokens_survive_failed_writes() {
     let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
     let memory = MemoryStore::new();
-    let store = FailingWrites {
-        inner: memory.clone(),
-        failures: Arc::new(AtomicUsize::new(0)),
-    };
+    let store = FailingWrites::new(memory.clone(), 0);
     let manager =
         TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
     manager.seed(expired(&first)).await.unwrap();
@@ -55,6 +53,76 @@ async fn issued_tokens_survive_failed_writes() {
     assert_eq!(mock.authority_stats().reuses, 0);
 }
 
+/// A sending mark that landed but whose answer was lost, with the store away for the clears
+/// that follow (a database gone mid-commit): nothing is sent, and once the store answers the
+/// holder clears the mark, so another process refreshes at once instead of taking the token
+/// for in flight until the grace (two lock lifetimes, minutes) runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_whose_answer_was_lost_is_cleared_once_the_store_answers() {
+    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
+    let memory = MemoryStore::new();
+    let store = FailingWrites::new(memory.clone(), 0);
+    let manager =
+        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    store.lost_marks.store(1, Ordering::SeqCst);
+    store.failing_clears.store(3, Ordering::SeqCst);
+    let error = manager.access_token().await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(mock.authority_stats().refreshes, 0, "sent without a mark");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while memory.load("k").await.unwrap().unwrap().sending.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mark was never cleared ({} clears still to fail)",
+            store.failing_clears.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.failing_clears.load(Ordering::SeqCst), 0);
+    // Another process on the same store: the token is sendable, and sent once.
+    let other = TokenManager::with_config(client(&mock.base_url()), memory, "k", quick()).unwrap();
+    let token = other.access_token().await.unwrap();
+    assert_ne!(token.expose(), "at-expired");
+    let stats = mock.authority_stats();
+    assert_eq!((stats.refreshes, stats.reuses), (1, 0), "{stats:?}");
+}
+
+/// The control for the test above: a mark that was already there (a request sent within the
+/// provider's declared reuse grace) stands for a token that may be spent, so a resend whose
+/// own mark fails leaves it in place, never clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_resend_mark_never_clears_the_first_mark() {
+    let provider =
+        tokenkit_mock::load(workspace().join("tests/fixtures/specs/headerbank.yaml")).unwrap();
+    let mock = tokenkit_mock::MockServer::start(provider).await.unwrap();
+    let first = mock.enforce_rotation(3600, Duration::ZERO);
+    let headerbank = tokenkit_headerbank::Client::builder("kiosk-12")
+        .base_url(mock.base_url())
+        .build()
+        .unwrap();
+    assert!(headerbank.reuse_grace().is_some());
+    let memory = MemoryStore::new();
+    let store = FailingWrites::new(memory.clone(), 0);
+    let manager = TokenManager::with_config(headerbank, store.clone(), "k", quick()).unwrap();
+    manager.seed(expired(&first)).await.unwrap();
+    // Another process sent the token a moment ago, and its answer is not stored yet.
+    let lock = memory
+        .try_lock("k", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(memory.mark_sending("k", 1, &lock).await.unwrap());
+    lock.release().await;
+    let marked = memory.load("k").await.unwrap().unwrap().sending;
+    assert!(marked.is_some());
+    store.lost_marks.store(1, Ordering::SeqCst);
+    let error = manager.access_token().await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(memory.load("k").await.unwrap().unwrap().sending, marked);
+    assert_eq!(mock.authority_stats().refreshes, 0);
+}
+
 /// A removal, or a replacement, while the write of a refreshed set is being retried: the
 /// writer holds the lock, yet the removal goes through at once (it cancels the retry), and
 /// the removed set never comes back once the store takes writes again.
@@ -62,10 +130,7 @@ async fn issued_tokens_survive_failed_writes() {
 async fn a_removal_or_replacement_cancels_the_write_being_retried() {
     let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
     let memory = MemoryStore::new();
-    let store = FailingWrites {
-        inner: memory.clone(),
-        failures: Arc::new(AtomicUsize::new(0)),
-    };
+    let store = FailingWrites::new(memory.clone(), 0);
     // A waiter that outwaits a writer holding the lock would fail with LockTimeout.
     let config = ManagerConfig {
         lock_wait: Duration::from_millis(500),
@@ -108,10 +173,7 @@ async fn a_removal_or_replacement_cancels_the_write_being_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_s_tokens_survive_a_failed_write_too() {
     let memory = MemoryStore::new();
-    let store = FailingWrites {
-        inner: memory.clone(),
-        failures: Arc::new(AtomicUsize::new(0)),
-    };
+    let store = FailingWrites::new(memory.clone(), 0);
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
     let hook: tokenkit::ReAuthenticate = Arc::new(move || {
@@ -145,10 +207,7 @@ async fn a_client_credentials_set_survives_a_failed_write() {
     // the retrying writer; the provider is asked once.
     let (mock, _) = one_time_provider(3600, Duration::ZERO).await;
     let memory = MemoryStore::new();
-    let store = FailingWrites {
-        inner: memory.clone(),
-        failures: Arc::new(AtomicUsize::new(2)),
-    };
+    let store = FailingWrites::new(memory.clone(), 2);
     let manager =
         TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
     let token = manager.access_token().await.unwrap();
@@ -178,10 +237,7 @@ fn a_write_retry_that_died_with_its_runtime_is_taken_over() {
     let (mock, first) =
         provider_runtime.block_on(async { one_time_provider(3600, Duration::ZERO).await });
     let memory = MemoryStore::new();
-    let store = FailingWrites {
-        inner: memory.clone(),
-        failures: Arc::new(AtomicUsize::new(0)),
-    };
+    let store = FailingWrites::new(memory.clone(), 0);
     let manager =
         TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
     // The refresh succeeds on a throwaway runtime, and every write of its set fails there.

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokenkit::{FileStore, RedisStore, TokenStore};
 use tokenkit_manager_tests::workers::{
-    check_provider, check_stored_set_is_live, collect, fleet, now_ms, recovery_ms, renewed,
+    check_provider, check_stored_set_is_live, collect, errors_after, fleet, now_ms, recovery_ms,
+    renewed,
 };
 use tokenkit_manager_tests::{Redis, RedisCluster, expired, scratch};
 
@@ -37,7 +38,8 @@ async fn a_redis_restart_mid_run_loses_nothing_and_heals_within_two_seconds() {
     println!("redis restart: healthy {recovery} ms after Redis came back");
     assert!(
         recovery <= 2000,
-        "errors went on {recovery} ms after Redis came back"
+        "errors went on {recovery} ms after Redis came back:\n{}",
+        errors_after(&reports, back)
     );
     check_stored_set_is_live(store, &mock, "redis restart").await;
 }

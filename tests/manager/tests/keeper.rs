@@ -575,10 +575,7 @@ fn a_keeper_config_that_cannot_work_is_refused() {
 async fn shutdown_waits_for_the_writes_being_retried() {
     use std::sync::atomic::Ordering;
     let (mock, client) = idle_provider().await;
-    let store = tokenkit_manager_tests::FailingWrites {
-        inner: MemoryStore::new(),
-        failures: Default::default(),
-    };
+    let store = tokenkit_manager_tests::FailingWrites::new(MemoryStore::new(), 0);
     let pool = TokenPool::new(client, store.clone(), pool_config()).unwrap();
     let mut set = connection(&mock.new_family().unwrap());
     set.refresh_expires_at = Some(SystemTime::now() + Duration::from_secs(3));

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokenkit::PostgresStore;
 use tokenkit_manager_tests::Postgres;
 use tokenkit_manager_tests::workers::{
-    check_provider, check_stored_set_is_live, collect, fleet, now_ms, recovery_ms, renewed, spawn,
+    check_provider, check_stored_set_is_live, collect, errors_after, fleet, now_ms, recovery_ms,
+    renewed, spawn,
 };
 
 /// PostgreSQL killed (SIGKILL) in the middle of a run and started again (crash recovery from
@@ -30,7 +31,8 @@ async fn a_postgres_crash_mid_run_loses_nothing_and_heals() {
     println!("postgres crash: healthy {recovery} ms after PostgreSQL came back");
     assert!(
         recovery <= 3000,
-        "errors went on {recovery} ms after PostgreSQL came back"
+        "errors went on {recovery} ms after PostgreSQL came back:\n{}",
+        errors_after(&reports, back)
     );
     check_stored_set_is_live(store, &mock, "postgres crash").await;
 }

@@ -102,14 +102,20 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             }
             // When the token was first sent: an earlier mark of this version, or this one.
             let first_sent = stored.sending.unwrap_or_else(SystemTime::now);
-            if !resend_safe && !self.mark_sent(&stored, lock).await? {
-                if rereads >= 3 || !lock.confirm().await {
-                    return Err(ManagerError::LockLost);
+            if !resend_safe {
+                match self.mark_sent(&stored, lock).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if rereads >= 3 || !lock.confirm().await {
+                            return Err(ManagerError::LockLost);
+                        }
+                        // The set changed under us, or the lock is gone: look again.
+                        rereads += 1;
+                        current = self.load().await?;
+                        continue;
+                    }
+                    Err(held) => return Ok(held),
                 }
-                // The set changed under us, or the lock is gone: look again.
-                rereads += 1;
-                current = self.load().await?;
-                continue;
             }
             *locked(&self.last_sent) = Some(Instant::now());
             let sent = self.bounded(self.client.refresh(&refresh_token)).await;
@@ -144,23 +150,32 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
     }
 
     /// Marks `stored`'s token as being sent (a one-time or rotating one): false when the set
-    /// changed under us or the lock is gone.
-    async fn mark_sent(&self, stored: &Stored, lock: &StoreLock) -> Result<bool, ManagerError> {
-        match self
+    /// changed under us or the lock is gone. A mark whose write failed is the attempt's
+    /// answer (nothing was sent).
+    async fn mark_sent(&self, stored: &Stored, lock: &StoreLock) -> Result<bool, Held> {
+        let error = match self
             .store
             .mark_sending(&self.key, stored.version, lock)
             .await
         {
-            Ok(marked) => Ok(marked),
-            Err(e) => {
-                // The mark may still land (a command Redis runs after a stall): undo it, so
-                // that nothing counts as sent that was not.
-                let _ = self
-                    .store
-                    .clear_sending(&self.key, stored.version, lock)
-                    .await;
-                Err(e.into())
-            }
+            Ok(marked) => return Ok(marked),
+            Err(e) => ManagerError::Store(e),
+        };
+        // An earlier mark of this version stands for a request that was sent: it stays.
+        if stored.sending.is_some() {
+            return Err(Held::Done(Err(error)));
+        }
+        // The mark may have landed (a command Redis runs after a stall, a commit whose answer
+        // was lost): undo it, or every process would take the token for in flight until the
+        // grace ran out. When the store does not answer now, a task keeps the lock and clears
+        // it once it does.
+        match self
+            .store
+            .clear_sending(&self.key, stored.version, lock)
+            .await
+        {
+            Ok(()) => Err(Held::Done(Err(error))),
+            Err(_) => Err(Held::Unmarked(error, stored.version)),
         }
     }
 
@@ -206,7 +221,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         // proves the request unprocessed makes a one-time token sendable again; a 5xx, a
         // timeout or a bad body may come after the provider rotated it.
         let unprocessed = error.proves_unprocessed();
-        if !resend_safe && unprocessed {
+        // Only a first mark is cleared: an earlier one (a resend within the reuse grace) stands
+        // for a request that may have been processed.
+        if !resend_safe && unprocessed && stored.sending.is_none() {
             // If the mark cannot be cleared, the token counts as spent: safe, not lost.
             if let Err(e) = self
                 .store

@@ -1,14 +1,14 @@
 //! Persist before publish: writing a new set as the lock holder, putting it back where the
 //! store went backwards, and serving it from memory while a failed write is retried.
 
-use super::config::backoff;
+use super::config::{after, backoff};
 use super::{Cached, Inner, ManagerError, locked};
 use crate::client::RefreshClient;
 use crate::store::{Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::token::TokenSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// A set the store did not take, and the task retrying its write.
 #[derive(Clone)]
@@ -32,6 +32,9 @@ pub(super) enum Held {
     /// New tokens the store did not take: serve them, and keep the lock for the write retry
     /// (the version the write expects).
     Unsaved(Arc<Cached>, TokenSet, Option<u64>),
+    /// Nothing was sent, but the store did not answer the sending mark of this version, nor
+    /// its clearing: answer the error, and keep the lock to clear the mark once it answers.
+    Unmarked(ManagerError, u64),
 }
 
 impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
@@ -135,6 +138,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 lock.release().await;
                 result
             }
+            Held::Unmarked(error, version) => {
+                tokio::spawn(Arc::clone(self).clear_mark(lock, version));
+                Err(error)
+            }
             Held::Unsaved(cached, tokens, expected) => {
                 let mut slot = locked(&self.unsaved);
                 let writer = Arc::clone(self);
@@ -235,6 +242,31 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         if let Some(lock) = lock {
             lock.release().await;
         }
+    }
+
+    /// Clears the sending mark of `version` that this holder may have left (its write failed,
+    /// nothing was sent), retrying as a lease's release does (every process takes the token
+    /// for in flight until it lands) for as long as the lease can last without an answer;
+    /// then releases the lock. Fenced by the lock: a mark nobody clears is given up only
+    /// after the in-flight grace.
+    async fn clear_mark(self: Arc<Self>, lock: StoreLock, version: u64) {
+        let until = after(Instant::now(), self.config.lock_ttl);
+        let mut attempt = 0;
+        while Instant::now() < until {
+            let wait = backoff(&self.config, attempt).min(crate::store::lease::RELEASE_RETRY);
+            tokio::time::sleep(wait).await;
+            attempt = attempt.saturating_add(1);
+            match self.store.clear_sending(&self.key, version, &lock).await {
+                Ok(()) => {
+                    tracing::info!(credential = %self.key, attempt, "cleared the sending mark of a refresh that was never sent");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(credential = %self.key, attempt, error = %e, "retrying to clear the sending mark of a refresh that was never sent")
+                }
+            }
+        }
+        lock.release().await;
     }
 
     /// Stops retrying the write of an unsaved set (the application puts another set in place,

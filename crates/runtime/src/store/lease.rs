@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How often a release the store did not answer is tried again.
-const RELEASE_RETRY: Duration = Duration::from_millis(100);
+/// How often a release (or a holder's last small write) the store did not answer is tried
+/// again: often, so that a store that is back is seen within a tenth of a second.
+pub(crate) const RELEASE_RETRY: Duration = Duration::from_millis(100);
 
 /// One held lease, as its store extends and releases it.
 pub(crate) trait Lease: Clone + Send + Sync + 'static {

@@ -94,7 +94,7 @@ async fn run(base_url: &str, store: impl TokenStore, options: &Options) -> i32 {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis();
-            eprintln!("error: {e}");
+            eprintln!("error at {last_error_ms}: {e}");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
