@@ -138,13 +138,16 @@ async fn plain_rate_with(
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Renewals per second of a keeper over `store` with `n` due connections.
+/// Renewals per second of a keeper over `store` with `n` due connections. `seeded` runs once
+/// they are seeded, `renewed` once all are renewed (before the keeper stops and the pool with
+/// its `n` managers is dropped, which is no renewal's cost).
 async fn keeper_rate<S: TokenStore>(
     mock: &MockServer,
     store: S,
     n: usize,
     concurrency: usize,
     seeded: impl FnOnce(),
+    renewed: impl FnOnce(),
 ) -> f64 {
     let config = PoolConfig {
         manager: ManagerConfig {
@@ -177,6 +180,7 @@ async fn keeper_rate<S: TokenStore>(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    renewed();
     keeper.stop();
     assert_eq!(mock.authority_stats().reuses, 0);
     rate
@@ -430,12 +434,17 @@ fn process_cpu() -> f64 {
 /// renewals per second, and this process's CPU per renewal (µs) while it ran.
 async fn files_rate(dir: &Path, n: usize, concurrency: usize) -> (f64, f64) {
     let store = FileStore::new(dir).unwrap();
-    let started = std::cell::Cell::new(0.0);
-    let rate = keeper_rate(&mock().await, store, n, concurrency, || {
-        started.set(process_cpu())
-    })
+    let (started, ended) = (std::cell::Cell::new(0.0), std::cell::Cell::new(0.0));
+    let rate = keeper_rate(
+        &mock().await,
+        store,
+        n,
+        concurrency,
+        || started.set(process_cpu()),
+        || ended.set(process_cpu()),
+    )
     .await;
-    (rate, (process_cpu() - started.get()) * 1e6 / n as f64)
+    (rate, (ended.get() - started.get()) * 1e6 / n as f64)
 }
 
 #[derive(Clone, Copy)]
@@ -507,12 +516,20 @@ async fn throughput(n: usize, concurrency: usize) -> ((f64, f64), (f64, f64)) {
     let start = process_cpu();
     let plain = plain_rate(&mock, n, concurrency).await;
     let plain = (plain, per(start));
-    let seeded = std::cell::Cell::new(0.0);
-    let kept = keeper_rate(&mock, MemoryStore::new(), n, concurrency, || {
-        seeded.set(process_cpu())
-    })
+    let (seeded, renewed) = (std::cell::Cell::new(0.0), std::cell::Cell::new(0.0));
+    let kept = keeper_rate(
+        &mock,
+        MemoryStore::new(),
+        n,
+        concurrency,
+        || seeded.set(process_cpu()),
+        || renewed.set(process_cpu()),
+    )
     .await;
-    (plain, (kept, per(seeded.get())))
+    (
+        plain,
+        (kept, (renewed.get() - seeded.get()) * 1e6 / n as f64),
+    )
 }
 
 /// The memory section's line for [`throughput`]'s answer.
@@ -630,9 +647,16 @@ fn main() {
             let count = 1_000;
             let store = RedisStore::connect(&url, "count").await.unwrap();
             let monitor = std::cell::OnceCell::new();
-            keeper_rate(&mock, store, count, 64, || {
-                let _ = monitor.set(Monitor::start(&url));
-            })
+            keeper_rate(
+                &mock,
+                store,
+                count,
+                64,
+                || {
+                    let _ = monitor.set(Monitor::start(&url));
+                },
+                || (),
+            )
             .await;
             let (sent, _) = monitor.get().unwrap().take();
             drop(monitor);
@@ -649,12 +673,18 @@ fn main() {
             let floor = (floor.await, start.spent(&url, n));
             let store = RedisStore::connect(&url, "bench").await.unwrap();
             let before = std::cell::RefCell::new((Default::default(), Cpu::now(&url)));
-            let kept = keeper_rate(&mock, store, n, 64, || {
-                *before.borrow_mut() = (redis_commands(&url), Cpu::now(&url));
-            })
+            let spent = std::cell::Cell::new(None);
+            let kept = keeper_rate(
+                &mock,
+                store,
+                n,
+                64,
+                || *before.borrow_mut() = (redis_commands(&url), Cpu::now(&url)),
+                || spent.set(Some(before.borrow().1.spent(&url, n))),
+            )
             .await;
-            let (commands, start) = before.into_inner();
-            let kept = (kept, start.spent(&url, n));
+            let (commands, _) = before.into_inner();
+            let kept = (kept, spent.get().expect("renewed"));
             let (all, by_time) = redis_commands_between(&commands, &redis_commands(&url), n);
             (plain, floor, kept, (all, by_time), trips)
         });
@@ -692,9 +722,16 @@ fn main() {
             let mock = mock().await;
             let plain = plain_rate(&mock, n, 64).await;
             let store = PostgresStore::connect(&server.url).await.unwrap();
-            let kept = keeper_rate(&mock, store, n, 64, || {
-                server.psql("SELECT pg_stat_statements_reset()");
-            })
+            let kept = keeper_rate(
+                &mock,
+                store,
+                n,
+                64,
+                || {
+                    server.psql("SELECT pg_stat_statements_reset()");
+                },
+                || (),
+            )
             .await;
             (plain, kept)
         });

@@ -571,10 +571,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
     /// renewed, or still due), then records how it went.
     async fn run(self, connection: &str) {
         let result = match self.lock().await {
-            Look::Elsewhere => {
-                self.done();
-                return;
-            }
+            Look::Elsewhere => return,
             Look::Held(lock) => self.pool.renew_holding(connection, lock).await,
             // The store did not answer: the manager's own wait for the lock decides.
             Look::Unknown => self.pool.renew(connection).await,
@@ -588,7 +585,6 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
                 .release_claims(std::slice::from_ref(&self.key), &self.owner)
                 .await;
         }
-        self.done();
     }
 
     /// The connection's lock, taken for the renewal, unless another holder has it right now
@@ -646,9 +642,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
             false
         }
     }
+}
 
-    /// No longer busy.
-    fn done(&self) {
+impl<C: RefreshClient, S: TokenStore> Drop for Visit<C, S> {
+    /// No longer busy, however the visit ends (a client that panics in the renewal, which
+    /// runs in the visit's task, included): the next look may visit it again.
+    fn drop(&mut self) {
         self.busy
             .lock()
             .unwrap_or_else(|p| p.into_inner())

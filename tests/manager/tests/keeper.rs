@@ -671,3 +671,43 @@ async fn the_keeper_leaves_no_lock_behind_beside_callers_refreshing() {
         }
     }
 }
+
+/// A client that panics in a renewal: the renewal runs in the visit's own task, so the panic
+/// ends that visit alone; the connection is not left marked busy (it would never be visited
+/// again), and a later look renews it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_panics_in_a_renewal_leaves_the_connection_to_the_next_look() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use tokenkit_manager_tests::{Scripted, fresh};
+    let mut scripted = Scripted::new(
+        tokenkit::Rotation::Optional,
+        vec![Ok(fresh("at-2", Some("rt-2")))],
+    );
+    scripted.before = Box::new(|n| assert!(n != 1, "the client panics on its first refresh"));
+    let scripted = Arc::new(scripted);
+    let pool = TokenPool::new(Arc::clone(&scripted), MemoryStore::new(), pool_config()).unwrap();
+    let mut set = connection("rt-1");
+    set.refresh_expires_at = Some(SystemTime::now() + Duration::from_secs(2));
+    pool.seed("c", set).await.unwrap();
+    let keeper = pool
+        .keep(KeeperConfig {
+            interval: Duration::from_millis(20),
+            jitter: Duration::ZERO,
+            ..keeper_config()
+        })
+        .unwrap();
+    wait_for(
+        "the renewal after the panic",
+        Duration::from_secs(20),
+        || keeper.stats().kept.load(Ordering::Relaxed) >= 1,
+    )
+    .await;
+    assert_eq!(scripted.sent(), vec!["rt-1", "rt-1"]);
+    assert_eq!(
+        pool.access_token("c").await.unwrap().expose(),
+        "at-2",
+        "the renewed set is served"
+    );
+    keeper.stop();
+}

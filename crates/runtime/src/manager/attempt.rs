@@ -59,7 +59,10 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             .unwrap_or_else(|e| Held::Done(Err(e)))
     }
 
-    /// The refresh under the lock; an error is the flight's answer.
+    /// The refresh under the lock; an error is the flight's answer. The paths a renewal rarely
+    /// takes (re-authenticating, a failure, a store gone backwards) are boxed: an async fn's
+    /// future is as large as its largest path, and each renewal's future is allocated and
+    /// moved whole.
     pub(super) async fn try_refresh_holding_lock(
         &self,
         force: bool,
@@ -74,24 +77,27 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             if self.regressed(current.as_ref()) {
                 if rereads < 3 {
                     rereads += 1;
-                    current = self.put_back_newest(current, lock).await?;
+                    current = Box::pin(self.put_back_newest(current, lock)).await?;
                     continue;
                 }
                 // Nothing newer could be put back: never send the stale token.
-                return Ok(self.reauthenticate(current.as_ref(), None, lock).await);
+                return Ok(Box::pin(self.reauthenticate(current.as_ref(), None, lock)).await);
             }
-            let Some(stored) = current.clone() else {
-                return Ok(self.reauthenticate(None, None, lock).await);
+            let Some(stored) = current.take() else {
+                return Ok(Box::pin(self.reauthenticate(None, None, lock)).await);
             };
             let newer = Some(stored.version) != seen;
-            let cached = Cached::new(stored.clone(), &self.config, None);
-            if cached.is_fresh(SystemTime::now()) && (!force || newer) {
+            if Cached::would_be_fresh(&stored, &self.config, SystemTime::now()) && (!force || newer)
+            {
+                let cached = Cached::new(stored, &self.config, None);
                 return Ok(Held::Done(Ok(Arc::new(cached))));
             }
             let refresh_token = match self.usable_token(&stored, resend_safe) {
                 Usable::Yes(token) => token,
                 Usable::InFlight => return Err(ManagerError::InFlight),
-                Usable::No => return Ok(self.reauthenticate(Some(&stored), None, lock).await),
+                Usable::No => {
+                    return Ok(Box::pin(self.reauthenticate(Some(&stored), None, lock)).await);
+                }
             };
             self.pace().await;
             // A token that must not be sent twice is marked first, in a write fenced by the
@@ -134,7 +140,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 attempt,
                 may_reread: rereads < 3,
             };
-            match self.after_failure(failed, lock).await? {
+            match Box::pin(self.after_failure(failed, lock)).await? {
                 AfterFailure::Answer(answer) => return answer,
                 AfterFailure::Reread(latest) => {
                     rereads += 1;

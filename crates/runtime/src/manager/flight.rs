@@ -1,5 +1,6 @@
 //! One refresh in flight per credential and process: the first caller starts it as a task of
-//! its own, every other caller awaits its answer, and the cache serves the result.
+//! its own (a keeper's visit, itself such a task, runs it in place), every other caller awaits
+//! its answer, and the cache serves the result.
 
 use super::error::outcome_name;
 use super::{Cached, Inner, ManagerError, TokenManager, locked};
@@ -68,7 +69,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
     /// not expired unless `fallback`.
     ///
     /// `held` is the store's lock when the caller has taken it already (the keeper's look):
-    /// a refresh this call starts runs under it; otherwise it is let go.
+    /// a refresh this call starts runs under it, in the caller's task (a keeper's visit is a
+    /// task of its own that no caller can drop: a second task would only cost a spawn and a
+    /// wake-up per renewal); otherwise it is let go.
     pub(super) async fn current_or_unexpired<T>(
         &self,
         force: bool,
@@ -77,11 +80,12 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
         read: impl Fn(&Cached) -> T,
     ) -> Result<T, ManagerError> {
         let mut held = held;
+        let in_this_task = held.is_some();
         let fresh = |now| {
             let cache = self.inner.cache.load();
             cache.as_ref().filter(|c| c.is_fresh(now)).map(|c| read(c))
         };
-        let mut flight = {
+        let (mut flight, run_here) = {
             let mut slot = locked(&self.inner.flight);
             if !force && let Some(value) = fresh(SystemTime::now()) {
                 let_go(held.take());
@@ -90,7 +94,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
             match slot.as_ref() {
                 Some(running) => {
                     let_go(held.take());
-                    running.clone()
+                    (running.clone(), None)
                 }
                 None => {
                     // The refresh runs in its own task: a caller that gives up must not
@@ -106,14 +110,22 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                         inner: Arc::clone(&self.inner),
                         tx: Some(tx),
                     };
-                    runtime.spawn(async move {
+                    let refresh = async move {
                         let result = Arc::clone(&guard.inner).refresh(force, held).await;
                         guard.finish(result);
-                    });
-                    rx
+                    };
+                    if in_this_task {
+                        (rx, Some(refresh))
+                    } else {
+                        runtime.spawn(refresh);
+                        (rx, None)
+                    }
                 }
             }
         };
+        if let Some(refresh) = run_here {
+            refresh.await;
+        }
         loop {
             if let Some(result) = flight.borrow_and_update().as_ref() {
                 return match result {

@@ -49,7 +49,7 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
         let acceptable = |stored: &Stored| {
             let newer = Some(stored.version) != seen;
             !self.regressed(Some(stored))
-                && Cached::new(stored.clone(), &self.config, None).is_fresh(SystemTime::now())
+                && Cached::would_be_fresh(stored, &self.config, SystemTime::now())
                 && (!force || newer)
         };
         match self.acquire(Some(&acceptable)).await? {

@@ -193,39 +193,10 @@ impl Cached {
         let Stored {
             version, tokens, ..
         } = stored;
-        let fresh_until = match (tokens.expires_at, received) {
-            (Some(at), Some(received)) => {
-                // A lifetime shorter than the skew is served for half of it rather than never.
-                let lifetime = at.duration_since(received).unwrap_or_default();
-                received + lifetime.saturating_sub(config.skew).max(lifetime / 2)
-            }
-            (Some(at), None) => at.checked_sub(config.skew).unwrap_or(at),
-            (None, Some(received)) => received + config.unknown_expiry.saturating_sub(config.skew),
-            // Stored without an expiry: unknown age, so refresh on first use.
-            (None, None) => SystemTime::UNIX_EPOCH,
-        };
-        // Refresh before the refresh token itself dies, not only before the access token; one
-        // received with less than twice the margin to live is refreshed halfway.
-        let fresh_until = match (tokens.refresh_expires_at, received) {
-            (Some(dies), Some(received)) => {
-                let life = dies.duration_since(received).unwrap_or_default();
-                fresh_until.min(
-                    received
-                        + life
-                            .saturating_sub(config.refresh_token_margin)
-                            .max(life / 2),
-                )
-            }
-            (Some(dies), None) => fresh_until.min(
-                dies.checked_sub(config.refresh_token_margin)
-                    .unwrap_or(dies),
-            ),
-            (None, _) => fresh_until,
-        };
         Self {
+            fresh_until: fresh_until(&tokens, config, received),
             tokens,
             version,
-            fresh_until,
             obtained: received.is_some(),
         }
     }
@@ -234,8 +205,52 @@ impl Cached {
         now < self.fresh_until
     }
 
+    /// Whether `stored`, read from the store, would be served fresh at `now` (without the
+    /// copy of its tokens a `Cached` takes).
+    fn would_be_fresh(stored: &Stored, config: &ManagerConfig, now: SystemTime) -> bool {
+        now < fresh_until(&stored.tokens, config, None)
+    }
+
     fn is_unexpired(&self, now: SystemTime) -> bool {
         self.tokens.expires_at.is_some_and(|at| now < at)
+    }
+}
+
+/// Until when `tokens` are served without a refresh: the access token's expiry less the skew,
+/// and before the refresh token dies less its margin; `received` when they were just got.
+fn fresh_until(
+    tokens: &TokenSet,
+    config: &ManagerConfig,
+    received: Option<SystemTime>,
+) -> SystemTime {
+    let fresh_until = match (tokens.expires_at, received) {
+        (Some(at), Some(received)) => {
+            // A lifetime shorter than the skew is served for half of it rather than never.
+            let lifetime = at.duration_since(received).unwrap_or_default();
+            received + lifetime.saturating_sub(config.skew).max(lifetime / 2)
+        }
+        (Some(at), None) => at.checked_sub(config.skew).unwrap_or(at),
+        (None, Some(received)) => received + config.unknown_expiry.saturating_sub(config.skew),
+        // Stored without an expiry: unknown age, so refresh on first use.
+        (None, None) => SystemTime::UNIX_EPOCH,
+    };
+    // Refresh before the refresh token itself dies, not only before the access token; one
+    // received with less than twice the margin to live is refreshed halfway.
+    match (tokens.refresh_expires_at, received) {
+        (Some(dies), Some(received)) => {
+            let life = dies.duration_since(received).unwrap_or_default();
+            fresh_until.min(
+                received
+                    + life
+                        .saturating_sub(config.refresh_token_margin)
+                        .max(life / 2),
+            )
+        }
+        (Some(dies), None) => fresh_until.min(
+            dies.checked_sub(config.refresh_token_margin)
+                .unwrap_or(dies),
+        ),
+        (None, _) => fresh_until,
     }
 }
 

@@ -50,16 +50,16 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
             .expires_at
             .get_or_insert(received + self.config.unknown_expiry);
         self.stamp(&mut tokens);
-        let cached = |version| {
+        let cached = |version, tokens| {
             Arc::new(Cached::new(
-                Stored::unmarked(version, tokens.clone()),
+                Stored::unmarked(version, tokens),
                 &self.config,
                 Some(received),
             ))
         };
         match self.write(&tokens, expected, lock).await {
             Ok(Saved::Written(version)) => {
-                let cached = cached(version);
+                let cached = cached(version, tokens);
                 self.note_stored(&cached);
                 Held::Done(Ok(cached))
             }
@@ -83,7 +83,11 @@ impl<C: RefreshClient + 'static, S: TokenStore> Inner<C, S> {
                 tracing::warn!(
                     "the refreshed set could not be stored; serving it from memory and retrying the write"
                 );
-                Held::Unsaved(cached(expected.unwrap_or(0)), tokens, expected)
+                Held::Unsaved(
+                    cached(expected.unwrap_or(0), tokens.clone()),
+                    tokens,
+                    expected,
+                )
             }
         }
     }
