@@ -569,16 +569,19 @@ struct Visit<C: RefreshClient, S: TokenStore> {
 impl<C: RefreshClient + 'static, S: TokenStore> Visit<C, S> {
     /// Renews the connection unless another replica holds its lock (a look later finds it
     /// renewed, or still due), then records how it went.
+    ///
+    /// The rare paths are boxed: every visit's task is as large as its largest path, and a
+    /// small one is allocated and moved for less.
     async fn run(self, connection: &str) {
         let result = match self.lock().await {
             Look::Elsewhere => return,
             Look::Held(lock) => self.pool.renew_holding(connection, lock).await,
             // The store did not answer: the manager's own wait for the lock decides.
-            Look::Unknown => self.pool.renew(connection).await,
+            Look::Unknown => Box::pin(self.pool.renew(connection)).await,
         };
         let failed = result.is_err();
         if self.record(result) {
-            self.pool.report_expiring(connection, self.dies).await;
+            Box::pin(self.pool.report_expiring(connection, self.dies)).await;
         }
         if failed && self.claimed {
             self.pool

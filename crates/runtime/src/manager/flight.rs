@@ -115,7 +115,9 @@ impl<C: RefreshClient + 'static, S: TokenStore> TokenManager<C, S> {
                         guard.finish(result);
                     };
                     if in_this_task {
-                        (rx, Some(refresh))
+                        // Boxed: the refresh is most of a flight's size, and every caller's
+                        // future would carry it.
+                        (rx, Some(Box::pin(refresh)))
                     } else {
                         runtime.spawn(refresh);
                         (rx, None)
