@@ -639,7 +639,7 @@ fn main() {
         return;
     }
     // Redis: the same, and the commands each renewal costs.
-    if let Some((mut server, url)) = redis_server().filter(|_| wants("redis")) {
+    if let Some((mut server, url)) = wants("redis").then(redis_server).flatten() {
         let n = 10_000;
         let (plain, floor, kept, all, trips) = runtime.block_on(async {
             let mock = mock().await;
