@@ -13,14 +13,27 @@ use tokenkit_manager_tests::{
     one_time_provider, own, quick, scratch, workspace,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issued_tokens_survive_failed_writes() {
+/// A manager of `k` over a memory store whose writes fail on demand (none yet), seeded with an
+/// expired set of a one-time provider's family: the provider, the store underneath, the
+/// failing store and the manager.
+async fn seeded_over_failing_writes() -> (
+    tokenkit_mock::MockServer,
+    MemoryStore,
+    FailingWrites,
+    TokenManager<tokenkit_easyship::Client, FailingWrites>,
+) {
     let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
     let memory = MemoryStore::new();
     let store = FailingWrites::new(memory.clone(), 0);
     let manager =
         TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
     manager.seed(expired(&first)).await.unwrap();
+    (mock, memory, store, manager)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_tokens_survive_failed_writes() {
+    let (mock, memory, store, manager) = seeded_over_failing_writes().await;
     // The refresh succeeds; the next three writes of its result fail.
     store.failures.store(3, Ordering::SeqCst);
     let token = manager.access_token().await.unwrap();
@@ -59,12 +72,7 @@ async fn issued_tokens_survive_failed_writes() {
 /// for in flight until the grace (two lock lifetimes, minutes) runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mark_whose_answer_was_lost_is_cleared_once_the_store_answers() {
-    let (mock, first) = one_time_provider(3600, Duration::ZERO).await;
-    let memory = MemoryStore::new();
-    let store = FailingWrites::new(memory.clone(), 0);
-    let manager =
-        TokenManager::with_config(client(&mock.base_url()), store.clone(), "k", quick()).unwrap();
-    manager.seed(expired(&first)).await.unwrap();
+    let (mock, memory, store, manager) = seeded_over_failing_writes().await;
     store.lost_marks.store(1, Ordering::SeqCst);
     store.failing_clears.store(3, Ordering::SeqCst);
     let error = manager.access_token().await.unwrap_err();
