@@ -149,11 +149,16 @@ impl FileStore {
 
     /// The file holding `key`'s token set.
     pub fn path_of(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{}.json", file_name(key)))
+        self.named(&file_name(key), "json")
     }
 
     fn lock_path(&self, key: &str, kind: &str) -> PathBuf {
-        self.dir.join(format!("{}.{kind}", file_name(key)))
+        self.named(&file_name(key), kind)
+    }
+
+    /// `<name>.<kind>` in the directory, for a key's [`file_name`] worked out once.
+    fn named(&self, name: &str, kind: &str) -> PathBuf {
+        self.dir.join(format!("{name}.{kind}"))
     }
 }
 
@@ -201,11 +206,16 @@ enum Read {
 }
 
 fn read(path: &Path) -> Result<Read, StoreError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Read::Missing),
-        Err(e) => return Err(io_error("cannot read the token set", path, &e)),
-    };
+    match File::open(path) {
+        Ok(mut file) => read_open(path, &mut file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Read::Missing),
+        Err(e) => Err(io_error("cannot read the token set", path, &e)),
+    }
+}
+
+/// [`read`], from `path` open as `file`.
+fn read_open(path: &Path, file: &mut File) -> Result<Read, StoreError> {
+    let bytes = read_all(file).map_err(|e| io_error("cannot read the token set", path, &e))?;
     if !slots::is_slotted(&bytes) {
         return Ok(Read::Found(read_unslotted(path, &bytes)?, None));
     }
@@ -213,6 +223,28 @@ fn read(path: &Path) -> Result<Read, StoreError> {
         Some((layout, record)) => Read::Found(decode(record)?, Some(layout)),
         None => Read::Torn,
     })
+}
+
+/// The whole of `file`, into room for two one-page slots: the usual file takes one `read`
+/// and the one that finds its end. (`File::read_to_end` asks `statx` and `lseek` for a size
+/// hint first: two system calls more on each of a renewal's reads.)
+fn read_all(file: &mut File) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = vec![0; 2 * slots::PAGE + 1];
+    let mut len = 0;
+    loop {
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if len == bytes.len() {
+            bytes.resize(2 * len, 0);
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
 }
 
 /// A set stored before the slots: one JSON record, its marks in files beside it.
@@ -260,6 +292,9 @@ fn read_mark(path: &Path, kind: &str, version: u64) -> Result<Option<SystemTime>
 /// A key's file as the holder of its write lock sees it.
 struct Held {
     path: PathBuf,
+    /// The file, open for reading and writing, as it was read; `None` when it was missing or
+    /// once a write replaced it.
+    file: Option<File>,
     stored: Option<Stored>,
     /// Where the current record is; `None` for a missing file or a JSON file of before.
     layout: Option<Layout>,
@@ -285,19 +320,24 @@ impl FileStore {
         let in_place = held.layout.and_then(|l| l.next(&slot));
         held.layout = Some(match in_place {
             Some((at, next)) => {
-                let written = OpenOptions::new()
-                    .write(true)
-                    .open(&held.path)
-                    .and_then(|file| {
-                        file.write_all_at(&slot, at)?;
-                        file.sync_data()
-                    });
+                let written = match held.file.take() {
+                    Some(file) => Ok(file),
+                    None => OpenOptions::new().write(true).open(&held.path),
+                }
+                .and_then(|file| {
+                    file.write_all_at(&slot, at)?;
+                    file.sync_data()?;
+                    held.file = Some(file);
+                    Ok(())
+                });
                 written.map_err(|e| io_error("cannot write the token set", &held.path, &e))?;
                 next
             }
             None => {
                 let unslotted = held.stored.is_some() && held.layout.is_none();
                 let (file, layout) = slots::new_file(&slot, seq);
+                // The open file is the one replaced: a next write reopens the path.
+                held.file = None;
                 self.replace(&held.path, &file)?;
                 if unslotted {
                     // Its marks are in the record now; the files of before would be stale.
@@ -399,12 +439,22 @@ fn with_write_lock<T>(
     key: &str,
     work: impl FnOnce(&mut Held) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let path = store.path_of(key);
-    let lock_path = store.lock_path(key, "write.lock");
+    let name = file_name(key);
+    let (path, lock_path) = (store.named(&name, "json"), store.named(&name, "write.lock"));
     let lock = open_lock_file(&lock_path)?;
     lock.lock()
         .map_err(|e| io_error("cannot lock for writing", &lock_path, &e))?;
-    let (stored, layout) = match read(&path)? {
+    // Read and written through one open file: one `open` and `close` a write fewer.
+    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_error("cannot read the token set", &path, &e)),
+    };
+    let read = match &mut file {
+        Some(file) => read_open(&path, file)?,
+        None => Read::Missing,
+    };
+    let (stored, layout) = match read {
         Read::Missing => (None, None),
         Read::Found(stored, layout) => (Some(stored), layout),
         // Nobody else writes while the lock is held.
@@ -412,6 +462,7 @@ fn with_write_lock<T>(
     };
     work(&mut Held {
         path,
+        file,
         stored,
         layout,
     })
@@ -709,10 +760,11 @@ impl TokenStore for FileStore {
         _ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<StoreLock>, StoreError>> {
         let locked = (|| {
-            let Some(lock) = try_lock_file(&self.lock_path(key, "lock"))? else {
+            let name = file_name(key);
+            let Some(lock) = try_lock_file(&self.named(&name, "lock"))? else {
                 return Ok(None);
             };
-            let set = match read(&self.path_of(key))? {
+            let set = match read(&self.named(&name, "json"))? {
                 Read::Found(stored, _) => Some(stored),
                 // Read again by the holder's own load.
                 Read::Missing | Read::Torn => None,

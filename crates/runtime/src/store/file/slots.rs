@@ -14,7 +14,7 @@
 use sha2::{Digest, Sha256};
 
 /// Slots are whole pages.
-const PAGE: usize = 4096;
+pub const PAGE: usize = 4096;
 /// How a slot begins; the JSON files of before begin with `{`.
 const MAGIC: &str = "tokenkit-slot 1 ";
 /// The longest header a slot can have.
