@@ -54,7 +54,33 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 pub struct RedisStore {
     connection: Connection,
     prefix: String,
+    keys: std::sync::Arc<Keys>,
     wait: Option<WaitForReplicas>,
+}
+
+/// The names every call uses, made once per store rather than once per command.
+struct Keys {
+    /// The prefix, escaped.
+    prefix: String,
+    /// The keeper's index: every credential's refresh-token death, in milliseconds.
+    due: String,
+    /// The keepers' claims on the index (when each ends, and whose), on the index's slot (its
+    /// name is their hash tag), under the prefix (an ACL of `~<prefix>:*` allows them).
+    claims: String,
+    claimers: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> std::sync::Arc<Self> {
+        let prefix = escape(prefix);
+        let due = format!("{prefix}:due");
+        std::sync::Arc::new(Self {
+            claims: format!("{prefix}:{{{due}}}:claims"),
+            claimers: format!("{prefix}:{{{due}}}:claimers"),
+            due,
+            prefix,
+        })
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -105,6 +131,7 @@ impl RedisStore {
     ) -> Result<Self, StoreError> {
         options.check(url)?;
         options.check_wait()?;
+        let prefix = prefix.into();
         let client = match options.certificates() {
             Some(certificates) => redis::Client::build_with_tls(url, certificates),
             None => redis::Client::open(url),
@@ -130,7 +157,8 @@ impl RedisStore {
             .map_err(|e| redis_error("cannot connect to Redis", &e))?;
         Ok(Self {
             connection: Connection::Single(manager),
-            prefix: prefix.into(),
+            keys: Keys::new(&prefix),
+            prefix,
             wait: options.wait_for_replicas,
         })
     }
@@ -149,6 +177,7 @@ impl RedisStore {
         prefix: impl Into<String>,
         options: &RedisOptions,
     ) -> Result<Self, StoreError> {
+        let prefix = prefix.into();
         for node in nodes {
             options.check(node)?;
         }
@@ -170,7 +199,8 @@ impl RedisStore {
             .map_err(|e| redis_error("cannot connect to the Redis Cluster", &e))?;
         Ok(Self {
             connection: Connection::Cluster(connection),
-            prefix: prefix.into(),
+            keys: Keys::new(&prefix),
+            prefix,
             wait: options.wait_for_replicas,
         })
     }
@@ -205,17 +235,22 @@ impl RedisStore {
 
     /// The hash holding `key`'s token set.
     fn set_key(&self, key: &str) -> String {
-        format!("{}:{{{}}}:set", escape(&self.prefix), escape(key))
+        self.key_of(key, "set")
     }
 
     /// The refresh lock of `key`.
     fn lock_key(&self, key: &str) -> String {
-        format!("{}:{{{}}}:lock", escape(&self.prefix), escape(key))
+        self.key_of(key, "lock")
     }
 
     /// The tombstone of `key`'s deleted set: its last version.
     fn gone_key(&self, key: &str) -> String {
-        format!("{}:{{{}}}:gone", escape(&self.prefix), escape(key))
+        self.key_of(key, "gone")
+    }
+
+    /// `<prefix>:{<key>}:<what>`: every key of a credential shares its hash tag.
+    fn key_of(&self, key: &str, what: &str) -> String {
+        format!("{}:{{{}}}:{what}", self.keys.prefix, escape(key))
     }
 
     async fn mark(

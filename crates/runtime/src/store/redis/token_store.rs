@@ -161,7 +161,7 @@ impl TokenStore for RedisStore {
             let mut connection = self.connection.clone();
             while out.len() < limit {
                 let mut cmd = redis::cmd("ZRANGEBYSCORE");
-                cmd.arg(self.due_key())
+                cmd.arg(&self.keys.due)
                     .arg(&min)
                     .arg(to_millis(until))
                     .arg("WITHSCORES")
@@ -206,9 +206,9 @@ impl TokenStore for RedisStore {
             let lease = u64::try_from(claim.lease.as_millis()).unwrap_or(u64::MAX);
             let (next_key, next_ms, claimed): (String, String, Vec<(String, u64)>) =
                 script!(NOW_MS, CLAIM_DUE)
-                    .key(self.due_key())
-                    .key(self.claims_key("claims"))
-                    .key(self.claims_key("claimers"))
+                    .key(&self.keys.due)
+                    .key(&self.keys.claims)
+                    .key(&self.keys.claimers)
                     .arg(prefix)
                     .arg(to_millis(until))
                     .arg(after.map_or_else(String::new, |(ms, _)| ms.to_string()))
@@ -240,8 +240,8 @@ impl TokenStore for RedisStore {
                 return Ok(());
             }
             script!(RELEASE_CLAIMS)
-                .key(self.claims_key("claims"))
-                .key(self.claims_key("claimers"))
+                .key(&self.keys.claims)
+                .key(&self.keys.claimers)
                 .arg(owner)
                 .arg(keys)
                 .invoke_async::<Value>(&mut self.connection.clone())
@@ -321,7 +321,7 @@ impl TokenStore for RedisStore {
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, StoreError>> {
         Box::pin(async move {
-            let head = format!("{}:{{", escape(&self.prefix));
+            let head = format!("{}:{{", self.keys.prefix);
             let pattern = format!(
                 "{}{}*}}:set",
                 glob_literal(&head),
@@ -494,18 +494,6 @@ impl RedisStore {
         Ok(saved)
     }
 
-    /// The sorted set of every credential's refresh-token death, in milliseconds.
-    fn due_key(&self) -> String {
-        format!("{}:due", escape(&self.prefix))
-    }
-
-    /// The keepers' claims on the index (`claims`: when each ends; `claimers`: whose), on the
-    /// index's slot (its name is their hash tag), under the prefix (an ACL of `~<prefix>:*`
-    /// allows them).
-    fn claims_key(&self, what: &str) -> String {
-        format!("{}:{{{}}}:{what}", escape(&self.prefix), self.due_key())
-    }
-
     /// On a single server the write scripts keep the index themselves: the due key and its
     /// claims' go last.
     fn due_in_script(&self, invocation: &mut redis::ScriptInvocation<'_>) {
@@ -517,9 +505,9 @@ impl RedisStore {
     /// The keeper's index and its claims' keys, in the order [`INDEX`] reads them.
     fn index_keys(&self, invocation: &mut redis::ScriptInvocation<'_>) {
         invocation
-            .key(self.due_key())
-            .key(self.claims_key("claims"))
-            .key(self.claims_key("claimers"));
+            .key(&self.keys.due)
+            .key(&self.keys.claims)
+            .key(&self.keys.claimers);
     }
 
     /// In a cluster (where the index is on another slot than the set), records when `key`'s
@@ -551,7 +539,7 @@ impl RedisStore {
             return;
         };
         let mut cmd = redis::cmd("ZADD");
-        cmd.arg(self.due_key()).arg(to_millis(at)).arg(key);
+        cmd.arg(&self.keys.due).arg(to_millis(at)).arg(key);
         if let Err(e) = cmd.query_async::<Value>(&mut connection).await {
             tracing::warn!(error = %redis_error("cannot index the refresh token's expiry", &e), "the keeper may find this credential late");
             tokio::spawn(async move {
