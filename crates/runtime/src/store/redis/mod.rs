@@ -71,6 +71,11 @@ struct Keys {
 }
 
 impl Keys {
+    /// `<prefix>:{<key>}:<what>`: every key of a credential shares its hash tag.
+    fn of(&self, key: &str, what: &str) -> String {
+        format!("{}:{{{}}}:{what}", self.prefix, escape(key))
+    }
+
     fn new(prefix: &str) -> std::sync::Arc<Self> {
         let prefix = escape(prefix);
         let due = format!("{prefix}:due");
@@ -248,9 +253,8 @@ impl RedisStore {
         self.key_of(key, "gone")
     }
 
-    /// `<prefix>:{<key>}:<what>`: every key of a credential shares its hash tag.
     fn key_of(&self, key: &str, what: &str) -> String {
-        format!("{}:{{{}}}:{what}", self.keys.prefix, escape(key))
+        self.keys.of(key, what)
     }
 
     async fn mark(
@@ -296,10 +300,8 @@ mod tests {
     #[test]
     fn keys_of_different_credentials_never_meet() {
         let store_key = |prefix: &str, key: &str| {
-            (
-                format!("{}:{{{}}}:set", escape(prefix), escape(key)),
-                format!("{}:{{{}}}:lock", escape(prefix), escape(key)),
-            )
+            let keys = Keys::new(prefix);
+            (keys.of(key, "set"), keys.of(key, "lock"))
         };
         let (x_set, x_lock) = store_key("p", "x");
         let (y_set, y_lock) = store_key("p", "x:lock");
@@ -313,5 +315,10 @@ mod tests {
         let (set, lock) = store_key("p", "a}b{c");
         assert_eq!(set, "p:{a%7Db%7Bc}:set");
         assert_eq!(lock, "p:{a%7Db%7Bc}:lock");
+        // Nor can a prefix with them, in the credential's keys or the index's.
+        let keys = Keys::new("a{b}");
+        assert_eq!(keys.of("k", "set"), "a%7Bb%7D:{k}:set");
+        assert_eq!(keys.due, "a%7Bb%7D:due");
+        assert_eq!(keys.claims, "a%7Bb%7D:{a%7Bb%7D:due}:claims");
     }
 }
