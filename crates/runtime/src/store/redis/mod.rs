@@ -240,21 +240,17 @@ impl RedisStore {
 
     /// The hash holding `key`'s token set.
     fn set_key(&self, key: &str) -> String {
-        self.key_of(key, "set")
+        self.keys.of(key, "set")
     }
 
     /// The refresh lock of `key`.
     fn lock_key(&self, key: &str) -> String {
-        self.key_of(key, "lock")
+        self.keys.of(key, "lock")
     }
 
     /// The tombstone of `key`'s deleted set: its last version.
     fn gone_key(&self, key: &str) -> String {
-        self.key_of(key, "gone")
-    }
-
-    fn key_of(&self, key: &str, what: &str) -> String {
-        self.keys.of(key, what)
+        self.keys.of(key, "gone")
     }
 
     async fn mark(
