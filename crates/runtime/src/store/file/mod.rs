@@ -227,23 +227,11 @@ fn read_open(path: &Path, file: &mut File) -> Result<Read, StoreError> {
 
 /// The whole of `file`, into room for two one-page slots: the usual file takes one `read`
 /// and the one that finds its end. (`File::read_to_end` asks `statx` and `lseek` for a size
-/// hint first: two system calls more on each of a renewal's reads.)
+/// hint first, two system calls more on each of a renewal's reads; through `take` it does not.)
 fn read_all(file: &mut File) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let mut bytes = vec![0; 2 * slots::PAGE + 1];
-    let mut len = 0;
-    loop {
-        match file.read(&mut bytes[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        if len == bytes.len() {
-            bytes.resize(2 * len, 0);
-        }
-    }
-    bytes.truncate(len);
+    let mut bytes = Vec::with_capacity(2 * slots::PAGE + 1);
+    file.take(u64::MAX).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
