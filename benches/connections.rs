@@ -186,6 +186,62 @@ async fn keeper_rate<S: TokenStore>(
     rate
 }
 
+/// What a renewal on `store` costs without the keeper, pool and manager: the store calls a
+/// keeper's renewal makes (the lock with the set read under it, the sending mark, the
+/// compare-and-set that gives the lock up) around a plain refresh, `concurrency` at a time,
+/// over `n` sets seeded first (`seeded` runs then, `renewed` once all are renewed). The
+/// baseline that says which part of the keeper's distance from the plain client is the
+/// store's and which is the keeper's own.
+async fn store_floor_rate<S: TokenStore>(
+    mock: &MockServer,
+    store: S,
+    n: usize,
+    concurrency: usize,
+    seeded: impl FnOnce(),
+    renewed: impl FnOnce(),
+) -> f64 {
+    let (client, store) = (Arc::new(easyship(&mock.base_url())), Arc::new(store));
+    let mut keys = Vec::with_capacity(n);
+    for i in 0..n {
+        let (key, family) = (format!("floor-{i}"), mock.new_family().unwrap());
+        let set = set(&family, Duration::from_secs(300));
+        store.save(&key, &set, None).await.unwrap();
+        keys.push(key);
+    }
+    seeded();
+    let started = Instant::now();
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in keys {
+        let (client, store) = (Arc::clone(&client), Arc::clone(&store));
+        let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
+        tasks.spawn(async move {
+            let ttl = Duration::from_secs(30);
+            let lock = store.try_lock_loading(&key, ttl).await.unwrap().unwrap();
+            let stored = match lock.take_set() {
+                Some(stored) => stored,
+                None => store.load(&key).await.unwrap().unwrap(),
+            };
+            assert!(
+                store
+                    .mark_sending(&key, stored.version, &lock)
+                    .await
+                    .unwrap()
+            );
+            let sent = stored.tokens.refresh_token.as_ref().unwrap();
+            let tokens = client.refresh(sent).await.unwrap();
+            let saved = store.save_releasing(&key, &tokens, Some(stored.version), &lock);
+            assert!(matches!(saved.await.unwrap(), tokenkit::Saved::Written(_)));
+            lock.release().await;
+            drop(permit);
+        });
+    }
+    tasks.join_all().await;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    renewed();
+    rate
+}
+
 /// One process waiting for another's refresh on PostgreSQL, `rounds` times: the waiter's lag
 /// behind the holder's finished refresh (median, ms) and the statements the waiter sent per
 /// wait (pg_stat_statements, by its own role), polling every `poll`, woken by NOTIFY or not.
@@ -414,8 +470,6 @@ impl Drop for Monitor {
     }
 }
 
-/// CPU seconds used so far by this process (the client, the mock, the keeper) and by a
-/// redis-server, for the cost of each refresh where the two share the machine's cores.
 /// Seconds of CPU this process has spent, user and system.
 fn process_cpu() -> f64 {
     // /proc/self/stat: utime and stime are the 14th and 15th fields, in clock ticks (USER_HZ,
@@ -430,23 +484,23 @@ fn process_cpu() -> f64 {
     (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
 }
 
-/// The keeper on a FileStore in `dir` renewing `n` due connections `concurrency` at a time:
-/// renewals per second, and this process's CPU per renewal (µs) while it ran.
-async fn files_rate(dir: &Path, n: usize, concurrency: usize) -> (f64, f64) {
-    let store = FileStore::new(dir).unwrap();
+/// On a FileStore in `dir`, `n` due connections renewed `concurrency` at a time by the keeper
+/// (or, `alone`, by the store's calls without it: [`store_floor_rate`]): renewals per second,
+/// and this process's CPU per renewal (µs) while they ran.
+async fn files_rate(dir: &Path, n: usize, concurrency: usize, alone: bool) -> (f64, f64) {
+    let (store, mock) = (FileStore::new(dir).unwrap(), mock().await);
     let (started, ended) = (std::cell::Cell::new(0.0), std::cell::Cell::new(0.0));
-    let rate = keeper_rate(
-        &mock().await,
-        store,
-        n,
-        concurrency,
-        || started.set(process_cpu()),
-        || ended.set(process_cpu()),
-    )
-    .await;
+    let (start, end) = (|| started.set(process_cpu()), || ended.set(process_cpu()));
+    let rate = if alone {
+        store_floor_rate(&mock, store, n, concurrency, start, end).await
+    } else {
+        keeper_rate(&mock, store, n, concurrency, start, end).await
+    };
     (rate, (ended.get() - started.get()) * 1e6 / n as f64)
 }
 
+/// CPU seconds used so far by this process (the client, the mock, the keeper) and by a
+/// redis-server, for the cost of each refresh where the two share the machine's cores.
 #[derive(Clone, Copy)]
 struct Cpu {
     process: f64,
@@ -507,37 +561,38 @@ fn fsyncs_per_second(dir: &Path) -> f64 {
 }
 
 /// Refreshes per second, and this process's CPU per refresh (µs, the mock's share included):
-/// a plain client sending `n` refreshes (its families' creation counted), and the keeper on
-/// the memory store renewing `n` due connections, both `concurrency` at a time. CPU holds
+/// a plain client sending `n` refreshes (its families' creation counted), the memory store's
+/// calls around the same refreshes ([`store_floor_rate`]), and the keeper on the memory store
+/// renewing `n` due connections, each `concurrency` at a time. CPU holds
 /// steadier than rates on a shared VM.
-async fn throughput(n: usize, concurrency: usize) -> ((f64, f64), (f64, f64)) {
+async fn throughput(n: usize, concurrency: usize) -> [(f64, f64); 3] {
     let mock = mock().await;
     let per = |since: f64| (process_cpu() - since) * 1e6 / n as f64;
     let start = process_cpu();
     let plain = plain_rate(&mock, n, concurrency).await;
     let plain = (plain, per(start));
     let (seeded, renewed) = (std::cell::Cell::new(0.0), std::cell::Cell::new(0.0));
-    let kept = keeper_rate(
-        &mock,
-        MemoryStore::new(),
-        n,
-        concurrency,
-        || seeded.set(process_cpu()),
-        || renewed.set(process_cpu()),
-    )
-    .await;
-    (
-        plain,
-        (kept, (renewed.get() - seeded.get()) * 1e6 / n as f64),
-    )
+    let (seed, renew) = (|| seeded.set(process_cpu()), || renewed.set(process_cpu()));
+    let floor = store_floor_rate(&mock, MemoryStore::new(), n, concurrency, seed, renew).await;
+    let floor = (floor, (renewed.get() - seeded.get()) * 1e6 / n as f64);
+    let kept = keeper_rate(&mock, MemoryStore::new(), n, concurrency, seed, renew).await;
+    let kept = (kept, (renewed.get() - seeded.get()) * 1e6 / n as f64);
+    [plain, floor, kept]
 }
 
 /// The memory section's line for [`throughput`]'s answer.
-fn throughput_line(n: usize, ((plain, plain_cpu), (kept, kept_cpu)): ((f64, f64), (f64, f64))) {
+fn throughput_line(n: usize, [plain, floor, kept]: [(f64, f64); 3]) {
     println!(
-        "refreshes/s, {n} due, 64 at a time: plain client {plain:.0} ({plain_cpu:.0} µs of CPU each), keeper (memory store) {kept:.0} ({kept_cpu:.0} µs): {:.2}x; CPU {:.2}x",
-        kept / plain,
-        kept_cpu / plain_cpu
+        "refreshes/s, {n} due, 64 at a time: plain client {:.0} ({:.0} µs of CPU each), the store's calls around it {:.0} ({:.0} µs), keeper (memory store) {:.0} ({:.0} µs): {:.2}x of the plain client (CPU {:.2}x), {:.2}x of the store's floor",
+        plain.0,
+        plain.1,
+        floor.0,
+        floor.1,
+        kept.0,
+        kept.1,
+        kept.0 / plain.0,
+        kept.1 / plain.1,
+        kept.0 / floor.0
     );
 }
 
@@ -574,16 +629,27 @@ fn main() {
         throughput_line(n, runtime.block_on(throughput(n, 64)));
         return;
     }
-    // `PROFILE_FILES=n`: only the keeper on a FileStore at n due, 16 at a time, no disk probes.
+    // `PROFILE_FILES=n`: only the keeper on a FileStore at n due, 16 at a time (or
+    // `PROFILE_AT_ONCE`), no disk probes; with `PROFILE_FLOOR`, the store's calls alone.
     if let Some(n) = std::env::var("PROFILE_FILES")
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
     {
         let dir = std::env::temp_dir().join(format!("tokenkit-profile-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (kept, cpu) = runtime.block_on(files_rate(&dir, n, 16));
+        let at_once = std::env::var("PROFILE_AT_ONCE")
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(16);
+        let alone = std::env::var("PROFILE_FLOOR").is_ok();
+        let (kept, cpu) = runtime.block_on(files_rate(&dir, n, at_once, alone));
+        let what = if alone {
+            "the store's calls alone"
+        } else {
+            "keeper"
+        };
         println!(
-            "refreshes/s, {n} due, 16 at a time: keeper (FileStore) {kept:.0}, {cpu:.0} µs of CPU each ({:.2} cores)",
+            "refreshes/s, {n} due, {at_once} at a time: {what} (FileStore) {kept:.0}, {cpu:.0} µs of CPU each ({:.2} cores)",
             cpu * kept / 1e6
         );
         let _ = std::fs::remove_dir_all(&dir);
@@ -641,7 +707,7 @@ fn main() {
     // Redis: the same, and the commands each renewal costs.
     if let Some((mut server, url)) = wants("redis").then(redis_server).flatten() {
         let n = 10_000;
-        let (plain, floor, kept, all, trips) = runtime.block_on(async {
+        let (plain, floor, stored, kept, all, trips) = runtime.block_on(async {
             let mock = mock().await;
             // The round trips first, on a prefix of their own (MONITOR slows the server).
             let count = 1_000;
@@ -671,6 +737,12 @@ fn main() {
             let start = Cpu::now(&url);
             let floor = plain_rate_with(&mock, n, 64, Some((connection, trips.round() as usize)));
             let floor = (floor.await, start.spent(&url, n));
+            let store = RedisStore::connect(&url, "floor").await.unwrap();
+            let (seeded, spent) = (std::cell::Cell::new(None), std::cell::Cell::new(None));
+            let seed = || seeded.set(Some(Cpu::now(&url)));
+            let renew = || spent.set(seeded.get().map(|cpu| cpu.spent(&url, n)));
+            let stored = store_floor_rate(&mock, store, n, 64, seed, renew).await;
+            let stored = (stored, spent.get().expect("renewed"));
             let store = RedisStore::connect(&url, "bench").await.unwrap();
             let before = std::cell::RefCell::new((Default::default(), Cpu::now(&url)));
             let spent = std::cell::Cell::new(None);
@@ -686,7 +758,7 @@ fn main() {
             let (commands, _) = before.into_inner();
             let kept = (kept, spent.get().expect("renewed"));
             let (all, by_time) = redis_commands_between(&commands, &redis_commands(&url), n);
-            (plain, floor, kept, (all, by_time), trips)
+            (plain, floor, stored, kept, (all, by_time), trips)
         });
         let (all, by_time) = all;
         println!(
@@ -699,11 +771,22 @@ fn main() {
             kept.0 / plain.0,
             kept.0 / floor.0
         );
+        println!(
+            "  the store's calls around a plain refresh, no keeper: {:.0}/s ({:.2}x of the plain client); the keeper {:.2}x of them",
+            stored.0,
+            stored.0 / plain.0,
+            kept.0 / stored.0
+        );
         println!("  the server's time per renewal by command (a script's includes its calls'):");
         for (name, calls, usec) in by_time.iter().take(8) {
             println!("    {name:<16} {calls:>6.2} calls {usec:>7.1} us");
         }
-        for (what, (_, cpu)) in [("plain client", plain), ("floor", floor), ("keeper", kept)] {
+        for (what, (_, cpu)) in [
+            ("plain client", plain),
+            ("floor", floor),
+            ("the store's calls", stored),
+            ("keeper", kept),
+        ] {
             println!(
                 "  CPU per refresh, {what}: {:.1} us in the bench's process (client, mock, keeper), {:.1} us in redis-server",
                 cpu.process, cpu.redis
@@ -718,10 +801,11 @@ fn main() {
             "shared_preload_libraries=pg_stat_statements",
         ]);
         server.psql("CREATE EXTENSION pg_stat_statements");
-        let (plain, kept) = runtime.block_on(async {
+        let (plain, stored, kept) = runtime.block_on(async {
             let mock = mock().await;
             let plain = plain_rate(&mock, n, 64).await;
             let store = PostgresStore::connect(&server.url).await.unwrap();
+            let stored = store_floor_rate(&mock, store.clone(), n, 64, || (), || ()).await;
             let kept = keeper_rate(
                 &mock,
                 store,
@@ -733,11 +817,13 @@ fn main() {
                 || (),
             )
             .await;
-            (plain, kept)
+            (plain, stored, kept)
         });
         println!(
-            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, keeper (postgres) {kept:.0}: {:.2}x; statements per renewal (the keeper's only):",
-            kept / plain
+            "refreshes/s, {n} due, 64 at a time: plain client {plain:.0}, the store's calls around it {stored:.0} ({:.2}x), keeper (postgres) {kept:.0}: {:.2}x of the plain client, {:.2}x of the store's calls; statements per renewal (the keeper's only):",
+            stored / plain,
+            kept / plain,
+            kept / stored
         );
         let calls = server.psql(
             "SELECT calls, round(mean_exec_time::numeric, 3) || ' ms ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 60) FROM pg_stat_statements \
@@ -787,20 +873,26 @@ fn main() {
             // This VM's disk changes speed from minute to minute (3x seen): it is measured
             // right before and right after the keeper, and the keeper judged against the mean.
             let before = (fsyncs_per_second(&dir), durable_writes_per_second(&dir));
-            let (kept, cpu) = runtime.block_on(files_rate(&dir.join("store"), n, concurrency));
+            let (kept, cpu) =
+                runtime.block_on(files_rate(&dir.join("store"), n, concurrency, false));
+            let floor = runtime.block_on(files_rate(&dir.join("floor"), n, concurrency, true));
             let after = (fsyncs_per_second(&dir), durable_writes_per_second(&dir));
             let fsyncs = (before.0 + after.0) / 2.0;
             let durable = (before.1 + after.1) / 2.0;
             // A renewal makes two writes durable (the sending mark, the new set): in place, one
             // fdatasync each; serialized through new files, two writes and four fsyncs.
             println!(
-                "files, {concurrency} at once: the disk makes {:.0}/{:.0} fsyncs (before/after) and {:.0}/{:.0} writes durable through a new file per second one after another; the keeper renewed {kept:.0}/s ({cpu:.0} µs of this process's CPU each): {:.2}x of the fsync rate, {:.2}x of two serialized durable writes",
+                "files, {concurrency} at once: the disk makes {:.0}/{:.0} fsyncs (before/after) and {:.0}/{:.0} writes durable through a new file per second one after another; the keeper renewed {kept:.0}/s ({cpu:.0} µs of this process's CPU each): {:.2}x of the fsync rate, {:.2}x of two serialized durable writes; the store's calls without the keeper {:.0}/s ({:.0} µs): the keeper {:.2}x of them, they {:.2}x of the fsync rate",
                 before.0,
                 after.0,
                 before.1,
                 after.1,
                 kept / fsyncs,
-                kept / (durable / 2.0)
+                kept / (durable / 2.0),
+                floor.0,
+                floor.1,
+                kept / floor.0,
+                floor.0 / fsyncs
             );
             let _ = std::fs::remove_dir_all(&dir);
         }
