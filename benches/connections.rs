@@ -499,6 +499,43 @@ async fn files_rate(dir: &Path, n: usize, concurrency: usize, alone: bool) -> (f
     (rate, (ended.get() - started.get()) * 1e6 / n as f64)
 }
 
+/// A keeper's look at a FileStore of `n` sets, none due (a walk of [`TokenStore::due`]):
+/// milliseconds of wall time, the median of five store handles, for each handle's first look,
+/// which reads every file, its second, which finds every file as the first remembered it, and
+/// the directory's listing alone (the floor of any look).
+async fn files_look(dir: &Path, n: usize) -> [f64; 3] {
+    let seeding = FileStore::new(dir).unwrap();
+    for i in 0..n {
+        let set = set("r", Duration::from_secs(7200));
+        seeding.save(&format!("c{i}"), &set, None).await.unwrap();
+    }
+    // A scan remembers a file once it has been still for five seconds (racy writes).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let until = SystemTime::now() + Duration::from_secs(3600);
+    let look = |store: FileStore| async move {
+        let started = Instant::now();
+        let page = store.due("", until, None, 1024).await.unwrap().unwrap();
+        assert!(page.is_empty(), "none is due: the walk is its first page");
+        started.elapsed().as_secs_f64() * 1e3
+    };
+    let mut times = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        let store = FileStore::new(dir).unwrap();
+        times[0].push(look(store.clone()).await);
+        times[1].push(look(store.clone()).await);
+        let started = Instant::now();
+        assert_eq!(
+            store.list("").await.unwrap().map(|keys| keys.len()),
+            Some(n)
+        );
+        times[2].push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    })
+}
+
 /// CPU seconds used so far by this process (the client, the mock, the keeper) and by a
 /// redis-server, for the cost of each refresh where the two share the machine's cores.
 #[derive(Clone, Copy)]
@@ -896,5 +933,17 @@ fn main() {
             );
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+    // Files: what a keeper's look costs when nothing changed.
+    if wants("look") {
+        let dir = std::env::temp_dir().join(format!("tokenkit-bench-look-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let n = if full { 10_000 } else { 200 };
+        let [reading, remembered, listing] = runtime.block_on(files_look(&dir, n));
+        println!(
+            "files, a look at {n} sets none due: {reading:.1} ms reading every file, {remembered:.1} ms finding them as the last scan read them ({:.2}x); the listing alone {listing:.1} ms",
+            remembered / reading
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,13 +1,13 @@
 //! Token sets in files: one file per credential, written in place in two checksummed slots.
 
+mod scan;
 mod slots;
 
 use super::record::{decode, encode_marked, from_millis};
-use super::{Due, DueAfter, Reported, Saved, StoreError, StoreLock, Stored, TokenStore, due_after};
+use super::{Due, DueAfter, Reported, Saved, StoreError, StoreLock, Stored, TokenStore};
 use crate::client::BoxFuture;
 use crate::token::TokenSet;
 use slots::Layout;
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
@@ -42,15 +42,8 @@ use std::time::{Duration, SystemTime};
 pub struct FileStore {
     dir: PathBuf,
     flushes: Arc<Flushes>,
-    /// The keeper's last scan of the directory per key prefix ([`TokenStore::due`]).
-    scans: Arc<Mutex<HashMap<String, Scan>>>,
-}
-
-/// A walk's view of the directory: every set under a prefix due by `until`, in the order of
-/// (time, key), read once when the walk starts and paged from then on.
-struct Scan {
-    until: SystemTime,
-    due: Due,
+    /// The keeper's walks of the directory and what its scans read ([`TokenStore::due`]).
+    scans: Arc<Mutex<scan::Scans>>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -498,37 +491,33 @@ fn key_of(name: &str) -> Option<String> {
 
 /// The keys under `prefix` of the directory's `<key>.json` files.
 fn keys_in(dir: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
-    let listing_failed = |e: std::io::Error| io_error("cannot list the store directory", dir, &e);
     let mut keys = Vec::new();
+    each_key(dir, prefix, |key, _| {
+        keys.push(key);
+        Ok(())
+    })?;
+    Ok(keys)
+}
+
+/// Calls `each` with the key and the directory entry of every `<key>.json` file under
+/// `prefix`, in the directory's order.
+fn each_key(
+    dir: &Path,
+    prefix: &str,
+    mut each: impl FnMut(String, &std::fs::DirEntry) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let listing_failed = |e: std::io::Error| io_error("cannot list the store directory", dir, &e);
     for entry in std::fs::read_dir(dir).map_err(listing_failed)? {
-        let name = entry.map_err(listing_failed)?.file_name();
+        let entry = entry.map_err(listing_failed)?;
+        let name = entry.file_name();
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
             continue;
         };
         if let Some(key) = key_of(stem).filter(|k| k.starts_with(prefix)) {
-            keys.push(key);
+            each(key, &entry)?;
         }
     }
-    Ok(keys)
-}
-
-impl FileStore {
-    /// Every set under `prefix` whose refresh token dies by `until`, not marked dead, in the
-    /// order of (time, key). A set being written in both slots as it is read is skipped (it
-    /// is being renewed).
-    fn scan(&self, prefix: &str, until: SystemTime) -> Result<Due, StoreError> {
-        let mut due = Vec::new();
-        for key in keys_in(&self.dir, prefix)? {
-            if let Read::Found(stored, _) = read(&self.path_of(&key))?
-                && stored.dead.is_none()
-                && let Some(dies) = stored.tokens.refresh_expires_at.filter(|d| *d <= until)
-            {
-                due.push((key, dies));
-            }
-        }
-        due.sort_unstable_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
-        Ok(due)
-    }
+    Ok(())
 }
 
 impl TokenStore for FileStore {
@@ -543,9 +532,9 @@ impl TokenStore for FileStore {
     }
 
     /// A walk's pages from one scan of the directory, made off the async threads when its
-    /// first page is asked for (every set read once, as the keeper would read them one by
-    /// one where a store keeps no index; one step instead of one per set). A set that becomes
-    /// due after the scan waits for the next walk, as it would there.
+    /// first page is asked for (one step instead of one per set). A scan reads only the files
+    /// changed since it last read them (the `scan` module); a set that becomes due after the
+    /// scan waits for the next walk.
     fn due<'a>(
         &'a self,
         prefix: &'a str,
@@ -558,22 +547,8 @@ impl TokenStore for FileStore {
         let after = after.map(|(at, key)| (at, key.to_owned()));
         Box::pin(blocking(move || {
             let mut scans = store.scans.lock().unwrap_or_else(|p| p.into_inner());
-            let walking = scans
-                .get(&prefix)
-                .filter(|scan| after.is_some() && scan.until == until);
-            if walking.is_none() {
-                let due = store.scan(&prefix, until)?;
-                scans.insert(prefix.clone(), Scan { until, due });
-            }
-            let due = &scans[&prefix].due;
             let after = after.as_ref().map(|(at, key)| (*at, key.as_str()));
-            let start = due.partition_point(|(key, at)| !due_after(after, *at, key));
-            let page: Due = due[start..].iter().take(limit).cloned().collect();
-            if page.len() < limit {
-                // The walk's last page: nothing of the scan is needed any more.
-                scans.remove(&prefix);
-            }
-            Ok(Some(page))
+            scans.page(&store, &prefix, until, after, limit).map(Some)
         }))
     }
 
@@ -798,6 +773,95 @@ mod tests {
             issuer: None,
             values: Default::default(),
         }
+    }
+
+    /// The keeper's scans read a file again only once it changed: a file just written is
+    /// read on every scan; one still for longer than `SETTLED` when its `stat` was taken is
+    /// remembered by that `stat`; a write in place, a dead mark, a removal and a new file
+    /// of the removed key are each seen by the next scan; nothing is trusted past
+    /// `REREAD_AFTER`. (A handle's writes tell its scans nothing: they find them as they would
+    /// another process's.)
+    #[tokio::test]
+    async fn scans_read_only_the_files_changed_since() {
+        fn later() -> SystemTime {
+            SystemTime::now() + Duration::from_secs(10)
+        }
+        fn much_later() -> SystemTime {
+            SystemTime::now() + Duration::from_secs(100)
+        }
+        let dir = scratch("scans");
+        let store = FileStore::new(&dir).unwrap();
+        let soon = SystemTime::now() + Duration::from_secs(60);
+        let until = soon + Duration::from_secs(3600);
+        let dying = |access: &str, at| TokenSet {
+            refresh_expires_at: Some(at),
+            ..tokens(access)
+        };
+        for key in ["a", "b", "c"] {
+            assert_eq!(
+                store.save(key, &dying(key, soon), None).await.unwrap(),
+                Saved::Written(1)
+            );
+        }
+        let store = &store;
+        let due = || async move {
+            let due = store.due("", until, None, 100).await.unwrap().unwrap();
+            due.into_iter().map(|(key, _)| key).collect::<Vec<_>>()
+        };
+        let reads = || store.scans.lock().unwrap().reads;
+
+        assert_eq!(due().await, ["a", "b", "c"]);
+        assert_eq!(due().await, ["a", "b", "c"]);
+        assert_eq!(reads(), 6, "just written: read by every scan");
+
+        store.scans.lock().unwrap().now = later;
+        assert_eq!(due().await, ["a", "b", "c"]);
+        assert_eq!(reads(), 9, "read once more, now settled");
+        assert_eq!(due().await, ["a", "b", "c"]);
+        assert_eq!(reads(), 9, "remembered");
+
+        let later_still = until + Duration::from_secs(1);
+        let b2 = dying("b2", later_still);
+        assert_eq!(
+            store.save("b", &b2, Some(1)).await.unwrap(),
+            Saved::Written(2)
+        );
+        assert_eq!(due().await, ["a", "c"], "the write in place is seen");
+        assert_eq!(reads(), 10);
+
+        let lock = store
+            .try_lock("a", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let marked = store.mark_reported("a", 1, Reported::Dead, &lock);
+        assert!(marked.await.unwrap());
+        assert_eq!(due().await, ["c"], "the dead mark is seen");
+        assert_eq!(reads(), 11);
+        drop(lock);
+
+        let lock = store
+            .try_lock("c", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        store.delete("c", &lock).await.unwrap();
+        assert!(due().await.is_empty(), "the removal is seen");
+        assert_eq!(reads(), 11);
+        assert_eq!(
+            store.save("c", &dying("c2", soon), None).await.unwrap(),
+            Saved::Written(2)
+        );
+        drop(lock);
+        assert_eq!(due().await, ["c"], "a new file of the key is read");
+        assert_eq!(reads(), 12);
+        assert_eq!(due().await, ["c"]);
+        assert_eq!(reads(), 12);
+
+        store.scans.lock().unwrap().now = much_later;
+        assert_eq!(due().await, ["c"]);
+        assert_eq!(reads(), 15, "past REREAD_AFTER every file is read again");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Eight writers at once: the first flush covers only the first, which started it; the
