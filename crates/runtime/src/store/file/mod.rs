@@ -779,8 +779,7 @@ mod tests {
     /// read on every scan; one still for longer than `SETTLED` when its `stat` was taken is
     /// remembered by that `stat`; a write in place, a dead mark, a removal and a new file
     /// of the removed key are each seen by the next scan; nothing is trusted past
-    /// `REREAD_AFTER`. (A handle's writes tell its scans nothing: they find them as they would
-    /// another process's.)
+    /// `REREAD_AFTER`.
     #[tokio::test]
     async fn scans_read_only_the_files_changed_since() {
         fn later() -> SystemTime {
@@ -803,7 +802,9 @@ mod tests {
                 Saved::Written(1)
             );
         }
-        let store = &store;
+        // Another handle writes, as another process would: the scans see only the files.
+        let other = FileStore::new(&dir).unwrap();
+        let (store, other) = (&store, &other);
         let due = || async move {
             let due = store.due("", until, None, 100).await.unwrap().unwrap();
             due.into_iter().map(|(key, _)| key).collect::<Vec<_>>()
@@ -823,33 +824,33 @@ mod tests {
         let later_still = until + Duration::from_secs(1);
         let b2 = dying("b2", later_still);
         assert_eq!(
-            store.save("b", &b2, Some(1)).await.unwrap(),
+            other.save("b", &b2, Some(1)).await.unwrap(),
             Saved::Written(2)
         );
         assert_eq!(due().await, ["a", "c"], "the write in place is seen");
         assert_eq!(reads(), 10);
 
-        let lock = store
+        let lock = other
             .try_lock("a", Duration::from_secs(5))
             .await
             .unwrap()
             .unwrap();
-        let marked = store.mark_reported("a", 1, Reported::Dead, &lock);
+        let marked = other.mark_reported("a", 1, Reported::Dead, &lock);
         assert!(marked.await.unwrap());
         assert_eq!(due().await, ["c"], "the dead mark is seen");
         assert_eq!(reads(), 11);
         drop(lock);
 
-        let lock = store
+        let lock = other
             .try_lock("c", Duration::from_secs(5))
             .await
             .unwrap()
             .unwrap();
-        store.delete("c", &lock).await.unwrap();
+        other.delete("c", &lock).await.unwrap();
         assert!(due().await.is_empty(), "the removal is seen");
         assert_eq!(reads(), 11);
         assert_eq!(
-            store.save("c", &dying("c2", soon), None).await.unwrap(),
+            other.save("c", &dying("c2", soon), None).await.unwrap(),
             Saved::Written(2)
         );
         drop(lock);

@@ -89,12 +89,15 @@ impl Stamp {
     /// Whether the file had been unchanged for [`SETTLED`] at `at`.
     fn settled_at(&self, at: SystemTime) -> bool {
         let (secs, nanos) = self.ctime;
-        let Ok(secs) = u64::try_from(secs) else {
-            return false;
-        };
-        let changed = UNIX_EPOCH + Duration::new(secs, u32::try_from(nanos).unwrap_or(0));
-        at.duration_since(changed)
-            .is_ok_and(|still| still >= SETTLED)
+        let since_epoch = u64::try_from(secs)
+            .ok()
+            .zip(u32::try_from(nanos).ok())
+            .map(|(secs, nanos)| Duration::new(secs, nanos));
+        // A time before the epoch or past what `SystemTime` holds: never settled.
+        since_epoch
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .and_then(|changed| at.duration_since(changed).ok())
+            .is_some_and(|still| still >= SETTLED)
     }
 }
 
