@@ -41,17 +41,9 @@ impl Inner {
             .collect()
     }
 
-    /// Where `stored` goes in the index, if anywhere.
-    fn indexed(stored: &Stored) -> Option<SystemTime> {
-        stored
-            .tokens
-            .refresh_expires_at
-            .filter(|_| stored.dead.is_none())
-    }
-
     /// Stores `stored` as `key`'s set, keeping the index.
     fn put(&mut self, key: &str, stored: Stored) {
-        let entry = Self::indexed(&stored);
+        let entry = stored.dies();
         if let Some(old) = self.sets.insert(key.to_owned(), stored) {
             self.unindex(key, &old);
         }
@@ -68,7 +60,7 @@ impl Inner {
     }
 
     fn unindex(&mut self, key: &str, stored: &Stored) {
-        if let Some(dies) = Self::indexed(stored) {
+        if let Some(dies) = stored.dies() {
             self.index.remove(&(dies, key.to_owned()));
         }
     }
@@ -282,11 +274,11 @@ impl TokenStore for MemoryStore {
         let mut inner = self.inner();
         let marked = match inner.sets.get_mut(key) {
             Some(stored) if stored.version == version => {
-                let before = Inner::indexed(stored);
+                let before = stored.dies();
                 let mark = stored.mark_mut(what);
                 let marked = mark.is_none() && mark.replace(SystemTime::now()).is_none();
                 // A set marked dead leaves the index.
-                if let (Some(dies), None) = (before, Inner::indexed(stored)) {
+                if let (Some(dies), None) = (before, stored.dies()) {
                     inner.index.remove(&(dies, key.to_owned()));
                 }
                 marked

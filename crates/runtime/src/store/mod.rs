@@ -89,6 +89,14 @@ impl Stored {
         }
     }
 
+    /// Where the keeper's due index puts this set: when its refresh token dies, unless that
+    /// has no end or the set is marked dead (nobody renews it).
+    pub(crate) fn dies(&self) -> Option<SystemTime> {
+        self.tokens
+            .refresh_expires_at
+            .filter(|_| self.dead.is_none())
+    }
+
     /// The mark `what` says.
     pub(crate) fn mark_mut(&mut self, what: Reported) -> &mut Option<SystemTime> {
         match what {

@@ -194,10 +194,7 @@ impl Scans {
         let Read::Found(stored, layout) = read(&entry.path())? else {
             return Ok(None);
         };
-        let dies = stored
-            .tokens
-            .refresh_expires_at
-            .filter(|_| stored.dead.is_none());
+        let dies = stored.dies();
         // A set of before the slots keeps its marks in other files, which the stamp misses.
         if let Some(stamp) = stamp.filter(|s| layout.is_some() && s.settled_at(now)) {
             let seen = Seen {
